@@ -1,0 +1,139 @@
+"""How to read records and the total out of a page of a JumpCloud listing.
+
+JumpCloud has two listing shapes (see /work/shared/jumpcloud-api.md):
+
+* v1 (``/api/...``): a JSON object ``{"totalCount": N, "results": [...]}``;
+* v2 (``/api/v2/...``): a bare JSON array, the total in ``x-total-count``.
+
+Both page with ``limit``/``skip``. As in singer-sdk, the shape is a pluggable
+*paginator* so that the client's paging loop (first page, then the rest
+concurrently, never past the total) is written once. Knowing the total up
+front is what lets the client fetch pages concurrently and never ask for an
+empty trailing page, so a missing or malformed total is an error
+(``BadResponseError``), not something to guess around.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+from .errors import BadResponseError
+
+__all__ = [
+    "Paginator",
+    "V1EnvelopePaginator",
+    "V2HeaderPaginator",
+    "page_offsets",
+    "parse_json",
+]
+
+
+def _bad(response: httpx.Response, message: str) -> BadResponseError:
+    request = response.request
+    return BadResponseError(response.status_code, request.method, request.url.path, message)
+
+
+def parse_json(response: httpx.Response) -> Any:
+    """The response body as JSON, or BadResponseError (never a bare ValueError)."""
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        content_type = response.headers.get("content-type", "?")
+        # Raised outside the except block so no exception context is attached.
+        error = _bad(response, f"invalid JSON ({content_type}): {exc.__class__.__name__}: {exc}")
+    raise error
+
+
+def _records(response: httpx.Response, items: Any, where: str) -> list[dict]:
+    if not isinstance(items, list):
+        raise _bad(response, f"{where} is {type(items).__name__}, expected a list")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _bad(response, f"{where}[{index}] is {type(item).__name__}, expected an object")
+    return items
+
+
+def _valid_total(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@runtime_checkable
+class Paginator(Protocol):
+    """Reads one page of a listing. Both methods raise BadResponseError when
+    the response does not have the expected shape."""
+
+    def records(self, response: httpx.Response) -> list[dict]:
+        """The records on this page."""
+        ...
+
+    def total(self, response: httpx.Response) -> int:
+        """The number of records in the whole listing."""
+        ...
+
+
+class V1EnvelopePaginator:
+    """v1 listings: ``{"totalCount": N, "results": [...]}`` (totalCount is on
+    every page, also an empty one)."""
+
+    def _envelope(self, response: httpx.Response) -> dict:
+        body = parse_json(response)
+        if not isinstance(body, dict):
+            raise _bad(response, f"expected a {{totalCount, results}} object, got {type(body).__name__}")
+        return body
+
+    def records(self, response: httpx.Response) -> list[dict]:
+        body = self._envelope(response)
+        if "results" not in body:
+            raise _bad(response, "envelope has no results")
+        return _records(response, body["results"], "results")
+
+    def total(self, response: httpx.Response) -> int:
+        body = self._envelope(response)
+        if "totalCount" not in body:
+            raise _bad(response, "envelope has no totalCount")
+        value = body["totalCount"]
+        if not _valid_total(value):
+            raise _bad(response, f"totalCount is {value!r}, expected an integer >= 0")
+        return value
+
+    def __repr__(self) -> str:
+        return "V1EnvelopePaginator()"
+
+
+class V2HeaderPaginator:
+    """v2 listings: a bare JSON array, the total in the ``x-total-count`` header."""
+
+    header = "x-total-count"
+
+    def records(self, response: httpx.Response) -> list[dict]:
+        return _records(response, parse_json(response), "body")
+
+    def total(self, response: httpx.Response) -> int:
+        raw = response.headers.get(self.header)
+        if raw is None:
+            raise _bad(response, f"no {self.header} header")
+        text = raw.strip()
+        if not text.isascii() or not text.isdigit():
+            raise _bad(response, f"{self.header} header is {raw!r}, expected an integer >= 0")
+        return int(text)
+
+    def __repr__(self) -> str:
+        return "V2HeaderPaginator()"
+
+
+def page_offsets(total: int, page_size: int) -> range:
+    """The ``skip`` of every page needed to list ``total`` records.
+
+    ``range(0, total, page_size)``: every offset is below the total (no empty
+    trailing page) and the pages cover every record exactly once. For
+    ``total == 0`` it is empty; the client always fetches the first page
+    anyway, since that is where it learns the total.
+    """
+    if page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    if total < 0:
+        raise ValueError("total must be >= 0")
+    return range(0, total, page_size)
