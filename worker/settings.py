@@ -1,0 +1,330 @@
+"""Settings and the connector config file.
+
+Two sources, one result:
+
+* the TOML file (``--config``, ``JUMPSYNC_CONFIG``, default ``./jumpsync.toml``) holds the connectors and may
+  hold the database and broker URLs;
+* environment variables ``JUMPSYNC_DATABASE_URL`` and ``JUMPSYNC_BROKER_URL`` override the file.
+
+API keys are never in the file: a connector names the env var (``api_key_env``) or the file (``api_key_file``)
+that holds its key, and the key is read only where a request is about to be made (``ConnectorConfig.api_key``).
+
+Errors are reported at start-up as one ``ConfigError`` that names the file and the key, e.g.
+``jumpsync.toml: connectors[1].interval: '15 minutes' is not a duration like 30s, 15m, 2h or 1h30m``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import stat
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from celery.schedules import crontab
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BASE_URL = "https://console.jumpcloud.com"
+DEFAULT_DATABASE_URL = "sqlite:///./jumpsync.db"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_CONFIG_PATH = Path("jumpsync.toml")
+
+ResourceType = Literal["user", "admin", "group", "app", "role"]
+ALL_RESOURCE_TYPES: tuple[str, ...] = ("user", "admin", "group", "app", "role")
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_ORG_ID = re.compile(r"^[0-9a-f]{24}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class ConfigError(Exception):
+    """A configuration problem, with the file and key it concerns in the message."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``30s``, ``15m``, ``2h``, ``1d`` or combinations such as ``1h30m``."""
+    match = _DURATION.match(text.strip()) if text else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration like 30s, 15m, 2h or 1h30m")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    value = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if value < timedelta(seconds=10):
+        raise ValueError(f"{text!r} is shorter than the 10s minimum")
+    return value
+
+
+def parse_cron(text: str) -> crontab:
+    """Parse a five-field cron expression (minute hour day-of-month month day-of-week)."""
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(f"{text!r} is not a cron expression of five fields (minute hour day month weekday)")
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    try:
+        return crontab(minute=minute, hour=hour, day_of_month=day_of_month,
+                       month_of_year=month_of_year, day_of_week=day_of_week)
+    except Exception as exc:  # celery raises ValueError or its own ParseException
+        raise ValueError(f"{text!r} is not a valid cron expression: {exc}") from None
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ConnectorConfig(BaseModel):
+    """One JumpCloud organisation and how to sync it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    base_url: str = DEFAULT_BASE_URL
+    api_key_env: str | None = None
+    api_key_file: Path | None = None
+    org_id: str | None = None
+    interval: str | None = None
+    cron: str | None = None
+    resource_types: tuple[ResourceType, ...] = ALL_RESOURCE_TYPES
+    max_in_flight: int = Field(default=8, ge=1, le=64)
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_base: float = Field(default=0.5, ge=0, le=60)
+    ca_bundle: Path | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} is not a connector name (lowercase letters, digits, - and _; up to 63)")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        if parts.scheme == "http" and not is_loopback_url(value):
+            raise ValueError(f"{value!r}: plain http is only allowed for a loopback simulator; use https")
+        return value.rstrip("/")
+
+    @field_validator("org_id")
+    @classmethod
+    def _org_id(cls, value: str | None) -> str | None:
+        if value is not None and not _ORG_ID.match(value):
+            raise ValueError(f"{value!r} is not a JumpCloud organisation id (24 hex characters)")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cron(value)
+        return value
+
+    @field_validator("resource_types")
+    @classmethod
+    def _resource_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must name at least one resource type")
+        if "role" in value and "admin" not in value:
+            raise ValueError("'role' needs 'admin': roles are read from the admin accounts")
+        return tuple(t for t in ALL_RESOURCE_TYPES if t in value)
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> ConnectorConfig:
+        if (self.api_key_env is None) == (self.api_key_file is None):
+            raise ValueError("set exactly one of api_key_env and api_key_file")
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("set interval or cron, not both")
+        return self
+
+    @property
+    def schedule(self):
+        """The Celery schedule for this connector; hourly when neither interval nor cron is set."""
+        if self.cron is not None:
+            return parse_cron(self.cron)
+        from celery.schedules import schedule
+
+        return schedule(parse_duration(self.interval or "1h"))
+
+    @property
+    def interval_seconds(self) -> float | None:
+        return parse_duration(self.interval).total_seconds() if self.interval else None
+
+    def api_key(self) -> str:
+        """Read the API key from its env var or file. Errors name the source, never the key."""
+        if self.api_key_env is not None:
+            key = os.environ.get(self.api_key_env, "").strip()
+            if not key:
+                raise ConfigError(f"connector {self.name!r}: environment variable {self.api_key_env} is not set")
+            return key
+        assert self.api_key_file is not None
+        path = self.api_key_file
+        try:
+            mode = path.stat().st_mode
+            key = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"connector {self.name!r}: api_key_file {path}: {exc.strerror}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"connector {self.name!r}: api_key_file {path} is readable by others; chmod 600 it")
+        if not key:
+            raise ConfigError(f"connector {self.name!r}: api_key_file {path} is empty")
+        return key
+
+
+class SyncSettings(BaseModel):
+    """Limits of the sync pipeline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    part_time_limit: str = "1h"
+    stale_run_after: str = "2h"
+    config_reload_interval: str = "30s"
+
+    @field_validator("part_time_limit", "stale_run_after", "config_reload_interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class FileConfig(BaseModel):
+    """The shape of ``jumpsync.toml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str | None = None
+    broker_url: str | None = None
+    sync: SyncSettings = SyncSettings()
+    connectors: tuple[ConnectorConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> FileConfig:
+        seen: set[str] = set()
+        for index, connector in enumerate(self.connectors):
+            if connector.name in seen:
+                raise ValueError(f"connectors[{index}].name: {connector.name!r} is used twice")
+            seen.add(connector.name)
+        return self
+
+    def connector(self, name: str) -> ConnectorConfig:
+        for connector in self.connectors:
+            if connector.name == name:
+                return connector
+        known = ", ".join(c.name for c in self.connectors) or "none"
+        raise ConfigError(f"unknown connector {name!r} (configured: {known})")
+
+
+class EnvSettings(BaseSettings):
+    """What the environment says; it wins over the file."""
+
+    model_config = SettingsConfigDict(env_prefix="JUMPSYNC_", extra="ignore")
+
+    config: Path | None = None
+    database_url: str | None = None
+    broker_url: str | None = None
+
+
+class Settings(BaseModel):
+    """The resolved settings a process runs with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    config_path: Path
+    database_url: str
+    broker_url: str
+    file: FileConfig
+
+    @property
+    def connectors(self) -> tuple[ConnectorConfig, ...]:
+        return self.file.connectors
+
+
+def _format_location(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load_file_config(path: Path, *, required: bool) -> FileConfig:
+    """Read and validate one config file; a missing optional file is an empty config."""
+    if not path.exists():
+        if required:
+            raise ConfigError(f"{path}: config file not found")
+        return FileConfig()
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    try:
+        return FileConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = _format_location(tuple(p for p in error["loc"] if not str(p).startswith("function-")))
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            problems.append(f"{path}: {where}: {message}")
+        raise ConfigError("\n".join(problems)) from None
+
+
+def load_settings(config_path: Path | str | None = None) -> Settings:
+    """Resolve settings from the explicit path, the environment and the file."""
+    env = EnvSettings()
+    explicit = config_path if config_path is not None else env.config
+    path = Path(explicit) if explicit is not None else DEFAULT_CONFIG_PATH
+    file = load_file_config(path, required=explicit is not None)
+    return Settings(
+        config_path=path,
+        database_url=env.database_url or file.database_url or DEFAULT_DATABASE_URL,
+        broker_url=env.broker_url or file.broker_url or DEFAULT_BROKER_URL,
+        file=file,
+    )
+
+
+class SettingsCache:
+    """Settings that re-read the config file when it changes, so workers see new connectors without a restart."""
+
+    def __init__(self, config_path: Path | str | None = None) -> None:
+        self._config_path = config_path
+        self._stamp: tuple | None = None
+        self._settings: Settings | None = None
+
+    def _file_stamp(self, path: Path) -> tuple:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return ("missing",)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def get(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self._config_path)
+            self._stamp = self._file_stamp(self._settings.config_path)
+            return self._settings
+        stamp = self._file_stamp(self._settings.config_path)
+        if stamp != self._stamp:
+            self._settings = load_settings(self._config_path)
+            self._stamp = stamp
+        return self._settings
