@@ -1,0 +1,130 @@
+"""Read-side queries behind the CLI's JSON output. The dict shapes here are a documented, stable interface
+(docs/cli-json.md): add keys, never rename or remove them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
+
+from models.tables import Connector, Grant, Resource, SyncPart, SyncRun
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.isoformat()
+
+
+class UnknownConnector(LookupError):
+    pass
+
+
+def connector_id(session: Session, name: str) -> int:
+    found = session.execute(select(Connector.id).where(Connector.name == name)).scalar_one_or_none()
+    if found is None:
+        raise UnknownConnector(f"connector {name!r} has never been synced (no rows in the database)")
+    return found
+
+
+def resources(engine: Engine, connector: str, resource_type: str | None = None,
+              include_deleted: bool = True) -> list[dict[str, Any]]:
+    with Session(engine) as session:
+        cid = connector_id(session, connector)
+        query = select(Resource).where(Resource.connector_id == cid)
+        if resource_type:
+            query = query.where(Resource.type == resource_type)
+        if not include_deleted:
+            query = query.where(Resource.deleted_at.is_(None))
+        rows = session.execute(query.order_by(Resource.type, Resource.external_id)).scalars()
+        out = []
+        for row in rows:
+            item: dict[str, Any] = {"type": row.type, "id": row.external_id, "name": row.name}
+            if row.type in ("user", "admin"):
+                item["email"] = row.email
+                item["status"] = row.status
+            if row.type == "admin":
+                item["linked_user_id"] = row.linked_user_id
+            if row.type == "app":
+                item["status"] = row.status
+            item["deleted"] = row.deleted_at is not None
+            item["deleted_at"] = _iso(row.deleted_at)
+            item["first_seen_at"] = _iso(row.first_seen_at)
+            item["updated_at"] = _iso(row.updated_at)
+            item["profile"] = row.profile
+            out.append(item)
+        return out
+
+
+def grants(engine: Engine, connector: str, include_deleted: bool = True) -> list[dict[str, Any]]:
+    with Session(engine) as session:
+        cid = connector_id(session, connector)
+        query = select(Grant).where(Grant.connector_id == cid)
+        if not include_deleted:
+            query = query.where(Grant.deleted_at.is_(None))
+        rows = session.execute(query.order_by(Grant.resource_type, Grant.resource_id, Grant.principal_id,
+                                              Grant.via)).scalars()
+        return [{
+            "resource_type": g.resource_type, "resource_id": g.resource_id, "entitlement": g.entitlement,
+            "principal_type": g.principal_type, "principal_id": g.principal_id, "via": g.via or None,
+            "deleted": g.deleted_at is not None, "deleted_at": _iso(g.deleted_at),
+            "first_seen_at": _iso(g.first_seen_at),
+        } for g in rows]
+
+
+def run_record(session: Session, run: SyncRun) -> dict[str, Any]:
+    parts = session.execute(select(SyncPart).where(SyncPart.run_id == run.id).order_by(SyncPart.id)).scalars()
+    return {
+        "id": run.id, "status": run.status, "trigger": run.trigger, "task_id": run.task_id,
+        "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at), "error": run.error,
+        "parts": [{"name": p.name, "phase": p.phase, "status": p.status, "attempt": p.attempt,
+                   "requests": p.requests, "counts": p.counts, "error": p.error,
+                   "started_at": _iso(p.started_at), "finished_at": _iso(p.finished_at)} for p in parts],
+    }
+
+
+def run_by_task_id(engine: Engine, task_id: str) -> dict[str, Any] | None:
+    with Session(engine) as session:
+        run = session.execute(select(SyncRun).where(SyncRun.task_id == task_id)).scalars().first()
+        return run_record(session, run) if run else None
+
+
+def latest_run(engine: Engine, connector: str, *, finished: bool = False) -> dict[str, Any] | None:
+    with Session(engine) as session:
+        cid = connector_id(session, connector)
+        query = select(SyncRun).where(SyncRun.connector_id == cid, SyncRun.status != "skipped")
+        if finished:
+            query = query.where(SyncRun.finished_at.is_not(None))
+        run = session.execute(query.order_by(SyncRun.id.desc()).limit(1)).scalars().first()
+        return run_record(session, run) if run else None
+
+
+def status(engine: Engine, configured: list[str]) -> list[dict[str, Any]]:
+    """One entry per connector, configured or seen in the database."""
+    with Session(engine) as session:
+        known = {name: cid for cid, name in session.execute(select(Connector.id, Connector.name))}
+        out = []
+        for name in sorted(set(configured) | set(known)):
+            entry: dict[str, Any] = {"connector": name, "configured": name in configured,
+                                     "last_run": None, "last_success_at": None, "resources": {}, "grants": 0}
+            cid = known.get(name)
+            if cid is not None:
+                last = session.execute(select(SyncRun).where(SyncRun.connector_id == cid,
+                                                             SyncRun.status != "skipped")
+                                       .order_by(SyncRun.id.desc()).limit(1)).scalars().first()
+                entry["last_run"] = run_record(session, last) if last else None
+                success = session.execute(select(func.max(SyncRun.finished_at)).where(
+                    SyncRun.connector_id == cid, SyncRun.status == "succeeded")).scalar_one_or_none()
+                entry["last_success_at"] = _iso(success)
+                entry["resources"] = dict(session.execute(
+                    select(Resource.type, func.count()).where(Resource.connector_id == cid,
+                                                              Resource.deleted_at.is_(None))
+                    .group_by(Resource.type)).all())
+                entry["grants"] = session.execute(select(func.count()).select_from(Grant).where(
+                    Grant.connector_id == cid, Grant.deleted_at.is_(None))).scalar_one()
+            out.append(entry)
+        return out

@@ -1,0 +1,194 @@
+"""Writing what a sync part saw: diff against the database, bulk-upsert only what changed, mark the rest deleted.
+
+A part knows, when it ends successfully, everything JumpCloud holds of its type; so whatever it did not see is
+gone. Resources are compared by content hash, grants by key, so a re-sync of an unchanged org writes no rows,
+and a row that comes back loses its ``deleted_at``. Writes are ``INSERT ... ON CONFLICT DO UPDATE`` in bulk, so
+a part run twice (a redelivered task) converges on the same rows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Table, and_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from connector.records import GrantRecord, ResourceRecord
+from models.tables import Grant, Resource
+
+_CHUNK = 500
+
+
+def chunks(items: Sequence, size: int = _CHUNK) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def bulk_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys: Sequence[str],
+                update_columns: Sequence[str]) -> None:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update_columns`` for many rows in one statement."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
+    statement = insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys), set_={column: statement.excluded[column] for column in update_columns})
+    for chunk in chunks(rows):
+        session.execute(statement, list(chunk))
+
+
+class ResourceWriter:
+    """Writes the resources of one type of one connector, as one part sees them."""
+
+    def __init__(self, engine: Engine, connector_id: int, resource_type: str, now: datetime) -> None:
+        self.engine = engine
+        self.connector_id = connector_id
+        self.resource_type = resource_type
+        self.now = now
+        self.seen: set[str] = set()
+        self.counts: Counter[str] = Counter()
+        table = Resource.__table__
+        with Session(engine) as session:
+            rows = session.execute(
+                select(table.c.external_id, table.c.content_hash, table.c.deleted_at).where(
+                    table.c.connector_id == connector_id, table.c.type == resource_type))
+            #: external id -> (content hash, deleted?)
+            self.existing: dict[str, tuple[str, bool]] = {r[0]: (r[1], r[2] is not None) for r in rows}
+
+    def write(self, records: Iterable[ResourceRecord]) -> None:
+        rows = []
+        for record in records:
+            if record.id in self.seen:  # listed twice because the data moved between pages
+                self.counts["repeated"] += 1
+                continue
+            self.seen.add(record.id)
+            self.counts["seen"] += 1
+            digest = record.content_hash()
+            before = self.existing.get(record.id)
+            if before is None:
+                self.counts["created"] += 1
+            elif before[1]:
+                self.counts["undeleted"] += 1
+            elif before[0] != digest:
+                self.counts["updated"] += 1
+            else:
+                continue
+            rows.append({
+                "connector_id": self.connector_id, "type": self.resource_type, "external_id": record.id,
+                "name": record.name, "email": record.email, "status": record.status, "profile": record.profile,
+                "content_hash": digest, "first_seen_at": self.now, "updated_at": self.now, "deleted_at": None,
+            })
+        if rows:
+            with Session(self.engine) as session:
+                bulk_upsert(session, Resource.__table__, rows, ("connector_id", "type", "external_id"),
+                            ("name", "email", "status", "profile", "content_hash", "updated_at", "deleted_at"))
+                session.commit()
+            self.counts["rows_written"] += len(rows)
+
+    def unseen(self) -> list[str]:
+        """Live rows that this part did not see: what disappeared from JumpCloud."""
+        return [rid for rid, (_, deleted) in self.existing.items() if not deleted and rid not in self.seen]
+
+    def delete_unseen(self) -> int:
+        gone = self.unseen()
+        table = Resource.__table__
+        with Session(self.engine) as session:
+            for chunk in chunks(gone):
+                session.execute(update(table).where(
+                    table.c.connector_id == self.connector_id, table.c.type == self.resource_type,
+                    table.c.external_id.in_(chunk), table.c.deleted_at.is_(None)).values(deleted_at=self.now))
+            session.commit()
+        self.counts["deleted"] += len(gone)
+        self.counts["rows_written"] += len(gone)
+        return len(gone)
+
+
+class GrantWriter:
+    """Writes the grants one source (a part) owns, one resource (a "scope") at a time.
+
+    Each scope written is the complete set of grants on that resource: what is new is inserted, what came back
+    is undeleted, what is missing is marked deleted. Scopes never written by the end of a successful part
+    belong to resources that are gone, and ``delete_unseen_scopes`` marks their grants deleted.
+    """
+
+    def __init__(self, engine: Engine, connector_id: int, resource_type: str, source: str, now: datetime) -> None:
+        self.engine = engine
+        self.connector_id = connector_id
+        self.resource_type = resource_type
+        self.source = source
+        self.now = now
+        self.seen_scopes: set[str] = set()
+        self.counts: Counter[str] = Counter()
+
+    def _where(self, table: Table):
+        return and_(table.c.connector_id == self.connector_id, table.c.source == self.source)
+
+    def write_scopes(self, scopes: dict[str, list[GrantRecord]]) -> None:
+        if not scopes:
+            return
+        table = Grant.__table__
+        fresh = {rid: rid not in self.seen_scopes for rid in scopes}
+        self.seen_scopes.update(scopes)
+        with Session(self.engine) as session:
+            existing: dict[tuple, tuple[int, bool]] = {}
+            for chunk in chunks(list(scopes)):
+                rows = session.execute(select(
+                    table.c.id, table.c.resource_id, table.c.entitlement, table.c.principal_type,
+                    table.c.principal_id, table.c.via, table.c.deleted_at,
+                ).where(self._where(table), table.c.resource_id.in_(chunk)))
+                for row in rows:
+                    existing[(row.resource_id, row.entitlement, row.principal_type, row.principal_id, row.via)] = (
+                        row.id, row.deleted_at is not None)
+            wanted: set[tuple] = set()
+            inserts = []
+            for resource_id, grants in scopes.items():
+                for grant in grants:
+                    key = (resource_id, *grant.key)
+                    if key in wanted:
+                        continue
+                    wanted.add(key)
+                    self.counts["grants_seen"] += 1
+                    before = existing.get(key)
+                    if before is not None and not before[1]:
+                        continue
+                    self.counts["grants_created" if before is None else "grants_undeleted"] += 1
+                    inserts.append({
+                        "connector_id": self.connector_id, "resource_type": grant.resource_type,
+                        "resource_id": resource_id, "entitlement": grant.entitlement,
+                        "principal_type": grant.principal_type, "principal_id": grant.principal_id,
+                        "via": grant.via, "source": self.source, "first_seen_at": self.now, "deleted_at": None,
+                    })
+            # A scope written a second time in the same part (a listing that repeated a resource) only adds.
+            gone = [row_id for key, (row_id, deleted) in existing.items()
+                    if not deleted and key not in wanted and fresh[key[0]]]
+            bulk_upsert(session, table, inserts,
+                        ("connector_id", "resource_type", "resource_id", "entitlement", "principal_type",
+                         "principal_id", "via"), ("source", "deleted_at"))
+            for chunk in chunks(gone):
+                session.execute(update(table).where(table.c.id.in_(chunk)).values(deleted_at=self.now))
+            session.commit()
+        self.counts["grants_deleted"] += len(gone)
+        self.counts["rows_written"] += len(inserts) + len(gone)
+
+    def delete_unseen_scopes(self) -> int:
+        """Mark deleted the live grants on resources this part never wrote a scope for."""
+        table = Grant.__table__
+        with Session(self.engine) as session:
+            live = session.execute(select(table.c.resource_id).distinct().where(
+                self._where(table), table.c.deleted_at.is_(None))).scalars().all()
+            gone = [rid for rid in live if rid not in self.seen_scopes]
+            deleted = 0
+            for chunk in chunks(gone):
+                result = session.execute(update(table).where(
+                    self._where(table), table.c.resource_id.in_(chunk), table.c.deleted_at.is_(None),
+                ).values(deleted_at=self.now))
+                deleted += result.rowcount or 0
+            session.commit()
+        self.counts["grants_deleted"] += deleted
+        self.counts["rows_written"] += deleted
+        return deleted

@@ -1,0 +1,137 @@
+"""The database schema: connectors, resources, grants, sync runs and their parts.
+
+Keys are JumpCloud's own ids (``external_id``), scoped by connector and type, so an upsert is idempotent.
+A resource or grant that JumpCloud stops returning is not removed but gets ``deleted_at``; it loses that
+mark when it comes back. ``content_hash`` lets a sync skip rows whose content did not change, so a re-sync of
+an unchanged org writes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ts(nullable: bool = False, **kwargs: Any) -> Any:
+    """A timezone-aware timestamp column."""
+    return Field(sa_type=DateTime(timezone=True), nullable=nullable, **kwargs)
+
+
+class Connector(SQLModel, table=True):
+    """A configured JumpCloud organisation, registered on its first sync. Never holds the API key."""
+
+    __tablename__ = "connectors"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=63)
+    base_url: str
+    org_id: str | None = None
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Resource(SQLModel, table=True):
+    """An account (user, admin), group, application or role of one connector."""
+
+    __tablename__ = "resources"
+    __table_args__ = (
+        UniqueConstraint("connector_id", "type", "external_id", name="uq_resources_key"),
+        Index("ix_resources_connector_type_deleted", "connector_id", "type", "deleted_at"),
+        Index("ix_resources_connector_email", "connector_id", "email"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector_id: int = Field(sa_column=Column(Integer, ForeignKey("connectors.id"), nullable=False))
+    type: str = Field(max_length=16)
+    external_id: str = Field(max_length=128)
+    name: str
+    email: str | None = None
+    status: str | None = Field(default=None, max_length=32)
+    linked_user_id: str | None = Field(default=None, max_length=128)
+    profile: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    content_hash: str = Field(max_length=40)
+    first_seen_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+    deleted_at: datetime | None = _ts(nullable=True, default=None)
+
+
+class Grant(SQLModel, table=True):
+    """An entitlement of a resource held by a principal: group ``member``, app ``access``, role ``assigned``.
+
+    ``via`` is ``""`` for a direct grant and the group's id for access that comes through a group (the JSON
+    interface shows ``null`` for direct). ``source`` is the sync part that owns the row and may delete it.
+    """
+
+    __tablename__ = "grants"
+    __table_args__ = (
+        UniqueConstraint("connector_id", "resource_type", "resource_id", "entitlement",
+                         "principal_type", "principal_id", "via", name="uq_grants_key"),
+        Index("ix_grants_source", "connector_id", "source", "resource_id"),
+        Index("ix_grants_principal", "connector_id", "principal_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector_id: int = Field(sa_column=Column(Integer, ForeignKey("connectors.id"), nullable=False))
+    resource_type: str = Field(max_length=16)
+    resource_id: str = Field(max_length=128)
+    entitlement: str = Field(max_length=32)
+    principal_type: str = Field(max_length=16)
+    principal_id: str = Field(max_length=128)
+    via: str = Field(default="", max_length=128)
+    source: str = Field(max_length=32)
+    first_seen_at: datetime = _ts(default_factory=utcnow)
+    deleted_at: datetime | None = _ts(nullable=True, default=None)
+
+
+ACTIVE_RUN_STATUSES = ("running", "finalizing")
+
+
+class SyncRun(SQLModel, table=True):
+    """One sync of one connector.
+
+    status: ``running`` → ``finalizing`` → ``succeeded`` | ``partial`` | ``failed``; or ``skipped`` when another
+    run of the connector was active. A partial unique index allows one active run per connector, which is
+    what makes a second trigger (a second beat, a manual sync) a recorded skip instead of a duplicate run.
+    """
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (
+        Index("uq_sync_runs_one_active", "connector_id", unique=True,
+              sqlite_where=text("status IN ('running', 'finalizing')"),
+              postgresql_where=text("status IN ('running', 'finalizing')")),
+        Index("ix_sync_runs_connector_started", "connector_id", "started_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector_id: int = Field(sa_column=Column(Integer, ForeignKey("connectors.id"), nullable=False))
+    status: str = Field(max_length=16)
+    trigger: str = Field(max_length=16)
+    task_id: str | None = Field(default=None, max_length=64, index=True)
+    started_at: datetime = _ts(default_factory=utcnow)
+    finished_at: datetime | None = _ts(nullable=True, default=None)
+    error: str | None = None
+
+
+class SyncPart(SQLModel, table=True):
+    """One resource type (a ``fetch`` part) or one derived step (a ``derive`` part) of a run."""
+
+    __tablename__ = "sync_parts"
+    __table_args__ = (UniqueConstraint("run_id", "name", name="uq_sync_parts_run_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(sa_column=Column(Integer, ForeignKey("sync_runs.id"), nullable=False, index=True))
+    name: str = Field(max_length=32)
+    phase: str = Field(max_length=8)
+    status: str = Field(default="pending", max_length=16)
+    attempt: int = 0
+    started_at: datetime | None = _ts(nullable=True, default=None)
+    finished_at: datetime | None = _ts(nullable=True, default=None)
+    requests: int = 0
+    counts: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
+    error: str | None = None
