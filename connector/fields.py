@@ -1,0 +1,44 @@
+"""Helpers that read untidy JumpCloud fields: "" and null are both "unset", booleans may be missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def text(record: dict[str, Any], key: str) -> str | None:
+    """A string field, with "", whitespace and null all read as None; non-strings are turned into text."""
+    value = record.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        value = str(value)
+    value = value.strip()
+    return value or None
+
+
+def flag(record: dict[str, Any], key: str) -> bool | None:
+    """A boolean field; null or missing is None (unknown), not False."""
+    value = record.get(key)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def record_id(record: dict[str, Any]) -> str:
+    """JumpCloud's id: v1 records carry ``_id`` (and usually ``id``), v2 records ``id``."""
+    value = record.get("_id") or record.get("id")
+    if not value or not isinstance(value, str):
+        raise ValueError(f"record without an id: keys {sorted(record)[:10]}")
+    return value
+
+
+def full_name(first: str | None, last: str | None) -> str | None:
+    joined = " ".join(p for p in (first, last) if p)
+    return joined or None
+
+
+def compact(profile: dict[str, Any]) -> dict[str, Any]:
+    """Drop unset values so that a profile stores only what JumpCloud knows."""
+    return {k: v for k, v in profile.items() if v is not None and v != [] and v != {}}
