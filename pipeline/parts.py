@@ -1,0 +1,203 @@
+"""Running one part of a sync: a fetch part (one resource type from the API) or a derived part (computed from
+what the fetch parts stored). Plain functions of an engine and a connector config: no Celery here.
+
+A part that fails deletes nothing: deletion happens only after the whole listing of its type came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select, update
+from sqlmodel import Session
+
+from connector import FETCH_SYNCERS
+from connector.admins import link_admins
+from connector.apps import derive_access_via_groups
+from connector.records import GrantRecord
+from connector.roles import derive_roles
+from jumpcloud.client import JumpCloudClient
+from jumpcloud.retry import RetryPolicy
+from models.store import GrantWriter, ResourceWriter
+from models.tables import Grant, Resource, SyncPart, utcnow
+from pipeline.runs import DERIVED_PARTS, claim_part, end_part
+from worker.settings import ConnectorConfig
+
+log = logging.getLogger(__name__)
+
+GRANT_BATCH_SCOPES = 100
+
+ClientFactory = Callable[[ConnectorConfig], JumpCloudClient]
+
+
+def make_client(connector: ConnectorConfig) -> JumpCloudClient:
+    """The API client for a connector; the key is read here, at the last moment, and never stored."""
+    return JumpCloudClient(
+        base_url=connector.base_url, api_key=connector.api_key(), org_id=connector.org_id,
+        timeout=connector.timeout, max_in_flight=connector.max_in_flight,
+        retry=RetryPolicy(max_attempts=connector.max_attempts, base_delay=connector.backoff_base),
+        verify=str(connector.ca_bundle) if connector.ca_bundle else True,
+    )
+
+
+@dataclass(frozen=True)
+class PartResult:
+    ran: bool
+    status: str | None = None
+    reason: str | None = None
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line error for the run record. Our errors never carry the key; other text is cut short."""
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:2000]
+
+
+async def _fetch(connector: ConnectorConfig, resource_type: str, resources: ResourceWriter,
+                 grants: GrantWriter | None, client_factory: ClientFactory) -> int:
+    """Stream the listing into the writers; returns the number of HTTP requests made."""
+    client = client_factory(connector)
+    async with client:
+        syncer = FETCH_SYNCERS[resource_type](client)
+        async for page in syncer.resources():
+            resources.write(page)
+            if grants is None:
+                continue
+            batch: dict[str, list[GrantRecord]] = {}
+            async for resource_id, resource_grants in syncer.grants(page):
+                batch[resource_id] = resource_grants
+                if len(batch) >= GRANT_BATCH_SCOPES:
+                    grants.write_scopes(batch)
+                    batch = {}
+            grants.write_scopes(batch)
+        return client.stats.requests
+
+
+def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, resource_type: str,
+                   client_factory: ClientFactory = make_client) -> PartResult:
+    """Claim and run one fetch part; on success mark what was not seen as deleted."""
+    claim = claim_part(engine, run_id, resource_type)
+    if claim.attempt is None:
+        return PartResult(ran=False, reason=claim.reason)
+    now = utcnow()
+    resources = ResourceWriter(engine, claim.connector_id, resource_type, now)
+    source = FETCH_SYNCERS[resource_type].grant_source
+    grants = GrantWriter(engine, claim.connector_id, resource_type, source, now) if source else None
+    requests = 0
+    try:
+        requests = asyncio.run(_fetch(connector, resource_type, resources, grants, client_factory))
+        resources.delete_unseen()
+        if grants is not None:
+            grants.delete_unseen_scopes()
+    except Exception as exc:  # noqa: BLE001  (any failure fails the part; nothing of its type is deleted)
+        log.warning("sync part failed", extra={"connector": connector.name, "run_id": run_id,
+                                               "part": resource_type, "error": describe_error(exc)})
+        counts = dict(resources.counts + (grants.counts if grants else Counter()))
+        end_part(engine, run_id, resource_type, claim.attempt, status="failed", counts=counts,
+                 requests=requests, error=f"connector {connector.name!r}: {describe_error(exc)}")
+        return PartResult(ran=True, status="failed", reason=describe_error(exc))
+    counts = dict(resources.counts + (grants.counts if grants else Counter()))
+    end_part(engine, run_id, resource_type, claim.attempt, status="succeeded", counts=counts, requests=requests)
+    return PartResult(ran=True, status="succeeded")
+
+
+# --- derived parts -------------------------------------------------------------------------------------------
+
+def _live(session: Session, connector_id: int, resource_type: str):
+    table = Resource.__table__
+    return session.execute(select(table.c.external_id, table.c.email, table.c.profile, table.c.linked_user_id)
+                           .where(table.c.connector_id == connector_id, table.c.type == resource_type,
+                                  table.c.deleted_at.is_(None))).all()
+
+
+def derive_roles_part(engine: Engine, connector_id: int) -> Counter:
+    now = utcnow()
+    with Session(engine) as session:
+        admins = [(row.external_id, list((row.profile or {}).get("role_names", [])))
+                  for row in _live(session, connector_id, "admin")]
+    roles, assigned = derive_roles(admins)
+    resources = ResourceWriter(engine, connector_id, "role", now)
+    resources.write(roles)
+    resources.delete_unseen()
+    grants = GrantWriter(engine, connector_id, "role", "role", now)
+    scopes: dict[str, list[GrantRecord]] = {role.id: [] for role in roles}
+    for grant in assigned:
+        scopes[grant.resource_id].append(grant)
+    grants.write_scopes(scopes)
+    grants.delete_unseen_scopes()
+    return resources.counts + grants.counts
+
+
+def derive_admin_links_part(engine: Engine, connector_id: int) -> Counter:
+    counts: Counter = Counter()
+    table = Resource.__table__
+    with Session(engine) as session:
+        admins = _live(session, connector_id, "admin")
+        users = [(row.external_id, row.email) for row in _live(session, connector_id, "user")]
+        links = link_admins(((row.external_id, row.email) for row in admins), users)
+        for row in admins:
+            counts["admins_linked"] += links[row.external_id] is not None
+            if links[row.external_id] != row.linked_user_id:
+                session.execute(update(table).where(
+                    table.c.connector_id == connector_id, table.c.type == "admin",
+                    table.c.external_id == row.external_id).values(linked_user_id=links[row.external_id]))
+                counts["rows_written"] += 1
+        session.commit()
+    return counts
+
+
+def derive_app_via_group_part(engine: Engine, connector_id: int) -> Counter:
+    now = utcnow()
+    grant = Grant.__table__
+    with Session(engine) as session:
+        apps = [row.external_id for row in _live(session, connector_id, "app")]
+        bound = session.execute(select(grant.c.resource_id, grant.c.principal_id).where(
+            grant.c.connector_id == connector_id, grant.c.source == "app", grant.c.principal_type == "group",
+            grant.c.deleted_at.is_(None))).all()
+        members: dict[str, list[str]] = {}
+        bound_groups = {group_id for _, group_id in bound}
+        rows = session.execute(select(grant.c.resource_id, grant.c.principal_id).where(
+            grant.c.connector_id == connector_id, grant.c.source == "group", grant.c.deleted_at.is_(None)))
+        for group_id, user_id in rows:
+            if group_id in bound_groups:
+                members.setdefault(group_id, []).append(user_id)
+    derived = derive_access_via_groups(bound, members)
+    writer = GrantWriter(engine, connector_id, "app", "app_via_group", now)
+    for start in range(0, len(apps), GRANT_BATCH_SCOPES):
+        writer.write_scopes({app_id: derived.get(app_id, []) for app_id in apps[start:start + GRANT_BATCH_SCOPES]})
+    writer.delete_unseen_scopes()
+    return writer.counts
+
+
+DERIVERS: dict[str, Callable[[Engine, int], Counter]] = {
+    "role": derive_roles_part,
+    "admin_link": derive_admin_links_part,
+    "app_via_group": derive_app_via_group_part,
+}
+
+
+def run_derived_parts(engine: Engine, run_id: int) -> None:
+    """Run each derived part whose inputs all succeeded in this run; skip (and delete nothing) otherwise."""
+    with Session(engine) as session:
+        parts = {p.name: p for p in session.exec(select(SyncPart).where(SyncPart.run_id == run_id)).scalars()}
+    for name, inputs in DERIVED_PARTS.items():
+        if name not in parts or parts[name].status != "pending":
+            continue
+        claim = claim_part(engine, run_id, name, run_status="finalizing")
+        if claim.attempt is None:
+            continue
+        not_ok = [i for i in inputs if parts.get(i) is None or parts[i].status != "succeeded"]
+        if not_ok:
+            end_part(engine, run_id, name, claim.attempt, status="skipped",
+                     error=f"input part(s) {', '.join(not_ok)} did not succeed; nothing derived or deleted")
+            continue
+        try:
+            counts = DERIVERS[name](engine, claim.connector_id)
+        except Exception as exc:  # noqa: BLE001
+            end_part(engine, run_id, name, claim.attempt, status="failed", error=describe_error(exc))
+            continue
+        end_part(engine, run_id, name, claim.attempt, status="succeeded", counts=dict(counts))

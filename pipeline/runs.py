@@ -1,0 +1,220 @@
+"""The life of a sync run, in the database: start (or skip), claim and end parts, fan in, finish.
+
+Fan-in goes through the database rather than a Celery chord: each part records its end, and the part whose
+end completes the set flips the run from ``running`` to ``finalizing`` with a conditional update; only the
+process whose update matched enqueues the finalizer. A redelivered part that finds itself already ended asks
+again, so a finalizer lost in a crash is sent again, and finalizing twice is harmless (it too is conditional).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from connector import FETCH_SYNCERS
+from models.tables import ACTIVE_RUN_STATUSES, Connector, SyncPart, SyncRun, utcnow
+from worker.settings import ConnectorConfig
+
+ENDED_PART_STATUSES = ("succeeded", "failed", "skipped")
+
+#: Derived parts: name -> the fetch parts whose data they read. They run in the finalizer, in this order.
+DERIVED_PARTS: dict[str, tuple[str, ...]] = {
+    "role": ("admin",),
+    "admin_link": ("admin", "user"),
+    "app_via_group": ("app", "group"),
+}
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive timestamps; everything we store is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    fetch: tuple[str, ...]
+    derive: tuple[str, ...]
+
+
+def plan_parts(connector: ConnectorConfig) -> PartPlan:
+    """Which parts a run of this connector has, from its ``resource_types``."""
+    types = set(connector.resource_types)
+    fetch = tuple(t for t in FETCH_SYNCERS if t in types)
+    derive = tuple(name for name, inputs in DERIVED_PARTS.items()
+                   if set(inputs) <= types and (name != "role" or "role" in types))
+    return PartPlan(fetch=fetch, derive=derive)
+
+
+@dataclass(frozen=True)
+class StartResult:
+    run_id: int
+    skipped: bool
+    parts: tuple[str, ...] = ()
+    reason: str | None = None
+
+
+def register_connector(session: Session, connector: ConnectorConfig) -> int:
+    """The connector's row id, creating or refreshing the row (never with the key)."""
+    row = session.exec(select(Connector).where(Connector.name == connector.name)).scalars().first()
+    if row is None:
+        row = Connector(name=connector.name, base_url=connector.base_url, org_id=connector.org_id)
+        session.add(row)
+        try:
+            session.commit()
+        except IntegrityError:  # registered by another process just now
+            session.rollback()
+            row = session.exec(select(Connector).where(Connector.name == connector.name)).scalars().one()
+    elif (row.base_url, row.org_id) != (connector.base_url, connector.org_id):
+        row.base_url, row.org_id = connector.base_url, connector.org_id
+        session.add(row)
+        session.commit()
+    return row.id
+
+
+def reap_stale_runs(session: Session, connector_id: int, stale_after: timedelta, now: datetime) -> int:
+    """Fail active runs older than ``stale_after``: their worker died, and they must not block new runs."""
+    stale = session.exec(select(SyncRun.id).where(
+        SyncRun.connector_id == connector_id, SyncRun.status.in_(ACTIVE_RUN_STATUSES),
+        SyncRun.started_at < now - stale_after)).scalars().all()
+    for run_id in stale:
+        session.execute(update(SyncPart).where(
+            SyncPart.run_id == run_id, SyncPart.status.in_(("pending", "running"))).values(
+            status="failed", finished_at=now, error="abandoned: the run went stale"))
+        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(
+            status="failed", finished_at=now,
+            error=f"abandoned: still active after {stale_after}; its worker probably died"))
+    session.commit()
+    return len(stale)
+
+
+def start_run(engine: Engine, connector: ConnectorConfig, *, trigger: str, task_id: str | None,
+              stale_after: timedelta) -> StartResult:
+    """Open a run with its parts pending, or record a skip when the connector already has an active run."""
+    now = utcnow()
+    plan = plan_parts(connector)
+    with Session(engine) as session:
+        connector_id = register_connector(session, connector)
+        reap_stale_runs(session, connector_id, stale_after, now)
+        run = SyncRun(connector_id=connector_id, status="running", trigger=trigger, task_id=task_id, started_at=now)
+        session.add(run)
+        try:
+            session.flush()
+        except IntegrityError:
+            session.rollback()
+            active = session.exec(select(SyncRun.id).where(
+                SyncRun.connector_id == connector_id, SyncRun.status.in_(ACTIVE_RUN_STATUSES))).scalars().first()
+            reason = f"run {active} of connector {connector.name!r} is still active"
+            skipped = SyncRun(connector_id=connector_id, status="skipped", trigger=trigger, task_id=task_id,
+                              started_at=now, finished_at=now, error=reason)
+            session.add(skipped)
+            session.commit()
+            return StartResult(run_id=skipped.id, skipped=True, reason=reason)
+        for name in plan.fetch:
+            session.add(SyncPart(run_id=run.id, name=name, phase="fetch"))
+        for name in plan.derive:
+            session.add(SyncPart(run_id=run.id, name=name, phase="derive"))
+        session.commit()
+        return StartResult(run_id=run.id, skipped=False, parts=plan.fetch)
+
+
+@dataclass
+class Claim:
+    """The outcome of trying to claim a part: run it (``attempt``), or not (``reason``)."""
+
+    attempt: int | None
+    reason: str | None = None
+    connector_name: str | None = None
+    connector_id: int | None = None
+
+
+def claim_part(engine: Engine, run_id: int, name: str, *, run_status: str = "running") -> Claim:
+    """Mark a part running for this attempt. A redelivered part (its worker died) is taken over.
+
+    Fetch parts run while the run is ``running``; derived parts while it is ``finalizing``.
+    """
+    with Session(engine) as session:
+        row = session.execute(
+            select(SyncPart, SyncRun.status, Connector.name, Connector.id)
+            .join(SyncRun, SyncRun.id == SyncPart.run_id).join(Connector, Connector.id == SyncRun.connector_id)
+            .where(SyncPart.run_id == run_id, SyncPart.name == name)).first()
+        if row is None:
+            return Claim(None, f"run {run_id} has no part {name!r}")
+        part, current_run_status, connector_name, connector_id = row
+        if part.status in ENDED_PART_STATUSES:
+            return Claim(None, f"part already {part.status}", connector_name, connector_id)
+        if current_run_status != run_status:
+            return Claim(None, f"run is {current_run_status}", connector_name, connector_id)
+        result = session.execute(update(SyncPart).where(
+            SyncPart.id == part.id, SyncPart.attempt == part.attempt, SyncPart.status == part.status,
+        ).values(status="running", attempt=part.attempt + 1, started_at=utcnow(), error=None))
+        session.commit()
+        if result.rowcount != 1:
+            return Claim(None, "claimed by another worker", connector_name, connector_id)
+        return Claim(part.attempt + 1, None, connector_name, connector_id)
+
+
+def end_part(engine: Engine, run_id: int, name: str, attempt: int, *, status: str,
+             counts: dict[str, int] | None = None, requests: int = 0, error: str | None = None) -> bool:
+    """Record a part's end, if this attempt still owns it."""
+    with Session(engine) as session:
+        result = session.execute(update(SyncPart).where(
+            SyncPart.run_id == run_id, SyncPart.name == name, SyncPart.attempt == attempt,
+            SyncPart.status == "running",
+        ).values(status=status, finished_at=utcnow(), counts=counts or {}, requests=requests, error=error))
+        session.commit()
+        return result.rowcount == 1
+
+
+def try_begin_finalize(engine: Engine, run_id: int) -> bool:
+    """True for exactly one caller once every fetch part has ended: that caller enqueues the finalizer.
+
+    A caller that finds the run already ``finalizing`` also gets True: it may be a redelivered part whose first
+    delivery died after flipping the run but before enqueuing; finalizing is idempotent.
+    """
+    with Session(engine) as session:
+        open_parts = session.execute(select(func.count()).select_from(SyncPart).where(
+            SyncPart.run_id == run_id, SyncPart.phase == "fetch",
+            SyncPart.status.not_in(ENDED_PART_STATUSES))).scalar_one()
+        if open_parts:
+            return False
+        result = session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.status == "running")
+                                 .values(status="finalizing"))
+        session.commit()
+        if result.rowcount == 1:
+            return True
+        status = session.execute(select(SyncRun.status).where(SyncRun.id == run_id)).scalar_one_or_none()
+        return status == "finalizing"
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    status: str
+    error: str | None = None
+    parts: dict[str, str] = field(default_factory=dict)
+
+
+def finish_run(engine: Engine, run_id: int) -> RunSummary:
+    """Set the run's final status from its parts: succeeded, partial (some failed) or failed (none succeeded)."""
+    with Session(engine) as session:
+        parts = session.exec(select(SyncPart).where(SyncPart.run_id == run_id)).scalars().all()
+        failed = [p for p in parts if p.status == "failed"]
+        succeeded = [p for p in parts if p.status == "succeeded"]
+        if not failed:
+            status = "succeeded"
+        elif succeeded:
+            status = "partial"
+        else:
+            status = "failed"
+        error = "; ".join(f"{p.name}: {p.error}" for p in failed) or None
+        session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.status == "finalizing")
+                        .values(status=status, finished_at=utcnow(), error=error))
+        session.commit()
+        final = session.execute(select(SyncRun.status, SyncRun.error).where(SyncRun.id == run_id)).one()
+        return RunSummary(run_id, final[0], final[1], {p.name: p.status for p in parts})

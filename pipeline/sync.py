@@ -1,0 +1,56 @@
+"""The three steps a sync takes, as the Celery tasks call them: begin, run a part, finalize.
+
+Each takes the resolved settings and an engine, so tests drive a whole sync without a broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from pipeline.parts import ClientFactory, PartResult, make_client, run_derived_parts, run_fetch_part
+from pipeline.runs import (RunSummary, StartResult, claim_part, end_part, finish_run, start_run,
+                           try_begin_finalize)
+from worker.settings import ConfigError, Settings, parse_duration
+
+log = logging.getLogger(__name__)
+
+
+def begin(settings: Settings, engine: Engine, connector_name: str, *, trigger: str,
+          task_id: str | None = None) -> StartResult:
+    """Open a run for the connector (or record it skipped). Raises ConfigError for an unknown connector."""
+    connector = settings.file.connector(connector_name)
+    result = start_run(engine, connector, trigger=trigger, task_id=task_id,
+                       stale_after=parse_duration(settings.file.sync.stale_run_after))
+    if result.skipped:
+        log.info("sync skipped", extra={"connector": connector_name, "run_id": result.run_id,
+                                        "reason": result.reason})
+    return result
+
+
+@dataclass(frozen=True)
+class PartStep:
+    result: PartResult
+    finalize: bool
+
+
+def run_part(settings: Settings, engine: Engine, run_id: int, resource_type: str,
+             connector_name: str, client_factory: ClientFactory = make_client) -> PartStep:
+    """Run one fetch part, then say whether the caller should enqueue the finalizer."""
+    try:
+        connector = settings.file.connector(connector_name)
+    except ConfigError as exc:  # the connector was removed from the config while its run was under way
+        claim = claim_part(engine, run_id, resource_type)
+        if claim.attempt is not None:
+            end_part(engine, run_id, resource_type, claim.attempt, status="failed", error=str(exc))
+        return PartStep(PartResult(ran=False, reason=str(exc)), try_begin_finalize(engine, run_id))
+    result = run_fetch_part(engine, connector, run_id, resource_type, client_factory)
+    return PartStep(result, try_begin_finalize(engine, run_id))
+
+
+def finalize(engine: Engine, run_id: int) -> RunSummary:
+    """Run the derived parts and set the run's final status."""
+    run_derived_parts(engine, run_id)
+    return finish_run(engine, run_id)
