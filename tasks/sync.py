@@ -1,0 +1,33 @@
+"""Sync tasks: thin wrappers that call ``pipeline.sync``. Arguments are names and ids, never secrets."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from pipeline import sync
+from worker import runtime
+
+
+@shared_task(name="jumpsync.sync.connector", bind=True)
+def sync_connector(self, connector: str, trigger: str = "schedule") -> dict:
+    """Open a run for a connector and fan out one part per fetched resource type."""
+    started = sync.begin(runtime.settings(), runtime.engine(), connector, trigger=trigger, task_id=self.request.id)
+    for resource_type in started.parts:
+        sync_part.delay(started.run_id, resource_type, connector)
+    return {"run_id": started.run_id, "skipped": started.skipped, "reason": started.reason}
+
+
+@shared_task(name="jumpsync.sync.part")
+def sync_part(run_id: int, resource_type: str, connector: str) -> dict:
+    """Fetch one resource type into the database; the part that completes the set enqueues the finalizer."""
+    step = sync.run_part(runtime.settings(), runtime.engine(), run_id, resource_type, connector)
+    if step.finalize:
+        sync_finalize.delay(run_id, connector)
+    return {"run_id": run_id, "part": resource_type, "status": step.result.status, "reason": step.result.reason}
+
+
+@shared_task(name="jumpsync.sync.finalize")
+def sync_finalize(run_id: int, connector: str) -> dict:
+    """Derive roles, admin links and access through groups, then close the run."""
+    summary = sync.finalize(runtime.engine(), run_id)
+    return {"run_id": run_id, "connector": connector, "status": summary.status}

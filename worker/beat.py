@@ -1,0 +1,89 @@
+"""The beat scheduler: one ``jumpsync.sync.connector`` entry per configured connector, kept in step with the
+config file while beat runs.
+
+Built on RedBeat, which keeps entries in Redis and holds a lock so that only one beat process sends tasks: a
+second beat started by mistake waits for the lock instead of doubling the syncs. Every
+``sync.config_reload_interval`` the leader re-reads the config file and adds, changes or removes connector
+entries, so a connector added to the file is scheduled without restarting anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from redbeat import RedBeatScheduler
+from redbeat.schedulers import RedBeatSchedulerEntry, get_redis
+
+from worker.settings import ConfigError, ConnectorConfig, SettingsCache, parse_duration
+
+log = logging.getLogger(__name__)
+
+ENTRY_PREFIX = "sync:"
+SYNC_TASK = "jumpsync.sync.connector"
+
+
+def entry_name(connector_name: str) -> str:
+    return ENTRY_PREFIX + connector_name
+
+
+def desired_entries(connectors: tuple[ConnectorConfig, ...]) -> dict[str, dict]:
+    """The beat entries the config asks for, in Celery's ``beat_schedule`` form."""
+    return {
+        entry_name(c.name): {"task": SYNC_TASK, "schedule": c.schedule, "args": (c.name,),
+                             "kwargs": {"trigger": "schedule"}, "options": {"queue": "sync"}}
+        for c in connectors
+    }
+
+
+class ConnectorScheduler(RedBeatScheduler):
+    """RedBeat, plus reconciliation of connector entries with the config file."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._settings = SettingsCache()
+        self._next_reload = 0.0
+        super().__init__(*args, **kwargs)
+
+    @property
+    def _known_key(self) -> str:
+        return self.app.redbeat_conf.key_prefix + ":connectors"
+
+    def setup_schedule(self) -> None:
+        super().setup_schedule()
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        """Make the Redis entries match the connectors in the config file."""
+        try:
+            settings = self._settings.get()
+        except ConfigError as exc:
+            log.error("beat: config file has errors, keeping the current schedule: %s", exc)
+            return
+        self._reload_every = parse_duration(settings.file.sync.config_reload_interval).total_seconds()
+        wanted = desired_entries(settings.connectors)
+        client = get_redis(self.app)
+        known = {k.decode() if isinstance(k, bytes) else k for k in client.smembers(self._known_key)}
+        for name in known - set(wanted):
+            RedBeatSchedulerEntry(name, app=self.app).delete()
+            client.srem(self._known_key, name)
+            log.info("beat: removed schedule %s", name)
+        changed = {}
+        for name, spec in wanted.items():
+            try:
+                current = RedBeatSchedulerEntry.from_key(RedBeatSchedulerEntry.generate_key(self.app, name),
+                                                         app=self.app)
+                if current.schedule == spec["schedule"] and tuple(current.args) == spec["args"]:
+                    continue
+            except KeyError:
+                pass
+            changed[name] = spec
+        if changed:
+            self.update_from_dict(changed)
+            client.sadd(self._known_key, *changed)
+            log.info("beat: scheduled %s", ", ".join(sorted(changed)))
+
+    def tick(self, *args, **kwargs):
+        if time.monotonic() >= self._next_reload:
+            self.reconcile()
+            self._next_reload = time.monotonic() + getattr(self, "_reload_every", 30.0)
+        return super().tick(*args, **kwargs)

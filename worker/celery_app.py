@@ -1,0 +1,53 @@
+"""The Celery application: broker, queues, reliability settings and the beat scheduler.
+
+Delivery is at-least-once: tasks are acknowledged after they run (``task_acks_late``) and given back to the
+queue when their worker process dies (``task_reject_on_worker_lost``), one message at a time per process
+(prefetch 1). The pipeline is written so that running a message twice is harmless.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.runtime import settings
+from worker.settings import parse_duration
+
+SYNC_QUEUE = "sync"
+PROVISIONING_QUEUE = "provisioning"
+
+
+def create_app() -> Celery:
+    current = settings()
+    part_limit = int(parse_duration(current.file.sync.part_time_limit).total_seconds())
+    app = Celery("jumpsync", include=["tasks.sync"])
+    app.conf.update(
+        broker_url=current.broker_url,
+        broker_connection_retry_on_startup=True,
+        # A message not acknowledged within this time is given to another worker: longer than any task.
+        broker_transport_options={"visibility_timeout": part_limit * 2 + 600},
+        task_default_queue=SYNC_QUEUE,
+        task_routes={"jumpsync.sync.*": {"queue": SYNC_QUEUE}},
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=part_limit,
+        task_time_limit=part_limit + 60,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        # Events for Flower, including when a task is sent.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        worker_hijack_root_logger=False,
+        # The beat scheduler keeps its entries in Redis, with a lock so that only one beat sends.
+        beat_scheduler="worker.beat:ConnectorScheduler",
+        redbeat_redis_url=current.broker_url,
+        redbeat_key_prefix="jumpsync:beat",
+        redbeat_lock_timeout=60,
+        beat_max_loop_interval=5,
+    )
+    return app
+
+
+app = create_app()

