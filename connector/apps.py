@@ -64,9 +64,9 @@ class AppSyncer:
             yield [map_app(record) for record in page]
 
     async def _bindings(self, app: ResourceRecord) -> tuple[str, list[GrantRecord]]:
-        path = f"/api/v2/applications/{app.id}/associations"
-        users = await collect(self.client.list_v2(path, params={"targets": "user"}))
-        groups = await collect(self.client.list_v2(path, params={"targets": "user_group"}))
+        path, ids = "/api/v2/applications/{id}/associations", {"id": app.id}
+        users = await collect(self.client.list_v2(path, params={"targets": "user"}, path_params=ids))
+        groups = await collect(self.client.list_v2(path, params={"targets": "user_group"}, path_params=ids))
         return app.id, binding_grants(app.id, users, groups)
 
     async def grants(self, resources: list[ResourceRecord]) -> AsyncIterator[tuple[str, list[GrantRecord]]]:

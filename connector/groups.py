@@ -38,7 +38,8 @@ class GroupSyncer:
             yield [map_group(record) for record in page]
 
     async def _members(self, group: ResourceRecord) -> tuple[str, list[GrantRecord]]:
-        connections = await collect(self.client.list_v2(f"/api/v2/usergroups/{group.id}/members"))
+        connections = await collect(self.client.list_v2("/api/v2/usergroups/{id}/members",
+                                                          path_params={"id": group.id}))
         return group.id, member_grants(group.id, connections)
 
     async def grants(self, resources: list[ResourceRecord]) -> AsyncIterator[tuple[str, list[GrantRecord]]]:

@@ -1,0 +1,119 @@
+"""Config file validation: every problem names the file and the key."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from worker.settings import ConfigError, SettingsCache, load_settings, parse_duration
+
+GOOD = """
+database_url = "sqlite:///x.db"
+[[connectors]]
+name = "acme"
+base_url = "https://console.eu.jumpcloud.com"
+api_key_env = "ACME_KEY"
+interval = "15m"
+[[connectors]]
+name = "beta"
+api_key_file = "/run/secrets/beta"
+org_id = "5f1e2d3c4b5a697887766554"
+cron = "*/30 * * * *"
+resource_types = ["user", "group"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "jumpsync.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config_loads_with_defaults(tmp_path, monkeypatch):
+    monkeypatch.delenv("JUMPSYNC_DATABASE_URL", raising=False)
+    monkeypatch.setenv("JUMPSYNC_BROKER_URL", "redis://elsewhere:6379/1")
+    settings = load_settings(write(tmp_path, GOOD))
+    assert [c.name for c in settings.connectors] == ["acme", "beta"]
+    assert settings.database_url == "sqlite:///x.db"
+    assert settings.broker_url == "redis://elsewhere:6379/1"  # the environment wins over the file
+    acme, beta = settings.connectors
+    assert acme.interval_seconds == 900
+    assert acme.resource_types == ("user", "admin", "group", "app", "role")
+    assert beta.resource_types == ("user", "group")
+    assert beta.schedule.minute == set(range(0, 60, 30))
+
+
+@pytest.mark.parametrize("snippet, expected", [
+    ('name = "acme"\napi_key_env = "K"\ncolour = "red"', "connectors[0].colour: unknown key"),
+    ('name = "acme"\napi_key_env = "K"\ninterval = "15 minutes"', "connectors[0].interval: '15 minutes' is not a duration"),
+    ('name = "acme"\napi_key_env = "K"\ncron = "61 * * * *"', "connectors[0].cron: '61 * * * *' is not a valid cron"),
+    ('name = "acme"\napi_key_env = "K"\nbase_url = "http://jumpcloud.example.com"', "connectors[0].base_url: 'http://jumpcloud.example.com': plain http"),
+    ('name = "acme"\napi_key_env = "K"\nbase_url = "ftp://x"', "connectors[0].base_url: 'ftp://x' is not an http(s) URL"),
+    ('name = "acme"', "connectors[0]: set exactly one of api_key_env and api_key_file"),
+    ('name = "Acme Corp"\napi_key_env = "K"', "connectors[0].name: 'Acme Corp' is not a connector name"),
+    ('name = "acme"\napi_key_env = "K"\norg_id = "xyz"', "connectors[0].org_id: 'xyz' is not a JumpCloud organisation id"),
+    ('name = "acme"\napi_key_env = "K"\nresource_types = ["role"]', "connectors[0].resource_types: 'role' needs 'admin'"),
+    ('name = "acme"\napi_key_env = "K"\nresource_types = ["users"]', "connectors[0].resource_types[0]: Input should be"),
+    ('name = "acme"\napi_key_env = "K"\ninterval = "5m"\ncron = "* * * * *"', "set interval or cron, not both"),
+])
+def test_bad_connector_is_rejected_naming_file_and_key(tmp_path, snippet, expected):
+    path = write(tmp_path, "[[connectors]]\n" + snippet + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(path) in str(info.value)
+    assert expected in str(info.value)
+
+
+def test_duplicate_names_and_bad_toml(tmp_path):
+    path = write(tmp_path, '[[connectors]]\nname="a"\napi_key_env="K"\n[[connectors]]\nname="a"\napi_key_env="K"\n')
+    with pytest.raises(ConfigError, match="'a' is used twice"):
+        load_settings(path)
+    path.write_text("[[connectors]\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(path)
+
+
+def test_explicit_missing_file_is_an_error_default_is_empty(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.toml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JUMPSYNC_CONFIG", raising=False)
+    assert load_settings().connectors == ()
+
+
+def test_api_key_from_env_and_file_errors_never_show_the_key(tmp_path, monkeypatch):
+    secret = tmp_path / "key"
+    secret.write_text("sekrit-123\n")
+    os.chmod(secret, 0o600)
+    path = write(tmp_path, f'[[connectors]]\nname="a"\napi_key_file="{secret}"\n'
+                           '[[connectors]]\nname="b"\napi_key_env="B_KEY"\n')
+    a, b = load_settings(path).connectors
+    assert a.api_key() == "sekrit-123"
+    os.chmod(secret, 0o644)
+    with pytest.raises(ConfigError, match="readable by others") as info:
+        a.api_key()
+    assert "sekrit" not in str(info.value)
+    monkeypatch.delenv("B_KEY", raising=False)
+    with pytest.raises(ConfigError, match="environment variable B_KEY is not set"):
+        b.api_key()
+    monkeypatch.setenv("B_KEY", "k2")
+    assert b.api_key() == "k2"
+
+
+def test_settings_cache_rereads_a_changed_file(tmp_path):
+    path = write(tmp_path, '[[connectors]]\nname="a"\napi_key_env="K"\n')
+    cache = SettingsCache(path)
+    assert [c.name for c in cache.get().connectors] == ["a"]
+    path.write_text('[[connectors]]\nname="a"\napi_key_env="K"\n[[connectors]]\nname="b"\napi_key_env="K"\n')
+    assert [c.name for c in cache.get().connectors] == ["a", "b"]
+
+
+@pytest.mark.parametrize("text, seconds", [("30s", 30), ("15m", 900), ("2h", 7200), ("1h30m", 5400), ("1d", 86400)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "15", "m", "5s", "1x"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
