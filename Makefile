@@ -21,7 +21,8 @@ run-once: $(STAMP)
 	$(BIN)/jumpsync up --once
 
 test: $(STAMP)
-	$(BIN)/python -m tests.servers $(BIN)/pytest -q $(PYTEST_ARGS)
+	bash scripts/ensure-servers.sh
+	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)

@@ -1,0 +1,168 @@
+"""Shared fixtures: real Redis and PostgreSQL servers, databases, simulators and a real Celery worker."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.servers import PostgresServer, RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_API_KEY = "test-key-0123456789abcdef"
+TEST_KEY_ENV = "JUMPSYNC_TEST_API_KEY"
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    if os.environ.get("JUMPSYNC_TEST_REDIS_URL"):
+        yield os.environ["JUMPSYNC_TEST_REDIS_URL"]
+        return
+    directory = Path(tempfile.mkdtemp(prefix="jumpsync-redis-"))
+    server = RedisServer(directory).start()
+    yield server.url
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url():
+    if os.environ.get("JUMPSYNC_TEST_POSTGRES_URL"):
+        yield os.environ["JUMPSYNC_TEST_POSTGRES_URL"]
+        return
+    directory = Path(tempfile.mkdtemp(prefix="jumpsync-pg-"))
+    server = PostgresServer(directory).start()
+    yield server.url
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+_db_counter = itertools.count()
+
+
+def fresh_postgres_database(server_url: str) -> str:
+    """A new, empty database on the test server, so every test starts clean."""
+    import psycopg
+
+    name = f"jumpsync_t{os.getpid()}_{next(_db_counter)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """Each test that takes this runs twice: on SQLite and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jumpsync.db'}"
+    return fresh_postgres_database(request.getfixturevalue("postgres_server_url"))
+
+
+@pytest.fixture
+def engine(db_url):
+    from models.db import create_schema, make_engine
+
+    db = make_engine(db_url)
+    create_schema(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def simulator():
+    """Start simulators for a test: ``simulator(spec)`` returns a running ``SimulatorHandle``."""
+    from tests.simhelpers import SimulatorHandle
+
+    started: list[SimulatorHandle] = []
+
+    def start(spec=None, **kwargs) -> SimulatorHandle:
+        handle = SimulatorHandle.start(spec, api_key=TEST_API_KEY, **kwargs)
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
+
+
+class WorkerFleet:
+    """A real ``celery worker`` process with its config file, database and broker."""
+
+    def __init__(self, directory: Path, broker_url: str, database_url: str) -> None:
+        self.directory = directory
+        self.broker_url = broker_url
+        self.database_url = database_url
+        self.config_path = directory / "jumpsync.toml"
+        self.connectors: dict[str, str] = {}
+        self.procs: list[subprocess.Popen] = []
+        self.write_config()
+        from celery import Celery
+
+        self.client = Celery("jumpsync-tests", broker=broker_url)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({"JUMPSYNC_CONFIG": str(self.config_path), "JUMPSYNC_BROKER_URL": self.broker_url,
+                    "JUMPSYNC_DATABASE_URL": self.database_url, TEST_KEY_ENV: TEST_API_KEY,
+                    "PYTHONPATH": str(ROOT)})
+        return env
+
+    def write_config(self) -> None:
+        """Write the config atomically (a new inode), as an operator's editor or deploy tool would."""
+        text = '[sync]\nconfig_reload_interval = "10s"\n\n' + "".join(self.connectors.values())
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.config_path)
+
+    def add_connector(self, name: str, base_url: str, extra: str = "") -> None:
+        self.connectors[name] = (f'[[connectors]]\nname = "{name}"\nbase_url = "{base_url}"\n'
+                                 f'api_key_env = "{TEST_KEY_ENV}"\nmax_attempts = 3\nbackoff_base = 0.05\n'
+                                 f'interval = "1h"\n{extra}\n')
+        self.write_config()
+
+    def start_worker(self, name: str = "w1", concurrency: int = 4, queues: str = "sync,provisioning") -> subprocess.Popen:
+        log = open(self.directory / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", queues, "-c",
+             str(concurrency), "-n", f"{name}@%h", "-l", "INFO", "-E"],
+            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            replies = self.client.control.ping(destination=[f"{name}@{os.uname().nodename}"], timeout=1.0)
+            if replies:
+                return proc
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited: see {self.directory / (name + '.log')}")
+        raise RuntimeError("worker did not answer a ping within 60s")
+
+    def send(self, task: str, *args, **kwargs):
+        return self.client.send_task(task, args=list(args), kwargs=kwargs)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="session")
+def fleet(redis_url, tmp_path_factory):
+    """One real worker for the integration tests (SQLite database, real Redis broker)."""
+    directory = tmp_path_factory.mktemp("fleet")
+    fleet = WorkerFleet(directory, redis_url, f"sqlite:///{directory / 'jumpsync.db'}")
+    fleet.start_worker()
+    yield fleet
+    fleet.stop()
