@@ -150,13 +150,14 @@ def claim_part(engine: Engine, run_id: int, name: str, *, run_status: str = "run
             return Claim(None, f"part already {part.status}", connector_name, connector_id)
         if current_run_status != run_status:
             return Claim(None, f"run is {current_run_status}", connector_name, connector_id)
+        attempt = part.attempt + 1  # read before the commit below expires ``part``
         result = session.execute(update(SyncPart).where(
             SyncPart.id == part.id, SyncPart.attempt == part.attempt, SyncPart.status == part.status,
-        ).values(status="running", attempt=part.attempt + 1, started_at=utcnow(), error=None))
+        ).values(status="running", attempt=attempt, started_at=utcnow(), error=None))
         session.commit()
         if result.rowcount != 1:
             return Claim(None, "claimed by another worker", connector_name, connector_id)
-        return Claim(part.attempt + 1, None, connector_name, connector_id)
+        return Claim(attempt, None, connector_name, connector_id)
 
 
 def end_part(engine: Engine, run_id: int, name: str, attempt: int, *, status: str,

@@ -1,0 +1,80 @@
+"""A simulator for a test: started in a thread, driven over real HTTP (the real write API and /_sim)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from simulator.generator import TenantSpec, generate_tenant
+from simulator.server import SimulatorServer
+from simulator.state import SimulatorState
+
+SMALL = dict(seed=7, users=120, admins=8, groups=12, apps=8)
+
+
+@dataclass
+class SimulatorHandle:
+    server: SimulatorServer
+    state: SimulatorState
+    api_key: str
+    org_id: str
+
+    @classmethod
+    def start(cls, spec: TenantSpec | None = None, *, api_key: str) -> SimulatorHandle:
+        tenant = generate_tenant(spec or TenantSpec(**SMALL))
+        state = SimulatorState(orgs={tenant.org_id: tenant}, api_key=api_key)
+        server = SimulatorServer(state)
+        server.start()
+        return cls(server, state, api_key, tenant.org_id)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    # --- /_sim -------------------------------------------------------------------------------------------
+    def sim(self, method: str, path: str, **kwargs) -> httpx.Response:
+        response = httpx.request(method, self.url + path, timeout=30, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def dump(self) -> dict:
+        return self.sim("GET", "/_sim/tenant").json()
+
+    def stats(self) -> dict:
+        return self.sim("GET", "/_sim/stats").json()
+
+    def reset_stats(self) -> None:
+        self.sim("POST", "/_sim/stats/reset")
+
+    def set_faults(self, faults: dict) -> None:
+        self.sim("PUT", "/_sim/faults", json=faults)
+
+    def clear_faults(self) -> None:
+        self.sim("DELETE", "/_sim/faults")
+
+    # --- the real write API ------------------------------------------------------------------------------
+    def api(self, method: str, path: str, **kwargs) -> httpx.Response:
+        response = httpx.request(method, self.url + path, headers={"x-api-key": self.api_key}, timeout=30,
+                                 **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text}"
+        return response
+
+    def create_user(self, username: str, **fields) -> dict:
+        body = {"username": username, "email": f"{username}@example.org", "state": "ACTIVATED", **fields}
+        return self.api("POST", "/api/systemusers", json=body).json()
+
+    def delete_user(self, user_id: str) -> None:
+        self.api("DELETE", f"/api/systemusers/{user_id}")
+
+    def suspend_user(self, user_id: str) -> None:
+        self.api("PUT", f"/api/systemusers/{user_id}", json={"suspended": True, "state": "SUSPENDED"})
+
+    def group_member(self, group_id: str, user_id: str, op: str) -> None:
+        self.api("POST", f"/api/v2/usergroups/{group_id}/members", json={"op": op, "type": "user", "id": user_id})
+
+    def app_binding(self, app_id: str, kind: str, target_id: str, op: str) -> None:
+        self.api("POST", f"/api/v2/applications/{app_id}/associations", json={"op": op, "type": kind, "id": target_id})
