@@ -1,0 +1,164 @@
+"""Control endpoints under `/_sim` (no API key; loopback clients only): counters, fault knobs, tenant dumps, and
+the few writes the real API cannot make (administrators and applications are created in the console).
+
+    GET  /_sim/stats                 {"requests", "by_status", "by_route", "by_fault", "in_flight", "max_in_flight"}
+    POST /_sim/stats/reset           the zeroed stats
+    GET  /_sim/faults                the fault config (see simulator.faults)
+    PUT  /_sim/faults                merge a partial config, answer the new one (400 if invalid)
+    DELETE /_sim/faults              back to no faults
+    GET  /_sim/orgs                  {"multi_tenant": bool, "orgs": [org ids]}
+    GET  /_sim/tenant?org=ID         {"org_id", "roles", "users", "admins", "groups" (+"members"), "apps" (+"users", "groups")}
+    POST /_sim/admins?org=ID         create an admin: {"email", "firstname", "lastname", "roleName", ...} -> 201 record
+    DELETE /_sim/admins/{id}?org=ID  200 with the deleted record
+    POST /_sim/applications?org=ID   create an app: {"name", "displayName", "displayLabel", "ssoUrl", ...} -> 201
+    DELETE /_sim/applications/{id}?org=ID
+    POST /_sim/roles?org=ID          add a custom role: {"name"} -> 201 {"id", "name"}
+
+`org` may be left out when the simulator holds a single org.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from simulator.generator import make_app
+from simulator.model import Tenant, iso_time
+from simulator.responses import ApiError, json_body
+from simulator.routes_v1 import admin_changes
+from simulator.state import SimulatorState
+
+
+def _state(request: Request) -> SimulatorState:
+    return request.app.state.simulator
+
+
+def _tenant(request: Request) -> Tenant:
+    state = _state(request)
+    org = request.query_params.get("org")
+    if org is None:
+        if len(state.orgs) != 1:
+            raise ApiError(400, "org is required when the simulator holds several orgs")
+        return state.single_org
+    tenant = state.orgs.get(org)
+    if tenant is None:
+        raise ApiError(404, f"unknown org {org}")
+    return tenant
+
+
+async def get_stats(request: Request) -> Response:
+    return JSONResponse(_state(request).stats.to_dict())
+
+
+async def reset_stats(request: Request) -> Response:
+    stats = _state(request).stats
+    stats.reset()
+    return JSONResponse(stats.to_dict())
+
+
+async def get_faults(request: Request) -> Response:
+    return JSONResponse(_state(request).faults.to_dict())
+
+
+async def put_faults(request: Request) -> Response:
+    faults = _state(request).faults
+    try:
+        faults.update(await json_body(request))
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    return JSONResponse(faults.to_dict())
+
+
+async def reset_faults(request: Request) -> Response:
+    faults = _state(request).faults
+    faults.update({"latency_ms": 0, "latency_jitter_ms": 0, "error_rate": 0, "rate_limit": None, "rules": []})
+    return JSONResponse(faults.to_dict())
+
+
+async def get_orgs(request: Request) -> Response:
+    state = _state(request)
+    return JSONResponse({"multi_tenant": state.multi_tenant, "orgs": list(state.orgs)})
+
+
+async def get_tenant(request: Request) -> Response:
+    return JSONResponse(_tenant(request).dump())
+
+
+async def create_admin(request: Request) -> Response:
+    tenant = _tenant(request)
+    body = await json_body(request)
+    if not isinstance(body.get("email"), str) or "@" not in body["email"]:
+        raise ApiError(400, "email is required")
+    fields = admin_changes(tenant, {"roleName": "Administrator", **body})
+    now = time.time()
+    aid = tenant.new_id()
+    record: dict[str, Any] = {
+        "_id": aid, "email": "", "firstname": "", "lastname": "", "roleName": "", "roleNames": [], "role": "",
+        "suspended": False, "enableMultiFactor": False, "totpEnrolled": False, "organization": tenant.org_id,
+        "created": iso_time(now),
+    }
+    record.update(fields)
+    for key in ("suspended", "totpEnrolled"):
+        if isinstance(body.get(key), bool):
+            record[key] = body[key]
+    if isinstance(body.get("organization"), str):
+        record["organization"] = body["organization"]
+    tenant.add_admin(record)
+    return JSONResponse(record, status_code=201)
+
+
+async def delete_admin(request: Request) -> Response:
+    return JSONResponse(_tenant(request).delete_admin(request.path_params["id"]))
+
+
+async def create_application(request: Request) -> Response:
+    tenant = _tenant(request)
+    body = await json_body(request)
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise ApiError(400, "name is required")
+    display = body.get("displayName") or name
+    aid = tenant.new_id()
+    record = make_app(aid, tenant.org_id, name, display, body.get("displayLabel") or display, time.time(),
+                      active=body.get("active", True) is not False, sso_type=body.get("ssoType", "saml"))
+    for key in ("ssoUrl", "description", "learnMore", "beta"):
+        if key in body:
+            record[key] = body[key]
+    tenant.add_app(record)
+    return JSONResponse(record, status_code=201)
+
+
+async def delete_application(request: Request) -> Response:
+    return JSONResponse(_tenant(request).delete_app(request.path_params["id"]))
+
+
+async def create_role(request: Request) -> Response:
+    tenant = _tenant(request)
+    name = (await json_body(request)).get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ApiError(400, "name is required")
+    if tenant.role_named(name):
+        raise ApiError(409, "a role with this name exists")
+    rid = tenant.new_id()
+    tenant.roles[rid] = name
+    return JSONResponse({"id": rid, "name": name}, status_code=201)
+
+
+ROUTES = [
+    Route("/_sim/stats", get_stats, methods=["GET"]),
+    Route("/_sim/stats/reset", reset_stats, methods=["POST"]),
+    Route("/_sim/faults", get_faults, methods=["GET"]),
+    Route("/_sim/faults", put_faults, methods=["PUT"]),
+    Route("/_sim/faults", reset_faults, methods=["DELETE"]),
+    Route("/_sim/orgs", get_orgs, methods=["GET"]),
+    Route("/_sim/tenant", get_tenant, methods=["GET"]),
+    Route("/_sim/admins", create_admin, methods=["POST"]),
+    Route("/_sim/admins/{id}", delete_admin, methods=["DELETE"]),
+    Route("/_sim/applications", create_application, methods=["POST"]),
+    Route("/_sim/applications/{id}", delete_application, methods=["DELETE"]),
+    Route("/_sim/roles", create_role, methods=["POST"]),
+]

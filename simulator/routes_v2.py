@@ -1,0 +1,205 @@
+"""v2 endpoints (`/api/v2/...`): user groups, their members, application bindings and graph traversals.
+
+Listings are bare arrays with the total in `x-total-count`. Member and association changes answer 204; as
+observed on JumpCloud, adding an existing edge answers 409 and removing an absent one 404 (and an unknown user
+or group 404), so a client can treat both as "already so".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from simulator.model import USER, USER_GROUP, Tenant
+from simulator.query import V2, parse_list_query
+from simulator.responses import ApiError, json_body, selected, tenant_of, v2_connections, v2_list
+
+_MEMBERSHIP_METHODS = ("NOTSET", "STATIC", "DYNAMIC_REVIEW_REQUIRED", "DYNAMIC_AUTOMATED")
+_GRAPH_FILTER_ALIASES = {"object_id": "id"}  # the filter field name the spec documents for traversals
+
+
+# ---- user groups ---------------------------------------------------------------------------------------
+
+
+async def list_usergroups(request: Request) -> Response:
+    tenant = tenant_of(request)
+    query = parse_list_query(request.query_params, V2)
+    return v2_list(selected(tenant, "groups", lambda: tenant.records("groups"), query), query)
+
+
+async def get_usergroup(request: Request) -> Response:
+    return JSONResponse(_group(request))
+
+
+async def create_usergroup(request: Request) -> Response:
+    tenant = tenant_of(request)
+    body = await json_body(request)
+    fields = _group_fields(body)
+    record = {"attributes": None, "description": "", "email": "", "id": tenant.new_id(),
+              "membershipMethod": "NOTSET", "name": "", "type": "user_group"}
+    record.update(fields)
+    tenant.add_group(record)
+    return JSONResponse(record, status_code=201)
+
+
+async def update_usergroup(request: Request) -> Response:
+    tenant = tenant_of(request)
+    group = _group(request)
+    fields = _group_fields(await json_body(request))
+    return JSONResponse(tenant.update_group(group["id"], fields))
+
+
+async def delete_usergroup(request: Request) -> Response:
+    tenant = tenant_of(request)
+    return JSONResponse(tenant.delete_group(_group(request)["id"]))
+
+
+def _group_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """Validated UserGroupPost / UserGroupPut fields (`name` is required by both)."""
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ApiError(400, "Bad Request: name is required")
+    fields: dict[str, Any] = {"name": name}
+    for key in ("description", "email"):
+        if key in body:
+            if body[key] is not None and not isinstance(body[key], str):
+                raise ApiError(400, f"Bad Request: invalid value for {key}")
+            fields[key] = body[key]
+    if "attributes" in body:
+        if body["attributes"] is not None and not isinstance(body["attributes"], dict):
+            raise ApiError(400, "Bad Request: invalid value for attributes")
+        fields["attributes"] = body["attributes"]
+    if "membershipMethod" in body:
+        if body["membershipMethod"] not in _MEMBERSHIP_METHODS:
+            raise ApiError(400, f"Bad Request: membershipMethod must be one of {', '.join(_MEMBERSHIP_METHODS)}")
+        fields["membershipMethod"] = body["membershipMethod"]
+    return fields
+
+
+def _group(request: Request, key: str = "id") -> dict[str, Any]:
+    record = tenant_of(request).groups.get(request.path_params[key])
+    if record is None:
+        raise ApiError(404, "Not Found: no user group with this id")
+    return record
+
+
+# ---- members and membership ----------------------------------------------------------------------------
+
+
+async def list_members(request: Request) -> Response:
+    tenant = tenant_of(request)
+    group = _group(request)
+    query = parse_list_query(request.query_params, V2, sortable=False, filterable=False, projectable=False)
+    return v2_connections(tenant.members[group["id"]].as_list(), USER, query)
+
+
+async def change_members(request: Request) -> Response:
+    tenant = tenant_of(request)
+    group = _group(request)
+    op, kind, target = _graph_operation(await json_body(request), (USER,))
+    if op == "add":
+        tenant.add_member(group["id"], target)
+    else:
+        tenant.remove_member(group["id"], target)
+    return Response(status_code=204)
+
+
+async def list_membership(request: Request) -> Response:
+    tenant = tenant_of(request)
+    gid = _group(request)["id"]
+    query = parse_list_query(request.query_params, V2, projectable=False, aliases=_GRAPH_FILTER_ALIASES)
+    records = selected(tenant, ("membership", gid), lambda: tenant.group_membership(gid), query)
+    return v2_list(records, query)
+
+
+async def list_user_memberof(request: Request) -> Response:
+    tenant = tenant_of(request)
+    uid = request.path_params["id"]
+    if uid not in tenant.users:
+        raise ApiError(404, "Not Found: no user with this id")
+    query = parse_list_query(request.query_params, V2, projectable=False, aliases=_GRAPH_FILTER_ALIASES)
+    records = selected(tenant, ("memberof", uid), lambda: tenant.user_memberof(uid), query)
+    return v2_list(records, query)
+
+
+# ---- applications --------------------------------------------------------------------------------------
+
+
+async def list_associations(request: Request) -> Response:
+    tenant = tenant_of(request)
+    aid = _app(request)
+    targets = request.query_params.get("targets")
+    if not targets:
+        raise ApiError(400, "Bad Request: targets is required (user or user_group)")
+    if targets not in (USER, USER_GROUP):
+        raise ApiError(400, f"Bad Request: invalid targets {targets!r}: use user or user_group")
+    query = parse_list_query(request.query_params, V2, sortable=False, filterable=False, projectable=False)
+    ids = tenant.app_users[aid] if targets == USER else tenant.app_groups[aid]
+    return v2_connections(ids.as_list(), targets, query)
+
+
+async def change_associations(request: Request) -> Response:
+    tenant = tenant_of(request)
+    aid = _app(request)
+    op, kind, target = _graph_operation(await json_body(request), (USER, USER_GROUP))
+    if op == "add":
+        tenant.bind(aid, kind, target)
+    else:
+        tenant.unbind(aid, kind, target)
+    return Response(status_code=204)
+
+
+async def list_app_users(request: Request) -> Response:
+    return _traversal(request, "users", Tenant.app_user_paths)
+
+
+async def list_app_usergroups(request: Request) -> Response:
+    return _traversal(request, "usergroups", Tenant.app_group_paths)
+
+
+def _traversal(request: Request, name: str, compute: Any) -> Response:
+    tenant = tenant_of(request)
+    aid = _app(request)
+    query = parse_list_query(request.query_params, V2, sortable=False, projectable=False,
+                             aliases=_GRAPH_FILTER_ALIASES)
+    records = selected(tenant, (name, aid), lambda: compute(tenant, aid), query)
+    return v2_list(records, query)
+
+
+def _app(request: Request) -> str:
+    aid = request.path_params["id"]
+    if aid not in tenant_of(request).apps:
+        raise ApiError(404, "Not Found: no application with this id")
+    return aid
+
+
+def _graph_operation(body: dict[str, Any], kinds: tuple[str, ...]) -> tuple[str, str, str]:
+    """Validate a GraphOperation body: {"op": "add" | "remove", "type": one of `kinds`, "id": "..."}."""
+    op, kind, target = body.get("op"), body.get("type"), body.get("id")
+    if op not in ("add", "remove"):
+        raise ApiError(400, "Bad Request: op must be add or remove")
+    if kind not in kinds:
+        raise ApiError(400, f"Bad Request: type must be one of {', '.join(kinds)}")
+    if not isinstance(target, str) or not target:
+        raise ApiError(400, "Bad Request: id is required")
+    return op, kind, target
+
+
+ROUTES = [
+    Route("/api/v2/usergroups", list_usergroups, methods=["GET"]),
+    Route("/api/v2/usergroups", create_usergroup, methods=["POST"]),
+    Route("/api/v2/usergroups/{id}", get_usergroup, methods=["GET"]),
+    Route("/api/v2/usergroups/{id}", update_usergroup, methods=["PUT"]),
+    Route("/api/v2/usergroups/{id}", delete_usergroup, methods=["DELETE"]),
+    Route("/api/v2/usergroups/{id}/members", list_members, methods=["GET"]),
+    Route("/api/v2/usergroups/{id}/members", change_members, methods=["POST"]),
+    Route("/api/v2/usergroups/{id}/membership", list_membership, methods=["GET"]),
+    Route("/api/v2/applications/{id}/associations", list_associations, methods=["GET"]),
+    Route("/api/v2/applications/{id}/associations", change_associations, methods=["POST"]),
+    Route("/api/v2/applications/{id}/users", list_app_users, methods=["GET"]),
+    Route("/api/v2/applications/{id}/usergroups", list_app_usergroups, methods=["GET"]),
+    Route("/api/v2/users/{id}/memberof", list_user_memberof, methods=["GET"]),
+]
