@@ -1,0 +1,306 @@
+"""Every response shape jumpsync uses, checked against JumpCloud's official Swagger 2.0 specs.
+
+The schemas come from the operations in the specs themselves (`paths[...][method].responses[status].schema`),
+converted to JSON Schema (draft 4, which Swagger 2.0 builds on): `$ref`s resolve into the spec's `definitions`,
+every *property* also accepts `null` (real responses carry null in fields typed as string, array or object, see
+docs in /work/shared/jumpcloud-api.md), unknown properties stay allowed; types, enums, `required` and envelope
+shapes are kept. Envelope keys and the `x-total-count` header, which the specs do not mark required, are
+asserted on top.
+
+`GET /api/users` (administrators) has no operation in the v1 spec; its records are checked against the v1
+`userreturn` definition, the response of the documented `PUT /api/users/{id}`, inside the same
+`{"totalCount", "results"}` envelope as the other v1 lists.
+
+The specs are vendored in simulator/openapi/ (unchanged copies) so this runs on a clean machine.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+
+import simulator
+from simulator.server import SimulatorServer
+from simulator.state import SimulatorState
+from simulator.tenant import TenantSpec, generate_tenant
+
+SPEC_DIR = Path(simulator.__file__).parent / "openapi"
+KEY = "conformance-key"
+# Big enough that every untidy variant of the generator shows up in the validated records.
+SPEC = TenantSpec(seed=2024, users=400, admins=30, groups=25, apps=10, avg_members_per_group=15,
+                  users_per_app=10, groups_per_app=3, big_groups=1, big_group_share=0.4)
+
+# Keywords of Swagger 2.0 schema objects that JSON Schema does not know or that only describe.
+_DROP = {"discriminator", "readOnly", "xml", "externalDocs", "example", "description", "title"}
+
+
+# ---- Swagger 2.0 -> JSON Schema --------------------------------------------------------------------------
+
+
+def convert(node: Any) -> Any:
+    """A Swagger schema object as JSON Schema, with `null` allowed on every property."""
+    if isinstance(node, list):
+        return [convert(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("x-") or key in _DROP:
+            continue
+        if key == "properties":
+            out[key] = {name: nullable(convert(schema)) for name, schema in value.items()}
+        elif key in ("items", "additionalProperties", "not") and isinstance(value, dict):
+            out[key] = convert(value)
+        elif key in ("allOf", "anyOf", "oneOf"):
+            out[key] = [convert(v) for v in value]
+        else:
+            out[key] = value
+    if out.get("additionalProperties") is False:
+        del out["additionalProperties"]
+    return out
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in schema or "type" not in schema:
+        return {"anyOf": [{"type": "null"}, schema]}
+    schema = dict(schema)
+    types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    schema["type"] = [*types, "null"] if "null" not in types else types
+    if "enum" in schema and None not in schema["enum"]:
+        schema["enum"] = [*schema["enum"], None]
+    return schema
+
+
+@cache
+def spec(version: str) -> dict[str, Any]:
+    return json.loads((SPEC_DIR / f"jumpcloud-{version}.json").read_text(encoding="utf-8"))
+
+
+@cache
+def definitions(version: str) -> dict[str, Any]:
+    return {name: convert(schema) for name, schema in spec(version)["definitions"].items()}
+
+
+def validator(version: str, schema: dict[str, Any]) -> jsonschema.Draft4Validator:
+    return _validator(version, json.dumps(schema, sort_keys=True))
+
+
+@cache
+def _validator(version: str, schema_json: str) -> jsonschema.Draft4Validator:
+    root = {**convert(json.loads(schema_json)), "definitions": definitions(version)}
+    jsonschema.Draft4Validator.check_schema(root)  # the converted schemas are valid draft-4
+    return jsonschema.Draft4Validator(root)
+
+
+def response_schema(version: str, path: str, method: str, status: int) -> dict[str, Any]:
+    """The schema the spec declares for an operation's response (fails if the spec has none)."""
+    responses = spec(version)["paths"][path][method]["responses"]
+    schema = responses[str(status)]["schema"]
+    assert schema, f"{method.upper()} {path} {status}: the spec declares no body"
+    return schema
+
+
+def error_schema(version: str, status: int) -> dict[str, Any]:
+    return spec(version)["responses"][f"trait:standardErrors:{status}"]["schema"]
+
+
+def check(version: str, schema: dict[str, Any], body: Any) -> None:
+    errors = sorted(validator(version, schema).iter_errors(body), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:10])
+
+
+def check_op(version: str, path: str, method: str, resp: httpx.Response, status: int = 200) -> Any:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    check(version, response_schema(version, path, method, status), body)
+    return body
+
+
+# ---- the converter itself ---------------------------------------------------------------------------------
+
+
+def test_converted_schemas_still_refuse_wrong_types_enums_and_missing_required():
+    """Guard against a converter that lets everything through."""
+    user = validator("v1", {"$ref": "#/definitions/systemuserreturn"})
+    assert user.is_valid({"_id": "a", "state": None, "attributes": None, "extra": 1})
+    assert not user.is_valid({"state": "ENABLED"})
+    assert not user.is_valid({"activated": "yes"})
+    assert not user.is_valid({"mfa": {"configured": "no"}})
+    assert not user.is_valid(None)
+    app = validator("v1", {"$ref": "#/definitions/application"})
+    assert not app.is_valid({"name": "x", "ssoUrl": "y"})  # config is required
+    path = validator("v2", {"$ref": "#/definitions/GraphObjectWithPaths"})
+    assert not path.is_valid({"id": "x", "type": "user"})  # paths required
+    assert not path.is_valid({"id": "x", "type": "person", "paths": []})  # GraphType enum
+    group = validator("v2", {"$ref": "#/definitions/UserGroup"})
+    assert not group.is_valid({"attributes": {"sudo": {"enabled": True}}})  # sudo.withoutPassword required
+    assert not group.is_valid({"membershipMethod": ""})
+
+
+# ---- responses ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sim():
+    tenant = generate_tenant(SPEC)
+    with SimulatorServer(SimulatorState(orgs={tenant.org_id: tenant}, api_key=KEY)) as srv:
+        with httpx.Client(base_url=srv.url, headers={"x-api-key": KEY}, timeout=20) as client:
+            client.dump = httpx.get(srv.url + "/_sim/tenant").json()  # type: ignore[attr-defined]
+            yield client
+
+
+def all_v1_pages(sim: httpx.Client, path: str, version_path: str, schema: dict[str, Any] | None = None) -> list:
+    """Every page of a v1 listing, each validated, with the envelope checked."""
+    records, skip = [], 0
+    while True:
+        resp = sim.get(path, params={"limit": 100, "skip": skip, "sort": "_id"})
+        if schema is None:
+            body = check_op("v1", version_path, "get", resp)
+        else:
+            assert resp.status_code == 200
+            body = resp.json()
+            check("v1", schema, body)
+        assert set(body) == {"totalCount", "results"} and isinstance(body["totalCount"], int)
+        records += body["results"]
+        skip += 100
+        if not body["results"]:
+            return records
+
+
+def all_v2_pages(sim: httpx.Client, path: str, spec_path: str, **params) -> list:
+    """Every page of a v2 listing (one past the end too), each validated, with `x-total-count` on each."""
+    records, skip, totals = [], 0, set()
+    while True:
+        resp = sim.get(path, params={"limit": 100, "skip": skip, **params})
+        body = check_op("v2", spec_path, "get", resp)
+        assert isinstance(body, list)
+        totals.add(resp.headers["x-total-count"])
+        records += body
+        skip += 100
+        if not body:
+            assert totals == {str(len(records))}
+            return records
+
+
+def test_systemusers_list_and_items(sim):
+    users = all_v1_pages(sim, "/api/systemusers", "/systemusers")
+    assert len(users) == SPEC.users
+    for user in users[:: max(1, len(users) // 40)]:
+        one = check_op("v1", "/systemusers/{id}", "get", sim.get(f"/api/systemusers/{user['_id']}"))
+        assert one == user
+    # the untidy variants were among the validated records
+    assert any("state" not in u for u in users) and any(u["attributes"] is None for u in users)
+    assert any(u["manager"] is None for u in users) and any(u["employeeIdentifier"] is None for u in users)
+
+
+def test_applications_list_and_items(sim):
+    apps = all_v1_pages(sim, "/api/applications", "/applications")
+    assert len(apps) == SPEC.apps
+    for app in apps:
+        assert check_op("v1", "/applications/{id}", "get", sim.get(f"/api/applications/{app['_id']}")) == app
+
+
+def test_admins_list_matches_userreturn_in_the_v1_envelope(sim):
+    assert "get" not in spec("v1")["paths"]["/users"]  # why this one is checked by definition, not operation
+    envelope = {"type": "object", "required": ["totalCount", "results"],
+                "properties": {"totalCount": {"type": "integer"},
+                               "results": {"type": "array", "items": {"$ref": "#/definitions/userreturn"}}}}
+    admins = all_v1_pages(sim, "/api/users", "/users", schema=envelope)
+    assert len(admins) == SPEC.admins
+
+
+def test_usergroups_list_and_items(sim):
+    groups = all_v2_pages(sim, "/api/v2/usergroups", "/usergroups")
+    assert len(groups) == SPEC.groups
+    for group in groups:
+        assert check_op("v2", "/usergroups/{id}", "get", sim.get(f"/api/v2/usergroups/{group['id']}")) == group
+
+
+def test_members_and_membership(sim):
+    for group in sim.dump["groups"]:
+        members = all_v2_pages(sim, f"/api/v2/usergroups/{group['id']}/members", "/usergroups/{group_id}/members")
+        membership = all_v2_pages(sim, f"/api/v2/usergroups/{group['id']}/membership",
+                                  "/usergroups/{group_id}/membership")
+        assert [m["to"]["id"] for m in members] == [m["id"] for m in membership] == group["members"]
+
+
+def test_associations_both_targets_and_traversals(sim):
+    for app in sim.dump["apps"]:
+        base = f"/api/v2/applications/{app['_id']}"
+        for targets in ("user", "user_group"):
+            conns = all_v2_pages(sim, f"{base}/associations", "/applications/{application_id}/associations",
+                                 targets=targets)
+            assert {c["to"]["type"] for c in conns} <= {targets}
+        users = all_v2_pages(sim, f"{base}/users", "/applications/{application_id}/users")
+        groups = all_v2_pages(sim, f"{base}/usergroups", "/applications/{application_id}/usergroups")
+        assert [g["id"] for g in groups] == app["groups"]
+        assert any(len(p) == 2 for u in users for p in u["paths"]) == any(
+            g["members"] for g in sim.dump["groups"] if g["id"] in app["groups"])
+
+
+def test_memberof(sim):
+    for user in sim.dump["users"][:60]:
+        all_v2_pages(sim, f"/api/v2/users/{user['_id']}/memberof", "/users/{user_id}/memberof")
+
+
+# ---- write responses -------------------------------------------------------------------------------------
+
+
+def test_write_responses(sim):
+    created = check_op("v1", "/systemusers", "post", sim.post(
+        "/api/systemusers", json={"email": "conform@example.org", "username": "conform", "attributes": None}))
+    uid = created["_id"]
+    check_op("v1", "/systemusers/{id}", "put",
+             sim.put(f"/api/systemusers/{uid}", json={"suspended": True, "state": "SUSPENDED"}))
+    check_op("v1", "/systemusers/{id}", "put",
+             sim.put(f"/api/systemusers/{uid}", json={"suspended": False, "state": "ACTIVATED", "manager": ""}))
+    staged = sim.post("/api/systemusers", json={"email": "st@example.org", "username": "st"}).json()
+    activated = sim.post(f"/api/systemusers/{staged['_id']}/state/activate", json={})
+    assert activated.status_code == 200 and activated.content == b""  # the spec declares no body
+    admin = sim.dump["admins"][0]
+    check_op("v1", "/users/{id}", "put", sim.put(f"/api/users/{admin['_id']}", json={"roleName": "Manager"}))
+
+    group = check_op("v2", "/usergroups", "post",
+                     sim.post("/api/v2/usergroups", json={"name": "Conformance"}), status=201)
+    check_op("v2", "/usergroups/{id}", "put",
+             sim.put(f"/api/v2/usergroups/{group['id']}", json={"name": "Conformance 2", "description": None}))
+    member = sim.post(f"/api/v2/usergroups/{group['id']}/members", json={"op": "add", "type": "user", "id": uid})
+    assert member.status_code == 204 and member.content == b""
+    app_id = sim.dump["apps"][0]["_id"]
+    bind = sim.post(f"/api/v2/applications/{app_id}/associations",
+                    json={"op": "add", "type": "user_group", "id": group["id"]})
+    assert bind.status_code == 204 and bind.content == b""
+    check_op("v2", "/usergroups/{id}", "delete", sim.delete(f"/api/v2/usergroups/{group['id']}"))
+    check_op("v1", "/systemusers/{id}", "delete", sim.delete(f"/api/systemusers/{uid}"))
+
+
+@pytest.mark.parametrize("version,status,request_args", [
+    ("v1", 400, ("GET", "/api/systemusers", {"params": {"limit": 1000}})),
+    ("v1", 404, ("GET", "/api/systemusers/0123456789abcdef01234567", {})),
+    ("v1", 409, ("POST", "/api/systemusers", {"json": {"email": "dup@example.org", "username": "dup"}})),
+    ("v2", 400, ("GET", "/api/v2/applications/{app}/associations", {})),
+    ("v2", 404, ("GET", "/api/v2/usergroups/0123456789abcdef01234567", {})),
+    ("v2", 409, ("POST", "/api/v2/usergroups", {"json": {"name": "{group}"}})),
+])
+def test_error_bodies_match_the_standard_errors(sim, version, status, request_args):
+    method, path, kwargs = request_args
+    path = path.format(app=sim.dump["apps"][0]["_id"])
+    kwargs = json.loads(json.dumps(kwargs).replace("{group}", sim.dump["groups"][0]["name"]))
+    if status == 409 and version == "v1":
+        sim.request(method, path, **kwargs)
+    resp = sim.request(method, path, **kwargs)
+    assert resp.status_code == status
+    check(version, error_schema(version, status), resp.json())
+    assert resp.json()["message"]
+
+
+def test_unauthorized_body_matches_the_standard_401(sim):
+    resp = httpx.get(str(sim.base_url) + "/api/systemusers")
+    assert resp.status_code == 401
+    check("v1", error_schema("v1", 401), resp.json())
