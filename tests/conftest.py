@@ -144,8 +144,9 @@ class WorkerFleet:
                 raise RuntimeError(f"worker exited: see {self.directory / (name + '.log')}")
         raise RuntimeError("worker did not answer a ping within 60s")
 
-    def send(self, task: str, *args, **kwargs):
-        return self.client.send_task(task, args=list(args), kwargs=kwargs)
+    def send(self, task: str, *args, queue: str = "sync", **kwargs):
+        """Send a task by name to its queue, as a client that does not import jumpsync would."""
+        return self.client.send_task(task, args=list(args), kwargs=kwargs, queue=queue)
 
     def stop(self) -> None:
         for proc in self.procs:

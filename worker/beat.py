@@ -46,7 +46,7 @@ class ConnectorScheduler(RedBeatScheduler):
 
     @property
     def _known_key(self) -> str:
-        return self.app.redbeat_conf.key_prefix + ":connectors"
+        return self.app.redbeat_conf.key_prefix + "connectors"
 
     def setup_schedule(self) -> None:
         super().setup_schedule()
@@ -67,20 +67,22 @@ class ConnectorScheduler(RedBeatScheduler):
             RedBeatSchedulerEntry(name, app=self.app).delete()
             client.srem(self._known_key, name)
             log.info("beat: removed schedule %s", name)
-        changed = {}
         for name, spec in wanted.items():
+            key = RedBeatSchedulerEntry.generate_key(self.app, name)
             try:
-                current = RedBeatSchedulerEntry.from_key(RedBeatSchedulerEntry.generate_key(self.app, name),
-                                                         app=self.app)
-                if current.schedule == spec["schedule"] and tuple(current.args) == spec["args"]:
-                    continue
+                current = RedBeatSchedulerEntry.from_key(key, app=self.app)
             except KeyError:
-                pass
-            changed[name] = spec
-        if changed:
-            self.update_from_dict(changed)
-            client.sadd(self._known_key, *changed)
-            log.info("beat: scheduled %s", ", ".join(sorted(changed)))
+                current = None
+            if current is not None and current.schedule == spec["schedule"] and tuple(current.args) == spec["args"]:
+                continue
+            entry = RedBeatSchedulerEntry(name, spec["task"], spec["schedule"], spec["args"], spec["kwargs"],
+                                          options=spec["options"], app=self.app)
+            # A new connector is due now (Celery would otherwise wait one interval); a changed one keeps its
+            # last run, so editing a schedule does not trigger an extra sync.
+            entry.last_run_at = current.last_run_at if current is not None else None
+            entry.save()
+            client.sadd(self._known_key, name)
+            log.info("beat: %s schedule %s (%s)", "changed" if current else "added", name, spec["schedule"])
 
     def tick(self, *args, **kwargs):
         if time.monotonic() >= self._next_reload:

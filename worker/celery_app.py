@@ -33,6 +33,7 @@ def create_app() -> Celery:
         task_soft_time_limit=part_limit,
         task_time_limit=part_limit + 60,
         task_ignore_result=True,
+        result_expires=None,  # no result backend, so no beat entry to clean one
         task_serializer="json",
         accept_content=["json"],
         # Events for Flower, including when a task is sent.
@@ -43,7 +44,7 @@ def create_app() -> Celery:
         # The beat scheduler keeps its entries in Redis, with a lock so that only one beat sends.
         beat_scheduler="worker.beat:ConnectorScheduler",
         redbeat_redis_url=current.broker_url,
-        redbeat_key_prefix="jumpsync:beat",
+        redbeat_key_prefix="jumpsync:beat:",
         redbeat_lock_timeout=60,
         beat_max_loop_interval=5,
     )

@@ -1,0 +1,157 @@
+"""End to end: a real Celery worker on a real Redis broker syncs the simulator (over HTTP) into the database.
+
+Tasks are sent by name from a plain Celery client, as any other service would. Each test has its own
+connector (added to the fleet's config file, which the worker re-reads) and its own simulator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import time
+
+import pytest
+
+from models import queries
+from models.db import create_schema, make_engine
+from simulator.generator import TenantSpec
+from tests.conftest import ROOT
+from tests.expected import actual_state, assert_same, expected_state
+
+pytestmark = pytest.mark.integration
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def fleet_engine(fleet):
+    engine = make_engine(fleet.database_url)
+    create_schema(engine)  # what a deployment's `db upgrade` step does before workers start
+    yield engine
+    engine.dispose()
+
+
+def new_connector(fleet, sim, extra: str = "") -> str:
+    name = f"e2e-{next(_names)}"
+    fleet.add_connector(name, sim.url, extra)
+    return name
+
+
+def wait_run(engine, task_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = queries.run_by_task_id(engine, task_id)
+        if run and run["finished_at"]:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run of task {task_id} did not end within {timeout}s: {run}")
+
+
+def sync_now(fleet, engine, name: str) -> dict:
+    return wait_run(engine, fleet.send("jumpsync.sync.connector", name, trigger="manual").id)
+
+
+def state(engine, name):
+    return actual_state(queries.resources(engine, name), queries.grants(engine, name))
+
+
+def test_worker_syncs_the_tenant_then_every_change(fleet, fleet_engine, simulator):
+    sim = simulator(TenantSpec(seed=11, users=300, admins=10, groups=15, apps=10))
+    name = new_connector(fleet, sim)
+    run = sync_now(fleet, fleet_engine, name)
+    assert run["status"] == "succeeded", run
+    assert {p["name"] for p in run["parts"]} == {"user", "admin", "group", "app", "role", "admin_link",
+                                                  "app_via_group"}
+    assert_same(state(fleet_engine, name), expected_state(sim.dump()))
+
+    dump = sim.dump()
+    group = next(g for g in dump["groups"] if g["members"])
+    app = next(a for a in dump["apps"] if a["groups"])
+    sim.delete_user(dump["users"][5]["_id"])
+    sim.suspend_user(dump["users"][6]["_id"])
+    added = sim.create_user("late-joiner")["_id"]
+    sim.group_member(group["id"], added, "add")
+    sim.group_member(group["id"], group["members"][0], "remove")
+    sim.app_binding(app["_id"], "user_group", app["groups"][0], "remove")
+    run = sync_now(fleet, fleet_engine, name)
+    assert run["status"] == "succeeded", run
+    assert_same(state(fleet_engine, name), expected_state(sim.dump()))
+    deleted = {(r["type"], r["id"]) for r in queries.resources(fleet_engine, name) if r["deleted"]}
+    assert ("user", dump["users"][5]["_id"]) in deleted
+
+
+def test_failed_part_deletes_nothing_and_run_is_partial(fleet, fleet_engine, simulator):
+    sim = simulator()
+    name = new_connector(fleet, sim)
+    assert sync_now(fleet, fleet_engine, name)["status"] == "succeeded"
+    groups_before = {r["id"] for r in queries.resources(fleet_engine, name, "group", include_deleted=False)}
+    sim.api("DELETE", f"/api/v2/usergroups/{sim.dump()['groups'][0]['id']}")
+    sim.set_faults({"rules": [{"path": "^/api/v2/usergroups$", "status": 500}]})
+    run = sync_now(fleet, fleet_engine, name)
+    assert run["status"] == "partial"
+    parts = {p["name"]: p for p in run["parts"]}
+    assert parts["group"]["status"] == "failed" and "500" in parts["group"]["error"]
+    assert parts["user"]["status"] == "succeeded" and parts["app_via_group"]["status"] == "skipped"
+    assert {r["id"] for r in queries.resources(fleet_engine, name, "group", include_deleted=False)} == groups_before
+
+
+def test_concurrent_trigger_is_skipped(fleet, fleet_engine, simulator):
+    sim = simulator()
+    sim.set_faults({"latency_ms": 400})  # a sync of several seconds
+    name = new_connector(fleet, sim)
+    first = fleet.send("jumpsync.sync.connector", name, trigger="manual")
+    deadline = time.monotonic() + 30
+    while (queries.run_by_task_id(fleet_engine, first.id) or {}).get("status") != "running":
+        assert time.monotonic() < deadline, "the first run never started"
+        time.sleep(0.05)
+    second = fleet.send("jumpsync.sync.connector", name, trigger="manual")
+    skipped = wait_run(fleet_engine, second.id)
+    assert skipped["status"] == "skipped" and "still active" in skipped["error"]
+    assert wait_run(fleet_engine, first.id)["status"] == "succeeded"
+
+
+def test_unknown_connector_fails_the_task_cleanly(fleet, fleet_engine, simulator):
+    sim = simulator()
+    name = new_connector(fleet, sim)  # the worker must still be healthy after a bad message
+    fleet.send("jumpsync.sync.connector", "no-such-connector", trigger="manual")
+    assert sync_now(fleet, fleet_engine, name)["status"] == "succeeded"
+
+
+def test_beat_schedules_each_connector_once_even_with_two_beats(fleet, fleet_engine, simulator, tmp_path):
+    """Two beat processes: one holds the lock and sends; a connector added to the config is picked up."""
+    sim = simulator()
+    name = new_connector(fleet, sim)
+    beats = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat", "-l", "INFO"],
+                              env=fleet.env, cwd=ROOT, stdout=open(tmp_path / f"beat{i}.log", "wb"),
+                              stderr=subprocess.STDOUT) for i in range(2)]
+    try:
+        deadline = time.monotonic() + 60
+        late = None
+        while time.monotonic() < deadline:
+            runs = scheduled_runs(fleet_engine, name)
+            if runs and late is None:
+                late = new_connector(fleet, sim)  # added while beat runs: no restart
+            if late and scheduled_runs(fleet_engine, late):
+                break
+            time.sleep(0.5)
+        assert late is not None and scheduled_runs(fleet_engine, late), "the added connector was not scheduled"
+        time.sleep(3)  # time for a second beat to (wrongly) send too
+        for connector in (name, late):
+            runs = scheduled_runs(fleet_engine, connector)
+            assert len(runs) == 1, runs  # one scheduled trigger per connector: not doubled, not skipped
+    finally:
+        for beat in beats:
+            beat.terminate()
+            beat.wait(timeout=30)
+
+
+def scheduled_runs(engine, connector: str) -> list[tuple]:
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from models.tables import Connector, SyncRun
+
+    with Session(engine) as session:
+        return session.execute(select(SyncRun.id, SyncRun.status).join(Connector).where(
+            Connector.name == connector, SyncRun.trigger == "schedule")).all()
