@@ -158,9 +158,11 @@ def _progress(engine, names: list[str], since, printed: dict) -> dict[str, dict]
                 key = (name, part["name"], part["status"])
                 if key not in printed and part["status"] not in ("pending",):
                     printed[key] = True
-                    counts = part["counts"]
-                    detail = f"{counts.get('seen', 0)} resources, {counts.get('grants_seen', 0)} grants" \
-                        if part["status"] == "succeeded" else (part["error"] or "")
+                    detail = part["error"] or ""
+                    if part["status"] == "succeeded":
+                        shown = {"seen": "resources", "grants_seen": "grants", "admins_linked": "admins linked"}
+                        detail = ", ".join([f"{part['requests']} requests"] + [
+                            f"{part['counts'][key]} {label}" for key, label in shown.items() if key in part["counts"]])
                     print(f"  {name}: {part['name']:<14} {part['status']:<10} {detail}", flush=True)
             if record["finished_at"] is not None:
                 ended[name] = record

@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import redis
 
 from models import queries
 from models.db import create_schema, make_engine
@@ -140,6 +141,16 @@ def test_beat_schedules_each_connector_once_even_with_two_beats(fleet, fleet_eng
         for connector in (name, late):
             runs = scheduled_runs(fleet_engine, connector)
             assert len(runs) == 1, runs  # one scheduled trigger per connector: not doubled, not skipped
+        # Removing a connector from the file removes its schedule, again without a restart.
+        del fleet.connectors[late]
+        fleet.write_config()
+        beat_key = f"jumpsync:beat:sync:{late}".encode()
+        redis_client = redis.Redis.from_url(fleet.broker_url)
+        deadline = time.monotonic() + 30
+        while redis_client.exists(beat_key):
+            assert time.monotonic() < deadline, "the removed connector is still scheduled"
+            time.sleep(0.5)
+        assert redis_client.exists(f"jumpsync:beat:sync:{name}".encode())
     finally:
         for beat in beats:
             beat.terminate()
