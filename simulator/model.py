@@ -14,10 +14,10 @@ from __future__ import annotations
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 USER = "user"
 USER_GROUP = "user_group"
@@ -101,6 +101,45 @@ def with_paths(kind: str, obj_id: str, paths: list[list[dict[str, Any]]]) -> dic
     return {"compiledAttributes": None, "id": obj_id, "paths": paths, "type": kind}
 
 
+class LazyRecords(Sequence[dict[str, Any]]):
+    """A read-only list whose records are built when read. Paging through the 50,000 users of an app bound to a
+    big group then builds 100 GraphObjectWithPaths per page instead of holding 50,000 of them in memory."""
+
+    __slots__ = ("_keys", "_build")
+
+    def __init__(self, keys: list[Any], build: Callable[[Any], dict[str, Any]]) -> None:
+        self._keys = keys
+        self._build = build
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self._build(k) for k in self._keys[index]]
+        return self._build(self._keys[index])
+
+
+def _one_edge_user(uid: str) -> dict[str, Any]:
+    return with_paths(USER, uid, [[connection(USER, uid)]])
+
+
+def _one_edge_group(gid: str) -> dict[str, Any]:
+    return with_paths(USER_GROUP, gid, [[connection(USER_GROUP, gid)]])
+
+
+def _user_access(item: tuple[str, list[str | None]]) -> dict[str, Any]:
+    uid, via = item
+    user = connection(USER, uid)
+    return with_paths(USER, uid, [[user] if gid is None else [connection(USER_GROUP, gid), user] for gid in via])
+
+
 @dataclass(eq=False)
 class Tenant:
     """One organisation: users, admins, groups, applications, and the edges between them.
@@ -146,7 +185,7 @@ class Tenant:
 
     # ---- caching -------------------------------------------------------------------------------------
 
-    def cached(self, key: Any, compute: Callable[[], Any], max_entries: int = 64) -> Any:
+    def cached(self, key: Any, compute: Callable[[], Any], max_entries: int = 256) -> Any:
         """Memoise a derived value until the next write (any write clears everything: simple and safe)."""
         hit = self._cache.get(key)
         if hit is not None:
@@ -173,41 +212,31 @@ class Tenant:
 
     # ---- graph traversals (GraphObjectWithPaths) -----------------------------------------------------
 
-    def app_user_paths(self, app_id: str) -> list[dict[str, Any]]:
+    def app_user_paths(self, app_id: str) -> LazyRecords:
         """Users with access to an app: a 1-edge path per direct binding, a 2-edge path per bound group."""
 
-        def compute() -> list[dict[str, Any]]:
-            paths: dict[str, list[list[dict[str, Any]]]] = {}
+        def compute() -> LazyRecords:
+            via: dict[str, list[str | None]] = {}  # user id -> None (direct) or the group it comes through
             for uid in self.app_users[app_id]:
-                paths.setdefault(uid, []).append([connection(USER, uid)])
+                via.setdefault(uid, []).append(None)
             for gid in self.app_groups[app_id]:
-                via = connection(USER_GROUP, gid)
                 for uid in self.members[gid]:
-                    paths.setdefault(uid, []).append([via, connection(USER, uid)])
-            return [with_paths(USER, uid, p) for uid, p in paths.items()]
+                    via.setdefault(uid, []).append(gid)
+            return LazyRecords(list(via.items()), _user_access)
 
         return self.cached(("app_users", app_id), compute)
 
-    def app_group_paths(self, app_id: str) -> list[dict[str, Any]]:
+    def app_group_paths(self, app_id: str) -> LazyRecords:
         """User groups bound to an app (user groups do not nest, so every path is one edge)."""
-        return self.cached(
-            ("app_groups", app_id),
-            lambda: [with_paths(USER_GROUP, gid, [[connection(USER_GROUP, gid)]]) for gid in self.app_groups[app_id]],
-        )
+        return LazyRecords(self.app_groups[app_id].as_list(), _one_edge_group)
 
-    def group_membership(self, group_id: str) -> list[dict[str, Any]]:
+    def group_membership(self, group_id: str) -> LazyRecords:
         """Effective members of a group; without nesting these are the direct members, one edge each."""
-        return self.cached(
-            ("membership", group_id),
-            lambda: [with_paths(USER, uid, [[connection(USER, uid)]]) for uid in self.members[group_id]],
-        )
+        return LazyRecords(self.members[group_id].as_list(), _one_edge_user)
 
-    def user_memberof(self, user_id: str) -> list[dict[str, Any]]:
+    def user_memberof(self, user_id: str) -> LazyRecords:
         """Groups a user belongs to, one edge each."""
-        return self.cached(
-            ("memberof", user_id),
-            lambda: [with_paths(USER_GROUP, gid, [[connection(USER_GROUP, gid)]]) for gid in self._user_groups[user_id]],
-        )
+        return LazyRecords(self._user_groups[user_id].as_list(), _one_edge_group)
 
     # ---- users ---------------------------------------------------------------------------------------
 

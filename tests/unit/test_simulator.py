@@ -550,3 +550,60 @@ def test_small_responses_are_not_held_back_by_nagle(api):
     for _ in range(20):
         api.get("/api/systemusers", params={"limit": 5})
     assert (time.perf_counter() - started) / 20 < 0.025
+
+
+# ---- command line --------------------------------------------------------------------------------------
+
+
+def test_api_key_comes_from_argument_file_or_environment(tmp_path, monkeypatch):
+    from simulator.cli import SimulatorConfigError, resolve_api_key
+
+    monkeypatch.delenv("JUMPSYNC_SIM_API_KEY", raising=False)
+    with pytest.raises(SimulatorConfigError, match="JUMPSYNC_SIM_API_KEY"):
+        resolve_api_key()
+    monkeypatch.setenv("JUMPSYNC_SIM_API_KEY", "from-env")
+    assert resolve_api_key() == "from-env"
+    key_file = tmp_path / "key"
+    key_file.write_text("from-file\n")
+    assert resolve_api_key(api_key_file=key_file) == "from-file"
+    assert resolve_api_key("given", key_file) == "given"
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(SimulatorConfigError):
+        resolve_api_key(api_key_file=tmp_path / "empty")
+    with pytest.raises(SimulatorConfigError) as missing:
+        resolve_api_key(api_key_file=tmp_path / "absent")
+    assert "absent" in str(missing.value)
+
+
+def test_serve_refuses_a_non_loopback_address(monkeypatch):
+    from simulator.cli import SimulatorConfigError, serve
+
+    monkeypatch.setenv("JUMPSYNC_SIM_API_KEY", "k")
+    with pytest.raises(SimulatorConfigError, match="loopback"):
+        serve(host="0.0.0.0", port=0, users=5)
+
+
+def test_python_m_simulator_serves_without_printing_the_key(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    secret = "very-secret-simulator-key-77"
+    env = {**os.environ, "JUMPSYNC_SIM_API_KEY": secret}
+    proc = subprocess.Popen([sys.executable, "-m", "simulator", "--port", "0", "--users", "12", "--orgs", "2"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        while not any("listening on" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        url = re.search(r"listening on (\S+)", lines[-1]).group(1)
+        org = re.search(r"org ([0-9a-f]{24})", "".join(lines)).group(1)
+        resp = httpx.get(url + "/api/systemusers", headers={"x-api-key": secret, "x-org-id": org})
+        assert resp.json()["totalCount"] == 12
+        assert secret not in "".join(lines)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert secret not in out

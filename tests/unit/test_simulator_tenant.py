@@ -178,7 +178,7 @@ def test_caches_are_invalidated_by_writes():
     t = generate_tenant(TenantSpec(seed=5, users=10, groups=1, apps=1, avg_members_per_group=0, users_per_app=0,
                                    groups_per_app=0))
     aid, gid, uid = next(iter(t.apps)), next(iter(t.groups)), next(iter(t.users))
-    assert t.app_user_paths(aid) == []
+    assert len(t.app_user_paths(aid)) == 0
     t.bind(aid, "user_group", gid)
     t.add_member(gid, uid)
     assert [p["id"] for p in t.app_user_paths(aid)] == [uid]
@@ -187,4 +187,14 @@ def test_caches_are_invalidated_by_writes():
     assert sorted(len(p) for p in paths) == [1, 2]
     before = len(t.records("users"))
     t.delete_user(uid)
-    assert len(t.records("users")) == before - 1 and t.app_user_paths(aid) == []
+    assert len(t.records("users")) == before - 1 and len(t.app_user_paths(aid)) == 0
+
+
+def test_lazy_records_build_only_what_is_read():
+    from simulator.model import LazyRecords
+
+    built: list[int] = []
+    records = LazyRecords(list(range(1000)), lambda k: built.append(k) or {"id": k})
+    assert len(records) == 1000 and built == []
+    assert records[100:103] == [{"id": 100}, {"id": 101}, {"id": 102}] and built == [100, 101, 102]
+    assert records[-1] == {"id": 999}
