@@ -166,3 +166,31 @@ def scheduled_runs(engine, connector: str) -> list[tuple]:
     with Session(engine) as session:
         return session.execute(select(SyncRun.id, SyncRun.status).join(Connector).where(
             Connector.name == connector, SyncRun.trigger == "schedule")).all()
+
+
+@pytest.fixture(scope="module")
+def pg_fleet(redis_url, postgres_server_url, tmp_path_factory):
+    """A second worker whose database is PostgreSQL, on its own Redis database number."""
+    from tests.conftest import WorkerFleet, fresh_postgres_database
+
+    directory = tmp_path_factory.mktemp("pg-fleet")
+    fleet = WorkerFleet(directory, redis_url.rsplit("/", 1)[0] + "/5", fresh_postgres_database(postgres_server_url))
+    fleet.start_worker("pg")
+    yield fleet
+    fleet.stop()
+
+
+def test_worker_on_postgresql_syncs_the_tenant(pg_fleet, simulator):
+    engine = make_engine(pg_fleet.database_url)
+    create_schema(engine)
+    try:
+        sim = simulator(TenantSpec(seed=21, users=400, admins=12, groups=20, apps=12))
+        name = new_connector(pg_fleet, sim)
+        run = sync_now(pg_fleet, engine, name)
+        assert run["status"] == "succeeded", run
+        assert_same(state(engine, name), expected_state(sim.dump()))
+        sim.delete_user(sim.dump()["users"][0]["_id"])
+        assert sync_now(pg_fleet, engine, name)["status"] == "succeeded"
+        assert_same(state(engine, name), expected_state(sim.dump()))
+    finally:
+        engine.dispose()
