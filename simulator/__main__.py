@@ -11,6 +11,15 @@ import sys
 from simulator.cli import API_KEY_ENV, DEFAULT_PORT, SimulatorConfigError, serve
 
 
+def _retry_after(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected seconds or "auto"') from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -28,16 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--error-rate", type=float, default=0.0)
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second before 429")
-    parser.add_argument("--retry-after", default=None, help='seconds or "auto"; omitted: no Retry-After header')
+    parser.add_argument("--retry-after", type=_retry_after, default=None, help='seconds or "auto"; omitted: no Retry-After header')
     parser.add_argument("--allow-remote", action="store_true", help="listen on a non-loopback address")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    retry_after = args.retry_after if args.retry_after in (None, "auto") else float(args.retry_after)
     try:
         serve(host=args.host, port=args.port, seed=args.seed, users=args.users, admins=args.admins,
               groups=args.groups, apps=args.apps, orgs=args.orgs, api_key_file=args.api_key_file,
               latency_ms=args.latency_ms, error_rate=args.error_rate, rate_limit_rps=args.rate_limit,
-              retry_after=retry_after, avg_members_per_group=args.avg_members, big_groups=args.big_groups,
+              retry_after=args.retry_after, avg_members_per_group=args.avg_members, big_groups=args.big_groups,
               multi_tenant=True if args.multi_tenant else None, allow_remote=args.allow_remote,
               log_level=args.log_level)
     except SimulatorConfigError as exc:
