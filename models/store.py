@@ -42,6 +42,34 @@ def bulk_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys
         session.execute(statement, list(chunk))
 
 
+def resource_row(connector_id: int, record: ResourceRecord, now: datetime, digest: str | None = None) -> dict:
+    return {
+        "connector_id": connector_id, "type": record.type, "external_id": record.id, "name": record.name,
+        "email": record.email, "status": record.status, "profile": record.profile,
+        "content_hash": digest or record.content_hash(), "first_seen_at": now, "updated_at": now, "deleted_at": None,
+    }
+
+
+def upsert_resource_rows(session: Session, rows: list[dict]) -> None:
+    bulk_upsert(session, Resource.__table__, rows, ("connector_id", "type", "external_id"),
+                ("name", "email", "status", "profile", "content_hash", "updated_at", "deleted_at"))
+
+
+def grant_row(connector_id: int, grant: GrantRecord, source: str, now: datetime) -> dict:
+    return {"connector_id": connector_id, "resource_type": grant.resource_type, "resource_id": grant.resource_id,
+            "entitlement": grant.entitlement, "principal_type": grant.principal_type,
+            "principal_id": grant.principal_id, "via": grant.via, "source": source, "first_seen_at": now,
+            "deleted_at": None}
+
+
+GRANT_KEY = ("connector_id", "resource_type", "resource_id", "entitlement", "principal_type", "principal_id", "via")
+
+
+def upsert_grant_rows(session: Session, rows: list[dict]) -> None:
+    """Insert grants, or bring back deleted ones; a live grant is left as it is."""
+    bulk_upsert(session, Grant.__table__, rows, GRANT_KEY, ("source", "deleted_at"))
+
+
 class ResourceWriter:
     """Writes the resources of one type of one connector, as one part sees them."""
 
@@ -78,15 +106,10 @@ class ResourceWriter:
                 self.counts["updated"] += 1
             else:
                 continue
-            rows.append({
-                "connector_id": self.connector_id, "type": self.resource_type, "external_id": record.id,
-                "name": record.name, "email": record.email, "status": record.status, "profile": record.profile,
-                "content_hash": digest, "first_seen_at": self.now, "updated_at": self.now, "deleted_at": None,
-            })
+            rows.append(resource_row(self.connector_id, record, self.now, digest))
         if rows:
             with Session(self.engine) as session:
-                bulk_upsert(session, Resource.__table__, rows, ("connector_id", "type", "external_id"),
-                            ("name", "email", "status", "profile", "content_hash", "updated_at", "deleted_at"))
+                upsert_resource_rows(session, rows)
                 session.commit()
             self.counts["rows_written"] += len(rows)
 
@@ -157,18 +180,11 @@ class GrantWriter:
                     if before is not None and not before[1]:
                         continue
                     self.counts["grants_created" if before is None else "grants_undeleted"] += 1
-                    inserts.append({
-                        "connector_id": self.connector_id, "resource_type": grant.resource_type,
-                        "resource_id": resource_id, "entitlement": grant.entitlement,
-                        "principal_type": grant.principal_type, "principal_id": grant.principal_id,
-                        "via": grant.via, "source": self.source, "first_seen_at": self.now, "deleted_at": None,
-                    })
+                    inserts.append(grant_row(self.connector_id, grant, self.source, self.now))
             # A scope written a second time in the same part (a listing that repeated a resource) only adds.
             gone = [row_id for key, (row_id, deleted) in existing.items()
                     if not deleted and key not in wanted and fresh[key[0]]]
-            bulk_upsert(session, table, inserts,
-                        ("connector_id", "resource_type", "resource_id", "entitlement", "principal_type",
-                         "principal_id", "via"), ("source", "deleted_at"))
+            upsert_grant_rows(session, inserts)
             for chunk in chunks(gone):
                 session.execute(update(table).where(table.c.id.in_(chunk)).values(deleted_at=self.now))
             session.commit()

@@ -135,3 +135,41 @@ class SyncPart(SQLModel, table=True):
     requests: int = 0
     counts: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
     error: str | None = None
+
+
+REQUEST_STATUSES = ("pending", "running", "succeeded", "failed", "rejected")
+ENDED_REQUEST_STATUSES = ("succeeded", "failed", "rejected")
+
+
+class ProvisioningRequest(SQLModel, table=True):
+    """One access change asked of one connector, from acceptance to outcome.
+
+    The row is written before any message is sent, so nothing accepted is lost: a message that never reached
+    the broker is sent again by the relay. ``pending → running → succeeded | failed | rejected``; ``rejected``
+    means the request could never succeed as given (invalid, unknown name, refused by policy).
+    ``connector`` is the name as asked, so a request for an unknown connector is recorded too.
+    """
+
+    __tablename__ = "provisioning_requests"
+    __table_args__ = (
+        UniqueConstraint("connector", "idempotency_key", name="uq_provisioning_idempotency"),
+        Index("ix_provisioning_status_enqueued", "status", "enqueued_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    connector: str = Field(max_length=128)
+    action: str = Field(max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    idempotency_key: str | None = Field(default=None, max_length=256)
+    requested_by: str | None = Field(default=None, max_length=256)
+    status: str = Field(default="pending", max_length=16)
+    dry_run: bool = False
+    attempts: int = 0
+    last_error: str | None = None
+    result: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+    enqueued_at: datetime | None = _ts(nullable=True, default=None)
+    started_at: datetime | None = _ts(nullable=True, default=None)
+    finished_at: datetime | None = _ts(nullable=True, default=None)
