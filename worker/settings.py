@@ -29,6 +29,8 @@ from celery.schedules import crontab
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from provisioning.params import ACTION_NAMES, DEFAULT_ALLOWED_ACTIONS
+
 DEFAULT_BASE_URL = "https://console.jumpcloud.com"
 DEFAULT_DATABASE_URL = "sqlite:///./jumpsync.db"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -81,6 +83,24 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+class ProvisioningPolicy(BaseModel):
+    """What a connector lets provisioning do. Destructive actions (user.delete, role.set) are off by default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allowed_actions: tuple[str, ...] = DEFAULT_ALLOWED_ACTIONS
+    dry_run: bool = False
+    max_attempts: int = Field(default=5, ge=1, le=50)
+
+    @field_validator("allowed_actions")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [a for a in value if a not in ACTION_NAMES]
+        if unknown:
+            raise ValueError(f"unknown action(s) {', '.join(map(repr, unknown))}; known: {', '.join(ACTION_NAMES)}")
+        return value
+
+
 class ConnectorConfig(BaseModel):
     """One JumpCloud organisation and how to sync it."""
 
@@ -99,6 +119,7 @@ class ConnectorConfig(BaseModel):
     max_attempts: int = Field(default=5, ge=1, le=20)
     backoff_base: float = Field(default=0.5, ge=0, le=60)
     ca_bundle: Path | None = None
+    provisioning: ProvisioningPolicy = ProvisioningPolicy()
 
     @field_validator("name")
     @classmethod
@@ -205,6 +226,22 @@ class SyncSettings(BaseModel):
         return value
 
 
+class ProvisioningSettings(BaseModel):
+    """How the provisioning queue recovers lost work."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    relay_after: str = "60s"     # a request pending (not picked up) this long is enqueued again
+    lease: str = "15m"           # a request running this long without finishing is taken over
+    relay_interval: str = "30s"  # how often beat runs the relay
+
+    @field_validator("relay_after", "lease", "relay_interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 class FileConfig(BaseModel):
     """The shape of ``jumpsync.toml``."""
 
@@ -213,6 +250,7 @@ class FileConfig(BaseModel):
     database_url: str | None = None
     broker_url: str | None = None
     sync: SyncSettings = SyncSettings()
+    provisioning: ProvisioningSettings = ProvisioningSettings()
     connectors: tuple[ConnectorConfig, ...] = ()
 
     @model_validator(mode="after")

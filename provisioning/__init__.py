@@ -1,0 +1,1 @@
+"""Provisioning: access changes applied to JumpCloud as durable, idempotent, recorded requests."""

@@ -1,0 +1,226 @@
+"""The life of a provisioning request in the database: accept or reject, claim, finish, relay, retry.
+
+Every transition is a conditional update, so two workers (a redelivered message, a relay running beside the
+original) can never both own a request: the loser's update matches no row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest, utcnow
+from pipeline.runs import as_utc, register_connector
+from provisioning.params import InvalidRequest, validate_params
+from worker.settings import ConfigError, Settings
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = as_utc(value)
+    return value.isoformat() if value else None
+
+
+def view(row: ProvisioningRequest) -> dict[str, Any]:
+    """The request as the CLI, the Python API and tests see it (a documented, stable shape)."""
+    return {
+        "id": row.id, "connector": row.connector, "action": row.action, "params": row.params,
+        "idempotency_key": row.idempotency_key, "requested_by": row.requested_by, "status": row.status,
+        "dry_run": row.dry_run, "attempts": row.attempts, "last_error": row.last_error, "result": row.result,
+        "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
+        "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),
+    }
+
+
+@dataclass(frozen=True)
+class Accepted:
+    request: dict[str, Any]
+    enqueue: bool  # False when the request was rejected, or is a repeat of an existing one
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _find_by_key(session: Session, connector: str, key: str) -> ProvisioningRequest | None:
+    return session.execute(select(ProvisioningRequest).where(
+        ProvisioningRequest.connector == connector, ProvisioningRequest.idempotency_key == key)).scalars().first()
+
+
+def _reject(session: Session, *, connector: str, action: str, params: Any, key: str | None,
+            requested_by: str | None, reason: str) -> Accepted:
+    now = utcnow()
+    row = ProvisioningRequest(id=_new_id(), connector=str(connector)[:128], action=str(action)[:64],
+                              params=params if isinstance(params, dict) else {"raw": repr(params)[:2000]},
+                              idempotency_key=key, requested_by=requested_by, status="rejected",
+                              last_error=reason, created_at=now, updated_at=now, finished_at=now)
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:  # the idempotency key is taken: record the rejection without it
+        session.rollback()
+        row.idempotency_key = None
+        session.add(row)
+        session.commit()
+    return Accepted(view(row), enqueue=False)
+
+
+def _normalized(action: str, params: Any) -> Any:
+    """Parameters as they are stored (validated, unset ones left out), or as given if they do not validate."""
+    try:
+        return validate_params(action, params).model_dump(exclude_none=True)
+    except InvalidRequest:
+        return params
+
+
+def accept(engine: Engine, settings: Settings, *, connector: str, action: str, params: Any,
+           idempotency_key: str | None = None, requested_by: str | None = None) -> Accepted:
+    """Record a request: ``pending`` if it is valid and allowed, ``rejected`` with the reason otherwise.
+
+    The same idempotency key again returns the first request (and asks for no second effect); reused for a
+    different action or parameters, it is rejected.
+    """
+    with Session(engine) as session:
+        if idempotency_key:
+            existing = _find_by_key(session, connector, idempotency_key)
+            if existing is not None:
+                if (existing.action, existing.params) != (action, _normalized(action, params)):
+                    return _reject(session, connector=connector, action=action, params=params, key=None,
+                                   requested_by=requested_by,
+                                   reason=f"idempotency key {idempotency_key!r} was used for request {existing.id} "
+                                          "with a different action or parameters")
+                return Accepted(view(existing), enqueue=False)
+        try:
+            config = settings.file.connector(connector)
+            validated = validate_params(action, params)
+            policy = config.provisioning
+            if action not in policy.allowed_actions:
+                raise InvalidRequest(f"action {action} is not allowed for connector {connector!r} "
+                                     f"(allowed: {', '.join(policy.allowed_actions) or 'none'}); enable it in "
+                                     f"[connectors.provisioning] allowed_actions")
+        except (ConfigError, InvalidRequest) as exc:
+            return _reject(session, connector=connector, action=action, params=params, key=idempotency_key,
+                           requested_by=requested_by, reason=str(exc))
+        register_connector(session, config)
+        now = utcnow()
+        row = ProvisioningRequest(id=_new_id(), connector=connector, action=action,
+                                  params=validated.model_dump(exclude_none=True), idempotency_key=idempotency_key,
+                                  requested_by=requested_by, status="pending", dry_run=policy.dry_run,
+                                  created_at=now, updated_at=now, enqueued_at=now)
+        session.add(row)
+        try:
+            session.commit()
+        except IntegrityError:  # the same key, submitted at the same moment by another caller
+            session.rollback()
+            existing = _find_by_key(session, connector, idempotency_key)
+            return Accepted(view(existing), enqueue=False)
+        return Accepted(view(row), enqueue=True)
+
+
+def claim(engine: Engine, request_id: str, claimant: str, lease: timedelta) -> ProvisioningRequest | None:
+    """Take a request to run it. ``claimant`` is the Celery task id.
+
+    A pending request is taken by anyone. A running one is taken over by the same message delivered again
+    (its worker process died: Celery gives the message back) or by anyone once its lease has run out.
+    """
+    now = utcnow()
+    with Session(engine) as session:
+        result = session.execute(update(ProvisioningRequest).where(
+            ProvisioningRequest.id == request_id,
+            or_(ProvisioningRequest.status == "pending",
+                (ProvisioningRequest.status == "running") & (ProvisioningRequest.claimed_by == claimant),
+                (ProvisioningRequest.status == "running") & (ProvisioningRequest.started_at < now - lease)),
+        ).values(status="running", claimed_by=claimant, started_at=now, updated_at=now,
+                 attempts=ProvisioningRequest.attempts + 1))
+        session.commit()
+        if result.rowcount != 1:
+            return None
+        return session.get(ProvisioningRequest, request_id)
+
+
+def finish(engine: Engine, request_id: str, claimant: str, *, status: str, result: dict | None = None,
+           error: str | None = None) -> bool:
+    """Record the outcome, if ``claimant`` still owns the request."""
+    now = utcnow()
+    values: dict[str, Any] = {"status": status, "updated_at": now, "last_error": error}
+    if status in ENDED_REQUEST_STATUSES:
+        values["finished_at"] = now
+    if result is not None:
+        values["result"] = result
+    if status == "pending":
+        values["enqueued_at"] = now
+    with Session(engine) as session:
+        outcome = session.execute(update(ProvisioningRequest).where(
+            ProvisioningRequest.id == request_id, ProvisioningRequest.status == "running",
+            ProvisioningRequest.claimed_by == claimant).values(**values))
+        session.commit()
+        return outcome.rowcount == 1
+
+
+def due_for_relay(engine: Engine, *, relay_after: timedelta, lease: timedelta) -> list[str]:
+    """Requests whose message was lost: pending and not enqueued lately, or running past their lease.
+    Their ``enqueued_at`` is bumped so that the next relay run leaves them alone for a while."""
+    now = utcnow()
+    with Session(engine) as session:
+        ids = list(session.execute(select(ProvisioningRequest.id).where(or_(
+            (ProvisioningRequest.status == "pending") & or_(ProvisioningRequest.enqueued_at.is_(None),
+                                                             ProvisioningRequest.enqueued_at < now - relay_after),
+            (ProvisioningRequest.status == "running") & (ProvisioningRequest.started_at < now - lease)
+            & or_(ProvisioningRequest.enqueued_at.is_(None), ProvisioningRequest.enqueued_at < now - relay_after),
+        )).limit(1000)).scalars())
+        if ids:
+            session.execute(update(ProvisioningRequest).where(ProvisioningRequest.id.in_(ids))
+                            .values(enqueued_at=now))
+            session.commit()
+        return ids
+
+
+def retry(engine: Engine, request_id: str) -> dict[str, Any]:
+    """Put a failed request back to pending, with a fresh count of attempts."""
+    with Session(engine) as session:
+        row = session.get(ProvisioningRequest, request_id)
+        if row is None:
+            raise LookupError(f"no provisioning request {request_id!r}")
+        if row.status != "failed":
+            raise ValueError(f"request {request_id} is {row.status}; only a failed request can be retried")
+        now = utcnow()
+        session.execute(update(ProvisioningRequest).where(
+            ProvisioningRequest.id == request_id, ProvisioningRequest.status == "failed").values(
+            status="pending", attempts=0, last_error=None, finished_at=None, updated_at=now, enqueued_at=now))
+        session.commit()
+        session.refresh(row)
+        return view(row)
+
+
+def get(engine: Engine, request_id: str) -> dict[str, Any] | None:
+    with Session(engine) as session:
+        row = session.get(ProvisioningRequest, request_id)
+        return view(row) if row else None
+
+
+def listing(engine: Engine, *, status: str | None = None, connector: str | None = None,
+            limit: int = 100) -> list[dict[str, Any]]:
+    with Session(engine) as session:
+        query = select(ProvisioningRequest)
+        if status:
+            query = query.where(ProvisioningRequest.status == status)
+        if connector:
+            query = query.where(ProvisioningRequest.connector == connector)
+        rows = session.execute(query.order_by(ProvisioningRequest.created_at.desc()).limit(limit)).scalars()
+        return [view(row) for row in rows]
+
+
+def accept_malformed(engine: Engine, message: Any, reason: str) -> dict[str, Any]:
+    """Record a message that is not a request at all, so that its sender can find out why."""
+    body = message if isinstance(message, dict) else {}
+    connector = body.get("connector") if isinstance(body.get("connector"), str) else "(unknown)"
+    action = body.get("action") if isinstance(body.get("action"), str) else "(unknown)"
+    with Session(engine) as session:
+        return _reject(session, connector=connector, action=action, params=body.get("params"), key=None,
+                       requested_by=body.get("requested_by") if isinstance(body.get("requested_by"), str) else None,
+                       reason=reason).request

@@ -1,0 +1,183 @@
+"""Turning what a person typed into JumpCloud ids: the synced database first, then the API.
+
+A reference is an id (24 hex characters), or an email or username (accounts), or a name (groups, apps,
+roles; case-insensitive). Several matches is an error that lists them, never a guess. In dry-run mode there
+is no client, so only the database is asked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
+
+from connector.admins import map_admin
+from connector.apps import map_app
+from connector.groups import map_group
+from connector.roles import BUILTIN_ROLES, role_id
+from connector.users import map_user
+from jumpcloud.client import JumpCloudClient
+from jumpcloud.errors import NotFoundError
+from models.tables import Resource
+from provisioning.params import InvalidRequest
+
+_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+
+
+def is_object_id(ref: str) -> bool:
+    return bool(_OBJECT_ID.match(ref))
+
+
+class UnknownName(InvalidRequest):
+    pass
+
+
+class AmbiguousName(InvalidRequest):
+    pass
+
+
+def _one(kind: str, ref: str, ids: list[str], where: str) -> str | None:
+    unique = sorted(set(ids))
+    if len(unique) > 1:
+        raise AmbiguousName(f"{kind} {ref!r} is ambiguous: {len(unique)} match in {where} "
+                            f"({', '.join(unique[:5])}); name it by id")
+    return unique[0] if unique else None
+
+
+class Resolver:
+    def __init__(self, engine: Engine, connector_id: int, client: JumpCloudClient | None) -> None:
+        self.engine = engine
+        self.connector_id = connector_id
+        self.client = client
+
+    # --- the database ---------------------------------------------------------------------------------------
+    def _db(self, resource_type: str, *conditions) -> list[str]:
+        table = Resource.__table__
+        with Session(self.engine) as session:
+            return list(session.execute(select(table.c.external_id).where(
+                table.c.connector_id == self.connector_id, table.c.type == resource_type,
+                table.c.deleted_at.is_(None), *conditions)).scalars())
+
+    def _db_by_id(self, resource_type: str, ref: str) -> list[str]:
+        return self._db(resource_type, Resource.__table__.c.external_id == ref)
+
+    def _db_by_name(self, resource_type: str, ref: str) -> list[str]:
+        return self._db(resource_type, func.lower(Resource.__table__.c.name) == ref.casefold())
+
+    def _db_by_email(self, resource_type: str, ref: str) -> list[str]:
+        return self._db(resource_type, func.lower(Resource.__table__.c.email) == ref.casefold())
+
+    def _db_by_profile(self, resource_type: str, key: str, ref: str) -> list[str]:
+        return self._db(resource_type, Resource.__table__.c.profile[key].as_string() == ref)
+
+    # --- the API ----------------------------------------------------------------------------------------------
+    def _need_client(self, kind: str, ref: str) -> JumpCloudClient:
+        if self.client is None:
+            raise UnknownName(f"{kind} {ref!r} is not in the synced database (a dry run does not ask JumpCloud)")
+        return self.client
+
+    async def _api_exists(self, kind: str, ref: str, path: str) -> str | None:
+        try:
+            await self._need_client(kind, ref).get_json(path, path_params={"id": ref})
+        except NotFoundError:
+            return None
+        return ref
+
+    async def _api_ids(self, kind: str, ref: str, lister: Callable, path: str, params: dict,
+                       mapper: Callable) -> list[str]:
+        self._need_client(kind, ref)
+        ids: list[str] = []
+        async for page in lister(path, params=params):
+            ids.extend(mapper(record).id for record in page)
+        return ids
+
+    def _unknown(self, kind: str, ref: str, how: str) -> UnknownName:
+        return UnknownName(f"unknown {kind} {ref!r}: no {kind} with that {how} in the synced database or JumpCloud")
+
+    # --- per kind ---------------------------------------------------------------------------------------------
+    async def user(self, ref: str) -> str:
+        if is_object_id(ref):
+            found = self._db_by_id("user", ref) or [await self._api_exists("user", ref, "/api/systemusers/{id}")]
+            if found[0]:
+                return found[0]
+            raise self._unknown("user", ref, "id")
+        field, how = ("email", "email") if "@" in ref else ("username", "username")
+        db = self._db_by_email("user", ref) if field == "email" else self._db_by_profile("user", "username", ref)
+        found = _one("user", ref, db, "the synced database")
+        if found:
+            return found
+        client = self._need_client("user", ref)
+        api = await self._api_ids("user", ref, client.list_v1, "/api/systemusers",
+                                  {"filter": f"{field}:$eq:{ref}"}, map_user)
+        found = _one("user", ref, api, "JumpCloud")
+        if found:
+            return found
+        raise self._unknown("user", ref, how)
+
+    async def admin(self, ref: str) -> str:
+        db = self._db_by_id("admin", ref) if is_object_id(ref) else self._db_by_email("admin", ref)
+        found = _one("admin", ref, db, "the synced database")
+        if found:
+            return found
+        client = self._need_client("admin", ref)  # admins are few: list them all rather than trust a filter
+        matches = []
+        async for page in client.list_v1("/api/users"):
+            for admin in map(map_admin, page):
+                if admin.id == ref or (admin.email or "").casefold() == ref.casefold():
+                    matches.append(admin.id)
+        found = _one("admin", ref, matches, "JumpCloud")
+        if found:
+            return found
+        raise self._unknown("admin", ref, "id or email")
+
+    async def group(self, ref: str) -> str:
+        if is_object_id(ref):
+            found = self._db_by_id("group", ref) or [await self._api_exists("group", ref, "/api/v2/usergroups/{id}")]
+            if found[0]:
+                return found[0]
+        found = _one("group", ref, self._db_by_name("group", ref), "the synced database")
+        if found:
+            return found
+        client = self._need_client("group", ref)
+        api = await self._api_ids("group", ref, client.list_v2, "/api/v2/usergroups", {"filter": f"name:eq:{ref}"},
+                                  map_group)
+        found = _one("group", ref, api, "JumpCloud")
+        if found:
+            return found
+        raise self._unknown("group", ref, "id or name")
+
+    async def app(self, ref: str) -> str:
+        if is_object_id(ref):
+            found = self._db_by_id("app", ref) or [await self._api_exists("app", ref, "/api/applications/{id}")]
+            if found[0]:
+                return found[0]
+        found = _one("application", ref, self._db_by_name("app", ref), "the synced database")
+        if found:
+            return found
+        client = self._need_client("application", ref)
+        for field in ("displayLabel", "name"):
+            api = await self._api_ids("application", ref, client.list_v1, "/api/applications",
+                                      {"filter": f"{field}:$eq:{ref}"}, map_app)
+            found = _one("application", ref, api, "JumpCloud")
+            if found:
+                return found
+        raise self._unknown("application", ref, "id or name")
+
+    def role(self, ref: str) -> str:
+        """The role's name as JumpCloud knows it: a built-in role, or a custom one seen on an admin."""
+        wanted = role_id(ref)
+        for name in BUILTIN_ROLES:
+            if role_id(name) == wanted:
+                return name
+        table = Resource.__table__
+        with Session(self.engine) as session:
+            known = session.execute(select(table.c.external_id, table.c.name).where(
+                table.c.connector_id == self.connector_id, table.c.type == "role",
+                table.c.deleted_at.is_(None))).all()
+        for rid, name in known:
+            if rid == wanted:
+                return name
+        names = sorted(set(BUILTIN_ROLES) | {name for _, name in known})
+        raise UnknownName(f"unknown role {ref!r}; known roles: {', '.join(names)}")

@@ -1,0 +1,96 @@
+"""Running one claimed request: resolve, apply, record. Plain functions; the Celery task only calls them.
+
+Outcomes: ``succeeded``; ``rejected`` (invalid, unknown or ambiguous name, refused by policy: it can never
+succeed as given); ``failed`` at once on a permanent API error (400, 401/403, 404, 409 that is not "already
+so"); and on transient trouble (429, 5xx, network, database) back to ``pending`` with a delay, until the
+connector's ``provisioning.max_attempts``, then ``failed`` with the last reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from jumpcloud.errors import BadResponseError, JumpCloudError, RateLimitedError, ServerError, TransportError
+from pipeline.parts import describe_error, make_client
+from pipeline.runs import register_connector
+from provisioning import requests
+from provisioning.actions import ACTIONS, ActionContext
+from provisioning.params import InvalidRequest, validate_params
+from provisioning.resolve import Resolver
+from provisioning.writethrough import WriteThrough
+from worker.settings import ConfigError, Settings, parse_duration
+
+log = logging.getLogger(__name__)
+
+TRANSIENT = (RateLimitedError, ServerError, TransportError, BadResponseError, OperationalError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class Execution:
+    status: str | None            # None: not claimed (done already, or owned by another worker)
+    retry_in: float | None = None  # seconds, when the request went back to pending
+
+
+def backoff(attempt: int) -> float:
+    return min(60.0, 2.0 ** attempt) * (0.5 + random.random() / 2)
+
+
+async def _run(engine: Engine, settings: Settings, row, client_factory) -> dict:
+    connector = settings.file.connector(row.connector)
+    params = validate_params(row.action, row.params)
+    if row.action not in connector.provisioning.allowed_actions:  # the policy may have changed since
+        raise InvalidRequest(f"action {row.action} is no longer allowed for connector {row.connector!r}")
+    with Session(engine) as session:
+        connector_id = register_connector(session, connector)
+    client = None if row.dry_run else client_factory(connector)
+    try:
+        ctx = ActionContext(client=client, resolve=Resolver(engine, connector_id, client),
+                            write=WriteThrough(engine, connector_id))
+        outcome = await ACTIONS[row.action](ctx, params)
+        return outcome.as_result(row.dry_run)
+    finally:
+        if client is not None:
+            await client.aclose()
+
+
+def execute(engine: Engine, settings: Settings, request_id: str, claimant: str,
+            client_factory=make_client) -> Execution:
+    lease = parse_duration(settings.file.provisioning.lease)
+    row = requests.claim(engine, request_id, claimant, lease)
+    if row is None:
+        return Execution(None)
+    context = {"request_id": request_id, "connector": row.connector, "action": row.action}
+    try:
+        result = asyncio.run(_run(engine, settings, row, client_factory))
+    except (InvalidRequest, ConfigError) as exc:
+        requests.finish(engine, request_id, claimant, status="rejected", error=str(exc))
+        log.info("provisioning request rejected", extra={**context, "error": str(exc)})
+        return Execution("rejected")
+    except TRANSIENT as exc:
+        try:
+            max_attempts = settings.file.connector(row.connector).provisioning.max_attempts
+        except ConfigError:
+            max_attempts = 1
+        if row.attempts >= max_attempts:
+            error = f"gave up after {row.attempts} attempts: {describe_error(exc)}"
+            requests.finish(engine, request_id, claimant, status="failed", error=error)
+            return Execution("failed")
+        requests.finish(engine, request_id, claimant, status="pending", error=describe_error(exc))
+        return Execution("pending", retry_in=backoff(row.attempts))
+    except JumpCloudError as exc:
+        requests.finish(engine, request_id, claimant, status="failed", error=describe_error(exc))
+        log.warning("provisioning request failed", extra={**context, "error": describe_error(exc)})
+        return Execution("failed")
+    except Exception as exc:  # noqa: BLE001  (a bug must not leave the request running forever)
+        log.exception("provisioning request failed unexpectedly", extra=context)
+        requests.finish(engine, request_id, claimant, status="failed", error=describe_error(exc))
+        return Execution("failed")
+    requests.finish(engine, request_id, claimant, status="succeeded", result=result)
+    return Execution("succeeded")
