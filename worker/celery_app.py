@@ -19,14 +19,14 @@ PROVISIONING_QUEUE = "provisioning"
 def create_app() -> Celery:
     current = settings()
     part_limit = int(parse_duration(current.file.sync.part_time_limit).total_seconds())
-    app = Celery("jumpsync", include=["tasks.sync"])
+    app = Celery("jumpsync", include=["tasks.sync", "tasks.provision"])
     app.conf.update(
         broker_url=current.broker_url,
         broker_connection_retry_on_startup=True,
         # A message not acknowledged within this time is given to another worker: longer than any task.
         broker_transport_options={"visibility_timeout": part_limit * 2 + 600},
         task_default_queue=SYNC_QUEUE,
-        task_routes={"jumpsync.sync.*": {"queue": SYNC_QUEUE}},
+        task_routes={"jumpsync.sync.*": {"queue": SYNC_QUEUE}, "jumpsync.provision*": {"queue": PROVISIONING_QUEUE}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -47,6 +47,13 @@ def create_app() -> Celery:
         redbeat_key_prefix="jumpsync:beat:",
         redbeat_lock_timeout=60,
         beat_max_loop_interval=5,
+        beat_schedule={
+            "provisioning-relay": {
+                "task": "jumpsync.provision.relay",
+                "schedule": parse_duration(current.file.provisioning.relay_interval).total_seconds(),
+                "options": {"queue": PROVISIONING_QUEUE},
+            },
+        },
     )
     return app
 

@@ -1,0 +1,74 @@
+"""Provisioning tasks, on the ``provisioning`` queue. Thin: they call ``provisioning.*``.
+
+For services that do not import jumpsync, ``jumpsync.provision.submit`` takes JSON kwargs::
+
+    {"connector": "acme", "action": "group.add-member",
+     "params": {"group": "Engineering", "user": "alice@example.com"},
+     "idempotency_key": "ticket-4711",          # optional; defaults to the Celery task id
+     "requested_by": "servicedesk"}             # optional
+
+A malformed message is recorded as a ``rejected`` request with the reason; it never raises, so it is never
+retried and never takes a worker down.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from provisioning import requests, runner
+from provisioning.api import enqueue
+from worker import runtime
+from worker.settings import parse_duration
+
+
+class SubmitMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    connector: str = Field(min_length=1, max_length=128)
+    action: str = Field(min_length=1, max_length=64)
+    params: dict[str, Any]
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+    requested_by: str | None = Field(default=None, max_length=256)
+
+
+@shared_task(name="jumpsync.provision.submit", bind=True)
+def provision_submit(self, *args: Any, **kwargs: Any) -> dict:
+    """Validate and record a request from any Celery client, then enqueue it."""
+    engine, settings = runtime.engine(), runtime.settings()
+    try:
+        if args:
+            raise ValueError(f"takes keyword arguments only, got {len(args)} positional")
+        message = SubmitMessage.model_validate(kwargs)
+    except (ValidationError, ValueError) as exc:
+        reason = f"malformed {self.name} message: {exc}".replace("\n", "; ")[:2000]
+        accepted = requests.accept_malformed(engine, kwargs, reason)
+        return {"id": accepted["id"], "status": accepted["status"], "error": reason}
+    accepted = requests.accept(engine, settings, connector=message.connector, action=message.action,
+                               params=message.params, requested_by=message.requested_by,
+                               idempotency_key=message.idempotency_key or f"celery-task:{self.request.id}")
+    if accepted.enqueue:
+        enqueue(accepted.request["id"])
+    return {"id": accepted.request["id"], "status": accepted.request["status"]}
+
+
+@shared_task(name="jumpsync.provision", bind=True)
+def provision_apply(self, request_id: str) -> dict:
+    """Apply one recorded request to JumpCloud; on transient trouble, come back later."""
+    execution = runner.execute(runtime.engine(), runtime.settings(), request_id, self.request.id)
+    if execution.retry_in is not None:
+        provision_apply.apply_async(args=[request_id], countdown=execution.retry_in)
+    return {"request_id": request_id, "status": execution.status}
+
+
+@shared_task(name="jumpsync.provision.relay")
+def provision_relay() -> dict:
+    """Enqueue again the requests whose message was lost (pending too long, or running past their lease)."""
+    config = runtime.settings().file.provisioning
+    ids = requests.due_for_relay(runtime.engine(), relay_after=parse_duration(config.relay_after),
+                                 lease=parse_duration(config.lease))
+    for request_id in ids:
+        enqueue(request_id)
+    return {"relayed": len(ids)}
