@@ -117,7 +117,8 @@ class WorkerFleet:
 
     def write_config(self) -> None:
         """Write the config atomically (a new inode), as an operator's editor or deploy tool would."""
-        text = '[sync]\nconfig_reload_interval = "10s"\n\n' + "".join(self.connectors.values())
+        text = ('[sync]\nconfig_reload_interval = "10s"\n\n[provisioning]\nrelay_after = "10s"\nlease = "10m"\n\n'
+                + "".join(self.connectors.values()))
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, self.config_path)
@@ -161,9 +162,21 @@ class WorkerFleet:
 
 @pytest.fixture(scope="session")
 def fleet(redis_url, tmp_path_factory):
-    """One real worker for the integration tests (SQLite database, real Redis broker)."""
+    """Real workers for the integration tests, one per queue as deployed (SQLite database, real Redis broker)."""
     directory = tmp_path_factory.mktemp("fleet")
     fleet = WorkerFleet(directory, redis_url, f"sqlite:///{directory / 'jumpsync.db'}")
-    fleet.start_worker()
+    fleet.start_worker("w1", queues="sync")
+    fleet.start_worker("p1", queues="provisioning", concurrency=2)
     yield fleet
     fleet.stop()
+
+
+@pytest.fixture
+def fleet_engine(fleet):
+    """An engine on the fleet's database, schema in place (what a deployment's ``db upgrade`` step does)."""
+    from models.db import create_schema, make_engine
+
+    engine = make_engine(fleet.database_url)
+    create_schema(engine)
+    yield engine
+    engine.dispose()

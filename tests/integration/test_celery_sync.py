@@ -6,7 +6,6 @@ connector (added to the fleet's config file, which the worker re-reads) and its 
 
 from __future__ import annotations
 
-import itertools
 import subprocess
 import sys
 import time
@@ -18,43 +17,10 @@ from models import queries
 from models.db import create_schema, make_engine
 from simulator.generator import TenantSpec
 from tests.conftest import ROOT
-from tests.expected import actual_state, assert_same, expected_state
+from tests.e2e import new_connector, state, sync_now, wait_run
+from tests.expected import assert_same, expected_state
 
 pytestmark = pytest.mark.integration
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def fleet_engine(fleet):
-    engine = make_engine(fleet.database_url)
-    create_schema(engine)  # what a deployment's `db upgrade` step does before workers start
-    yield engine
-    engine.dispose()
-
-
-def new_connector(fleet, sim, extra: str = "") -> str:
-    name = f"e2e-{next(_names)}"
-    fleet.add_connector(name, sim.url, extra)
-    return name
-
-
-def wait_run(engine, task_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = queries.run_by_task_id(engine, task_id)
-        if run and run["finished_at"]:
-            return run
-        time.sleep(0.2)
-    raise AssertionError(f"run of task {task_id} did not end within {timeout}s: {run}")
-
-
-def sync_now(fleet, engine, name: str) -> dict:
-    return wait_run(engine, fleet.send("jumpsync.sync.connector", name, trigger="manual").id)
-
-
-def state(engine, name):
-    return actual_state(queries.resources(engine, name), queries.grants(engine, name))
 
 
 def test_worker_syncs_the_tenant_then_every_change(fleet, fleet_engine, simulator):

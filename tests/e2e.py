@@ -1,0 +1,67 @@
+"""Helpers for end-to-end tests that drive the real worker fleet by sending tasks by name."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+
+from models import queries
+from models.tables import ENDED_REQUEST_STATUSES
+from provisioning import requests
+from tests.expected import actual_state
+
+_names = itertools.count()
+
+ALL_ACTIONS_POLICY = ('[connectors.provisioning]\nallowed_actions = ["group.add-member", "group.remove-member", '
+                      '"app.grant", "app.revoke", "role.set", "user.create", "user.activate", "user.suspend", '
+                      '"user.unsuspend", "user.delete"]\n')
+
+
+def new_connector(fleet, sim, extra: str = "") -> str:
+    name = f"e2e-{next(_names)}"
+    fleet.add_connector(name, sim.url, extra)
+    return name
+
+
+def wait_run(engine, task_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    run = None
+    while time.monotonic() < deadline:
+        run = queries.run_by_task_id(engine, task_id)
+        if run and run["finished_at"]:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run of task {task_id} did not end within {timeout}s: {run}")
+
+
+def sync_now(fleet, engine, name: str) -> dict:
+    return wait_run(engine, fleet.send("jumpsync.sync.connector", name, trigger="manual").id)
+
+
+def state(engine, name):
+    return actual_state(queries.resources(engine, name), queries.grants(engine, name))
+
+
+def find_request(engine, connector: str, key: str) -> dict | None:
+    return next((r for r in requests.listing(engine, connector=connector, limit=1000)
+                 if r["idempotency_key"] == key), None)
+
+
+def wait_request(engine, connector: str, key: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    current = None
+    while time.monotonic() < deadline:
+        current = find_request(engine, connector, key)
+        if current and current["status"] in ENDED_REQUEST_STATUSES:
+            return current
+        time.sleep(0.1)
+    raise AssertionError(f"request {key} of {connector} did not end within {timeout}s: {current}")
+
+
+def provision(fleet, engine, connector: str, action: str, timeout: float = 60, **params) -> dict:
+    """Submit through ``jumpsync.provision.submit`` as any Celery client would, and wait for the outcome."""
+    key = uuid.uuid4().hex
+    fleet.send("jumpsync.provision.submit", queue="provisioning", connector=connector, action=action,
+               params=params, idempotency_key=key, requested_by="tests")
+    return wait_request(engine, connector, key, timeout)
