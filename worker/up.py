@@ -1,7 +1,8 @@
 """``jumpsync up``: everything on one machine, for a first run and for demos.
 
 Starts, as child processes: a Redis server unless ``JUMPSYNC_BROKER_URL`` (or the config) names a broker;
-the simulator with a demo tenant when no connector is configured; a Celery worker, beat and Flower. It then
+the simulator with a demo tenant when no connector is configured; a sync worker, a provisioning worker, beat
+and Flower. It then
 prints the progress of the first sync of each connector. Ctrl-C (or SIGTERM) stops every child cleanly; with
 ``--once`` it stops them after the first syncs and exits 0 only if all succeeded.
 """
@@ -206,14 +207,17 @@ def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console) 
         create_schema(engine)
         since = datetime.now(timezone.utc).replace(microsecond=0)
         celery = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
-        children.start("worker", celery + ["worker", "-Q", "sync,provisioning", "-c", str(concurrency), "-E",
-                                           "-l", "INFO", "-n", "jumpsync-up@%h"], env)
+        # One worker per queue, as deployed: a long sync never holds up a provisioning request.
+        children.start("worker", celery + ["worker", "-Q", "sync", "-c", str(concurrency), "-E",
+                                           "-l", "INFO", "-n", "sync@%h"], env)
+        children.start("provisioning-worker", celery + ["worker", "-Q", "provisioning", "-c", "2", "-E",
+                                                        "-l", "INFO", "-n", "provisioning@%h"], env)
         children.start("beat", celery + ["beat", "-l", "INFO"], env)
         children.start("flower", celery + ["flower", f"--port={flower_port}", "--address=127.0.0.1"], env)
         wait_for_port(flower_port, timeout=20)
         console.rule("[bold green]jumpsync is up")
         console.print(f"Flower:  http://127.0.0.1:{flower_port}")
-        console.print(f"Logs:    {VAR / 'log'}/{{worker,beat,flower}}.log")
+        console.print(f"Logs:    {VAR / 'log'}/{{worker,provisioning-worker,beat,flower}}.log")
         console.print("Status:  jumpsync status   (stop with Ctrl-C)")
         console.rule("first sync")
         printed: dict = {}
