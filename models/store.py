@@ -42,17 +42,24 @@ def bulk_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys
         session.execute(statement, list(chunk))
 
 
+def lookup_key(text: str) -> str:
+    """How names and emails are compared: case-folded, surrounding space ignored."""
+    return text.strip().casefold()
+
+
 def resource_row(connector_id: int, record: ResourceRecord, now: datetime, digest: str | None = None) -> dict:
     return {
         "connector_id": connector_id, "type": record.type, "external_id": record.id, "name": record.name,
         "email": record.email, "status": record.status, "profile": record.profile,
+        "name_key": lookup_key(record.name), "email_key": lookup_key(record.email) if record.email else None,
         "content_hash": digest or record.content_hash(), "first_seen_at": now, "updated_at": now, "deleted_at": None,
     }
 
 
 def upsert_resource_rows(session: Session, rows: list[dict]) -> None:
     bulk_upsert(session, Resource.__table__, rows, ("connector_id", "type", "external_id"),
-                ("name", "email", "status", "profile", "content_hash", "updated_at", "deleted_at"))
+                ("name", "email", "name_key", "email_key", "status", "profile", "content_hash", "updated_at",
+                 "deleted_at"))
 
 
 def grant_row(connector_id: int, grant: GrantRecord, source: str, now: datetime) -> dict:

@@ -43,7 +43,8 @@ class Resource(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("connector_id", "type", "external_id", name="uq_resources_key"),
         Index("ix_resources_connector_type_deleted", "connector_id", "type", "deleted_at"),
-        Index("ix_resources_connector_email", "connector_id", "email"),
+        Index("ix_resources_lookup_name", "connector_id", "type", "name_key"),
+        Index("ix_resources_lookup_email", "connector_id", "type", "email_key"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -52,6 +53,9 @@ class Resource(SQLModel, table=True):
     external_id: str = Field(max_length=128)
     name: str
     email: str | None = None
+    #: ``name`` and ``email`` case-folded in Python, for lookups: SQLite's lower() folds ASCII only.
+    name_key: str = ""
+    email_key: str | None = None
     status: str | None = Field(default=None, max_length=32)
     linked_user_id: str | None = Field(default=None, max_length=128)
     profile: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)

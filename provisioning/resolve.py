@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from connector.admins import map_admin
@@ -20,6 +20,7 @@ from connector.roles import BUILTIN_ROLES, role_id
 from connector.users import map_user
 from jumpcloud.client import JumpCloudClient
 from jumpcloud.errors import NotFoundError
+from models.store import lookup_key
 from models.tables import Resource
 from provisioning.params import InvalidRequest
 
@@ -64,10 +65,10 @@ class Resolver:
         return self._db(resource_type, Resource.__table__.c.external_id == ref)
 
     def _db_by_name(self, resource_type: str, ref: str) -> list[str]:
-        return self._db(resource_type, func.lower(Resource.__table__.c.name) == ref.casefold())
+        return self._db(resource_type, Resource.__table__.c.name_key == lookup_key(ref))
 
     def _db_by_email(self, resource_type: str, ref: str) -> list[str]:
-        return self._db(resource_type, func.lower(Resource.__table__.c.email) == ref.casefold())
+        return self._db(resource_type, Resource.__table__.c.email_key == lookup_key(ref))
 
     def _db_by_profile(self, resource_type: str, key: str, ref: str) -> list[str]:
         return self._db(resource_type, Resource.__table__.c.profile[key].as_string() == ref)
