@@ -1,0 +1,155 @@
+"""The provisioning request lifecycle and runner without a broker, on SQLite and on PostgreSQL; the runner
+against the simulator over HTTP."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from models import queries
+from pipeline import sync
+from provisioning import requests, runner
+from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
+from worker.settings import ConnectorConfig, FileConfig, ProvisioningPolicy, Settings
+
+LEASE = timedelta(minutes=10)
+
+
+@pytest.fixture(autouse=True)
+def _api_key(monkeypatch):
+    monkeypatch.setenv(TEST_KEY_ENV, TEST_API_KEY)
+
+
+def settings_for(db_url: str, base_url: str = "http://127.0.0.1:9", **policy) -> Settings:
+    connectors = (
+        ConnectorConfig(name="acme", base_url=base_url, api_key_env=TEST_KEY_ENV, max_attempts=1,
+                        provisioning=ProvisioningPolicy(**policy)),
+        ConnectorConfig(name="dry", base_url=base_url, api_key_env=TEST_KEY_ENV,
+                        provisioning=ProvisioningPolicy(dry_run=True)),
+    )
+    return Settings(config_path=Path("t.toml"), database_url=db_url, broker_url="redis://unused",
+                    file=FileConfig(connectors=connectors))
+
+
+ADD = {"group": "g", "user": "u"}
+
+
+def test_accept_validates_records_and_deduplicates(engine, db_url):
+    settings = settings_for(db_url)
+    first = requests.accept(engine, settings, connector="acme", action="group.add-member", params=ADD,
+                            idempotency_key="k1", requested_by="me")
+    assert first.enqueue and first.request["status"] == "pending" and first.request["requested_by"] == "me"
+    again = requests.accept(engine, settings, connector="acme", action="group.add-member", params=dict(ADD),
+                            idempotency_key="k1")
+    assert not again.enqueue and again.request["id"] == first.request["id"]
+    clash = requests.accept(engine, settings, connector="acme", action="group.remove-member", params=ADD,
+                            idempotency_key="k1")
+    assert clash.request["status"] == "rejected" and "idempotency key 'k1' was used" in clash.request["last_error"]
+    cases = [
+        ("nope", "group.add-member", ADD, "unknown connector 'nope'"),
+        ("acme", "group.add", ADD, "unknown action 'group.add'"),
+        ("acme", "group.add-member", {"group": "g"}, "user is required"),
+        ("acme", "group.add-member", {**ADD, "extra": 1}, "extra is not a parameter of this action"),
+        ("acme", "user.delete", {"user": "u"}, "action user.delete is not allowed for connector 'acme'"),
+        ("acme", "app.grant", {"app": "a", "user": "u", "group": "g"}, "give exactly one of user and group"),
+    ]
+    for connector, action, params, message in cases:
+        rejected = requests.accept(engine, settings, connector=connector, action=action, params=params)
+        assert not rejected.enqueue and rejected.request["status"] == "rejected"
+        assert message in rejected.request["last_error"], rejected.request
+    assert len(requests.listing(engine, status="rejected")) == len(cases) + 1
+
+
+def test_claim_finish_lease_relay_and_retry(engine, db_url):
+    settings = settings_for(db_url)
+    rid = requests.accept(engine, settings, connector="acme", action="group.add-member", params=ADD).request["id"]
+    assert requests.claim(engine, rid, "task-1", LEASE).attempts == 1
+    assert requests.claim(engine, rid, "task-2", LEASE) is None            # owned, lease not run out
+    assert requests.claim(engine, rid, "task-1", LEASE).attempts == 2      # the same message, redelivered
+    assert requests.claim(engine, rid, "task-3", timedelta(0)).attempts == 3  # lease run out: taken over
+    assert not requests.finish(engine, rid, "task-1", status="succeeded")  # no longer the owner
+    assert requests.finish(engine, rid, "task-3", status="failed", error="boom")
+    assert requests.get(engine, rid)["status"] == "failed"
+    with pytest.raises(ValueError, match="only a failed request can be retried"):
+        requests.retry(engine, requests.accept(engine, settings, connector="acme", action="group.add-member",
+                                               params=ADD).request["id"])
+    retried = requests.retry(engine, rid)
+    assert (retried["status"], retried["attempts"], retried["last_error"]) == ("pending", 0, None)
+    with pytest.raises(LookupError):
+        requests.retry(engine, "no-such-id")
+    # The relay: nothing is due right after enqueueing; everything pending is due once relay_after has passed,
+    # and a relayed request is not relayed again at once.
+    assert requests.due_for_relay(engine, relay_after=timedelta(minutes=1), lease=LEASE) == []
+    due = requests.due_for_relay(engine, relay_after=timedelta(0), lease=LEASE)
+    assert rid in due
+    assert requests.due_for_relay(engine, relay_after=timedelta(minutes=1), lease=LEASE) == []
+
+
+def test_runner_applies_writes_through_and_dry_runs(engine, db_url, simulator):
+    sim = simulator()
+    settings = settings_for(db_url, sim.url)
+    for name in ("acme", "dry"):
+        started = sync.begin(settings, engine, name, trigger="manual")
+        for part in started.parts:
+            sync.run_part(settings, engine, started.run_id, part, name)
+        sync.finalize(engine, started.run_id)
+    dump = sim.dump()
+    group = dump["groups"][0]
+    user = next(u for u in dump["users"] if u["_id"] not in group["members"])
+
+    sim.reset_stats()
+    dry = requests.accept(engine, settings, connector="dry", action="group.add-member",
+                          params={"group": group["name"], "user": user["_id"]}).request
+    assert dry["dry_run"] is True
+    outcome = runner.execute(engine, settings, dry["id"], "t-dry").status
+    assert outcome == "succeeded", requests.get(engine, dry["id"])["last_error"]
+    assert requests.get(engine, dry["id"])["result"] == {"group_id": group["id"], "user_id": user["_id"],
+                                                         "dry_run": True}
+    ghost = requests.accept(engine, settings, connector="dry", action="group.add-member",
+                            params={"group": group["id"], "user": "ghost@example.org"}).request
+    assert runner.execute(engine, settings, ghost["id"], "t-ghost").status == "rejected"
+    assert "a dry run does not ask JumpCloud" in requests.get(engine, ghost["id"])["last_error"]
+    assert sim.stats()["requests"] == 0  # a dry run does not call JumpCloud, not even to look up names
+    assert user["_id"] not in next(g for g in sim.dump()["groups"] if g["id"] == group["id"])["members"]
+
+    real = requests.accept(engine, settings, connector="acme", action="group.add-member",
+                           params={"group": group["id"], "user": user["_id"]}).request
+    assert runner.execute(engine, settings, real["id"], "t-1").status == "succeeded"
+    assert runner.execute(engine, settings, real["id"], "t-2").status is None  # done: a repeat does nothing
+    assert user["_id"] in next(g for g in sim.dump()["groups"] if g["id"] == group["id"])["members"]
+    live = {(g["resource_id"], g["principal_id"]) for g in queries.grants(engine, "acme", include_deleted=False)}
+    assert (group["id"], user["_id"]) in live
+    assert requests.get(engine, real["id"])["result"] == {"group_id": group["id"], "user_id": user["_id"],
+                                                          "changed": True}
+
+
+def test_runner_retries_transient_errors_then_fails(engine, db_url, simulator):
+    sim = simulator()
+    settings = settings_for(db_url, sim.url, max_attempts=2)
+    dump = sim.dump()
+    sim.set_faults({"rules": [{"path": "^/api/v2/usergroups/[^/]+/members$", "method": "POST", "status": 503}]})
+    rid = requests.accept(engine, settings, connector="acme", action="group.add-member",
+                          params={"group": dump["groups"][0]["id"], "user": dump["users"][0]["_id"]}).request["id"]
+    first = runner.execute(engine, settings, rid, "t-1")
+    assert first.status == "pending" and first.retry_in > 0
+    assert "503" in requests.get(engine, rid)["last_error"]
+    assert runner.execute(engine, settings, rid, "t-2").status == "failed"
+    final = requests.get(engine, rid)
+    assert final["status"] == "failed" and "gave up after 2 attempts" in final["last_error"]
+    sim.clear_faults()
+    requests.retry(engine, rid)
+    assert runner.execute(engine, settings, rid, "t-3").status == "succeeded"
+
+
+def test_permanent_errors_fail_at_once(engine, db_url, simulator):
+    sim = simulator()
+    settings = settings_for(db_url, sim.url)
+    sim.set_faults({"rules": [{"path": "^/api/v2/usergroups/[^/]+/members$", "method": "POST", "status": 403}]})
+    dump = sim.dump()
+    rid = requests.accept(engine, settings, connector="acme", action="group.add-member",
+                          params={"group": dump["groups"][0]["id"], "user": dump["users"][0]["_id"]}).request["id"]
+    assert runner.execute(engine, settings, rid, "t-1").status == "failed"
+    final = requests.get(engine, rid)
+    assert final["attempts"] == 1 and "403" in final["last_error"] and TEST_API_KEY not in final["last_error"]
