@@ -17,7 +17,7 @@ from models import queries
 from models.db import create_schema, make_engine
 from simulator.generator import TenantSpec
 from tests.conftest import ROOT
-from tests.e2e import new_connector, state, sync_now, wait_run
+from tests.e2e import new_connector, provision, state, sync_now, wait_run
 from tests.expected import assert_same, expected_state
 
 pytestmark = pytest.mark.integration
@@ -157,6 +157,14 @@ def test_worker_on_postgresql_syncs_the_tenant(pg_fleet, simulator):
         assert_same(state(engine, name), expected_state(sim.dump()))
         sim.delete_user(sim.dump()["users"][0]["_id"])
         assert sync_now(pg_fleet, engine, name)["status"] == "succeeded"
+        assert_same(state(engine, name), expected_state(sim.dump()))
+        # A provisioning request on PostgreSQL: applied, written through, and the next sync agrees.
+        dump = sim.dump()
+        group = next(g for g in dump["groups"] if g["members"])
+        request = provision(pg_fleet, engine, name, "group.remove-member", group=group["id"], user=group["members"][0])
+        assert request["status"] == "succeeded", request
+        run = sync_now(pg_fleet, engine, name)
+        assert sum(p["counts"].get("rows_written", 0) for p in run["parts"]) == 0
         assert_same(state(engine, name), expected_state(sim.dump()))
     finally:
         engine.dispose()
