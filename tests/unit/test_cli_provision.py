@@ -62,9 +62,10 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("JUMPSYNC_BROKER_URL", UNREACHABLE_BROKER)
     # runtime caches the settings in a module global: give this test a fresh cache that reads its env.
     monkeypatch.setattr(runtime, "_settings", SettingsCache())
-    # The Celery app reads the broker URL when it is built (at import): build one for this test. kombu's
-    # default retries a refused connection for about six seconds per send even with retry=False (see
-    # test_unreachable_broker_with_the_default_app); max_retries=0 makes it fail at once so tests stay fast.
+    # The Celery app reads the broker URL when it is built (at import): build one for this test. With
+    # retry=False (as provisioning.api.enqueue sends), kombu opens the connection through default_channel,
+    # which retries a refused connection until broker_connection_timeout (4s) has passed: about six seconds
+    # per send (see test_unreachable_broker_with_the_default_app). max_retries=0 makes it fail at once.
     app = celery_app.create_app()
     app.conf.broker_transport_options = {**app.conf.broker_transport_options, "max_retries": 0}
     monkeypatch.setattr(celery_app, "app", app)
@@ -133,8 +134,9 @@ def test_valid_request_is_recorded_pending_when_the_broker_is_down(env):
 def test_unreachable_broker_with_the_default_app(env, monkeypatch):
     """With the app as configured (no test tweak), a refused connection still leaves the request pending.
 
-    kombu retries the connection until ``broker_connection_timeout`` (4s) has passed, whatever retry=False
-    says, so this takes several seconds: it must still end, and leave the request for the relay."""
+    With retry=False, kombu retries the connection until ``broker_connection_timeout`` (4s) has passed, so
+    this takes about six seconds (Celery's default publish retry policy gives up in under one): it must still
+    end, and leave the request for the relay."""
     import worker.celery_app as celery_app
 
     monkeypatch.setattr(celery_app, "app", celery_app.create_app())
