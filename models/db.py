@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from sqlalchemy import Engine, event
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from models import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
@@ -36,10 +36,6 @@ def make_engine(url: str) -> Engine:
 def get_engine(url: str) -> Engine:
     """One engine per URL per process (a forked worker child builds its own on first use)."""
     return make_engine(url)
-
-
-def create_schema(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
 
 
 def session(engine: Engine) -> Session:

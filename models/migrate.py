@@ -1,0 +1,65 @@
+"""Schema migrations (Alembic): ``jumpsync db upgrade`` runs them; processes check the revision at start.
+
+Workers never migrate on their own: several of them starting at once would race. A deployment runs
+``jumpsync db upgrade`` once before starting workers (compose one-shot service, Kubernetes init job,
+systemd ExecStartPre); ``jumpsync up`` does it itself. On PostgreSQL the upgrade holds an advisory lock, so
+two upgrades started by mistake run one after the other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, text
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_LOCK_ID = 0x6A756D70  # "jump"
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+def alembic_config(connection=None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str | None:
+    """Bring the schema to ``revision``; returns the revision it is at afterwards."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+        command.upgrade(alembic_config(connection), revision)
+    return current_revision(engine)
+
+
+def check(engine: Engine) -> None:
+    """Raise SchemaOutOfDate, saying what to run, unless the schema is at the head revision."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaOutOfDate(f"the database schema is at revision {current or 'none (empty database)'} but this "
+                              f"version of jumpsync needs {head}: run `jumpsync db upgrade`")
+
+
+def downgrade(engine: Engine, revision: str) -> str | None:
+    """Take the schema back to ``revision`` ("base" empties it). For rolling back an upgrade."""
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), revision)
+    return current_revision(engine)
