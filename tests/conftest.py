@@ -67,10 +67,11 @@ def db_url(request, tmp_path):
 
 @pytest.fixture
 def engine(db_url):
-    from models.db import create_schema, make_engine
+    from models.db import make_engine
+    from models.migrate import upgrade
 
     db = make_engine(db_url)
-    create_schema(db)
+    upgrade(db)
     yield db
     db.dispose()
 
@@ -129,6 +130,11 @@ class WorkerFleet:
                                  f'interval = "1h"\n{extra}\n')
         self.write_config()
 
+    def migrate(self) -> None:
+        """``jumpsync db upgrade``, as a deployment runs it before starting workers."""
+        subprocess.run([sys.executable, "-m", "worker.cli", "db", "upgrade"], env=self.env, cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+
     def start_worker(self, name: str = "w1", concurrency: int = 4, queues: str = "sync,provisioning") -> subprocess.Popen:
         log = open(self.directory / f"{name}.log", "ab")
         proc = subprocess.Popen(
@@ -165,6 +171,7 @@ def fleet(redis_url, tmp_path_factory):
     """Real workers for the integration tests, one per queue as deployed (SQLite database, real Redis broker)."""
     directory = tmp_path_factory.mktemp("fleet")
     fleet = WorkerFleet(directory, redis_url, f"sqlite:///{directory / 'jumpsync.db'}")
+    fleet.migrate()
     fleet.start_worker("w1", queues="sync")
     fleet.start_worker("p1", queues="provisioning", concurrency=2)
     yield fleet
@@ -174,9 +181,10 @@ def fleet(redis_url, tmp_path_factory):
 @pytest.fixture
 def fleet_engine(fleet):
     """An engine on the fleet's database, schema in place (what a deployment's ``db upgrade`` step does)."""
-    from models.db import create_schema, make_engine
+    from models.db import make_engine
+    from models.migrate import upgrade
 
     engine = make_engine(fleet.database_url)
-    create_schema(engine)
+    upgrade(engine)
     yield engine
     engine.dispose()

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from provisioning.params import ACTION_NAMES
+from worker.cli_db import db_app
 from worker.settings import ALL_RESOURCE_TYPES, ConfigError
 
 app = typer.Typer(help="Keep a database in step with JumpCloud organisations.", no_args_is_help=True,
@@ -601,5 +602,19 @@ def _bulk_row(outcome: dict) -> dict:
             "error": request["last_error"], "request": request}
 
 
+app.add_typer(db_app, name="db")
+
+
+def main() -> None:
+    """The ``jumpsync`` entry point: operator errors become one clear line and exit code 2, not a traceback."""
+    from models.migrate import SchemaOutOfDate
+
+    try:
+        app()
+    except (SchemaOutOfDate, ConfigError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        sys.exit(2)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

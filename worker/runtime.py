@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from models.db import create_schema, get_engine
+from models.db import get_engine
+from models.migrate import check
 from worker.settings import Settings, SettingsCache
 
 _settings = SettingsCache()
@@ -17,10 +18,11 @@ def settings() -> Settings:
 
 
 def engine() -> Engine:
-    """The engine for the configured database, with the schema created on first use."""
+    """The engine for the configured database; the first use checks the schema is migrated (SchemaOutOfDate
+    tells the operator to run ``jumpsync db upgrade``)."""
     url = settings().database_url
     db = get_engine(url)
     if url not in _schema_ready:
-        create_schema(db)
+        check(db)
         _schema_ready.add(url)
     return db

@@ -218,10 +218,11 @@ def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console) 
         console.print(f"database: {settings.database_url}")
         console.print(f"connectors: {', '.join(names)} (config {settings.config_path})")
 
-        from models.db import create_schema, make_engine
+        from models.db import make_engine
+        from models.migrate import upgrade
 
         engine = make_engine(settings.database_url)
-        create_schema(engine)
+        upgrade(engine)
         since = datetime.now(timezone.utc).replace(microsecond=0)
         celery = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
         # One worker per queue, as deployed: a long sync never holds up a provisioning request.

@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from models import queries
-from models.db import create_schema, make_engine
+from models.db import make_engine
+from models.migrate import upgrade
 from simulator.generator import TenantSpec
 from tests.conftest import ROOT
 from tests.e2e import new_connector, provision, state, sync_now, wait_run
@@ -141,6 +142,7 @@ def pg_fleet(redis_url, postgres_server_url, tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("pg-fleet")
     fleet = WorkerFleet(directory, redis_url.rsplit("/", 1)[0] + "/5", fresh_postgres_database(postgres_server_url))
+    fleet.migrate()
     fleet.start_worker("pg")
     yield fleet
     fleet.stop()
@@ -148,7 +150,7 @@ def pg_fleet(redis_url, postgres_server_url, tmp_path_factory):
 
 def test_worker_on_postgresql_syncs_the_tenant(pg_fleet, simulator):
     engine = make_engine(pg_fleet.database_url)
-    create_schema(engine)
+    upgrade(engine)
     try:
         sim = simulator(TenantSpec(seed=21, users=400, admins=12, groups=20, apps=12))
         name = new_connector(pg_fleet, sim)
