@@ -31,7 +31,10 @@ def enqueue(request_id: str) -> bool:
     from worker.celery_app import app
 
     try:
-        app.send_task(APPLY_TASK, args=[request_id], queue=QUEUE, retry=False)
+        # A short publish retry: a broker that is down must not hold the caller for kombu's default connect
+        # timeout (seconds per request); the request is already recorded and the relay will send it.
+        app.send_task(APPLY_TASK, args=[request_id], queue=QUEUE, retry=True,
+                      retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2})
         return True
     except Exception as exc:  # noqa: BLE001  (kombu raises several kinds; all mean "not sent now")
         log.warning("could not enqueue provisioning request %s (the relay will): %s", request_id, exc)
