@@ -118,6 +118,7 @@ def test_beat_schedules_each_connector_once_even_with_two_beats(fleet, fleet_eng
             assert time.monotonic() < deadline, "the removed connector is still scheduled"
             time.sleep(0.5)
         assert redis_client.exists(f"jumpsync:beat:sync:{name}".encode())
+        assert redis_client.exists(b"jumpsync:beat:provisioning-relay")  # the relay runs on the same beat
     finally:
         for beat in beats:
             beat.terminate()
