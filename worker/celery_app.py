@@ -24,7 +24,8 @@ def create_app() -> Celery:
         broker_url=current.broker_url,
         broker_connection_retry_on_startup=True,
         # A message not acknowledged within this time is given to another worker: longer than any task.
-        broker_transport_options={"visibility_timeout": part_limit * 2 + 600},
+        broker_transport_options={
+            "visibility_timeout": int(parse_duration(current.file.sync.visibility_timeout).total_seconds())},
         task_default_queue=SYNC_QUEUE,
         task_routes={"jumpsync.sync.*": {"queue": SYNC_QUEUE}, "jumpsync.provision*": {"queue": PROVISIONING_QUEUE}},
         task_acks_late=True,

@@ -216,14 +216,28 @@ class SyncSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     part_time_limit: str = "1h"
+    #: How long the broker waits for a task's acknowledgement before giving its message to another worker:
+    #: the recovery time when a whole worker host dies. Must exceed the longest task (part_time_limit + 60s).
+    visibility_timeout: str = "1h10m"
     stale_run_after: str = "2h"
     config_reload_interval: str = "30s"
 
-    @field_validator("part_time_limit", "stale_run_after", "config_reload_interval")
+    @field_validator("part_time_limit", "visibility_timeout", "stale_run_after", "config_reload_interval")
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)
         return value
+
+    @model_validator(mode="after")
+    def _visibility_covers_tasks(self) -> SyncSettings:
+        hard_limit = parse_duration(self.part_time_limit) + timedelta(seconds=60)
+        if parse_duration(self.visibility_timeout) <= hard_limit:
+            raise ValueError(f"visibility_timeout ({self.visibility_timeout}) must be longer than part_time_limit "
+                             f"+ 60s ({self.part_time_limit} + 60s), or running tasks would be delivered twice")
+        if parse_duration(self.stale_run_after) <= parse_duration(self.visibility_timeout):
+            raise ValueError(f"stale_run_after ({self.stale_run_after}) must be longer than visibility_timeout "
+                             f"({self.visibility_timeout}), so a redelivered part can finish before the run is failed")
+        return self
 
 
 class ProvisioningSettings(BaseModel):
