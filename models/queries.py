@@ -128,3 +128,31 @@ def status(engine: Engine, configured: list[str]) -> list[dict[str, Any]]:
                     Grant.connector_id == cid, Grant.deleted_at.is_(None))).scalar_one()
             out.append(entry)
         return out
+
+
+def metrics_snapshot(engine: Engine) -> dict[str, Any]:
+    """What the metrics exporter reports from the database (see telemetry.metrics.DatabaseCollector)."""
+    from models.tables import ProvisioningRequest
+
+    with Session(engine) as session:
+        names = dict(session.execute(select(Connector.id, Connector.name)).all())
+        resources = {(names[cid], rtype): count for cid, rtype, count in session.execute(
+            select(Resource.connector_id, Resource.type, func.count()).where(Resource.deleted_at.is_(None))
+            .group_by(Resource.connector_id, Resource.type))}
+        grants = {(names[cid], rtype): count for cid, rtype, count in session.execute(
+            select(Grant.connector_id, Grant.resource_type, func.count()).where(Grant.deleted_at.is_(None))
+            .group_by(Grant.connector_id, Grant.resource_type))}
+        last_success = {}
+        for cid, finished in session.execute(select(SyncRun.connector_id, func.max(SyncRun.finished_at))
+                                             .where(SyncRun.status == "succeeded").group_by(SyncRun.connector_id)):
+            if finished is not None:
+                last_success[names[cid]] = _aware(finished).timestamp()
+        oldest = session.execute(select(func.min(ProvisioningRequest.created_at))
+                                 .where(ProvisioningRequest.status == "pending")).scalar_one_or_none()
+    age = (datetime.now(timezone.utc) - _aware(oldest)).total_seconds() if oldest is not None else 0.0
+    return {"resources": resources, "grants": grants, "last_success": last_success,
+            "oldest_pending_seconds": max(age, 0.0)}
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

@@ -25,6 +25,7 @@ from jumpcloud.retry import RetryPolicy
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Grant, Resource, SyncPart, utcnow
 from pipeline.runs import DERIVED_PARTS, claim_part, end_part
+from telemetry import metrics
 from worker.settings import ConnectorConfig
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def make_client(connector: ConnectorConfig) -> JumpCloudClient:
         timeout=connector.timeout, max_in_flight=connector.max_in_flight,
         retry=RetryPolicy(max_attempts=connector.max_attempts, base_delay=connector.backoff_base),
         verify=str(connector.ca_bundle) if connector.ca_bundle else True,
+        on_response=metrics.api_observer(connector.name),
     )
 
 
@@ -58,9 +60,11 @@ def describe_error(exc: BaseException) -> str:
 
 
 async def _fetch(connector: ConnectorConfig, resource_type: str, resources: ResourceWriter,
-                 grants: GrantWriter | None, client_factory: ClientFactory) -> int:
-    """Stream the listing into the writers; returns the number of HTTP requests made."""
+                 grants: GrantWriter | None, client_factory: ClientFactory, stats: list) -> int:
+    """Stream the listing into the writers; returns the number of HTTP requests made. ``stats`` receives the
+    client's stats, so that a failed part still reports what it sent."""
     client = client_factory(connector)
+    stats.append(client.stats)
     async with client:
         syncer = FETCH_SYNCERS[resource_type](client)
         async for page in syncer.resources():
@@ -87,9 +91,9 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
     resources = ResourceWriter(engine, claim.connector_id, resource_type, now)
     source = FETCH_SYNCERS[resource_type].grant_source
     grants = GrantWriter(engine, claim.connector_id, resource_type, source, now) if source else None
-    requests = 0
+    requests, stats, clock = 0, [], metrics.Stopwatch()
     try:
-        requests = asyncio.run(_fetch(connector, resource_type, resources, grants, client_factory))
+        requests = asyncio.run(_fetch(connector, resource_type, resources, grants, client_factory, stats))
         resources.delete_unseen()
         if grants is not None:
             grants.delete_unseen_scopes()
@@ -97,12 +101,21 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
         log.warning("sync part failed", extra={"connector": connector.name, "run_id": run_id,
                                                "part": resource_type, "error": describe_error(exc)})
         counts = dict(resources.counts + (grants.counts if grants else Counter()))
+        requests = stats[0].requests if stats else 0
         end_part(engine, run_id, resource_type, claim.attempt, status="failed", counts=counts,
                  requests=requests, error=f"connector {connector.name!r}: {describe_error(exc)}")
+        _observe(connector.name, resource_type, "failed", clock, stats)
         return PartResult(ran=True, status="failed", reason=describe_error(exc))
     counts = dict(resources.counts + (grants.counts if grants else Counter()))
     end_part(engine, run_id, resource_type, claim.attempt, status="succeeded", counts=counts, requests=requests)
+    _observe(connector.name, resource_type, "succeeded", clock, stats)
     return PartResult(ran=True, status="succeeded")
+
+
+def _observe(connector: str, part: str, status: str, clock: metrics.Stopwatch, stats: list) -> None:
+    metrics.observe_part(connector, part, status, clock.seconds)
+    if stats:
+        metrics.count_retries(connector, stats[0].retries)
 
 
 # --- derived parts -------------------------------------------------------------------------------------------
@@ -195,9 +208,12 @@ def run_derived_parts(engine: Engine, run_id: int) -> None:
             end_part(engine, run_id, name, claim.attempt, status="skipped",
                      error=f"input part(s) {', '.join(not_ok)} did not succeed; nothing derived or deleted")
             continue
+        clock = metrics.Stopwatch()
         try:
             counts = DERIVERS[name](engine, claim.connector_id)
         except Exception as exc:  # noqa: BLE001
             end_part(engine, run_id, name, claim.attempt, status="failed", error=describe_error(exc))
+            metrics.observe_part(claim.connector_name, name, "failed", clock.seconds)
             continue
         end_part(engine, run_id, name, claim.attempt, status="succeeded", counts=dict(counts))
+        metrics.observe_part(claim.connector_name, name, "succeeded", clock.seconds)

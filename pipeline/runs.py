@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from connector import FETCH_SYNCERS
 from models.tables import ACTIVE_RUN_STATUSES, Connector, SyncPart, SyncRun, utcnow
+from telemetry import metrics
 from worker.settings import ConnectorConfig
 
 ENDED_PART_STATUSES = ("succeeded", "failed", "skipped")
@@ -114,6 +115,7 @@ def start_run(engine: Engine, connector: ConnectorConfig, *, trigger: str, task_
                               started_at=now, finished_at=now, error=reason)
             session.add(skipped)
             session.commit()
+            metrics.observe_run(connector.name, "skipped", None)
             return StartResult(run_id=skipped.id, skipped=True, reason=reason)
         for name in plan.fetch:
             session.add(SyncPart(run_id=run.id, name=name, phase="fetch"))
@@ -214,8 +216,13 @@ def finish_run(engine: Engine, run_id: int) -> RunSummary:
         else:
             status = "failed"
         error = "; ".join(f"{p.name}: {p.error}" for p in failed) or None
-        session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.status == "finalizing")
-                        .values(status=status, finished_at=utcnow(), error=error))
+        finished = utcnow()
+        result = session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.status == "finalizing")
+                                 .values(status=status, finished_at=finished, error=error))
         session.commit()
+        if result.rowcount == 1:
+            name, started = session.execute(select(Connector.name, SyncRun.started_at).join(
+                SyncRun, SyncRun.connector_id == Connector.id).where(SyncRun.id == run_id)).one()
+            metrics.observe_run(name, status, (finished - as_utc(started)).total_seconds())
         final = session.execute(select(SyncRun.status, SyncRun.error).where(SyncRun.id == run_id)).one()
         return RunSummary(run_id, final[0], final[1], {p.name: p.status for p in parts})

@@ -25,6 +25,7 @@ from provisioning.actions import ACTIONS, ActionContext
 from provisioning.params import InvalidRequest, validate_params
 from provisioning.resolve import Resolver
 from provisioning.writethrough import WriteThrough
+from telemetry import metrics
 from worker.settings import ConfigError, Settings, parse_duration
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,13 @@ def execute(engine: Engine, settings: Settings, request_id: str, claimant: str,
     row = requests.claim(engine, request_id, claimant, lease)
     if row is None:
         return Execution(None)
+    execution = _execute(engine, settings, row, claimant, client_factory)
+    metrics.provisioning_outcome(row.connector, row.action, execution.status)
+    return execution
+
+
+def _execute(engine: Engine, settings: Settings, row, claimant: str, client_factory) -> Execution:
+    request_id = row.id
     context = {"request_id": request_id, "connector": row.connector, "action": row.action}
     try:
         result = asyncio.run(_run(engine, settings, row, client_factory))

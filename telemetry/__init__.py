@@ -1,0 +1,1 @@
+"""Metrics and logs: how jumpsync reports on itself."""
