@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import PostgresServer, RedisServer
+from tests.servers import PostgresServer, RedisServer, free_port  # noqa: F401  (re-exported)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_API_KEY = "test-key-0123456789abcdef"
@@ -103,6 +103,7 @@ class WorkerFleet:
         self.config_path = directory / "jumpsync.toml"
         self.connectors: dict[str, str] = {}
         self.procs: list[subprocess.Popen] = []
+        self.extra_env: dict[str, str] = {}
         self.write_config()
         from celery import Celery
 
@@ -114,6 +115,7 @@ class WorkerFleet:
         env.update({"JUMPSYNC_CONFIG": str(self.config_path), "JUMPSYNC_BROKER_URL": self.broker_url,
                     "JUMPSYNC_DATABASE_URL": self.database_url, TEST_KEY_ENV: TEST_API_KEY,
                     "PYTHONPATH": str(ROOT)})
+        env.update(self.extra_env)
         return env
 
     def write_config(self) -> None:
@@ -138,8 +140,7 @@ class WorkerFleet:
     def start_worker(self, name: str = "w1", concurrency: int = 4, queues: str = "sync,provisioning") -> subprocess.Popen:
         log = open(self.directory / f"{name}.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", queues, "-c",
-             str(concurrency), "-n", f"{name}@%h", "-l", "INFO", "-E"],
+            [sys.executable, "-m", "worker.cli", "worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h"],
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         deadline = time.monotonic() + 60

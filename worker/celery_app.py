@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from worker import signals  # noqa: F401  (connects the process hooks)
 from worker.runtime import settings
 from worker.settings import parse_duration
 

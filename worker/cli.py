@@ -66,12 +66,17 @@ def up(once: bool = typer.Option(False, "--once", help="Wait for the first sync 
 
 @app.command()
 def worker(config: Optional[Path] = ConfigOption,
-           queues: str = typer.Option("sync,provisioning", help="Queues to consume, comma-separated."),
-           concurrency: int = typer.Option(4, help="Worker processes."),
+           queues: str = typer.Option("sync,provisioning", "--queues", "-Q", help="Queues to consume, comma-separated."),
+           concurrency: int = typer.Option(4, "--concurrency", "-c", help="Worker processes."),
+           name: str = typer.Option("", "--name", "-n", help="Celery node name (default: QUEUE@hostname)."),
            loglevel: str = typer.Option("INFO")) -> None:
-    """Start a Celery worker (prefork pool)."""
+    """Start a Celery worker (prefork pool). $JUMPSYNC_METRICS_PORT turns on its Prometheus /metrics."""
+    from telemetry.multiproc import ensure_multiproc_dir
+
     _use_config(config)
-    _celery("worker", "-Q", queues, "-c", str(concurrency), "-l", loglevel, "-E")
+    ensure_multiproc_dir()  # before Celery starts: its command line imports prometheus_client early
+    node = name or f"{queues.split(',')[0]}@%h"
+    _celery("worker", "-Q", queues, "-c", str(concurrency), "-n", node, "-l", loglevel, "-E")
 
 
 @app.command()
@@ -600,6 +605,29 @@ def _bulk_row(outcome: dict) -> dict:
         return {"line": outcome["line"], "id": None, "status": "invalid", "error": outcome["error"], "request": None}
     return {"line": outcome["line"], "id": request["id"], "status": request["status"],
             "error": request["last_error"], "request": request}
+
+
+@app.command()
+def health(config: Optional[Path] = ConfigOption,
+           worker_name: Optional[str] = typer.Option(None, "--worker", help="Also ping this worker (e.g. sync@$HOSTNAME)."),
+           min_workers: int = typer.Option(0, help="Also require this many workers to answer."),
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Check the broker, the database (reachable and migrated) and optionally workers; exit 1 if any fails."""
+    _use_config(config)
+    from worker import runtime
+    from worker.celery_app import app as celery_app
+    from worker.health import run_checks
+
+    result = run_checks(celery_app, runtime.settings().database_url, worker=worker_name, min_workers=min_workers)
+    if as_json:
+        _print_json(result)
+    else:
+        for name in ("broker", "database", "workers"):
+            check = result[name]
+            mark = "[green]ok[/green]" if check["ok"] else "[red]FAIL[/red]"
+            detail = check.get("error") or check.get("skipped") or ", ".join(check.get("workers", []))
+            console.print(f"{name:<9} {mark} {escape(detail)}")
+    raise typer.Exit(0 if result["ok"] else 1)
 
 
 app.add_typer(db_app, name="db")

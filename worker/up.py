@@ -226,10 +226,9 @@ def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console) 
         since = datetime.now(timezone.utc).replace(microsecond=0)
         celery = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
         # One worker per queue, as deployed: a long sync never holds up a provisioning request.
-        children.start("worker", celery + ["worker", "-Q", "sync", "-c", str(concurrency), "-E",
-                                           "-l", "INFO", "-n", "sync@%h"], env)
-        children.start("provisioning-worker", celery + ["worker", "-Q", "provisioning", "-c", "2", "-E",
-                                                        "-l", "INFO", "-n", "provisioning@%h"], env)
+        jumpsync = [sys.executable, "-m", "worker.cli"]
+        children.start("worker", jumpsync + ["worker", "-Q", "sync", "-c", str(concurrency)], env)
+        children.start("provisioning-worker", jumpsync + ["worker", "-Q", "provisioning", "-c", "2"], env)
         children.start("beat", celery + ["beat", "-l", "INFO"], env)
         children.start("flower", celery + ["flower", f"--port={flower_port}", "--address=127.0.0.1"], env)
         wait_for_port(flower_port, timeout=20)

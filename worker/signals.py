@@ -1,0 +1,54 @@
+"""Process lifecycle hooks of workers: logging, the metrics exporter, fresh database engines after fork, and
+task context on log lines. Imported by ``worker.celery_app``; plain Celery signals, nothing else."""
+
+from __future__ import annotations
+
+import os
+
+from celery import signals
+
+from telemetry import logs
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_kwargs) -> None:
+    """Connected, so Celery leaves logging to us: the same format for our lines and Celery's."""
+    logs.configure()
+
+
+@signals.worker_init.connect
+def _start_metrics_exporter(**_kwargs) -> None:
+    port = os.environ.get("JUMPSYNC_METRICS_PORT")
+    if not port:
+        return
+    from models.db import get_engine
+    from telemetry.metrics import start_exporter
+    from worker import runtime
+
+    start_exporter(int(port), lambda: get_engine(runtime.settings().database_url),
+                   address=os.environ.get("JUMPSYNC_METRICS_ADDRESS", "0.0.0.0"))
+
+
+@signals.worker_process_init.connect
+def _fresh_engines_after_fork(**_kwargs) -> None:
+    """A pool process must not use connections its parent opened (the exporter's): build its own engines."""
+    from models.db import get_engine
+
+    get_engine.cache_clear()
+
+
+@signals.worker_process_shutdown.connect
+def _mark_process_dead(pid=None, **_kwargs) -> None:
+    from telemetry.metrics import mark_process_dead
+
+    mark_process_dead(pid or os.getpid())
+
+
+@signals.task_prerun.connect
+def _bind_context(task=None, args=None, kwargs=None, **_extra) -> None:
+    logs.bind_task_context(task, tuple(args or ()), dict(kwargs or {}))
+
+
+@signals.task_postrun.connect
+def _clear_context(**_kwargs) -> None:
+    logs.clear_task_context()
