@@ -103,3 +103,42 @@ def test_health_passes_against_a_live_deployment_and_names_a_missing_worker(obse
     code, result = health("--worker", "nobody@nowhere")
     assert code == 1 and "worker nobody@nowhere did not answer" in result["workers"]["error"]
     assert result["broker"]["ok"] and result["database"]["ok"]
+
+
+def test_flower_shows_tasks_behind_basic_auth_and_never_the_key(observed_fleet, simulator):
+    import subprocess
+    import sys
+
+    from models.db import make_engine
+    from tests.conftest import ROOT
+    from tests.servers import wait_for_port
+
+    port = free_port()
+    env = {**observed_fleet.env, "JUMPSYNC_FLOWER_BASIC_AUTH": "ops:s3cret-pass"}
+    flower = subprocess.Popen([sys.executable, "-m", "worker.cli", "flower", "--port", str(port), "--address",
+                               "127.0.0.1"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, timeout=30)
+        time.sleep(1)  # Flower subscribes to task events once it is up
+        engine = make_engine(observed_fleet.database_url)
+        sim = simulator(TenantSpec(seed=52, users=40, admins=3, groups=3, apps=2))
+        name = new_connector(observed_fleet, sim)
+        assert sync_now(observed_fleet, engine, name)["status"] == "succeeded"
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/api/tasks", timeout=10).status_code == 401
+        deadline = time.monotonic() + 30
+        while True:
+            response = httpx.get(f"{base}/api/tasks", auth=("ops", "s3cret-pass"), timeout=10)
+            assert response.status_code == 200
+            tasks = response.json().values()
+            parts = [t for t in tasks if t.get("name") == "jumpsync.sync.part" and name in (t.get("args") or "")]
+            if len(parts) >= 4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert {t["state"] for t in parts} == {"SUCCESS"} and len(parts) == 4
+        assert all(name in t["args"] for t in parts)  # the connector shows in the arguments
+        assert TEST_API_KEY not in response.text
+        assert {"jumpsync.sync.connector", "jumpsync.sync.finalize"} <= {t.get("name") for t in tasks}
+    finally:
+        flower.terminate()
+        flower.wait(timeout=30)
