@@ -106,11 +106,20 @@ def latest_run(engine: Engine, connector: str, *, finished: bool = False) -> dic
 def status(engine: Engine, configured: list[str]) -> list[dict[str, Any]]:
     """One entry per connector, configured or seen in the database."""
     with Session(engine) as session:
+        from models.tables import ProvisioningRequest
+
         known = {name: cid for cid, name in session.execute(select(Connector.id, Connector.name))}
+        provisioning: dict[str, dict[str, int]] = {}
+        for name, state, count in session.execute(
+                select(ProvisioningRequest.connector, ProvisioningRequest.status, func.count())
+                .where(ProvisioningRequest.status.in_(("pending", "running", "failed")))
+                .group_by(ProvisioningRequest.connector, ProvisioningRequest.status)):
+            provisioning.setdefault(name, {})[state] = count
         out = []
         for name in sorted(set(configured) | set(known)):
             entry: dict[str, Any] = {"connector": name, "configured": name in configured,
-                                     "last_run": None, "last_success_at": None, "resources": {}, "grants": 0}
+                                     "last_run": None, "last_success_at": None, "resources": {}, "grants": 0,
+                                     "provisioning": provisioning.get(name, {})}
             cid = known.get(name)
             if cid is not None:
                 last = session.execute(select(SyncRun).where(SyncRun.connector_id == cid,

@@ -36,6 +36,18 @@ def desired_entries(connectors: tuple[ConnectorConfig, ...]) -> dict[str, dict]:
     }
 
 
+def next_syncs(app, names: list[str]) -> dict[str, str | None]:
+    """When beat will next trigger each connector (ISO time), read from its entry in Redis."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            entry = RedBeatSchedulerEntry.from_key(RedBeatSchedulerEntry.generate_key(app, entry_name(name)), app=app)
+            out[name] = entry.due_at.isoformat() if entry.due_at else None
+        except KeyError:
+            out[name] = None
+    return out
+
+
 class ConnectorScheduler(RedBeatScheduler):
     """RedBeat, plus reconciliation of connector entries with the config file."""
 

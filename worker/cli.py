@@ -170,23 +170,45 @@ def print_run(name: str, run: dict) -> None:
 
 @app.command()
 def status(config: Optional[Path] = ConfigOption, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Connectors with their last run, counts and failures."""
+    """Connectors: last run and its outcome, next scheduled sync, live counts, pending provisioning."""
     _use_config(config)
     from models import queries
     from worker import runtime
 
     data = queries.status(runtime.engine(), [c.name for c in runtime.settings().connectors])
+    for entry, next_at in zip(data, _next_syncs([e["connector"] for e in data])):
+        entry["next_sync_at"] = next_at
     if as_json:
         _print_json(data)
         return
-    table = Table("connector", "configured", "last run", "status", "finished", "last success", "resources", "grants", "error")
+    table = Table("connector", "last run", "finished", "last success", "next sync", "resources", "grants",
+                  "provisioning", "error")
     for entry in data:
         run = entry["last_run"] or {}
+        name = entry["connector"] + ("" if entry["configured"] else " (not configured)")
         resources = ", ".join(f"{k}={v}" for k, v in sorted(entry["resources"].items()))
-        table.add_row(entry["connector"], "yes" if entry["configured"] else "no", str(run.get("id", "")),
-                      run.get("status", "never"), run.get("finished_at") or "", entry["last_success_at"] or "",
-                      resources, str(entry["grants"]), (run.get("error") or "")[:80])
+        provisioning = ", ".join(f"{k}={v}" for k, v in sorted(entry["provisioning"].items()))
+        table.add_row(name, _status(run.get("status", "never")) + (f" #{run['id']}" if run else ""),
+                      _short_time(run.get("finished_at")), _short_time(entry["last_success_at"]),
+                      _short_time(entry["next_sync_at"]) or "unknown", resources, str(entry["grants"]),
+                      provisioning, escape((run.get("error") or "")[:80]))
     console.print(table)
+
+
+def _next_syncs(names: list[str]) -> list[str | None]:
+    """Next trigger per connector from beat's entries in Redis; None for all when Redis cannot be read."""
+    try:
+        from worker.beat import next_syncs
+        from worker.celery_app import app as celery_app
+
+        found = next_syncs(celery_app, names)
+        return [found.get(name) for name in names]
+    except Exception:  # noqa: BLE001  (status must work with the broker down)
+        return [None] * len(names)
+
+
+def _short_time(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else ""
 
 
 def _connector_query(fn, *args, **kwargs):

@@ -6,6 +6,7 @@ connector (added to the fleet's config file, which the worker re-reads) and its 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -119,6 +120,10 @@ def test_beat_schedules_each_connector_once_even_with_two_beats(fleet, fleet_eng
             time.sleep(0.5)
         assert redis_client.exists(f"jumpsync:beat:sync:{name}".encode())
         assert redis_client.exists(b"jumpsync:beat:provisioning-relay")  # the relay runs on the same beat
+        status = json.loads(subprocess.run([sys.executable, "-m", "worker.cli", "status", "--json"], env=fleet.env,
+                                           cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+        entry = next(e for e in status if e["connector"] == name)
+        assert entry["next_sync_at"] and entry["last_run"]["trigger"] == "schedule"  # an hour after the first
     finally:
         for beat in beats:
             beat.terminate()
