@@ -13,7 +13,7 @@ import logging
 import time
 
 from redbeat import RedBeatScheduler
-from redbeat.schedulers import RedBeatSchedulerEntry, get_redis
+from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
 
 from worker.settings import ConfigError, ConnectorConfig, SettingsCache, parse_duration
 
@@ -38,6 +38,7 @@ def desired_entries(connectors: tuple[ConnectorConfig, ...]) -> dict[str, dict]:
 
 def next_syncs(app, names: list[str]) -> dict[str, str | None]:
     """When beat will next trigger each connector (ISO time), read from its entry in Redis."""
+    ensure_conf(app)
     out: dict[str, str | None] = {}
     for name in names:
         try:
