@@ -8,6 +8,7 @@ two upgrades started by mistake run one after the other.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -16,6 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _LOCK_ID = 0x6A756D70  # "jump"
 
@@ -51,11 +53,20 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
 
 
 def check(engine: Engine) -> None:
-    """Raise SchemaOutOfDate, saying what to run, unless the schema is at the head revision."""
+    """Raise SchemaOutOfDate, saying what to run, when the schema is older than this code needs.
+
+    A revision this code does not know is newer: a rolling upgrade migrated the database while older workers
+    still run. Migrations are written to stay compatible with the previous release, so that is allowed.
+    """
     current, head = current_revision(engine), head_revision()
-    if current != head:
-        raise SchemaOutOfDate(f"the database schema is at revision {current or 'none (empty database)'} but this "
-                              f"version of jumpsync needs {head}: run `jumpsync db upgrade`")
+    if current == head:
+        return
+    known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if current is not None and current not in known:
+        log.warning("database schema %s is newer than this version of jumpsync (%s): finish the upgrade", current, head)
+        return
+    raise SchemaOutOfDate(f"the database schema is at revision {current or 'none (empty database)'} but this "
+                          f"version of jumpsync needs {head}: run `jumpsync db upgrade`")
 
 
 def downgrade(engine: Engine, revision: str) -> str | None:

@@ -32,3 +32,16 @@ def test_upgrade_is_idempotent_and_downgrade_round_trips(empty_engine):
     assert upgrade(empty_engine) == head_revision()
     assert downgrade(empty_engine, "base") is None
     assert upgrade(empty_engine) == head_revision()
+
+
+def test_a_newer_schema_is_tolerated_an_older_one_is_not(empty_engine):
+    from sqlalchemy import text
+
+    upgrade(empty_engine)
+    with empty_engine.begin() as connection:  # as if a later release had migrated the database
+        connection.execute(text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
+    check(empty_engine)  # an older worker during a rolling upgrade keeps working
+    with empty_engine.begin() as connection:
+        connection.execute(text("DELETE FROM alembic_version"))
+    with pytest.raises(SchemaOutOfDate):
+        check(empty_engine)
