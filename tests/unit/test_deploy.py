@@ -1,0 +1,1280 @@
+"""The deployment files under deploy/ are checked without a Docker engine or a cluster.
+
+What is read: every YAML file (docker compose and Kubernetes, multi-document), the systemd units, the
+Dockerfile and .dockerignore, the env and config examples, and the Grafana dashboard. What is checked:
+every jumpsync command they run exists in the CLI with the options given (parsed by the CLI's own parser),
+images are set, probes and grace periods fit the task limits, exactly one beat, KEDA scales Deployments that
+exist on the right queue, no secret is inlined, Flower has basic auth, the broker Redis is persistent, and the
+dashboard queries only jumpsync's metrics.
+
+PyYAML is not among the project's dependencies, so the YAML is read by a small reader of the YAML subset
+these files use. It refuses what it does not understand (anchors, tags, folded or multi-line scalars) and the
+plain scalars that YAML 1.1 and 1.2 read differently (yes/no/on/off, 0700, 1:30, dates): such a value must be
+quoted. Where PyYAML is installed, every file is also compared with PyYAML's reading; where kubectl is
+installed, every Kubernetes file is compared with what kustomize (a real YAML parser) makes of it; where the
+`docker compose` plugin is installed, `docker compose config` validates the compose files as well.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+COMPOSE = DEPLOY / "docker-compose.yml"
+COMPOSE_DEMO = DEPLOY / "docker-compose.demo.yml"
+K8S = DEPLOY / "kubernetes"
+SYSTEMD = DEPLOY / "systemd"
+DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
+DASHBOARD = DEPLOY / "grafana" / "jumpsync-dashboard.json"
+
+QUEUES = ("sync", "provisioning")
+PLACEHOLDER = "CHANGE-ME"
+SECRETISH_NAME = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|TOKEN|AUTH|CREDENTIAL", re.I)
+
+# The metric names of telemetry/metrics.py that the dashboard may query, with their kind.
+METRICS = {
+    "jumpsync_sync_runs_total": "counter",
+    "jumpsync_sync_part_duration_seconds": "histogram",
+    "jumpsync_sync_run_duration_seconds": "histogram",
+    "jumpsync_resources": "gauge",
+    "jumpsync_grants": "gauge",
+    "jumpsync_api_requests_total": "counter",
+    "jumpsync_api_retries_total": "counter",
+    "jumpsync_provisioning_requests_total": "counter",
+    "jumpsync_provisioning_oldest_pending_seconds": "gauge",
+    "jumpsync_last_successful_sync_timestamp_seconds": "gauge",
+}
+
+
+# --------------------------------------------------------------------------------------------------------
+# A reader for the YAML subset of deploy/
+# --------------------------------------------------------------------------------------------------------
+
+class YamlError(ValueError):
+    pass
+
+
+_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"[-+]?([0-9]+\.[0-9]*|\.[0-9]+)")
+_AMBIGUOUS = [
+    (re.compile(r"y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF"), "a boolean in YAML 1.1, a string in 1.2"),
+    (re.compile(r"[-+]?0[0-9_]+"), "octal in YAML 1.1, decimal in 1.2"),
+    (re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?"), "a base-60 number in YAML 1.1"),
+    (re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([Tt ].*)?"), "a timestamp to some YAML readers"),
+    (re.compile(r"[-+]?[0-9.]+[eE][-+]?[0-9]+|[-+]?\.(inf|Inf|INF|nan|NaN|NAN)|0[xob][0-9a-fA-F_]+"),
+     "a number in one YAML version and not the other"),
+]
+
+
+def _resolve_plain(text: str, where: str) -> Any:
+    if text in ("", "~", "null", "Null", "NULL"):
+        return None
+    if text in ("true", "True", "TRUE"):
+        return True
+    if text in ("false", "False", "FALSE"):
+        return False
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    for pattern, why in _AMBIGUOUS:
+        if pattern.fullmatch(text):
+            raise YamlError(f"{where}: {text!r} is {why}: quote it")
+    if text[0] in "&*!|>%@`?":
+        raise YamlError(f"{where}: {text!r}: anchors, aliases, tags and these indicators are not supported")
+    if ": " in text or text.endswith(":"):
+        raise YamlError(f"{where}: {text!r}: a plain scalar cannot hold ': '")
+    return text
+
+
+def _starts_token(content: str, i: int) -> bool:
+    """Whether a quote at content[i] opens a quoted scalar (and is not an apostrophe inside a word)."""
+    j = i - 1
+    while j >= 0 and content[j] == " ":
+        j -= 1
+    return j < 0 or content[j] in "[{,:-?"
+
+
+def _strip_comment(content: str) -> str:
+    quote = None
+    i = 0
+    while i < len(content):
+        c = content[i]
+        if quote == '"':
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quote = None
+        elif quote == "'":
+            if c == "'":
+                if i + 1 < len(content) and content[i + 1] == "'":
+                    i += 1
+                else:
+                    quote = None
+        elif c in "'\"" and _starts_token(content, i):
+            quote = c
+        elif c == "#" and (i == 0 or content[i - 1] in " \t"):
+            return content[:i].rstrip()
+        i += 1
+    return content.rstrip()
+
+
+def _quoted(s: str, pos: int, where: str) -> tuple[str, int]:
+    q = s[pos]
+    out = []
+    i = pos + 1
+    escapes = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "/": "/", "0": "\0", "r": "\r", " ": " "}
+    while i < len(s):
+        c = s[i]
+        if q == '"' and c == "\\":
+            nxt = s[i + 1: i + 2]
+            if nxt == "u":
+                out.append(chr(int(s[i + 2: i + 6], 16)))
+                i += 6
+                continue
+            if nxt not in escapes:
+                raise YamlError(f"{where}: unknown escape \\{nxt}")
+            out.append(escapes[nxt])
+            i += 2
+            continue
+        if c == q:
+            if q == "'" and s[i + 1: i + 2] == "'":
+                out.append("'")
+                i += 2
+                continue
+            return "".join(out), i + 1
+        out.append(c)
+        i += 1
+    raise YamlError(f"{where}: unterminated quoted scalar (multi-line quoted scalars are not supported)")
+
+
+def _flow(s: str, pos: int, where: str) -> tuple[Any, int]:
+    def skip(p: int) -> int:
+        while p < len(s) and s[p] == " ":
+            p += 1
+        return p
+
+    pos = skip(pos)
+    if pos >= len(s):
+        raise YamlError(f"{where}: unterminated flow collection (it must end on its line)")
+    c = s[pos]
+    if c in "[{":
+        close = "]" if c == "[" else "}"
+        items: Any = [] if c == "[" else {}
+        pos = skip(pos + 1)
+        while True:
+            if pos >= len(s):
+                raise YamlError(f"{where}: unterminated flow collection (it must end on its line)")
+            if s[pos] == close:
+                return items, pos + 1
+            if c == "[":
+                value, pos = _flow(s, pos, where)
+                items.append(value)
+            else:
+                key, pos = _flow_scalar(s, pos, where, key=True)
+                pos = skip(pos)
+                if s[pos: pos + 1] != ":":
+                    raise YamlError(f"{where}: expected ':' in a flow mapping")
+                value, pos = _flow(s, pos + 1, where)
+                if key in items:
+                    raise YamlError(f"{where}: duplicate key {key!r}")
+                items[key] = value
+            pos = skip(pos)
+            if s[pos: pos + 1] == ",":
+                pos = skip(pos + 1)
+            elif s[pos: pos + 1] != close:
+                raise YamlError(f"{where}: expected ',' or {close!r} in a flow collection")
+    return _flow_scalar(s, pos, where)
+
+
+def _flow_scalar(s: str, pos: int, where: str, key: bool = False) -> tuple[Any, int]:
+    if s[pos] in "'\"":
+        return _quoted(s, pos, where)
+    end = pos
+    while end < len(s) and s[end] not in ",[]{}" and not (key and s[end] == ":"):
+        if s[end] == ":" and s[end + 1: end + 2] in (" ", ",", "]", "}", ""):
+            break
+        end += 1
+    return _resolve_plain(s[pos:end].strip(), where), end
+
+
+def _split_key(content: str, where: str) -> tuple[Any, str] | None:
+    """'key: rest' -> (key, rest); None when the line is not a mapping entry."""
+    if content[0] in "[{":
+        return None
+    if content[0] in "'\"":
+        key, end = _quoted(content, 0, where)
+        rest = content[end:].lstrip(" ")
+        if rest == ":" or rest.startswith(": "):
+            return key, rest[1:].strip()
+        return None
+    m = re.search(r":( |$)", content)
+    if not m:
+        return None
+    return _resolve_plain(content[: m.start()].strip(), where), content[m.end():].strip()
+
+
+class _Reader:
+    def __init__(self, lines: list[tuple[int, str]], name: str):
+        self.lines = list(lines)
+        self.name = name
+        self.i = 0
+
+    def where(self, i: int | None = None) -> str:
+        i = self.i if i is None else i
+        return f"{self.name}:{self.lines[min(i, len(self.lines) - 1)][0]}" if self.lines else self.name
+
+    def current(self) -> tuple[int, str] | None:
+        """(indent, content without comment) of the next line with content, skipping blank and comment lines."""
+        while self.i < len(self.lines):
+            raw = self.lines[self.i][1]
+            stripped = raw.lstrip(" ")
+            if stripped.startswith("\t"):
+                raise YamlError(f"{self.where()}: tab in indentation")
+            content = _strip_comment(stripped)
+            if content:
+                return len(raw) - len(stripped), content
+            self.i += 1
+        return None
+
+    def node(self) -> Any:
+        cur = self.current()
+        if cur is None:
+            return None
+        indent, content = cur
+        if content == "-" or content.startswith("- "):
+            return self.sequence(indent)
+        if _split_key(content, self.where()) is not None:
+            return self.mapping(indent)
+        self.i += 1
+        value = self.inline(content, indent)
+        nxt = self.current()
+        if nxt is not None and nxt[0] >= indent:
+            raise YamlError(f"{self.where()}: multi-line plain scalars are not supported")
+        return value
+
+    def mapping(self, indent: int) -> dict:
+        out: dict = {}
+        while (cur := self.current()) is not None:
+            ind, content = cur
+            if ind < indent:
+                break
+            if ind > indent:
+                raise YamlError(f"{self.where()}: unexpected indentation")
+            where = self.where()
+            kv = _split_key(content, where)
+            if kv is None:
+                raise YamlError(f"{where}: expected 'key: value', got {content!r}")
+            key, rest = kv
+            if key in out:
+                raise YamlError(f"{where}: duplicate key {key!r}")
+            self.i += 1
+            out[key] = self.value(rest, indent, in_mapping=True)
+        return out
+
+    def sequence(self, indent: int) -> list:
+        out: list = []
+        while (cur := self.current()) is not None:
+            ind, content = cur
+            if ind < indent or not (content == "-" or content.startswith("- ")):
+                if ind > indent:
+                    raise YamlError(f"{self.where()}: unexpected indentation")
+                break
+            if ind > indent:
+                raise YamlError(f"{self.where()}: unexpected indentation")
+            rest = content[1:].lstrip(" ")
+            column = indent + len(content) - len(rest)
+            if rest and (rest[0] not in "[{|>" and not rest.startswith("- ")
+                         and _split_key(rest, self.where()) is not None):
+                # "- key: value": a mapping whose first entry is on the dash's line.
+                self.lines[self.i] = (self.lines[self.i][0], " " * column + rest)
+                out.append(self.mapping(column))
+                continue
+            if rest.startswith("- "):
+                raise YamlError(f"{self.where()}: nested '- - ' sequences are not supported")
+            self.i += 1
+            out.append(self.value(rest, indent, in_mapping=False))
+        return out
+
+    def value(self, rest: str, indent: int, in_mapping: bool) -> Any:
+        if rest == "":
+            cur = self.current()
+            if cur is None:
+                return None
+            ind, content = cur
+            if ind > indent:
+                return self.node()
+            if ind == indent and in_mapping and (content == "-" or content.startswith("- ")):
+                return self.sequence(ind)
+            return None
+        return self.inline(rest, indent)
+
+    def inline(self, rest: str, indent: int) -> Any:
+        where = self.where(self.i - 1)
+        if rest[0] in "|>":
+            return self.block_scalar(rest, indent, where)
+        if rest[0] in "[{":
+            value, end = _flow(rest, 0, where)
+        elif rest[0] in "'\"":
+            value, end = _quoted(rest, 0, where)
+        else:
+            return _resolve_plain(rest, where)
+        if rest[end:].strip():
+            raise YamlError(f"{where}: unexpected text after a value: {rest[end:]!r}")
+        return value
+
+    def block_scalar(self, header: str, indent: int, where: str) -> str:
+        m = re.fullmatch(r"\|([-+]?)", header.strip())
+        if not m:
+            raise YamlError(f"{where}: only literal block scalars (|, |-, |+) are supported, not {header!r}")
+        chomp = m.group(1)
+        raw: list[str] = []
+        while self.i < len(self.lines):
+            line = self.lines[self.i][1]
+            if line.strip() and len(line) - len(line.lstrip(" ")) <= indent:
+                break
+            raw.append(line)
+            self.i += 1
+        content = [line for line in raw if line.strip()]
+        if not content:
+            return ""
+        block = min(len(line) - len(line.lstrip(" ")) for line in content)
+        first = len(content[0]) - len(content[0].lstrip(" "))
+        if first != block:
+            raise YamlError(f"{where}: a block scalar whose first line is more indented needs an indentation "
+                            "indicator, which is not supported")
+        lines = [line[block:] if line.strip() else "" for line in raw]
+        while lines and lines[-1] == "":
+            lines.pop()
+        text = "\n".join(lines)
+        trailing = len(raw) - len(lines)
+        if chomp == "-":
+            return text
+        if chomp == "+":
+            return text + "\n" * (1 + trailing)
+        return text + "\n"
+
+
+def load_yaml_documents(text: str, name: str = "<yaml>") -> list[Any]:
+    """Every document of a YAML stream, without the empty ones."""
+    docs: list[list[tuple[int, str]]] = [[]]
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("%"):
+            raise YamlError(f"{name}:{number}: directives are not supported")
+        if re.fullmatch(r"---\s*(#.*)?", line):
+            docs.append([])
+        elif re.fullmatch(r"\.\.\.\s*", line):
+            raise YamlError(f"{name}:{number}: document end markers are not supported")
+        elif line.startswith("--- "):
+            raise YamlError(f"{name}:{number}: content on the '---' line is not supported")
+        else:
+            docs[-1].append((number, line))
+    out = []
+    for lines in docs:
+        reader = _Reader(lines, name)
+        if reader.current() is None:
+            continue
+        value = reader.node()
+        if reader.current() is not None:
+            raise YamlError(f"{reader.where()}: unexpected content after the document")
+        out.append(value)
+    return out
+
+
+def load_yaml(path: Path) -> Any:
+    docs = load_yaml_documents(path.read_text(), str(path.relative_to(ROOT)))
+    assert len(docs) == 1, f"{path}: expected one YAML document, found {len(docs)}"
+    return docs[0]
+
+
+def yaml_files() -> list[Path]:
+    return sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yml", ".yaml"))
+
+
+def k8s_documents() -> list[tuple[Path, dict]]:
+    return [(path, doc) for path in sorted(K8S.rglob("*.yaml")) if path.name != "kustomization.yaml"
+            for doc in load_yaml_documents(path.read_text(), str(path.relative_to(ROOT)))]
+
+
+# --------------------------------------------------------------------------------------------------------
+# The reader itself
+# --------------------------------------------------------------------------------------------------------
+
+def test_yaml_reader_reads_the_subset():
+    text = """\
+# comment
+a: 1
+b: "two # not a comment"   # a comment
+c: it's plain
+d:
+  - x
+  - k: v
+    l: [1, "2", {m: v2}]
+  -
+    deep: true
+e:
+- 0.5
+- "quoted \\"escape\\""
+- 'single ''quote'''
+f: |
+  line one
+    indented
+  # not a comment
+
+g: |-
+  no newline
+h: {}
+i: []
+j: ~
+k: "127.0.0.1:5555:5555"
+---
+second: doc
+"""
+    assert load_yaml_documents(text) == [
+        {"a": 1, "b": "two # not a comment", "c": "it's plain",
+         "d": ["x", {"k": "v", "l": [1, "2", {"m": "v2"}]}, {"deep": True}],
+         "e": [0.5, 'quoted "escape"', "single 'quote'"],
+         "f": "line one\n  indented\n# not a comment\n", "g": "no newline", "h": {}, "i": [], "j": None,
+         "k": "127.0.0.1:5555:5555"},
+        {"second": "doc"},
+    ]
+
+
+@pytest.mark.parametrize("text", [
+    "a: yes", "a: off", "a: 0700", "a: 22:22", "a: 2024-01-01", "a: 1e3",  # read differently by YAML 1.1/1.2
+    "a: 1\na: 2",                      # duplicate key
+    "a: &x 1", "a: *x", "a: !!str 1",  # anchors, aliases, tags
+    "a: >\n  folded",                  # folded scalar
+    "a: plain\n  continued",           # multi-line plain scalar
+    "a:\n\tb: 1",                      # tab
+    "a: [1, 2",                        # unterminated flow
+    "- a\nb: 1",                       # sequence then mapping
+])
+def test_yaml_reader_refuses_what_it_does_not_understand(text):
+    with pytest.raises(YamlError):
+        load_yaml_documents(text)
+
+
+@pytest.mark.parametrize("path", yaml_files(), ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_every_yaml_file_parses(path):
+    docs = load_yaml_documents(path.read_text(), str(path.relative_to(ROOT)))
+    assert docs and all(isinstance(doc, dict) for doc in docs), f"{path}: every document must be a mapping"
+    try:
+        import yaml
+    except ImportError:
+        return  # compared with kustomize below (Kubernetes files) where kubectl is installed
+    assert docs == [d for d in yaml.safe_load_all(path.read_text()) if d is not None], \
+        f"{path}: this test's YAML reader and PyYAML disagree"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Commands: every jumpsync invocation parses with the CLI's own parser
+# --------------------------------------------------------------------------------------------------------
+
+def _cli_root():
+    import typer
+
+    from worker.cli import app
+
+    return typer.main.get_command(app)
+
+
+def cli_error(args: list[str]) -> str | None:
+    """None when `jumpsync ARGS` is a command line the CLI accepts (subcommand, options, values)."""
+    import typer
+
+    cmd, path, args = _cli_root(), "jumpsync", list(args)
+    while hasattr(cmd, "commands"):
+        if not args or args[0].startswith("-"):
+            return f"{path}: a subcommand is needed, got {args[:1]}"
+        name, args = args[0], args[1:]
+        sub = cmd.commands.get(name)
+        if sub is None:
+            return f"{path} has no command {name!r} (it has {', '.join(sorted(cmd.commands))})"
+        cmd, path = sub, f"{path} {name}"
+    try:
+        cmd.make_context(path, args)
+    except typer.TyperException as exc:
+        return f"{path} {' '.join(args)}: {exc.format_message()}"
+    return None
+
+
+def dockerfile_entrypoint() -> list[str]:
+    for instruction, arg in dockerfile_instructions():
+        if instruction == "ENTRYPOINT":
+            entry = json.loads(arg)
+    return entry
+
+
+_SHELL_VAR = re.compile(r"\$\{(\w+)[^}]*\}|\$(\w+)")
+
+
+def jumpsync_invocations(argv: list[str], where: str) -> Iterator[list[str]]:
+    """The argument lists of every `jumpsync` that ARGV runs, itself or through `sh -c`."""
+    if not argv:
+        return
+    if Path(argv[0]).name == "jumpsync":
+        yield list(argv[1:])
+    elif Path(argv[0]).name in ("sh", "bash", "dash") and len(argv) >= 3 and argv[1] == "-c":
+        script = argv[2]
+        assert "$(" not in script and "`" not in script, (
+            f"{where}: {script!r}: command substitution in a shell probe (Kubernetes' $(VAR) is not expanded "
+            "there: the shell would run VAR as a command; use ${VAR})")
+        script = _SHELL_VAR.sub("value", script)
+        lexer = shlex.shlex(script, posix=True, punctuation_chars=";&|")
+        lexer.whitespace_split = True
+        segment: list[str] = []
+        for token in list(lexer) + [";"]:
+            if token and set(token) <= set(";&|"):
+                while segment and segment[0] in ("exec", "env", "nice"):
+                    segment = segment[1:]
+                if segment and Path(segment[0]).name == "jumpsync":
+                    yield segment[1:]
+                segment = []
+            else:
+                segment.append(token)
+
+
+def compose_invocations(path: Path) -> Iterator[tuple[str, list[str]]]:
+    base = load_yaml(COMPOSE)["services"]
+    for name, service in load_yaml(path)["services"].items():
+        image = service.get("image") or base.get(name, {}).get("image", "")
+        # The entrypoint of our image is jumpsync; other images' entrypoints are theirs.
+        entry = dockerfile_entrypoint() if "jumpsync" in image else []
+        command = service.get("command")
+        if command is not None or "entrypoint" in service:
+            assert command is None or isinstance(command, list), f"{path}: {name}: write command as a list"
+            argv = list(service.get("entrypoint", entry)) + list(command or [])
+            yield f"{path.name}: {name}", argv
+        test = (service.get("healthcheck") or {}).get("test")
+        if test:
+            test = [t.replace("$$", "$") for t in test]  # compose's escape for a literal $
+            if test[0] == "CMD":
+                yield f"{path.name}: {name} healthcheck", test[1:]
+            elif test[0] == "CMD-SHELL":
+                yield f"{path.name}: {name} healthcheck", ["sh", "-c", test[1]]
+
+
+def k8s_containers() -> Iterator[tuple[str, dict, dict, dict]]:
+    """(where, document, pod spec, container) of every container of every workload."""
+    for path, doc in k8s_documents():
+        if doc.get("kind") in ("Deployment", "Job", "StatefulSet", "DaemonSet"):
+            spec = doc["spec"]["template"]["spec"]
+            for container in spec.get("initContainers", []) + spec.get("containers", []):
+                yield f"{path.name}: {doc['metadata']['name']}/{container['name']}", doc, spec, container
+
+
+def k8s_invocations() -> Iterator[tuple[str, list[str]]]:
+    entry = dockerfile_entrypoint()
+    for where, _doc, _spec, container in k8s_containers():
+        yield where, list(container.get("command") or entry) + list(container.get("args") or [])
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            exec_ = (container.get(probe) or {}).get("exec")
+            if exec_:
+                yield f"{where} {probe}", list(exec_["command"])
+
+
+def systemd_units() -> dict[str, dict[str, list[tuple[str, str]]]]:
+    """Every unit file: section -> [(key, value)] in order (keys may repeat, as systemd allows)."""
+    units = {}
+    for path in sorted(SYSTEMD.glob("*.service")):
+        sections: dict[str, list[tuple[str, str]]] = {}
+        section = None
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if not line or line[0] in "#;":
+                continue
+            if line.startswith("["):
+                section = line.strip("[]")
+                sections.setdefault(section, [])
+                continue
+            key, _, value = line.partition("=")
+            assert section is not None and _, f"{path}: {line!r} is outside a section or has no '='"
+            sections[section].append((key.strip(), value.strip()))
+        units[path.name] = sections
+    return units
+
+
+def unit_values(unit: dict, section: str, key: str) -> list[str]:
+    return [v for k, v in unit.get(section, []) if k == key]
+
+
+def unit_value(unit: dict, section: str, key: str) -> str | None:
+    values = unit_values(unit, section, key)
+    return values[-1] if values else None
+
+
+def _systemd_instances(name: str) -> list[str]:
+    return list(QUEUES) if name.endswith("@.service") else [""]
+
+
+def systemd_invocations() -> Iterator[tuple[str, list[str]]]:
+    for name, unit in systemd_units().items():
+        defaults = dict(v.split("=", 1) for v in unit_values(unit, "Service", "Environment"))
+        for instance in _systemd_instances(name):
+            for key in ("ExecStartPre", "ExecStart", "ExecStartPost", "ExecStop", "ExecReload"):
+                for line in unit_values(unit, "Service", key):
+                    line = line.lstrip("-@:+!").replace("%i", instance).replace("%I", instance)
+                    line = re.sub(r"\$\{(\w+)\}|\$(\w+)",
+                                  lambda m: defaults.get(m.group(1) or m.group(2), "value"), line)
+                    yield f"{name} {key} ({instance or 'no instance'})", shlex.split(line)
+
+
+def all_invocations() -> list[tuple[str, list[str]]]:
+    found = []
+    for where, argv in [*compose_invocations(COMPOSE), *compose_invocations(COMPOSE_DEMO), *k8s_invocations(),
+                        *systemd_invocations()]:
+        found.extend((where, args) for args in jumpsync_invocations(argv, where))
+    return found
+
+
+def test_every_jumpsync_command_in_deploy_exists_in_the_cli():
+    found = all_invocations()
+    errors = [f"{where}: {error}" for where, args in found if (error := cli_error(args))]
+    assert not errors, "\n".join(errors)
+    used = {tuple(a for a in args if not a.startswith("-"))[:2] for _, args in found}
+    # What the deployments are made of: each of these runs somewhere (worker per queue checked elsewhere).
+    for needed in [("db", "upgrade"), ("worker",), ("beat",), ("flower",), ("health",), ("simulator",)]:
+        assert any(u[: len(needed)] == needed for u in used), f"no deployment runs jumpsync {' '.join(needed)}"
+
+
+def test_the_cli_check_catches_mistakes():
+    assert cli_error(["worker", "--queues", "sync", "--concurrency", "4"]) is None
+    assert cli_error(["db", "upgrade"]) is None
+    assert "no command" in cli_error(["wrker"])
+    assert "no command" in cli_error(["db", "migrate"])
+    assert cli_error(["worker", "--no-such-option"])
+    assert cli_error(["worker", "--concurrency", "four"])
+    argv = ["sh", "-c", "exec jumpsync health --worker \"sync@${HOSTNAME}\" && echo ok"]
+    assert list(jumpsync_invocations(argv, "x")) == [["health", "--worker", "sync@value"]]
+    with pytest.raises(AssertionError, match="command substitution"):
+        list(jumpsync_invocations(["sh", "-c", "jumpsync health --worker sync@$(HOSTNAME)"], "x"))
+
+
+# --------------------------------------------------------------------------------------------------------
+# docker compose
+# --------------------------------------------------------------------------------------------------------
+
+def go_duration(text: str) -> float:
+    """Seconds of a compose duration such as 75m, 1h15m or 30s."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)", str(text))
+    assert parts and "".join(n + u for n, u in parts) == str(text), f"not a duration: {text!r}"
+    scale = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 0.000001}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def part_time_limit(toml_text: str) -> float:
+    from worker.settings import parse_duration
+
+    sync = tomllib.loads(toml_text).get("sync", {})
+    return parse_duration(sync.get("part_time_limit", "1h")).total_seconds()
+
+
+def compose_environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return env
+
+
+def env_file_values(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep, f"{path}: {line!r} is not VAR=value"
+            values[key] = value
+    return values
+
+
+def worker_queue(args: list[str]) -> str:
+    for i, arg in enumerate(args):
+        if arg in ("--queues", "-Q"):
+            return args[i + 1]
+        if arg.startswith("--queues="):
+            return arg.split("=", 1)[1]
+    raise AssertionError(f"a worker without --queues consumes every queue: {args}")
+
+
+def _check_compose_interpolation(path: Path) -> None:
+    """A $ meant for the container must be written $$; only the documented variables are interpolated."""
+    allowed = {"JUMPSYNC_IMAGE"}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.lstrip().startswith("#"):
+            continue
+        for m in re.finditer(r"\$(\$|\{(\w+)[^}]*\}|(\w+))", line):
+            name = m.group(2) or m.group(3)
+            if m.group(1) != "$":
+                assert name in allowed, (f"{path.name}:{number}: ${name} is substituted by compose from the shell "
+                                         "that runs it; write $$ for the container's own variable")
+
+
+def _run_docker_compose_config(tmp_path: Path, *files: Path) -> None:
+    work = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, work)
+    for example in work.glob("*.env.example"):
+        shutil.copy(example, example.with_suffix(""))
+    args = ["docker", "compose"] + [x for f in files for x in ("-f", str(work / f.name))] + ["config", "-q"]
+    result = subprocess.run(args, cwd=work, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{' '.join(args)}:\n{result.stderr}"
+
+
+def _docker_compose_available() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def test_compose_file(tmp_path):
+    """The structure of docker-compose.yml; `docker compose config` too where the compose plugin exists (where
+    it does not, the checks below are all there is: this test does not skip)."""
+    compose = load_yaml(COMPOSE)
+    services = compose["services"]
+    _check_compose_interpolation(COMPOSE)
+    part_limit = part_time_limit((DEPLOY / "jumpsync.example.toml").read_text())
+
+    # Redis: the broker must keep its messages.
+    redis = services["redis"]
+    command = redis["command"]
+    command = shlex.split(command) if isinstance(command, str) else command
+    options = {command[i]: command[i + 1] for i in range(1, len(command) - 1) if command[i].startswith("--")}
+    assert options.get("--appendonly") == "yes", "Redis needs the append-only file on"
+    assert options.get("--maxmemory-policy") == "noeviction", "Redis must never evict the broker's keys"
+    assert any(v.endswith(":/data") for v in redis["volumes"]), "Redis data on a volume"
+    assert services["postgres"]["volumes"] and "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+
+    # Every service: an image, and named volumes declared.
+    for name, service in services.items():
+        assert service.get("image"), f"{name}: no image"
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name}: {source} does not exist"
+            else:
+                assert source in compose.get("volumes", {}), f"{name}: volume {source} is not declared"
+        for env_file in service.get("env_file", []):
+            assert (DEPLOY / f"{env_file}.example").exists(), f"{name}: no {env_file}.example beside {env_file}"
+        for dep, how in (service.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on an unknown service {dep}"
+            assert how["condition"] in ("service_started", "service_healthy", "service_completed_successfully")
+            if how["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy: it has no healthcheck"
+
+    entry = dockerfile_entrypoint()
+    jumpsync_services = {name: s for name, s in services.items() if s.get("image", "").find("jumpsync") >= 0}
+    roles = {name: list(s.get("entrypoint", entry)) + s["command"] for name, s in jumpsync_services.items()}
+
+    # Migrations once, before the workers.
+    migrate = [n for n, argv in roles.items() if argv[1:3] == ["db", "upgrade"]]
+    assert len(migrate) == 1, f"one migrate service, found {migrate}"
+    assert services[migrate[0]]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services[migrate[0]].get("restart") == "no"
+
+    # A worker per queue, each after the migration, with a health check that pings that worker by name and
+    # a stop grace period longer than its longest task.
+    workers = {worker_queue(argv): n for n, argv in roles.items() if argv[1] == "worker"}
+    assert sorted(workers) == sorted(QUEUES), f"one worker service per queue, found {workers}"
+    for queue, name in workers.items():
+        service = services[name]
+        assert service["depends_on"][migrate[0]]["condition"] == "service_completed_successfully"
+        test = service["healthcheck"]["test"]
+        assert "jumpsync health" in " ".join(test) and f"--worker \"{queue}@$${{HOSTNAME}}\"" in test[-1], \
+            f"{name}: the healthcheck pings this worker by its node name {queue}@$HOSTNAME"
+        env = compose_environment(service)
+        if env.get("JUMPSYNC_METRICS_PORT"):
+            multiproc = env.get("PROMETHEUS_MULTIPROC_DIR")
+            assert multiproc and any(t.split(":")[0] == multiproc for t in service.get("tmpfs", [])), \
+                f"{name}: PROMETHEUS_MULTIPROC_DIR must be an empty tmpfs"
+    sync_grace = go_duration(services[workers["sync"]]["stop_grace_period"])
+    assert sync_grace >= 600 and sync_grace > part_limit + 60, \
+        f"sync worker: stop_grace_period {sync_grace}s must outlast a part ({part_limit}s + 60s)"
+    assert go_duration(services[workers["provisioning"]]["stop_grace_period"]) >= 60
+
+    # Exactly one beat, never scaled.
+    beats = [n for n, argv in roles.items() if argv[1] == "beat"]
+    assert len(beats) == 1, f"exactly one beat, found {beats}"
+    assert services[beats[0]].get("deploy", {}).get("replicas", 1) == 1
+    assert "healthcheck" in services[beats[0]]
+
+    # Flower: basic auth on, published on loopback only.
+    flowers = [n for n, argv in roles.items() if argv[1] == "flower"]
+    assert len(flowers) == 1
+    flower = services[flowers[0]]
+    env = {**{k: v for f in flower.get("env_file", []) for k, v in env_file_values(DEPLOY / f"{f}.example").items()},
+           **compose_environment(flower)}
+    assert re.fullmatch(r"[^:,]+:.+", env.get("JUMPSYNC_FLOWER_BASIC_AUTH", "")), "Flower without basic auth"
+    for port in flower.get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), f"Flower's /metrics is unauthenticated: publish {port} on loopback"
+    assert "healthcheck" in flower
+
+    for name, service in jumpsync_services.items():
+        if name not in migrate:
+            assert service.get("restart") in ("unless-stopped", "always", "on-failure"), f"{name}: no restart policy"
+            assert "stop_grace_period" in service, f"{name}: no stop_grace_period"
+
+    if _docker_compose_available():
+        _run_docker_compose_config(tmp_path, COMPOSE)
+        _run_docker_compose_config(tmp_path / "demo", COMPOSE, COMPOSE_DEMO)
+
+
+def test_compose_demo_override():
+    """The demo keeps the simulator on loopback: it owns a network namespace that the workers join."""
+    base = load_yaml(COMPOSE)["services"]
+    demo = load_yaml(COMPOSE_DEMO)["services"]
+    _check_compose_interpolation(COMPOSE_DEMO)
+    assert set(demo) - {"simulator"} <= set(base), "the demo overrides only services of docker-compose.yml"
+    entry = dockerfile_entrypoint()
+    simulator = demo["simulator"]
+    argv = list(simulator.get("entrypoint", entry)) + simulator["command"]
+    host = argv[argv.index("--host") + 1]
+    assert host in ("127.0.0.1", "localhost", "::1"), "the simulator's /_sim endpoints take no key: loopback only"
+    for name, service in base.items():
+        if service.get("command", [None])[0] == "worker":
+            assert demo[name]["network_mode"] == "service:simulator", f"{name} must share the simulator's namespace"
+    ports = [{**compose_environment(base[n]), **compose_environment(demo[n])}.get("JUMPSYNC_METRICS_PORT")
+             for n in demo if demo[n].get("network_mode") == "service:simulator"]
+    assert len(ports) == len(set(ports)), f"workers in one network namespace need distinct metrics ports: {ports}"
+    for name, service in demo.items():
+        for volume in service.get("volumes", []):
+            assert (DEPLOY / volume.split(":", 1)[0]).exists()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Kubernetes
+# --------------------------------------------------------------------------------------------------------
+
+def k8s_by_kind(kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for _, doc in k8s_documents() if doc["kind"] == kind}
+
+
+def _configmap_toml() -> str:
+    (configmap,) = k8s_by_kind("ConfigMap").values()
+    return configmap["data"]["jumpsync.toml"]
+
+
+def _container_env(container: dict) -> dict[str, dict]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+def _deployments_by_role() -> dict[str, tuple[dict, dict]]:
+    """'worker:sync', 'worker:provisioning', 'beat', 'flower' -> (Deployment, its jumpsync container)."""
+    entry = dockerfile_entrypoint()
+    roles = {}
+    for name, doc in k8s_by_kind("Deployment").items():
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            argv = list(container.get("command") or entry) + list(container.get("args") or [])
+            for args in jumpsync_invocations(argv, name):
+                role = args[0] if args[0] != "worker" else f"worker:{worker_queue(args)}"
+                assert role not in roles, f"two Deployments run {role}"
+                roles[role] = (doc, container)
+    return roles
+
+
+def test_kustomization_lists_every_manifest():
+    kustomization = load_yaml(K8S / "kustomization.yaml")
+    listed = kustomization["resources"]
+    for resource in listed:
+        assert (K8S / resource).is_file(), f"kustomization.yaml lists a missing {resource}"
+    top = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(listed) == top, "every manifest beside kustomization.yaml is in its resources"
+    assert "namespace" not in kustomization, "no namespace: the operator chooses it"
+    for path, doc in k8s_documents():
+        assert doc.get("apiVersion") and doc.get("kind") and doc.get("metadata", {}).get("name"), path
+        assert "namespace" not in doc["metadata"], f"{path}: namespace-less manifests"
+
+
+def test_kubernetes_workloads():
+    roles = _deployments_by_role()
+    assert sorted(roles) == ["beat", "flower", "worker:provisioning", "worker:sync"], sorted(roles)
+    configmaps, secrets = k8s_by_kind("ConfigMap"), k8s_by_kind("Secret")
+    part_limit = part_time_limit(_configmap_toml())
+
+    for where, doc, spec, container in k8s_containers():
+        assert container.get("image"), f"{where}: no image"
+        assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0, where
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False, where
+        assert security["capabilities"]["drop"] == ["ALL"], where
+        assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], where
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+        assert "/tmp" in mounts and "emptyDir" in volumes[mounts["/tmp"]["name"]], f"{where}: /tmp emptyDir"
+        env = _container_env(container)
+        assert env["JUMPSYNC_CONFIG"]["value"].startswith(
+            next(p for p, m in mounts.items() if "configMap" in volumes[m["name"]])), f"{where}: config not mounted"
+        for volume in volumes.values():
+            if "configMap" in volume:
+                assert volume["configMap"]["name"] in configmaps, f"{where}: unknown ConfigMap"
+        for item in env.values():
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                assert ref["name"] in secrets and ref["key"] in secrets[ref["name"]]["stringData"], \
+                    f"{where}: {item['name']} refers to a missing Secret key {ref}"
+        for source in container.get("envFrom", []):
+            assert source["secretRef"]["name"] in secrets, f"{where}: envFrom an unknown Secret"
+        if "PROMETHEUS_MULTIPROC_DIR" in env:
+            path = env["PROMETHEUS_MULTIPROC_DIR"]["value"]
+            assert path in mounts and "emptyDir" in volumes[mounts[path]["name"]], \
+                f"{where}: PROMETHEUS_MULTIPROC_DIR must be an emptyDir (empty at every start)"
+            port = int(env["JUMPSYNC_METRICS_PORT"]["value"])
+            assert any(p["containerPort"] == port for p in container.get("ports", [])), f"{where}: metrics port"
+
+    for role, (doc, container) in roles.items():
+        spec = doc["spec"]
+        labels = spec["template"]["metadata"]["labels"]
+        assert spec["selector"]["matchLabels"].items() <= labels.items(), f"{role}: selector does not match"
+        for probe in ("livenessProbe", "readinessProbe"):
+            assert probe in container, f"{role}: no {probe}"
+            if role.startswith("worker:"):
+                queue = role.split(":")[1]
+                (args,) = jumpsync_invocations(container[probe]["exec"]["command"], role)
+                assert args[:1] == ["health"] and args[args.index("--worker") + 1] == f"{queue}@value", \
+                    f"{role}: {probe} must ping this worker: jumpsync health --worker {queue}@${{HOSTNAME}}"
+                assert container[probe]["timeoutSeconds"] >= 10, f"{role}: a ping takes seconds"
+        grace = spec["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+        if role == "worker:sync":
+            assert grace >= 600 and grace > part_limit + 60, \
+                f"sync worker: terminationGracePeriodSeconds {grace} must outlast a part ({part_limit}s + 60s)"
+        if role == "worker:provisioning":
+            assert grace >= 60
+        if role.startswith("worker:"):
+            assert "replicas" not in spec, f"{role}: KEDA owns the replica count; leave replicas out"
+            assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+    beat = roles["beat"][0]["spec"]
+    assert beat["replicas"] == 1 and beat["strategy"]["type"] == "Recreate", "exactly one beat, never two at once"
+
+    # Flower: basic auth from the Secret, not published outside the cluster.
+    flower_env = _container_env(roles["flower"][1])
+    assert "secretKeyRef" in flower_env["JUMPSYNC_FLOWER_BASIC_AUTH"]["valueFrom"], "Flower without basic auth"
+    flower_labels = roles["flower"][0]["spec"]["template"]["metadata"]["labels"]
+    services = k8s_by_kind("Service")
+    flower_services = [s for s in services.values() if s["spec"]["selector"].items() <= flower_labels.items()]
+    assert flower_services and all(s["spec"].get("type", "ClusterIP") == "ClusterIP" for s in flower_services), \
+        "Flower's /metrics is unauthenticated: keep its Service ClusterIP"
+
+    # The workers' metrics: a Service over their metrics port.
+    for role in ("worker:sync", "worker:provisioning"):
+        labels = roles[role][0]["spec"]["template"]["metadata"]["labels"]
+        assert any(s["spec"]["selector"].items() <= labels.items()
+                   and any(p.get("targetPort") == "metrics" for p in s["spec"]["ports"]) for s in services.values()), \
+            f"{role}: no Service over its metrics port"
+
+    (job,) = k8s_by_kind("Job").values()
+    (args,) = jumpsync_invocations(job["spec"]["template"]["spec"]["containers"][0]["command"]
+                                   + job["spec"]["template"]["spec"]["containers"][0]["args"], "job")
+    assert args == ["db", "upgrade"]
+
+
+def test_keda_scales_each_worker_on_its_queue():
+    roles = _deployments_by_role()
+    deployments = k8s_by_kind("Deployment")
+    auths = k8s_by_kind("TriggerAuthentication")
+    secrets = k8s_by_kind("Secret")
+    scaled = k8s_by_kind("ScaledObject")
+    targets = {}
+    for name, obj in scaled.items():
+        assert obj["apiVersion"] == "keda.sh/v1alpha1"
+        target = obj["spec"]["scaleTargetRef"]
+        assert target.get("kind", "Deployment") == "Deployment" and target["name"] in deployments, \
+            f"{name} scales a missing Deployment {target['name']}"
+        assert obj["spec"]["minReplicaCount"] >= 1, f"{name}: keep a consumer on every queue"
+        assert obj["spec"]["maxReplicaCount"] >= obj["spec"]["minReplicaCount"]
+        (trigger,) = obj["spec"]["triggers"]
+        assert trigger["type"] == "redis"
+        targets[target["name"]] = trigger["metadata"]["listName"]
+        assert isinstance(trigger["metadata"]["listLength"], str), "KEDA metadata values are strings"
+        auth = auths[trigger["authenticationRef"]["name"]]
+        for ref in auth["spec"]["secretTargetRef"]:
+            assert ref["key"] in secrets[ref["name"]]["stringData"], f"{name}: missing Secret key {ref}"
+    for queue in QUEUES:
+        doc = roles[f"worker:{queue}"][0]
+        assert targets.get(doc["metadata"]["name"]) == queue, \
+            f"{doc['metadata']['name']} needs a ScaledObject on the Redis list {queue!r}"
+
+
+def test_kubernetes_manifests_read_the_same_with_kustomize(tmp_path):
+    """kustomize parses with a real YAML parser; every document must read the same there as here."""
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        pytest.skip("kubectl is not installed: the manifests were read by this test's YAML reader only")
+
+    def kustomize(directory: Path) -> list[dict]:
+        result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return load_yaml_documents(result.stdout, f"kustomize {directory.name}")
+
+    def key(doc: dict) -> tuple[str, str]:
+        return doc["kind"], doc["metadata"]["name"]
+
+    built = {key(doc): doc for doc in kustomize(K8S)}
+    ours = {key(doc): doc for path, doc in k8s_documents() if path.parent == K8S}
+    assert built == ours
+    for path in sorted(K8S.rglob("*.yaml")):
+        if path.parent != K8S:  # extras: not in the kustomization, checked alone
+            work = tmp_path / path.stem
+            work.mkdir()
+            shutil.copy(path, work / path.name)
+            (work / "kustomization.yaml").write_text(f"resources:\n  - {path.name}\n")
+            assert kustomize(work) == load_yaml_documents(path.read_text(), path.name)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Secrets
+# --------------------------------------------------------------------------------------------------------
+
+def _looks_secret(name: str, value: Any) -> str | None:
+    value = str(value)
+    if PLACEHOLDER in value:
+        return None
+    if re.search(r"://[^/@:\s]+:[^/@\s]+@", value):
+        return "a URL with a password"
+    if SECRETISH_NAME.search(name) and value and not value.startswith("/"):
+        return "a literal value for a secret-looking name"
+    if re.fullmatch(r"[A-Za-z0-9+=_\-]{24,}", value) and re.search(r"\d", value) and re.search(r"[A-Za-z]", value):
+        return "a value that looks like a key"
+    return None
+
+
+def test_no_secret_is_inlined():
+    problems = []
+    for file in (COMPOSE, COMPOSE_DEMO):
+        for name, service in load_yaml(file)["services"].items():
+            for var, value in compose_environment(service).items():
+                if why := _looks_secret(var, value):
+                    problems.append(f"{file.name}: {name}: {var}: {why}")
+    for where, _doc, _spec, container in k8s_containers():
+        for item in container.get("env", []):
+            if "value" in item and (why := _looks_secret(item["name"], item["value"])):
+                problems.append(f"{where}: {item['name']}: {why}")
+    for name, unit in systemd_units().items():
+        for line in unit_values(unit, "Service", "Environment"):
+            var, _, value = line.partition("=")
+            if why := _looks_secret(var, value):
+                problems.append(f"{name}: {var}: {why}")
+        assert unit_values(unit, "Service", "EnvironmentFile")[0] == "/etc/jumpsync/jumpsync.env", name
+    # Nothing anywhere under deploy/ looks like a JumpCloud key (40 hex digits, or the jca_ form).
+    for path in DEPLOY.rglob("*"):
+        if path.is_file():
+            for m in re.finditer(r"\b(jca_\w{20,}|[0-9a-f]{40})\b", path.read_text()):
+                problems.append(f"{path.relative_to(ROOT)}: {m.group(0)[:6]}... looks like an API key")
+    # The examples hold placeholders only.
+    for example in DEPLOY.rglob("*.env.example"):
+        for var, value in env_file_values(example).items():
+            if SECRETISH_NAME.search(var) or "://" in value and "@" in value:
+                if PLACEHOLDER not in value:
+                    problems.append(f"{example.relative_to(ROOT)}: {var} must be a {PLACEHOLDER} placeholder")
+    for secret in k8s_by_kind("Secret").values():
+        assert "data" not in secret, "the example Secret uses stringData placeholders, no base64 data"
+        for var, value in secret["stringData"].items():
+            if PLACEHOLDER not in str(value):
+                problems.append(f"Secret {secret['metadata']['name']}: {var} must be a {PLACEHOLDER} placeholder")
+    for toml_text, where in [(p.read_text(), p.name) for p in DEPLOY.glob("*.toml")] + [(_configmap_toml(), "ConfigMap")]:
+        data = tomllib.loads(toml_text)
+        assert "database_url" not in data and "broker_url" not in data, f"{where}: URLs with passwords go in env"
+        for connector in data.get("connectors", []):
+            assert set(connector) & {"api_key_env", "api_key_file"} and "api_key" not in connector, where
+    assert not problems, "\n".join(problems)
+
+
+def test_example_configs_are_valid(tmp_path):
+    from worker.settings import load_file_config
+
+    sources = {p.name: p.read_text() for p in DEPLOY.glob("*.toml")}
+    sources["configmap jumpsync.toml"] = _configmap_toml()
+    for name, text in sources.items():
+        path = tmp_path / "jumpsync.toml"
+        path.write_text(text)
+        config = load_file_config(path, required=True)
+        assert config.connectors, f"{name}: no connector"
+
+
+# --------------------------------------------------------------------------------------------------------
+# systemd
+# --------------------------------------------------------------------------------------------------------
+
+def systemd_seconds(text: str) -> float:
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(min|ms|us|sec|s|m|h|hr|d)?", text)
+    scale = {"": 1, "s": 1, "sec": 1, "ms": 0.001, "us": 0.000001, "min": 60, "m": 60, "h": 3600, "hr": 3600,
+             "d": 86400}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def test_systemd_units():
+    units = systemd_units()
+    assert {"jumpsync-worker@.service", "jumpsync-beat.service", "jumpsync-flower.service",
+            "jumpsync-migrate.service"} <= set(units)
+    part_limit = part_time_limit((DEPLOY / "jumpsync.example.toml").read_text())
+    for name, unit in units.items():
+        parser = configparser.ConfigParser(strict=False, interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment]
+        parser.read_string((SYSTEMD / name).read_text(), source=name)
+        assert parser.has_section("Unit") and parser.has_section("Service"), name
+        service = parser["Service"]
+        assert service["User"] and service["User"] != "root", f"{name}: a dedicated user"
+        assert service["NoNewPrivileges"] == "yes" and service["ProtectSystem"] == "strict", f"{name}: hardening"
+        assert service["ProtectHome"] == "yes" and service["PrivateTmp"] == "yes", f"{name}: hardening"
+        assert service["CapabilityBoundingSet"] == "", f"{name}: no capabilities"
+        exec_start = service["ExecStart"]
+        assert shlex.split(exec_start)[0].startswith("/") and shlex.split(exec_start)[0].endswith("/jumpsync"), name
+        if service.get("Type") != "oneshot":
+            assert service["KillSignal"] == "SIGTERM" and service["Restart"] in ("on-failure", "always"), name
+            assert unit_value(unit, "Install", "WantedBy") == "multi-user.target", name
+    worker = units["jumpsync-worker@.service"]
+    assert systemd_seconds(unit_value(worker, "Service", "TimeoutStopSec")) > part_limit + 60, \
+        "the worker's TimeoutStopSec must outlast a sync part"
+    assert unit_value(worker, "Service", "KillMode") == "mixed", \
+        "SIGTERM to the main process only, or the pool processes die with their tasks"
+    assert "--queues %i" in unit_value(worker, "Service", "ExecStart"), "the instance name is the queue"
+    assert "/run/" in next(v for v in unit_values(worker, "Service", "Environment")
+                           if v.startswith("PROMETHEUS_MULTIPROC_DIR="))
+    assert unit_value(worker, "Service", "RuntimeDirectory"), "an empty multiprocess directory at every start"
+    migrate = units["jumpsync-migrate.service"]
+    assert unit_value(migrate, "Service", "Type") == "oneshot"
+    for name in ("jumpsync-worker@.service", "jumpsync-beat.service"):
+        assert "jumpsync-migrate.service" in unit_value(units[name], "Unit", "After"), name
+        assert "jumpsync-migrate.service" in unit_value(units[name], "Unit", "Requires"), name
+    flower = units["jumpsync-flower.service"]
+    args = shlex.split(unit_value(flower, "Service", "ExecStart"))
+    assert args[args.index("--address") + 1] == "127.0.0.1", "Flower on loopback, behind a TLS proxy"
+    assert "JUMPSYNC_FLOWER_BASIC_AUTH" in env_file_values(DEPLOY / "jumpsync.env.example")
+    for example in SYSTEMD.glob("worker-*.env.example"):
+        queue = example.name[len("worker-"): -len(".env.example")]
+        assert queue in QUEUES and int(env_file_values(example)["JUMPSYNC_WORKER_CONCURRENCY"]) >= 1
+    ports = [env_file_values(e)["JUMPSYNC_METRICS_PORT"] for e in SYSTEMD.glob("worker-*.env.example")]
+    assert len(ports) == len(set(ports)), "two workers on one host need distinct metrics ports"
+
+
+def test_systemd_analyze_verify(tmp_path):
+    """systemd's own check of the units, with ExecStart pointed at this checkout's jumpsync."""
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.skip("systemd-analyze is not installed: the units were checked by test_systemd_units only")
+    jumpsync = ROOT / ".venv" / "bin" / "jumpsync"
+    if not jumpsync.exists():
+        jumpsync = Path(shutil.which("jumpsync") or "/nonexistent")
+    files = []
+    for path in sorted(SYSTEMD.glob("*.service")):
+        text = path.read_text().replace("/opt/jumpsync/venv/bin/jumpsync", str(jumpsync))
+        (tmp_path / path.name).write_text(text)
+        for instance in _systemd_instances(path.name):
+            name = path.name.replace("@.", f"@{instance}.")
+            (tmp_path / name).write_text(text)
+            files.append(str(tmp_path / name))
+    env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"}
+    result = subprocess.run([analyze, "verify", *files], capture_output=True, text=True, env=env, timeout=120)
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0 and not output, output
+
+
+# --------------------------------------------------------------------------------------------------------
+# The image
+# --------------------------------------------------------------------------------------------------------
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            instruction, _, arg = line.partition(" ")
+            out.append((instruction.upper(), arg.strip()))
+    return out
+
+
+def test_dockerfile():
+    instructions = dockerfile_instructions()
+    args = dict(a.split("=", 1) for i, a in instructions if i == "ARG" and "=" in a)
+    bases = [re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], a).split()[0] for i, a in instructions if i == "FROM"]
+    assert bases and all(b == "python:3.11-slim" for b in bases), bases
+    users = [a for i, a in instructions if i == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "the image runs as a non-root user"
+    assert users[-1].split(":")[0].isdigit(), "a numeric USER lets Kubernetes check runAsNonRoot"
+    assert dockerfile_entrypoint() == ["jumpsync"]
+    installs = [a for i, a in instructions if i == "RUN" and "pip install" in a]
+    assert any(re.search(r"pip install (/src|\.)(\s|$)", a) for a in installs), "pip install the project"
+    assert not any("[dev" in a or "-e " in a or "pytest" in a for a in installs), "no dev dependencies"
+
+    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()
+                if p.strip() and not p.startswith("#")]
+
+    def ignored(name: str) -> bool:
+        result = False
+        for pattern in patterns:
+            negate = pattern.startswith("!")
+            if fnmatch_any(name, pattern.lstrip("!")):
+                result = not negate
+        return result
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name != "tests"]
+    for needed in ["pyproject.toml", pyproject["project"]["readme"], *packages]:
+        assert not ignored(needed), f".dockerignore leaves out {needed}, which `pip install .` needs"
+    for secret in [".git", ".venv", "jumpsync.toml", "jumpsync.env", ".env", "tests", "var", "jumpsync.db"]:
+        assert ignored(secret), f".dockerignore must leave out {secret}"
+
+
+def fnmatch_any(name: str, pattern: str) -> bool:
+    import fnmatch
+
+    pattern = pattern.rstrip("/")
+    if pattern.startswith("**/"):
+        pattern = pattern[3:]
+    return fnmatch.fnmatch(name, pattern)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Grafana
+# --------------------------------------------------------------------------------------------------------
+
+def _panels(panels: list[dict]) -> Iterator[dict]:
+    for panel in panels:
+        yield panel
+        yield from _panels(panel.get("panels", []))
+
+
+def test_grafana_dashboard_queries_only_jumpsync_metrics():
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = list(_panels(dashboard["panels"]))
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
+    variables = dashboard.get("templating", {}).get("list", [])
+    exprs += [v["definition"] for v in variables if v.get("definition")]
+    assert exprs
+    used = set()
+    for expr in exprs:
+        for name in re.findall(r"\bjumpsync_[a-z_]+", expr):
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            if base != name:
+                assert METRICS.get(base) == "histogram", f"{name}: only histograms have _bucket/_sum/_count"
+            assert base in METRICS, f"the dashboard queries {name}, which jumpsync does not export"
+            used.add(base)
+        assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), expr
+    assert used == set(METRICS), f"metrics without a panel: {sorted(set(METRICS) - used)}"
+    for p in panels:
+        if p["type"] != "row":
+            assert p["datasource"]["uid"] == "${datasource}", f"{p['title']}: use the datasource variable"
+            assert {"h", "w", "x", "y"} <= set(p["gridPos"]), p["title"]
+    assert {v["name"] for v in variables} >= {"datasource", "connector"}
+    for p in panels:
+        for t in p.get("targets", []):
+            if "connector" in t["expr"] and "jumpsync_provisioning_oldest" not in t["expr"]:
+                assert '$connector' in t["expr"], f"{p['title']}: filter by $connector"
