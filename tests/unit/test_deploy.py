@@ -1150,7 +1150,8 @@ def test_systemd_units():
     assert unit_value(migrate, "Service", "Type") == "oneshot"
     for name in ("jumpsync-worker@.service", "jumpsync-beat.service"):
         assert "jumpsync-migrate.service" in unit_value(units[name], "Unit", "After"), name
-        assert "jumpsync-migrate.service" in unit_value(units[name], "Unit", "Requires"), name
+        assert "jumpsync-migrate.service" in unit_value(units[name], "Unit", "Wants"), name
+        assert not unit_values(units[name], "Unit", "Requires"), f"{name}: a failed migration must not block it"
     flower = units["jumpsync-flower.service"]
     args = shlex.split(unit_value(flower, "Service", "ExecStart"))
     assert args[args.index("--address") + 1] == "127.0.0.1", "Flower on loopback, behind a TLS proxy"
