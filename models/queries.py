@@ -165,3 +165,18 @@ def metrics_snapshot(engine: Engine) -> dict[str, Any]:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def held_parts(engine: Engine) -> list[dict[str, Any]]:
+    """Parts held by the deletion safety valve, in the latest finished run of each connector."""
+    with Session(engine) as session:
+        latest = (select(SyncRun.connector_id, func.max(SyncRun.id).label("run_id"))
+                  .where(SyncRun.status != "skipped", SyncRun.finished_at.is_not(None))
+                  .group_by(SyncRun.connector_id).subquery())
+        rows = session.execute(select(Connector.name, SyncPart.run_id, SyncPart.name, SyncPart.finished_at,
+                                      SyncPart.error)
+                               .join(latest, latest.c.run_id == SyncPart.run_id)
+                               .join(Connector, Connector.id == latest.c.connector_id)
+                               .where(SyncPart.status == "held").order_by(Connector.name, SyncPart.name)).all()
+        return [{"connector": name, "run_id": run_id, "part": part, "finished_at": _iso(finished), "error": error}
+                for name, run_id, part, finished, error in rows]

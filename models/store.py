@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, select, update
+from sqlalchemy import Engine, Table, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -120,6 +120,9 @@ class ResourceWriter:
                 session.commit()
             self.counts["rows_written"] += len(rows)
 
+    def live_count(self) -> int:
+        return sum(1 for _, deleted in self.existing.values() if not deleted)
+
     def unseen(self) -> list[str]:
         """Live rows that this part did not see: what disappeared from JumpCloud."""
         return [rid for rid, (_, deleted) in self.existing.items() if not deleted and rid not in self.seen]
@@ -141,9 +144,10 @@ class ResourceWriter:
 class GrantWriter:
     """Writes the grants one source (a part) owns, one resource (a "scope") at a time.
 
-    Each scope written is the complete set of grants on that resource: what is new is inserted, what came back
-    is undeleted, what is missing is marked deleted. Scopes never written by the end of a successful part
-    belong to resources that are gone, and ``delete_unseen_scopes`` marks their grants deleted.
+    Each scope written is the complete set of grants on that resource: what is new is inserted and what came
+    back is undeleted at once; what is missing is only noted (``doomed``), and marked deleted by
+    ``apply_deletions`` once the part knows its listing was complete and the deletion safety valve agrees.
+    Scopes never written by the end of the part belong to resources that are gone (``plan_unseen_scopes``).
     """
 
     def __init__(self, engine: Engine, connector_id: int, resource_type: str, source: str, now: datetime) -> None:
@@ -154,6 +158,8 @@ class GrantWriter:
         self.now = now
         self.seen_scopes: set[str] = set()
         self.counts: Counter[str] = Counter()
+        #: ids of live grant rows this part found gone, not yet marked deleted
+        self.doomed: list[int] = []
 
     def _where(self, table: Table):
         return and_(table.c.connector_id == self.connector_id, table.c.source == self.source)
@@ -192,26 +198,40 @@ class GrantWriter:
             gone = [row_id for key, (row_id, deleted) in existing.items()
                     if not deleted and key not in wanted and fresh[key[0]]]
             upsert_grant_rows(session, inserts)
-            for chunk in chunks(gone):
-                session.execute(update(table).where(table.c.id.in_(chunk)).values(deleted_at=self.now))
             session.commit()
-        self.counts["grants_deleted"] += len(gone)
-        self.counts["rows_written"] += len(inserts) + len(gone)
+        self.doomed.extend(gone)
+        self.counts["rows_written"] += len(inserts)
 
-    def delete_unseen_scopes(self) -> int:
-        """Mark deleted the live grants on resources this part never wrote a scope for."""
+    def plan_unseen_scopes(self) -> None:
+        """Note as gone the live grants on resources this part never wrote a scope for."""
         table = Grant.__table__
         with Session(self.engine) as session:
-            live = session.execute(select(table.c.resource_id).distinct().where(
-                self._where(table), table.c.deleted_at.is_(None))).scalars().all()
-            gone = [rid for rid in live if rid not in self.seen_scopes]
-            deleted = 0
-            for chunk in chunks(gone):
-                result = session.execute(update(table).where(
-                    self._where(table), table.c.resource_id.in_(chunk), table.c.deleted_at.is_(None),
-                ).values(deleted_at=self.now))
+            rows = session.execute(select(table.c.id, table.c.resource_id).where(
+                self._where(table), table.c.deleted_at.is_(None)))
+            self.doomed.extend(row_id for row_id, resource_id in rows if resource_id not in self.seen_scopes)
+
+    def live_count(self) -> int:
+        table = Grant.__table__
+        with Session(self.engine) as session:
+            return session.execute(select(func.count()).select_from(table).where(
+                self._where(table), table.c.deleted_at.is_(None))).scalar_one()
+
+    def apply_deletions(self) -> int:
+        """Mark deleted everything noted as gone."""
+        table = Grant.__table__
+        doomed, self.doomed = sorted(set(self.doomed)), []
+        deleted = 0
+        with Session(self.engine) as session:
+            for chunk in chunks(doomed):
+                result = session.execute(update(table).where(table.c.id.in_(chunk), table.c.deleted_at.is_(None))
+                                         .values(deleted_at=self.now))
                 deleted += result.rowcount or 0
             session.commit()
         self.counts["grants_deleted"] += deleted
         self.counts["rows_written"] += deleted
         return deleted
+
+    def delete_unseen_scopes(self) -> int:
+        """``plan_unseen_scopes`` and ``apply_deletions`` at once, for parts without a safety valve."""
+        self.plan_unseen_scopes()
+        return self.apply_deletions()

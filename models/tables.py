@@ -177,3 +177,20 @@ class ProvisioningRequest(SQLModel, table=True):
     enqueued_at: datetime | None = _ts(nullable=True, default=None)
     started_at: datetime | None = _ts(nullable=True, default=None)
     finished_at: datetime | None = _ts(nullable=True, default=None)
+
+
+class DeletionApproval(SQLModel, table=True):
+    """An operator's go-ahead for one mass deletion that the safety valve held.
+
+    Used by the next run of that connector and type within a day; a stale approval must not wave through a
+    future outage.
+    """
+
+    __tablename__ = "deletion_approvals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector_id: int = Field(sa_column=Column(Integer, ForeignKey("connectors.id"), nullable=False, index=True))
+    part: str = Field(max_length=32)
+    approved_by: str | None = Field(default=None, max_length=256)
+    created_at: datetime = _ts(default_factory=utcnow)
+    used_by_run_id: int | None = None

@@ -24,9 +24,10 @@ from jumpcloud.client import JumpCloudClient
 from jumpcloud.retry import RetryPolicy
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Grant, Resource, SyncPart, utcnow
-from pipeline.runs import DERIVED_PARTS, claim_part, end_part
+from pipeline.runs import DERIVED_PARTS, USABLE_PART_STATUSES, claim_part, end_part
 from telemetry import metrics
-from worker.settings import ConnectorConfig
+from pipeline.valve import Deletion, hold_reason, use_approval
+from worker.settings import ConnectorConfig, SyncSettings
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,9 @@ async def _fetch(connector: ConnectorConfig, resource_type: str, resources: Reso
 
 
 def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, resource_type: str,
-                   client_factory: ClientFactory = make_client) -> PartResult:
-    """Claim and run one fetch part; on success mark what was not seen as deleted."""
+                   client_factory: ClientFactory = make_client, limits: SyncSettings = SyncSettings()) -> PartResult:
+    """Claim and run one fetch part; once the whole listing came back, mark what was not seen as deleted,
+    unless that is so much that the deletion safety valve holds it."""
     claim = claim_part(engine, run_id, resource_type)
     if claim.attempt is None:
         return PartResult(ran=False, reason=claim.reason)
@@ -94,9 +96,11 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
     requests, stats, clock = 0, [], metrics.Stopwatch()
     try:
         requests = asyncio.run(_fetch(connector, resource_type, resources, grants, client_factory, stats))
-        resources.delete_unseen()
-        if grants is not None:
-            grants.delete_unseen_scopes()
+        held = _hold_reason(engine, claim.connector_id, run_id, resource_type, resources, grants, limits)
+        if held is None:
+            resources.delete_unseen()
+            if grants is not None:
+                grants.apply_deletions()
     except Exception as exc:  # noqa: BLE001  (any failure fails the part; nothing of its type is deleted)
         log.warning("sync part failed", extra={"connector": connector.name, "run_id": run_id,
                                                "part": resource_type, "error": describe_error(exc)})
@@ -107,9 +111,32 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
         _observe(connector.name, resource_type, "failed", clock, stats)
         return PartResult(ran=True, status="failed", reason=describe_error(exc))
     counts = dict(resources.counts + (grants.counts if grants else Counter()))
-    end_part(engine, run_id, resource_type, claim.attempt, status="succeeded", counts=counts, requests=requests)
-    _observe(connector.name, resource_type, "succeeded", clock, stats)
-    return PartResult(ran=True, status="succeeded")
+    status = "succeeded" if held is None else "held"
+    error = None if held is None else (
+        f"deletion held: {held}; nothing of this type was deleted. If JumpCloud really lost them, run "
+        f"`jumpsync deletions approve {connector.name} --type {resource_type}` and sync again")
+    end_part(engine, run_id, resource_type, claim.attempt, status=status, counts=counts, requests=requests,
+             error=error)
+    _observe(connector.name, resource_type, status, clock, stats)
+    if held is not None:
+        log.warning("sync part held its deletions", extra={"connector": connector.name, "run_id": run_id,
+                                                           "part": resource_type, "reason": held})
+    return PartResult(ran=True, status=status, reason=held)
+
+
+def _hold_reason(engine: Engine, connector_id: int, run_id: int, resource_type: str, resources: ResourceWriter,
+                 grants: GrantWriter | None, limits: SyncSettings) -> str | None:
+    """Why this part's deletions must wait for an operator (pipeline.valve), or None."""
+    deletions = [Deletion(f"{resource_type} resources", len(resources.unseen()), resources.live_count())]
+    if grants is not None:
+        grants.plan_unseen_scopes()
+        deletions.append(Deletion(f"{grants.source} grants", len(set(grants.doomed)), grants.live_count()))
+    reason = hold_reason(deletions, max_share=limits.max_delete_share, min_count=limits.delete_hold_min)
+    if reason is not None and use_approval(engine, connector_id, resource_type, run_id):
+        log.warning("mass deletion approved by an operator", extra={"run_id": run_id, "part": resource_type,
+                                                                    "reason": reason})
+        return None
+    return reason
 
 
 def _observe(connector: str, part: str, status: str, clock: metrics.Stopwatch, stats: list) -> None:
@@ -203,7 +230,7 @@ def run_derived_parts(engine: Engine, run_id: int) -> None:
         claim = claim_part(engine, run_id, name, run_status="finalizing")
         if claim.attempt is None:
             continue
-        not_ok = [i for i in inputs if parts.get(i) is None or parts[i].status != "succeeded"]
+        not_ok = [i for i in inputs if parts.get(i) is None or parts[i].status not in USABLE_PART_STATUSES]
         if not_ok:
             end_part(engine, run_id, name, claim.attempt, status="skipped",
                      error=f"input part(s) {', '.join(not_ok)} did not succeed; nothing derived or deleted")

@@ -20,7 +20,9 @@ from models.tables import ACTIVE_RUN_STATUSES, Connector, SyncPart, SyncRun, utc
 from telemetry import metrics
 from worker.settings import ConnectorConfig
 
-ENDED_PART_STATUSES = ("succeeded", "failed", "skipped")
+#: ``held``: the listing was complete but the deletion safety valve kept its deletions (pipeline.valve).
+ENDED_PART_STATUSES = ("succeeded", "failed", "skipped", "held")
+USABLE_PART_STATUSES = ("succeeded", "held")  # what derived parts may read: every row is fresh or still live
 
 #: Derived parts: name -> the fetch parts whose data they read. They run in the finalizer, in this order.
 DERIVED_PARTS: dict[str, tuple[str, ...]] = {
@@ -207,7 +209,7 @@ def finish_run(engine: Engine, run_id: int) -> RunSummary:
     """Set the run's final status from its parts: succeeded, partial (some failed) or failed (none succeeded)."""
     with Session(engine) as session:
         parts = session.exec(select(SyncPart).where(SyncPart.run_id == run_id)).scalars().all()
-        failed = [p for p in parts if p.status == "failed"]
+        failed = [p for p in parts if p.status in ("failed", "held")]
         succeeded = [p for p in parts if p.status == "succeeded"]
         if not failed:
             status = "succeeded"

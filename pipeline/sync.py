@@ -46,7 +46,7 @@ def run_part(settings: Settings, engine: Engine, run_id: int, resource_type: str
         if claim.attempt is not None:
             end_part(engine, run_id, resource_type, claim.attempt, status="failed", error=str(exc))
         return PartStep(PartResult(ran=False, reason=str(exc)), try_begin_finalize(engine, run_id))
-    result = run_fetch_part(engine, connector, run_id, resource_type, client_factory)
+    result = run_fetch_part(engine, connector, run_id, resource_type, client_factory, settings.file.sync)
     return PartStep(result, try_begin_finalize(engine, run_id))
 
 

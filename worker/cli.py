@@ -20,6 +20,7 @@ from rich.text import Text
 
 from provisioning.params import ACTION_NAMES
 from worker.cli_db import db_app
+from worker.cli_deletions import deletions_app
 from worker.settings import ALL_RESOURCE_TYPES, ConfigError
 
 app = typer.Typer(help="Keep a database in step with JumpCloud organisations.", no_args_is_help=True,
@@ -653,6 +654,7 @@ def health(config: Optional[Path] = ConfigOption,
 
 
 app.add_typer(db_app, name="db")
+app.add_typer(deletions_app, name="deletions")
 
 
 def main() -> None:

@@ -221,6 +221,10 @@ class SyncSettings(BaseModel):
     visibility_timeout: str = "1h10m"
     stale_run_after: str = "2h"
     config_reload_interval: str = "30s"
+    #: The deletion safety valve: a part that would mark more than this share of its live rows deleted holds
+    #: the deletion until approved (`jumpsync deletions approve`); fewer than delete_hold_min rows always pass.
+    max_delete_share: float = Field(default=0.2, ge=0, le=1)
+    delete_hold_min: int = Field(default=10, ge=0)
 
     @field_validator("part_time_limit", "visibility_timeout", "stale_run_after", "config_reload_interval")
     @classmethod

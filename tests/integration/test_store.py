@@ -78,7 +78,7 @@ def test_grants_diff_per_scope_and_unseen_scopes(engine):
 
     second = GrantWriter(engine, cid, "group", "group", _now(1))
     second.write_scopes({"g1": [member("g1", "b"), member("g1", "c")]})  # a left g1; g2 is gone
-    assert second.delete_unseen_scopes() == 1
+    assert second.delete_unseen_scopes() == 2  # a left g1, and g2 is gone
     live = {(g.resource_id, g.principal_id) for g in _live(engine, Grant)}
     assert live == {("g1", "b"), ("g1", "c")}
     assert (second.counts["grants_created"], second.counts["grants_deleted"]) == (1, 2)

@@ -4,7 +4,6 @@ real HTTP, on SQLite and on PostgreSQL. Every resource and grant is compared wit
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
@@ -13,31 +12,11 @@ from pipeline import sync
 from simulator.generator import TenantSpec
 from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
 from tests.expected import actual_state, assert_same, expected_state
-from worker.settings import ConnectorConfig, FileConfig, Settings
-
-NAME = "acme"
-
+from tests.pipelinehelpers import NAME, make_settings, run_sync
 
 @pytest.fixture(autouse=True)
 def _api_key(monkeypatch):
     monkeypatch.setenv(TEST_KEY_ENV, TEST_API_KEY)
-
-
-def make_settings(db_url: str, base_url: str, **connector) -> Settings:
-    config = ConnectorConfig(name=NAME, base_url=base_url, api_key_env=TEST_KEY_ENV, max_attempts=2,
-                             backoff_base=0.01, **connector)
-    return Settings(config_path=Path("test.toml"), database_url=db_url, broker_url="redis://unused",
-                    file=FileConfig(connectors=(config,)))
-
-
-def run_sync(settings: Settings, engine) -> sync.RunSummary:
-    """What the tasks do, in order: begin, every part, finalize (enqueued by the part that ends the set)."""
-    started = sync.begin(settings, engine, NAME, trigger="manual")
-    assert not started.skipped, started.reason
-    finalize_requests = [sync.run_part(settings, engine, started.run_id, part, NAME).finalize
-                         for part in started.parts]
-    assert finalize_requests[-1] and not any(finalize_requests[:-1])
-    return sync.finalize(engine, started.run_id)
 
 
 def db_state(engine):

@@ -1,0 +1,61 @@
+"""``jumpsync deletions ...``: see and approve mass deletions held by the safety valve."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from worker.settings import ALL_RESOURCE_TYPES
+
+deletions_app = typer.Typer(help="Mass deletions held by the safety valve: list, approve.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+@deletions_app.command("held")
+def held(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Parts whose deletions are held, in each connector's latest run."""
+    from models.queries import held_parts
+    from worker import runtime
+
+    rows = held_parts(runtime.engine())
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table("connector", "run", "type", "finished", "why")
+    for row in rows:
+        table.add_row(row["connector"], str(row["run_id"]), row["part"], row["finished_at"] or "", row["error"] or "")
+    console.print(table if rows else "no deletions are held")
+
+
+@deletions_app.command("approve")
+def approve(connector: str = typer.Argument(..., help="Connector name."),
+            types: list[str] = typer.Option(..., "--type", help="Resource type whose deletion to approve (repeat)."),
+            by: str = typer.Option("", help="Who approves (default: your login).")) -> None:
+    """Let the next sync of these types (within a day) delete what JumpCloud no longer returns."""
+    from models.queries import UnknownConnector, connector_id
+    from pipeline.valve import approve as record_approval
+    from sqlmodel import Session
+    from worker import runtime
+
+    bad = [t for t in types if t not in ALL_RESOURCE_TYPES or t == "role"]
+    if bad:
+        err.print(f"error: --type {', '.join(bad)}: choose from user, admin, group, app")
+        raise typer.Exit(2)
+    engine = runtime.engine()
+    try:
+        with Session(engine) as session:
+            cid = connector_id(session, connector)
+    except UnknownConnector as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(2) from None
+    who = by or f"cli:{getpass.getuser()}"
+    for resource_type in types:
+        record_approval(engine, cid, resource_type, who)
+    console.print(f"approved for the next sync of {connector} ({', '.join(types)}), valid for a day: "
+                  f"run `jumpsync sync {connector} --wait` to apply")
