@@ -80,11 +80,13 @@ def register_connector(session: Session, connector: ConnectorConfig) -> int:
     return row.id
 
 
-def reap_stale_runs(session: Session, connector_id: int, stale_after: timedelta, now: datetime) -> int:
-    """Fail active runs older than ``stale_after``: their worker died, and they must not block new runs."""
-    stale = session.exec(select(SyncRun.id).where(
-        SyncRun.connector_id == connector_id, SyncRun.status.in_(ACTIVE_RUN_STATUSES),
-        SyncRun.started_at < now - stale_after)).scalars().all()
+def reap_stale_runs(session: Session, connector_id: int | None, stale_after: timedelta, now: datetime) -> int:
+    """Fail active runs older than ``stale_after`` (of one connector, or all): their worker died, and they must
+    not block new runs."""
+    query = select(SyncRun.id).where(SyncRun.status.in_(ACTIVE_RUN_STATUSES), SyncRun.started_at < now - stale_after)
+    if connector_id is not None:
+        query = query.where(SyncRun.connector_id == connector_id)
+    stale = session.exec(query).scalars().all()
     for run_id in stale:
         session.execute(update(SyncPart).where(
             SyncPart.run_id == run_id, SyncPart.status.in_(("pending", "running"))).values(

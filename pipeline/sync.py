@@ -51,6 +51,8 @@ def run_part(settings: Settings, engine: Engine, run_id: int, resource_type: str
 
 
 def finalize(engine: Engine, run_id: int) -> RunSummary:
-    """Run the derived parts and set the run's final status."""
+    """Run the derived parts and set the run's final status. Idempotent; a finalizer re-sent by the reaper
+    for a run whose last part died before flipping it to ``finalizing`` flips it first."""
+    try_begin_finalize(engine, run_id)
     run_derived_parts(engine, run_id)
     return finish_run(engine, run_id)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from pipeline import sync
+from pipeline import reaper, sync
 from worker import runtime
+from worker.settings import parse_duration
 
 
 @shared_task(name="jumpsync.sync.connector", bind=True)
@@ -31,3 +32,15 @@ def sync_finalize(run_id: int, connector: str) -> dict:
     """Derive roles, admin links and access through groups, then close the run."""
     summary = sync.finalize(runtime.engine(), run_id)
     return {"run_id": run_id, "connector": connector, "status": summary.status}
+
+
+@shared_task(name="jumpsync.sync.reap")
+def sync_reap() -> dict:
+    """Fail runs that went stale; send again the parts and finalizers whose messages were lost."""
+    stale_after = parse_duration(runtime.settings().file.sync.stale_run_after)
+    reaped = reaper.reap(runtime.engine(), stale_after)
+    for run_id, part, connector in reaped.parts:
+        sync_part.delay(run_id, part, connector)
+    for run_id, connector in reaped.finalize:
+        sync_finalize.delay(run_id, connector)
+    return {"failed_runs": reaped.failed_runs, "parts": len(reaped.parts), "finalize": len(reaped.finalize)}

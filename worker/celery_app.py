@@ -50,6 +50,7 @@ def create_app() -> Celery:
         redbeat_lock_timeout=60,
         beat_max_loop_interval=5,
         beat_schedule={
+            "sync-reaper": {"task": "jumpsync.sync.reap", "schedule": 60.0, "options": {"queue": SYNC_QUEUE}},
             "provisioning-relay": {
                 "task": "jumpsync.provision.relay",
                 "schedule": parse_duration(current.file.provisioning.relay_interval).total_seconds(),
