@@ -26,7 +26,6 @@ import shlex
 import shutil
 import subprocess
 import tomllib
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -630,7 +629,7 @@ def systemd_invocations() -> Iterator[tuple[str, list[str]]]:
                 for line in unit_values(unit, "Service", key):
                     line = line.lstrip("-@:+!").replace("%i", instance).replace("%I", instance)
                     line = re.sub(r"\$\{(\w+)\}|\$(\w+)",
-                                  lambda m: defaults.get(m.group(1) or m.group(2), "value"), line)
+                                  lambda m, env=defaults: env.get(m.group(1) or m.group(2), "value"), line)
                     yield f"{name} {key} ({instance or 'no instance'})", shlex.split(line)
 
 
@@ -862,7 +861,7 @@ def test_compose_demo_override():
     ports = [{**compose_environment(base[n]), **compose_environment(demo[n])}.get("JUMPSYNC_METRICS_PORT")
              for n in demo if demo[n].get("network_mode") == "service:simulator"]
     assert len(ports) == len(set(ports)), f"workers in one network namespace need distinct metrics ports: {ports}"
-    for name, service in demo.items():
+    for service in demo.values():
         for volume in service.get("volumes", []):
             assert (DEPLOY / volume.split(":", 1)[0]).exists()
 
@@ -925,7 +924,7 @@ def test_kubernetes_workloads():
     configmaps, secrets = k8s_by_kind("ConfigMap"), k8s_by_kind("Secret")
     part_limit = part_time_limit(_configmap_toml())
 
-    for where, doc, spec, container in k8s_containers():
+    for where, _doc, spec, container in k8s_containers():
         assert container.get("image"), f"{where}: no image"
         assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0, where
         security = container["securityContext"]
@@ -1107,7 +1106,8 @@ def test_no_secret_is_inlined():
         for var, value in secret["stringData"].items():
             if PLACEHOLDER not in str(value):
                 problems.append(f"Secret {secret['metadata']['name']}: {var} must be a {PLACEHOLDER} placeholder")
-    for toml_text, where in [(p.read_text(), p.name) for p in DEPLOY.glob("*.toml")] + [(_configmap_toml(), "ConfigMap")]:
+    tomls = [(p.read_text(), p.name) for p in DEPLOY.glob("*.toml")] + [(_configmap_toml(), "ConfigMap")]
+    for toml_text, where in tomls:
         data = tomllib.loads(toml_text)
         assert "database_url" not in data and "broker_url" not in data, f"{where}: URLs with passwords go in env"
         for connector in data.get("connectors", []):
