@@ -13,7 +13,8 @@ plain scalars that YAML 1.1 and 1.2 read differently (yes/no/on/off, 0700, 1:30,
 quoted. Where PyYAML is installed, every file is also compared with PyYAML's reading; where kubectl is
 installed, every Kubernetes file is compared with what kustomize (a real YAML parser) makes of it; where the
 `docker compose` plugin (or the old docker-compose) is installed, `compose config` validates the compose files
-as well; where systemd-analyze is installed, `systemd-analyze verify` checks the units.
+as well; where systemd-analyze is installed, `systemd-analyze verify` checks the units; where yamllint is
+installed, it lints the YAML.
 """
 
 from __future__ import annotations
@@ -478,6 +479,18 @@ def test_every_yaml_file_parses(path):
         return  # compared with kustomize below (Kubernetes files) where kubectl is installed
     assert docs == [d for d in yaml.safe_load_all(path.read_text()) if d is not None], \
         f"{path}: this test's YAML reader and PyYAML disagree"
+
+
+def test_yamllint(tmp_path):
+    """yamllint's default rules (long lines allowed up to 160, no '---' required), where it is installed."""
+    yamllint = shutil.which("yamllint")
+    if not yamllint:
+        pytest.skip("yamllint is not installed: the YAML was checked by this test's reader only")
+    config = "{extends: default, rules: {line-length: {max: 160}, document-start: disable, " \
+             "comments: {min-spaces-from-content: 1}, truthy: {check-keys: true}}}"
+    result = subprocess.run([yamllint, "-f", "parsable", "-d", config, *map(str, yaml_files())],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --------------------------------------------------------------------------------------------------------
