@@ -5,6 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 
+def clean(value: Any) -> Any:
+    """The value with NUL characters removed from every string in it: PostgreSQL stores no NUL in text or
+    JSON, and one hostile record must not fail a whole sync. Everything else is kept as data."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {clean(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    return value
+
+
 def text(record: dict[str, Any], key: str) -> str | None:
     """A string field, with "", whitespace and null all read as None; non-strings are turned into text."""
     value = record.get(key)
@@ -12,7 +24,7 @@ def text(record: dict[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str):
         value = str(value)
-    value = value.strip()
+    value = clean(value).strip()
     return value or None
 
 
@@ -29,9 +41,11 @@ def flag(record: dict[str, Any], key: str) -> bool | None:
 def record_id(record: dict[str, Any]) -> str:
     """JumpCloud's id: v1 records carry ``_id`` (and usually ``id``), v2 records ``id``."""
     value = record.get("_id") or record.get("id")
-    if not value or not isinstance(value, str):
-        raise ValueError(f"record without an id: keys {sorted(record)[:10]}")
-    return value
+    if not value or not isinstance(value, str) or not clean(value).strip():
+        raise ValueError(f"record without an id: keys {sorted(map(str, record))[:10]}")
+    if len(value) > 128:
+        raise ValueError(f"record id of {len(value)} characters: not a JumpCloud id")
+    return clean(value).strip()
 
 
 def full_name(first: str | None, last: str | None) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from connector.fields import compact, flag, full_name, record_id, text
+from connector.fields import clean, compact, flag, full_name, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
 
@@ -24,7 +24,7 @@ def user_status(record: dict[str, Any]) -> str:
     if flag(record, "account_locked"):
         return "locked"
     if state is not None:
-        return _STATES.get(state.upper(), state.lower())
+        return _STATES.get(state.upper(), state.lower()[:32])  # an unknown state is kept, within the column
     if flag(record, "activated") is False:
         return "staged"
     return "active"
@@ -56,7 +56,7 @@ def map_user(record: dict[str, Any]) -> ResourceRecord:
         "mfa_exclusion": flag(mfa, "exclusion"),
         "account_locked": flag(record, "account_locked"),
         "created": text(record, "created"),
-        "attributes": [a for a in attributes if isinstance(a, dict)] if isinstance(attributes, list) else None,
+        "attributes": clean([a for a in attributes if isinstance(a, dict)]) if isinstance(attributes, list) else None,
     })
     return ResourceRecord(type="user", id=user_id, name=name, email=email, status=user_status(record),
                           profile=profile)

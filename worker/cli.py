@@ -28,7 +28,7 @@ app = typer.Typer(help="Keep a database in step with JumpCloud organisations.", 
 console = Console()
 err = Console(stderr=True)
 
-ConfigOption = typer.Option(None, "--config", "-c", help="Config file (default: $JUMPSYNC_CONFIG or ./jumpsync.toml).")
+ConfigOption = typer.Option(None, "--config", help="Config file (default: $JUMPSYNC_CONFIG or ./jumpsync.toml).")
 
 
 def _use_config(config: Optional[Path]) -> None:
