@@ -16,10 +16,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
 from provisioning.params import ACTION_NAMES
 from worker.cli_db import db_app
+from worker.render import cell
 from worker.cli_deletions import deletions_app
 from worker.settings import ALL_RESOURCE_TYPES, ConfigError
 
@@ -164,7 +164,7 @@ def print_run(name: str, run: dict) -> None:
     table = Table("part", "status", "requests", "counts", "error")
     for part in run["parts"]:
         counts = ", ".join(f"{k}={v}" for k, v in sorted(part["counts"].items()))
-        table.add_row(part["name"], part["status"], str(part["requests"]), counts, part["error"] or "")
+        table.add_row(part["name"], part["status"], str(part["requests"]), counts, cell(part["error"]))
     if run["parts"]:
         console.print(table)
 
@@ -189,10 +189,10 @@ def status(config: Optional[Path] = ConfigOption, as_json: bool = typer.Option(F
         name = entry["connector"] + ("" if entry["configured"] else " (not configured)")
         resources = ", ".join(f"{k}={v}" for k, v in sorted(entry["resources"].items()))
         provisioning = ", ".join(f"{k}={v}" for k, v in sorted(entry["provisioning"].items()))
-        table.add_row(name, _status(run.get("status", "never")) + (f" #{run['id']}" if run else ""),
+        table.add_row(cell(name), _status(run.get("status", "never")) + (f" #{run['id']}" if run else ""),
                       _short_time(run.get("finished_at")), _short_time(entry["last_success_at"]),
                       _short_time(entry["next_sync_at"]) or "unknown", resources, str(entry["grants"]),
-                      provisioning, escape((run.get("error") or "")[:80]))
+                      provisioning, cell(run.get("error"), limit=80))
     console.print(table)
 
 
@@ -241,7 +241,7 @@ def resources(name: str = typer.Argument(..., help="Connector name."), config: O
         return
     table = Table("type", "id", "name", "email", "status", "deleted")
     for item in data:
-        table.add_row(item["type"], item["id"], item["name"], item.get("email") or "", item.get("status") or "",
+        table.add_row(item["type"], cell(item["id"]), cell(item["name"]), cell(item.get("email")), cell(item.get("status")),
                       "yes" if item["deleted"] else "")
     console.print(table)
 
@@ -260,8 +260,8 @@ def grants(name: str = typer.Argument(..., help="Connector name."), config: Opti
         return
     table = Table("resource", "entitlement", "principal", "via", "deleted")
     for g in data:
-        table.add_row(f"{g['resource_type']}:{g['resource_id']}", g["entitlement"],
-                      f"{g['principal_type']}:{g['principal_id']}", g["via"] or "", "yes" if g["deleted"] else "")
+        table.add_row(cell(f"{g['resource_type']}:{g['resource_id']}"), g["entitlement"],
+                      cell(f"{g['principal_type']}:{g['principal_id']}"), cell(g["via"]), "yes" if g["deleted"] else "")
     console.print(table)
 
 
@@ -458,9 +458,9 @@ def requests_list(ctx: typer.Context,
     for column in table.columns[:6]:
         column.no_wrap = True
     for r in data:
-        table.add_row(Text(r["id"]), Text(r["connector"]), Text(r["action"]), _status(r["status"]),
+        table.add_row(cell(r["id"]), cell(r["connector"]), cell(r["action"]), _status(r["status"]),
                       str(r["attempts"]), (r["created_at"] or "")[:19].replace("T", " "),
-                      Text((r["last_error"] or "")[:80]))
+                      cell(r["last_error"], limit=80))
     console.print(table)
 
 
@@ -487,7 +487,7 @@ def requests_show(request_id: str = typer.Argument(..., metavar="ID"),
     table = Table(show_header=False, box=None)
     for key, value in request.items():
         shown = _compact(value) if isinstance(value, (dict, list, bool)) else ("" if value is None else str(value))
-        table.add_row(key, _status(value) if key == "status" else Text(shown))
+        table.add_row(key, _status(value) if key == "status" else cell(shown))
     console.print(table)
 
 
@@ -573,8 +573,8 @@ def provision_bulk(file: Path = typer.Argument(..., help="CSV or JSON-lines file
         table = Table("line", "request id", "status", "error")
         table.columns[1].no_wrap = True
         for row in rows:
-            table.add_row(str(row["line"]), Text(row["id"] or "-"), _status(row["status"]),
-                          Text((row["error"] or "")[:120]))
+            table.add_row(str(row["line"]), cell(row["id"] or "-"), _status(row["status"]),
+                          cell(row["error"], limit=120))
         console.print(table)
         console.print(", ".join(f"{count} {_status(status)}" for status, count in sorted(summary.items())))
     if wait and any(row["request"] and row["status"] not in ENDED_STATUSES for row in rows):

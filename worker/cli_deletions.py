@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from worker.render import cell
 from worker.settings import ALL_RESOURCE_TYPES
 
 deletions_app = typer.Typer(help="Mass deletions held by the safety valve: list, approve.", no_args_is_help=True)
@@ -29,7 +30,7 @@ def held(as_json: bool = typer.Option(False, "--json")) -> None:
         return
     table = Table("connector", "run", "type", "finished", "why")
     for row in rows:
-        table.add_row(row["connector"], str(row["run_id"]), row["part"], row["finished_at"] or "", row["error"] or "")
+        table.add_row(cell(row["connector"]), str(row["run_id"]), row["part"], row["finished_at"] or "", cell(row["error"]))
     console.print(table if rows else "no deletions are held")
 
 
