@@ -75,6 +75,10 @@ def worker(config: Optional[Path] = ConfigOption,
     from telemetry.multiproc import ensure_multiproc_dir
 
     _use_config(config)
+    from worker import runtime
+    from worker.settings import check_api_keys
+
+    check_api_keys(runtime.settings())  # a missing secret stops the worker now, not mid-sync
     ensure_multiproc_dir()  # before Celery starts: its command line imports prometheus_client early
     node = name or f"{queues.split(',')[0]}@%h"
     _celery("worker", "-Q", queues, "-c", str(concurrency), "-n", node, "-l", loglevel, "-E")

@@ -288,6 +288,22 @@ class FileConfig(BaseModel):
         raise ConfigError(f"unknown connector {name!r} (configured: {known})")
 
 
+def check_api_keys(settings: Settings) -> None:
+    """Raise one ConfigError listing every connector whose key cannot be read (never the keys themselves).
+
+    Workers call this at start-up, so a missing secret is found when the service starts, not at 3 a.m. in
+    the middle of a sync.
+    """
+    problems = []
+    for connector in settings.connectors:
+        try:
+            connector.api_key()
+        except ConfigError as exc:
+            problems.append(f"{settings.config_path}: connectors[{settings.connectors.index(connector)}] {exc}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
 class EnvSettings(BaseSettings):
     """What the environment says; it wins over the file."""
 

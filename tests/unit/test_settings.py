@@ -117,3 +117,39 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_missing_keys_are_reported_together_at_start_up(tmp_path, monkeypatch):
+    from worker.settings import check_api_keys
+
+    path = write(tmp_path, '[[connectors]]\nname="a"\napi_key_env="A_KEY"\n'
+                           f'[[connectors]]\nname="b"\napi_key_file="{tmp_path / "missing"}"\n'
+                           '[[connectors]]\nname="c"\napi_key_env="C_KEY"\n')
+    monkeypatch.delenv("A_KEY", raising=False)
+    monkeypatch.setenv("C_KEY", "present-key")
+    with pytest.raises(ConfigError) as info:
+        check_api_keys(load_settings(path))
+    message = str(info.value)
+    assert "connectors[0] connector 'a': environment variable A_KEY is not set" in message
+    assert "connectors[1] connector 'b': api_key_file" in message and "No such file" in message
+    assert "present-key" not in message and "connector 'c'" not in message
+    monkeypatch.setenv("A_KEY", "k")
+    (tmp_path / "missing").write_text("k2")
+    (tmp_path / "missing").chmod(0o600)
+    check_api_keys(load_settings(path))
+
+
+def test_worker_refuses_to_start_without_its_keys(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from worker import runtime
+    from worker.cli import app
+    from worker.settings import SettingsCache
+
+    path = write(tmp_path, '[[connectors]]\nname="a"\napi_key_env="A_KEY"\n')
+    monkeypatch.delenv("A_KEY", raising=False)
+    monkeypatch.setattr(runtime, "_settings", SettingsCache(path))
+    monkeypatch.setattr("worker.cli._celery", lambda *args: pytest.fail("celery must not start"))
+    result = CliRunner().invoke(app, ["worker", "--config", str(path)])
+    assert result.exit_code != 0 and isinstance(result.exception, ConfigError)
+    assert "environment variable A_KEY is not set" in str(result.exception)
