@@ -1,9 +1,12 @@
 """The Starlette application of the simulator.
 
 Every `/api` request passes one gate (a pure ASGI middleware, cheaper than BaseHTTPMiddleware), in this order:
-count it as in flight, sleep the configured latency, apply fault rules, the rate limit and the random error
-rate, check `x-api-key`, resolve the org from `x-org-id`; then the route runs. Stats are recorded per route
-template (`GET /api/systemusers/{id}`), also for requests a fault or the auth check answered.
+count it as in flight, sleep the configured latency, pick the fault rule and apply the rate limit and the random
+error rate (`Faults.plan`), sleep the rule's delay, answer with the rule's status or revoke the key / remove the
+org when the rule says so, check `x-api-key`, resolve the org from `x-org-id`, apply the rule's mutation; then
+the route runs, its answer damaged as the rule says (`drop`, `truncate`, `malformed`, `total_delta`). Stats are
+recorded per route template (`GET /api/systemusers/{id}`), also for requests a fault or the auth check answered;
+every injected fault is counted in `by_fault` and logged in the event log.
 
 Org rules (jumpcloud-api.md): multi-tenant mode needs `x-org-id` (401 missing, 400 malformed, 404 unknown);
 single-tenant mode accepts it only when it names the one org (403 otherwise).
@@ -23,14 +26,16 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from simulator import routes_sim, routes_v1, routes_v2
-from simulator.faults import FaultDecision
+from simulator import inject, mutate, routes_sim, routes_v1, routes_v2
+from simulator.faults import UNAUTHORIZED_MESSAGE, FaultDecision, FaultRule
 from simulator.model import Conflict, Missing, is_object_id
 from simulator.query import QueryError
 from simulator.responses import ApiError, error_response
 from simulator.state import SimulatorState
 
 UNAUTHORIZED = {"error": "Unauthorized"}
+ORG_NOT_FOUND = "Not Found: organization not found"
+CLIENT_GONE = 499  # recorded in stats when the client left during a delay (nginx's "client closed request")
 
 
 def create_app(state: SimulatorState) -> Starlette:
@@ -74,8 +79,10 @@ class Gate:
         await self._api(scope, receive, send)
 
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
-        stats, faults = self.state.stats, self.state.faults
+        state, stats, faults = self.state, self.state.stats, self.state.faults
         method: str = scope["method"]
+        path: str = scope["path"]
+        query = scope.get("query_string", b"").decode("latin-1")
         route = f"{method} {self._template(scope)}"
         status = 500
         stats.started()
@@ -90,18 +97,69 @@ class Gate:
             delay = faults.delay_seconds()
             if delay:
                 await asyncio.sleep(delay)
-            decision = faults.decide(method, scope["path"])
+            plan = faults.plan(method, path, query)
+            rule = plan.rule
+            if rule is not None and rule.delay_ms:
+                state.fault("delay", method, path, delay_ms=rule.delay_ms)
+                gone, receive = await inject.sleep_unless_gone(rule.delay_ms / 1000.0, receive)
+                if gone:
+                    status = CLIENT_GONE
+                    return
+            decision = plan.decision
             if decision is not None:
-                stats.by_fault[decision.reason] += 1
+                state.fault(decision.reason, method, path, status=decision.status)
                 await _fault_response(decision)(scope, receive, send_recording)
                 return
+            if rule is not None:
+                self._revoke(rule, scope)
+            app: ASGIApp = self.app
             refusal = self._authorize(scope)
             if refusal is not None:
-                await refusal(scope, receive, send_recording)
+                app = refusal
+            elif rule is not None and rule.mutate:
+                tenant = scope["jumpcloud.tenant"]
+                changes = mutate.apply(tenant, rule.mutate, method, path, query, state.events, rule.path)
+                state.fault("mutate", method, path, changes=len(changes))
+            if rule is None or (rule.action is None and rule.total_delta is None):
+                await app(scope, receive, send_recording)
                 return
-            await self.app(scope, receive, send_recording)
+            await self._damaged(rule, app, scope, receive, send_recording)
         finally:
             stats.finished(route, status)
+
+    async def _damaged(self, rule: FaultRule, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """The route's answer, changed as the rule says."""
+        method, path = scope["method"], scope["path"]
+        status, headers, body = await inject.capture(app, scope, receive)
+        if rule.total_delta is not None:
+            headers, body, total = inject.shift_total(headers, body, rule.total_delta)
+            if total is not None:
+                self.state.fault("total_delta", method, path, delta=rule.total_delta, total=total)
+        if rule.action == "drop":
+            self.state.fault("drop", method, path, sent=len(body) // 2, of=len(body))
+            await inject.drop(send, status, headers, body)
+        elif rule.action == "truncate":
+            self.state.fault("truncate", method, path, sent=len(body) // 2, of=len(body))
+            await inject.answer(send, status, headers, body[: len(body) // 2])
+        elif rule.action == "malformed":
+            self.state.fault("malformed", method, path)
+            if rule.content_type is not None:
+                headers = inject.set_header(headers, "content-type", rule.content_type)
+            text = inject.DEFAULT_MALFORMED_BODY if rule.body is None else rule.body
+            await inject.answer(send, status, headers, text.encode())
+        else:
+            await inject.answer(send, status, headers, body)
+
+    def _revoke(self, rule: FaultRule, scope: Scope) -> None:
+        """A rule's `revoke_key` / `remove_org`: from this request on, the key / the org is gone."""
+        if rule.revoke_key:
+            self.state.replace_key(None, by=f"rule {rule.path}")
+        if rule.remove_org:
+            org = _headers(scope).get("x-org-id", "").strip().lower()
+            if not org and not self.state.multi_tenant:
+                org = self.state.single_org.org_id
+            if org in self.state.orgs:
+                self.state.remove_org(org, by=f"rule {rule.path}")
 
     def _template(self, scope: Scope) -> str:
         """The route template a request matches (method aside), for stats keyed by endpoint, not raw path."""
@@ -116,10 +174,12 @@ class Gate:
 
     def _authorize(self, scope: Scope) -> Response | None:
         """None when the key and org are good (the org's Tenant is put in the scope), else the refusal."""
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = _headers(scope)
         key = headers.get("x-api-key", "")
         if not hmac.compare_digest(key.encode(), self.state.api_key.encode()):
-            return error_response(401, "Unauthorized: api key user not found", **UNAUTHORIZED)
+            if self.state.is_revoked(key):
+                self.state.fault("revoked_key", scope["method"], scope["path"], status=401)
+            return error_response(401, UNAUTHORIZED_MESSAGE, **UNAUTHORIZED)
         org = headers.get("x-org-id", "").strip()
         if self.state.multi_tenant:
             if not org:
@@ -129,11 +189,14 @@ class Gate:
                 return error_response(400, "Bad Request: x-org-id is not a valid organization id")
             tenant = self.state.orgs.get(org.lower())
             if tenant is None:
-                return error_response(404, "Not Found: organization not found")
+                return error_response(404, ORG_NOT_FOUND)
         else:
             tenant = self.state.single_org
             if org and org.lower() != tenant.org_id:
                 return error_response(403, "Forbidden: x-org-id is not supported for this administrator")
+        if tenant.org_id in self.state.removed_orgs:
+            self.state.fault("removed_org", scope["method"], scope["path"], status=404, org=tenant.org_id)
+            return error_response(404, ORG_NOT_FOUND)
         scope["jumpcloud.tenant"] = tenant
         return None
 
@@ -146,7 +209,12 @@ def _fault_response(decision: FaultDecision) -> Response:
         html = f"<html><head><title>{decision.status} {decision.message}</title></head><body>" \
                f"<center><h1>{decision.status} {decision.message}</h1></center></body></html>"
         return HTMLResponse(html, status_code=decision.status, headers=headers)
-    return error_response(decision.status, decision.message, headers)
+    extra = {"error": decision.error} if decision.error is not None else {}
+    return error_response(decision.status, decision.message, headers, **extra)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 def _is_loopback(client: Any) -> bool:

@@ -54,10 +54,13 @@ class OrderedIdSet:
         self._items: dict[str, None] = dict.fromkeys(ids)
         self._list: list[str] | None = None
 
-    def add(self, item: str) -> bool:
+    def add(self, item: str, first: bool = False) -> bool:
         if item in self._items:
             return False
-        self._items[item] = None
+        if first:
+            self._items = {item: None, **self._items}
+        else:
+            self._items[item] = None
         self._list = None
         return True
 
@@ -201,8 +204,12 @@ class Tenant:
         self.version += 1
         self._cache.clear()
 
-    def new_id(self) -> str:
-        return object_id(self._rng, time.time())
+    def new_id(self, when: float | None = None) -> str:
+        """A fresh ObjectId created now (or at `when`), unused by any record of this org."""
+        while True:
+            oid = object_id(self._rng, time.time() if when is None else when)
+            if oid not in self.users and oid not in self.groups and oid not in self.apps and oid not in self.admins:
+                return oid
 
     # ---- natural-order listings ----------------------------------------------------------------------
 
@@ -246,11 +253,16 @@ class Tenant:
     def user_by_username(self, username: str) -> str | None:
         return self._usernames.get(_fold(username))
 
-    def add_user(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Insert a complete record (ids included). Email and username are unique, case-insensitively."""
+    def add_user(self, record: dict[str, Any], first: bool = False) -> dict[str, Any]:
+        """Insert a complete record (ids included). Email and username are unique, case-insensitively.
+        `first` puts it at the start of the natural order (fault injection: a record appearing before pages
+        a client already read)."""
         self._check_unique(record, None)
         uid = record["_id"]
-        self.users[uid] = record
+        if first:
+            self.users = {uid: record, **self.users}
+        else:
+            self.users[uid] = record
         self._user_groups[uid] = OrderedIdSet()
         self._user_apps[uid] = OrderedIdSet()
         self._index_user(record, uid)
@@ -334,10 +346,13 @@ class Tenant:
 
     # ---- groups --------------------------------------------------------------------------------------
 
-    def add_group(self, record: dict[str, Any]) -> dict[str, Any]:
+    def add_group(self, record: dict[str, Any], first: bool = False) -> dict[str, Any]:
         self._check_group_name(record.get("name"), None)
         gid = record["id"]
-        self.groups[gid] = record
+        if first:
+            self.groups = {gid: record, **self.groups}
+        else:
+            self.groups[gid] = record
         self.members[gid] = OrderedIdSet()
         self._group_apps[gid] = OrderedIdSet()
         self._changed()
@@ -367,10 +382,10 @@ class Tenant:
             if gid != self_id and _fold(group.get("name")) == folded:
                 raise Conflict("Already Exists: a user group with this name exists")
 
-    def add_member(self, group_id: str, user_id: str) -> None:
+    def add_member(self, group_id: str, user_id: str, first: bool = False) -> None:
         self._get(self.groups, group_id, "user group")
         self._get(self.users, user_id, "user")
-        if not self.members[group_id].add(user_id):
+        if not self.members[group_id].add(user_id, first):
             raise Conflict("Already Exists: the user is already a member of the group")
         self._user_groups[user_id].add(group_id)
         self._changed()

@@ -6,7 +6,14 @@ the few writes the real API cannot make (administrators and applications are cre
     GET  /_sim/faults                the fault config (see simulator.faults)
     PUT  /_sim/faults                merge a partial config, answer the new one (400 if invalid)
     DELETE /_sim/faults              back to no faults
-    GET  /_sim/orgs                  {"multi_tenant": bool, "orgs": [org ids]}
+    GET  /_sim/events?since=SEQ&kind=K  {"events": [{"seq", "time", "kind", ...}], "last": SEQ}: injected faults
+                                     (kind "fault"), records added/removed by rules, key and org changes
+    DELETE /_sim/events              forget the logged events (seq keeps counting)
+    PUT  /_sim/api-key               {"api_key": "new"}: the old key is revoked (401, counted), the new one works;
+                                     {"api_key": null}: revoke without a working replacement. Never echoes a key.
+    GET  /_sim/orgs                  {"multi_tenant": bool, "orgs": [org ids], "removed": [org ids]}
+    DELETE /_sim/orgs/{org_id}       the org disappears: requests naming it (or, single-tenant, any) answer 404
+    POST /_sim/orgs/{org_id}/restore it is back
     GET  /_sim/tenant?org=ID         {"org_id", "roles", "users", "admins", "groups" (+"members"), "apps" (+"users", "groups")}
     POST /_sim/admins?org=ID         create an admin: {"email", "firstname", "lastname", "roleName", ...} -> 201 record
     DELETE /_sim/admins/{id}?org=ID  200 with the deleted record
@@ -79,9 +86,55 @@ async def reset_faults(request: Request) -> Response:
     return JSONResponse(faults.to_dict())
 
 
+async def get_events(request: Request) -> Response:
+    events = _state(request).events
+    try:
+        since = int(request.query_params.get("since", "0"))
+    except ValueError:
+        raise ApiError(400, "since must be an integer") from None
+    return JSONResponse({"events": events.since(since, request.query_params.get("kind")), "last": events.last})
+
+
+async def clear_events(request: Request) -> Response:
+    events = _state(request).events
+    events.clear()
+    return JSONResponse({"events": [], "last": events.last})
+
+
+async def put_api_key(request: Request) -> Response:
+    state = _state(request)
+    body = await json_body(request)
+    if "api_key" not in body:
+        raise ApiError(400, 'send {"api_key": "new key"} or {"api_key": null}')
+    key = body["api_key"]
+    if key is not None and (not isinstance(key, str) or not key.strip()):
+        raise ApiError(400, "api_key must be a non-empty string or null")
+    state.replace_key(None if key is None else key.strip(), by="api")
+    return JSONResponse({"revoked_keys": len(state.revoked_keys), "replaced": key is not None})
+
+
 async def get_orgs(request: Request) -> Response:
     state = _state(request)
-    return JSONResponse({"multi_tenant": state.multi_tenant, "orgs": list(state.orgs)})
+    return JSONResponse({"multi_tenant": state.multi_tenant, "orgs": list(state.orgs),
+                         "removed": sorted(state.removed_orgs)})
+
+
+async def remove_org(request: Request) -> Response:
+    state = _state(request)
+    try:
+        state.remove_org(request.path_params["org_id"], by="api")
+    except KeyError:
+        raise ApiError(404, "unknown org") from None
+    return await get_orgs(request)
+
+
+async def restore_org(request: Request) -> Response:
+    state = _state(request)
+    try:
+        state.restore_org(request.path_params["org_id"])
+    except KeyError:
+        raise ApiError(404, "unknown org") from None
+    return await get_orgs(request)
 
 
 async def get_tenant(request: Request) -> Response:
@@ -154,7 +207,12 @@ ROUTES = [
     Route("/_sim/faults", get_faults, methods=["GET"]),
     Route("/_sim/faults", put_faults, methods=["PUT"]),
     Route("/_sim/faults", reset_faults, methods=["DELETE"]),
+    Route("/_sim/events", get_events, methods=["GET"]),
+    Route("/_sim/events", clear_events, methods=["DELETE"]),
+    Route("/_sim/api-key", put_api_key, methods=["PUT"]),
     Route("/_sim/orgs", get_orgs, methods=["GET"]),
+    Route("/_sim/orgs/{org_id}", remove_org, methods=["DELETE"]),
+    Route("/_sim/orgs/{org_id}/restore", restore_org, methods=["POST"]),
     Route("/_sim/tenant", get_tenant, methods=["GET"]),
     Route("/_sim/admins", create_admin, methods=["POST"]),
     Route("/_sim/admins/{id}", delete_admin, methods=["DELETE"]),

@@ -15,6 +15,7 @@ from types import TracebackType
 import uvicorn
 
 from simulator.app import create_app
+from simulator.inject import quiet_simulated_drops
 from simulator.state import SimulatorState
 
 
@@ -27,6 +28,7 @@ class SimulatorServer:
         self.app = create_app(state)
         self._config = uvicorn.Config(self.app, host=host, port=port, log_level=log_level, access_log=False,
                                       lifespan="off", timeout_keep_alive=30)
+        quiet_simulated_drops()  # after uvicorn.Config, which (re)configures uvicorn's loggers
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None

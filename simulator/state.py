@@ -1,4 +1,4 @@
-"""Everything one running simulator holds: the orgs, the API key, fault knobs and request counters.
+"""Everything one running simulator holds: the orgs, the API key, fault knobs, request counters and the event log.
 
 Kept apart from the app so tests and the CLI can build a state, hand it to `create_app`, and inspect or change
 it afterwards. All mutation happens on the server's event loop (handlers never await between reading and
@@ -7,7 +7,10 @@ writing), so no locks are needed.
 
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
+import secrets
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +20,9 @@ from simulator.model import Tenant
 
 @dataclass
 class Stats:
-    """Counters of /api requests (the /_sim endpoints are not counted)."""
+    """Counters of /api requests (the /_sim endpoints are not counted). `by_fault` counts injected faults by kind
+    (rule, rate_limit, error_rate, delay, drop, truncate, malformed, total_delta, mutate, revoked_key,
+    removed_org); a request can carry more than one (a delayed 503 counts as delay and rule)."""
 
     requests: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
@@ -55,6 +60,35 @@ class Stats:
         }
 
 
+class EventLog:
+    """What the simulator did to the data and to requests, in order: every injected fault, every record a rule
+    added or removed, key and org changes. Bounded (oldest dropped); `seq` keeps counting across clears."""
+
+    def __init__(self, maxlen: int = 10_000) -> None:
+        self._events: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self._seq = 0
+
+    def add(self, kind: str, **detail: Any) -> dict[str, Any]:
+        self._seq += 1
+        event = {"seq": self._seq, "time": round(time.time(), 3), "kind": kind, **detail}
+        self._events.append(event)
+        return event
+
+    def since(self, seq: int = 0, kind: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self._events if e["seq"] > seq and (kind is None or e["kind"] == kind)]
+
+    def clear(self) -> None:
+        self._events.clear()
+
+    @property
+    def last(self) -> int:
+        return self._seq
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 @dataclass
 class SimulatorState:
     """`multi_tenant=False`: one org, `x-org-id` optional (403 if it names another org).
@@ -66,6 +100,9 @@ class SimulatorState:
     faults: Faults = field(default_factory=Faults)
     stats: Stats = field(default_factory=Stats)
     sim_loopback_only: bool = True  # /_sim endpoints answer loopback clients only
+    events: EventLog = field(default_factory=EventLog)
+    revoked_keys: set[str] = field(default_factory=set)  # sha256 of keys that no longer work (401, counted)
+    removed_orgs: set[str] = field(default_factory=set)  # orgs that "disappeared": 404, data kept for /_sim
 
     def __post_init__(self) -> None:
         if not self.orgs:
@@ -81,3 +118,39 @@ class SimulatorState:
     @property
     def single_org(self) -> Tenant:
         return next(iter(self.orgs.values()))
+
+    # ---- faults that change the state (/_sim and rules) ---------------------------------------------
+
+    def fault(self, kind: str, method: str, path: str, **detail: Any) -> None:
+        """Count an injected fault and log it."""
+        self.stats.by_fault[kind] += 1
+        self.events.add("fault", fault=kind, method=method, path=path, **detail)
+
+    def replace_key(self, new_key: str | None, by: str) -> None:
+        """Revoke the current key; `new_key` (None: a random one nobody knows) is accepted from now on. A key
+        revoked earlier works again when it is set anew."""
+        if new_key is not None and not new_key:
+            raise ValueError("an API key is required")
+        self.revoked_keys.add(key_digest(self.api_key))
+        self.api_key = new_key if new_key is not None else secrets.token_hex(20)
+        self.revoked_keys.discard(key_digest(self.api_key))
+        self.events.add("key_revoked", by=by, replaced=new_key is not None)
+
+    def is_revoked(self, key: str) -> bool:
+        return bool(key) and key_digest(key) in self.revoked_keys
+
+    def remove_org(self, org_id: str, by: str) -> None:
+        org_id = org_id.lower()
+        if org_id not in self.orgs:
+            raise KeyError(org_id)
+        if org_id not in self.removed_orgs:
+            self.removed_orgs.add(org_id)
+            self.events.add("org_removed", org=org_id, by=by)
+
+    def restore_org(self, org_id: str) -> None:
+        org_id = org_id.lower()
+        if org_id not in self.orgs:
+            raise KeyError(org_id)
+        if org_id in self.removed_orgs:
+            self.removed_orgs.discard(org_id)
+            self.events.add("org_restored", org=org_id)
