@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from connector.records import GrantRecord, ResourceRecord
+from models import history
 from models.tables import Grant, Resource
 
 _CHUNK = 500
@@ -80,11 +81,13 @@ def upsert_grant_rows(session: Session, rows: list[dict]) -> None:
 class ResourceWriter:
     """Writes the resources of one type of one connector, as one part sees them."""
 
-    def __init__(self, engine: Engine, connector_id: int, resource_type: str, now: datetime) -> None:
+    def __init__(self, engine: Engine, connector_id: int, resource_type: str, now: datetime,
+                 run_id: int | None = None) -> None:
         self.engine = engine
         self.connector_id = connector_id
         self.resource_type = resource_type
         self.now = now
+        self.run_id = run_id
         self.seen: set[str] = set()
         self.counts: Counter[str] = Counter()
         table = Resource.__table__
@@ -94,9 +97,11 @@ class ResourceWriter:
                     table.c.connector_id == connector_id, table.c.type == resource_type))
             #: external id -> (content hash, deleted?)
             self.existing: dict[str, tuple[str, bool]] = {r[0]: (r[1], r[2] is not None) for r in rows}
+        #: The first sync of a type is the baseline: it records no history (everything would be "created").
+        self.baseline = not self.existing
 
     def write(self, records: Iterable[ResourceRecord]) -> None:
-        rows = []
+        rows, changed = [], []
         for record in records:
             if record.id in self.seen:  # listed twice because the data moved between pages
                 self.counts["repeated"] += 1
@@ -106,19 +111,39 @@ class ResourceWriter:
             digest = record.content_hash()
             before = self.existing.get(record.id)
             if before is None:
-                self.counts["created"] += 1
+                kind = "created"
             elif before[1]:
-                self.counts["undeleted"] += 1
+                kind = "undeleted"
             elif before[0] != digest:
-                self.counts["updated"] += 1
+                kind = "updated"
             else:
                 continue
+            self.counts[kind] += 1
             rows.append(resource_row(self.connector_id, record, self.now, digest))
+            changed.append((kind, record))
         if rows:
             with Session(self.engine) as session:
+                if not self.baseline:
+                    history.record(session, self._history(session, changed))
                 upsert_resource_rows(session, rows)
                 session.commit()
             self.counts["rows_written"] += len(rows)
+
+    def _history(self, session: Session, changed: list[tuple[str, ResourceRecord]]) -> list[dict]:
+        """History rows for a batch, with the fields that changed (read before the upsert overwrites them)."""
+        table = Resource.__table__
+        old = {}
+        ids = [record.id for kind, record in changed if kind != "created"]
+        for chunk in chunks(ids):
+            for row in session.execute(select(table.c.external_id, table.c.name, table.c.email, table.c.status,
+                                              table.c.profile).where(
+                    table.c.connector_id == self.connector_id, table.c.type == self.resource_type,
+                    table.c.external_id.in_(chunk))).mappings():
+                old[row["external_id"]] = row
+        return [history.resource_change(
+            self.connector_id, kind, self.resource_type, record.id, self.now, run_id=self.run_id,
+            fields=history.field_changes(old[record.id], record) if record.id in old else None)
+            for kind, record in changed]
 
     def live_count(self) -> int:
         return sum(1 for _, deleted in self.existing.values() if not deleted)
@@ -131,6 +156,8 @@ class ResourceWriter:
         gone = self.unseen()
         table = Resource.__table__
         with Session(self.engine) as session:
+            history.record(session, [history.resource_change(self.connector_id, "deleted", self.resource_type, rid,
+                                                             self.now, run_id=self.run_id) for rid in gone])
             for chunk in chunks(gone):
                 session.execute(update(table).where(
                     table.c.connector_id == self.connector_id, table.c.type == self.resource_type,
@@ -150,12 +177,17 @@ class GrantWriter:
     Scopes never written by the end of the part belong to resources that are gone (``plan_unseen_scopes``).
     """
 
-    def __init__(self, engine: Engine, connector_id: int, resource_type: str, source: str, now: datetime) -> None:
+    def __init__(self, engine: Engine, connector_id: int, resource_type: str, source: str, now: datetime,
+                 run_id: int | None = None) -> None:
         self.engine = engine
         self.connector_id = connector_id
         self.resource_type = resource_type
         self.source = source
         self.now = now
+        self.run_id = run_id
+        table = Grant.__table__
+        with Session(engine) as session:  # the first sync of a source is the baseline: no history
+            self.baseline = session.execute(select(table.c.id).where(self._where(table)).limit(1)).first() is None
         self.seen_scopes: set[str] = set()
         self.counts: Counter[str] = Counter()
         #: ids of live grant rows this part found gone, not yet marked deleted
@@ -181,7 +213,7 @@ class GrantWriter:
                     existing[(row.resource_id, row.entitlement, row.principal_type, row.principal_id, row.via)] = (
                         row.id, row.deleted_at is not None)
             wanted: set[tuple] = set()
-            inserts = []
+            inserts, changes = [], []
             for resource_id, grants in scopes.items():
                 for grant in grants:
                     key = (resource_id, *grant.key)
@@ -192,11 +224,16 @@ class GrantWriter:
                     before = existing.get(key)
                     if before is not None and not before[1]:
                         continue
-                    self.counts["grants_created" if before is None else "grants_undeleted"] += 1
+                    kind = "created" if before is None else "undeleted"
+                    self.counts[f"grants_{kind}"] += 1
                     inserts.append(grant_row(self.connector_id, grant, self.source, self.now))
+                    if not self.baseline:
+                        changes.append(history.grant_change(self.connector_id, kind, grant, self.now,
+                                                            run_id=self.run_id))
             # A scope written a second time in the same part (a listing that repeated a resource) only adds.
             gone = [row_id for key, (row_id, deleted) in existing.items()
                     if not deleted and key not in wanted and fresh[key[0]]]
+            history.record(session, changes)
             upsert_grant_rows(session, inserts)
             session.commit()
         self.doomed.extend(gone)
@@ -223,6 +260,11 @@ class GrantWriter:
         deleted = 0
         with Session(self.engine) as session:
             for chunk in chunks(doomed):
+                keys = session.execute(select(table.c.resource_type, table.c.resource_id, table.c.entitlement,
+                                              table.c.principal_type, table.c.principal_id, table.c.via)
+                                       .where(table.c.id.in_(chunk), table.c.deleted_at.is_(None))).all()
+                history.record(session, [history.grant_change(self.connector_id, "deleted", GrantRecord(*key),
+                                                              self.now, run_id=self.run_id) for key in keys])
                 result = session.execute(update(table).where(table.c.id.in_(chunk), table.c.deleted_at.is_(None))
                                          .values(deleted_at=self.now))
                 deleted += result.rowcount or 0

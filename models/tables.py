@@ -194,3 +194,27 @@ class DeletionApproval(SQLModel, table=True):
     approved_by: str | None = Field(default=None, max_length=256)
     created_at: datetime = _ts(default_factory=utcnow)
     used_by_run_id: int | None = None
+
+
+class Change(SQLModel, table=True):
+    """One change seen by a sync (or made by provisioning): a resource or grant created, updated, deleted or
+    undeleted. Updates keep only the fields that changed, as ``{"field": [old, new]}``; nothing is stored for
+    what did not change. The first sync of a type is the baseline and records nothing."""
+
+    __tablename__ = "changes"
+    __table_args__ = (Index("ix_changes_connector_at", "connector_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector_id: int = Field(sa_column=Column(Integer, ForeignKey("connectors.id"), nullable=False))
+    run_id: int | None = None
+    request_id: str | None = Field(default=None, max_length=32)
+    at: datetime = _ts(default_factory=utcnow)
+    subject: str = Field(max_length=8)          # resource | grant
+    change: str = Field(max_length=16)          # created | updated | deleted | undeleted
+    resource_type: str = Field(max_length=16)
+    resource_id: str = Field(max_length=128)
+    entitlement: str | None = Field(default=None, max_length=32)
+    principal_type: str | None = Field(default=None, max_length=16)
+    principal_id: str | None = Field(default=None, max_length=128)
+    via: str | None = Field(default=None, max_length=128)
+    fields: dict[str, Any] | None = Field(default=None, sa_type=JSON)

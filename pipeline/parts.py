@@ -90,9 +90,9 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
     if claim.attempt is None:
         return PartResult(ran=False, reason=claim.reason)
     now = utcnow()
-    resources = ResourceWriter(engine, claim.connector_id, resource_type, now)
+    resources = ResourceWriter(engine, claim.connector_id, resource_type, now, run_id)
     source = FETCH_SYNCERS[resource_type].grant_source
-    grants = GrantWriter(engine, claim.connector_id, resource_type, source, now) if source else None
+    grants = GrantWriter(engine, claim.connector_id, resource_type, source, now, run_id) if source else None
     requests, stats, clock = 0, [], metrics.Stopwatch()
     try:
         requests = asyncio.run(_fetch(connector, resource_type, resources, grants, client_factory, stats))
@@ -154,16 +154,16 @@ def _live(session: Session, connector_id: int, resource_type: str):
                                   table.c.deleted_at.is_(None))).all()
 
 
-def derive_roles_part(engine: Engine, connector_id: int) -> Counter:
+def derive_roles_part(engine: Engine, connector_id: int, run_id: int | None = None) -> Counter:
     now = utcnow()
     with Session(engine) as session:
         admins = [(row.external_id, list((row.profile or {}).get("role_names", [])))
                   for row in _live(session, connector_id, "admin")]
     roles, assigned = derive_roles(admins)
-    resources = ResourceWriter(engine, connector_id, "role", now)
+    resources = ResourceWriter(engine, connector_id, "role", now, run_id)
     resources.write(roles)
     resources.delete_unseen()
-    grants = GrantWriter(engine, connector_id, "role", "role", now)
+    grants = GrantWriter(engine, connector_id, "role", "role", now, run_id)
     scopes: dict[str, list[GrantRecord]] = {role.id: [] for role in roles}
     for grant in assigned:
         scopes[grant.resource_id].append(grant)
@@ -172,7 +172,7 @@ def derive_roles_part(engine: Engine, connector_id: int) -> Counter:
     return resources.counts + grants.counts
 
 
-def derive_admin_links_part(engine: Engine, connector_id: int) -> Counter:
+def derive_admin_links_part(engine: Engine, connector_id: int, run_id: int | None = None) -> Counter:
     counts: Counter = Counter()
     table = Resource.__table__
     with Session(engine) as session:
@@ -190,7 +190,7 @@ def derive_admin_links_part(engine: Engine, connector_id: int) -> Counter:
     return counts
 
 
-def derive_app_via_group_part(engine: Engine, connector_id: int) -> Counter:
+def derive_app_via_group_part(engine: Engine, connector_id: int, run_id: int | None = None) -> Counter:
     now = utcnow()
     grant = Grant.__table__
     with Session(engine) as session:
@@ -206,14 +206,14 @@ def derive_app_via_group_part(engine: Engine, connector_id: int) -> Counter:
             if group_id in bound_groups:
                 members.setdefault(group_id, []).append(user_id)
     derived = derive_access_via_groups(bound, members)
-    writer = GrantWriter(engine, connector_id, "app", "app_via_group", now)
+    writer = GrantWriter(engine, connector_id, "app", "app_via_group", now, run_id)
     for start in range(0, len(apps), GRANT_BATCH_SCOPES):
         writer.write_scopes({app_id: derived.get(app_id, []) for app_id in apps[start:start + GRANT_BATCH_SCOPES]})
     writer.delete_unseen_scopes()
     return writer.counts
 
 
-DERIVERS: dict[str, Callable[[Engine, int], Counter]] = {
+DERIVERS: dict[str, Callable[[Engine, int, int | None], Counter]] = {
     "role": derive_roles_part,
     "admin_link": derive_admin_links_part,
     "app_via_group": derive_app_via_group_part,
@@ -237,7 +237,7 @@ def run_derived_parts(engine: Engine, run_id: int) -> None:
             continue
         clock = metrics.Stopwatch()
         try:
-            counts = DERIVERS[name](engine, claim.connector_id)
+            counts = DERIVERS[name](engine, claim.connector_id, run_id)
         except Exception as exc:  # noqa: BLE001
             end_part(engine, run_id, name, claim.attempt, status="failed", error=describe_error(exc))
             metrics.observe_part(claim.connector_name, name, "failed", clock.seconds)

@@ -53,7 +53,7 @@ async def _run(engine: Engine, settings: Settings, row, client_factory) -> dict:
     client = None if row.dry_run else client_factory(connector)
     try:
         ctx = ActionContext(client=client, resolve=Resolver(engine, connector_id, client),
-                            write=WriteThrough(engine, connector_id))
+                            write=WriteThrough(engine, connector_id, row.id))
         outcome = await ACTIONS[row.action](ctx, params)
         return outcome.as_result(row.dry_run)
     finally:

@@ -14,17 +14,40 @@ from connector.admins import map_admin
 from connector.records import GrantRecord, ResourceRecord
 from connector.roles import derive_roles, role_id
 from connector.users import map_user
+from models import history
 from models.store import grant_row, resource_row, upsert_grant_rows, upsert_resource_rows
 from models.tables import Grant, Resource, utcnow
 
 
 class WriteThrough:
-    def __init__(self, engine: Engine, connector_id: int) -> None:
+    """Writes one request's effect; every row it changes is also recorded in the change history with the
+    request's id, since the next sync will find nothing to record."""
+
+    def __init__(self, engine: Engine, connector_id: int, request_id: str | None = None) -> None:
         self.engine = engine
         self.connector_id = connector_id
+        self.request_id = request_id
+
+    def _grant_state(self, session: Session, grant: GrantRecord) -> str:
+        """``live``, ``deleted`` or ``absent``."""
+        table = Grant.__table__
+        row = session.execute(select(table.c.deleted_at).where(
+            table.c.connector_id == self.connector_id, table.c.resource_type == grant.resource_type,
+            table.c.resource_id == grant.resource_id, table.c.entitlement == grant.entitlement,
+            table.c.principal_type == grant.principal_type, table.c.principal_id == grant.principal_id,
+            table.c.via == grant.via)).first()
+        return "absent" if row is None else ("deleted" if row.deleted_at is not None else "live")
 
     def _set_grants(self, session: Session, grants: list[tuple[GrantRecord, str]], present: bool) -> None:
         now = utcnow()
+        changes = []
+        for grant, _ in grants:
+            state = self._grant_state(session, grant)
+            kind = ({"absent": "created", "deleted": "undeleted"}.get(state) if present
+                    else ("deleted" if state == "live" else None))
+            if kind:
+                changes.append(history.grant_change(self.connector_id, kind, grant, now, request_id=self.request_id))
+        history.record(session, changes)
         if present:
             upsert_grant_rows(session, [grant_row(self.connector_id, g, source, now) for g, source in grants])
             return
@@ -65,7 +88,20 @@ class WriteThrough:
             session.commit()
 
     def _upsert(self, session: Session, record: ResourceRecord) -> None:
-        upsert_resource_rows(session, [resource_row(self.connector_id, record, utcnow())])
+        table = Resource.__table__
+        now = utcnow()
+        old = session.execute(select(table.c.name, table.c.email, table.c.status, table.c.profile, table.c.deleted_at)
+                              .where(table.c.connector_id == self.connector_id, table.c.type == record.type,
+                                     table.c.external_id == record.id)).mappings().first()
+        if old is None:
+            kind, fields = "created", None
+        else:
+            fields = history.field_changes(dict(old), record) or None
+            kind = "undeleted" if old["deleted_at"] is not None else ("updated" if fields else None)
+        if kind:
+            history.record(session, [history.resource_change(self.connector_id, kind, record.type, record.id, now,
+                                                             request_id=self.request_id, fields=fields)])
+        upsert_resource_rows(session, [resource_row(self.connector_id, record, now)])
 
     def user_record(self, record: dict) -> ResourceRecord:
         user = map_user(record)
@@ -79,6 +115,14 @@ class WriteThrough:
         now = utcnow()
         resources, grants = Resource.__table__, Grant.__table__
         with Session(self.engine) as session:
+            held = session.execute(select(grants.c.resource_type, grants.c.resource_id, grants.c.entitlement,
+                                          grants.c.principal_type, grants.c.principal_id, grants.c.via).where(
+                grants.c.connector_id == self.connector_id, grants.c.principal_type == "user",
+                grants.c.principal_id == user_id, grants.c.deleted_at.is_(None))).all()
+            history.record(session, [history.resource_change(self.connector_id, "deleted", "user", user_id, now,
+                                                             request_id=self.request_id)]
+                           + [history.grant_change(self.connector_id, "deleted", GrantRecord(*key), now,
+                                                   request_id=self.request_id) for key in held])
             session.execute(update(resources).where(
                 resources.c.connector_id == self.connector_id, resources.c.type == "user",
                 resources.c.external_id == user_id, resources.c.deleted_at.is_(None)).values(deleted_at=now))
@@ -98,10 +142,12 @@ class WriteThrough:
             for role in roles:  # a custom role seen for the first time; built-in ones are already there
                 if role.id in held:
                     self._upsert_if_missing(session, role)
-            session.execute(update(table).where(
+            others = session.execute(select(table.c.resource_id).where(
                 table.c.connector_id == self.connector_id, table.c.source == "role",
                 table.c.principal_id == admin.id, table.c.resource_id.not_in(held or {""}),
-                table.c.deleted_at.is_(None)).values(deleted_at=utcnow()))
+                table.c.deleted_at.is_(None))).scalars().all()
+            self._set_grants(session, [(GrantRecord("role", rid, "assigned", "admin", admin.id), "role")
+                                       for rid in others], present=False)
             self._set_grants(session, [(g, "role") for g in assigned], present=True)
             session.commit()
 

@@ -1,0 +1,84 @@
+"""Change history: what each sync (and each provisioning request) changed, stored compactly.
+
+The writers in ``models.store`` call ``record`` in the same transaction as the rows they change, so history
+and data cannot disagree. ``prune`` drops what is older than the retention; ``changes`` reads it back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select
+from sqlmodel import Session
+
+from connector.records import GrantRecord, ResourceRecord
+from models.queries import UnknownConnector, _iso
+from models.tables import Change, Connector
+
+#: Resource columns compared for an update; the profile is compared key by key ("profile.department").
+_COLUMNS = ("name", "email", "status")
+
+
+def field_changes(old: dict[str, Any], new: ResourceRecord) -> dict[str, list]:
+    """``{"field": [old, new]}`` for every field that differs between a stored row and a fresh record."""
+    out: dict[str, list] = {}
+    for column in _COLUMNS:
+        before, after = old.get(column), getattr(new, column)
+        if before != after:
+            out[column] = [before, after]
+    old_profile, new_profile = old.get("profile") or {}, new.profile or {}
+    for key in sorted(set(old_profile) | set(new_profile)):
+        if old_profile.get(key) != new_profile.get(key):
+            out[f"profile.{key}"] = [old_profile.get(key), new_profile.get(key)]
+    return out
+
+
+def resource_change(connector_id: int, change: str, resource_type: str, resource_id: str, at: datetime, *,
+                    run_id: int | None = None, request_id: str | None = None,
+                    fields: dict | None = None) -> dict[str, Any]:
+    return {"connector_id": connector_id, "run_id": run_id, "request_id": request_id, "at": at,
+            "subject": "resource", "change": change, "resource_type": resource_type, "resource_id": resource_id,
+            "entitlement": None, "principal_type": None, "principal_id": None, "via": None, "fields": fields}
+
+
+def grant_change(connector_id: int, change: str, grant: GrantRecord, at: datetime, *, run_id: int | None = None,
+                 request_id: str | None = None) -> dict[str, Any]:
+    return {"connector_id": connector_id, "run_id": run_id, "request_id": request_id, "at": at,
+            "subject": "grant", "change": change, "resource_type": grant.resource_type,
+            "resource_id": grant.resource_id, "entitlement": grant.entitlement,
+            "principal_type": grant.principal_type, "principal_id": grant.principal_id,
+            "via": grant.via or None, "fields": None}
+
+
+def record(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(Change.__table__), rows)
+
+
+def prune(engine: Engine, older_than: datetime) -> int:
+    with Session(engine) as session:
+        result = session.execute(delete(Change.__table__).where(Change.__table__.c.at < older_than))
+        session.commit()
+        return result.rowcount or 0
+
+
+def changes(engine: Engine, connector: str, *, since: datetime | None = None, resource_type: str | None = None,
+            limit: int = 10000) -> list[dict[str, Any]]:
+    """Changes of a connector, oldest first (the stable JSON shape of ``jumpsync changes --json``)."""
+    table = Change.__table__
+    with Session(engine) as session:
+        cid = session.execute(select(Connector.id).where(Connector.name == connector)).scalar_one_or_none()
+        if cid is None:
+            raise UnknownConnector(f"connector {connector!r} has never been synced (no rows in the database)")
+        query = select(table).where(table.c.connector_id == cid)
+        if since is not None:
+            query = query.where(table.c.at >= since)
+        if resource_type is not None:
+            query = query.where(table.c.resource_type == resource_type)
+        rows = session.execute(query.order_by(table.c.at, table.c.id).limit(limit)).mappings().all()
+
+    return [{"at": _iso(r["at"]), "run_id": r["run_id"], "request_id": r["request_id"], "subject": r["subject"],
+             "change": r["change"], "resource_type": r["resource_type"], "resource_id": r["resource_id"],
+             "entitlement": r["entitlement"], "principal_type": r["principal_type"],
+             "principal_id": r["principal_id"], "via": r["via"], "fields": r["fields"]} for r in rows]
