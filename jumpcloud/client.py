@@ -78,13 +78,17 @@ class ClientStats:
     ``requests`` counts every HTTP attempt (retries included), ``retries`` the
     attempts that were repeats, ``by_status`` the outcome of every attempt (an
     int status, or ``"transport"`` when no response came), ``throttled`` the
-    429 answers.
+    429 answers. ``inconsistent_pages`` counts listing pages whose size or total
+    disagreed with the listing's first page: the data changed while it was read
+    (or the first total was wrong), so the listing may have missed records and
+    must not be used to conclude that anything was deleted.
     """
 
     requests: int = 0
     retries: int = 0
     by_status: Counter = field(default_factory=Counter)
     throttled: int = 0
+    inconsistent_pages: int = 0
 
 
 class _ApiKeyAuth(httpx.Auth):
@@ -490,19 +494,26 @@ class JumpCloudClient:
             raise ValueError(f"list_pages sets limit and skip itself; do not pass {sorted(clash)}")
         size = self.page_size
 
-        async def fetch(skip: int) -> httpx.Response:
+        async def fetch(skip: int) -> tuple[list[dict], int]:
+            """One page's records and total. A 200 with a body that is not the listing (truncated or
+            malformed JSON, a missing total: a proxy's doing, usually) is retried like a 5xx."""
             query = {**base, "limit": size, "skip": skip}
-            return await self.request("GET", path, params=query, path_params=path_params)
+            for attempt in range(1, self.retry.max_attempts + 1):
+                response = await self.request("GET", path, params=query, path_params=path_params)
+                try:
+                    return paginator.records(response), paginator.total(response)
+                except errors.BadResponseError:
+                    if attempt >= self.retry.max_attempts:
+                        raise
+                    await self._backoff(self.retry.delay(attempt))
+            raise AssertionError("unreachable")  # pragma: no cover
 
-        first = await fetch(0)
-        total = paginator.total(first)
-        records = paginator.records(first)
+        records, total = await fetch(0)
         self._check_page(path, 0, total, records)
-        del first
 
         async def fetch_records(skip: int) -> list[dict]:
-            page = paginator.records(await fetch(skip))
-            self._check_page(path, skip, total, page)
+            page, page_total = await fetch(skip)
+            self._check_page(path, skip, total, page, page_total)
             return page
 
         remaining = iter(page_offsets(total, size)[1:])
@@ -537,9 +548,15 @@ class JumpCloudClient:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 
-    def _check_page(self, path: str, skip: int, total: int, records: list[dict]) -> None:
+    def _check_page(self, path: str, skip: int, total: int, records: list[dict],
+                    page_total: int | None = None) -> None:
         expected = max(0, min(self.page_size, total - skip))
-        if len(records) != expected:
+        if page_total is not None and page_total != total:
+            self.stats.inconsistent_pages += 1
+            log.warning("%s: page at skip=%d reports a total of %d, the first page %d: the data changed while "
+                        "listing", path, skip, page_total, total)
+        elif len(records) != expected:
+            self.stats.inconsistent_pages += 1
             # Data changed while listing, or the server capped our limit: log
             # it (a capped limit would silently miss records every time).
             log.warning(

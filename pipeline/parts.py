@@ -96,11 +96,22 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
     requests, stats, clock = 0, [], metrics.Stopwatch()
     try:
         requests = asyncio.run(_fetch(connector, resource_type, resources, grants, client_factory, stats))
-        held = _hold_reason(engine, claim.connector_id, run_id, resource_type, resources, grants, limits)
-        if held is None:
-            resources.delete_unseen()
-            if grants is not None:
-                grants.apply_deletions()
+        held = None
+        inconsistent = stats[0].inconsistent_pages
+        if inconsistent:
+            # The data changed while it was listed (or a total was wrong): what was seen is written, but an
+            # absence proves nothing. The next sync, with a clean listing, deletes what is really gone.
+            resources.counts["inconsistent_pages"] = inconsistent
+            resources.counts["deletions_deferred"] = 1
+            log.warning("listing changed while it was read; deletions deferred to the next sync",
+                        extra={"connector": connector.name, "run_id": run_id, "part": resource_type,
+                               "inconsistent_pages": inconsistent})
+        else:
+            held = _hold_reason(engine, claim.connector_id, run_id, resource_type, resources, grants, limits)
+            if held is None:
+                resources.delete_unseen()
+                if grants is not None:
+                    grants.apply_deletions()
     except Exception as exc:  # noqa: BLE001  (any failure fails the part; nothing of its type is deleted)
         log.warning("sync part failed", extra={"connector": connector.name, "run_id": run_id,
                                                "part": resource_type, "error": describe_error(exc)})
@@ -112,7 +123,7 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
         return PartResult(ran=True, status="failed", reason=describe_error(exc))
     counts = dict(resources.counts + (grants.counts if grants else Counter()))
     status = "succeeded" if held is None else "held"
-    error = None if held is None else (
+    error = None if status == "succeeded" else (
         f"deletion held: {held}; nothing of this type was deleted. If JumpCloud really lost them, run "
         f"`jumpsync deletions approve {connector.name} --type {resource_type}` and sync again")
     end_part(engine, run_id, resource_type, claim.attempt, status=status, counts=counts, requests=requests,

@@ -294,7 +294,7 @@ def test_bad_first_page_through_client(v2, response, match):
             assert info.value.method == "GET"
 
     run(go())
-    assert len(calls) == 1  # bad responses are not retried
+    assert len(calls) == 5  # a bad body is retried like a 5xx, up to max_attempts, then fails
 
 
 def test_list_path_template():
@@ -354,3 +354,45 @@ def test_list_pages_with_custom_paginator():
     pages = run(go())
     assert sum(len(p) for p in pages) == 120
     assert isinstance(client, JumpCloudClient)
+
+
+def test_a_bad_body_then_a_good_one_recovers():
+    answers = [httpx.Response(200, content=b'{"totalCount": 2, "resu'),
+               json_response(200, {"totalCount": 2, "results": [{"_id": "a"}, {"_id": "b"}]})]
+
+    def handler(request):
+        return answers.pop(0)
+
+    client, _ = make_client(handler)
+
+    async def go():
+        async with client:
+            pages = await collect(client.list_v1("/api/systemusers"))
+            assert [r["_id"] for page in pages for r in page] == ["a", "b"]
+            assert client.stats.retries == 1 and client.stats.inconsistent_pages == 0
+
+    run(go())
+
+
+@pytest.mark.parametrize("first_total, later_total, rows_on_page_two, inconsistent", [
+    (150, 150, 50, 0),   # consistent
+    (150, 147, 47, 1),   # records removed while listing: totals differ
+    (150, 150, 40, 1),   # a short page
+    (140, 140, 50, 1),   # the first total was too low: a page has more rows than it could
+])
+def test_inconsistent_listings_are_counted(first_total, later_total, rows_on_page_two, inconsistent):
+    def handler(request):
+        skip = int(request.url.params["skip"])
+        if skip == 0:
+            return json_response(200, {"totalCount": first_total, "results": [{"_id": str(i)} for i in range(100)]})
+        return json_response(200, {"totalCount": later_total,
+                                   "results": [{"_id": f"p{i}"} for i in range(rows_on_page_two)]})
+
+    client, _ = make_client(handler)
+
+    async def go():
+        async with client:
+            await collect(client.list_v1("/api/systemusers"))
+            assert client.stats.inconsistent_pages == inconsistent
+
+    run(go())
