@@ -7,14 +7,13 @@ images are set, probes and grace periods fit the task limits, exactly one beat, 
 exist on the right queue, no secret is inlined, Flower has basic auth, the broker Redis is persistent, and the
 dashboard queries only jumpsync's metrics.
 
-PyYAML is not among the project's dependencies, so the YAML is read by a small reader of the YAML subset
-these files use. It refuses what it does not understand (anchors, tags, folded or multi-line scalars) and the
-plain scalars that YAML 1.1 and 1.2 read differently (yes/no/on/off, 0700, 1:30, dates): such a value must be
-quoted. Where PyYAML is installed, every file is also compared with PyYAML's reading; where kubectl is
-installed, every Kubernetes file is compared with what kustomize (a real YAML parser) makes of it; where the
-`docker compose` plugin (or the old docker-compose) is installed, `compose config` validates the compose files
-as well; where systemd-analyze is installed, `systemd-analyze verify` checks the units; where yamllint is
-installed, it lints the YAML.
+The YAML is read by PyYAML's SafeLoader with two refusals added: a mapping key given twice (PyYAML keeps the
+last one silently), and a plain scalar that YAML 1.1 and YAML 1.2 read differently (yes/no/on/off, 0700,
+22:22, dates, 1e3...): Kubernetes reads YAML 1.1 and docker compose YAML 1.2, so such a value must be quoted.
+yamllint (as a library) lints every YAML file. Where the `docker compose` plugin (or the old docker-compose)
+is installed, `compose config` validates the compose files too, and where systemd-analyze is installed,
+`systemd-analyze verify` checks the units too: both as extra assertions inside tests that check the structure
+everywhere.
 """
 
 from __future__ import annotations
@@ -31,6 +30,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import yaml
+from yamllint import linter
+from yamllint.config import YamlLintConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -61,338 +63,101 @@ METRICS = {
 
 
 # --------------------------------------------------------------------------------------------------------
-# A reader for the YAML subset of deploy/
+# YAML: PyYAML, refusing duplicate keys and the plain scalars that YAML 1.1 and 1.2 read differently
 # --------------------------------------------------------------------------------------------------------
 
-class YamlError(ValueError):
+class YamlError(yaml.YAMLError):
     pass
 
 
-_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
-_FLOAT = re.compile(r"[-+]?([0-9]+\.[0-9]*|\.[0-9]+)")
-_AMBIGUOUS = [
-    (re.compile(r"y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF"), "a boolean in YAML 1.1, a string in 1.2"),
-    (re.compile(r"[-+]?0[0-9_]+"), "octal in YAML 1.1, decimal in 1.2"),
-    (re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?"), "a base-60 number in YAML 1.1"),
-    (re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([Tt ].*)?"), "a timestamp to some YAML readers"),
-    (re.compile(r"[-+]?[0-9.]+[eE][-+]?[0-9]+|[-+]?\.(inf|Inf|INF|nan|NaN|NAN)|0[xob][0-9a-fA-F_]+"),
-     "a number in one YAML version and not the other"),
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping key given twice (plain PyYAML keeps the last value silently)."""
+
+    # Importing yamllint adds a YAML 1.2 int resolver (0o17) to PyYAML's Resolver, for every loader in the
+    # process (yamllint/rules/quoted_strings.py, adrienverge/yamllint#354). This loader keeps PyYAML's own
+    # YAML 1.1 resolution, where 0o17 is a string: the reading _ambiguous_scalars compares with YAML 1.2's.
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if not regexp.match("0o7")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+    def construct_mapping(self, node, deep=False):
+        seen: list[tuple[type, Any]] = []
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor`: overriding a merged key is what merging is for
+            key = self.construct_object(key_node, deep=deep)
+            if (type(key), key) in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}",
+                    key_node.start_mark)
+            seen.append((type(key), key))
+        return super().construct_mapping(node, deep=deep)
+
+
+# How YAML 1.2's core schema resolves a plain scalar (https://yaml.org/spec/1.2.2/#1032-tag-resolution);
+# anything else is a string. PyYAML (YAML 1.1) gives the other reading.
+_YAML12_CORE = [
+    ("tag:yaml.org,2002:null", re.compile(r"null|Null|NULL|~|")),
+    ("tag:yaml.org,2002:bool", re.compile(r"true|True|TRUE|false|False|FALSE")),
+    ("tag:yaml.org,2002:int", re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")),
+    ("tag:yaml.org,2002:float",
+     re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")),
 ]
 
 
-def _resolve_plain(text: str, where: str) -> Any:
-    if text in ("", "~", "null", "Null", "NULL"):
-        return None
-    if text in ("true", "True", "TRUE"):
-        return True
-    if text in ("false", "False", "FALSE"):
-        return False
-    if _INT.fullmatch(text):
-        return int(text)
-    if _FLOAT.fullmatch(text):
-        return float(text)
-    for pattern, why in _AMBIGUOUS:
-        if pattern.fullmatch(text):
-            raise YamlError(f"{where}: {text!r} is {why}: quote it")
-    if text[0] in "&*!|>%@`?":
-        raise YamlError(f"{where}: {text!r}: anchors, aliases, tags and these indicators are not supported")
-    if ": " in text or text.endswith(":"):
-        raise YamlError(f"{where}: {text!r}: a plain scalar cannot hold ': '")
-    return text
+def _yaml12_tag(text: str) -> str:
+    return next((tag for tag, pattern in _YAML12_CORE if pattern.fullmatch(text)), "tag:yaml.org,2002:str")
 
 
-def _starts_token(content: str, i: int) -> bool:
-    """Whether a quote at content[i] opens a quoted scalar (and is not an apostrophe inside a word)."""
-    j = i - 1
-    while j >= 0 and content[j] == " ":
-        j -= 1
-    return j < 0 or content[j] in "[{,:-?"
+def _yaml12_int(text: str) -> int:
+    return int(text[2:], 8) if text.startswith("0o") else int(text, 16 if text.startswith("0x") else 10)
 
 
-def _strip_comment(content: str) -> str:
-    quote = None
-    i = 0
-    while i < len(content):
-        c = content[i]
-        if quote == '"':
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                quote = None
-        elif quote == "'":
-            if c == "'":
-                if i + 1 < len(content) and content[i + 1] == "'":
-                    i += 1
-                else:
-                    quote = None
-        elif c in "'\"" and _starts_token(content, i):
-            quote = c
-        elif c == "#" and (i == 0 or content[i - 1] in " \t"):
-            return content[:i].rstrip()
-        i += 1
-    return content.rstrip()
-
-
-def _quoted(s: str, pos: int, where: str) -> tuple[str, int]:
-    q = s[pos]
-    out = []
-    i = pos + 1
-    escapes = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "/": "/", "0": "\0", "r": "\r", " ": " "}
-    while i < len(s):
-        c = s[i]
-        if q == '"' and c == "\\":
-            nxt = s[i + 1: i + 2]
-            if nxt == "u":
-                out.append(chr(int(s[i + 2: i + 6], 16)))
-                i += 6
-                continue
-            if nxt not in escapes:
-                raise YamlError(f"{where}: unknown escape \\{nxt}")
-            out.append(escapes[nxt])
-            i += 2
+def _ambiguous_scalars(loader: _StrictLoader, root: yaml.Node) -> Iterator[str]:
+    """Where a plain (unquoted) scalar of ROOT reads differently in YAML 1.1 (PyYAML) and YAML 1.2."""
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
             continue
-        if c == q:
-            if q == "'" and s[i + 1: i + 2] == "'":
-                out.append("'")
-                i += 2
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif node.style is None and node.tag == loader.resolve(yaml.ScalarNode, node.value, (True, False)):
+            tag11, tag12 = node.tag, _yaml12_tag(node.value)
+            if tag11 == "tag:yaml.org,2002:merge":
                 continue
-            return "".join(out), i + 1
-        out.append(c)
-        i += 1
-    raise YamlError(f"{where}: unterminated quoted scalar (multi-line quoted scalars are not supported)")
-
-
-def _flow(s: str, pos: int, where: str) -> tuple[Any, int]:
-    def skip(p: int) -> int:
-        while p < len(s) and s[p] == " ":
-            p += 1
-        return p
-
-    pos = skip(pos)
-    if pos >= len(s):
-        raise YamlError(f"{where}: unterminated flow collection (it must end on its line)")
-    c = s[pos]
-    if c in "[{":
-        close = "]" if c == "[" else "}"
-        items: Any = [] if c == "[" else {}
-        pos = skip(pos + 1)
-        while True:
-            if pos >= len(s):
-                raise YamlError(f"{where}: unterminated flow collection (it must end on its line)")
-            if s[pos] == close:
-                return items, pos + 1
-            if c == "[":
-                value, pos = _flow(s, pos, where)
-                items.append(value)
-            else:
-                key, pos = _flow_scalar(s, pos, where, key=True)
-                pos = skip(pos)
-                if s[pos: pos + 1] != ":":
-                    raise YamlError(f"{where}: expected ':' in a flow mapping")
-                value, pos = _flow(s, pos + 1, where)
-                if key in items:
-                    raise YamlError(f"{where}: duplicate key {key!r}")
-                items[key] = value
-            pos = skip(pos)
-            if s[pos: pos + 1] == ",":
-                pos = skip(pos + 1)
-            elif s[pos: pos + 1] != close:
-                raise YamlError(f"{where}: expected ',' or {close!r} in a flow collection")
-    return _flow_scalar(s, pos, where)
-
-
-def _flow_scalar(s: str, pos: int, where: str, key: bool = False) -> tuple[Any, int]:
-    if s[pos] in "'\"":
-        return _quoted(s, pos, where)
-    end = pos
-    while end < len(s) and s[end] not in ",[]{}" and not (key and s[end] == ":"):
-        if s[end] == ":" and s[end + 1: end + 2] in (" ", ",", "]", "}", ""):
-            break
-        end += 1
-    return _resolve_plain(s[pos:end].strip(), where), end
-
-
-def _split_key(content: str, where: str) -> tuple[Any, str] | None:
-    """'key: rest' -> (key, rest); None when the line is not a mapping entry."""
-    if content[0] in "[{":
-        return None
-    if content[0] in "'\"":
-        key, end = _quoted(content, 0, where)
-        rest = content[end:].lstrip(" ")
-        if rest == ":" or rest.startswith(": "):
-            return key, rest[1:].strip()
-        return None
-    m = re.search(r":( |$)", content)
-    if not m:
-        return None
-    return _resolve_plain(content[: m.start()].strip(), where), content[m.end():].strip()
-
-
-class _Reader:
-    def __init__(self, lines: list[tuple[int, str]], name: str):
-        self.lines = list(lines)
-        self.name = name
-        self.i = 0
-
-    def where(self, i: int | None = None) -> str:
-        i = self.i if i is None else i
-        return f"{self.name}:{self.lines[min(i, len(self.lines) - 1)][0]}" if self.lines else self.name
-
-    def current(self) -> tuple[int, str] | None:
-        """(indent, content without comment) of the next line with content, skipping blank and comment lines."""
-        while self.i < len(self.lines):
-            raw = self.lines[self.i][1]
-            stripped = raw.lstrip(" ")
-            if stripped.startswith("\t"):
-                raise YamlError(f"{self.where()}: tab in indentation")
-            content = _strip_comment(stripped)
-            if content:
-                return len(raw) - len(stripped), content
-            self.i += 1
-        return None
-
-    def node(self) -> Any:
-        cur = self.current()
-        if cur is None:
-            return None
-        indent, content = cur
-        if content == "-" or content.startswith("- "):
-            return self.sequence(indent)
-        if _split_key(content, self.where()) is not None:
-            return self.mapping(indent)
-        self.i += 1
-        value = self.inline(content, indent)
-        nxt = self.current()
-        if nxt is not None and nxt[0] >= indent:
-            raise YamlError(f"{self.where()}: multi-line plain scalars are not supported")
-        return value
-
-    def mapping(self, indent: int) -> dict:
-        out: dict = {}
-        while (cur := self.current()) is not None:
-            ind, content = cur
-            if ind < indent:
-                break
-            if ind > indent:
-                raise YamlError(f"{self.where()}: unexpected indentation")
-            where = self.where()
-            kv = _split_key(content, where)
-            if kv is None:
-                raise YamlError(f"{where}: expected 'key: value', got {content!r}")
-            key, rest = kv
-            if key in out:
-                raise YamlError(f"{where}: duplicate key {key!r}")
-            self.i += 1
-            out[key] = self.value(rest, indent, in_mapping=True)
-        return out
-
-    def sequence(self, indent: int) -> list:
-        out: list = []
-        while (cur := self.current()) is not None:
-            ind, content = cur
-            if ind < indent or not (content == "-" or content.startswith("- ")):
-                if ind > indent:
-                    raise YamlError(f"{self.where()}: unexpected indentation")
-                break
-            if ind > indent:
-                raise YamlError(f"{self.where()}: unexpected indentation")
-            rest = content[1:].lstrip(" ")
-            column = indent + len(content) - len(rest)
-            if rest and (rest[0] not in "[{|>" and not rest.startswith("- ")
-                         and _split_key(rest, self.where()) is not None):
-                # "- key: value": a mapping whose first entry is on the dash's line.
-                self.lines[self.i] = (self.lines[self.i][0], " " * column + rest)
-                out.append(self.mapping(column))
-                continue
-            if rest.startswith("- "):
-                raise YamlError(f"{self.where()}: nested '- - ' sequences are not supported")
-            self.i += 1
-            out.append(self.value(rest, indent, in_mapping=False))
-        return out
-
-    def value(self, rest: str, indent: int, in_mapping: bool) -> Any:
-        if rest == "":
-            cur = self.current()
-            if cur is None:
-                return None
-            ind, content = cur
-            if ind > indent:
-                return self.node()
-            if ind == indent and in_mapping and (content == "-" or content.startswith("- ")):
-                return self.sequence(ind)
-            return None
-        return self.inline(rest, indent)
-
-    def inline(self, rest: str, indent: int) -> Any:
-        where = self.where(self.i - 1)
-        if rest[0] in "|>":
-            return self.block_scalar(rest, indent, where)
-        if rest[0] in "[{":
-            value, end = _flow(rest, 0, where)
-        elif rest[0] in "'\"":
-            value, end = _quoted(rest, 0, where)
-        else:
-            return _resolve_plain(rest, where)
-        if rest[end:].strip():
-            raise YamlError(f"{where}: unexpected text after a value: {rest[end:]!r}")
-        return value
-
-    def block_scalar(self, header: str, indent: int, where: str) -> str:
-        m = re.fullmatch(r"\|([-+]?)", header.strip())
-        if not m:
-            raise YamlError(f"{where}: only literal block scalars (|, |-, |+) are supported, not {header!r}")
-        chomp = m.group(1)
-        raw: list[str] = []
-        while self.i < len(self.lines):
-            line = self.lines[self.i][1]
-            if line.strip() and len(line) - len(line.lstrip(" ")) <= indent:
-                break
-            raw.append(line)
-            self.i += 1
-        content = [line for line in raw if line.strip()]
-        if not content:
-            return ""
-        block = min(len(line) - len(line.lstrip(" ")) for line in content)
-        first = len(content[0]) - len(content[0].lstrip(" "))
-        if first != block:
-            raise YamlError(f"{where}: a block scalar whose first line is more indented needs an indentation "
-                            "indicator, which is not supported")
-        lines = [line[block:] if line.strip() else "" for line in raw]
-        while lines and lines[-1] == "":
-            lines.pop()
-        text = "\n".join(lines)
-        trailing = len(raw) - len(lines)
-        if chomp == "-":
-            return text
-        if chomp == "+":
-            return text + "\n" * (1 + trailing)
-        return text + "\n"
+            value11 = loader.construct_object(node)
+            differs = tag11 != tag12 or (
+                tag11 == "tag:yaml.org,2002:int" and value11 != _yaml12_int(node.value))
+            if differs:
+                mark = node.start_mark
+                kind12 = tag12.rsplit(":", 1)[1]
+                # (null and bool read the same in both; inf and nan are floats in both)
+                value12 = {"int": _yaml12_int, "float": float, "str": str}[kind12](node.value)
+                yield (f"{mark.name}:{mark.line + 1}:{mark.column + 1}: {node.value} unquoted is {value11!r} in "
+                       f"YAML 1.1 and {value12!r} in YAML 1.2: quote it")
 
 
 def load_yaml_documents(text: str, name: str = "<yaml>") -> list[Any]:
     """Every document of a YAML stream, without the empty ones."""
-    docs: list[list[tuple[int, str]]] = [[]]
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.startswith("%"):
-            raise YamlError(f"{name}:{number}: directives are not supported")
-        if re.fullmatch(r"---\s*(#.*)?", line):
-            docs.append([])
-        elif re.fullmatch(r"\.\.\.\s*", line):
-            raise YamlError(f"{name}:{number}: document end markers are not supported")
-        elif line.startswith("--- "):
-            raise YamlError(f"{name}:{number}: content on the '---' line is not supported")
-        else:
-            docs[-1].append((number, line))
-    out = []
-    for lines in docs:
-        reader = _Reader(lines, name)
-        if reader.current() is None:
-            continue
-        value = reader.node()
-        if reader.current() is not None:
-            raise YamlError(f"{reader.where()}: unexpected content after the document")
-        out.append(value)
-    return out
+    loader = _StrictLoader(text)
+    loader.name = name  # for the error marks
+    try:
+        docs = []
+        while loader.check_node():
+            node = loader.get_node()
+            problems = list(_ambiguous_scalars(loader, node))
+            if problems:
+                raise YamlError("\n".join(problems))
+            doc = loader.construct_document(node)
+            if doc is not None:
+                docs.append(doc)
+        return docs
+    finally:
+        loader.dispose()
 
 
 def load_yaml(path: Path) -> Any:
@@ -410,87 +175,66 @@ def k8s_documents() -> list[tuple[Path, dict]]:
             for doc in load_yaml_documents(path.read_text(), str(path.relative_to(ROOT)))]
 
 
-# --------------------------------------------------------------------------------------------------------
-# The reader itself
-# --------------------------------------------------------------------------------------------------------
-
-def test_yaml_reader_reads_the_subset():
-    text = """\
-# comment
-a: 1
-b: "two # not a comment"   # a comment
-c: it's plain
-d:
-  - x
-  - k: v
-    l: [1, "2", {m: v2}]
-  -
-    deep: true
-e:
-- 0.5
-- "quoted \\"escape\\""
-- 'single ''quote'''
-f: |
-  line one
-    indented
-  # not a comment
-
-g: |-
-  no newline
-h: {}
-i: []
-j: ~
-k: "127.0.0.1:5555:5555"
----
-second: doc
-"""
-    assert load_yaml_documents(text) == [
-        {"a": 1, "b": "two # not a comment", "c": "it's plain",
-         "d": ["x", {"k": "v", "l": [1, "2", {"m": "v2"}]}, {"deep": True}],
-         "e": [0.5, 'quoted "escape"', "single 'quote'"],
-         "f": "line one\n  indented\n# not a comment\n", "g": "no newline", "h": {}, "i": [], "j": None,
-         "k": "127.0.0.1:5555:5555"},
-        {"second": "doc"},
-    ]
+# yamllint's default rules, with long lines allowed up to 160, no '---' required, and the YAML 1.1 booleans
+# (keys too) and octal numbers refused. Every problem fails the test, warnings included.
+YAMLLINT_CONFIG = YamlLintConfig("""
+extends: default
+rules:
+  line-length: {max: 160}
+  document-start: disable
+  comments: {min-spaces-from-content: 1}
+  truthy: {check-keys: true}
+  octal-values: {forbid-implicit-octal: true, forbid-explicit-octal: true}
+""")
 
 
-@pytest.mark.parametrize("text", [
-    "a: yes", "a: off", "a: 0700", "a: 22:22", "a: 2024-01-01", "a: 1e3",  # read differently by YAML 1.1/1.2
-    "a: 1\na: 2",                      # duplicate key
-    "a: &x 1", "a: *x", "a: !!str 1",  # anchors, aliases, tags
-    "a: >\n  folded",                  # folded scalar
-    "a: plain\n  continued",           # multi-line plain scalar
-    "a:\n\tb: 1",                      # tab
-    "a: [1, 2",                        # unterminated flow
-    "- a\nb: 1",                       # sequence then mapping
-])
-def test_yaml_reader_refuses_what_it_does_not_understand(text):
-    with pytest.raises(YamlError):
-        load_yaml_documents(text)
+def yamllint_problems(text: str, name: str) -> list[str]:
+    return [f"{name}:{p.line}:{p.column}: [{p.level}] {p.desc} ({p.rule})"
+            for p in linter.run(text, YAMLLINT_CONFIG, name)]
 
 
 @pytest.mark.parametrize("path", yaml_files(), ids=lambda p: str(p.relative_to(DEPLOY)))
 def test_every_yaml_file_parses(path):
     docs = load_yaml_documents(path.read_text(), str(path.relative_to(ROOT)))
     assert docs and all(isinstance(doc, dict) for doc in docs), f"{path}: every document must be a mapping"
-    try:
-        import yaml
-    except ImportError:
-        return  # compared with kustomize below (Kubernetes files) where kubectl is installed
-    assert docs == [d for d in yaml.safe_load_all(path.read_text()) if d is not None], \
-        f"{path}: this test's YAML reader and PyYAML disagree"
 
 
-def test_yamllint(tmp_path):
-    """yamllint's default rules (long lines allowed up to 160, no '---' required), where it is installed."""
-    yamllint = shutil.which("yamllint")
-    if not yamllint:
-        pytest.skip("yamllint is not installed: the YAML was checked by this test's reader only")
-    config = "{extends: default, rules: {line-length: {max: 160}, document-start: disable, " \
-             "comments: {min-spaces-from-content: 1}, truthy: {check-keys: true}}}"
-    result = subprocess.run([yamllint, "-f", "parsable", "-d", config, *map(str, yaml_files())],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_yamllint():
+    problems = [p for path in yaml_files() for p in yamllint_problems(path.read_text(), str(path.relative_to(ROOT)))]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("text", [
+    "a: 1\na: 2",                             # duplicate key
+    "a:\n  b: 1\n  c: 2\n  b: 3",             # duplicate key, nested
+    "- {a: 1, a: 2}",                         # duplicate key, flow mapping
+    "a: yes", "a: off", "on: 1",              # booleans in YAML 1.1, strings in 1.2
+    "a: 0700",                                # octal in YAML 1.1, decimal in 1.2
+    "a: 0o700",                               # a string in YAML 1.1, octal in 1.2
+    "a: 22:22",                               # base 60 in YAML 1.1
+    "a: [2024-01-01]",                        # a date in YAML 1.1
+    "a: 1e3", "a: 1_000", "a: 0b101",         # a number in one version only
+    "a: 1\n---\nb: no",                       # in any document
+])
+def test_the_yaml_checks_catch_mistakes(text):
+    with pytest.raises(yaml.YAMLError):
+        load_yaml_documents(text)
+
+
+def test_the_yaml_checks_let_the_unambiguous_through():
+    text = "a: 'yes'\nb: \"0700\"\nc: '22:22'\nd: true\ne: 30\nf: 0.5\ng: ~\nh: 0x1F\ni: \"127.0.0.1:5555:5555\"\n"
+    assert load_yaml_documents(text) == [
+        {"a": "yes", "b": "0700", "c": "22:22", "d": True, "e": 30, "f": 0.5, "g": None, "h": 31,
+         "i": "127.0.0.1:5555:5555"}]
+    assert load_yaml_documents("base: &b {x: 1}\nderived:\n  <<: *b\n  x: 2\n---\n") == [
+        {"base": {"x": 1}, "derived": {"x": 2}}]
+
+
+def test_the_yamllint_config_refuses_yaml_1_1_booleans_and_octals():
+    for text, rule in [("a: yes\n", "truthy"), ("on: 1\n", "truthy"), ("a: 0700\n", "octal-values"),
+                       ("a: 0o700\n", "octal-values"), ("a: 1\na: 2\n", "key-duplicates")]:
+        assert any(f"({rule})" in p for p in yamllint_problems(text, "x.yaml")), (text, rule)
+    assert yamllint_problems("a: 'yes'\nb: \"0700\"\nc: true\n", "x.yaml") == []
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -765,8 +509,7 @@ def _run_compose_config(cli: list[str], tmp_path: Path, *files: Path) -> None:
 
 def test_compose_file(tmp_path):
     """The structure of docker-compose.yml; `docker compose config` too where the compose plugin (or the old
-    docker-compose) is installed. Where neither is, the checks below are all there is: this test does not
-    skip."""
+    docker-compose) is installed. Where neither is, the checks below are all there is, and they always run."""
     compose = load_yaml(COMPOSE)
     services = compose["services"]
     _check_compose_interpolation(COMPOSE)
@@ -915,9 +658,17 @@ def kustomization_resources() -> list[str]:
 
 
 def test_kustomization_lists_every_manifest():
+    """What `kubectl kustomize deploy/kubernetes` would refuse, checked without kubectl: a Kustomization whose
+    resources are files in its directory that parse, each document an object with apiVersion, kind and
+    metadata.name, and no object twice."""
     kustomization = load_yaml(K8S / "kustomization.yaml")
+    assert kustomization.get("apiVersion") == "kustomize.config.k8s.io/v1beta1"
+    assert kustomization.get("kind") == "Kustomization"
     listed = kustomization_resources()
+    assert isinstance(listed, list) and all(isinstance(r, str) for r in listed), listed
+    assert len(listed) == len(set(listed)), f"a resource listed twice: {listed}"
     for resource in listed:
+        assert (K8S / resource).resolve().parent == K8S.resolve(), f"{resource}: not a file beside kustomization.yaml"
         assert (K8S / resource).is_file(), f"kustomization.yaml lists a missing {resource}"
     top = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"
                  and not p.name.endswith(".example.yaml"))
@@ -929,6 +680,17 @@ def test_kustomization_lists_every_manifest():
         assert doc.get("apiVersion") and doc.get("kind") and doc.get("metadata", {}).get("name"), path
         assert "namespace" not in doc["metadata"], f"{path}: namespace-less manifests"
     assert [doc["kind"] for path, doc in k8s_documents() if path.name.endswith(".example.yaml")] == ["Secret"]
+
+    # What the kustomization builds, and each file outside it (the Secret example, extras/) applied alone:
+    # one object per kind and name, as kustomize and `kubectl apply` require.
+    built = [(path, doc) for path, doc in k8s_documents() if path.parent == K8S and path.name in listed]
+    assert {path.name for path, _ in built} == set(listed), "every resource file holds at least one object"
+    groups = [built] + [[(path, doc) for path, doc in k8s_documents() if path == other]
+                        for other in sorted({path for path, _ in k8s_documents()} - {path for path, _ in built})]
+    for group in groups:
+        ids = [(doc["kind"], doc["metadata"]["name"]) for _, doc in group]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        assert not duplicates, f"{sorted({p.name for p, _ in group})}: defined twice: {duplicates}"
 
 
 def test_kubernetes_workloads():
@@ -1041,34 +803,6 @@ def test_keda_scales_each_worker_on_its_queue():
             f"{doc['metadata']['name']} needs a ScaledObject on the Redis list {queue!r}"
 
 
-def test_kubernetes_manifests_read_the_same_with_kustomize(tmp_path):
-    """kustomize parses with a real YAML parser; every document must read the same there as here."""
-    kubectl = shutil.which("kubectl")
-    if not kubectl:
-        pytest.skip("kubectl is not installed: the manifests were read by this test's YAML reader only")
-
-    def kustomize(directory: Path) -> list[dict]:
-        result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stderr
-        return load_yaml_documents(result.stdout, f"kustomize {directory.name}")
-
-    def key(doc: dict) -> tuple[str, str]:
-        return doc["kind"], doc["metadata"]["name"]
-
-    listed = kustomization_resources()
-    built = {key(doc): doc for doc in kustomize(K8S)}
-    ours = {key(doc): doc for path, doc in k8s_documents() if path.name in listed and path.parent == K8S}
-    assert built == ours
-    for path in sorted(K8S.rglob("*.yaml")):
-        if path.name != "kustomization.yaml" and not (path.parent == K8S and path.name in listed):
-            # The Secret example and extras/: not in the kustomization, checked alone.
-            work = tmp_path / path.stem
-            work.mkdir()
-            shutil.copy(path, work / path.name)
-            (work / "kustomization.yaml").write_text(f"resources:\n  - {path.name}\n")
-            assert kustomize(work) == load_yaml_documents(path.read_text(), path.name)
-
-
 # --------------------------------------------------------------------------------------------------------
 # Secrets
 # --------------------------------------------------------------------------------------------------------
@@ -1151,7 +885,9 @@ def systemd_seconds(text: str) -> float:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
-def test_systemd_units():
+def test_systemd_units(tmp_path):
+    """The units' structure; `systemd-analyze verify` too where systemd-analyze is installed. Where it is not,
+    the checks below are all there is, and they always run."""
     units = systemd_units()
     assert {"jumpsync-worker@.service", "jumpsync-beat.service", "jumpsync-flower.service",
             "jumpsync-migrate.service"} <= set(units)
@@ -1196,12 +932,13 @@ def test_systemd_units():
     ports = [env_file_values(e)["JUMPSYNC_METRICS_PORT"] for e in SYSTEMD.glob("worker-*.env.example")]
     assert len(ports) == len(set(ports)), "two workers on one host need distinct metrics ports"
 
-
-def test_systemd_analyze_verify(tmp_path):
-    """systemd's own check of the units, with ExecStart pointed at this checkout's jumpsync."""
     analyze = shutil.which("systemd-analyze")
-    if not analyze:
-        pytest.skip("systemd-analyze is not installed: the units were checked by test_systemd_units only")
+    if analyze:
+        _systemd_analyze_verify(analyze, tmp_path)
+
+
+def _systemd_analyze_verify(analyze: str, tmp_path: Path) -> None:
+    """systemd's own check of the units, with ExecStart pointed at this checkout's jumpsync."""
     jumpsync = ROOT / ".venv" / "bin" / "jumpsync"
     if not jumpsync.exists():
         jumpsync = Path(shutil.which("jumpsync") or "/nonexistent")
