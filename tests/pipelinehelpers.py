@@ -12,8 +12,8 @@ NAME = "acme"
 
 
 def make_settings(db_url: str, base_url: str, sync_settings: SyncSettings = SyncSettings(), **connector) -> Settings:
-    config = ConnectorConfig(name=NAME, base_url=base_url, api_key_env=TEST_KEY_ENV, max_attempts=2,
-                             backoff_base=0.01, **connector)
+    config = ConnectorConfig(**{"name": NAME, "base_url": base_url, "api_key_env": TEST_KEY_ENV, "max_attempts": 2,
+                                "backoff_base": 0.01, **connector})
     return Settings(config_path=Path("test.toml"), database_url=db_url, broker_url="redis://unused",
                     file=FileConfig(connectors=(config,), sync=sync_settings))
 
