@@ -660,6 +660,13 @@ def health(config: Optional[Path] = ConfigOption,
 app.add_typer(db_app, name="db")
 app.add_typer(deletions_app, name="deletions")
 
+from worker.cli_access import access, export, report, who_has  # noqa: E402  (access insight, docs/access.md)
+
+app.command()(access)
+app.command("who-has")(who_has)
+app.command()(report)
+app.command()(export)
+
 
 def main() -> None:
     """The ``jumpsync`` entry point: operator errors become one clear line and exit code 2, not a traceback."""

@@ -1,0 +1,447 @@
+"""Access insight: who holds what and why, answered from the synced database alone (no JumpCloud call).
+
+Four questions (docs/access.md): a person's effective access (``access``), everyone holding one group, app or
+role (``who_has``), an identity hygiene report (``report``) and an access review export (``iter_export``).
+The dict shapes are a documented, stable interface: add keys, never rename or remove them.
+
+"Live" means ``deleted_at IS NULL``. Listings show live grants on live resources; the principal of a live
+grant may itself be deleted or missing, which is what the report's ``deleted_principal_granted`` finds.
+Names and emails are compared case-folded through the ``name_key``/``email_key`` columns, which the store
+fills with Python's ``casefold`` (SQLite's ``lower()`` folds ASCII only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, and_, exists, func, or_, select
+from sqlalchemy.sql import ColumnElement
+from sqlmodel import Session
+
+from models.queries import connector_id
+from models.store import lookup_key
+from models.tables import Grant, Resource
+
+R = Resource.__table__
+G = Grant.__table__
+
+#: Resource types ``who_has`` answers for, and the order ``access`` lists holdings in.
+HELD_TYPES = ("group", "app", "role")
+_PRINCIPAL_ORDER = {"user": 0, "admin": 1, "group": 2}
+#: Statuses of users who should hold no application access.
+INACTIVE_USER_STATUSES = ("suspended", "staged")
+
+FINDING_KINDS = (
+    "admin_without_user",
+    "inactive_user_app_access",
+    "admin_role_without_mfa",
+    "empty_group_bound_to_app",
+    "deleted_principal_granted",
+)
+
+EXPORT_COLUMNS = (
+    "principal_type", "principal_id", "principal_name", "principal_email", "principal_status",
+    "resource_type", "resource_id", "resource_name", "entitlement", "via_id", "via_name", "first_seen_at",
+    "principal_deleted",
+)
+
+REPORT_COLUMNS = (
+    "kind", "subject_type", "subject_id", "subject_name", "related_type", "related_id", "related_name",
+    "via_type", "via_id", "via_name", "detail",
+)
+
+
+class NotFound(LookupError):
+    """Nothing matches the name or id given."""
+
+
+class Ambiguous(LookupError):
+    """Several accounts or resources match; ``candidates`` lists them so the caller can ask by id."""
+
+    def __init__(self, message: str, candidates: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite keeps no offset; jumpsync writes UTC
+        return value.replace(tzinfo=timezone.utc).isoformat()
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def _ref(kind: str, rid: str | None, name: str | None) -> dict[str, Any] | None:
+    return None if not rid else {"type": kind, "id": rid, "name": name}
+
+
+def _live(table=R) -> ColumnElement[bool]:
+    return table.c.deleted_at.is_(None)
+
+
+_ACCOUNT_COLUMNS = (R.c.type, R.c.external_id, R.c.name, R.c.email, R.c.status, R.c.profile, R.c.linked_user_id,
+                    R.c.email_key, R.c.deleted_at)
+
+
+def _account(row) -> dict[str, Any]:
+    profile = row.profile or {}
+    return {"type": row.type, "id": row.external_id, "name": row.name, "email": row.email, "status": row.status,
+            "username": profile.get("username") if row.type == "user" else None}
+
+
+# --- who is this person? ----------------------------------------------------------------------------------------
+
+def _find_accounts(session: Session, cid: int, query: str, *, live: bool = True) -> tuple[list, list]:
+    """Users and admins that ``query`` names: by id (exact; wins over everything), else by email (both types)
+    or username (users), case-insensitively."""
+    text = query.strip()
+    key = lookup_key(query)
+    base = select(*_ACCOUNT_COLUMNS).where(R.c.connector_id == cid, R.c.type.in_(("user", "admin")))
+    if live:
+        base = base.where(_live())
+    by_id = session.execute(base.where(R.c.external_id == text)).all()
+    if by_id:
+        rows = by_id
+    else:
+        rows = session.execute(base.where(R.c.email_key == key)).all()
+        # Usernames live in the JSON profile. lower() narrows the scan (ASCII case), casefold decides.
+        username = R.c.profile["username"].as_string()
+        rows += [row for row in session.execute(base.where(R.c.type == "user",
+                                                           func.lower(username) == func.lower(text))).all()
+                 if lookup_key(str((row.profile or {}).get("username") or "")) == key]
+    unique = {(row.type, row.external_id): row for row in rows}
+    users = [row for (kind, _), row in sorted(unique.items()) if kind == "user"]
+    admins = [row for (kind, _), row in sorted(unique.items()) if kind == "admin"]
+    return users, admins
+
+
+def resolve_person(session: Session, cid: int, query: str) -> tuple[Any | None, list]:
+    """The person's live user account (or None) and their live admin accounts.
+
+    Admins link to users through ``linked_user_id``; an admin named by the query that links to another user
+    than the one named makes the query ambiguous. Without a user account, the admins named by the query are
+    the person (several only when they share an email).
+    """
+    users, admins = _find_accounts(session, cid, query)
+    linked_ids = sorted({a.linked_user_id for a in admins if a.linked_user_id} - {u.external_id for u in users})
+    if linked_ids:
+        users += session.execute(select(*_ACCOUNT_COLUMNS).where(
+            R.c.connector_id == cid, R.c.type == "user", R.c.external_id.in_(linked_ids), _live())).all()
+    if len(users) > 1:
+        raise Ambiguous(f"{query!r} matches {len(users)} users; give one's id",
+                        [_account(u) for u in sorted(users, key=lambda u: u.external_id)])
+    if users:
+        user = users[0]
+        linked = session.execute(select(*_ACCOUNT_COLUMNS).where(
+            R.c.connector_id == cid, R.c.type == "admin", R.c.linked_user_id == user.external_id, _live())).all()
+        found = {a.external_id: a for a in [*linked, *admins]
+                 if a.linked_user_id in (None, user.external_id)}
+        return user, [found[k] for k in sorted(found)]
+    if admins:
+        emails = {a.email_key for a in admins}
+        if len(admins) > 1 and (len(emails) > 1 or None in emails):
+            raise Ambiguous(f"{query!r} matches {len(admins)} admins; give one's id", [_account(a) for a in admins])
+        return None, admins
+    gone_users, gone_admins = _find_accounts(session, cid, query, live=False)
+    if gone_users or gone_admins:
+        raise NotFound(f"{query!r} matches only accounts deleted in JumpCloud")
+    raise NotFound(f"no user or admin with id, email or username {query!r}")
+
+
+# --- effective access --------------------------------------------------------------------------------------------
+
+def access(engine: Engine, connector: str, query: str) -> dict[str, Any]:
+    """Every group, app and role the person holds through their user and admin accounts, one entry per path."""
+    with Session(engine) as session:
+        cid = connector_id(session, connector)
+        user, admins = resolve_person(session, cid, query)
+        accounts = ([("user", user.external_id)] if user is not None else []) + [("admin", a.external_id)
+                                                                                  for a in admins]
+        res, via = R.alias("res"), R.alias("via")
+        rows = session.execute(
+            select(G.c.resource_type, G.c.resource_id, res.c.name, G.c.entitlement, G.c.via, via.c.name.label("via_name"),
+                   G.c.principal_type, G.c.principal_id)
+            .join(res, and_(res.c.connector_id == G.c.connector_id, res.c.type == G.c.resource_type,
+                            res.c.external_id == G.c.resource_id, _live(res)))
+            .outerjoin(via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group",
+                                 via.c.external_id == G.c.via))
+            .where(G.c.connector_id == cid, _live(G),
+                   G.c.principal_id.in_([rid for _, rid in accounts]))).all()
+    wanted = set(accounts)
+    entries = [{"type": r.resource_type, "id": r.resource_id, "name": r.name, "entitlement": r.entitlement,
+                "via": _ref("group", r.via, r.via_name), "account": {"type": r.principal_type, "id": r.principal_id}}
+               for r in rows if (r.principal_type, r.principal_id) in wanted]
+    entries.sort(key=lambda e: (HELD_TYPES.index(e["type"]) if e["type"] in HELD_TYPES else 9,
+                                lookup_key(e["name"] or ""), e["id"], e["via"] is not None,
+                                lookup_key((e["via"] or {}).get("name") or ""), (e["via"] or {}).get("id") or "",
+                                _PRINCIPAL_ORDER.get(e["account"]["type"], 9), e["account"]["id"]))
+    return {"connector": connector, "query": query,
+            "person": {"user": _account(user) if user is not None else None, "admins": [_account(a) for a in admins]},
+            "access": entries}
+
+
+# --- who has it -------------------------------------------------------------------------------------------------
+
+def parse_target(target: str) -> tuple[str, str]:
+    """``app:NAME`` → ("app", "NAME"); ValueError for anything else."""
+    kind, sep, name = target.partition(":")
+    kind = kind.strip().lower()
+    if not sep or kind not in HELD_TYPES or not name.strip():
+        raise ValueError(f"{target!r} is not app:NAME, group:NAME or role:NAME (NAME may be an id)")
+    return kind, name.strip()
+
+
+def resolve_resource(session: Session, cid: int, resource_type: str, name: str):
+    """The live resource of that type whose id is ``name``, else whose name is ``name`` (case-insensitive)."""
+    columns = (R.c.type, R.c.external_id, R.c.name)
+    base = select(*columns).where(R.c.connector_id == cid, R.c.type == resource_type, _live())
+    rows = session.execute(base.where(R.c.external_id == name.strip())).all()
+    if not rows:
+        rows = session.execute(base.where(R.c.name_key == lookup_key(name)).order_by(R.c.external_id)).all()
+    if len(rows) > 1:
+        raise Ambiguous(f"{len(rows)} {resource_type}s are named {name!r}; give one's id",
+                        [{"type": r.type, "id": r.external_id, "name": r.name} for r in rows])
+    if not rows:
+        raise NotFound(f"no live {resource_type} with id or name {name!r}")
+    return rows[0]
+
+
+def who_has(engine: Engine, connector: str, target: str) -> dict[str, Any]:
+    """Everyone holding the group, app or role, and how: direct or through which group. For a role, each admin
+    with their linked user; for an app bound to a group, the group itself and each member through it."""
+    resource_type, name = parse_target(target)
+    with Session(engine) as session:
+        cid = connector_id(session, connector)
+        resource = resolve_resource(session, cid, resource_type, name)
+        p, via, linked = R.alias("p"), R.alias("via"), R.alias("linked")
+        rows = session.execute(
+            select(G.c.entitlement, G.c.principal_type, G.c.principal_id, G.c.via, p.c.name, p.c.email, p.c.status,
+                   p.c.id.label("row_id"), p.c.deleted_at, via.c.name.label("via_name"),
+                   linked.c.external_id.label("l_id"), linked.c.name.label("l_name"), linked.c.email.label("l_email"),
+                   linked.c.status.label("l_status"), linked.c.profile.label("l_profile"))
+            .outerjoin(p, and_(p.c.connector_id == G.c.connector_id, p.c.type == G.c.principal_type,
+                               p.c.external_id == G.c.principal_id))
+            .outerjoin(via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group",
+                                 via.c.external_id == G.c.via))
+            .outerjoin(linked, and_(linked.c.connector_id == G.c.connector_id, linked.c.type == "user",
+                                    linked.c.external_id == p.c.linked_user_id, _live(linked)))
+            .where(G.c.connector_id == cid, G.c.resource_type == resource_type,
+                   G.c.resource_id == resource.external_id, _live(G))).all()
+    holders = []
+    for r in rows:
+        linked_user = None
+        if r.principal_type == "admin" and r.l_id is not None:
+            linked_user = {"type": "user", "id": r.l_id, "name": r.l_name, "email": r.l_email, "status": r.l_status,
+                           "username": (r.l_profile or {}).get("username")}
+        holders.append({
+            "principal": {"type": r.principal_type, "id": r.principal_id, "name": r.name, "email": r.email,
+                          "status": r.status, "deleted": r.row_id is None or r.deleted_at is not None},
+            "entitlement": r.entitlement,
+            "via": _ref("group", r.via, r.via_name),
+            "linked_user": linked_user,
+        })
+    holders.sort(key=lambda h: (_PRINCIPAL_ORDER.get(h["principal"]["type"], 9), lookup_key(h["principal"]["name"] or ""),
+                                h["principal"]["id"], h["via"] is not None,
+                                lookup_key((h["via"] or {}).get("name") or ""), (h["via"] or {}).get("id") or ""))
+    return {"connector": connector,
+            "resource": {"type": resource.type, "id": resource.external_id, "name": resource.name},
+            "holders": holders}
+
+
+# --- identity hygiene report ------------------------------------------------------------------------------------
+
+def _finding(kind: str, subject: dict | None, related: dict | None, via: dict | None, detail: str) -> dict[str, Any]:
+    return {"kind": kind, "subject": subject, "related": related, "via": via, "detail": detail}
+
+
+def _admins_without_user(session: Session, cid: int) -> list[dict]:
+    """Live admins with no live user account: neither the linked one nor one with the same email."""
+    u1, u2 = R.alias("u1"), R.alias("u2")
+    linked = exists().where(u1.c.connector_id == R.c.connector_id, u1.c.type == "user",
+                            u1.c.external_id == R.c.linked_user_id, _live(u1))
+    same_email = exists().where(u2.c.connector_id == R.c.connector_id, u2.c.type == "user",
+                                u2.c.email_key == R.c.email_key, _live(u2))
+    rows = session.execute(select(R.c.external_id, R.c.name, R.c.email).where(
+        R.c.connector_id == cid, R.c.type == "admin", _live(), ~linked, ~same_email)).all()
+    return [_finding("admin_without_user", _ref("admin", r.external_id, r.name), None, None,
+                     f"no live user account with the admin's email ({r.email})" if r.email
+                     else "the admin account has no email, so no user account matches")
+            for r in rows]
+
+
+def _inactive_users_with_app_access(session: Session, cid: int) -> list[dict]:
+    """Suspended or staged users holding live access to a live app, one finding per path."""
+    u, app, via = R.alias("u"), R.alias("app"), R.alias("via")
+    rows = session.execute(
+        select(u.c.external_id, u.c.name, u.c.status, app.c.external_id.label("app_id"), app.c.name.label("app_name"),
+               G.c.via, via.c.name.label("via_name"))
+        .select_from(G)
+        .join(u, and_(u.c.connector_id == G.c.connector_id, u.c.type == "user", u.c.external_id == G.c.principal_id,
+                      _live(u), u.c.status.in_(INACTIVE_USER_STATUSES)))
+        .join(app, and_(app.c.connector_id == G.c.connector_id, app.c.type == "app",
+                        app.c.external_id == G.c.resource_id, _live(app)))
+        .outerjoin(via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group",
+                             via.c.external_id == G.c.via))
+        .where(G.c.connector_id == cid, G.c.resource_type == "app", G.c.principal_type == "user", _live(G))).all()
+    return [_finding("inactive_user_app_access", _ref("user", r.external_id, r.name), _ref("app", r.app_id, r.app_name),
+                     _ref("group", r.via, r.via_name),
+                     f"{r.status} user holds access " + (f"through group {r.via_name or r.via}" if r.via else "directly"))
+            for r in rows]
+
+
+def _admin_roles_without_mfa(session: Session, cid: int) -> list[dict]:
+    """Users whose MFA is not configured (false or missing) and whose linked admin account holds a role."""
+    u, a, role = R.alias("u"), R.alias("a"), R.alias("role")
+    rows = session.execute(
+        select(u.c.external_id, u.c.name, u.c.profile, a.c.external_id.label("admin_id"), a.c.name.label("admin_name"),
+               a.c.status.label("admin_status"), role.c.external_id.label("role_id"), role.c.name.label("role_name"))
+        .select_from(a)
+        .join(u, and_(u.c.connector_id == a.c.connector_id, u.c.type == "user", u.c.external_id == a.c.linked_user_id,
+                      _live(u)))
+        .join(G, and_(G.c.connector_id == a.c.connector_id, G.c.resource_type == "role", G.c.principal_type == "admin",
+                      G.c.principal_id == a.c.external_id, _live(G)))
+        .join(role, and_(role.c.connector_id == G.c.connector_id, role.c.type == "role",
+                         role.c.external_id == G.c.resource_id, _live(role)))
+        .where(a.c.connector_id == cid, a.c.type == "admin", _live(a))).all()
+    out = []
+    for r in rows:
+        mfa = (r.profile or {}).get("mfa_configured")
+        if mfa is True:
+            continue
+        state = "not configured" if mfa is False else "unknown (not in the user record)"
+        suspended = " (admin account suspended)" if r.admin_status == "suspended" else ""
+        out.append(_finding("admin_role_without_mfa", _ref("user", r.external_id, r.name),
+                            _ref("role", r.role_id, r.role_name), _ref("admin", r.admin_id, r.admin_name),
+                            f"user MFA {state}; holds role {r.role_name} through admin account {r.admin_id}{suspended}"))
+    return out
+
+
+def _empty_groups_bound_to_apps(session: Session, cid: int) -> list[dict]:
+    """Live groups directly bound to a live app that have no live member (a live membership of a live user)."""
+    grp, app, m, mu = R.alias("grp"), R.alias("app"), G.alias("m"), R.alias("mu")
+    has_member = exists().where(
+        m.c.connector_id == G.c.connector_id, m.c.resource_type == "group", m.c.resource_id == G.c.principal_id,
+        m.c.entitlement == "member", _live(m),
+        exists().where(mu.c.connector_id == m.c.connector_id, mu.c.type == m.c.principal_type,
+                       mu.c.external_id == m.c.principal_id, _live(mu)))
+    rows = session.execute(
+        select(grp.c.external_id, grp.c.name, app.c.external_id.label("app_id"), app.c.name.label("app_name"))
+        .select_from(G)
+        .join(grp, and_(grp.c.connector_id == G.c.connector_id, grp.c.type == "group",
+                        grp.c.external_id == G.c.principal_id, _live(grp)))
+        .join(app, and_(app.c.connector_id == G.c.connector_id, app.c.type == "app",
+                        app.c.external_id == G.c.resource_id, _live(app)))
+        .where(G.c.connector_id == cid, G.c.resource_type == "app", G.c.principal_type == "group", G.c.via == "",
+               _live(G), ~has_member)).all()
+    return [_finding("empty_group_bound_to_app", _ref("group", r.external_id, r.name), _ref("app", r.app_id, r.app_name),
+                     None, "the group is bound to the app but has no live members")
+            for r in rows]
+
+
+def _deleted_principals_granted(session: Session, cid: int) -> list[dict]:
+    """Live grants whose principal is deleted in JumpCloud, or absent from the database."""
+    p, res, via = R.alias("p"), R.alias("res"), R.alias("via")
+    rows = session.execute(
+        select(G.c.principal_type, G.c.principal_id, G.c.resource_type, G.c.resource_id, G.c.entitlement, G.c.via,
+               p.c.id.label("row_id"), p.c.name, p.c.deleted_at, res.c.name.label("res_name"),
+               via.c.name.label("via_name"))
+        .outerjoin(p, and_(p.c.connector_id == G.c.connector_id, p.c.type == G.c.principal_type,
+                           p.c.external_id == G.c.principal_id))
+        .outerjoin(res, and_(res.c.connector_id == G.c.connector_id, res.c.type == G.c.resource_type,
+                             res.c.external_id == G.c.resource_id))
+        .outerjoin(via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group",
+                             via.c.external_id == G.c.via))
+        .where(G.c.connector_id == cid, _live(G), or_(p.c.id.is_(None), p.c.deleted_at.is_not(None)))).all()
+    out = []
+    for r in rows:
+        gone = (f"deleted in JumpCloud at {_iso(r.deleted_at)}" if r.row_id is not None
+                else "not in the database (never synced)")
+        out.append(_finding("deleted_principal_granted", _ref(r.principal_type, r.principal_id, r.name),
+                            _ref(r.resource_type, r.resource_id, r.res_name), _ref("group", r.via, r.via_name),
+                            f"{r.principal_type} {gone}, still holds {r.entitlement} on {r.resource_type} "
+                            f"{r.res_name or r.resource_id}"))
+    return out
+
+
+_CHECKS = {
+    "admin_without_user": _admins_without_user,
+    "inactive_user_app_access": _inactive_users_with_app_access,
+    "admin_role_without_mfa": _admin_roles_without_mfa,
+    "empty_group_bound_to_app": _empty_groups_bound_to_apps,
+    "deleted_principal_granted": _deleted_principals_granted,
+}
+
+
+def _finding_order(f: dict) -> tuple:
+    def ref(value: dict | None) -> tuple:
+        return ("", "", "") if value is None else (value["type"], lookup_key(value["name"] or ""), value["id"])
+
+    return (ref(f["subject"]), ref(f["related"]), ref(f["via"]))
+
+
+def report(engine: Engine, connector: str) -> dict[str, Any]:
+    """The identity hygiene findings, by kind (in ``FINDING_KINDS`` order), then by subject, related, via."""
+    with Session(engine) as session:
+        cid = connector_id(session, connector)
+        findings: list[dict] = []
+        summary: dict[str, int] = {}
+        for kind in FINDING_KINDS:
+            found = sorted(_CHECKS[kind](session, cid), key=_finding_order)
+            summary[kind] = len(found)
+            findings += found
+    return {"connector": connector, "summary": summary, "findings": findings}
+
+
+def finding_row(finding: dict[str, Any]) -> tuple:
+    """A finding as a CSV row, in ``REPORT_COLUMNS`` order."""
+    def parts(value: dict | None) -> tuple:
+        return (None, None, None) if value is None else (value["type"], value["id"], value["name"])
+
+    return (finding["kind"], *parts(finding["subject"]), *parts(finding["related"]), *parts(finding["via"]),
+            finding["detail"])
+
+
+# --- access review export ---------------------------------------------------------------------------------------
+
+def iter_export(engine: Engine, connector: str) -> Iterator[tuple]:
+    """Every live grant as a tuple in ``EXPORT_COLUMNS`` order, ordered by resource then principal (the order
+    of the grants' unique key, so no sort is needed). Raises UnknownConnector at once, before any row."""
+    session = Session(engine)
+    try:
+        cid = connector_id(session, connector)
+    except BaseException:
+        session.close()
+        raise
+    return _export_rows(session, cid)
+
+
+def _export_rows(session: Session, cid: int) -> Iterator[tuple]:
+    p, res, via = R.alias("p"), R.alias("res"), R.alias("via")
+    try:
+        result = session.execute(
+            select(G.c.principal_type, G.c.principal_id, p.c.name, p.c.email, p.c.status,
+                   G.c.resource_type, G.c.resource_id, res.c.name, G.c.entitlement, G.c.via, via.c.name,
+                   G.c.first_seen_at, p.c.id, p.c.deleted_at)
+            .outerjoin(p, and_(p.c.connector_id == G.c.connector_id, p.c.type == G.c.principal_type,
+                               p.c.external_id == G.c.principal_id))
+            .outerjoin(res, and_(res.c.connector_id == G.c.connector_id, res.c.type == G.c.resource_type,
+                                 res.c.external_id == G.c.resource_id))
+            .outerjoin(via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group",
+                                 via.c.external_id == G.c.via))
+            .where(G.c.connector_id == cid, _live(G))
+            .order_by(G.c.resource_type, G.c.resource_id, G.c.entitlement, G.c.principal_type, G.c.principal_id,
+                      G.c.via),
+            execution_options={"yield_per": 5000})
+        for (ptype, pid, pname, pemail, pstatus, rtype, rid, rname, entitlement, via_id, via_name, first_seen,
+             row_id, deleted_at) in result:
+            yield (ptype, pid, pname, pemail, pstatus, rtype, rid, rname, entitlement, via_id or None, via_name,
+                   _iso(first_seen), row_id is None or deleted_at is not None)
+    finally:
+        session.close()
+
+
+def export(engine: Engine, connector: str) -> list[dict[str, Any]]:
+    """``iter_export`` as a list of dicts keyed by ``EXPORT_COLUMNS``."""
+    return [dict(zip(EXPORT_COLUMNS, row)) for row in iter_export(engine, connector)]

@@ -1,0 +1,459 @@
+"""Access insight (models/access.py, worker/cli_access.py) on a hand-built tenant whose answers are known.
+
+Every test runs on SQLite and on a real PostgreSQL server (the ``engine`` fixture). The tenant:
+
+- Alice: user ``u-alice`` (Alice@Example.com) and admin ``a-alice`` (alice@EXAMPLE.COM, linked), role
+  Administrator; member of Engineering and Operations; GitHub directly and through both groups. Her direct
+  Slack grant was deleted.
+- Bob: suspended, Slack directly. Carol: staged, GitHub through Engineering.
+- Dave (MFA false) and Frank (no MFA field): users whose linked admin accounts hold Help Desk and Manager.
+- Olga: admin only (Read Only), no user account.
+- Erin: user deleted in JumpCloud, still granted Slack directly, Ghost Team membership and Wiki through it.
+- ``u-missing``: never synced, still a member of Contractors.
+- Wiki is bound to Empty Team (no members) and Ghost Team (only Erin). Two apps are named Docs.
+- Two users have usernames ``sam`` and ``SAM``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+
+import pytest
+from rich.console import Console
+from sqlalchemy import update
+from sqlmodel import Session
+from typer.testing import CliRunner
+
+from connector.records import GrantRecord, ResourceRecord
+from models import access as q
+from models.store import GrantWriter, ResourceWriter
+from models.tables import Connector, Grant, Resource
+from worker.cli_access import csv_cell
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+FIRST_SEEN = "2026-01-01T00:00:00+00:00"
+
+
+def _user(uid, name, email, status, username, mfa=True):
+    profile = {"username": username}
+    if mfa is not None:
+        profile["mfa_configured"] = mfa
+    return ResourceRecord("user", uid, name, email, status, profile)
+
+
+USERS = [
+    _user("u-alice", "Alice Anders", "Alice@Example.com", "active", "alice"),
+    _user("u-bob", "Bob Brown", "bob@example.com", "suspended", "bob"),
+    _user("u-carol", "Carol Chen", "carol@example.com", "staged", "carol"),
+    _user("u-dave", "Dave Diaz", "dave@example.com", "active", "dave", mfa=False),
+    _user("u-frank", "Frank Fox", "frank@example.com", "active", "frank", mfa=None),
+    _user("u-erin", "Erin Ek", "erin@example.com", "active", "erin"),
+    _user("u-sam1", "Sam One", "sam.one@example.com", "active", "sam"),
+    _user("u-sam2", "Sam Two", "sam.two@example.com", "active", "SAM"),
+]
+#: admin id, name, email, linked user, role id
+ADMINS = [
+    ("a-alice", "Alice Anders", "alice@EXAMPLE.COM", "u-alice", "administrator"),
+    ("a-dave", "Dave Diaz", "dave@example.com", "u-dave", "help-desk"),
+    ("a-frank", "Frank Fox", "frank@example.com", "u-frank", "manager"),
+    ("a-olga", "Olga Orr", "olga@example.com", None, "read-only"),
+]
+ROLES = {"administrator": "Administrator", "help-desk": "Help Desk", "manager": "Manager",
+         "read-only": "Read Only", "billing-only": "Billing Only"}
+GROUPS = {"g-eng": ("Engineering", ["u-alice", "u-carol"]), "g-ops": ("Operations", ["u-alice"]),
+          "g-empty": ("Empty Team", []), "g-ghost": ("Ghost Team", ["u-erin"]),
+          "g-contract": ("Contractors", ["u-missing"])}
+#: app id: (name, direct users, bound groups)
+APPS = {"app-github": ("GitHub", ["u-alice"], ["g-eng", "g-ops"]),
+        "app-slack": ("Slack", ["u-bob", "u-erin", "u-alice"], []),
+        "app-wiki": ("Wiki", [], ["g-empty", "g-ghost"]),
+        "app-docs1": ("Docs", [], []), "app-docs2": ("docs", [], [])}
+
+
+def build_tenant(engine) -> int:
+    with Session(engine) as session:
+        row = Connector(name="acme", base_url="https://console.jumpcloud.com")
+        session.add(row)
+        session.commit()
+        cid = row.id
+    ResourceWriter(engine, cid, "user", NOW).write(USERS)
+    ResourceWriter(engine, cid, "admin", NOW).write(
+        [ResourceRecord("admin", aid, name, email, "active", {"role_names": [ROLES[role]]})
+         for aid, name, email, _, role in ADMINS])
+    ResourceWriter(engine, cid, "group", NOW).write(
+        [ResourceRecord("group", gid, name) for gid, (name, _) in GROUPS.items()])
+    ResourceWriter(engine, cid, "app", NOW).write(
+        [ResourceRecord("app", aid, name, status="active") for aid, (name, _, _) in APPS.items()])
+    ResourceWriter(engine, cid, "role", NOW).write([ResourceRecord("role", rid, name) for rid, name in ROLES.items()])
+
+    GrantWriter(engine, cid, "group", "group", NOW).write_scopes(
+        {gid: [GrantRecord("group", gid, "member", "user", uid) for uid in members]
+         for gid, (_, members) in GROUPS.items()})
+    GrantWriter(engine, cid, "app", "app", NOW).write_scopes(
+        {aid: [GrantRecord("app", aid, "access", "user", uid) for uid in users]
+         + [GrantRecord("app", aid, "access", "group", gid) for gid in groups]
+         for aid, (_, users, groups) in APPS.items()})
+    GrantWriter(engine, cid, "app", "app_via_group", NOW).write_scopes(
+        {aid: [GrantRecord("app", aid, "access", "user", uid, via=gid)
+               for gid in groups for uid in GROUPS[gid][1]]
+         for aid, (_, _, groups) in APPS.items()})
+    GrantWriter(engine, cid, "role", "role", NOW).write_scopes(
+        {rid: [GrantRecord("role", rid, "assigned", "admin", aid) for aid, *_, role in ADMINS if role == rid]
+         for rid in ROLES})
+
+    later = datetime(2026, 2, 1, tzinfo=timezone.utc)
+    R, G = Resource.__table__, Grant.__table__
+    with Session(engine) as session:
+        for aid, _, _, linked, _ in ADMINS:
+            session.execute(update(R).where(R.c.connector_id == cid, R.c.type == "admin", R.c.external_id == aid)
+                            .values(linked_user_id=linked))
+        session.execute(update(R).where(R.c.connector_id == cid, R.c.type == "user", R.c.external_id == "u-erin")
+                        .values(deleted_at=later))
+        session.execute(update(G).where(G.c.connector_id == cid, G.c.resource_id == "app-slack",
+                                        G.c.principal_id == "u-alice").values(deleted_at=later))
+        session.commit()
+    return cid
+
+
+@pytest.fixture
+def tenant(engine):
+    build_tenant(engine)
+    return engine
+
+
+def _entries(result) -> list[tuple]:
+    return [(e["type"], e["id"], e["name"], e["entitlement"], e["via"] and e["via"]["id"],
+             e["account"]["type"], e["account"]["id"]) for e in result["access"]]
+
+
+ALICE = [
+    ("group", "g-eng", "Engineering", "member", None, "user", "u-alice"),
+    ("group", "g-ops", "Operations", "member", None, "user", "u-alice"),
+    ("app", "app-github", "GitHub", "access", None, "user", "u-alice"),
+    ("app", "app-github", "GitHub", "access", "g-eng", "user", "u-alice"),
+    ("app", "app-github", "GitHub", "access", "g-ops", "user", "u-alice"),
+    ("role", "administrator", "Administrator", "assigned", None, "admin", "a-alice"),
+]
+
+
+# --- access ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("query", ["alice", "ALICE", "u-alice", "a-alice", "alice@example.com",
+                                   " Alice@EXAMPLE.com "])
+def test_access_of_a_person_with_user_and_admin_accounts(tenant, query):
+    result = q.access(tenant, "acme", query)
+    assert result["person"]["user"] == {"type": "user", "id": "u-alice", "name": "Alice Anders",
+                                        "email": "Alice@Example.com", "status": "active", "username": "alice"}
+    assert [a["id"] for a in result["person"]["admins"]] == ["a-alice"]
+    assert _entries(result) == ALICE
+    via = [e["via"] for e in result["access"] if e["via"]]
+    assert via == [{"type": "group", "id": "g-eng", "name": "Engineering"},
+                   {"type": "group", "id": "g-ops", "name": "Operations"}]
+
+
+def test_access_of_other_people(tenant):
+    carol = q.access(tenant, "acme", "carol@example.com")
+    assert carol["person"]["admins"] == []
+    assert _entries(carol) == [("group", "g-eng", "Engineering", "member", None, "user", "u-carol"),
+                               ("app", "app-github", "GitHub", "access", "g-eng", "user", "u-carol")]
+    assert _entries(q.access(tenant, "acme", "bob")) == [("app", "app-slack", "Slack", "access", None, "user", "u-bob")]
+    assert _entries(q.access(tenant, "acme", "DAVE")) == [
+        ("role", "help-desk", "Help Desk", "assigned", None, "admin", "a-dave")]
+    assert _entries(q.access(tenant, "acme", "sam.one@example.com")) == []
+
+
+def test_access_of_an_admin_without_a_user(tenant):
+    for query in ("olga@example.com", "OLGA@example.com", "a-olga"):
+        result = q.access(tenant, "acme", query)
+        assert result["person"]["user"] is None
+        assert [(a["id"], a["email"], a["username"]) for a in result["person"]["admins"]] == [
+            ("a-olga", "olga@example.com", None)]
+        assert _entries(result) == [("role", "read-only", "Read Only", "assigned", None, "admin", "a-olga")]
+
+
+def test_access_ambiguous_and_unknown(tenant):
+    with pytest.raises(q.Ambiguous) as caught:
+        q.access(tenant, "acme", "Sam")
+    assert [(c["id"], c["username"]) for c in caught.value.candidates] == [("u-sam1", "sam"), ("u-sam2", "SAM")]
+    with pytest.raises(q.NotFound, match="no user or admin"):
+        q.access(tenant, "acme", "nobody@example.com")
+    with pytest.raises(q.NotFound, match="only accounts deleted"):
+        q.access(tenant, "acme", "erin")
+    from models.queries import UnknownConnector
+
+    with pytest.raises(UnknownConnector):
+        q.access(tenant, "nope", "alice")
+
+
+# --- who-has -----------------------------------------------------------------------------------------------------
+
+def _holders(result) -> list[tuple]:
+    return [(h["principal"]["type"], h["principal"]["id"], h["entitlement"], h["via"] and h["via"]["id"],
+             h["linked_user"] and h["linked_user"]["id"]) for h in result["holders"]]
+
+
+def test_who_has_an_app_bound_to_groups(tenant):
+    for target in ("app:GitHub", "app:github", "APP: github ", "app:app-github"):
+        result = q.who_has(tenant, "acme", target)
+        assert result["resource"] == {"type": "app", "id": "app-github", "name": "GitHub"}
+        assert _holders(result) == [
+            ("user", "u-alice", "access", None, None),
+            ("user", "u-alice", "access", "g-eng", None),
+            ("user", "u-alice", "access", "g-ops", None),
+            ("user", "u-carol", "access", "g-eng", None),
+            ("group", "g-eng", "access", None, None),
+            ("group", "g-ops", "access", None, None),
+        ]
+    carol = q.who_has(tenant, "acme", "app:GitHub")["holders"][3]
+    assert carol == {"principal": {"type": "user", "id": "u-carol", "name": "Carol Chen", "email": "carol@example.com",
+                                   "status": "staged", "deleted": False},
+                     "entitlement": "access", "via": {"type": "group", "id": "g-eng", "name": "Engineering"},
+                     "linked_user": None}
+
+
+def test_who_has_a_group_a_role_and_deleted_holders(tenant):
+    assert _holders(q.who_has(tenant, "acme", "group:engineering")) == [
+        ("user", "u-alice", "member", None, None), ("user", "u-carol", "member", None, None)]
+    help_desk = q.who_has(tenant, "acme", "role:help desk")
+    assert _holders(help_desk) == [("admin", "a-dave", "assigned", None, "u-dave")]
+    assert help_desk["holders"][0]["linked_user"] == {"type": "user", "id": "u-dave", "name": "Dave Diaz",
+                                                      "email": "dave@example.com", "status": "active",
+                                                      "username": "dave"}
+    assert _holders(q.who_has(tenant, "acme", "role:read-only")) == [("admin", "a-olga", "assigned", None, None)]
+    assert q.who_has(tenant, "acme", "role:Billing Only")["holders"] == []
+    slack = q.who_has(tenant, "acme", "app:slack")["holders"]  # Alice's grant is deleted: not listed
+    assert [(h["principal"]["id"], h["principal"]["deleted"], h["principal"]["status"]) for h in slack] == [
+        ("u-bob", False, "suspended"), ("u-erin", True, "active")]
+    contractors = q.who_has(tenant, "acme", "group:Contractors")["holders"]
+    assert [(h["principal"]["id"], h["principal"]["name"], h["principal"]["deleted"]) for h in contractors] == [
+        ("u-missing", None, True)]
+
+
+def test_who_has_ambiguous_unknown_and_malformed(tenant):
+    with pytest.raises(q.Ambiguous) as caught:
+        q.who_has(tenant, "acme", "app:DOCS")
+    assert [c["id"] for c in caught.value.candidates] == ["app-docs1", "app-docs2"]
+    assert q.who_has(tenant, "acme", "app:app-docs2")["holders"] == []
+    with pytest.raises(q.NotFound):
+        q.who_has(tenant, "acme", "app:Nope")
+    with pytest.raises(q.NotFound):
+        q.who_has(tenant, "acme", "group:GitHub")  # an app, not a group
+    for bad in ("GitHub", "user:alice", "app:", "app: "):
+        with pytest.raises(ValueError):
+            q.who_has(tenant, "acme", bad)
+
+
+# --- report ------------------------------------------------------------------------------------------------------
+
+def _findings(result) -> list[tuple]:
+    def ref(value):
+        return value and (value["type"], value["id"])
+
+    return [(f["kind"], ref(f["subject"]), ref(f["related"]), ref(f["via"])) for f in result["findings"]]
+
+
+EXPECTED_FINDINGS = [
+    ("admin_without_user", ("admin", "a-olga"), None, None),
+    ("inactive_user_app_access", ("user", "u-bob"), ("app", "app-slack"), None),
+    ("inactive_user_app_access", ("user", "u-carol"), ("app", "app-github"), ("group", "g-eng")),
+    ("admin_role_without_mfa", ("user", "u-dave"), ("role", "help-desk"), ("admin", "a-dave")),
+    ("admin_role_without_mfa", ("user", "u-frank"), ("role", "manager"), ("admin", "a-frank")),
+    ("empty_group_bound_to_app", ("group", "g-empty"), ("app", "app-wiki"), None),
+    ("empty_group_bound_to_app", ("group", "g-ghost"), ("app", "app-wiki"), None),
+    ("deleted_principal_granted", ("user", "u-missing"), ("group", "g-contract"), None),
+    ("deleted_principal_granted", ("user", "u-erin"), ("app", "app-slack"), None),
+    ("deleted_principal_granted", ("user", "u-erin"), ("app", "app-wiki"), ("group", "g-ghost")),
+    ("deleted_principal_granted", ("user", "u-erin"), ("group", "g-ghost"), None),
+]
+
+
+def test_report_findings(tenant):
+    result = q.report(tenant, "acme")
+    assert _findings(result) == EXPECTED_FINDINGS
+    assert result["summary"] == {"admin_without_user": 1, "inactive_user_app_access": 2, "admin_role_without_mfa": 2,
+                                 "empty_group_bound_to_app": 2, "deleted_principal_granted": 4}
+    details = {(f["kind"], f["subject"]["id"], f["related"] and f["related"]["id"]): f["detail"]
+               for f in result["findings"]}
+    assert details[("admin_without_user", "a-olga", None)] == "no live user account with the admin's email (olga@example.com)"
+    assert details[("inactive_user_app_access", "u-carol", "app-github")] == \
+        "staged user holds access through group Engineering"
+    assert details[("inactive_user_app_access", "u-bob", "app-slack")] == "suspended user holds access directly"
+    assert details[("admin_role_without_mfa", "u-frank", "manager")].startswith("user MFA unknown")
+    assert details[("admin_role_without_mfa", "u-dave", "help-desk")].startswith("user MFA not configured")
+    assert details[("deleted_principal_granted", "u-missing", "g-contract")].startswith(
+        "user not in the database")
+    assert details[("deleted_principal_granted", "u-erin", "app-slack")].startswith(
+        "user deleted in JumpCloud at 2026-02-01T00:00:00+00:00")
+    erin = next(f for f in result["findings"] if f["subject"]["id"] == "u-erin")
+    assert erin["subject"] == {"type": "user", "id": "u-erin", "name": "Erin Ek"}
+
+
+def test_report_of_a_clean_tenant_is_empty(engine):
+    with Session(engine) as session:
+        row = Connector(name="clean", base_url="https://console.jumpcloud.com")
+        session.add(row)
+        session.commit()
+        cid = row.id
+    ResourceWriter(engine, cid, "user", NOW).write([USERS[0]])
+    ResourceWriter(engine, cid, "group", NOW).write([ResourceRecord("group", "g-eng", "Engineering")])
+    GrantWriter(engine, cid, "group", "group", NOW).write_scopes(
+        {"g-eng": [GrantRecord("group", "g-eng", "member", "user", "u-alice")]})
+    result = q.report(engine, "clean")
+    assert result["findings"] == [] and set(result["summary"].values()) == {0}
+
+
+# --- export ------------------------------------------------------------------------------------------------------
+
+def _expected_grants() -> set[tuple]:
+    """(principal type, principal id, resource type, resource id, entitlement, via) of every live grant."""
+    out = {("user", uid, "group", gid, "member", None) for gid, (_, members) in GROUPS.items() for uid in members}
+    for aid, (_, users, groups) in APPS.items():
+        out |= {("user", uid, "app", aid, "access", None) for uid in users if (aid, uid) != ("app-slack", "u-alice")}
+        out |= {("group", gid, "app", aid, "access", None) for gid in groups}
+        out |= {("user", uid, "app", aid, "access", gid) for gid in groups for uid in GROUPS[gid][1]}
+    out |= {("admin", aid, "role", role, "assigned", None) for aid, *_, role in ADMINS}
+    return out
+
+
+def test_export(tenant):
+    rows = q.export(tenant, "acme")
+    assert {(r["principal_type"], r["principal_id"], r["resource_type"], r["resource_id"], r["entitlement"],
+             r["via_id"]) for r in rows} == _expected_grants()
+    assert len(rows) == len(_expected_grants()) == 20
+    assert all(list(r) == list(q.EXPORT_COLUMNS) for r in rows)
+    assert [(r["resource_type"], r["resource_id"]) for r in rows] == sorted(
+        (r["resource_type"], r["resource_id"]) for r in rows)
+    carol = next(r for r in rows if r["principal_id"] == "u-carol" and r["resource_id"] == "app-github")
+    assert carol == {"principal_type": "user", "principal_id": "u-carol", "principal_name": "Carol Chen",
+                     "principal_email": "carol@example.com", "principal_status": "staged", "resource_type": "app",
+                     "resource_id": "app-github", "resource_name": "GitHub", "entitlement": "access",
+                     "via_id": "g-eng", "via_name": "Engineering", "first_seen_at": FIRST_SEEN,
+                     "principal_deleted": False}
+    gone = {(r["principal_id"], r["resource_id"], r["via_id"]) for r in rows if r["principal_deleted"]}
+    assert gone == {("u-erin", "app-slack", None), ("u-erin", "app-wiki", "g-ghost"), ("u-erin", "g-ghost", None),
+                    ("u-missing", "g-contract", None)}
+    from models.queries import UnknownConnector
+
+    with pytest.raises(UnknownConnector):
+        q.iter_export(tenant, "nope")  # at once, before any row is asked for
+
+
+# --- the commands ------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def run(tenant, tmp_path, monkeypatch):
+    """``run(*args)`` invokes ``jumpsync`` in-process on the tenant's database."""
+    from models.db import get_engine
+    from worker import cli, cli_access, runtime
+    from worker.settings import SettingsCache
+
+    url = tenant.url.render_as_string(hide_password=False)
+    config = tmp_path / "jumpsync.toml"
+    config.write_text('[[connectors]]\nname = "acme"\napi_key_env = "ACME_KEY"\n')
+    monkeypatch.setenv("JUMPSYNC_CONFIG", str(config))
+    monkeypatch.setenv("JUMPSYNC_DATABASE_URL", url)
+    monkeypatch.setattr(runtime, "_settings", SettingsCache())
+    monkeypatch.setattr(cli_access, "console", Console(width=250))
+    monkeypatch.setattr(cli_access, "err", Console(width=250, stderr=True))
+    runner = CliRunner()
+    yield lambda *args: runner.invoke(cli.app, list(args))
+    get_engine(url).dispose()
+
+
+def test_cli_access(run, tenant):
+    result = run("access", "acme", "ALICE@example.com", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == q.access(tenant, "acme", "ALICE@example.com")
+    assert _entries(json.loads(result.stdout)) == ALICE
+
+    table = run("access", "acme", "alice")
+    assert table.exit_code == 0
+    for text in ("user u-alice: Alice Anders", "admin a-alice", "Engineering (g-eng)", "Administrator", "direct"):
+        assert text in table.stdout
+
+    ambiguous = run("access", "acme", "sam", "--json")
+    assert ambiguous.exit_code == 2 and ambiguous.stdout == ""
+    assert "'sam' matches 2 users" in ambiguous.stderr
+    assert "u-sam1: Sam One" in ambiguous.stderr and "u-sam2: Sam Two" in ambiguous.stderr
+    unknown = run("access", "acme", "nobody")
+    assert unknown.exit_code == 2 and "no user or admin with id, email or username 'nobody'" in unknown.stderr
+    no_connector = run("access", "nope", "alice")
+    assert no_connector.exit_code == 2 and "has never been synced" in no_connector.stderr
+
+
+def test_cli_who_has(run, tenant):
+    result = run("who-has", "acme", "role:Administrator", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data == q.who_has(tenant, "acme", "role:Administrator")
+    assert _holders(data) == [("admin", "a-alice", "assigned", None, "u-alice")]
+    table = run("who-has", "acme", "app:wiki")
+    assert table.exit_code == 0 and "Ghost Team (g-ghost)" in table.stdout and "deleted" in table.stdout
+    assert run("who-has", "acme", "app:docs").exit_code == 2
+    malformed = run("who-has", "acme", "slack")
+    assert malformed.exit_code == 2 and "is not app:NAME" in malformed.stderr
+
+
+def test_cli_report(run, tenant):
+    result = run("report", "acme", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert _findings(json.loads(result.stdout)) == EXPECTED_FINDINGS
+
+    as_csv = run("report", "acme", "--format", "csv")
+    assert as_csv.exit_code == 0
+    rows = list(csv.reader(io.StringIO(as_csv.stdout)))
+    assert tuple(rows[0]) == q.REPORT_COLUMNS
+    assert [(r[0], r[1], r[2], r[4], r[5], r[7], r[8]) for r in rows[1:]] == [
+        (kind, *subject, *(related or ("", "")), *(via or ("", ""))) for kind, subject, related, via in EXPECTED_FINDINGS]
+    assert rows[2][3] == "Bob Brown" and rows[2][6] == "Slack"
+
+    table = run("report", "acme")
+    assert table.exit_code == 0
+    assert "deleted_principal_granted    4" in table.stdout and "Olga Orr (a-olga)" in table.stdout
+    assert run("report", "acme", "--format", "xml").exit_code == 2
+    assert run("report", "nope").exit_code == 2
+
+
+def test_cli_export(run, tenant, tmp_path):
+    result = run("export", "acme")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert tuple(rows[0]) == q.EXPORT_COLUMNS
+    expected = [{k: str(csv_cell(v)) for k, v in row.items()} for row in q.export(tenant, "acme")]
+    assert rows == expected and len(rows) == 20
+    assert {r["principal_deleted"] for r in rows} == {"true", "false"}
+
+    target = tmp_path / "review.json"
+    written = run("export", "acme", "--format", "json", "--output", str(target))
+    assert written.exit_code == 0 and written.stdout == ""
+    assert "wrote 20 grants to" in written.stderr
+    assert json.loads(target.read_text()) == q.export(tenant, "acme")
+
+    target_csv = tmp_path / "review.csv"
+    assert run("export", "acme", "-o", str(target_csv)).exit_code == 0
+    assert target_csv.read_text(encoding="utf-8").splitlines()[0] == ",".join(q.EXPORT_COLUMNS)
+
+    missing = tmp_path / "absent.csv"
+    assert run("export", "nope", "-o", str(missing)).exit_code == 2 and not missing.exists()
+    assert run("export", "acme", "-o", str(tmp_path / "no" / "dir.csv")).exit_code == 2
+
+
+def test_empty_export_is_valid(engine, tmp_path, monkeypatch):
+    with Session(engine) as session:
+        session.add(Connector(name="empty", base_url="https://console.jumpcloud.com"))
+        session.commit()
+    assert q.export(engine, "empty") == []
+    from worker.cli_access import ExportFormat, _write_export
+
+    out = io.StringIO()
+    assert _write_export(out, iter([]), ExportFormat.json, q.EXPORT_COLUMNS) == 0
+    assert json.loads(out.getvalue()) == []
+
+
+def test_csv_cells_cannot_be_spreadsheet_formulas():
+    assert [csv_cell(v) for v in ("=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tx", "Alice", None, True,
+                                  False, "a=b")] == [
+        "'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\tx", "Alice", "", "true", "false", "a=b"]
