@@ -89,7 +89,7 @@ def run_record(session: Session, run: SyncRun) -> dict[str, Any]:
 
 def run_by_task_id(engine: Engine, task_id: str) -> dict[str, Any] | None:
     with Session(engine) as session:
-        run = session.execute(select(SyncRun).where(SyncRun.task_id == task_id)).scalars().first()
+        run = session.execute(select(SyncRun).where(SyncRun.task_id == task_id).order_by(SyncRun.id)).scalars().first()
         return run_record(session, run) if run else None
 
 

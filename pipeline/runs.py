@@ -98,6 +98,19 @@ def reap_stale_runs(session: Session, connector_id: int | None, stale_after: tim
     return len(stale)
 
 
+def _redelivered(session: Session, task_id: str) -> StartResult | None:
+    """The run this trigger message already opened, if it is delivered again (its worker died after opening
+    the run): the fetch parts still pending are sent again, and no second run is opened."""
+    run = session.execute(select(SyncRun).where(SyncRun.task_id == task_id).order_by(SyncRun.id)).scalars().first()
+    if run is None:
+        return None
+    pending = ()
+    if run.status == "running":
+        pending = tuple(session.execute(select(SyncPart.name).where(
+            SyncPart.run_id == run.id, SyncPart.phase == "fetch", SyncPart.status == "pending")).scalars())
+    return StartResult(run_id=run.id, skipped=run.status == "skipped", parts=pending, reason=run.error)
+
+
 def start_run(engine: Engine, connector: ConnectorConfig, *, trigger: str, task_id: str | None,
               stale_after: timedelta) -> StartResult:
     """Open a run with its parts pending, or record a skip when the connector already has an active run."""
@@ -105,6 +118,10 @@ def start_run(engine: Engine, connector: ConnectorConfig, *, trigger: str, task_
     plan = plan_parts(connector)
     with Session(engine) as session:
         connector_id = register_connector(session, connector)
+        if task_id is not None:
+            again = _redelivered(session, task_id)
+            if again is not None:
+                return again
         reap_stale_runs(session, connector_id, stale_after, now)
         run = SyncRun(connector_id=connector_id, status="running", trigger=trigger, task_id=task_id, started_at=now)
         session.add(run)

@@ -104,6 +104,7 @@ class WorkerFleet:
         self.connectors: dict[str, str] = {}
         self.procs: list[subprocess.Popen] = []
         self.extra_env: dict[str, str] = {}
+        self.sync_settings: dict[str, str] = {}  # more [sync] keys, e.g. short limits for redelivery tests
         self.write_config()
         from celery import Celery
 
@@ -120,8 +121,9 @@ class WorkerFleet:
 
     def write_config(self) -> None:
         """Write the config atomically (a new inode), as an operator's editor or deploy tool would."""
-        text = ('[sync]\nconfig_reload_interval = "10s"\n\n[provisioning]\nrelay_after = "10s"\nlease = "10m"\n\n'
-                + "".join(self.connectors.values()))
+        sync = "".join(f'{key} = "{value}"\n' for key, value in self.sync_settings.items())
+        text = ('[sync]\nconfig_reload_interval = "10s"\n' + sync
+                + '\n[provisioning]\nrelay_after = "10s"\nlease = "10m"\n\n' + "".join(self.connectors.values()))
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, self.config_path)
@@ -141,7 +143,8 @@ class WorkerFleet:
         log = open(self.directory / f"{name}.log", "ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h"],
-            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)  # its own process group: a test can kill the worker and its pool at once
         self.procs.append(proc)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -8,6 +8,7 @@ queue when their worker process dies (``task_reject_on_worker_lost``), one messa
 from __future__ import annotations
 
 from celery import Celery
+from celery.schedules import crontab
 
 from worker import signals  # noqa: F401  (connects the process hooks)
 from worker.runtime import settings
@@ -26,7 +27,11 @@ def create_app() -> Celery:
         broker_connection_retry_on_startup=True,
         # A message not acknowledged within this time is given to another worker: longer than any task.
         broker_transport_options={
-            "visibility_timeout": int(parse_duration(current.file.sync.visibility_timeout).total_seconds())},
+            "visibility_timeout": int(parse_duration(current.file.sync.visibility_timeout).total_seconds()),
+            # kombu looks for timed-out messages every interval × throttle seconds (10 × 10 by default), which
+            # would add up to 100 s to visibility_timeout; look every 10 s instead.
+            "unacked_restore_interval": 10, "unacked_restore_throttle": 1,
+        },
         task_default_queue=SYNC_QUEUE,
         task_routes={"jumpsync.sync.*": {"queue": SYNC_QUEUE}, "jumpsync.provision*": {"queue": PROVISIONING_QUEUE}},
         task_acks_late=True,
@@ -51,6 +56,8 @@ def create_app() -> Celery:
         beat_max_loop_interval=5,
         beat_schedule={
             "sync-reaper": {"task": "jumpsync.sync.reap", "schedule": 60.0, "options": {"queue": SYNC_QUEUE}},
+            "history-prune": {"task": "jumpsync.history.prune", "schedule": crontab(minute=17, hour=3),
+                              "options": {"queue": SYNC_QUEUE}},
             "provisioning-relay": {
                 "task": "jumpsync.provision.relay",
                 "schedule": parse_duration(current.file.provisioning.relay_interval).total_seconds(),

@@ -46,54 +46,19 @@ REDIS_DB = 7
 WAIT = 180  # seconds: the bound of every wait below
 FAST_MS, SLOW_MS = 150, 600  # simulator latency per request: the scheduled syncs, the sync that is interrupted
 
-# kombu's Redis transport gives back the messages of a dead consumer in a periodic sweep of its "unacked"
-# index: every unacked_restore_interval (10s) x unacked_restore_throttle (10) = 100s by default, on top of the
-# visibility timeout. jumpsync does not set these, so the test workers sweep every 2s (unless the app sets its
-# own), keeping the app's visibility_timeout from the config file: redelivery then comes ~visibility_timeout
-# after the kill, not up to 100s later.
-WORKER_MAIN = """
-import sys
-from worker.celery_app import app
-options = dict(app.conf.broker_transport_options or {})
-options.setdefault("unacked_restore_interval", 2)
-options.setdefault("unacked_restore_throttle", 1)
-app.conf.broker_transport_options = options
-app.worker_main(["worker", *sys.argv[1:]])
-"""
-
-
 class ScaleOutFleet(WorkerFleet):
-    """The fleet of conftest with a ``[sync]`` table of short limits, and workers that can be killed whole."""
+    """The fleet of conftest with short redelivery limits, and helpers to name and read its workers."""
 
-    def write_config(self) -> None:
-        sync = "".join(f'{key} = "{value}"\n' for key, value in SYNC_SETTINGS.items())
-        text = ('[sync]\nconfig_reload_interval = "10s"\n' + sync
-                + '\n[provisioning]\nrelay_after = "10s"\nlease = "10m"\n\n' + "".join(self.connectors.values()))
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, self.config_path)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sync_settings = dict(SYNC_SETTINGS)
+        self.write_config()
 
     def node(self, name: str) -> str:
         return f"{name}@{os.uname().nodename}"
 
     def log_path(self, name: str) -> Path:
         return self.directory / f"{name}.log"
-
-    def start_worker(self, name: str = "w1", concurrency: int = 2, queues: str = "sync") -> subprocess.Popen:
-        """A worker in its own session, so that ``os.killpg`` kills it and its pool children at once."""
-        log = open(self.log_path(name), "ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-c", WORKER_MAIN, "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h",
-             "-l", "INFO", "-E"],
-            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append(proc)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.client.control.ping(destination=[self.node(name)], timeout=1.0):
-                return proc
-            if proc.poll() is not None:
-                raise RuntimeError(f"worker exited: see {self.log_path(name)}")
-        raise RuntimeError(f"worker {name} did not answer a ping within 60s")
 
 
 def tail(path: Path, lines: int = 25) -> str:
@@ -182,7 +147,7 @@ def test_two_workers_one_beat_share_the_syncs_and_survive_a_killed_worker(scale_
         fleet.add_connector(name, sim.url, 'max_in_flight = 2\n')
         sims[name] = sim
     fleet.migrate()
-    procs = {name: fleet.start_worker(name) for name in workers}
+    procs = {name: fleet.start_worker(name, queues="sync", concurrency=2) for name in workers}
     # The workers run with the app's visibility timeout, taken from the [sync] table of the config file.
     conf = fleet.client.control.inspect(timeout=2.0, destination=[fleet.node("w1")]).conf() or {}
     visibility = int(parse_duration(load_file_config(fleet.config_path, required=True).sync.visibility_timeout)
@@ -190,6 +155,7 @@ def test_two_workers_one_beat_share_the_syncs_and_survive_a_killed_worker(scale_
     assert visibility == 76
     transport = conf.get(fleet.node("w1"), {}).get("broker_transport_options", {})
     assert transport.get("visibility_timeout") == visibility, conf
+    assert transport.get("unacked_restore_throttle") == 1, conf  # timed-out messages are looked for every 10 s
     with open(fleet.directory / "beat.log", "wb") as beat_log:
         beat = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat", "-l", "INFO"],
                                 env=fleet.env, cwd=ROOT, stdout=beat_log, stderr=subprocess.STDOUT)

@@ -149,3 +149,25 @@ def test_a_sync_makes_exactly_r_min_requests(engine, db_url, simulator):
     assert stats["requests"] == r_min(dump), stats["by_route"]
     run = queries.latest_run(engine, NAME)
     assert sum(p["requests"] for p in run["parts"]) == stats["requests"]
+
+
+def test_a_redelivered_trigger_reuses_its_run(engine, db_url, simulator):
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    first = sync.begin(settings, engine, NAME, trigger="schedule", task_id="task-1")
+    sync.run_part(settings, engine, first.run_id, "user", NAME)
+    again = sync.begin(settings, engine, NAME, trigger="schedule", task_id="task-1")  # its worker died
+    assert (again.run_id, again.skipped) == (first.run_id, False)
+    assert sorted(again.parts) == ["admin", "app", "group"]  # only what is still pending is sent again
+    for part in again.parts:
+        sync.run_part(settings, engine, again.run_id, part, NAME)
+    assert sync.finalize(engine, first.run_id).status == "succeeded"
+    done = sync.begin(settings, engine, NAME, trigger="schedule", task_id="task-1")
+    assert (done.run_id, done.parts) == (first.run_id, ())  # delivered again after the run ended: nothing new
+    from sqlalchemy import func, select
+    from sqlmodel import Session
+
+    from models.tables import SyncRun
+
+    with Session(engine) as session:
+        assert session.execute(select(func.count()).select_from(SyncRun)).scalar_one() == 1  # one run in all
