@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from models import history
+from models.tables import utcnow
 from pipeline import reaper, sync
 from worker import runtime
 from worker.settings import parse_duration
@@ -32,6 +34,13 @@ def sync_finalize(run_id: int, connector: str) -> dict:
     """Derive roles, admin links and access through groups, then close the run."""
     summary = sync.finalize(runtime.engine(), run_id)
     return {"run_id": run_id, "connector": connector, "status": summary.status}
+
+
+@shared_task(name="jumpsync.history.prune")
+def history_prune() -> dict:
+    """Drop change history older than ``[history] retention``."""
+    retention = parse_duration(runtime.settings().file.history.retention)
+    return {"deleted": history.prune(runtime.engine(), utcnow() - retention)}
 
 
 @shared_task(name="jumpsync.sync.reap")

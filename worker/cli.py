@@ -20,6 +20,7 @@ from rich.table import Table
 from provisioning.params import ACTION_NAMES
 from worker.cli_db import db_app
 from worker.render import cell
+from worker.cli_changes import changes
 from worker.cli_deletions import deletions_app
 from worker.settings import ALL_RESOURCE_TYPES, ConfigError
 
@@ -659,6 +660,7 @@ def health(config: Optional[Path] = ConfigOption,
 
 app.add_typer(db_app, name="db")
 app.add_typer(deletions_app, name="deletions")
+app.command()(changes)
 
 from worker.cli_access import access, export, report, who_has  # noqa: E402  (access insight, docs/access.md)
 

@@ -260,6 +260,20 @@ class ProvisioningSettings(BaseModel):
         return value
 
 
+class HistorySettings(BaseModel):
+    """How long the change history is kept (pruned daily by beat)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retention: str = "90d"
+
+    @field_validator("retention")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 class FileConfig(BaseModel):
     """The shape of ``jumpsync.toml``."""
 
@@ -269,6 +283,7 @@ class FileConfig(BaseModel):
     broker_url: str | None = None
     sync: SyncSettings = SyncSettings()
     provisioning: ProvisioningSettings = ProvisioningSettings()
+    history: HistorySettings = HistorySettings()
     connectors: tuple[ConnectorConfig, ...] = ()
 
     @model_validator(mode="after")

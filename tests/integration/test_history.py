@@ -1,0 +1,90 @@
+"""Change history: exact records of what changed, nothing for a baseline or an unchanged sync, request-tagged
+rows for provisioning, pruning (SQLite and PostgreSQL; simulator over HTTP)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from typer.testing import CliRunner
+
+from models import history
+from models.tables import utcnow
+from provisioning import requests, runner
+from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
+from tests.pipelinehelpers import NAME, make_settings, run_sync
+
+
+@pytest.fixture(autouse=True)
+def _api_key(monkeypatch):
+    monkeypatch.setenv(TEST_KEY_ENV, TEST_API_KEY)
+
+
+def summary(rows):
+    return {(r["change"], r["subject"], r["resource_type"], r["resource_id"], r["principal_id"]) for r in rows}
+
+
+def test_history_records_exactly_what_changed(engine, db_url, simulator):
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    assert run_sync(settings, engine).status == "succeeded"
+    assert history.changes(engine, NAME) == []  # the first sync is the baseline
+    dump = sim.dump()
+    mover = next(u for u in dump["users"] if u.get("department") not in (None, "", "Finance"))
+    leaver = dump["users"][3]["_id"]
+    group = next(g for g in dump["groups"] if leaver not in g["members"] and g["members"])
+    sim.api("PUT", f"/api/systemusers/{mover['_id']}", json={"department": "Finance"})
+    sim.delete_user(leaver)
+    newcomer = sim.create_user("history.new")["_id"]
+    sim.group_member(group["id"], newcomer, "add")
+    run = run_sync(settings, engine)
+    rows = history.changes(engine, NAME)
+    got = summary(rows)
+    assert ("updated", "resource", "user", mover["_id"], None) in got
+    assert ("deleted", "resource", "user", leaver, None) in got
+    assert ("created", "resource", "user", newcomer, None) in got
+    assert ("created", "grant", "group", group["id"], newcomer) in got
+    left = {g["id"] for g in dump["groups"] if leaver in g["members"]}
+    assert {(r[3]) for r in got if r[:3] == ("deleted", "grant", "group") and r[4] == leaver} == left
+    update = next(r for r in rows if r["change"] == "updated" and r["resource_id"] == mover["_id"])
+    assert update["fields"]["profile.department"] == [mover["department"].strip(), "Finance"]
+    assert set(update["fields"]) == {"profile.department"}  # only what changed is stored
+    assert {r["run_id"] for r in rows} == {run.run_id}
+
+    assert run_sync(settings, engine).status == "succeeded"
+    assert len(history.changes(engine, NAME)) == len(rows)  # an unchanged sync adds nothing
+
+    # A provisioning request's write-through is recorded with its request id.
+    user = next(u["_id"] for u in sim.dump()["users"] if u["_id"] not in group["members"] and u["_id"] != newcomer)
+    rid = requests.accept(engine, settings, connector=NAME, action="group.add-member",
+                          params={"group": group["id"], "user": user}).request["id"]
+    assert runner.execute(engine, settings, rid, "t1").status == "succeeded"
+    tagged = [r for r in history.changes(engine, NAME) if r["request_id"] == rid]
+    via = {("created", "grant", "app", a["_id"], user) for a in sim.dump()["apps"] if group["id"] in a["groups"]}
+    assert summary(tagged) == {("created", "grant", "group", group["id"], user)} | via  # and access through it
+    assert len(history.changes(engine, NAME, since=utcnow() - timedelta(minutes=5), resource_type="user")) == 3
+
+    assert history.prune(engine, utcnow() - timedelta(days=1)) == 0
+    assert history.prune(engine, utcnow() + timedelta(seconds=1)) == len(rows) + len(tagged)
+    assert history.changes(engine, NAME) == []
+
+
+def test_changes_command(engine, db_url, simulator, tmp_path, monkeypatch):
+    from worker import runtime
+    from worker.cli import app
+    from worker.settings import SettingsCache
+
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    run_sync(settings, engine)
+    sim.suspend_user(sim.dump()["users"][0]["_id"])
+    run_sync(settings, engine)
+    config = tmp_path / "jumpsync.toml"
+    config.write_text("")
+    monkeypatch.setenv("JUMPSYNC_DATABASE_URL", db_url)
+    monkeypatch.setattr(runtime, "_settings", SettingsCache(config))
+    result = CliRunner().invoke(app, ["changes", NAME, "--since", "1h", "--type", "user", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"profile.account_locked"' not in result.output and '"status"' in result.output
+    assert CliRunner().invoke(app, ["changes", "nope"]).exit_code == 2
+    assert CliRunner().invoke(app, ["changes", NAME, "--since", "yesterday"]).exit_code == 2
