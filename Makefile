@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run run-once test test-unit bench clean
+.PHONY: install run run-once test test-unit bench reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,7 @@ test-unit: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache jumpsync.db
+
+reliability: $(STAMP)
+	bash scripts/ensure-servers.sh
+	JUMPSYNC_RELIABILITY_REPORT=docs/reliability.md $(BIN)/pytest -q tests/integration/test_faults.py

@@ -47,9 +47,9 @@ def redis_binary() -> str:
 class RedisServer:
     """A throwaway Redis with append-only persistence (so a restart keeps queued messages, as in production)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, port: int | None = None) -> None:
         self.directory = directory
-        self.port = free_port()
+        self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
 
     @property

@@ -77,21 +77,21 @@ def db_url(tmp_path):  # one database kind is enough for the table; the pipeline
     return f"sqlite:///{tmp_path / 'jumpsync.db'}"
 
 
-def db_state(engine):
-    return actual_state(queries.resources(engine, NAME), queries.grants(engine, NAME))
+def db_state(engine, name: str = NAME):
+    return actual_state(queries.resources(engine, name), queries.grants(engine, name))
 
 
-def wrongly_deleted(engine, dump) -> int:
+def wrongly_deleted(engine, dump, name: str = NAME) -> int:
     """Rows marked deleted whose record still exists in the tenant."""
     expected = expected_state(dump)
-    deleted = {(r["type"], r["id"]) for r in queries.resources(engine, NAME) if r["deleted"]}
+    deleted = {(r["type"], r["id"]) for r in queries.resources(engine, name) if r["deleted"]}
     deleted_grants = {(g["resource_type"], g["resource_id"], g["entitlement"], g["principal_type"],
-                       g["principal_id"], g["via"]) for g in queries.grants(engine, NAME) if g["deleted"]}
+                       g["principal_id"], g["via"]) for g in queries.grants(engine, name) if g["deleted"]}
     return len(deleted & expected.resources) + len(deleted_grants & expected.grants)
 
 
-def lost(engine, dump) -> int:
-    expected, actual = expected_state(dump), db_state(engine)
+def lost(engine, dump, name: str = NAME) -> int:
+    expected, actual = expected_state(dump), db_state(engine, name)
     return len(expected.resources - actual.resources) + len(expected.grants - actual.grants)
 
 
@@ -228,3 +228,79 @@ def test_an_outage_answering_empty_lists_is_held(engine, db_url, simulator, repo
                            f"user part: {summary.parts['user']}"))
     assert db_state(engine).resources == before.resources
     assert wrongly_deleted(engine, dump) == 0
+
+
+# --- the infrastructure under the workers --------------------------------------------------------------------
+
+def test_redis_restarted_in_the_middle_of_a_run(tmp_path_factory, simulator, report):
+    """The broker goes away and comes back (append-only file on): workers reconnect, the run finishes."""
+    import time
+
+    from models.db import make_engine
+    from tests.conftest import WorkerFleet
+    from tests.e2e import new_connector, wait_run
+    from tests.servers import RedisServer
+
+    directory = tmp_path_factory.mktemp("redis-restart")
+    broker = RedisServer(directory / "redis").start()
+    fleet = WorkerFleet(directory, broker.url, f"sqlite:///{directory / 'jumpsync.db'}")
+    engine = make_engine(fleet.database_url)
+    try:
+        fleet.migrate()
+        fleet.start_worker("r1", queues="sync", concurrency=2)
+        sim = simulator(SPEC)
+        sim.set_faults({"latency_ms": 120})
+        name = new_connector(fleet, sim)
+        task = fleet.send("jumpsync.sync.connector", name, trigger="manual")
+        deadline = time.monotonic() + 60
+        while not any(p["status"] == "running" for p in (queries.run_by_task_id(engine, task.id) or {}).get("parts", [])):
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
+        broker.stop()  # SIGTERM: Redis writes its append-only file and exits
+        time.sleep(2)
+        broker = RedisServer(directory / "redis", port=broker.port).start()
+        sim.set_faults({"latency_ms": 0})
+        run = wait_run(engine, task.id, timeout=180)
+        dump = sim.dump()
+        report.rows.append(Row("Redis restarted while the sync parts run (append-only file on)", 1,
+                               sim.stats()["requests"], run["status"], lost(engine, dump, name),
+                               wrongly_deleted(engine, dump, name), "workers reconnect; run completes"))
+        assert run["status"] == "succeeded", run
+        assert_same(db_state(engine, name), expected_state(dump))
+    finally:
+        fleet.stop()
+        broker.stop()
+        engine.dispose()
+
+
+def test_database_locked_during_a_sync(engine, db_url, simulator, report):
+    """Another process holds the database's write lock for a few seconds: writers wait, then finish."""
+    import threading
+    import time
+
+    sim = simulator(SPEC)
+    settings = make_settings(db_url, sim.url)
+    assert run_sync(settings, engine).status == "succeeded"
+    sim.delete_user(sim.dump()["users"][0]["_id"])
+    locked = threading.Event()
+
+    def hold_lock():
+        with engine.connect() as connection:
+            connection.exec_driver_sql("BEGIN EXCLUSIVE")
+            locked.set()
+            time.sleep(4)
+            connection.exec_driver_sql("ROLLBACK")
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    locked.wait(10)
+    started = time.monotonic()
+    summary = run_sync(settings, engine)
+    waited = time.monotonic() - started
+    holder.join()
+    dump = sim.dump()
+    report.rows.append(Row("the database write lock held by another process for 4 s during a sync", 0,
+                           sim.stats()["requests"], summary.status, lost(engine, dump), wrongly_deleted(engine, dump),
+                           f"writers waited (busy timeout); sync took {waited:.1f}s"))
+    assert summary.status == "succeeded" and waited >= 3
+    assert_same(db_state(engine), expected_state(dump))
