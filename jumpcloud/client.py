@@ -20,6 +20,7 @@ What it takes care of, so that connectors only name endpoints:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -35,6 +36,7 @@ from urllib.parse import quote
 import httpx
 
 from . import errors
+from .limits import Limiter
 from .paging import Paginator, V1EnvelopePaginator, V2HeaderPaginator, page_offsets, parse_json
 from .retry import NON_IDEMPOTENT_METHODS, RetryPolicy
 
@@ -217,6 +219,7 @@ class JumpCloudClient:
         page_size: int = MAX_PAGE_SIZE,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         on_response: OnResponse | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         url = _check_base_url(base_url)
         key = _check_api_key(api_key)
@@ -243,6 +246,7 @@ class JumpCloudClient:
         self._key = key  # only used to scrub server messages; see _scrub
         self._sleep = sleep
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._limiter = limiter
 
         headers = {
             "Accept": "application/json",
@@ -276,8 +280,10 @@ class JumpCloudClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (and the transport, if one was given)."""
+        """Close the connection pool (and the transport, if one was given), and the limiter."""
         await self._http.aclose()
+        if self._limiter is not None:
+            await self._limiter.aclose()
 
     # -- requests ------------------------------------------------------------
 
@@ -354,7 +360,7 @@ class JumpCloudClient:
             attempt += 1
             response: httpx.Response | None = None
             failure: httpx.RequestError | None = None
-            async with self._slots:
+            async with self._slots, (self._limiter.slot() if self._limiter else contextlib.nullcontext()):
                 started = time.monotonic()
                 try:
                     response = await self._http.request(method, concrete, params=query, json=json)

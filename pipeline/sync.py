@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import Engine
 
@@ -37,8 +38,9 @@ class PartStep:
 
 
 def run_part(settings: Settings, engine: Engine, run_id: int, resource_type: str,
-             connector_name: str, client_factory: ClientFactory = make_client) -> PartStep:
+             connector_name: str, client_factory: ClientFactory | None = None) -> PartStep:
     """Run one fetch part, then say whether the caller should enqueue the finalizer."""
+    client_factory = client_factory or partial(make_client, broker_url=settings.broker_url)
     try:
         connector = settings.file.connector(connector_name)
     except ConfigError as exc:  # the connector was removed from the config while its run was under way

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -62,12 +63,13 @@ async def _run(engine: Engine, settings: Settings, row, client_factory) -> dict:
 
 
 def execute(engine: Engine, settings: Settings, request_id: str, claimant: str,
-            client_factory=make_client) -> Execution:
+            client_factory=None) -> Execution:
     lease = parse_duration(settings.file.provisioning.lease)
     row = requests.claim(engine, request_id, claimant, lease)
     if row is None:
         return Execution(None)
-    execution = _execute(engine, settings, row, claimant, client_factory)
+    execution = _execute(engine, settings, row, claimant,
+                         client_factory or partial(make_client, broker_url=settings.broker_url))
     metrics.provisioning_outcome(row.connector, row.action, execution.status)
     return execution
 

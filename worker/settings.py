@@ -114,7 +114,10 @@ class ConnectorConfig(BaseModel):
     interval: str | None = None
     cron: str | None = None
     resource_types: tuple[ResourceType, ...] = ALL_RESOURCE_TYPES
-    max_in_flight: int = Field(default=8, ge=1, le=64)
+    max_in_flight: int = Field(default=8, ge=1, le=64)  # per sync part (each part has its own client)
+    #: Fleet-wide limits for the connector's key, shared through Redis by every part on every worker.
+    shared_max_in_flight: int | None = Field(default=None, ge=1, le=256)
+    rate_limit: float | None = Field(default=None, gt=0, le=10000)  # requests per second
     timeout: float = Field(default=30.0, gt=0, le=600)
     max_attempts: int = Field(default=5, ge=1, le=20)
     backoff_base: float = Field(default=0.5, ge=0, le=60)

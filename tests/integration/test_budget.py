@@ -1,0 +1,63 @@
+"""The connector budget in Redis holds across clients: shared requests in flight and requests per second,
+measured on the simulator's side; a slot held by a dead process expires."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis
+
+from jumpcloud.client import JumpCloudClient
+from simulator.generator import TenantSpec
+from tests.conftest import TEST_API_KEY
+from worker.budget import RedisBudget
+
+
+async def _list_users(url: str, budget: RedisBudget | None, times: int) -> None:
+    async with JumpCloudClient(base_url=url, api_key=TEST_API_KEY, max_in_flight=8, limiter=budget) as client:
+        for _ in range(times):
+            async for _page in client.list_v1("/api/systemusers"):
+                pass
+
+
+def _fleet(url: str, redis_url: str | None, clients: int, times: int, **limits) -> float:
+    """``clients`` clients at once, each with its own Redis connection, as separate workers have."""
+    async def go():
+        budgets = [RedisBudget(redis_url, "acme", **limits) if redis_url else None for _ in range(clients)]
+        await asyncio.gather(*(_list_users(url, budget, times) for budget in budgets))
+
+    started = time.monotonic()
+    asyncio.run(go())
+    return time.monotonic() - started
+
+
+def test_shared_in_flight_bound(redis_url, simulator):
+    sim = simulator(TenantSpec(seed=91, users=800, admins=1, groups=1, apps=1))
+    sim.set_faults({"latency_ms": 60})
+    _fleet(sim.url, None, clients=3, times=1)
+    assert sim.stats()["max_in_flight"] > 4  # without a budget, three clients open more than four
+    sim.reset_stats()
+    _fleet(sim.url, redis_url, clients=3, times=1, max_in_flight=4)
+    stats = sim.stats()
+    assert stats["requests"] == 3 * 8 and 2 <= stats["max_in_flight"] <= 4, stats
+
+
+def test_shared_rate(redis_url, simulator):
+    sim = simulator(TenantSpec(seed=92, users=100, admins=1, groups=1, apps=1))
+    redis.Redis.from_url(redis_url).delete("jumpsync:budget:acme:rate")
+    took = _fleet(sim.url, redis_url, clients=3, times=10, rate=20.0)  # 30 requests, 20/s, burst 20
+    assert sim.stats()["requests"] == 30
+    assert took >= (30 - 20) / 20 * 0.9, took
+
+
+def test_a_dead_holders_slot_expires(redis_url, simulator):
+    sim = simulator(TenantSpec(seed=93, users=10, admins=1, groups=1, apps=1))
+    client = redis.Redis.from_url(redis_url)
+    key = "jumpsync:budget:acme:in-flight"
+    client.delete(key)
+    now = float(client.time()[0])
+    client.zadd(key, {"dead-worker": now + 1.5})  # a process died holding the only slot
+    took = _fleet(sim.url, redis_url, clients=1, times=1, max_in_flight=1)
+    assert took >= 0.5 and sim.stats()["requests"] == 1
+    assert client.zcard(key) == 0  # the expired slot was dropped, ours released
