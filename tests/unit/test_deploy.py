@@ -61,6 +61,9 @@ METRICS = {
     "jumpsync_last_successful_sync_timestamp_seconds": "gauge",
 }
 
+#: Top-level packages that are not installed: the test suite and the benchmarks.
+DEV_ONLY = {"tests", "bench"}
+
 
 # --------------------------------------------------------------------------------------------------------
 # YAML: PyYAML, refusing duplicate keys and the plain scalars that YAML 1.1 and 1.2 read differently
@@ -996,7 +999,7 @@ def test_dockerfile():
         return result
 
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = [p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name != "tests"]
+    packages = [p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name not in DEV_ONLY]
     for needed in ["pyproject.toml", pyproject["project"]["readme"], *packages]:
         assert not ignored(needed), f".dockerignore leaves out {needed}, which `pip install .` needs"
     for secret in [".git", ".venv", "jumpsync.toml", "jumpsync.env", ".env", "tests", "var", "jumpsync.db"]:

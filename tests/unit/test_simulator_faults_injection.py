@@ -561,17 +561,21 @@ def test_client_times_out_on_a_slow_endpoint_and_retries(sim):
 
 @pytest.mark.parametrize("rule", [{"action": "truncate"}, {"action": "malformed"},
                                   {"action": "malformed", "body": '{"results": ['}])
-def test_client_reports_bad_json_as_bad_response_without_retrying(sim, rule):
+def test_client_retries_bad_json_then_reports_it(sim, rule):
     sim.rules({"path": "^/api/systemusers$", "times": 1, **rule})
-    error, stats = run_client(sim, all_users)
+    ids, stats = run_client(sim, all_users)
+    assert sorted(ids) == sim.user_ids() and stats.retries == 1  # a one-off bad 200 is retried like a 5xx
+    sim.rules({"path": "^/api/systemusers$", **rule})
+    error, stats = run_client(sim, all_users, attempts=3)
     assert isinstance(error, jc.BadResponseError) and "invalid JSON" in str(error)
-    assert stats.requests == 1 and stats.retries == 0  # one bad 200 fails the listing: never retried
+    assert stats.requests == 3  # a persistent one fails the listing after max_attempts
 
 
 def test_client_trusts_the_first_pages_total(sim):
     sim.rules({"path": "^/api/systemusers$", "query": "(^|&)skip=0(&|$)", "total_delta": -60, "times": 1})
-    short, _ = run_client(sim, all_users)
-    assert len(short) == 200  # total 190 from page one: the page at skip=200 is never asked for
+    short, stats = run_client(sim, all_users)
+    assert len(short) == 200  # total 190 from page one: the page at skip=200 is never asked for ...
+    assert stats.inconsistent_pages == 1  # ... but the over-full page is flagged, so nothing gets deleted
     sim.rules({"path": "^/api/systemusers$", "query": "(^|&)skip=0(&|$)", "total_delta": 60, "times": 1})
     full, stats = run_client(sim, all_users)
     assert sorted(full) == sim.user_ids() and stats.requests == 4  # 310: one extra, empty page
