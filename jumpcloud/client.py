@@ -114,7 +114,8 @@ class _ApiKeyAuth(httpx.Auth):
         return "_ApiKeyAuth(<redacted>)"
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1: where plain http may go (the simulator, tests)."""
     host = host.strip("[]").lower()
     if host == "localhost":
         return True
@@ -140,7 +141,7 @@ def _check_base_url(base_url: str) -> httpx.URL:
     if url.scheme == "https":
         return url
     if url.scheme == "http":
-        if _is_loopback(url.host):
+        if is_loopback_host(url.host):
             return url
         raise ValueError(
             f"refusing plain http base_url {base_url!r}: the API key would travel in clear text; "

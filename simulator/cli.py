@@ -7,13 +7,13 @@ The server listens on loopback unless told otherwise, because the /_sim control 
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from jumpcloud.client import is_loopback_host
 from simulator.faults import Faults, RateLimit
 from simulator.generator import TenantSpec, generate_tenant
 from simulator.server import SimulatorServer
@@ -69,7 +69,7 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, seed: int = 0, user
           echo: Callable[[str], None] = print) -> None:
     """Generate the org(s) and serve until interrupted. `api_key` is for callers that already read the env var
     or file; it is never echoed."""
-    if not allow_remote and not _is_loopback(host):
+    if not allow_remote and not is_loopback_host(host):
         raise SimulatorConfigError(f"{host} is not a loopback address: /_sim takes no key, pass allow_remote "
                                    "to listen there anyway")
     key = resolve_api_key(api_key, api_key_file)
@@ -93,12 +93,3 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, seed: int = 0, user
     source = "the caller" if api_key else "the key file" if api_key_file else f"${API_KEY_ENV}"
     server.serve_forever(on_ready=lambda url: echo(f"listening on {url} ({mode}); API key from {source}; "
                                                    "Ctrl+C to stop"))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

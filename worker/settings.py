@@ -15,7 +15,6 @@ Errors are reported at start-up as one ``ConfigError`` that names the file and t
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import stat
@@ -29,6 +28,7 @@ from celery.schedules import crontab
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jumpcloud.client import is_loopback_host
 from provisioning.params import ACTION_NAMES, DEFAULT_ALLOWED_ACTIONS
 
 DEFAULT_BASE_URL = "https://console.jumpcloud.com"
@@ -74,13 +74,7 @@ def parse_cron(text: str) -> crontab:
 
 
 def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 class ProvisioningPolicy(BaseModel):
