@@ -21,7 +21,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session
 
 from models.queries import connector_id
-from models.store import lookup_key
+from models.store import chunks, lookup_key
 from models.tables import Grant, Resource
 
 R = Resource.__table__
@@ -229,22 +229,24 @@ def who_has(engine: Engine, connector: str, target: str) -> dict[str, Any]:
                                     linked.c.external_id == p.c.linked_user_id, _live(linked)))
             .where(G.c.connector_id == cid, G.c.resource_type == resource_type,
                    G.c.resource_id == resource.external_id, _live(G))).all()
-    holders = []
-    for r in rows:
+    keyed = []
+    for (entitlement, ptype, pid, via_id, name, email, status, row_id, deleted_at, via_name,
+         l_id, l_name, l_email, l_status, l_profile) in rows:  # tuples: a 50k-member group is 50k rows
         linked_user = None
-        if r.principal_type == "admin" and r.l_id is not None:
-            linked_user = {"type": "user", "id": r.l_id, "name": r.l_name, "email": r.l_email, "status": r.l_status,
-                           "username": (r.l_profile or {}).get("username")}
-        holders.append({
-            "principal": {"type": r.principal_type, "id": r.principal_id, "name": r.name, "email": r.email,
-                          "status": r.status, "deleted": r.row_id is None or r.deleted_at is not None},
-            "entitlement": r.entitlement,
-            "via": _ref("group", r.via, r.via_name),
+        if ptype == "admin" and l_id is not None:
+            linked_user = {"type": "user", "id": l_id, "name": l_name, "email": l_email, "status": l_status,
+                           "username": (l_profile or {}).get("username")}
+        holder = {
+            "principal": {"type": ptype, "id": pid, "name": name, "email": email, "status": status,
+                          "deleted": row_id is None or deleted_at is not None},
+            "entitlement": entitlement,
+            "via": {"type": "group", "id": via_id, "name": via_name} if via_id else None,
             "linked_user": linked_user,
-        })
-    holders.sort(key=lambda h: (_PRINCIPAL_ORDER.get(h["principal"]["type"], 9), lookup_key(h["principal"]["name"] or ""),
-                                h["principal"]["id"], h["via"] is not None,
-                                lookup_key((h["via"] or {}).get("name") or ""), (h["via"] or {}).get("id") or ""))
+        }
+        keyed.append(((_PRINCIPAL_ORDER.get(ptype, 9), lookup_key(name or ""), pid, bool(via_id),
+                       lookup_key(via_name or ""), via_id), holder))
+    keyed.sort(key=lambda pair: pair[0])
+    holders = [holder for _, holder in keyed]
     return {"connector": connector,
             "resource": {"type": resource.type, "id": resource.external_id, "name": resource.name},
             "holders": holders}
@@ -341,28 +343,60 @@ def _empty_groups_bound_to_apps(session: Session, cid: int) -> list[dict]:
 
 
 def _deleted_principals_granted(session: Session, cid: int) -> list[dict]:
-    """Live grants whose principal is deleted in JumpCloud, or absent from the database."""
-    p, res, via = R.alias("p"), R.alias("res"), R.alias("via")
-    rows = session.execute(
-        select(G.c.principal_type, G.c.principal_id, G.c.resource_type, G.c.resource_id, G.c.entitlement, G.c.via,
-               p.c.id.label("row_id"), p.c.name, p.c.deleted_at, res.c.name.label("res_name"),
-               via.c.name.label("via_name"))
-        .outerjoin(p, and_(p.c.connector_id == G.c.connector_id, p.c.type == G.c.principal_type,
-                           p.c.external_id == G.c.principal_id))
-        .outerjoin(res, and_(res.c.connector_id == G.c.connector_id, res.c.type == G.c.resource_type,
-                             res.c.external_id == G.c.resource_id))
-        .outerjoin(via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group",
-                             via.c.external_id == G.c.via))
-        .where(G.c.connector_id == cid, _live(G), or_(p.c.id.is_(None), p.c.deleted_at.is_not(None)))).all()
+    """Live grants whose principal is deleted in JumpCloud, or absent from the database.
+
+    Not one join over every grant (a B-tree search per grant: 0.6s for 176k grants on SQLite), but the few
+    principals concerned first: deleted ones through the (connector, type, deleted_at) index, then the missing
+    ones (``_missing_principals``); only their grants are read.
+    """
+    deleted: dict[tuple[str, str], tuple[str, datetime]] = {}
+    for kind in ("user", "admin", "group"):
+        for rid, name, deleted_at in session.execute(select(R.c.external_id, R.c.name, R.c.deleted_at).where(
+                R.c.connector_id == cid, R.c.type == kind, R.c.deleted_at.is_not(None))):
+            deleted[(kind, rid)] = (name, deleted_at)
+    missing = _missing_principals(session, cid)
+    candidates = sorted({rid for _, rid in deleted} | {rid for _, rid in missing})
+    res, via = R.alias("res"), R.alias("via")
     out = []
-    for r in rows:
-        gone = (f"deleted in JumpCloud at {_iso(r.deleted_at)}" if r.row_id is not None
-                else "not in the database (never synced)")
-        out.append(_finding("deleted_principal_granted", _ref(r.principal_type, r.principal_id, r.name),
-                            _ref(r.resource_type, r.resource_id, r.res_name), _ref("group", r.via, r.via_name),
-                            f"{r.principal_type} {gone}, still holds {r.entitlement} on {r.resource_type} "
-                            f"{r.res_name or r.resource_id}"))
+    for chunk in chunks(candidates):
+        rows = session.execute(
+            select(G.c.principal_type, G.c.principal_id, G.c.resource_type, G.c.resource_id, G.c.entitlement,
+                   G.c.via, res.c.name.label("res_name"), via.c.name.label("via_name"))
+            .outerjoin(res, and_(res.c.connector_id == G.c.connector_id, res.c.type == G.c.resource_type,
+                                 res.c.external_id == G.c.resource_id))
+            .outerjoin(via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group",
+                                 via.c.external_id == G.c.via))
+            .where(G.c.connector_id == cid, G.c.principal_id.in_(chunk), _live(G))).all()
+        for r in rows:
+            key = (r.principal_type, r.principal_id)
+            if key in deleted:
+                name, deleted_at = deleted[key]
+                gone = f"deleted in JumpCloud at {_iso(deleted_at)}"
+            elif key in missing or (None, r.principal_id) in missing:
+                name, gone = None, "not in the database (never synced)"
+            else:
+                continue
+            out.append(_finding("deleted_principal_granted", _ref(r.principal_type, r.principal_id, name),
+                                _ref(r.resource_type, r.resource_id, r.res_name), _ref("group", r.via, r.via_name),
+                                f"{r.principal_type} {gone}, still holds {r.entitlement} on {r.resource_type} "
+                                f"{r.res_name or r.resource_id}"))
     return out
+
+
+def _missing_principals(session: Session, cid: int) -> set[tuple[str | None, str]]:
+    """(type, id) of the principals that grants name and no resource row has.
+
+    PostgreSQL: a hash anti-join, exact. SQLite has no hash join (an anti-join is a B-tree search per grant,
+    0.45s at 176k grants), so there it is an EXCEPT of two covering-index scans (0.07s), on the id alone
+    (type None): JumpCloud ids are ObjectIds, unique across types.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        known = exists().where(R.c.connector_id == G.c.connector_id, R.c.type == G.c.principal_type,
+                               R.c.external_id == G.c.principal_id)
+        return {(t, rid) for t, rid in session.execute(select(G.c.principal_type, G.c.principal_id).where(
+            G.c.connector_id == cid, _live(G), ~known).distinct())}
+    return {(None, rid) for rid in session.execute(select(G.c.principal_id).where(G.c.connector_id == cid).except_(
+        select(R.c.external_id).where(R.c.connector_id == cid))).scalars()}
 
 
 _CHECKS = {
@@ -434,10 +468,14 @@ def _export_rows(session: Session, cid: int) -> Iterator[tuple]:
             .order_by(G.c.resource_type, G.c.resource_id, G.c.entitlement, G.c.principal_type, G.c.principal_id,
                       G.c.via),
             execution_options={"yield_per": 5000})
+        stamps: dict[datetime, str | None] = {}  # grants written by one part share their first_seen_at
         for (ptype, pid, pname, pemail, pstatus, rtype, rid, rname, entitlement, via_id, via_name, first_seen,
              row_id, deleted_at) in result:
+            stamp = stamps.get(first_seen)
+            if stamp is None:
+                stamp = stamps[first_seen] = _iso(first_seen)
             yield (ptype, pid, pname, pemail, pstatus, rtype, rid, rname, entitlement, via_id or None, via_name,
-                   _iso(first_seen), row_id is None or deleted_at is not None)
+                   stamp, row_id is None or deleted_at is not None)
     finally:
         session.close()
 

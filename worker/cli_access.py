@@ -76,8 +76,21 @@ def _query(fn: Callable, *args: Any) -> Any:
         raise _fail(str(exc)) from None
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+def _print_json(data: dict[str, Any]) -> None:
+    """The object with one key per line and each list element on a line of its own: as readable as indent=2
+    and diffable line by line, but written by the C encoder (indent=2 takes 0.7s for a 50k-member group)."""
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    lines = ["{"]
+    for index, (key, value) in enumerate(data.items()):
+        comma = "," if index < len(data) - 1 else ""
+        if isinstance(value, list) and value:
+            lines.append(f"  {encode(key)}: [")
+            lines.append(",\n".join("    " + encode(item) for item in value))
+            lines.append(f"  ]{comma}")
+        else:
+            lines.append(f"  {encode(key)}: {encode(value)}{comma}")
+    lines.append("}")
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def _ref(value: dict | None) -> Text:
@@ -189,6 +202,7 @@ def export(connector: str = ConnectorArgument,
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_FIRST = frozenset(_FORMULA_STARTS)
 
 
 def csv_cell(value: Any) -> Any:
@@ -205,7 +219,10 @@ def csv_cell(value: Any) -> Any:
 
 
 def _csv_rows(rows: Iterable[tuple]) -> Iterator[list]:
-    return ([csv_cell(v) for v in row] for row in rows)
+    # csv_cell only where it changes something: 2M calls would double the time of a 176k-grant export.
+    for row in rows:
+        yield [csv_cell(v) if (v.__class__ is bool or (v.__class__ is str and v[:1] in _FORMULA_FIRST)) else v
+               for v in row]
 
 
 def _write_export(out: IO[str], rows: Iterable[tuple], fmt: ExportFormat, columns: tuple[str, ...]) -> int:

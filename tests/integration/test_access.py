@@ -457,3 +457,16 @@ def test_csv_cells_cannot_be_spreadsheet_formulas():
     assert [csv_cell(v) for v in ("=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tx", "Alice", None, True,
                                   False, "a=b")] == [
         "'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\tx", "Alice", "", "true", "false", "a=b"]
+
+
+def test_cli_tables_show_names_literally(run, tenant):
+    R = Resource.__table__
+    with Session(tenant) as session:
+        session.execute(update(R).where(R.c.type == "group", R.c.external_id == "g-ops")
+                        .values(name="[red]Ops\x1b[31m"))
+        session.commit()
+    for args in (("access", "acme", "alice"), ("who-has", "acme", "app:GitHub"), ("report", "acme")):
+        result = run(*args)
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.stdout
+    assert "[red]Ops\\x1b[31m (g-ops)" in run("access", "acme", "alice").stdout

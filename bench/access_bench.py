@@ -1,0 +1,323 @@
+"""Benchmark of the access-insight commands (docs/access.md) on a generated 100k-user tenant.
+
+A plain script, not a test:
+
+    .venv/bin/python bench/access_bench.py                      # fill var/bench/access.db once, then time
+    .venv/bin/python bench/access_bench.py --refill --explain    # rebuild it; print the query plans
+    .venv/bin/python bench/access_bench.py --database-url postgresql://...   # a PostgreSQL database instead
+
+The tenant comes from simulator.generator (TenantSpec, generate_tenant), mapped by the connector's own
+mappers and written by the store's writers; role assignments, admin links and access through groups are
+derived by the sync's own derive functions, so the database holds what a real sync of that org would.
+Group and app sizes are means of skewed (exponential) distributions, as in the generator.
+
+Timed, each ``--repeat`` times on a warm engine (best and median reported): the query function, then the
+query plus rendering its output (JSON, CSV) into memory, as the command does; finally each command once
+end to end in a fresh ``python -m worker.cli`` process (wall time, including interpreter start-up and
+imports, which ``jumpsync --help`` alone measures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import event, func, select, text, update  # noqa: E402
+from sqlmodel import Session  # noqa: E402
+
+from connector.admins import map_admin  # noqa: E402
+from connector.apps import map_app  # noqa: E402
+from connector.groups import map_group  # noqa: E402
+from connector.records import GrantRecord  # noqa: E402
+from connector.users import map_user  # noqa: E402
+from models import access  # noqa: E402
+from models.db import make_engine  # noqa: E402
+from models.migrate import upgrade  # noqa: E402
+from models.store import GrantWriter, ResourceWriter, chunks  # noqa: E402
+from models.tables import Connector, Grant, Resource  # noqa: E402
+from pipeline.parts import derive_admin_links_part, derive_app_via_group_part, derive_roles_part  # noqa: E402
+from simulator.generator import TenantSpec, generate_tenant  # noqa: E402
+
+CONNECTOR = "bench"
+SCOPES_PER_WRITE = 500
+
+
+def fill(engine, spec: TenantSpec, deleted_users: int = 0) -> None:
+    clock = time.perf_counter()
+    tenant = generate_tenant(spec)
+    print(f"generated the tenant in {time.perf_counter() - clock:.1f}s", flush=True)
+    clock = time.perf_counter()
+    now = datetime.now(timezone.utc)
+    with Session(engine) as session:
+        row = Connector(name=CONNECTOR, base_url="http://127.0.0.1:1")
+        session.add(row)
+        session.commit()
+        cid = row.id
+    for kind, mapper, records in (("user", map_user, tenant.users), ("admin", map_admin, tenant.admins),
+                                  ("group", map_group, tenant.groups), ("app", map_app, tenant.apps)):
+        writer = ResourceWriter(engine, cid, kind, now)
+        mapped = [mapper(record) for record in records.values()]
+        for start in range(0, len(mapped), 5000):
+            writer.write(mapped[start:start + 5000])
+    _write_grants(engine, cid, "group", "group", now,
+                  {gid: [GrantRecord("group", gid, "member", "user", uid) for uid in members]
+                   for gid, members in tenant.members.items()})
+    _write_grants(engine, cid, "app", "app", now,
+                  {aid: [GrantRecord("app", aid, "access", "user", uid) for uid in tenant.app_users[aid]]
+                   + [GrantRecord("app", aid, "access", "group", gid) for gid in tenant.app_groups[aid]]
+                   for aid in tenant.apps})
+    derive_roles_part(engine, cid)
+    derive_admin_links_part(engine, cid)
+    derive_app_via_group_part(engine, cid)
+    if deleted_users:
+        _delete_users(engine, cid, sorted(tenant.users)[:deleted_users], now)
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    else:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+    print(f"wrote the database in {time.perf_counter() - clock:.1f}s", flush=True)
+
+
+def _delete_users(engine, cid: int, ids: list[str], now) -> None:
+    """Users who left, as a sync records them: the row and its grants marked deleted. The first 10 keep their
+    grants live (a stale part), for the report's deleted_principal_granted check to find."""
+    R, G = Resource.__table__, Grant.__table__
+    with Session(engine) as session:
+        for chunk in chunks(ids):
+            session.execute(update(R).where(R.c.connector_id == cid, R.c.type == "user", R.c.external_id.in_(chunk))
+                            .values(deleted_at=now))
+        for chunk in chunks(ids[10:]):
+            session.execute(update(G).where(G.c.connector_id == cid, G.c.principal_type == "user",
+                                            G.c.principal_id.in_(chunk)).values(deleted_at=now))
+        session.commit()
+
+
+def _write_grants(engine, cid: int, resource_type: str, source: str, now, scopes: dict) -> None:
+    writer = GrantWriter(engine, cid, resource_type, source, now)
+    items = list(scopes.items())
+    for start in range(0, len(items), SCOPES_PER_WRITE):
+        writer.write_scopes(dict(items[start:start + SCOPES_PER_WRITE]))
+
+
+def describe(engine) -> dict:
+    with Session(engine) as session:
+        cid = session.execute(select(Connector.id).where(Connector.name == CONNECTOR)).scalar_one()
+        R, G = Resource.__table__, Grant.__table__
+        counts = dict(session.execute(select(R.c.type, func.count()).where(R.c.connector_id == cid,
+                                                                           R.c.deleted_at.is_(None))
+                                      .group_by(R.c.type)).all())
+        grants = dict(session.execute(select(G.c.source, func.count()).where(G.c.connector_id == cid,
+                                                                            G.c.deleted_at.is_(None))
+                                      .group_by(G.c.source)).all())
+        deleted = session.execute(select(func.count()).select_from(R).where(
+            R.c.connector_id == cid, R.c.deleted_at.is_not(None))).scalar_one()
+        big_group = session.execute(
+            select(G.c.resource_id, func.count().label("n")).where(
+                G.c.connector_id == cid, G.c.resource_type == "group", G.c.deleted_at.is_(None))
+            .group_by(G.c.resource_id).order_by(text("n DESC")).limit(1)).one()
+        big_app = session.execute(
+            select(G.c.resource_id, func.count().label("n")).where(
+                G.c.connector_id == cid, G.c.resource_type == "app", G.c.deleted_at.is_(None))
+            .group_by(G.c.resource_id).order_by(text("n DESC")).limit(1)).one()
+        # The person: the admin-linked user holding the most grants (user and admin accounts together).
+        linked = session.execute(select(R.c.external_id, R.c.linked_user_id).where(
+            R.c.connector_id == cid, R.c.type == "admin", R.c.linked_user_id.is_not(None))).all()
+        held = dict(session.execute(select(G.c.principal_id, func.count()).where(
+            G.c.connector_id == cid, G.c.principal_id.in_([u for _, u in linked]), G.c.deleted_at.is_(None))
+            .group_by(G.c.principal_id)).all())
+        live = set(session.execute(select(R.c.external_id).where(
+            R.c.connector_id == cid, R.c.type == "user", R.c.external_id.in_([u for _, u in linked]),
+            R.c.deleted_at.is_(None))).scalars())
+        person = max((pair for pair in linked if pair[1] in live), key=lambda pair: held.get(pair[1], 0))[1]
+        user = session.execute(select(R.c.email, R.c.profile).where(
+            R.c.connector_id == cid, R.c.type == "user", R.c.external_id == person)).one()
+    return {"resources": counts, "deleted": deleted, "grants": grants, "big_group": tuple(big_group), "big_app": tuple(big_app),
+            "person_id": person, "person_email": user.email, "person_username": (user.profile or {}).get("username")}
+
+
+def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    times = []
+    for _ in range(repeat):
+        clock = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - clock)
+    return min(times), statistics.median(times)
+
+
+def _render_json(data) -> str:
+    """What the command writes (worker.cli_access._print_json), into memory."""
+    from contextlib import redirect_stdout
+
+    from worker.cli_access import _print_json
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        _print_json(data)
+    return out.getvalue()
+
+
+def _render_export(engine, fmt: str) -> int:
+    from worker.cli_access import ExportFormat, _write_export
+
+    out = io.StringIO()
+    return _write_export(out, access.iter_export(engine, CONNECTOR), ExportFormat(fmt), access.EXPORT_COLUMNS)
+
+
+def _render_report_csv(engine) -> str:
+    from worker.cli_access import _csv_rows
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(access.REPORT_COLUMNS)
+    writer.writerows(_csv_rows(access.finding_row(f) for f in access.report(engine, CONNECTOR)["findings"]))
+    return out.getvalue()
+
+
+def explain(engine, label: str, fn: Callable[[], object]) -> None:
+    """Print the plan of every statement ``fn`` runs."""
+    statements: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if not statement.lstrip().upper().startswith("EXPLAIN"):
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        result = fn()
+        if hasattr(result, "__next__"):
+            next(result, None)
+            result.close()
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+    print(f"\n--- {label}")
+    with engine.connect() as conn:
+        for statement, parameters in statements:
+            print("  " + " ".join(statement.split())[:160] + " ...")
+            for row in conn.exec_driver_sql(prefix + statement, parameters):
+                print("      " + " | ".join(str(v) for v in row))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=None, help="default: sqlite:///var/bench/access.db")
+    parser.add_argument("--refill", action="store_true", help="drop the database file and fill it again")
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--groups", type=int, default=5_000)
+    parser.add_argument("--apps", type=int, default=1_000)
+    parser.add_argument("--admins", type=int, default=100)
+    parser.add_argument("--avg-members", type=float, default=20.0)
+    parser.add_argument("--groups-per-app", type=float, default=3.0)
+    parser.add_argument("--users-per-app", type=float, default=10.0)
+    parser.add_argument("--big-groups", type=int, default=0, help="'All staff' groups holding half the users")
+    parser.add_argument("--deleted-users", type=int, default=5_000,
+                        help="users (beyond --users) marked deleted with their grants, as people who left")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--explain", action="store_true", help="print the query plans")
+    parser.add_argument("--no-cli", action="store_true", help="skip the end-to-end command timings")
+    args = parser.parse_args()
+
+    url = args.database_url
+    if url is None:
+        path = ROOT / "var" / "bench" / f"access-{args.users}-{args.big_groups}-{args.deleted_users}.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if args.refill:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+        url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with Session(engine) as session:
+        exists = session.execute(select(Connector.id).where(Connector.name == CONNECTOR)).first() is not None
+    if not exists:
+        fill(engine, TenantSpec(seed=args.seed, users=args.users + args.deleted_users, admins=args.admins,
+                                groups=args.groups,
+                                apps=args.apps, avg_members_per_group=args.avg_members,
+                                groups_per_app=args.groups_per_app, users_per_app=args.users_per_app,
+                                big_groups=args.big_groups), args.deleted_users)
+    info = describe(engine)
+    print(f"database: {engine.url.render_as_string(hide_password=True)}")
+    print(f"live resources: {info['resources']}; deleted: {info['deleted']}")
+    print(f"live grants: {info['grants']} (total {sum(info['grants'].values())})")
+    print(f"biggest group {info['big_group'][0]}: {info['big_group'][1]} members; "
+          f"biggest app {info['big_app'][0]}: {info['big_app'][1]} grants; person {info['person_id']}")
+
+    group, app = f"group:{info['big_group'][0]}", f"app:{info['big_app'][0]}"
+    cases: list[tuple[str, Callable[[], object], list[str]]] = [
+        ("access by id", lambda: access.access(engine, CONNECTOR, info["person_id"]),
+         ["access", CONNECTOR, info["person_id"], "--json"]),
+        ("access by email", lambda: access.access(engine, CONNECTOR, info["person_email"].upper()),
+         ["access", CONNECTOR, info["person_email"].upper(), "--json"]),
+        ("access by username", lambda: access.access(engine, CONNECTOR, info["person_username"]),
+         ["access", CONNECTOR, info["person_username"], "--json"]),
+        ("who-has biggest group", lambda: access.who_has(engine, CONNECTOR, group),
+         ["who-has", CONNECTOR, group, "--json"]),
+        ("who-has biggest app", lambda: access.who_has(engine, CONNECTOR, app),
+         ["who-has", CONNECTOR, app, "--json"]),
+        ("report", lambda: access.report(engine, CONNECTOR), ["report", CONNECTOR, "--format", "json"]),
+        ("export", lambda: list(access.iter_export(engine, CONNECTOR)), ["export", CONNECTOR, "--format", "csv"]),
+    ]
+    rendered: dict[str, Callable[[], object]] = {
+        "access by id": lambda: _render_json(access.access(engine, CONNECTOR, info["person_id"])),
+        "access by email": lambda: _render_json(access.access(engine, CONNECTOR, info["person_email"].upper())),
+        "access by username": lambda: _render_json(access.access(engine, CONNECTOR, info["person_username"])),
+        "who-has biggest group": lambda: _render_json(access.who_has(engine, CONNECTOR, group)),
+        "who-has biggest app": lambda: _render_json(access.who_has(engine, CONNECTOR, app)),
+        "report": lambda: _render_json(access.report(engine, CONNECTOR)),
+        "export": lambda: _render_export(engine, "csv"),
+    }
+    extra = {"report as CSV": lambda: _render_report_csv(engine), "export as JSON": lambda: _render_export(engine, "json")}
+
+    print(f"\n{'case':<24} {'rows':>7} {'query best':>11} {'median':>8} {'+render best':>13} {'median':>8}")
+    for label, fn, _ in cases:
+        fn()  # warm the engine and the page cache
+        result = fn()
+        rows = (len(result["access"]) if "access" in result else len(result["holders"]) if "holders" in result
+                else len(result["findings"])) if isinstance(result, dict) else len(result)
+        q_best, q_med = timed(fn, args.repeat)
+        r_best, r_med = timed(rendered[label], args.repeat)
+        print(f"{label:<24} {rows:>7} {q_best:>10.3f}s {q_med:>7.3f}s {r_best:>12.3f}s {r_med:>7.3f}s", flush=True)
+    for label, fn in extra.items():
+        best, med = timed(fn, args.repeat)
+        print(f"{label:<24} {'':>7} {'':>11} {'':>8} {best:>12.3f}s {med:>7.3f}s", flush=True)
+
+    if args.explain:
+        for label, fn, _ in cases:
+            explain(engine, label, fn)
+
+    if not args.no_cli:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "jumpsync.toml"
+            config.write_text("")
+            env = {**os.environ, "JUMPSYNC_DATABASE_URL": url, "JUMPSYNC_CONFIG": str(config),
+                   "PYTHONPATH": str(ROOT)}
+            print("\nend to end, one fresh process each (wall time):")
+            for label, _, argv in [("jumpsync --help (start-up only)", None, ["--help"]), *cases]:
+                clock = time.perf_counter()
+                done = subprocess.run([sys.executable, "-m", "worker.cli", *argv], env=env, cwd=ROOT,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                seconds = time.perf_counter() - clock
+                status = "" if done.returncode == 0 else f"  exit {done.returncode}: {done.stderr.decode()[-300:]}"
+                print(f"  {label:<32} {seconds:6.3f}s{status}", flush=True)
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
