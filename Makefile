@@ -33,3 +33,9 @@ clean:
 reliability: $(STAMP)
 	bash scripts/ensure-servers.sh
 	JUMPSYNC_RELIABILITY_REPORT=docs/reliability.md $(BIN)/pytest -q tests/integration/test_faults.py
+
+# Benchmarks (not part of `make test`): syncs of named tenant profiles through a real worker fleet against the
+# simulator; writes bench/results/*.json and docs/benchmarks.md. E.g. BENCH_ARGS="--profiles xl --database postgres".
+bench: $(STAMP)
+	bash scripts/ensure-servers.sh
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

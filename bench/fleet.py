@@ -1,0 +1,357 @@
+"""The processes of one bench profile: simulator, private Redis, database, and real jumpsync workers.
+
+Everything is started the way a deployment (or the integration tests' WorkerFleet) starts it: the simulator and
+each worker are separate processes, the schema comes from ``python -m worker.cli db upgrade``, and tasks are
+sent by name through Redis. Every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.servers import PostgresServer, RedisServer, free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY_ENV = "JUMPSYNC_BENCH_API_KEY"
+CONNECTOR = "bench"
+
+
+def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUMPSYNC_METRICS")}  # metrics off
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra or {})
+    return env
+
+
+# --- the simulator -------------------------------------------------------------------------------------------
+
+class Simulator:
+    """``python -m bench.simproc`` in its own process, driven over HTTP (/_sim and the real write API)."""
+
+    def __init__(self, directory: Path, profile: str, latency_ms: float, api_key: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_key = api_key
+        self.latency_ms = latency_ms
+        self.log = directory / "simulator.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.simproc", "--profile", profile, "--port", str(self.port),
+             "--latency-ms", str(latency_ms)],
+            cwd=ROOT, env=python_env({"JUMPSYNC_SIM_API_KEY": api_key}), stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the simulator exited: see {self.log}")
+            try:
+                httpx.get(self.url + "/_sim/stats", timeout=2).raise_for_status()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"the simulator did not answer within {timeout:.0f}s: see {self.log}")
+
+    def sim(self, method: str, path: str, timeout: float = 300, **kwargs) -> httpx.Response:
+        response = httpx.request(method, self.url + path, timeout=timeout, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def dump(self) -> dict:
+        return self.sim("GET", "/_sim/tenant").json()
+
+    def stats(self) -> dict:
+        return self.sim("GET", "/_sim/stats").json()
+
+    def reset_stats(self) -> None:
+        self.sim("POST", "/_sim/stats/reset")
+
+    def set_latency(self, latency_ms: float) -> None:
+        self.sim("PUT", "/_sim/faults", json={"latency_ms": latency_ms})
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+# --- workers -------------------------------------------------------------------------------------------------
+
+@dataclass
+class Worker:
+    name: str
+    queues: str
+    concurrency: int
+    proc: subprocess.Popen
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def children(pid: int) -> list[int]:
+    """The pool processes of a Celery worker (``pgrep -P``)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(line) for line in out.split()]
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 30) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+class Fleet:
+    """Config file, migrations, sync workers and a provisioning worker for one connector."""
+
+    def __init__(self, directory: Path, broker_url: str, database_url: str, sim: Simulator, in_flight: int) -> None:
+        from celery import Celery
+
+        self.directory = directory
+        self.broker_url = broker_url
+        self.database_url = database_url
+        self.config_path = directory / "jumpsync.toml"
+        self.config_path.write_text(
+            "[sync]\n"
+            'config_reload_interval = "30s"\n\n'
+            f'[[connectors]]\nname = "{CONNECTOR}"\nbase_url = "{sim.url}"\napi_key_env = "{KEY_ENV}"\n'
+            f'interval = "24h"\nmax_in_flight = {in_flight}\n')
+        self.env = python_env({"JUMPSYNC_CONFIG": str(self.config_path), "JUMPSYNC_BROKER_URL": broker_url,
+                               "JUMPSYNC_DATABASE_URL": database_url, KEY_ENV: sim.api_key})
+        self.workers: list[Worker] = []
+        self.client = Celery("jumpsync-bench", broker=broker_url)
+
+    def migrate(self) -> None:
+        subprocess.run([sys.executable, "-m", "worker.cli", "db", "upgrade"], env=self.env, cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL, timeout=300)
+
+    def start_worker(self, name: str, queues: str, concurrency: int, timeout: float = 90) -> Worker:
+        log = self.directory / f"{name}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h"],
+            env=self.env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        worker = Worker(name, queues, concurrency, proc, log)
+        self.workers.append(worker)
+        node = f"{name}@{os.uname().nodename}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker {name} exited: see {log}")
+            if self.client.control.ping(destination=[node], timeout=1.0):
+                return worker
+        raise RuntimeError(f"worker {name} did not answer a ping within {timeout:.0f}s: see {log}")
+
+    def send(self, task: str, *args, queue: str = "sync", **kwargs):
+        return self.client.send_task(task, args=list(args), kwargs=kwargs, queue=queue)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            if worker.proc.poll() is None:
+                worker.proc.terminate()
+        for worker in self.workers:
+            try:
+                worker.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.proc.pid, signal.SIGKILL)  # its own session: the worker and its pool
+                worker.proc.wait(timeout=10)
+
+
+# --- memory and CPU ------------------------------------------------------------------------------------------
+
+def _status_kb(pid: int, key: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a live process."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores), from the first line of /proc/stat."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its live children."""
+    return sum(cpu_seconds(p) or 0.0 for p in [pid, *children(pid)])
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (``echo 5 > /proc/PID/clear_refs``), so a peak belongs to one sync."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class ProcSample:
+    peak_kb: int = 0      # max VmHWM seen
+    cpu_start: float | None = None
+    cpu_end: float | None = None
+
+
+@dataclass
+class Sampler:
+    """Samples VmHWM (peak RSS) of every worker's main process and its pool children, and CPU time of the
+    workers and the simulator, every ``interval`` seconds while a sync runs."""
+
+    fleet: Fleet
+    sim: Simulator
+    extra: dict[str, int] = field(default_factory=dict)  # more process trees to account for: name -> pid
+    interval: float = 0.5
+    procs: dict[int, ProcSample] = field(default_factory=dict)
+    roles: dict[int, tuple[str, str]] = field(default_factory=dict)  # pid -> (worker name, "main" | "pool")
+    peak_reset: bool = True
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _children_of(self, pid: int) -> list[int]:
+        """Pool processes, looked up again every few seconds (forking pgrep 4 times a second would be load)."""
+        cache = getattr(self, "_children", {})
+        when, found = cache.get(pid, (0.0, []))
+        if time.monotonic() - when > 5.0:
+            found = children(pid)
+            cache[pid] = (time.monotonic(), found)
+            self._children = cache
+        return found
+
+    def _pids(self) -> list[int]:
+        pids = []
+        for worker in self.fleet.workers:
+            if worker.proc.poll() is not None:
+                continue
+            self.roles.setdefault(worker.pid, (worker.name, "main"))
+            pids.append(worker.pid)
+            for child in self._children_of(worker.pid):
+                self.roles.setdefault(child, (worker.name, "pool"))
+                pids.append(child)
+        return pids
+
+    def _sample(self) -> None:
+        for pid in self._pids():
+            sample = self.procs.setdefault(pid, ProcSample(cpu_start=cpu_seconds(pid)))
+            hwm = _status_kb(pid, "VmHWM")
+            if hwm:
+                sample.peak_kb = max(sample.peak_kb, hwm)
+            sample.cpu_end = cpu_seconds(pid) or sample.cpu_end
+
+    def start(self) -> Sampler:
+        for pid in self._pids():
+            self.peak_reset = reset_peak(pid) and self.peak_reset
+        self.sim_cpu_start = cpu_seconds(self.sim.proc.pid)
+        self.extra_start = {name: tree_cpu_seconds(pid) for name, pid in self.extra.items()}
+        self.own_start = sum(os.times()[:2])
+        self.busy_start = machine_busy_seconds()
+        self.load_start = os.getloadavg()[0]
+        self._children: dict[int, tuple[float, list[int]]] = {}
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def stop(self) -> dict:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        self._children = {}
+        self._sample()
+        sim_cpu_end = cpu_seconds(self.sim.proc.pid)
+        busy = machine_busy_seconds() - self.busy_start
+        own = sum(os.times()[:2]) - self.own_start
+        extra = {name: round(tree_cpu_seconds(pid) - self.extra_start[name], 2) for name, pid in self.extra.items()}
+        per_worker: dict[str, dict] = {}
+        for pid, sample in self.procs.items():
+            name, role = self.roles[pid]
+            entry = per_worker.setdefault(name, {"main_peak_rss_mb": 0.0, "pool_peak_rss_mb": 0.0, "cpu_s": 0.0,
+                                                 "pool_pids": [], "busiest_pool_cpu_s": 0.0})
+            mb = round(sample.peak_kb / 1024, 1)
+            if role == "main":
+                entry["main_peak_rss_mb"] = mb
+            else:
+                entry["pool_peak_rss_mb"] = max(entry["pool_peak_rss_mb"], mb)
+                entry["pool_pids"].append(pid)
+            if sample.cpu_start is not None and sample.cpu_end is not None:
+                used = sample.cpu_end - sample.cpu_start
+                entry["cpu_s"] = round(entry["cpu_s"] + used, 2)
+                if role == "pool":
+                    entry["busiest_pool_cpu_s"] = round(max(entry["busiest_pool_cpu_s"], used), 2)
+        sim_cpu = (round(sim_cpu_end - self.sim_cpu_start, 2)
+                   if sim_cpu_end is not None and self.sim_cpu_start is not None else None)
+        ours = sum(w["cpu_s"] for w in per_worker.values()) + (sim_cpu or 0.0) + own + sum(extra.values())
+        return {
+            "workers": per_worker,
+            "peak_reset_per_sync": self.peak_reset,
+            "simulator_cpu_s": sim_cpu,
+            "harness_cpu_s": round(own, 2),
+            "servers_cpu_s": extra,
+            "machine_busy_cpu_s": round(busy, 2),
+            # CPU the machine spent on anything else (other users, kernel work not charged to our processes,
+            # database backends that exited): a large value means the figures were taken on a busy machine.
+            "other_cpu_s": round(max(0.0, busy - ours), 2),
+            "loadavg_1m_at_start": round(self.load_start, 2),
+        }
+
+
+# --- servers -------------------------------------------------------------------------------------------------
+
+def start_redis(directory: Path) -> RedisServer:
+    return RedisServer(directory / "redis").start()
+
+
+def start_postgres() -> tuple[PostgresServer, Path]:
+    """A private cluster in a fresh temporary directory (chowned to ``postgres`` when run as root, so its
+    parent must not be a private directory of root's)."""
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="jumpsync-bench-pg-"))
+    return PostgresServer(directory).start(), directory
+
+
+def new_postgres_database(server_url: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+__all__ = ["CONNECTOR", "Fleet", "Sampler", "Simulator", "free_port", "new_postgres_database", "start_postgres",
+           "start_redis", "stop_process", "wait_for_port"]

@@ -1,0 +1,141 @@
+"""Provisioning throughput and latency, in a process of its own pointed at the bench fleet's config:
+
+    JUMPSYNC_CONFIG=... JUMPSYNC_BROKER_URL=... JUMPSYNC_DATABASE_URL=... \\
+        python -m bench.provision_load --pairs pairs.json --burst 500 --sequential 50 --out result.json
+
+Requests are ``group.add-member`` of (group id, user id) pairs that are not members, submitted through the
+Python entry point ``provisioning.api.submit_request`` (record, then enqueue), as an integrating service would.
+- burst: submit ``--burst`` requests back to back, then wait; throughput = requests / (first submit -> last
+  ``finished_at``). The submit rate is reported too: if it is the lower, the submitter was the limit.
+- sequential: ``--sequential`` requests one at a time, each waited for (polling every 2 ms); latency = the
+  request's ``finished_at`` minus the moment ``submit_request`` was called, split into accept (recorded),
+  queue (recorded -> claimed by a worker) and apply (claimed -> finished: the API call and the write-through).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest
+from provisioning.api import submit_request
+from worker import runtime
+
+CONNECTOR = "bench"
+
+
+def _ts(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; the store writes UTC
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+def _rows(ids: list[str]) -> list[ProvisioningRequest]:
+    with Session(runtime.engine()) as session:
+        out = []
+        for start in range(0, len(ids), 500):
+            out.extend(session.execute(select(ProvisioningRequest).where(
+                ProvisioningRequest.id.in_(ids[start:start + 500]))).scalars())
+        return out
+
+
+def _pct(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def _submit(pair: list[str]) -> str:
+    group, user = pair
+    request = submit_request(CONNECTOR, "group.add-member", {"group": group, "user": user},
+                             idempotency_key=f"bench-{uuid.uuid4().hex}", requested_by="bench")
+    if request["status"] == "rejected":
+        raise RuntimeError(f"request rejected: {request.get('last_error')}")
+    return request["id"]
+
+
+def burst(pairs: list[list[str]], timeout: float) -> dict:
+    first = time.time()
+    ids = [_submit(pair) for pair in pairs]
+    submitted = time.time()
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = _rows(ids)
+        if all(r.status in ENDED_REQUEST_STATUSES for r in rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    ended = [r for r in rows if r.status in ENDED_REQUEST_STATUSES]
+    last = max((_ts(r.finished_at) for r in ended), default=None)
+    span = (last - first) if last else None
+    return {
+        "requests": len(ids), "ended": len(ended), "succeeded": sum(r.status == "succeeded" for r in ended),
+        "statuses": {s: sum(r.status == s for r in rows) for s in {r.status for r in rows}},
+        "seconds": round(span, 3) if span else None,
+        "throughput_per_s": round(len(ended) / span, 1) if span else None,
+        "submit_seconds": round(submitted - first, 3),
+        "submit_rate_per_s": round(len(ids) / (submitted - first), 1),
+        "timed_out": len(ended) < len(ids),
+    }
+
+
+def sequential(pairs: list[list[str]], timeout: float) -> dict:
+    total, accept, queue, apply, failed = [], [], [], [], 0
+    for pair in pairs:
+        called = time.time()
+        request_id = _submit(pair)
+        deadline = time.monotonic() + timeout
+        while True:
+            with Session(runtime.engine()) as session:
+                row = session.get(ProvisioningRequest, request_id)
+                if row.status in ENDED_REQUEST_STATUSES or time.monotonic() > deadline:
+                    break
+            time.sleep(0.002)
+        if row.status != "succeeded":
+            failed += 1
+            continue
+        created, started, finished = _ts(row.created_at), _ts(row.started_at), _ts(row.finished_at)
+        total.append(finished - called)
+        accept.append(created - called)
+        queue.append(started - created)
+        apply.append(finished - started)
+
+    def ms(values: list[float]) -> dict:
+        return {"p50": round(_pct(values, 50) * 1000, 1), "p95": round(_pct(values, 95) * 1000, 1)} if values else {}
+
+    return {"requests": len(pairs), "failed": failed, "latency_ms": ms(total), "accept_ms": ms(accept),
+            "queue_ms": ms(queue), "apply_ms": ms(apply)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.provision_load")
+    parser.add_argument("--pairs", required=True, help="JSON list of [group id, user id], not members")
+    parser.add_argument("--burst", type=int, default=500)
+    parser.add_argument("--sequential", type=int, default=50)
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    pairs = json.loads(Path(args.pairs).read_text())
+    if len(pairs) < args.burst + args.sequential + 2:
+        raise SystemExit(f"need {args.burst + args.sequential + 2} pairs, got {len(pairs)}")
+    runtime.engine()  # connect and check the schema before the clock starts
+    # Warm-up: the first request pays for imports and connections in this process and in the workers.
+    sequential(pairs[:2], args.timeout)
+    result = {"burst": burst(pairs[2:2 + args.burst], args.timeout),
+              "sequential": sequential(pairs[2 + args.burst:2 + args.burst + args.sequential], args.timeout)}
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

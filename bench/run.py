@@ -1,0 +1,404 @@
+"""``make bench``: syncs of named tenant profiles through a real worker fleet, against the simulator with a
+per-request latency, measured against the lower bounds the API and the database allow.
+
+    .venv/bin/python -m bench.run                                   # small,large at 20 ms on SQLite
+    .venv/bin/python -m bench.run --profiles xl --database postgres
+    make bench BENCH_ARGS="--profiles large --py-spy"
+
+See bench/README.md for what is measured and how; docs/benchmarks.md shows the latest figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench import fleet as fleet_mod
+from bench import report
+from bench.fleet import CONNECTOR, Fleet, Sampler, Simulator
+from bench.profiles import SYNC_TIMEOUT, describe
+from bench.tenant import apply_change, r_min_parts, shape
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+RUNS = ROOT / "var" / "bench" / "runs"
+#: At least this many rows in the upsert measurement, so that small's rate is not timer noise.
+MIN_UPSERT_ROWS = 10_000
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- the machine ---------------------------------------------------------------------------------------------
+
+def machine(database: str, pg_url: str | None) -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal:"))
+    info = {
+        "cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1), "kernel": platform.release(),
+        "python": platform.python_version(), "sqlite": sqlite3.sqlite_version, "database": database,
+    }
+    redis = shutil.which("redis-server")
+    if redis:
+        info["redis"] = subprocess.run([redis, "--version"], capture_output=True, text=True).stdout.split(" v=")[-1].split()[0]
+    if pg_url:
+        import psycopg
+
+        with psycopg.connect(pg_url) as conn:
+            info["postgres"] = conn.execute("SHOW server_version").fetchone()[0]
+            info["postgres_settings"] = {name: conn.execute(f"SHOW {name}").fetchone()[0]
+                                         for name in ("fsync", "synchronous_commit", "shared_buffers")}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                    capture_output=True, text=True).stdout.strip())
+        info["git"] = commit + ("+dirty" if dirty else "")
+    except OSError:
+        pass
+    return info
+
+
+def wait_quiet(max_wait: float, busy_share: float = 0.25, window: float = 3.0) -> dict:
+    """Wait (at most ``max_wait`` s) until the machine's CPU is less than ``busy_share`` busy over ``window`` s:
+    other work on a small machine (another test run, a build) would be measured as ours."""
+    cores = len(os.sched_getaffinity(0))
+    deadline = time.monotonic() + max_wait
+    waited = 0.0
+    while True:
+        before = fleet_mod.machine_busy_seconds()
+        time.sleep(window)
+        share = (fleet_mod.machine_busy_seconds() - before) / (window * cores)
+        if share < busy_share or time.monotonic() >= deadline:
+            if share >= busy_share:
+                log(f"the machine is still {share:.0%} busy after waiting {waited:.0f}s; measuring anyway")
+            return {"busy_share": round(share, 2), "waited_s": round(waited, 1)}
+        if not waited:
+            log(f"the machine is {share:.0%} busy with other work; waiting up to {max_wait:.0f}s for it to settle")
+        waited += window
+
+
+# --- one sync ------------------------------------------------------------------------------------------------
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def wait_run(engine, task_id: str, timeout: float) -> dict:
+    from models import queries
+
+    deadline = time.monotonic() + timeout
+    run = None
+    while time.monotonic() < deadline:
+        run = queries.run_by_task_id(engine, task_id)
+        if run and run["finished_at"]:
+            return run
+        time.sleep(0.2)
+    raise TimeoutError(f"the run of task {task_id} did not end within {timeout:.0f}s (last seen: "
+                       f"{ {k: run[k] for k in ('status', 'started_at')} if run else 'not started'})")
+
+
+def part_summary(part: dict) -> dict:
+    started, finished = _time(part["started_at"]), _time(part["finished_at"])
+    counts = part["counts"] or {}
+    grant_rows = sum(counts.get(k, 0) for k in ("grants_created", "grants_undeleted", "grants_deleted"))
+    return {
+        "name": part["name"], "phase": part["phase"], "status": part["status"], "requests": part["requests"],
+        "seconds": round((finished - started).total_seconds(), 3) if started and finished else None,
+        "started_at": part["started_at"], "finished_at": part["finished_at"],
+        "rows_written": counts.get("rows_written", 0), "grant_rows": grant_rows,
+        "resource_rows": counts.get("rows_written", 0) - grant_rows, "counts": counts,
+    }
+
+
+def run_sync(kind: str, fleet: Fleet, sim: Simulator, engine, timeout: float, profiler_dir: Path | None,
+             servers: dict[str, int]) -> dict:
+    dump = sim.dump()
+    r_parts = r_min_parts(dump)
+    sim.reset_stats()
+    sampler = Sampler(fleet, sim, extra=servers).start()
+    recorder = None
+    if profiler_dir is not None:
+        from bench.profiling import Recorder
+
+        sync_pids = [w.pid for w in fleet.workers if w.queues == "sync"]
+        recorder = Recorder(sync_pids, profiler_dir / f"pyspy-{kind}", root=("sync_part", "sync_finalize"))
+        time.sleep(1.0)  # let py-spy attach before the sync starts
+    sent = time.time()
+    task = fleet.send("jumpsync.sync.connector", CONNECTOR, trigger="manual")
+    try:
+        run = wait_run(engine, task.id, timeout)
+    finally:
+        observed = time.time()
+        memory = sampler.stop()
+        profile = recorder.stop() if recorder else None
+    stats = sim.stats()
+    started, finished = _time(run["started_at"]), _time(run["finished_at"])
+    parts = [part_summary(p) for p in run["parts"]]
+    fetch = [p for p in parts if p["phase"] == "fetch"]
+    derive = [p for p in parts if p["phase"] != "fetch"]
+    last_fetch_end = max((_time(p["finished_at"]) for p in fetch if p["finished_at"]), default=None)
+    result = {
+        "kind": kind, "run_id": run["id"], "status": run["status"], "error": run["error"],
+        "wall_s": round((finished - started).total_seconds(), 3),
+        "send_to_start_s": round(started.timestamp() - sent, 3),
+        "observed_after_s": round(observed - finished.timestamp(), 3),
+        "requests": stats["requests"], "requests_by_part": {p["name"]: p["requests"] for p in fetch},
+        "r_min": sum(r_parts.values()), "r_min_by_part": r_parts,
+        "sim_by_status": stats["by_status"], "sim_by_route": stats["by_route"],
+        "sim_max_in_flight": stats["max_in_flight"],
+        "rows_written": sum(p["rows_written"] for p in parts),
+        "resource_rows": sum(p["resource_rows"] for p in parts),
+        "grant_rows": sum(p["grant_rows"] for p in parts),
+        "parts": parts,
+        "finalize_s": (round((max(_time(p["finished_at"]) for p in derive if p["finished_at"])
+                              - last_fetch_end).total_seconds(), 3)
+                       if derive and last_fetch_end and any(p["finished_at"] for p in derive) else None),
+        "tenant": shape(dump),
+        "memory_cpu": memory,
+    }
+    if profile is not None:
+        result["py_spy"] = profile
+    return result
+
+
+def add_bounds(sync: dict, latency_ms: float, in_flight: int, upsert: dict) -> None:
+    """API bound (R_min x latency / in-flight), the per-part API bound, the database bound and the ratio."""
+    latency = latency_ms / 1000
+    sync["api_bound_s"] = round(sync["r_min"] * latency / in_flight, 3)
+    sync["api_bound_per_part_s"] = round(max(sync["r_min_by_part"].values()) * latency / in_flight, 3)
+    sync["db_bound_s"] = round(sync["resource_rows"] / upsert["resource"]["bare"]
+                               + sync["grant_rows"] / upsert["grant"]["bare"], 3)
+    bound = max(sync["api_bound_s"], sync["db_bound_s"])
+    sync["bound_s"] = bound
+    sync["ratio"] = round(sync["wall_s"] / bound, 2) if bound else None
+    sync["rows_per_s"] = round(sync["rows_written"] / sync["wall_s"]) if sync["wall_s"] else None
+
+
+# --- provisioning --------------------------------------------------------------------------------------------
+
+def member_pairs(dump: dict, n: int, seed: int = 5) -> list[list[str]]:
+    """n distinct (group id, user id) pairs where the user is not yet a member."""
+    import random
+
+    rng = random.Random(seed)
+    users = [u["_id"] for u in dump["users"]]
+    groups = {g["id"]: set(g["members"]) for g in dump["groups"]}
+    group_ids = list(groups)
+    pairs, seen = [], set()
+    for _ in range(n * 20):
+        if len(pairs) >= n:
+            break
+        group, user = rng.choice(group_ids), rng.choice(users)
+        if user in groups[group] or (group, user) in seen:
+            continue
+        seen.add((group, user))
+        pairs.append([group, user])
+    return pairs
+
+
+def run_provisioning(fleet: Fleet, sim: Simulator, directory: Path, burst: int, sequential: int) -> dict:
+    sim.set_latency(0)
+    pairs_file = directory / "pairs.json"
+    pairs_file.write_text(json.dumps(member_pairs(sim.dump(), burst + sequential + 2)))
+    out = directory / "provisioning.json"
+    busy, load = fleet_mod.machine_busy_seconds(), os.getloadavg()[0]
+    subprocess.run([sys.executable, "-m", "bench.provision_load", "--pairs", str(pairs_file), "--burst", str(burst),
+                    "--sequential", str(sequential), "--out", str(out)], cwd=ROOT, env=fleet.env, check=True,
+                   timeout=900)
+    result = json.loads(out.read_text())
+    result["machine_busy_cpu_s"] = round(fleet_mod.machine_busy_seconds() - busy, 2)
+    result["loadavg_1m_at_start"] = round(load, 2)
+    result["latency_ms_api"] = 0
+    result["worker_processes"] = next(w.concurrency for w in fleet.workers if w.queues == "provisioning")
+    return result
+
+
+# --- one profile ---------------------------------------------------------------------------------------------
+
+def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
+    from models.db import make_engine
+
+    directory = RUNS / f"{stamp}-{profile}"
+    directory.mkdir(parents=True, exist_ok=True)
+    timeout = SYNC_TIMEOUT[profile] * args.timeout_scale
+    api_key = secrets.token_hex(20)
+    pg_url = pg.url if pg else None
+    sim = redis = fleet = engine = None
+    started = time.monotonic()
+    try:
+        log(f"{profile}: simulator ({args.latency_ms:g} ms a request), Redis, database ({args.database}); "
+            f"files in {directory.relative_to(ROOT)}")
+        sim = Simulator(directory, profile, args.latency_ms, api_key)
+        redis = fleet_mod.start_redis(directory)
+        sim.wait_ready(timeout=600)
+        if pg_url:
+            db_url = fleet_mod.new_postgres_database(pg_url, f"bench_{profile}")
+        else:
+            db_url = f"sqlite:///{directory / 'jumpsync.db'}"
+        servers = {"redis": redis.proc.pid}
+        if pg is not None:
+            servers["postgres"] = int((pg.directory / "data" / "postmaster.pid").read_text().split()[0])
+        fleet = Fleet(directory, redis.url, db_url, sim, args.in_flight)
+        fleet.migrate()
+        for i in range(args.workers):
+            fleet.start_worker(f"sync{i + 1}", "sync", args.sync_concurrency)
+        fleet.start_worker("prov", "provisioning", 2)
+        engine = make_engine(db_url)
+        profiler_dir = directory if args.py_spy else None
+        quiet = wait_quiet(args.wait_quiet) if args.wait_quiet else None
+        syncs = []
+        for kind in ("full", "no-change", "change"):
+            change = None
+            if kind == "change":
+                sim.set_latency(0)
+                change = apply_change(sim.url, api_key, sim.dump())
+                sim.set_latency(args.latency_ms)
+            log(f"{profile}: {kind} sync")
+            sync = run_sync(kind, fleet, sim, engine, timeout, profiler_dir, servers)
+            if change:
+                sync["change_applied"] = change
+            syncs.append(sync)
+            log(f"{profile}: {kind} sync {sync['status']} in {sync['wall_s']:.2f}s, {sync['requests']} requests "
+                f"(R_min {sync['r_min']}), {sync['rows_written']} rows")
+        full = syncs[0]
+        n_rows = max(full["rows_written"], MIN_UPSERT_ROWS)
+        log(f"{profile}: bare upsert vs writers, {n_rows} rows")
+        counter = iter(range(1000))
+
+        def scratch(tag: str) -> str:
+            name = f"scratch_{profile}_{tag}_{next(counter)}"
+            if pg_url:
+                return fleet_mod.new_postgres_database(pg_url, name)
+            return f"sqlite:///{directory / (name + '.db')}"
+
+        from bench.upsert import measure
+
+        upsert = measure(scratch, sim.dump(), n_rows)
+        for sync in syncs:
+            add_bounds(sync, args.latency_ms, args.in_flight, upsert)
+        provisioning = None
+        if args.provision_burst:
+            log(f"{profile}: provisioning, {args.provision_burst} requests in a burst, "
+                f"{args.provision_sequential} one at a time (API latency 0)")
+            recorder = None
+            if profiler_dir is not None:
+                from bench.profiling import Recorder
+
+                recorder = Recorder([w.pid for w in fleet.workers if w.queues == "provisioning"],
+                                    profiler_dir / "pyspy-provisioning", root=("provision_apply",))
+            try:
+                provisioning = run_provisioning(fleet, sim, directory, args.provision_burst,
+                                                args.provision_sequential)
+            finally:
+                spy = recorder.stop() if recorder else None
+            if spy is not None:
+                provisioning["py_spy"] = spy
+        return {
+            "profile": describe(profile), "database": args.database, "stamp": stamp,
+            "settings": {"latency_ms": args.latency_ms, "in_flight": args.in_flight, "sync_workers": args.workers,
+                         "sync_concurrency_per_worker": args.sync_concurrency, "provisioning_worker_processes": 2},
+            "syncs": syncs, "upsert": upsert, "provisioning": provisioning, "quiet_before": quiet,
+            "bench_seconds": round(time.monotonic() - started, 1), "run_directory": str(directory),
+        }
+    finally:
+        if engine is not None:
+            engine.dispose()
+        if fleet is not None:
+            fleet.stop()
+        if sim is not None:
+            sim.stop()
+        if redis is not None:
+            redis.stop()
+        if not args.keep:
+            for db_file in directory.glob("*.db*"):
+                db_file.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", default="small,large", help="comma-separated: small, large, xl")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="simulated API latency per request")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--workers", type=int, default=2, help="sync worker processes (celery worker instances)")
+    parser.add_argument("--sync-concurrency", type=int, default=2,
+                        help="pool processes per sync worker (default 2: 2 x 2 lets the 4 fetch parts run at once)")
+    parser.add_argument("--in-flight", type=int, default=8, help="the connector's max_in_flight")
+    parser.add_argument("--provision-burst", type=int, default=500, help="requests for the throughput (0: skip)")
+    parser.add_argument("--provision-sequential", type=int, default=50, help="requests for the latency")
+    parser.add_argument("--py-spy", action="store_true",
+                        help="sample the workers with py-spy during every sync and the provisioning runs")
+    parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every sync timeout")
+    parser.add_argument("--wait-quiet", type=float, default=300,
+                        help="before each profile, wait up to this many seconds for the machine to be <25%% busy "
+                             "(0: do not wait)")
+    parser.add_argument("--keep", action="store_true", help="keep the databases under var/bench/runs/")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    for profile in profiles:
+        describe(profile)  # unknown names stop here
+    if args.py_spy:
+        from bench.profiling import available
+
+        if not available():
+            parser.error("--py-spy: py-spy is not installed (.venv/bin/pip install py-spy)")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    pg = pg_dir = None
+    results: list[dict] = []
+    failed: list[str] = []
+    try:
+        if args.database == "postgres":
+            log("starting a private PostgreSQL")
+            pg, pg_dir = fleet_mod.start_postgres()
+        info = machine(args.database, pg.url if pg else None)
+        for profile in profiles:
+            try:
+                result = run_profile(profile, args, stamp, pg)
+            except Exception as exc:  # noqa: BLE001  (report it, go on with the next profile)
+                log(f"{profile}: FAILED: {type(exc).__name__}: {exc}")
+                import traceback
+
+                traceback.print_exc()
+                failed.append(profile)
+                continue
+            result["machine"] = info
+            path = RESULTS / f"{stamp}-{profile}.json"
+            path.write_text(json.dumps(result, indent=2, default=str))
+            log(f"{profile}: wrote {path.relative_to(ROOT)}")
+            results.append(result)
+    finally:
+        if pg is not None:
+            pg.stop()
+            shutil.rmtree(pg_dir, ignore_errors=True)
+    print()
+    print(report.tables(results))
+    if not args.no_docs and results:
+        path = report.update_docs(RESULTS)
+        log(f"updated {path.relative_to(ROOT)}")
+    if failed:
+        log(f"failed: {', '.join(failed)} (logs under {RUNS.relative_to(ROOT)})")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
