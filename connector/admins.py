@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from connector.fields import compact, flag, full_name, record_id, text
+from connector.fields import clean, compact, flag, full_name, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
 
@@ -21,7 +21,7 @@ def admin_role_names(record: dict[str, Any]) -> list[str]:
         return [primary]
     names = record.get("roleNames")
     if isinstance(names, list):
-        return [n.strip() for n in names if isinstance(n, str) and n.strip()]
+        return [clean(n).strip() for n in names if isinstance(n, str) and clean(n).strip()]
     return []
 
 

@@ -20,7 +20,7 @@ def clean(value: Any) -> Any:
 def text(record: dict[str, Any], key: str) -> str | None:
     """A string field, with "", whitespace and null all read as None; non-strings are turned into text."""
     value = record.get(key)
-    if value is None:
+    if value is None or isinstance(value, (list, dict)):  # a list or object where text belongs is not text
         return None
     if not isinstance(value, str):
         value = str(value)

@@ -110,3 +110,10 @@ def test_grants_from_connections():
                                        {"g1": ["u1", "u2"], "g2": ["u2"]})
     assert {(g.principal_id, g.via) for g in derived["p1"]} == {("u1", "g1"), ("u2", "g1"), ("u2", "g2")}
     assert derived["p2"] == []
+
+
+def test_nul_and_structures_in_text_fields():
+    admin = map_admin({"_id": "a9", "lastname": [], "roleNames": ["\x00", " Help\x00 Desk "]})
+    assert admin.name == "a9" and admin.profile["role_names"] == ["Help Desk"]
+    user = map_user({"_id": "u9", "username": {"x": 1}, "email": "a\x00@b.c", "attributes": [{"n": "v\x00"}]})
+    assert user.email == "a@b.c" and "username" not in user.profile and user.profile["attributes"] == [{"n": "v"}]
