@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import os
 import statistics
 import subprocess
@@ -147,7 +146,8 @@ def describe(engine) -> dict:
         person = max((pair for pair in linked if pair[1] in live), key=lambda pair: held.get(pair[1], 0))[1]
         user = session.execute(select(R.c.email, R.c.profile).where(
             R.c.connector_id == cid, R.c.type == "user", R.c.external_id == person)).one()
-    return {"resources": counts, "deleted": deleted, "grants": grants, "big_group": tuple(big_group), "big_app": tuple(big_app),
+    return {"resources": counts, "deleted": deleted, "grants": grants, "big_group": tuple(big_group),
+            "big_app": tuple(big_app),
             "person_id": person, "person_email": user.email, "person_username": (user.profile or {}).get("username")}
 
 
@@ -283,7 +283,8 @@ def main() -> None:
         "report": lambda: _render_json(access.report(engine, CONNECTOR)),
         "export": lambda: _render_export(engine, "csv"),
     }
-    extra = {"report as CSV": lambda: _render_report_csv(engine), "export as JSON": lambda: _render_export(engine, "json")}
+    extra = {"report as CSV": lambda: _render_report_csv(engine),
+             "export as JSON": lambda: _render_export(engine, "json")}
 
     print(f"\n{'case':<24} {'rows':>7} {'query best':>11} {'median':>8} {'+render best':>13} {'median':>8}")
     for label, fn, _ in cases:

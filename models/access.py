@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, func, or_, select
+from sqlalchemy import Engine, and_, exists, func, null, select
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session
 
@@ -161,8 +161,8 @@ def access(engine: Engine, connector: str, query: str) -> dict[str, Any]:
                                                                                   for a in admins]
         res, via = R.alias("res"), R.alias("via")
         rows = session.execute(
-            select(G.c.resource_type, G.c.resource_id, res.c.name, G.c.entitlement, G.c.via, via.c.name.label("via_name"),
-                   G.c.principal_type, G.c.principal_id)
+            select(G.c.resource_type, G.c.resource_id, res.c.name, G.c.entitlement, G.c.via,
+                   via.c.name.label("via_name"), G.c.principal_type, G.c.principal_id)
             .join(res, and_(res.c.connector_id == G.c.connector_id, res.c.type == G.c.resource_type,
                             res.c.external_id == G.c.resource_id, _live(res)))
             .outerjoin(via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group",
@@ -216,19 +216,26 @@ def who_has(engine: Engine, connector: str, target: str) -> dict[str, Any]:
         cid = connector_id(session, connector)
         resource = resolve_resource(session, cid, resource_type, name)
         p, via, linked = R.alias("p"), R.alias("via"), R.alias("linked")
-        rows = session.execute(
-            select(G.c.entitlement, G.c.principal_type, G.c.principal_id, G.c.via, p.c.name, p.c.email, p.c.status,
-                   p.c.id.label("row_id"), p.c.deleted_at, via.c.name.label("via_name"),
-                   linked.c.external_id.label("l_id"), linked.c.name.label("l_name"), linked.c.email.label("l_email"),
-                   linked.c.status.label("l_status"), linked.c.profile.label("l_profile"))
-            .outerjoin(p, and_(p.c.connector_id == G.c.connector_id, p.c.type == G.c.principal_type,
-                               p.c.external_id == G.c.principal_id))
-            .outerjoin(via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group",
-                                 via.c.external_id == G.c.via))
-            .outerjoin(linked, and_(linked.c.connector_id == G.c.connector_id, linked.c.type == "user",
-                                    linked.c.external_id == p.c.linked_user_id, _live(linked)))
-            .where(G.c.connector_id == cid, G.c.resource_type == resource_type,
-                   G.c.resource_id == resource.external_id, _live(G))).all()
+        query = (select(G.c.entitlement, G.c.principal_type, G.c.principal_id, G.c.via, p.c.name, p.c.email,
+                        p.c.status, p.c.id, p.c.deleted_at)
+                 .outerjoin(p, and_(p.c.connector_id == G.c.connector_id, p.c.type == G.c.principal_type,
+                                    p.c.external_id == G.c.principal_id))
+                 .where(G.c.connector_id == cid, G.c.resource_type == resource_type,
+                        G.c.resource_id == resource.external_id, _live(G)))
+        # Only apps have access through groups and only roles have admins: a 50k-member group needs neither join.
+        if resource_type == "app":
+            query = query.add_columns(via.c.name).outerjoin(
+                via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group", via.c.external_id == G.c.via))
+        else:
+            query = query.add_columns(null())
+        if resource_type == "role":
+            query = query.add_columns(linked.c.external_id, linked.c.name, linked.c.email, linked.c.status,
+                                      linked.c.profile).outerjoin(
+                linked, and_(linked.c.connector_id == G.c.connector_id, linked.c.type == "user",
+                             linked.c.external_id == p.c.linked_user_id, _live(linked)))
+        else:
+            query = query.add_columns(null(), null(), null(), null(), null())
+        rows = session.execute(query).all()
     keyed = []
     for (entitlement, ptype, pid, via_id, name, email, status, row_id, deleted_at, via_name,
          l_id, l_name, l_email, l_status, l_profile) in rows:  # tuples: a 50k-member group is 50k rows
@@ -289,7 +296,8 @@ def _inactive_users_with_app_access(session: Session, cid: int) -> list[dict]:
         .where(G.c.connector_id == cid, G.c.resource_type == "app", G.c.principal_type == "user", _live(G))).all()
     return [_finding("inactive_user_app_access", _ref("user", r.external_id, r.name), _ref("app", r.app_id, r.app_name),
                      _ref("group", r.via, r.via_name),
-                     f"{r.status} user holds access " + (f"through group {r.via_name or r.via}" if r.via else "directly"))
+                     f"{r.status} user holds access "
+                     + (f"through group {r.via_name or r.via}" if r.via else "directly"))
             for r in rows]
 
 
@@ -316,7 +324,8 @@ def _admin_roles_without_mfa(session: Session, cid: int) -> list[dict]:
         suspended = " (admin account suspended)" if r.admin_status == "suspended" else ""
         out.append(_finding("admin_role_without_mfa", _ref("user", r.external_id, r.name),
                             _ref("role", r.role_id, r.role_name), _ref("admin", r.admin_id, r.admin_name),
-                            f"user MFA {state}; holds role {r.role_name} through admin account {r.admin_id}{suspended}"))
+                            f"user MFA {state}; holds role {r.role_name} through admin account "
+                            f"{r.admin_id}{suspended}"))
     return out
 
 
@@ -337,8 +346,8 @@ def _empty_groups_bound_to_apps(session: Session, cid: int) -> list[dict]:
                         app.c.external_id == G.c.resource_id, _live(app)))
         .where(G.c.connector_id == cid, G.c.resource_type == "app", G.c.principal_type == "group", G.c.via == "",
                _live(G), ~has_member)).all()
-    return [_finding("empty_group_bound_to_app", _ref("group", r.external_id, r.name), _ref("app", r.app_id, r.app_name),
-                     None, "the group is bound to the app but has no live members")
+    return [_finding("empty_group_bound_to_app", _ref("group", r.external_id, r.name),
+                     _ref("app", r.app_id, r.app_name), None, "the group is bound to the app but has no live members")
             for r in rows]
 
 

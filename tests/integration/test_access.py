@@ -277,7 +277,8 @@ def test_report_findings(tenant):
                                  "empty_group_bound_to_app": 2, "deleted_principal_granted": 4}
     details = {(f["kind"], f["subject"]["id"], f["related"] and f["related"]["id"]): f["detail"]
                for f in result["findings"]}
-    assert details[("admin_without_user", "a-olga", None)] == "no live user account with the admin's email (olga@example.com)"
+    assert details[("admin_without_user", "a-olga", None)] == \
+        "no live user account with the admin's email (olga@example.com)"
     assert details[("inactive_user_app_access", "u-carol", "app-github")] == \
         "staged user holds access through group Engineering"
     assert details[("inactive_user_app_access", "u-bob", "app-slack")] == "suspended user holds access directly"
@@ -407,7 +408,8 @@ def test_cli_report(run, tenant):
     rows = list(csv.reader(io.StringIO(as_csv.stdout)))
     assert tuple(rows[0]) == q.REPORT_COLUMNS
     assert [(r[0], r[1], r[2], r[4], r[5], r[7], r[8]) for r in rows[1:]] == [
-        (kind, *subject, *(related or ("", "")), *(via or ("", ""))) for kind, subject, related, via in EXPECTED_FINDINGS]
+        (kind, *subject, *(related or ("", "")), *(via or ("", "")))
+        for kind, subject, related, via in EXPECTED_FINDINGS]
     assert rows[2][3] == "Bob Brown" and rows[2][6] == "Slack"
 
     table = run("report", "acme")
