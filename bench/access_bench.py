@@ -229,6 +229,8 @@ def main() -> None:
     parser.add_argument("--deleted-users", type=int, default=5_000,
                         help="users (beyond --users) marked deleted with their grants, as people who left")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", default=None,
+                        help="a tenant of bench/profiles.py (e.g. xl) instead of the sizes above")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--explain", action="store_true", help="print the query plans")
     parser.add_argument("--no-cli", action="store_true", help="skip the end-to-end command timings")
@@ -236,7 +238,8 @@ def main() -> None:
 
     url = args.database_url
     if url is None:
-        path = ROOT / "var" / "bench" / f"access-{args.users}-{args.big_groups}-{args.deleted_users}.db"
+        name = args.profile or f"{args.users}-{args.big_groups}"
+        path = ROOT / "var" / "bench" / f"access-{name}-{args.deleted_users}.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         if args.refill:
             for suffix in ("", "-wal", "-shm"):
@@ -247,11 +250,19 @@ def main() -> None:
     with Session(engine) as session:
         exists = session.execute(select(Connector.id).where(Connector.name == CONNECTOR)).first() is not None
     if not exists:
-        fill(engine, TenantSpec(seed=args.seed, users=args.users + args.deleted_users, admins=args.admins,
-                                groups=args.groups,
-                                apps=args.apps, avg_members_per_group=args.avg_members,
+        if args.profile:
+            from dataclasses import replace
+
+            from bench.profiles import spec as profile_spec
+
+            base = profile_spec(args.profile)
+            tenant = replace(base, users=base.users + args.deleted_users)
+        else:
+            tenant = TenantSpec(seed=args.seed, users=args.users + args.deleted_users, admins=args.admins,
+                                groups=args.groups, apps=args.apps, avg_members_per_group=args.avg_members,
                                 groups_per_app=args.groups_per_app, users_per_app=args.users_per_app,
-                                big_groups=args.big_groups), args.deleted_users)
+                                big_groups=args.big_groups)
+        fill(engine, tenant, args.deleted_users)
     info = describe(engine)
     print(f"database: {engine.url.render_as_string(hide_password=True)}")
     print(f"live resources: {info['resources']}; deleted: {info['deleted']}")
