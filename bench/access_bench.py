@@ -2,9 +2,10 @@
 
 A plain script, not a test:
 
-    .venv/bin/python bench/access_bench.py                      # fill var/bench/access.db once, then time
+    .venv/bin/python bench/access_bench.py                      # fill var/bench/access-*.db once, then time
     .venv/bin/python bench/access_bench.py --refill --explain    # rebuild it; print the query plans
-    .venv/bin/python bench/access_bench.py --database-url postgresql://...   # a PostgreSQL database instead
+    .venv/bin/python bench/access_bench.py --profile xl          # the xl tenant of bench/profiles.py
+    .venv/bin/python bench/access_bench.py --database-url postgresql://...   # an empty PostgreSQL database
 
 The tenant comes from simulator.generator (TenantSpec, generate_tenant), mapped by the connector's own
 mappers and written by the store's writers; role assignments, admin links and access through groups are
