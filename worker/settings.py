@@ -24,11 +24,9 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from celery.schedules import crontab
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from jumpcloud.client import is_loopback_host
 from provisioning.params import ACTION_NAMES, DEFAULT_ALLOWED_ACTIONS
 
 DEFAULT_BASE_URL = "https://console.jumpcloud.com"
@@ -60,8 +58,10 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
-def parse_cron(text: str) -> crontab:
-    """Parse a five-field cron expression (minute hour day-of-month month day-of-week)."""
+def parse_cron(text: str):
+    """Parse a five-field cron expression (minute hour day-of-month month day-of-week) into a Celery crontab."""
+    from celery.schedules import crontab  # imported here: every CLI command loads this module, few need Celery
+
     fields = text.split()
     if len(fields) != 5:
         raise ValueError(f"{text!r} is not a cron expression of five fields (minute hour day month weekday)")
@@ -74,6 +74,8 @@ def parse_cron(text: str) -> crontab:
 
 
 def is_loopback_url(url: str) -> bool:
+    from jumpcloud.client import is_loopback_host  # httpx is heavy to import; only plain-http URLs need this
+
     return is_loopback_host(urlsplit(url).hostname or "")
 
 
