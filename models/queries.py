@@ -93,6 +93,20 @@ def run_by_task_id(engine: Engine, task_id: str) -> dict[str, Any] | None:
         return run_record(session, run) if run else None
 
 
+def wait_for_run(engine: Engine, task_id: str, timeout: float, poll: float = 0.2) -> dict[str, Any] | None:
+    """Poll until the run opened by trigger task ``task_id`` has ended (or was skipped); None on timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        run = run_by_task_id(engine, task_id)
+        if run is not None and run["finished_at"] is not None:
+            return run
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(poll)
+
+
 def latest_run(engine: Engine, connector: str, *, finished: bool = False) -> dict[str, Any] | None:
     with Session(engine) as session:
         cid = connector_id(session, connector)

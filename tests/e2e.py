@@ -25,14 +25,9 @@ def new_connector(fleet, sim, extra: str = "") -> str:
 
 
 def wait_run(engine, task_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    run = None
-    while time.monotonic() < deadline:
-        run = queries.run_by_task_id(engine, task_id)
-        if run and run["finished_at"]:
-            return run
-        time.sleep(0.2)
-    raise AssertionError(f"run of task {task_id} did not end within {timeout}s: {run}")
+    run = queries.wait_for_run(engine, task_id, timeout)
+    assert run is not None, f"run of task {task_id} did not end within {timeout}s: {queries.run_by_task_id(engine, task_id)}"
+    return run
 
 
 def sync_now(fleet, engine, name: str) -> dict:

@@ -153,13 +153,7 @@ def wait_for_run(task_id: str, timeout: float) -> dict | None:
     from models import queries
     from worker import runtime
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = queries.run_by_task_id(runtime.engine(), task_id)
-        if run is not None and run["finished_at"] is not None:
-            return run
-        time.sleep(0.5)
-    return None
+    return queries.wait_for_run(runtime.engine(), task_id, timeout, poll=0.5)
 
 
 def print_run(name: str, run: dict) -> None:
