@@ -219,6 +219,7 @@ def reset_peak(pid: int) -> bool:
 @dataclass
 class ProcSample:
     peak_kb: int = 0      # max VmHWM seen
+    rss: list = field(default_factory=list)  # (unix time, VmRSS kB) every interval
     cpu_start: float | None = None
     cpu_end: float | None = None
 
@@ -266,6 +267,9 @@ class Sampler:
             hwm = _status_kb(pid, "VmHWM")
             if hwm:
                 sample.peak_kb = max(sample.peak_kb, hwm)
+            rss = _status_kb(pid, "VmRSS")
+            if rss:
+                sample.rss.append((time.time(), rss))
             sample.cpu_end = cpu_seconds(pid) or sample.cpu_end
 
     def start(self) -> Sampler:
@@ -285,6 +289,16 @@ class Sampler:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
+
+    def rss_between(self, start: float, end: float, queues: str = "sync") -> float:
+        """The largest sampled VmRSS (MB) of a pool process of the given workers between two instants."""
+        names = {w.name for w in self.fleet.workers if w.queues == queues}
+        peak = 0
+        for pid, sample in self.procs.items():
+            name, role = self.roles[pid]
+            if role == "pool" and name in names:
+                peak = max([peak] + [kb for t, kb in sample.rss if start <= t <= end])
+        return round(peak / 1024, 1)
 
     def stop(self) -> dict:
         self._stop.set()

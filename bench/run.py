@@ -34,6 +34,8 @@ RESULTS = ROOT / "bench" / "results"
 RUNS = ROOT / "var" / "bench" / "runs"
 #: At least this many rows in the upsert measurement, so that small's rate is not timer noise.
 MIN_UPSERT_ROWS = 10_000
+#: ... and at most this many, so that xl's measurement (8 passes) stays within minutes.
+MAX_UPSERT_ROWS = 300_000
 
 
 def log(message: str) -> None:
@@ -155,6 +157,11 @@ def run_sync(kind: str, fleet: Fleet, sim: Simulator, engine, timeout: float, pr
     fetch = [p for p in parts if p["phase"] == "fetch"]
     derive = [p for p in parts if p["phase"] != "fetch"]
     last_fetch_end = max((_time(p["finished_at"]) for p in fetch if p["finished_at"]), default=None)
+    if last_fetch_end is not None:
+        # Which phase the memory peak belongs to: the fetch parts, or the derived parts after them (sampled
+        # VmRSS, so a spike shorter than the sampling interval can be missed; VmHWM above cannot).
+        memory["pool_rss_fetch_mb"] = sampler.rss_between(started.timestamp(), last_fetch_end.timestamp())
+        memory["pool_rss_derive_mb"] = sampler.rss_between(last_fetch_end.timestamp(), finished.timestamp() + 1)
     result = {
         "kind": kind, "run_id": run["id"], "status": run["status"], "error": run["error"],
         "wall_s": round((finished - started).total_seconds(), 3),
@@ -279,7 +286,7 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
             log(f"{profile}: {kind} sync {sync['status']} in {sync['wall_s']:.2f}s, {sync['requests']} requests "
                 f"(R_min {sync['r_min']}), {sync['rows_written']} rows")
         full = syncs[0]
-        n_rows = max(full["rows_written"], MIN_UPSERT_ROWS)
+        n_rows = min(max(full["rows_written"], MIN_UPSERT_ROWS), MAX_UPSERT_ROWS)
         log(f"{profile}: bare upsert vs writers, {n_rows} rows")
         counter = iter(range(1000))
 
