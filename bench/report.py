@@ -239,18 +239,25 @@ def tables(results: list[dict]) -> str:
         "### Provisioning (group.add-member, API latency 0)\n\n" + provisioning_table(results),
         "### Growth\n\n" + growth_table(results),
         "### Targets vs measured\n\n" + _table(["profile", "db", "target", "measured", ""], targets(results)),
-    ] + ([f"### py-spy (`--py-spy`; samples inside tasks, idle included)\n\n{spy}"] if (spy := pyspy_table(results))
-         else []))
+    ] + ([f"### py-spy (`--py-spy`; samples inside tasks, idle included)\n\n{spy}"]
+         if (spy := pyspy_table([r for r in results if _profiled(r)])) else []))
 
 
-def latest(results_dir: Path) -> list[dict]:
-    """The newest result of each (profile, database) in bench/results."""
+def _profiled(result: dict) -> bool:
+    return bool(result.get("settings", {}).get("py_spy"))
+
+
+def latest(results_dir: Path, profiled: bool = False) -> list[dict]:
+    """The newest result of each (profile, database) in bench/results: of the runs without py-spy (which slows
+    the workers down), or of those with it."""
     newest: dict[tuple[str, str], dict] = {}
     for path in sorted(results_dir.glob("*.json")):
         try:
             result = json.loads(path.read_text())
             key = (result["profile"]["name"], result["database"])
         except (ValueError, KeyError):
+            continue
+        if _profiled(result) != profiled:
             continue
         if key not in newest or result["stamp"] >= newest[key]["stamp"]:
             newest[key] = result
@@ -274,5 +281,9 @@ def update_docs(results_dir: Path, docs: Path = DOCS) -> Path:
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     block = tables(latest(results_dir))
+    spy = pyspy_table(latest(results_dir, profiled=True))
+    if spy:
+        block += ("\n\n### py-spy (the newest `--py-spy` runs: samples inside tasks, idle included; their timings are "
+                  "not in the tables above, py-spy slows the workers down)\n\n" + spy)
     docs.write_text(head + BEGIN + "\n\n" + block + "\n\n" + END + tail)
     return docs

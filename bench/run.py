@@ -321,7 +321,8 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
         return {
             "profile": describe(profile), "database": args.database, "stamp": stamp,
             "settings": {"latency_ms": args.latency_ms, "in_flight": args.in_flight, "sync_workers": args.workers,
-                         "sync_concurrency_per_worker": args.sync_concurrency, "provisioning_worker_processes": 2},
+                         "sync_concurrency_per_worker": args.sync_concurrency, "provisioning_worker_processes": 2,
+                         "py_spy": bool(args.py_spy)},
             "syncs": syncs, "upsert": upsert, "provisioning": provisioning, "quiet_before": quiet,
             "bench_seconds": round(time.monotonic() - started, 1), "run_directory": str(directory),
         }
