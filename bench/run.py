@@ -106,15 +106,12 @@ def _time(value: str | None) -> datetime | None:
 def wait_run(engine, task_id: str, timeout: float) -> dict:
     from models import queries
 
-    deadline = time.monotonic() + timeout
-    run = None
-    while time.monotonic() < deadline:
-        run = queries.run_by_task_id(engine, task_id)
-        if run and run["finished_at"]:
-            return run
-        time.sleep(0.2)
-    raise TimeoutError(f"the run of task {task_id} did not end within {timeout:.0f}s (last seen: "
-                       f"{ {k: run[k] for k in ('status', 'started_at')} if run else 'not started'})")
+    run = queries.wait_for_run(engine, task_id, timeout)
+    if run is None:
+        seen = queries.run_by_task_id(engine, task_id)
+        raise TimeoutError(f"the run of task {task_id} did not end within {timeout:.0f}s (last seen: "
+                           f"{ {k: seen[k] for k in ('status', 'started_at')} if seen else 'not started'})")
+    return run
 
 
 def part_summary(part: dict) -> dict:
