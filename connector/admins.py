@@ -71,6 +71,5 @@ class AdminSyncer:
         async for page in self.client.list_v1("/api/users"):
             yield [map_admin(record) for record in page]
 
-    async def grants(self, resources: list[ResourceRecord]) -> AsyncIterator[tuple[str, list[GrantRecord]]]:
-        return
-        yield  # pragma: no cover  (role grants are derived from the admin records; see connector.roles)
+    async def grants(self, resource: ResourceRecord) -> list[GrantRecord]:
+        return []  # pragma: no cover  (role grants are derived from the admin records; see connector.roles; never called: grant_source is None)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Protocol, TypeVar
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
-
-T = TypeVar("T")
 
 
 class Syncer(Protocol):
@@ -27,8 +24,9 @@ class Syncer(Protocol):
     def resources(self) -> AsyncIterator[list[ResourceRecord]]:
         """Pages of resources, as JumpCloud returns them."""
 
-    def grants(self, resources: list[ResourceRecord]) -> AsyncIterator[tuple[str, list[GrantRecord]]]:
-        """For each of ``resources``: its id and every grant on it (the complete set for that resource)."""
+    async def grants(self, resource: ResourceRecord) -> list[GrantRecord]:
+        """Every grant on ``resource`` (the complete set for that resource). The pipeline runs many of these at
+        once, across pages of resources (``pipeline.streaming.FetchWindow``); the client bounds the requests."""
 
 
 async def collect(pages: AsyncIterator[list[dict]]) -> list[dict]:
@@ -37,22 +35,6 @@ async def collect(pages: AsyncIterator[list[dict]]) -> list[dict]:
     async for page in pages:
         out.extend(page)
     return out
-
-
-async def as_completed_map(items: Iterable[T], fetch: Callable[[T], Awaitable]) -> AsyncIterator:
-    """Run ``fetch`` for every item concurrently and yield the results as they complete.
-
-    The client's in-flight bound keeps the number of open requests in check; if one fetch fails, the others
-    are cancelled and the error propagates, failing the part.
-    """
-    tasks = [asyncio.ensure_future(fetch(item)) for item in items]
-    try:
-        for next_done in asyncio.as_completed(tasks):
-            yield await next_done
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def connection_target_ids(connections: list[dict], target_type: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from connector.base import as_completed_map, collect, connection_target_ids
+from connector.base import collect, connection_target_ids
 from connector.fields import compact, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
@@ -37,11 +37,7 @@ class GroupSyncer:
         async for page in self.client.list_v2("/api/v2/usergroups", params={"sort": "id"}):
             yield [map_group(record) for record in page]
 
-    async def _members(self, group: ResourceRecord) -> tuple[str, list[GrantRecord]]:
+    async def grants(self, group: ResourceRecord) -> list[GrantRecord]:
         connections = await collect(self.client.list_v2("/api/v2/usergroups/{id}/members",
                                                           path_params={"id": group.id}))
-        return group.id, member_grants(group.id, connections)
-
-    async def grants(self, resources: list[ResourceRecord]) -> AsyncIterator[tuple[str, list[GrantRecord]]]:
-        async for result in as_completed_map(resources, self._members):
-            yield result
+        return member_grants(group.id, connections)

@@ -73,6 +73,5 @@ class UserSyncer:
         async for page in self.client.list_v1("/api/systemusers"):
             yield [map_user(record) for record in page]
 
-    async def grants(self, resources: list[ResourceRecord]) -> AsyncIterator[tuple[str, list[GrantRecord]]]:
-        return
-        yield  # pragma: no cover  (users hold grants; they grant nothing)
+    async def grants(self, resource: ResourceRecord) -> list[GrantRecord]:
+        return []  # pragma: no cover  (users hold grants; they grant nothing; never called: grant_source is None)

@@ -3,7 +3,7 @@
 import pytest
 
 from connector.admins import admin_role_names, link_admins, map_admin
-from connector.apps import binding_grants, derive_access_via_groups, map_app
+from connector.apps import binding_grants, map_app
 from connector.groups import map_group, member_grants
 from connector.roles import BUILTIN_ROLES, derive_roles, role_id
 from connector.users import map_user, user_status
@@ -106,10 +106,6 @@ def test_grants_from_connections():
     assert [g.principal_id for g in member_grants("g1", conns)] == ["u1"]
     grants = binding_grants("p1", conns, conns)
     assert {(g.principal_type, g.principal_id) for g in grants} == {("user", "u1"), ("group", "g9")}
-    derived = derive_access_via_groups([("p1", "g1"), ("p1", "g2"), ("p2", "g3")],
-                                       {"g1": ["u1", "u2"], "g2": ["u2"]})
-    assert {(g.principal_id, g.via) for g in derived["p1"]} == {("u1", "g1"), ("u2", "g1"), ("u2", "g2")}
-    assert derived["p2"] == []
 
 
 def test_nul_and_structures_in_text_fields():
