@@ -5,8 +5,9 @@ connector's mappers; cycled with suffixed ids when N exceeds the tenant):
 - ``bare``: one SQLAlchemy Core ``executemany`` of ``INSERT ... ON CONFLICT (key) DO UPDATE`` (the store's own
   conflict target and update columns) into a scratch copy of the table (same columns, constraints, indexes and
   foreign key), rows prepared beforehand, one transaction: the rate nothing built on SQLAlchemy can beat much.
-- ``writer``: the project's ``ResourceWriter.write`` (pages of 100, as a sync part calls it) or
-  ``GrantWriter.write_scopes`` (100 scopes a call, as a part does), into the real table, from records.
+- ``writer``: the project's ``ResourceWriter.write`` (batches of ``RESOURCE_BATCH`` records, as a sync part calls
+  it) or ``GrantWriter.write_scopes`` (``GRANT_BATCH_SCOPES`` scopes a call), into the real table, from records
+  (on PostgreSQL the writer takes the COPY path for batches of ``COPY_MIN_ROWS`` rows or more).
 - ``copy`` (PostgreSQL only): COPY into a temporary staging table, then one ``INSERT ... SELECT ... ON CONFLICT``.
 Each is timed in a fresh, migrated scratch database of the run's kind (SQLite file next to the run's database,
 or a new database on the run's PostgreSQL server), twice with the order swapped; the best of the two is kept.
@@ -30,13 +31,14 @@ from models.db import make_engine
 from models.migrate import upgrade
 from models.store import (GRANT_KEY, GrantWriter, ResourceWriter, chunks, grant_row, resource_row)
 from models.tables import Connector, Grant, Resource
+from pipeline.parts import GRANT_BATCH_SCOPES, RESOURCE_BATCH
 
 RESOURCE_KEY = ("connector_id", "type", "external_id")
 RESOURCE_UPDATE = ("name", "email", "name_key", "email_key", "status", "profile", "content_hash", "updated_at",
                    "deleted_at")
 GRANT_UPDATE = ("source", "deleted_at")
-PAGE = 100          # records per ResourceWriter.write call (a page)
-SCOPES = 100        # scopes per GrantWriter.write_scopes call (GRANT_BATCH_SCOPES)
+PAGE = RESOURCE_BATCH       # records per ResourceWriter.write call, as a sync part makes them
+SCOPES = GRANT_BATCH_SCOPES  # scopes per GrantWriter.write_scopes call
 
 
 def resource_records(dump: dict, n: int) -> list[ResourceRecord]:

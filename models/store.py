@@ -13,11 +13,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, func, select, update
+from sqlalchemy import JSON, Engine, Table, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from connector.records import GrantRecord, ResourceRecord
+from connector.records import GrantRecord, ResourceRecord, json_text
 from models import history
 from models.tables import Grant, Resource
 
@@ -29,18 +29,55 @@ def chunks(items: Sequence, size: int = _CHUNK) -> Iterator[Sequence]:
         yield items[start:start + size]
 
 
+#: From this many rows, PostgreSQL upserts go through COPY into a staging table (1.4–1.6× the executemany rate
+#: in the benchmark); fewer are not worth the extra round trips.
+COPY_MIN_ROWS = 200
+
+
 def bulk_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys: Sequence[str],
                 update_columns: Sequence[str]) -> None:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update_columns`` for many rows in one statement."""
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update_columns`` for many rows (no two with the same keys).
+
+    On PostgreSQL, a batch of ``COPY_MIN_ROWS`` or more is copied into a temporary staging table and upserted
+    by one ``INSERT ... SELECT``; otherwise an executemany of the statement, in chunks.
+    """
     if not rows:
         return
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql" and len(rows) >= COPY_MIN_ROWS:
+        _copy_upsert(session, table, rows, keys, update_columns)
+        return
     insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
     statement = insert(table)
     statement = statement.on_conflict_do_update(
         index_elements=list(keys), set_={column: statement.excluded[column] for column in update_columns})
     for chunk in chunks(rows):
         session.execute(statement, list(chunk))
+
+
+def _copy_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys: Sequence[str],
+                 update_columns: Sequence[str]) -> None:
+    """PostgreSQL: COPY the rows into a per-connection staging table (emptied at commit), then one upsert.
+
+    Runs in the session's transaction, so it commits or rolls back with the rest of the batch."""
+    columns = list(rows[0])
+    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    staging = f"staging_{table.name}"
+    names = ", ".join(columns)
+    updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in update_columns)
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+                       f"SELECT {names} FROM {table.name} WITH NO DATA")
+        with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([json_text(row[c]) if c in json_columns and row[c] is not None else row[c]
+                                for c in columns])
+        cursor.execute(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
+                       f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}")
+        cursor.execute(f"TRUNCATE {staging}")
+    finally:
+        cursor.close()
 
 
 def lookup_key(text: str) -> str:
@@ -213,7 +250,7 @@ class GrantWriter:
                     existing[(row.resource_id, row.entitlement, row.principal_type, row.principal_id, row.via)] = (
                         row.id, row.deleted_at is not None)
             wanted: set[tuple] = set()
-            inserts, changes = [], []
+            changed: list[tuple[str, GrantRecord]] = []
             for resource_id, grants in scopes.items():
                 for grant in grants:
                     key = (resource_id, *grant.key)
@@ -224,20 +261,32 @@ class GrantWriter:
                     before = existing.get(key)
                     if before is not None and not before[1]:
                         continue
-                    kind = "created" if before is None else "undeleted"
-                    self.counts[f"grants_{kind}"] += 1
-                    inserts.append(grant_row(self.connector_id, grant, self.source, self.now))
-                    if not self.baseline:
-                        changes.append(history.grant_change(self.connector_id, kind, grant, self.now,
-                                                            run_id=self.run_id))
+                    changed.append(("created" if before is None else "undeleted", grant))
             # A scope written a second time in the same part (a listing that repeated a resource) only adds.
             gone = [row_id for key, (row_id, deleted) in existing.items()
                     if not deleted and key not in wanted and fresh[key[0]]]
-            history.record(session, changes)
-            upsert_grant_rows(session, inserts)
+            self._insert(session, changed)
             session.commit()
         self.doomed.extend(gone)
-        self.counts["rows_written"] += len(inserts)
+
+    def insert_changes(self, changed: Iterable[tuple[str, GrantRecord]], batch: int = 5000) -> None:
+        """Insert (``created``) or bring back (``undeleted``) grants already known to be new or back, e.g.
+        from a diff computed in SQL; with their history, a transaction per ``batch``."""
+        changed = list(changed)
+        with Session(self.engine) as session:
+            for chunk in chunks(changed, batch):
+                self._insert(session, chunk)
+                session.commit()
+
+    def _insert(self, session: Session, changed: Sequence[tuple[str, GrantRecord]]) -> None:
+        for kind, _ in changed:
+            self.counts[f"grants_{kind}"] += 1
+        if not self.baseline:
+            history.record(session, [history.grant_change(self.connector_id, kind, grant, self.now,
+                                                          run_id=self.run_id) for kind, grant in changed])
+        upsert_grant_rows(session, [grant_row(self.connector_id, grant, self.source, self.now)
+                                    for _, grant in changed])
+        self.counts["rows_written"] += len(changed)
 
     def plan_unseen_scopes(self) -> None:
         """Note as gone the live grants on resources this part never wrote a scope for."""

@@ -1,5 +1,5 @@
-"""Running one part of a sync: a fetch part (one resource type from the API) or a derived part (computed from
-what the fetch parts stored). Plain functions of an engine and a connector config: no Celery here.
+"""Running one fetch part of a sync: one resource type from the API, streamed into the database (the derived parts
+are in ``pipeline.derived``). Plain functions of an engine and a connector config: no Celery here.
 
 A part that fails deletes nothing: deletion happens only after the whole listing of its type came back.
 """
@@ -12,26 +12,28 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select, update
-from sqlmodel import Session
+from sqlalchemy import Engine
 
 from connector import FETCH_SYNCERS
-from connector.admins import link_admins
-from connector.apps import derive_access_via_groups
-from connector.records import GrantRecord
-from connector.roles import derive_roles
+from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
 from jumpcloud.retry import RetryPolicy
 from models.store import GrantWriter, ResourceWriter
-from models.tables import Grant, Resource, SyncPart, utcnow
-from pipeline.runs import DERIVED_PARTS, USABLE_PART_STATUSES, claim_part, end_part
+from models.tables import utcnow
+from pipeline.runs import claim_part, end_part
+from pipeline.streaming import FetchWindow, WriteBehind
 from telemetry import metrics
 from pipeline.valve import Deletion, hold_reason, use_approval
 from worker.settings import ConnectorConfig, SyncSettings
 
 log = logging.getLogger(__name__)
 
+#: Grants are written this many resources (scopes) at a time; resources about this many records at a time.
 GRANT_BATCH_SCOPES = 100
+RESOURCE_BATCH = 1000
+#: Per-resource grant listings kept running at once, per request slot of the connector's client: enough that
+#: the slots stay busy while the next page of resources is listed and while a batch is handed to the writer.
+GRANT_WINDOW_PER_SLOT = 4
 
 ClientFactory = Callable[[ConnectorConfig], JumpCloudClient]
 
@@ -71,23 +73,46 @@ def describe_error(exc: BaseException) -> str:
 async def _fetch(connector: ConnectorConfig, resource_type: str, resources: ResourceWriter,
                  grants: GrantWriter | None, client_factory: ClientFactory, stats: list) -> int:
     """Stream the listing into the writers; returns the number of HTTP requests made. ``stats`` receives the
-    client's stats, so that a failed part still reports what it sent."""
+    client's stats, so that a failed part still reports what it sent.
+
+    Resources are written in batches of about ``RESOURCE_BATCH`` records and grants ``GRANT_BATCH_SCOPES``
+    resources at a time, on the writer thread (``WriteBehind``), while the grant listings of every resource run
+    in one window of ``GRANT_WINDOW_PER_SLOT × max_in_flight`` across pages, so the client's slots stay full.
+    """
     client = client_factory(connector)
     stats.append(client.stats)
-    async with client:
-        syncer = FETCH_SYNCERS[resource_type](client)
+    syncer = FETCH_SYNCERS[resource_type](client)
+    window_size = GRANT_WINDOW_PER_SLOT * max(1, connector.max_in_flight)
+
+    async def scope(resource: ResourceRecord) -> tuple[str, list[GrantRecord]]:
+        return resource.id, await syncer.grants(resource)
+
+    async with client, WriteBehind() as writes, FetchWindow(scope, window_size) as window:
+        records: list[ResourceRecord] = []
+        scopes: dict[str, list[GrantRecord]] = {}
+
+        async def take(results: list[tuple[str, list[GrantRecord]]], final: bool = False) -> None:
+            nonlocal scopes
+            scopes.update(results)
+            if scopes and (final or len(scopes) >= GRANT_BATCH_SCOPES):
+                await writes.submit(grants.write_scopes, scopes)
+                scopes = {}
+
         async for page in syncer.resources():
-            resources.write(page)
+            records.extend(page)
+            if len(records) >= RESOURCE_BATCH:
+                await writes.submit(resources.write, records)
+                records = []
             if grants is None:
                 continue
-            batch: dict[str, list[GrantRecord]] = {}
-            async for resource_id, resource_grants in syncer.grants(page):
-                batch[resource_id] = resource_grants
-                if len(batch) >= GRANT_BATCH_SCOPES:
-                    grants.write_scopes(batch)
-                    batch = {}
-            grants.write_scopes(batch)
-        return client.stats.requests
+            for resource in page:
+                await take(await window.add(resource))
+        if records:
+            await writes.submit(resources.write, records)
+        if grants is not None:
+            await take(await window.drain(), final=True)
+        await writes.drain()
+    return client.stats.requests
 
 
 def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, resource_type: str,
@@ -162,104 +187,3 @@ def _observe(connector: str, part: str, status: str, clock: metrics.Stopwatch, s
     metrics.observe_part(connector, part, status, clock.seconds)
     if stats:
         metrics.count_retries(connector, stats[0].retries)
-
-
-# --- derived parts -------------------------------------------------------------------------------------------
-
-def _live(session: Session, connector_id: int, resource_type: str):
-    table = Resource.__table__
-    return session.execute(select(table.c.external_id, table.c.email, table.c.profile, table.c.linked_user_id)
-                           .where(table.c.connector_id == connector_id, table.c.type == resource_type,
-                                  table.c.deleted_at.is_(None))).all()
-
-
-def derive_roles_part(engine: Engine, connector_id: int, run_id: int | None = None) -> Counter:
-    now = utcnow()
-    with Session(engine) as session:
-        admins = [(row.external_id, list((row.profile or {}).get("role_names", [])))
-                  for row in _live(session, connector_id, "admin")]
-    roles, assigned = derive_roles(admins)
-    resources = ResourceWriter(engine, connector_id, "role", now, run_id)
-    resources.write(roles)
-    resources.delete_unseen()
-    grants = GrantWriter(engine, connector_id, "role", "role", now, run_id)
-    scopes: dict[str, list[GrantRecord]] = {role.id: [] for role in roles}
-    for grant in assigned:
-        scopes[grant.resource_id].append(grant)
-    grants.write_scopes(scopes)
-    grants.delete_unseen_scopes()
-    return resources.counts + grants.counts
-
-
-def derive_admin_links_part(engine: Engine, connector_id: int, run_id: int | None = None) -> Counter:
-    counts: Counter = Counter()
-    table = Resource.__table__
-    with Session(engine) as session:
-        admins = _live(session, connector_id, "admin")
-        users = [(row.external_id, row.email) for row in _live(session, connector_id, "user")]
-        links = link_admins(((row.external_id, row.email) for row in admins), users)
-        for row in admins:
-            counts["admins_linked"] += links[row.external_id] is not None
-            if links[row.external_id] != row.linked_user_id:
-                session.execute(update(table).where(
-                    table.c.connector_id == connector_id, table.c.type == "admin",
-                    table.c.external_id == row.external_id).values(linked_user_id=links[row.external_id]))
-                counts["rows_written"] += 1
-        session.commit()
-    return counts
-
-
-def derive_app_via_group_part(engine: Engine, connector_id: int, run_id: int | None = None) -> Counter:
-    now = utcnow()
-    grant = Grant.__table__
-    with Session(engine) as session:
-        apps = [row.external_id for row in _live(session, connector_id, "app")]
-        bound = session.execute(select(grant.c.resource_id, grant.c.principal_id).where(
-            grant.c.connector_id == connector_id, grant.c.source == "app", grant.c.principal_type == "group",
-            grant.c.deleted_at.is_(None))).all()
-        members: dict[str, list[str]] = {}
-        bound_groups = {group_id for _, group_id in bound}
-        rows = session.execute(select(grant.c.resource_id, grant.c.principal_id).where(
-            grant.c.connector_id == connector_id, grant.c.source == "group", grant.c.deleted_at.is_(None)))
-        for group_id, user_id in rows:
-            if group_id in bound_groups:
-                members.setdefault(group_id, []).append(user_id)
-    derived = derive_access_via_groups(bound, members)
-    writer = GrantWriter(engine, connector_id, "app", "app_via_group", now, run_id)
-    for start in range(0, len(apps), GRANT_BATCH_SCOPES):
-        writer.write_scopes({app_id: derived.get(app_id, []) for app_id in apps[start:start + GRANT_BATCH_SCOPES]})
-    writer.delete_unseen_scopes()
-    return writer.counts
-
-
-DERIVERS: dict[str, Callable[[Engine, int, int | None], Counter]] = {
-    "role": derive_roles_part,
-    "admin_link": derive_admin_links_part,
-    "app_via_group": derive_app_via_group_part,
-}
-
-
-def run_derived_parts(engine: Engine, run_id: int) -> None:
-    """Run each derived part whose inputs all succeeded in this run; skip (and delete nothing) otherwise."""
-    with Session(engine) as session:
-        parts = {p.name: p for p in session.exec(select(SyncPart).where(SyncPart.run_id == run_id)).scalars()}
-    for name, inputs in DERIVED_PARTS.items():
-        if name not in parts or parts[name].status != "pending":
-            continue
-        claim = claim_part(engine, run_id, name, run_status="finalizing")
-        if claim.attempt is None:
-            continue
-        not_ok = [i for i in inputs if parts.get(i) is None or parts[i].status not in USABLE_PART_STATUSES]
-        if not_ok:
-            end_part(engine, run_id, name, claim.attempt, status="skipped",
-                     error=f"input part(s) {', '.join(not_ok)} did not succeed; nothing derived or deleted")
-            continue
-        clock = metrics.Stopwatch()
-        try:
-            counts = DERIVERS[name](engine, claim.connector_id, run_id)
-        except Exception as exc:  # noqa: BLE001
-            end_part(engine, run_id, name, claim.attempt, status="failed", error=describe_error(exc))
-            metrics.observe_part(claim.connector_name, name, "failed", clock.seconds)
-            continue
-        end_part(engine, run_id, name, claim.attempt, status="succeeded", counts=dict(counts))
-        metrics.observe_part(claim.connector_name, name, "succeeded", clock.seconds)

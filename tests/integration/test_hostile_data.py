@@ -13,8 +13,7 @@ from connector.admins import map_admin
 from connector.apps import map_app
 from connector.groups import map_group
 from connector.users import map_user
-from models import queries
-from models.store import ResourceWriter
+from models import queries, store
 from models.tables import Connector, utcnow
 
 HOSTILE = st.one_of(
@@ -60,18 +59,23 @@ def _connector(engine) -> int:
                                  HealthCheck.data_too_large])
 @given(records=st.lists(RECORD, min_size=1, max_size=5))
 @example(records=[{"lastname": [], "roleNames": ["\x00"]}])  # found by CI: NUL inside a list of role names
-def test_hostile_records_are_stored_as_data(engine, records):
-    cid, name = _connector(engine)
-    for mapper, rtype in ((map_user, "user"), (map_admin, "admin"), (map_group, "group"), (map_app, "app")):
-        mapped = []
-        for record in records:
-            raw = {**record, "_id": uuid.uuid4().hex[:24], "id": None}
-            resource = mapper(raw)
-            assert not any("\x00" in s for s in strings(resource)), resource  # PostgreSQL cannot store NUL
-            mapped.append(resource)
-        writer = ResourceWriter(engine, cid, rtype, utcnow())
-        writer.write(mapped)
-        stored = {r["id"]: r for r in queries.resources(engine, name, rtype)}
-        for resource in mapped:
-            row = stored[resource.id]
-            assert (row["name"], row.get("email"), row["profile"]) == (resource.name, resource.email, resource.profile)
+def test_hostile_records_are_stored_as_data(engine, records, monkeypatch):
+    # On PostgreSQL, both upsert paths: the executemany of small batches and the COPY of large ones.
+    paths = (10**9, 1) if engine.dialect.name == "postgresql" else (10**9,)
+    for copy_min_rows in paths:
+        monkeypatch.setattr(store, "COPY_MIN_ROWS", copy_min_rows)
+        cid, name = _connector(engine)
+        for mapper, rtype in ((map_user, "user"), (map_admin, "admin"), (map_group, "group"), (map_app, "app")):
+            mapped = []
+            for record in records:
+                raw = {**record, "_id": uuid.uuid4().hex[:24], "id": None}
+                resource = mapper(raw)
+                assert not any("\x00" in s for s in strings(resource)), resource  # PostgreSQL cannot store NUL
+                mapped.append(resource)
+            writer = store.ResourceWriter(engine, cid, rtype, utcnow())
+            writer.write(mapped)
+            stored = {r["id"]: r for r in queries.resources(engine, name, rtype)}
+            for resource in mapped:
+                row = stored[resource.id]
+                assert (row["name"], row.get("email"), row["profile"]) == (
+                    resource.name, resource.email, resource.profile)

@@ -2,12 +2,21 @@
 
 from datetime import datetime, timezone
 
+import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
 from connector.records import GrantRecord, ResourceRecord
+from models import store
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Connector, Grant, Resource
+
+
+@pytest.fixture(autouse=True, params=["executemany", "copy"])
+def upsert_path(request, monkeypatch):
+    """Every test through both PostgreSQL upsert paths (SQLite has only the executemany)."""
+    monkeypatch.setattr(store, "COPY_MIN_ROWS", 1 if request.param == "copy" else 10**9)
+    return request.param
 
 
 def _connector(engine) -> int:
@@ -100,3 +109,59 @@ def test_grant_sources_do_not_delete_each_other(engine):
     again.delete_unseen_scopes()
     live = {(g.principal_id, g.via) for g in _live(engine, Grant)}
     assert live == {("u1", "")}  # the direct grant survives the via-group part's deletions
+
+
+def _apps_and_groups(engine, cid, minute, apps, bindings, members):
+    """Store what the app and group parts would: live apps, app→group bindings, group memberships."""
+    now = _now(minute)
+    app_writer = ResourceWriter(engine, cid, "app", now)
+    app_writer.write([ResourceRecord(type="app", id=a, name=a) for a in apps])
+    app_writer.delete_unseen()
+    app_grants = GrantWriter(engine, cid, "app", "app", now)
+    app_grants.write_scopes({a: [GrantRecord("app", a, "access", "group", g) for g in bindings.get(a, [])]
+                             for a in apps})
+    app_grants.delete_unseen_scopes()
+    group_grants = GrantWriter(engine, cid, "group", "group", now)
+    group_grants.write_scopes({g: [GrantRecord("group", g, "member", "user", u) for u in users]
+                               for g, users in members.items()})
+    group_grants.delete_unseen_scopes()
+
+
+def _via_group(engine) -> set[tuple[str, str, str]]:
+    return {(g.resource_id, g.principal_id, g.via) for g in _live(engine, Grant, source="app_via_group")}
+
+
+def test_access_through_groups_is_derived_and_diffed_in_the_database(engine):
+    from models.tables import Change
+    from pipeline.derived import derive_app_via_group_part
+
+    cid = _connector(engine)
+    _apps_and_groups(engine, cid, 0, ["p1", "p2", "p3"], {"p1": ["g1", "g2"], "p2": ["g3"], "p3": ["g1"]},
+                     {"g1": ["u1", "u2"], "g2": ["u2"], "g3": [], "g4": ["u4"]})
+    counts = derive_app_via_group_part(engine, cid, None)
+    assert _via_group(engine) == {("p1", "u1", "g1"), ("p1", "u2", "g1"), ("p1", "u2", "g2"),
+                                  ("p3", "u1", "g1"), ("p3", "u2", "g1")}
+    assert counts["grants_created"] == 5 and counts["rows_written"] == 5
+    assert derive_app_via_group_part(engine, cid, None)["rows_written"] == 0  # nothing changed: nothing written
+
+    # u1 leaves g1, g4 is bound to p2, p3 is deleted, g2 is unbound from p1.
+    _apps_and_groups(engine, cid, 1, ["p1", "p2"], {"p1": ["g1"], "p2": ["g3", "g4"]},
+                     {"g1": ["u2"], "g2": ["u2"], "g3": [], "g4": ["u4"]})
+    counts = derive_app_via_group_part(engine, cid, None)
+    assert _via_group(engine) == {("p1", "u2", "g1"), ("p2", "u4", "g4")}
+    assert (counts["grants_created"], counts["grants_deleted"]) == (1, 4)
+
+    # u1 comes back to g1: the old row is undeleted, not duplicated.
+    _apps_and_groups(engine, cid, 2, ["p1", "p2"], {"p1": ["g1"], "p2": ["g3", "g4"]},
+                     {"g1": ["u1", "u2"], "g2": ["u2"], "g3": [], "g4": ["u4"]})
+    counts = derive_app_via_group_part(engine, cid, None)
+    assert counts["grants_undeleted"] == 1 and ("p1", "u1", "g1") in _via_group(engine)
+    with Session(engine) as session:
+        rows = session.execute(select(func.count()).select_from(Grant).where(
+            Grant.source == "app_via_group", Grant.resource_id == "p1", Grant.principal_id == "u1",
+            Grant.via == "g1")).scalar_one()
+        history = {(c.change, c.resource_id, c.principal_id, c.via) for c in session.execute(
+            select(Change).where(Change.subject == "grant", Change.via.is_not(None), Change.via != "")).scalars()}
+    assert rows == 1
+    assert history == {("created", "p2", "u4", "g4"), ("deleted", "p1", "u1", "g1"), ("deleted", "p1", "u2", "g2"),
+                       ("deleted", "p3", "u1", "g1"), ("deleted", "p3", "u2", "g1"), ("undeleted", "p1", "u1", "g1")}

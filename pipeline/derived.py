@@ -1,0 +1,195 @@
+"""The derived parts of a sync: what is computed from the fetched rows instead of asked of the API.
+
+- ``role``: roles and their assignments, from the admins' role names (``connector.roles``);
+- ``admin_link``: each admin's user account, by email (``connector.admins.link_admins``);
+- ``app_via_group``: a user's access to an app through a group bound to it, from the app-group bindings and
+  the group memberships the fetch parts stored.
+
+They run in the finalizer once their input parts succeeded (``run_derived_parts``). Each reads only what it
+needs: the access through groups is joined and diffed in the database, so it holds neither every membership
+nor every derived grant in memory (on ``xl`` that was the worker's peak), and a re-sync that changed nothing
+reads back no rows at all.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from sqlalchemy import Engine, and_, exists, insert, literal, or_, select, update
+from sqlmodel import Session
+
+from connector.admins import link_admins
+from connector.records import GrantRecord
+from connector.roles import derive_roles
+from models.store import GrantWriter, ResourceWriter, lookup_key
+from models.tables import Grant, Resource, SyncPart, utcnow
+from pipeline.parts import describe_error
+from pipeline.runs import DERIVED_PARTS, USABLE_PART_STATUSES, claim_part, end_part
+from telemetry import metrics
+
+VIA_GROUP = "app_via_group"
+
+
+def _live(connector_id: int, resource_type: str, *columns):
+    table = Resource.__table__
+    return select(*columns).where(table.c.connector_id == connector_id, table.c.type == resource_type,
+                                  table.c.deleted_at.is_(None))
+
+
+def derive_roles_part(engine: Engine, connector_id: int, run_id: int | None = None) -> Counter:
+    now = utcnow()
+    table = Resource.__table__
+    with Session(engine) as session:
+        admins = [(admin_id, list((profile or {}).get("role_names", []))) for admin_id, profile in
+                  session.execute(_live(connector_id, "admin", table.c.external_id, table.c.profile))]
+    roles, assigned = derive_roles(admins)
+    resources = ResourceWriter(engine, connector_id, "role", now, run_id)
+    resources.write(roles)
+    resources.delete_unseen()
+    grants = GrantWriter(engine, connector_id, "role", "role", now, run_id)
+    scopes: dict[str, list[GrantRecord]] = {role.id: [] for role in roles}
+    for grant in assigned:
+        scopes[grant.resource_id].append(grant)
+    grants.write_scopes(scopes)
+    grants.delete_unseen_scopes()
+    return resources.counts + grants.counts
+
+
+def derive_admin_links_part(engine: Engine, connector_id: int, run_id: int | None = None) -> Counter:
+    """Link each admin to the user with its email. Only the users with an admin's email are read (by the
+    email index), not every user."""
+    counts: Counter = Counter()
+    table = Resource.__table__
+    with Session(engine) as session:
+        admins = session.execute(_live(connector_id, "admin", table.c.external_id, table.c.email,
+                                       table.c.linked_user_id)).all()
+        keys = sorted({lookup_key(row.email) for row in admins if row.email})
+        users = session.execute(_live(connector_id, "user", table.c.external_id, table.c.email)
+                                .where(table.c.email_key.in_(keys))).all() if keys else []
+        links = link_admins(((row.external_id, row.email) for row in admins), users)
+        for row in admins:
+            counts["admins_linked"] += links[row.external_id] is not None
+            if links[row.external_id] != row.linked_user_id:
+                session.execute(update(table).where(
+                    table.c.connector_id == connector_id, table.c.type == "admin",
+                    table.c.external_id == row.external_id).values(linked_user_id=links[row.external_id]))
+                counts["rows_written"] += 1
+        session.commit()
+    return counts
+
+
+# --- access through groups, in SQL ---------------------------------------------------------------------------
+
+def _access_via_groups(connector_id: int):
+    """(app id, user id, group id): every live member of every group bound to a live app."""
+    grants, apps = Grant.__table__, Resource.__table__
+    binding, member, app = grants.alias("binding"), grants.alias("member"), apps.alias("app")
+    return (
+        select(binding.c.resource_id.label("app_id"), member.c.principal_id.label("user_id"),
+               binding.c.principal_id.label("group_id"))
+        .select_from(
+            binding
+            .join(app, and_(app.c.connector_id == binding.c.connector_id, app.c.type == "app",
+                            app.c.external_id == binding.c.resource_id, app.c.deleted_at.is_(None)))
+            .join(member, and_(member.c.connector_id == binding.c.connector_id, member.c.source == "group",
+                               member.c.resource_type == "group", member.c.resource_id == binding.c.principal_id,
+                               member.c.principal_type == "user", member.c.deleted_at.is_(None))))
+        .where(binding.c.connector_id == connector_id, binding.c.source == "app",
+               binding.c.resource_type == "app", binding.c.principal_type == "group",
+               binding.c.deleted_at.is_(None)))
+
+
+def _new_or_back(connector_id: int):
+    """Derived access with no live row: (app, user, group, kind) where kind is created or undeleted."""
+    derived = _access_via_groups(connector_id).subquery("derived")
+    row = Grant.__table__.alias("row")
+    return (
+        select(derived.c.app_id, derived.c.user_id, derived.c.group_id, row.c.id)
+        .select_from(derived.outerjoin(row, and_(
+            row.c.connector_id == connector_id, row.c.resource_type == "app",
+            row.c.resource_id == derived.c.app_id, row.c.entitlement == "access", row.c.principal_type == "user",
+            row.c.principal_id == derived.c.user_id, row.c.via == derived.c.group_id)))
+        .where(or_(row.c.id.is_(None), row.c.deleted_at.is_not(None))))
+
+
+def _gone(connector_id: int):
+    """Ids of live access-through-group rows whose binding, membership or app is no longer live; each test is
+    one search of the grants' (or resources') unique key."""
+    grants, apps = Grant.__table__, Resource.__table__
+    row, binding, member = grants.alias("row"), grants.alias("binding"), grants.alias("member")
+    bound = exists().where(
+        binding.c.connector_id == connector_id, binding.c.resource_type == "app",
+        binding.c.resource_id == row.c.resource_id, binding.c.entitlement == "access",
+        binding.c.principal_type == "group", binding.c.principal_id == row.c.via, binding.c.source == "app",
+        binding.c.deleted_at.is_(None))
+    is_member = exists().where(
+        member.c.connector_id == connector_id, member.c.resource_type == "group",
+        member.c.resource_id == row.c.via, member.c.entitlement == "member", member.c.principal_type == "user",
+        member.c.principal_id == row.c.principal_id, member.c.source == "group", member.c.deleted_at.is_(None))
+    app_live = exists().where(apps.c.connector_id == connector_id, apps.c.type == "app",
+                              apps.c.external_id == row.c.resource_id, apps.c.deleted_at.is_(None))
+    return select(row.c.id).where(row.c.connector_id == connector_id, row.c.source == VIA_GROUP,
+                                  row.c.deleted_at.is_(None), ~and_(bound, is_member, app_live))
+
+
+def derive_app_via_group_part(engine: Engine, connector_id: int, run_id: int | None = None) -> Counter:
+    """Access through groups, diffed in the database against what is stored: new rows inserted, rows whose
+    binding or membership went marked deleted, each with its history (none for the first, baseline sync)."""
+    now = utcnow()
+    writer = GrantWriter(engine, connector_id, "app", VIA_GROUP, now, run_id)
+    if writer.baseline:  # nothing to diff against and no history to write: one INSERT ... SELECT
+        grants = Grant.__table__
+        derived = _access_via_groups(connector_id).subquery("derived")
+        rows = select(literal(connector_id), literal("app"), derived.c.app_id, literal("access"), literal("user"),
+                      derived.c.user_id, derived.c.group_id, literal(VIA_GROUP), literal(now, grants.c.first_seen_at.type))
+        with Session(engine) as session:
+            inserted = session.execute(insert(grants).from_select(
+                ["connector_id", "resource_type", "resource_id", "entitlement", "principal_type", "principal_id",
+                 "via", "source", "first_seen_at"], rows),
+                execution_options={"preserve_rowcount": True}).rowcount  # psycopg 3 forgets it otherwise
+            session.commit()
+        writer.counts["grants_created"] += inserted
+        writer.counts["rows_written"] += inserted
+        return writer.counts
+    with Session(engine) as session:
+        changed = [("created" if row_id is None else "undeleted",
+                    GrantRecord("app", app_id, "access", "user", user_id, via=group_id))
+                   for app_id, user_id, group_id, row_id in session.execute(_new_or_back(connector_id))]
+        writer.doomed.extend(row_id for (row_id,) in session.execute(_gone(connector_id)))
+    writer.insert_changes(changed)
+    writer.apply_deletions()
+    return writer.counts
+
+
+DERIVERS: dict[str, Callable[[Engine, int, int | None], Counter]] = {
+    "role": derive_roles_part,
+    "admin_link": derive_admin_links_part,
+    VIA_GROUP: derive_app_via_group_part,
+}
+
+
+def run_derived_parts(engine: Engine, run_id: int) -> None:
+    """Run each derived part whose inputs all succeeded in this run; skip (and delete nothing) otherwise."""
+    with Session(engine) as session:
+        parts = {p.name: p for p in session.exec(select(SyncPart).where(SyncPart.run_id == run_id)).scalars()}
+    for name, inputs in DERIVED_PARTS.items():
+        if name not in parts or parts[name].status != "pending":
+            continue
+        claim = claim_part(engine, run_id, name, run_status="finalizing")
+        if claim.attempt is None:
+            continue
+        not_ok = [i for i in inputs if parts.get(i) is None or parts[i].status not in USABLE_PART_STATUSES]
+        if not_ok:
+            end_part(engine, run_id, name, claim.attempt, status="skipped",
+                     error=f"input part(s) {', '.join(not_ok)} did not succeed; nothing derived or deleted")
+            continue
+        clock = metrics.Stopwatch()
+        try:
+            counts = DERIVERS[name](engine, claim.connector_id, run_id)
+        except Exception as exc:  # noqa: BLE001
+            end_part(engine, run_id, name, claim.attempt, status="failed", error=describe_error(exc))
+            metrics.observe_part(claim.connector_name, name, "failed", clock.seconds)
+            continue
+        end_part(engine, run_id, name, claim.attempt, status="succeeded", counts=dict(counts))
+        metrics.observe_part(claim.connector_name, name, "succeeded", clock.seconds)
