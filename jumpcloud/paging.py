@@ -19,6 +19,7 @@ import json
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
+import orjson
 
 from .errors import BadResponseError
 
@@ -38,6 +39,10 @@ def _bad(response: httpx.Response, message: str) -> BadResponseError:
 
 def parse_json(response: httpx.Response) -> Any:
     """The response body as JSON, or BadResponseError (never a bare ValueError)."""
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        pass  # what orjson refuses but json reads (NaN, a lone surrogate, an integer past 64 bits) is still JSON
     try:
         return json.loads(response.content)
     except (ValueError, UnicodeDecodeError) as exc:
