@@ -291,10 +291,13 @@ class GrantWriter:
     def plan_unseen_scopes(self) -> None:
         """Note as gone the live grants on resources this part never wrote a scope for."""
         table = Grant.__table__
-        with Session(self.engine) as session:
-            rows = session.execute(select(table.c.id, table.c.resource_id).where(
-                self._where(table), table.c.deleted_at.is_(None)))
-            self.doomed.extend(row_id for row_id, resource_id in rows if resource_id not in self.seen_scopes)
+        live = and_(self._where(table), table.c.deleted_at.is_(None))
+        with Session(self.engine) as session:  # the resources first (few), then only the grants of the unseen
+            scopes = session.execute(select(table.c.resource_id).where(live).distinct()).scalars()
+            unseen = [resource_id for resource_id in scopes if resource_id not in self.seen_scopes]
+            for chunk in chunks(unseen):
+                self.doomed.extend(session.execute(select(table.c.id).where(
+                    live, table.c.resource_id.in_(chunk))).scalars())
 
     def live_count(self) -> int:
         table = Grant.__table__
