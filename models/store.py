@@ -51,8 +51,31 @@ def bulk_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys
     statement = insert(table)
     statement = statement.on_conflict_do_update(
         index_elements=list(keys), set_={column: statement.excluded[column] for column in update_columns})
+    if dialect == "sqlite":
+        _sqlite_executemany(session, statement, table, rows)
+        return
     for chunk in chunks(rows):
         session.execute(statement, list(chunk))
+
+
+def _sqlite_executemany(session: Session, statement, table: Table, rows: list[dict[str, Any]]) -> None:
+    """SQLite: the statement compiled once by SQLAlchemy, its parameters converted by the columns' own bind
+    processors (so values are stored exactly as SQLAlchemy stores them), one DBAPI ``executemany``.
+
+    SQLAlchemy's per-row parameter building is general (any statement, any parameter) and was a quarter of
+    the writers' time; the store's rows are plain dicts of known columns."""
+    columns = list(rows[0])
+    dialect = session.get_bind().dialect
+    compiled = statement.compile(dialect=dialect, column_keys=columns)
+    order = [(name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+             for name in compiled.positiontup]
+    params = [tuple(row[name] if process is None else process(row[name]) for name, process in order)
+              for row in rows]
+    cursor = session.connection().connection.driver_connection.cursor()
+    try:
+        cursor.executemany(str(compiled), params)
+    finally:
+        cursor.close()
 
 
 def _copy_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys: Sequence[str],

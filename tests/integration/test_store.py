@@ -165,3 +165,29 @@ def test_access_through_groups_is_derived_and_diffed_in_the_database(engine):
     assert rows == 1
     assert history == {("created", "p2", "u4", "g4"), ("deleted", "p1", "u1", "g1"), ("deleted", "p1", "u2", "g2"),
                        ("deleted", "p3", "u1", "g1"), ("deleted", "p3", "u2", "g1"), ("undeleted", "p1", "u1", "g1")}
+
+
+def test_bulk_paths_store_exactly_what_sqlalchemy_stores(engine):
+    """The fast paths (DBAPI executemany on SQLite, COPY on PostgreSQL) store the same raw values as a plain
+    SQLAlchemy insert: timestamps in the same format, JSON the same, NULL where SQLAlchemy puts NULL."""
+    from sqlalchemy import insert, text
+
+    cid = _connector(engine)
+    with Session(engine) as session:
+        other = Connector(name="plain", base_url="https://console.jumpcloud.com")
+        session.add(other)
+        session.commit()
+        plain_id = other.id
+    now = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=timezone.utc)
+    records = [user("a"), ResourceRecord(type="user", id="b", name="Zoë \u202e", email=None, status=None,
+                                         profile={"attributes": [{"name": "x", "value": None}], "n": 1})]
+    with Session(engine) as session:
+        store.upsert_resource_rows(session, [store.resource_row(cid, r, now) for r in records])
+        session.execute(insert(Resource.__table__), [store.resource_row(plain_id, r, now) for r in records])
+        session.commit()
+        raw = session.execute(text(
+            "SELECT connector_id, external_id, name, email, name_key, email_key, status, profile, content_hash, "
+            "first_seen_at, updated_at, deleted_at FROM resources ORDER BY external_id, connector_id")).all()
+    fast = [tuple(r)[1:] for r in raw if r[0] == cid]
+    plain = [tuple(r)[1:] for r in raw if r[0] == plain_id]
+    assert len(fast) == 2 and fast == plain
