@@ -191,3 +191,18 @@ def test_bulk_paths_store_exactly_what_sqlalchemy_stores(engine):
     fast = [tuple(r)[1:] for r in raw if r[0] == cid]
     plain = [tuple(r)[1:] for r in raw if r[0] == plain_id]
     assert len(fast) == 2 and fast == plain
+
+
+def test_statistics_are_refreshed_on_postgresql_after_a_bulk_load(engine):
+    from sqlalchemy import text
+
+    from pipeline.derived import ANALYZE_MIN_ROWS, refresh_statistics
+
+    assert refresh_statistics(engine, ANALYZE_MIN_ROWS - 1) is False
+    refreshed = refresh_statistics(engine, ANALYZE_MIN_ROWS)
+    assert refreshed is (engine.dialect.name == "postgresql")
+    if refreshed:
+        with engine.connect() as connection:
+            analyzed = connection.execute(text(
+                "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'grants'")).scalar_one()
+        assert analyzed
