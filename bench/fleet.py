@@ -23,6 +23,9 @@ from tests.servers import PostgresServer, RedisServer, free_port, wait_for_port
 ROOT = Path(__file__).resolve().parent.parent
 KEY_ENV = "JUMPSYNC_BENCH_API_KEY"
 CONNECTOR = "bench"
+#: The same org behind a connector with fleet-wide limits (``shared_max_in_flight``, ``rate_limit``), for the
+#: budget phase: its syncs run on every sync worker at once and must stay within the limits.
+LIMITED_CONNECTOR = "bench-limited"
 
 
 def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -118,18 +121,24 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 30) -> None:
 class Fleet:
     """Config file, migrations, sync workers and a provisioning worker for one connector."""
 
-    def __init__(self, directory: Path, broker_url: str, database_url: str, sim: Simulator, in_flight: int) -> None:
+    def __init__(self, directory: Path, broker_url: str, database_url: str, sim: Simulator, in_flight: int,
+                 limits: tuple[int, float] | None = None) -> None:
         from celery import Celery
 
         self.directory = directory
         self.broker_url = broker_url
         self.database_url = database_url
         self.config_path = directory / "jumpsync.toml"
-        self.config_path.write_text(
-            "[sync]\n"
-            'config_reload_interval = "30s"\n\n'
-            f'[[connectors]]\nname = "{CONNECTOR}"\nbase_url = "{sim.url}"\napi_key_env = "{KEY_ENV}"\n'
-            f'interval = "24h"\nmax_in_flight = {in_flight}\n')
+        config = ("[sync]\n"
+                  'config_reload_interval = "30s"\n\n'
+                  f'[[connectors]]\nname = "{CONNECTOR}"\nbase_url = "{sim.url}"\napi_key_env = "{KEY_ENV}"\n'
+                  f'interval = "24h"\nmax_in_flight = {in_flight}\n')
+        if limits:
+            shared_in_flight, rate = limits
+            config += (f'\n[[connectors]]\nname = "{LIMITED_CONNECTOR}"\nbase_url = "{sim.url}"\n'
+                       f'api_key_env = "{KEY_ENV}"\ninterval = "24h"\nmax_in_flight = {in_flight}\n'
+                       f"shared_max_in_flight = {shared_in_flight}\nrate_limit = {rate:g}\n")
+        self.config_path.write_text(config)
         self.env = python_env({"JUMPSYNC_CONFIG": str(self.config_path), "JUMPSYNC_BROKER_URL": broker_url,
                                "JUMPSYNC_DATABASE_URL": database_url, KEY_ENV: sim.api_key})
         self.workers: list[Worker] = []
@@ -367,5 +376,5 @@ def new_postgres_database(server_url: str, name: str) -> str:
     return server_url.rsplit("/", 1)[0] + "/" + name
 
 
-__all__ = ["CONNECTOR", "Fleet", "Sampler", "Simulator", "free_port", "new_postgres_database", "start_postgres",
+__all__ = ["CONNECTOR", "LIMITED_CONNECTOR", "Fleet", "Sampler", "Simulator", "free_port", "new_postgres_database", "start_postgres",
            "start_redis", "stop_process", "wait_for_port"]

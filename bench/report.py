@@ -162,6 +162,33 @@ def provisioning_table(results: list[dict]) -> str:
                    "p50 ms", "p95 ms", "p50 accept / queue / apply ms"], rows)
 
 
+def budget_held(budget: dict) -> bool:
+    """At most the shared in-flight limit open at once, and in any second at most what the token bucket allows:
+    ``rate`` a second plus its burst (a full bucket, ``max(1, rate)`` tokens, as ``worker.budget`` sets it)."""
+    limits = budget["limits"]
+    allowed_per_second = limits["rate_limit"] + max(1.0, limits["rate_limit"])
+    return (budget["sim_max_in_flight"] <= limits["shared_max_in_flight"]
+            and (budget.get("sim_max_per_second") or 0) <= allowed_per_second)
+
+
+def budget_table(results: list[dict]) -> str:
+    """The fleet-wide budget holding: the simulator's maxima against the connector's limits."""
+    rows = []
+    for r in _sorted(results):
+        b = r.get("budget")
+        if not b:
+            continue
+        limits = b["limits"]
+        held = budget_held(b)
+        rows.append([r["profile"]["name"], r["database"], r["settings"]["sync_workers"],
+                     f"{limits['shared_max_in_flight']} / {limits['rate_limit']:g}", _f(b["requests"]),
+                     _f(b["wall_s"]), _f(b["requests"] / b["wall_s"], 1) if b["wall_s"] else "–",
+                     b["sim_max_in_flight"], _f(b.get("sim_max_per_second")),
+                     "held" if held else "**exceeded**"])
+    return _table(["profile", "db", "sync workers", "limit: in flight / requests per s", "requests", "wall s",
+                   "requests/s (mean)", "max in flight (sim)", "max requests in a clock second (sim)", ""], rows)
+
+
 def growth_table(results: list[dict]) -> str:
     rows = []
     for r in _sorted(results):
@@ -212,6 +239,12 @@ def targets(results: list[dict]) -> list[list]:
             ratio = r["upsert"][shape]["writer_vs_bare"]
             rows.append([name, db, f"{shape} writer ≥ {WRITER_TARGET}× bare", f"{ratio:.2f}×",
                          _miss(ratio, WRITER_TARGET, True)])
+        b = r.get("budget")
+        if b:
+            rows.append([name, db, f"budget holds under {r['settings']['sync_workers']} sync workers",
+                         f"{b['sim_max_in_flight']} in flight (limit {b['limits']['shared_max_in_flight']}), "
+                         f"{b.get('sim_max_per_second')} in a second (rate {b['limits']['rate_limit']:g}/s + burst)",
+                         "met" if budget_held(b) else "**missed**"])
         p = r.get("provisioning")
         if p:
             rate = p["burst"]["throughput_per_s"] or 0.0
@@ -237,6 +270,8 @@ def tables(results: list[dict]) -> str:
         "### Parts (seconds; requests / R_min of the part)\n\n" + parts_table(results),
         "### Upserts (same rows, same database kind, same run)\n\n" + upsert_table(results),
         "### Provisioning (group.add-member, API latency 0)\n\n" + provisioning_table(results),
+        "### Fleet-wide budget (one connector's limits, shared by every sync worker through Redis)\n\n"
+        + budget_table(results),
         "### Growth\n\n" + growth_table(results),
         "### Targets vs measured\n\n" + _table(["profile", "db", "target", "measured", ""], targets(results)),
     ] + ([f"### py-spy (`--py-spy`; samples inside tasks, idle included)\n\n{spy}"]

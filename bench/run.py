@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import fleet as fleet_mod
 from bench import report
-from bench.fleet import CONNECTOR, Fleet, Sampler, Simulator
+from bench.fleet import CONNECTOR, LIMITED_CONNECTOR, Fleet, Sampler, Simulator
 from bench.profiles import SYNC_TIMEOUT, describe
 from bench.tenant import apply_change, r_min_parts, shape
 
@@ -128,7 +128,7 @@ def part_summary(part: dict) -> dict:
 
 
 def run_sync(kind: str, fleet: Fleet, sim: Simulator, engine, timeout: float, profiler_dir: Path | None,
-             servers: dict[str, int]) -> dict:
+             servers: dict[str, int], connector: str = CONNECTOR) -> dict:
     dump = sim.dump()
     r_parts = r_min_parts(dump)
     sim.reset_stats()
@@ -141,7 +141,7 @@ def run_sync(kind: str, fleet: Fleet, sim: Simulator, engine, timeout: float, pr
         recorder = Recorder(sync_pids, profiler_dir / f"pyspy-{kind}", root=("sync_part", "sync_finalize"))
         time.sleep(1.0)  # let py-spy attach before the sync starts
     sent = time.time()
-    task = fleet.send("jumpsync.sync.connector", CONNECTOR, trigger="manual")
+    task = fleet.send("jumpsync.sync.connector", connector, trigger="manual")
     try:
         run = wait_run(engine, task.id, timeout)
     finally:
@@ -167,7 +167,7 @@ def run_sync(kind: str, fleet: Fleet, sim: Simulator, engine, timeout: float, pr
         "requests": stats["requests"], "requests_by_part": {p["name"]: p["requests"] for p in fetch},
         "r_min": sum(r_parts.values()), "r_min_by_part": r_parts,
         "sim_by_status": stats["by_status"], "sim_by_route": stats["by_route"],
-        "sim_max_in_flight": stats["max_in_flight"],
+        "sim_max_in_flight": stats["max_in_flight"], "sim_max_per_second": stats.get("max_per_second"),
         "rows_written": sum(p["rows_written"] for p in parts),
         "resource_rows": sum(p["resource_rows"] for p in parts),
         "grant_rows": sum(p["grant_rows"] for p in parts),
@@ -260,7 +260,8 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
         servers = {"redis": redis.proc.pid}
         if pg is not None:
             servers["postgres"] = int((pg.directory / "data" / "postmaster.pid").read_text().split()[0])
-        fleet = Fleet(directory, redis.url, db_url, sim, args.in_flight)
+        limits = (args.budget_in_flight, args.budget_rate) if args.budget_rate else None
+        fleet = Fleet(directory, redis.url, db_url, sim, args.in_flight, limits)
         fleet.migrate()
         for i in range(args.workers):
             fleet.start_worker(f"sync{i + 1}", "sync", args.sync_concurrency)
@@ -282,6 +283,14 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
             syncs.append(sync)
             log(f"{profile}: {kind} sync {sync['status']} in {sync['wall_s']:.2f}s, {sync['requests']} requests "
                 f"(R_min {sync['r_min']}), {sync['rows_written']} rows")
+        budget = None
+        if limits:
+            log(f"{profile}: full sync of the same org under a fleet-wide budget of {limits[0]} in flight and "
+                f"{limits[1]:g} requests/s ({args.workers} sync workers)")
+            budget = run_sync("budget", fleet, sim, engine, timeout, None, servers, connector=LIMITED_CONNECTOR)
+            budget["limits"] = {"shared_max_in_flight": limits[0], "rate_limit": limits[1]}
+            log(f"{profile}: budget sync {budget['status']} in {budget['wall_s']:.2f}s; simulator saw at most "
+                f"{budget['sim_max_in_flight']} in flight and {budget['sim_max_per_second']} requests in a second")
         full = syncs[0]
         n_rows = min(max(full["rows_written"], MIN_UPSERT_ROWS), MAX_UPSERT_ROWS)
         log(f"{profile}: bare upsert vs writers, {n_rows} rows")
@@ -320,7 +329,7 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
             "settings": {"latency_ms": args.latency_ms, "in_flight": args.in_flight, "sync_workers": args.workers,
                          "sync_concurrency_per_worker": args.sync_concurrency, "provisioning_worker_processes": 2,
                          "py_spy": bool(args.py_spy)},
-            "syncs": syncs, "upsert": upsert, "provisioning": provisioning, "quiet_before": quiet,
+            "syncs": syncs, "upsert": upsert, "provisioning": provisioning, "budget": budget, "quiet_before": quiet,
             "bench_seconds": round(time.monotonic() - started, 1), "run_directory": str(directory),
         }
     finally:
@@ -346,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sync-concurrency", type=int, default=2,
                         help="pool processes per sync worker (default 2: 2 x 2 lets the 4 fetch parts run at once)")
     parser.add_argument("--in-flight", type=int, default=8, help="the connector's max_in_flight")
+    parser.add_argument("--budget-rate", type=float, default=150.0,
+                        help="requests/s of the budget phase's connector (0: skip the phase)")
+    parser.add_argument("--budget-in-flight", type=int, default=6,
+                        help="shared_max_in_flight of the budget phase's connector")
     parser.add_argument("--provision-burst", type=int, default=500, help="requests for the throughput (0: skip)")
     parser.add_argument("--provision-sequential", type=int, default=50, help="requests for the latency")
     parser.add_argument("--py-spy", action="store_true",

@@ -1,7 +1,8 @@
 """Control endpoints under `/_sim` (no API key; loopback clients only): counters, fault knobs, tenant dumps, and
 the few writes the real API cannot make (administrators and applications are created in the console).
 
-    GET  /_sim/stats                 {"requests", "by_status", "by_route", "by_fault", "in_flight", "max_in_flight"}
+    GET  /_sim/stats                 {"requests", "by_status", "by_route", "by_fault", "in_flight", "max_in_flight",
+                                      "max_per_second"}
     POST /_sim/stats/reset           the zeroed stats
     GET  /_sim/faults                the fault config (see simulator.faults)
     PUT  /_sim/faults                merge a partial config, answer the new one (400 if invalid)

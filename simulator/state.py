@@ -30,10 +30,20 @@ class Stats:
     by_fault: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0
     max_in_flight: int = 0
+    #: The most requests started within one second (buckets of whole seconds of the clock): what a client-side
+    #: rate limit is checked against.
+    max_per_second: int = 0
+    _second: int = -1
+    _this_second: int = 0
 
     def started(self) -> None:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        second = int(time.monotonic())
+        if second != self._second:
+            self._second, self._this_second = second, 0
+        self._this_second += 1
+        self.max_per_second = max(self.max_per_second, self._this_second)
 
     def finished(self, route: str, status: int) -> None:
         self.in_flight -= 1
@@ -48,6 +58,7 @@ class Stats:
         self.by_route.clear()
         self.by_fault.clear()
         self.max_in_flight = self.in_flight
+        self.max_per_second = self._second = self._this_second = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +68,7 @@ class Stats:
             "by_fault": dict(sorted(self.by_fault.items())),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "max_per_second": self.max_per_second,
         }
 
 

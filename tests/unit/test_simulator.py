@@ -528,8 +528,9 @@ def test_stats_count_by_route_template_and_status():
                                      "GET /api/v2/usergroups": 1}
         assert stats["by_status"] == {"200": 3, "400": 1, "401": 1}
         assert stats["max_in_flight"] == 1 and stats["in_flight"] == 0
+        assert 1 <= stats["max_per_second"] <= 5  # 5 requests, within one or two seconds of the clock
         reset = httpx.post(url + "/_sim/stats/reset").json()
-        assert reset["requests"] == 0 and reset["by_route"] == {}
+        assert reset["requests"] == 0 and reset["by_route"] == {} and reset["max_per_second"] == 0
 
 
 def test_max_in_flight_sees_concurrent_requests():
