@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from simulator.admin import SimulatorAdmin
 from tests.servers import PostgresServer, RedisServer, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +39,7 @@ def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 # --- the simulator -------------------------------------------------------------------------------------------
 
-class Simulator:
+class Simulator(SimulatorAdmin):
     """``python -m bench.simproc`` in its own process, driven over HTTP (/_sim and the real write API)."""
 
     def __init__(self, directory: Path, profile: str, latency_ms: float, api_key: str) -> None:
@@ -64,23 +65,6 @@ class Simulator:
             except httpx.HTTPError:
                 time.sleep(0.2)
         raise RuntimeError(f"the simulator did not answer within {timeout:.0f}s: see {self.log}")
-
-    def sim(self, method: str, path: str, timeout: float = 300, **kwargs) -> httpx.Response:
-        response = httpx.request(method, self.url + path, timeout=timeout, **kwargs)
-        response.raise_for_status()
-        return response
-
-    def dump(self) -> dict:
-        return self.sim("GET", "/_sim/tenant").json()
-
-    def stats(self) -> dict:
-        return self.sim("GET", "/_sim/stats").json()
-
-    def reset_stats(self) -> None:
-        self.sim("POST", "/_sim/stats/reset")
-
-    def set_latency(self, latency_ms: float) -> None:
-        self.sim("PUT", "/_sim/faults", json={"latency_ms": latency_ms})
 
     def stop(self) -> None:
         stop_process(self.proc)

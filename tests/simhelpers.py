@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from simulator.admin import SimulatorAdmin
 from simulator.generator import TenantSpec, generate_tenant
 from simulator.server import SimulatorServer
 from simulator.state import SimulatorState
@@ -14,7 +15,9 @@ SMALL = dict(seed=7, users=120, admins=8, groups=12, apps=8)
 
 
 @dataclass
-class SimulatorHandle:
+class SimulatorHandle(SimulatorAdmin):
+    admin_timeout = 30.0
+
     server: SimulatorServer
     state: SimulatorState
     api_key: str
@@ -34,27 +37,6 @@ class SimulatorHandle:
 
     def stop(self) -> None:
         self.server.stop()
-
-    # --- /_sim -------------------------------------------------------------------------------------------
-    def sim(self, method: str, path: str, **kwargs) -> httpx.Response:
-        response = httpx.request(method, self.url + path, timeout=30, **kwargs)
-        response.raise_for_status()
-        return response
-
-    def dump(self) -> dict:
-        return self.sim("GET", "/_sim/tenant").json()
-
-    def stats(self) -> dict:
-        return self.sim("GET", "/_sim/stats").json()
-
-    def reset_stats(self) -> None:
-        self.sim("POST", "/_sim/stats/reset")
-
-    def set_faults(self, faults: dict) -> None:
-        self.sim("PUT", "/_sim/faults", json=faults)
-
-    def clear_faults(self) -> None:
-        self.sim("DELETE", "/_sim/faults")
 
     # --- the real write API ------------------------------------------------------------------------------
     def api(self, method: str, path: str, **kwargs) -> httpx.Response:
