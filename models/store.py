@@ -276,15 +276,15 @@ class GrantWriter:
             changed: list[tuple[str, GrantRecord]] = []
             for resource_id, grants in scopes.items():
                 for grant in grants:
-                    key = (resource_id, *grant.key)
+                    key = (resource_id, grant.entitlement, grant.principal_type, grant.principal_id, grant.via)
                     if key in wanted:
                         continue
                     wanted.add(key)
-                    self.counts["grants_seen"] += 1
                     before = existing.get(key)
                     if before is not None and not before[1]:
                         continue
                     changed.append(("created" if before is None else "undeleted", grant))
+            self.counts["grants_seen"] += len(wanted)
             # A scope written a second time in the same part (a listing that repeated a resource) only adds.
             gone = [row_id for key, (row_id, deleted) in existing.items()
                     if not deleted and key not in wanted and fresh[key[0]]]

@@ -10,6 +10,7 @@ what they hold, so memory stays flat however large the tenant.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,10 +30,16 @@ class WriteBehind:
     waited for, so nothing touches the database after the part has ended.
     """
 
+    #: The GIL switch interval while writes run behind the loop. At Python's default (5 ms) the writer thread,
+    #: busy building rows, keeps the GIL that long each time the loop gives it up for a socket call, and every
+    #: request the loop sends waits for it; 1 ms made the group part of ``large`` about 10% faster here.
+    switch_interval = 0.001
+
     def __init__(self, max_pending: int = 4) -> None:
         self.max_pending = max_pending
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jumpsync-writer")
         self._pending: deque[asyncio.Future] = deque()
+        self._saved_interval: float | None = None
 
     async def submit(self, write: Callable[..., Any], *args: Any) -> None:
         self._pending.append(asyncio.wrap_future(self._executor.submit(write, *args)))
@@ -45,6 +52,8 @@ class WriteBehind:
             await self._pending.popleft()
 
     async def __aenter__(self) -> WriteBehind:
+        self._saved_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._saved_interval, self.switch_interval))
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
@@ -52,6 +61,8 @@ class WriteBehind:
             if exc_type is None:
                 await self.drain()
         finally:
+            if self._saved_interval is not None:
+                sys.setswitchinterval(self._saved_interval)
             pending, self._pending = list(self._pending), deque()
             for future in pending:
                 future.cancel()

@@ -140,3 +140,18 @@ def test_window_failure_propagates_and_cancels_the_others():
 def test_window_size_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         FetchWindow(asyncio.sleep, size=0)
+
+
+def test_the_gil_switch_interval_is_shortened_while_writing_and_restored():
+    import sys
+
+    before = sys.getswitchinterval()
+    seen = []
+
+    async def main():
+        async with WriteBehind() as writes:
+            await writes.submit(lambda: seen.append(sys.getswitchinterval()))
+
+    asyncio.run(main())
+    assert seen == [min(before, WriteBehind.switch_interval)]
+    assert sys.getswitchinterval() == before
