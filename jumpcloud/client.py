@@ -1,8 +1,11 @@
 """The async JumpCloud API client (httpx).
 
 One client per org and per event loop (httpx connection pools and the
-asyncio semaphore belong to the loop they were first used on): a Celery task
-creates it inside its ``asyncio.run`` and closes it at the end.
+asyncio semaphore belong to the loop they were first used on): a sync part
+creates it inside its ``asyncio.run`` and closes it at the end; a provisioning
+worker process keeps one per connector on its own long-lived loop
+(``provisioning.clients``). The SSLContext is shared by every client of a
+process (``shared_ssl_context``).
 
 What it takes care of, so that connectors only name endpoints:
 
