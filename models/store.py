@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, Table, and_, func, select, update
@@ -29,16 +30,21 @@ def chunks(items: Sequence, size: int = _CHUNK) -> Iterator[Sequence]:
         yield items[start:start + size]
 
 
+@lru_cache(maxsize=64)
+def _upsert_statement(dialect: str, table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]):
+    """Built once per table and dialect: building it (``excluded`` columns) costs more than a one-row upsert."""
+    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(keys), set_={column: statement.excluded[column] for column in update_columns})
+
+
 def bulk_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys: Sequence[str],
                 update_columns: Sequence[str]) -> None:
     """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update_columns`` for many rows in one statement."""
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
-    statement = insert(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(keys), set_={column: statement.excluded[column] for column in update_columns})
+    statement = _upsert_statement(session.get_bind().dialect.name, table, tuple(keys), tuple(update_columns))
     for chunk in chunks(rows):
         session.execute(statement, list(chunk))
 
