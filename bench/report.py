@@ -157,9 +157,9 @@ def provisioning_table(results: list[dict]) -> str:
                      f"{b['succeeded']}/{b['requests']}", _f(b["throughput_per_s"], 1), _f(b["submit_rate_per_s"], 1),
                      _f(q["latency_ms"].get("p50"), 1), _f(q["latency_ms"].get("p95"), 1),
                      f"{_f(q['accept_ms'].get('p50'), 1)} / {_f(q['queue_ms'].get('p50'), 1)} / "
-                     f"{_f(q['apply_ms'].get('p50'), 1)}"])
+                     f"{_f(q['apply_ms'].get('p50'), 1)}", _f(p.get("other_cpu_s"), 1)])
     return _table(["profile", "db", "worker processes", "burst", "succeeded", "applied/s", "submitted/s",
-                   "p50 ms", "p95 ms", "p50 accept / queue / apply ms"], rows)
+                   "p50 ms", "p95 ms", "p50 accept / queue / apply ms", "other CPU s (not ours)"], rows)
 
 
 def budget_held(budget: dict) -> bool:

@@ -1,8 +1,11 @@
 """The async JumpCloud API client (httpx).
 
 One client per org and per event loop (httpx connection pools and the
-asyncio semaphore belong to the loop they were first used on): a Celery task
-creates it inside its ``asyncio.run`` and closes it at the end.
+asyncio semaphore belong to the loop they were first used on): a sync part
+creates it inside its ``asyncio.run`` and closes it at the end; a provisioning
+worker process keeps one per connector on its own long-lived loop
+(``provisioning.clients``). The SSLContext is shared by every client of a
+process (``shared_ssl_context``).
 
 What it takes care of, so that connectors only name endpoints:
 
@@ -25,6 +28,7 @@ import ipaddress
 import logging
 import os
 import ssl
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -33,6 +37,7 @@ from importlib import metadata
 from typing import Any
 from urllib.parse import quote
 
+import certifi
 import httpx
 
 from . import errors
@@ -163,26 +168,67 @@ def _check_api_key(api_key: str) -> str:
     return key
 
 
-def _ssl_context(verify: bool | str | os.PathLike | ssl.SSLContext) -> bool | ssl.SSLContext:
+# One SSLContext per CA source and process. Building one (``ssl.create_default_context``, which parses the
+# whole CA bundle) takes ~30 ms here, and httpx would otherwise build one for every client, even for a
+# plain-http loopback base URL. A context is safe to share between connections and clients: httpcore only
+# sets the ALPN protocols on it, always the same ones for HTTP/1.1.
+_SSL_CONTEXTS: dict[tuple[str, str], tuple[tuple, ssl.SSLContext]] = {}
+_SSL_CONTEXTS_LOCK = threading.Lock()
+
+
+def _ca_source(verify: bool | str | os.PathLike) -> tuple[str, str]:
+    """("file" | "dir", path) of the CAs to trust: the given bundle, or what httpx would use for ``True``
+    (``SSL_CERT_FILE``, ``SSL_CERT_DIR``, else certifi's bundle)."""
+    if verify is True:
+        if os.environ.get("SSL_CERT_FILE"):
+            return "file", os.environ["SSL_CERT_FILE"]
+        if os.environ.get("SSL_CERT_DIR"):
+            return "dir", os.environ["SSL_CERT_DIR"]
+        return "file", certifi.where()
+    path = os.fspath(verify)
+    if os.path.isdir(path):
+        return "dir", path
+    if os.path.isfile(path):
+        return "file", path
+    raise ValueError(f"CA bundle {path!r} does not exist")
+
+
+def _stamp(path: str) -> tuple:
+    """What changes when the bundle is replaced or edited, so that a new one is read (a CA rotation)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ("missing",)
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def shared_ssl_context(verify: bool | str | os.PathLike = True) -> ssl.SSLContext:
+    """The process's SSLContext for a CA source (``True``: the default CAs; or a bundle file or directory),
+    built on first use and again only when the bundle file or directory changes."""
+    kind, path = _ca_source(verify)
+    stamp = _stamp(path)
+    with _SSL_CONTEXTS_LOCK:
+        cached = _SSL_CONTEXTS.get((kind, path))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        context = ssl.create_default_context(**({"cafile": path} if kind == "file" else {"capath": path}))
+        _SSL_CONTEXTS[(kind, path)] = (stamp, context)
+        return context
+
+
+def _ssl_context(verify: bool | str | os.PathLike | ssl.SSLContext) -> ssl.SSLContext:
     """True, a CA bundle path (file or directory) or an SSLContext; never False.
 
     Turning verification off would hand the key to whoever sits in the middle.
     """
-    if verify is True:
-        return True
     if verify is False or verify is None:
         raise ValueError("TLS verification cannot be turned off; pass a CA bundle path instead")
     if isinstance(verify, ssl.SSLContext):
         if verify.verify_mode == ssl.CERT_NONE or not verify.check_hostname:
             raise ValueError("the SSLContext given as verify must verify certificates and hostnames")
         return verify
-    if isinstance(verify, (str, os.PathLike)):
-        path = os.fspath(verify)
-        if os.path.isdir(path):
-            return ssl.create_default_context(capath=path)
-        if os.path.isfile(path):
-            return ssl.create_default_context(cafile=path)
-        raise ValueError(f"CA bundle {path!r} does not exist")
+    if verify is True or isinstance(verify, (str, os.PathLike)):
+        return shared_ssl_context(verify)
     raise TypeError("verify must be True, a CA bundle path or an ssl.SSLContext")
 
 

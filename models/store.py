@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import JSON, Engine, Table, and_, func, select, update
@@ -34,6 +35,15 @@ def chunks(items: Sequence, size: int = _CHUNK) -> Iterator[Sequence]:
 COPY_MIN_ROWS = 200
 
 
+@lru_cache(maxsize=64)
+def _upsert_statement(dialect: str, table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]):
+    """Built once per table and dialect: building it (``excluded`` columns) costs more than a one-row upsert."""
+    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(keys), set_={column: statement.excluded[column] for column in update_columns})
+
+
 def bulk_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys: Sequence[str],
                 update_columns: Sequence[str]) -> None:
     """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update_columns`` for many rows (no two with the same keys).
@@ -47,10 +57,7 @@ def bulk_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys
     if dialect == "postgresql" and len(rows) >= COPY_MIN_ROWS:
         _copy_upsert(session, table, rows, keys, update_columns)
         return
-    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
-    statement = insert(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(keys), set_={column: statement.excluded[column] for column in update_columns})
+    statement = _upsert_statement(dialect, table, tuple(keys), tuple(update_columns))
     if dialect == "sqlite":
         _sqlite_executemany(session, statement, table, rows)
         return
@@ -64,18 +71,22 @@ def _sqlite_executemany(session: Session, statement, table: Table, rows: list[di
 
     SQLAlchemy's per-row parameter building is general (any statement, any parameter) and was a quarter of
     the writers' time; the store's rows are plain dicts of known columns."""
-    columns = list(rows[0])
-    dialect = session.get_bind().dialect
-    compiled = statement.compile(dialect=dialect, column_keys=columns)
-    order = [(name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-             for name in compiled.positiontup]
+    sql, order = _sqlite_plan(statement, table, tuple(rows[0]), session.get_bind().dialect)
     params = [tuple(row[name] if process is None else process(row[name]) for name, process in order)
               for row in rows]
     cursor = session.connection().connection.driver_connection.cursor()
     try:
-        cursor.executemany(str(compiled), params)
+        cursor.executemany(sql, params)
     finally:
         cursor.close()
+
+
+@lru_cache(maxsize=64)
+def _sqlite_plan(statement, table: Table, columns: tuple[str, ...], dialect) -> tuple[str, list]:
+    """The SQL of ``statement`` for these columns, and each parameter's name and bind processor, in order."""
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    return str(compiled), [(name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+                           for name in compiled.positiontup]
 
 
 def _copy_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys: Sequence[str],

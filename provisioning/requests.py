@@ -129,14 +129,14 @@ def claim(engine: Engine, request_id: str, claimant: str, lease: timedelta) -> P
     (its worker process died: Celery gives the message back) or by anyone once its lease has run out.
     """
     now = utcnow()
+    table = ProvisioningRequest.__table__  # Core statements: the ORM's bulk-update bookkeeping costs more than the SQL
     with Session(engine) as session:
-        result = session.execute(update(ProvisioningRequest).where(
-            ProvisioningRequest.id == request_id,
-            or_(ProvisioningRequest.status == "pending",
-                (ProvisioningRequest.status == "running") & (ProvisioningRequest.claimed_by == claimant),
-                (ProvisioningRequest.status == "running") & (ProvisioningRequest.started_at < now - lease)),
-        ).values(status="running", claimed_by=claimant, started_at=now, updated_at=now,
-                 attempts=ProvisioningRequest.attempts + 1))
+        result = session.connection().execute(update(table).where(
+            table.c.id == request_id,
+            or_(table.c.status == "pending",
+                (table.c.status == "running") & (table.c.claimed_by == claimant),
+                (table.c.status == "running") & (table.c.started_at < now - lease)),
+        ).values(status="running", claimed_by=claimant, started_at=now, updated_at=now, attempts=table.c.attempts + 1))
         session.commit()
         if result.rowcount != 1:
             return None
@@ -154,11 +154,10 @@ def finish(engine: Engine, request_id: str, claimant: str, *, status: str, resul
         values["result"] = result
     if status == "pending":
         values["enqueued_at"] = now
-    with Session(engine) as session:
-        outcome = session.execute(update(ProvisioningRequest).where(
-            ProvisioningRequest.id == request_id, ProvisioningRequest.status == "running",
-            ProvisioningRequest.claimed_by == claimant).values(**values))
-        session.commit()
+    table = ProvisioningRequest.__table__
+    with engine.begin() as connection:
+        outcome = connection.execute(update(table).where(
+            table.c.id == request_id, table.c.status == "running", table.c.claimed_by == claimant).values(**values))
         return outcome.rowcount == 1
 
 

@@ -1,5 +1,6 @@
-"""Process lifecycle hooks of workers: logging, the metrics exporter, fresh database engines after fork, and
-task context on log lines. Imported by ``worker.celery_app``; plain Celery signals, nothing else."""
+"""Process lifecycle hooks of workers: logging, the metrics exporter, fresh database engines after fork, closing
+a pool process's provisioning clients, and task context on log lines. Imported by ``worker.celery_app``; plain
+Celery signals, nothing else."""
 
 from __future__ import annotations
 
@@ -52,3 +53,11 @@ def _bind_context(task=None, args=None, kwargs=None, **_extra) -> None:
 @signals.task_postrun.connect
 def _clear_context(**_kwargs) -> None:
     logs.clear_task_context()
+
+
+@signals.worker_process_shutdown.connect
+def _close_provisioning_clients(**_kwargs) -> None:
+    """A pool process's provisioning loop and clients (``provisioning.clients``) are closed with it."""
+    from provisioning import clients
+
+    clients.close()

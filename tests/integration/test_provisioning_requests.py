@@ -10,7 +10,9 @@ import pytest
 
 from models import queries
 from pipeline import sync
+from pipeline.parts import make_client
 from provisioning import requests, runner
+from provisioning.clients import ProcessClients
 from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
 from worker.settings import ConnectorConfig, FileConfig, ProvisioningPolicy, Settings
 
@@ -123,6 +125,35 @@ def test_runner_applies_writes_through_and_dry_runs(engine, db_url, simulator):
     assert (group["id"], user["_id"]) in live
     assert requests.get(engine, real["id"])["result"] == {"group_id": group["id"], "user_id": user["_id"],
                                                           "changed": True}
+
+
+def test_runner_reuses_one_client_and_registers_the_connector_once(engine, db_url, simulator, monkeypatch):
+    """Per request, only the request's own work: the process's client (and its connection) and the connector's
+    row id are reused."""
+    sim = simulator()
+    settings = settings_for(db_url, sim.url)
+    built, registered = [], []
+    clients = ProcessClients(lambda connector, broker_url: built.append(make_client(connector, broker_url))
+                             or built[-1])
+    real_register = runner.register_connector
+
+    def register(session, connector):
+        registered.append(connector.name)
+        return real_register(session, connector)
+
+    monkeypatch.setattr(runner, "register_connector", register)
+    dump = sim.dump()
+    group = dump["groups"][0]
+    users = [u["_id"] for u in dump["users"] if u["_id"] not in group["members"]][:3]
+    try:
+        for user in users:
+            rid = requests.accept(engine, settings, connector="acme", action="group.add-member",
+                                  params={"group": group["id"], "user": user}).request["id"]
+            assert runner.execute(engine, settings, rid, f"t-{user}", clients=clients).status == "succeeded"
+    finally:
+        clients.close()
+    assert len(built) == 1 and registered == ["acme"]
+    assert set(users) <= set(next(g for g in sim.dump()["groups"] if g["id"] == group["id"])["members"])
 
 
 def test_runner_retries_transient_errors_then_fails(engine, db_url, simulator):

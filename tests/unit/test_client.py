@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import ssl
+from pathlib import Path
 
 import certifi
 import httpx
@@ -72,6 +73,45 @@ def test_verify_accepts_ca_bundle_path(tmp_path):
     run(client.aclose())
     with pytest.raises(ValueError, match="does not exist"):
         JumpCloudClient(base_url=BASE, api_key=KEY, verify=str(tmp_path / "missing.pem"))
+
+
+def test_ssl_context_is_built_once_per_ca_bundle(tmp_path, monkeypatch):
+    """A context costs ~30 ms (the bundle is parsed): one per CA source and process, shared by every client."""
+    from jumpcloud.client import shared_ssl_context
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    default = shared_ssl_context(True)
+    assert shared_ssl_context(True) is default
+    assert shared_ssl_context(certifi.where()) is default  # True means certifi's bundle, as httpx has it
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(Path(certifi.where()).read_bytes())
+    other = shared_ssl_context(str(bundle))
+    assert other is not default and shared_ssl_context(bundle) is other
+    assert other.verify_mode == ssl.CERT_REQUIRED and other.check_hostname
+    directory = tmp_path / "cas"
+    directory.mkdir()
+    assert shared_ssl_context(directory) not in (default, other)
+
+    built = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **kw: built.append(kw) or real(*a, **kw))
+    for verify in (True, str(bundle), True):
+        run(JumpCloudClient(base_url=BASE, api_key=KEY, verify=verify).aclose())
+    assert built == []  # neither we nor httpx built another one
+
+
+def test_a_replaced_ca_bundle_is_read_again(tmp_path):
+    from jumpcloud.client import shared_ssl_context
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(Path(certifi.where()).read_bytes())
+    first = shared_ssl_context(bundle)
+    replacement = tmp_path / "new.pem"
+    replacement.write_bytes(Path(certifi.where()).read_bytes() + b"\n")
+    replacement.replace(bundle)  # a CA rotation: the file is swapped for a new one
+    second = shared_ssl_context(bundle)
+    assert second is not first and shared_ssl_context(bundle) is second
 
 
 @pytest.mark.parametrize("kwargs", [{"max_in_flight": 0}, {"timeout": 0}, {"org_id": ""},

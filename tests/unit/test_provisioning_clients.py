@@ -1,0 +1,147 @@
+"""provisioning.clients: one event loop and one client per connector for a worker process, rebuilt when the
+connector's config or key changes, thrown away when a run is interrupted from outside."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+
+import httpx
+import pytest
+
+from jumpcloud import JumpCloudClient
+from provisioning.clients import ProcessClients
+from worker.settings import ConnectorConfig
+
+KEY_ENV = "JUMPSYNC_UNIT_PROV_KEY"
+OLD_KEY, NEW_KEY = "old-key-0123456789abcdef", "new-key-fedcba9876543210"
+
+
+class Factory:
+    """Builds clients on a MockTransport that records the key each request carried."""
+
+    def __init__(self) -> None:
+        self.built: list[JumpCloudClient] = []
+        self.keys_seen: list[str] = []
+
+    def _handler(self, request: httpx.Request) -> httpx.Response:
+        self.keys_seen.append(request.headers["x-api-key"])
+        return httpx.Response(200, json={"ok": True})
+
+    def __call__(self, connector: ConnectorConfig, broker_url: str | None) -> JumpCloudClient:
+        client = JumpCloudClient(base_url=connector.base_url, api_key=connector.api_key(), org_id=connector.org_id,
+                                 transport=httpx.MockTransport(self._handler))
+        self.built.append(client)
+        return client
+
+
+@pytest.fixture
+def factory(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, OLD_KEY)
+    return Factory()
+
+
+@pytest.fixture
+def clients(factory):
+    pool = ProcessClients(factory)
+    yield pool
+    pool.close()
+
+
+def acme(**overrides) -> ConnectorConfig:
+    return ConnectorConfig(**{"name": "acme", "base_url": "https://console.jumpcloud.test",
+                              "api_key_env": KEY_ENV, **overrides})
+
+
+def call(clients: ProcessClients, connector: ConnectorConfig) -> JumpCloudClient:
+    """One request through the connector's client, as a provisioning request makes it; returns the client."""
+    async def one() -> JumpCloudClient:
+        client = await clients.client(connector)
+        await client.get_json("/api/systemusers")
+        return client
+    return clients.run(one)
+
+
+def test_one_client_and_one_loop_serve_every_request(clients, factory):
+    loops = []
+
+    async def loop_of_this_run():
+        loops.append(asyncio.get_running_loop())
+
+    first = call(clients, acme())
+    clients.run(loop_of_this_run)
+    second = call(clients, acme())
+    clients.run(loop_of_this_run)
+    assert first is second and factory.built == [first]
+    assert loops[0] is loops[1] and not loops[0].is_closed()
+    assert factory.keys_seen == [OLD_KEY, OLD_KEY]
+
+
+def test_a_rotated_key_is_used_from_the_next_request_on(clients, factory, monkeypatch):
+    old = call(clients, acme())
+    monkeypatch.setenv(KEY_ENV, NEW_KEY)  # the secret changed: no restart, no config change
+    new = call(clients, acme())
+    assert new is not old and old._http.is_closed
+    assert call(clients, acme()) is new
+    assert factory.keys_seen == [OLD_KEY, NEW_KEY, NEW_KEY]
+
+
+def test_a_changed_connector_config_builds_a_new_client(clients, factory):
+    old = call(clients, acme())
+    new = call(clients, acme(org_id="5f0c2a9e8b7d4c3a2b1a0f9e"))
+    assert new is not old and old._http.is_closed and new.org_id == "5f0c2a9e8b7d4c3a2b1a0f9e"
+    other = call(clients, acme(name="beta"))  # another connector: a client of its own, beside the first
+    assert other is not new and not new._http.is_closed
+
+
+def test_the_cache_never_holds_the_key_itself(clients, factory):
+    call(clients, acme())
+    (entry,) = clients._entries.values()
+    assert OLD_KEY not in repr(entry.config) and OLD_KEY.encode() not in pickle.dumps(entry.config)
+    assert OLD_KEY.encode() not in entry.key_digest and len(entry.key_digest) == 32
+    assert ProcessClients(factory)._digest(OLD_KEY) != clients._digest(OLD_KEY)  # salted per process
+
+
+def test_an_interrupted_run_discards_the_loop_and_its_clients(clients, factory):
+    client = call(clients, acme())
+    first_loop = clients._loop
+
+    async def interrupted():
+        # What a signal raising in the middle of the loop looks like (a soft time limit): the run stops with
+        # its task still pending.
+        asyncio.get_running_loop().call_soon(_raise_keyboard_interrupt)
+        await asyncio.sleep(3600)
+
+    with pytest.raises(KeyboardInterrupt):
+        clients.run(interrupted)
+    assert first_loop.is_closed() and client._http.is_closed
+    again = call(clients, acme())  # the next request starts afresh
+    assert again is not client and clients._loop is not first_loop
+
+
+def _raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def test_a_failed_request_keeps_the_loop_and_work_left_behind_is_cancelled(clients, factory):
+    client = call(clients, acme())
+    left = []
+
+    async def fails():
+        left.append(asyncio.ensure_future(asyncio.sleep(3600)))
+        raise ValueError("the request failed")
+
+    with pytest.raises(ValueError):
+        clients.run(fails)
+    assert left[0].cancelled()
+    assert call(clients, acme()) is client  # a request's own failure is no reason to drop the client
+
+
+def test_close_closes_the_clients_and_the_loop(factory):
+    pool = ProcessClients(factory)
+    pool.close()  # never used: nothing to do
+    client = call(pool, acme())
+    loop = pool._loop
+    pool.close()
+    assert client._http.is_closed and loop.is_closed()
+    pool.close()
