@@ -6,8 +6,8 @@ The dict shapes are a documented, stable interface: add keys, never rename or re
 
 "Live" means ``deleted_at IS NULL``. Listings show live grants on live resources; the principal of a live
 grant may itself be deleted or missing, which is what the report's ``deleted_principal_granted`` finds.
-Names and emails are compared case-folded through the ``name_key``/``email_key`` columns, which the store
-fills with Python's ``casefold`` (SQLite's ``lower()`` folds ASCII only).
+Names, emails and usernames are compared case-folded through the ``name_key``/``email_key``/``username_key``
+columns, which the store fills with Python's ``casefold`` (SQLite's ``lower()`` folds ASCII only).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, func, null, select
+from sqlalchemy import Engine, and_, exists, null, select
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session
 
@@ -105,12 +105,9 @@ def _find_accounts(session: Session, cid: int, query: str, *, live: bool = True)
     if by_id:
         rows = by_id
     else:
+        # Two index searches (email of users and admins, username of users) rather than one OR of them.
         rows = session.execute(base.where(R.c.email_key == key)).all()
-        # Usernames live in the JSON profile. lower() narrows the scan (ASCII case), casefold decides.
-        username = R.c.profile["username"].as_string()
-        rows += [row for row in session.execute(base.where(R.c.type == "user",
-                                                           func.lower(username) == func.lower(text))).all()
-                 if lookup_key(str((row.profile or {}).get("username") or "")) == key]
+        rows += session.execute(base.where(R.c.type == "user", R.c.username_key == key)).all()
     unique = {(row.type, row.external_id): row for row in rows}
     users = [row for (kind, _), row in sorted(unique.items()) if kind == "user"]
     admins = [row for (kind, _), row in sorted(unique.items()) if kind == "admin"]

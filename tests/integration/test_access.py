@@ -188,6 +188,18 @@ def test_access_ambiguous_and_unknown(tenant):
         q.access(tenant, "nope", "alice")
 
 
+def test_access_by_username_uses_the_current_username_case_folded(tenant):
+    """The username key follows a rename, and folds as Python does (ß matches ss, on SQLite too)."""
+    later = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    cid = Session(tenant).execute(Connector.__table__.select().where(Connector.name == "acme")).one().id
+    ResourceWriter(tenant, cid, "user", later).write(
+        [_user("u-bob", "Bob Brown", "bob@example.com", "suspended", "Bøb.Straße")])
+    for query in ("Bøb.Straße", "BØB.STRASSE", " bøb.strasse "):
+        assert q.access(tenant, "acme", query)["person"]["user"]["id"] == "u-bob"
+    with pytest.raises(q.NotFound, match="no user or admin"):
+        q.access(tenant, "acme", "bob")
+
+
 # --- who-has -----------------------------------------------------------------------------------------------------
 
 def _holders(result) -> list[tuple]:
