@@ -14,8 +14,8 @@ Group and app sizes are means of skewed (exponential) distributions, as in the g
 
 Timed, each ``--repeat`` times on a warm engine (best and median reported): the query function, then the
 query plus rendering its output (JSON, CSV) into memory, as the command does; finally each command once
-end to end in a fresh ``python -m worker.cli`` process (wall time, including interpreter start-up and
-imports, which ``jumpsync --help`` alone measures).
+end to end in a fresh ``python -m worker.cli`` process, ``--repeat`` times (wall time, including interpreter
+start-up and imports, which ``jumpsync --help`` alone measures).
 """
 
 from __future__ import annotations
@@ -321,14 +321,19 @@ def main() -> None:
             config.write_text("")
             env = {**os.environ, "JUMPSYNC_DATABASE_URL": url, "JUMPSYNC_CONFIG": str(config),
                    "PYTHONPATH": str(ROOT)}
-            print("\nend to end, one fresh process each (wall time):")
+            print(f"\nend to end, a fresh process each, {args.repeat} runs (wall time):")
+            print(f"  {'command':<32} {'best':>7} {'median':>7}")
             for label, _, argv in [("jumpsync --help (start-up only)", None, ["--help"]), *cases]:
-                clock = time.perf_counter()
-                done = subprocess.run([sys.executable, "-m", "worker.cli", *argv], env=env, cwd=ROOT,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                seconds = time.perf_counter() - clock
-                status = "" if done.returncode == 0 else f"  exit {done.returncode}: {done.stderr.decode()[-300:]}"
-                print(f"  {label:<32} {seconds:6.3f}s{status}", flush=True)
+                times, status = [], ""
+                for _ in range(args.repeat):
+                    clock = time.perf_counter()
+                    done = subprocess.run([sys.executable, "-m", "worker.cli", *argv], env=env, cwd=ROOT,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    times.append(time.perf_counter() - clock)
+                    if done.returncode != 0:
+                        status = f"  exit {done.returncode}: {done.stderr.decode()[-300:]}"
+                        break
+                print(f"  {label:<32} {min(times):6.3f}s {statistics.median(times):6.3f}s{status}", flush=True)
     engine.dispose()
 
 

@@ -6,7 +6,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from models.db import make_engine
-from models.migrate import SchemaOutOfDate, check, downgrade, head_revision, upgrade
+from models.migrate import HEAD, SchemaOutOfDate, check, downgrade, head_revision, upgrade
+
+
+def test_the_head_that_check_compares_first_is_alembics_head():
+    """``check`` reads the revision without Alembic when it equals ``migrate.HEAD``: a new migration must move it."""
+    assert HEAD == head_revision()
 
 
 @pytest.fixture
