@@ -89,9 +89,18 @@ def test_0004_backfills_the_username_key_as_the_store_writes_it(empty_engine):
              "status": "active", "content_hash": "x", "first_seen_at": now, "updated_at": now,
              "profile": {"username": f"User.{i}"}} for i in range(5200)])
 
+    with empty_engine.begin() as connection:  # a database with statistics, which 0004 must bring up to date
+        connection.execute(sa.text("ANALYZE"))
+
     assert upgrade(empty_engine) == head_revision()
 
     with empty_engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            stats = connection.execute(sa.text("SELECT idx FROM sqlite_stat1 WHERE tbl = 'resources'")).scalars()
+            assert "ix_resources_lookup_username" in set(stats)
+        else:
+            assert connection.execute(sa.text("SELECT 1 FROM pg_stats WHERE tablename = 'resources' "
+                                              "AND attname = 'username_key'")).first() is not None
         keys = dict(connection.execute(sa.text("SELECT external_id, username_key FROM resources")).all())
     assert keys["u-ascii"] == "jane.doe"
     assert keys["u-unicode"] == "strasse.ölund"

@@ -55,6 +55,19 @@ def upgrade() -> None:
     _backfill()
     with op.batch_alter_table('resources', schema=None) as batch_op:
         batch_op.create_index('ix_resources_lookup_username', ['connector_id', 'type', 'username_key'], unique=False)
+    _analyze()
+
+
+def _analyze() -> None:
+    """Statistics for the new index and column. SQLite, once analyzed, takes an index missing from sqlite_stat1
+    for a selective one: it chose ix_resources_lookup_username to list a connector's resources (0.25s instead of
+    0.04s on the bench database, and the report's missing-principal check 0.45s instead of 0.11s)."""
+    connection = op.get_bind()
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("ANALYZE resources"))
+    elif connection.execute(sa.text(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'")).first() is not None:
+        connection.execute(sa.text("ANALYZE resources"))
 
 
 def downgrade() -> None:
