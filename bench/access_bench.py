@@ -162,31 +162,32 @@ def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
 
 
 def _render_json(data) -> str:
-    """What the command writes (worker.cli_access._print_json), into memory."""
+    """What the command writes (worker.access_output.print_json), into memory."""
     from contextlib import redirect_stdout
 
-    from worker.cli_access import _print_json
+    from worker.access_output import print_json
 
     out = io.StringIO()
     with redirect_stdout(out):
-        _print_json(data)
+        print_json(data)
     return out.getvalue()
 
 
 def _render_export(engine, fmt: str) -> int:
-    from worker.cli_access import ExportFormat, _write_export
+    """What ``jumpsync export`` writes (worker.access_output), into memory."""
+    from worker.access_output import ExportFormat, export_lines, write_export
 
     out = io.StringIO()
-    return _write_export(out, access.iter_export(engine, CONNECTOR), ExportFormat(fmt), access.EXPORT_COLUMNS)
+    return write_export(out, export_lines(engine, CONNECTOR, ExportFormat(fmt)), ExportFormat(fmt))
 
 
 def _render_report_csv(engine) -> str:
-    from worker.cli_access import _csv_rows
+    from worker.access_output import csv_rows
 
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(access.REPORT_COLUMNS)
-    writer.writerows(_csv_rows(access.finding_row(f) for f in access.report(engine, CONNECTOR)["findings"]))
+    writer.writerows(csv_rows(access.finding_row(f) for f in access.report(engine, CONNECTOR)["findings"]))
     return out.getvalue()
 
 

@@ -1,7 +1,8 @@
 """Access insight: who holds what and why, answered from the synced database alone (no JumpCloud call).
 
 Four questions (docs/access.md): a person's effective access (``access``), everyone holding one group, app or
-role (``who_has``), an identity hygiene report (``report``) and an access review export (``iter_export``).
+role (``who_has``), an identity hygiene report (``report``) and an access review export (``iter_export``, in
+models.export).
 The dict shapes are a documented, stable interface: add keys, never rename or remove them.
 
 "Live" means ``deleted_at IS NULL``. Listings show live grants on live resources; the principal of a live
@@ -12,16 +13,17 @@ columns, which the store fills with Python's ``casefold`` (SQLite's ``lower()`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Engine, and_, exists, null, select, text
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session
 
+from models.export import EXPORT_COLUMNS, export, iter_export  # noqa: F401  (part of this module's interface)
+from models.export import iso_utc as _iso
 from models.queries import connector_id
 from models.store import chunks, lookup_key
 from models.tables import Grant, Resource
@@ -43,12 +45,6 @@ FINDING_KINDS = (
     "deleted_principal_granted",
 )
 
-EXPORT_COLUMNS = (
-    "principal_type", "principal_id", "principal_name", "principal_email", "principal_status",
-    "resource_type", "resource_id", "resource_name", "entitlement", "via_id", "via_name", "first_seen_at",
-    "principal_deleted",
-)
-
 REPORT_COLUMNS = (
     "kind", "subject_type", "subject_id", "subject_name", "related_type", "related_id", "related_name",
     "via_type", "via_id", "via_name", "detail",
@@ -65,14 +61,6 @@ class Ambiguous(LookupError):
     def __init__(self, message: str, candidates: list[dict[str, Any]]) -> None:
         super().__init__(message)
         self.candidates = candidates
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite keeps no offset; jumpsync writes UTC
-        return value.replace(tzinfo=timezone.utc).isoformat()
-    return value.astimezone(timezone.utc).isoformat()
 
 
 def _ref(kind: str, rid: str | None, name: str | None) -> dict[str, Any] | None:
@@ -485,51 +473,3 @@ def finding_row(finding: dict[str, Any]) -> tuple:
 
     return (finding["kind"], *parts(finding["subject"]), *parts(finding["related"]), *parts(finding["via"]),
             finding["detail"])
-
-
-# --- access review export ---------------------------------------------------------------------------------------
-
-def iter_export(engine: Engine, connector: str) -> Iterator[tuple]:
-    """Every live grant as a tuple in ``EXPORT_COLUMNS`` order, ordered by resource then principal (the order
-    of the grants' unique key, so no sort is needed). Raises UnknownConnector at once, before any row."""
-    session = Session(engine)
-    try:
-        cid = connector_id(session, connector)
-    except BaseException:
-        session.close()
-        raise
-    return _export_rows(session, cid)
-
-
-def _export_rows(session: Session, cid: int) -> Iterator[tuple]:
-    p, res, via = R.alias("p"), R.alias("res"), R.alias("via")
-    try:
-        result = session.execute(
-            select(G.c.principal_type, G.c.principal_id, p.c.name, p.c.email, p.c.status,
-                   G.c.resource_type, G.c.resource_id, res.c.name, G.c.entitlement, G.c.via, via.c.name,
-                   G.c.first_seen_at, p.c.id, p.c.deleted_at)
-            .outerjoin(p, and_(p.c.connector_id == G.c.connector_id, p.c.type == G.c.principal_type,
-                               p.c.external_id == G.c.principal_id))
-            .outerjoin(res, and_(res.c.connector_id == G.c.connector_id, res.c.type == G.c.resource_type,
-                                 res.c.external_id == G.c.resource_id))
-            .outerjoin(via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group",
-                                 via.c.external_id == G.c.via))
-            .where(G.c.connector_id == cid, _live(G))
-            .order_by(G.c.resource_type, G.c.resource_id, G.c.entitlement, G.c.principal_type, G.c.principal_id,
-                      G.c.via),
-            execution_options={"yield_per": 5000})
-        stamps: dict[datetime, str | None] = {}  # grants written by one part share their first_seen_at
-        for (ptype, pid, pname, pemail, pstatus, rtype, rid, rname, entitlement, via_id, via_name, first_seen,
-             row_id, deleted_at) in result:
-            stamp = stamps.get(first_seen)
-            if stamp is None:
-                stamp = stamps[first_seen] = _iso(first_seen)
-            yield (ptype, pid, pname, pemail, pstatus, rtype, rid, rname, entitlement, via_id or None, via_name,
-                   stamp, row_id is None or deleted_at is not None)
-    finally:
-        session.close()
-
-
-def export(engine: Engine, connector: str) -> list[dict[str, Any]]:
-    """``iter_export`` as a list of dicts keyed by ``EXPORT_COLUMNS``."""
-    return [dict(zip(EXPORT_COLUMNS, row)) for row in iter_export(engine, connector)]

@@ -1,4 +1,5 @@
-"""Access insight (models/access.py, worker/cli_access.py) on a hand-built tenant whose answers are known.
+"""Access insight (models/access.py and export.py, worker/cli_access.py and access_output.py) on a hand-built
+tenant whose answers are known.
 
 Every test runs on SQLite and on a real PostgreSQL server (the ``engine`` fixture). The tenant:
 
@@ -31,7 +32,7 @@ from connector.records import GrantRecord, ResourceRecord
 from models import access as q
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Connector, Grant, Resource
-from worker.cli_access import csv_cell
+from worker.access_output import csv_cell
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 FIRST_SEEN = "2026-01-01T00:00:00+00:00"
@@ -460,11 +461,46 @@ def test_empty_export_is_valid(engine, tmp_path, monkeypatch):
         session.add(Connector(name="empty", base_url="https://console.jumpcloud.com"))
         session.commit()
     assert q.export(engine, "empty") == []
-    from worker.cli_access import ExportFormat, _write_export
+    from worker.access_output import ExportFormat, export_lines, write_export
 
-    out = io.StringIO()
-    assert _write_export(out, iter([]), ExportFormat.json, q.EXPORT_COLUMNS) == 0
-    assert json.loads(out.getvalue()) == []
+    for fmt, expected in ((ExportFormat.json, "[]\n"), (ExportFormat.csv, ",".join(q.EXPORT_COLUMNS) + "\r\n")):
+        out = io.StringIO()
+        assert write_export(out, export_lines(engine, "empty", fmt), fmt) == 0
+        assert out.getvalue() == expected
+
+
+HOSTILE_NAMES = {"g-eng": '=HYPERLINK("http://x", "a, b")', "g-ops": "-Ops\nline two", "app-github": "",
+                 "app-slack": "\tSlack \"quoted\"", "administrator": "@Admin\r", "u-alice": "Ålice, Ünïcode",
+                 "u-bob": "+1 Bob", "u-carol": "'single"}
+
+
+def test_export_output_is_what_csv_and_json_write_row_by_row(tenant):
+    """The export renders each principal, resource and group once and assembles lines from the parts; the
+    bytes must be those of ``csv.writer`` (through ``csv_cell``) and ``json`` writing every row in full."""
+    from worker.access_output import ExportFormat, export_lines, write_export
+
+    R = Resource.__table__
+    with Session(tenant) as session:
+        for rid, name in HOSTILE_NAMES.items():
+            session.execute(update(R).where(R.c.external_id == rid).values(name=name))
+        session.execute(update(R).where(R.c.external_id == "u-bob").values(email="=cmd|' /C calc'!A0", status=""))
+        session.commit()
+    rows = list(q.iter_export(tenant, "acme"))
+    assert {r[2] for r in rows} >= {HOSTILE_NAMES["u-alice"], HOSTILE_NAMES["u-bob"]}
+
+    expected_csv = io.StringIO()
+    writer = csv.writer(expected_csv)
+    writer.writerow(q.EXPORT_COLUMNS)
+    writer.writerows([csv_cell(v) for v in row] for row in rows)
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    expected_json = "[\n" + ",\n".join(encode(dict(zip(q.EXPORT_COLUMNS, row))) for row in rows) + "\n]\n"
+
+    for fmt, expected in ((ExportFormat.csv, expected_csv.getvalue()), (ExportFormat.json, expected_json)):
+        for batch in (1, 3, 10_000):
+            out = io.StringIO()
+            assert write_export(out, export_lines(tenant, "acme", fmt), fmt, batch=batch) == len(rows) == 20
+            assert out.getvalue() == expected, (fmt, batch)
+    assert "'=HYPERLINK" in expected_csv.getvalue() and "'=cmd" in expected_csv.getvalue()
 
 
 def test_csv_cells_cannot_be_spreadsheet_formulas():
