@@ -509,6 +509,31 @@ def test_csv_cells_cannot_be_spreadsheet_formulas():
         "'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\tx", "Alice", "", "true", "false", "a=b"]
 
 
+def test_long_tables_show_the_first_rows_and_say_how_many_more(run, tenant, monkeypatch):
+    """Tables are capped (rich draws about a thousand rows a second); the report keeps every kind in view."""
+    from worker import cli_access
+
+    monkeypatch.setattr(cli_access, "TABLE_ROWS", 2)
+    monkeypatch.setattr(cli_access, "REPORT_ROWS_PER_KIND", 1)
+    alice = run("access", "acme", "alice")
+    assert alice.exit_code == 0
+    assert "Engineering" in alice.stdout and "Administrator" not in alice.stdout
+    assert "… and 4 more groups, apps and roles (--json lists them all)" in alice.stdout
+    github = run("who-has", "acme", "app:GitHub")
+    assert "… and 4 more holders (--json lists them all)" in github.stdout
+
+    report = run("report", "acme")
+    assert report.exit_code == 0
+    for kind, subject, _, _ in EXPECTED_FINDINGS:
+        assert kind in report.stdout.split("\n", 5)[-1]  # in the table, below the summary
+    assert "u-bob" in report.stdout and "u-carol" not in report.stdout  # the first of its kind only
+    assert "… and 3 more deleted_principal_granted findings (--format csv or json lists them all)" in report.stdout
+    assert "more admin_without_user" not in report.stdout  # one of that kind: all shown
+
+    monkeypatch.setattr(cli_access, "TABLE_ROWS", 200)
+    assert "more" not in run("who-has", "acme", "app:GitHub").stdout
+
+
 def test_cli_tables_show_names_literally(run, tenant):
     R = Resource.__table__
     with Session(tenant) as session:
