@@ -447,7 +447,7 @@ _CHECKS = {
 
 #: PostgreSQL's memory for one sort or hash of the report (default 4MB): the missing-principal EXCEPT then
 #: hashes in memory instead of sorting 600k ids on disk (0.20s → 0.13s at xl). Set for the report's
-#: transaction only.
+#: transactions only.
 REPORT_WORK_MEM = "64MB"
 
 
