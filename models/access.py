@@ -1,25 +1,30 @@
 """Access insight: who holds what and why, answered from the synced database alone (no JumpCloud call).
 
 Four questions (docs/access.md): a person's effective access (``access``), everyone holding one group, app or
-role (``who_has``), an identity hygiene report (``report``) and an access review export (``iter_export``).
+role (``who_has``), an identity hygiene report (``report``) and an access review export (``iter_export``, in
+models.export).
 The dict shapes are a documented, stable interface: add keys, never rename or remove them.
 
 "Live" means ``deleted_at IS NULL``. Listings show live grants on live resources; the principal of a live
 grant may itself be deleted or missing, which is what the report's ``deleted_principal_granted`` finds.
-Names and emails are compared case-folded through the ``name_key``/``email_key`` columns, which the store
-fills with Python's ``casefold`` (SQLite's ``lower()`` folds ASCII only).
+Names, emails and usernames are compared case-folded through the ``name_key``/``email_key``/``username_key``
+columns, which the store fills with Python's ``casefold`` (SQLite's ``lower()`` folds ASCII only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime, timezone
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, func, null, select
+from sqlalchemy import Engine, and_, exists, null, select, text
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session
 
+from models.export import EXPORT_COLUMNS, export, iter_export  # noqa: F401  (part of this module's interface)
+from models.export import iso_utc as _iso
 from models.queries import connector_id
 from models.store import chunks, lookup_key
 from models.tables import Grant, Resource
@@ -41,12 +46,6 @@ FINDING_KINDS = (
     "deleted_principal_granted",
 )
 
-EXPORT_COLUMNS = (
-    "principal_type", "principal_id", "principal_name", "principal_email", "principal_status",
-    "resource_type", "resource_id", "resource_name", "entitlement", "via_id", "via_name", "first_seen_at",
-    "principal_deleted",
-)
-
 REPORT_COLUMNS = (
     "kind", "subject_type", "subject_id", "subject_name", "related_type", "related_id", "related_name",
     "via_type", "via_id", "via_name", "detail",
@@ -63,14 +62,6 @@ class Ambiguous(LookupError):
     def __init__(self, message: str, candidates: list[dict[str, Any]]) -> None:
         super().__init__(message)
         self.candidates = candidates
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite keeps no offset; jumpsync writes UTC
-        return value.replace(tzinfo=timezone.utc).isoformat()
-    return value.astimezone(timezone.utc).isoformat()
 
 
 def _ref(kind: str, rid: str | None, name: str | None) -> dict[str, Any] | None:
@@ -105,12 +96,9 @@ def _find_accounts(session: Session, cid: int, query: str, *, live: bool = True)
     if by_id:
         rows = by_id
     else:
+        # Two index searches (email of users and admins, username of users) rather than one OR of them.
         rows = session.execute(base.where(R.c.email_key == key)).all()
-        # Usernames live in the JSON profile. lower() narrows the scan (ASCII case), casefold decides.
-        username = R.c.profile["username"].as_string()
-        rows += [row for row in session.execute(base.where(R.c.type == "user",
-                                                           func.lower(username) == func.lower(text))).all()
-                 if lookup_key(str((row.profile or {}).get("username") or "")) == key]
+        rows += session.execute(base.where(R.c.type == "user", R.c.username_key == key)).all()
     unique = {(row.type, row.external_id): row for row in rows}
     users = [row for (kind, _), row in sorted(unique.items()) if kind == "user"]
     admins = [row for (kind, _), row in sorted(unique.items()) if kind == "admin"]
@@ -265,7 +253,46 @@ def _finding(kind: str, subject: dict | None, related: dict | None, via: dict | 
     return {"kind": kind, "subject": subject, "related": related, "via": via, "detail": detail}
 
 
-def _admins_without_user(session: Session, cid: int) -> list[dict]:
+_NO_REF = ("", "", "")
+
+
+def _finding_order(f: dict) -> tuple:
+    """Findings are ordered by subject, then related, then via: each by type, case-folded name, id."""
+    def ref(value: dict | None) -> tuple:
+        return _NO_REF if value is None else (value["type"], lookup_key(value["name"] or ""), value["id"])
+
+    return (ref(f["subject"]), ref(f["related"]), ref(f["via"]))
+
+
+def _ordered(findings: list[dict]) -> list[dict]:
+    return sorted(findings, key=_finding_order)
+
+
+class _Names:
+    """The names of a connector's groups, apps and roles (live or deleted), each type read once per report.
+
+    The checks with many findings join these in Python rather than joining ``resources`` again per finding:
+    a few thousand rows read once instead of an index search (SQLite) or a hash of the table (PostgreSQL) per
+    query."""
+
+    def __init__(self, session: Session, cid: int) -> None:
+        self.session, self.cid = session, cid
+        self._by_type: dict[str, dict[str, tuple[str, bool]]] = {}
+
+    def of(self, kind: str) -> dict[str, tuple[str, bool]]:
+        """id -> (name, live) for every resource of that type."""
+        if kind not in self._by_type:
+            self._by_type[kind] = {rid: (name, deleted_at is None) for rid, name, deleted_at in self.session.execute(
+                select(R.c.external_id, R.c.name, R.c.deleted_at).where(R.c.connector_id == self.cid,
+                                                                         R.c.type == kind))}
+        return self._by_type[kind]
+
+    def name(self, kind: str, rid: str) -> str | None:
+        found = self.of(kind).get(rid) if kind in HELD_TYPES else None
+        return found[0] if found else None
+
+
+def _admins_without_user(session: Session, cid: int, names: _Names) -> list[dict]:
     """Live admins with no live user account: neither the linked one nor one with the same email."""
     u1, u2 = R.alias("u1"), R.alias("u2")
     linked = exists().where(u1.c.connector_id == R.c.connector_id, u1.c.type == "user",
@@ -274,34 +301,45 @@ def _admins_without_user(session: Session, cid: int) -> list[dict]:
                                 u2.c.email_key == R.c.email_key, _live(u2))
     rows = session.execute(select(R.c.external_id, R.c.name, R.c.email).where(
         R.c.connector_id == cid, R.c.type == "admin", _live(), ~linked, ~same_email)).all()
-    return [_finding("admin_without_user", _ref("admin", r.external_id, r.name), None, None,
-                     f"no live user account with the admin's email ({r.email})" if r.email
-                     else "the admin account has no email, so no user account matches")
-            for r in rows]
+    return _ordered([_finding("admin_without_user", _ref("admin", r.external_id, r.name), None, None,
+                              f"no live user account with the admin's email ({r.email})" if r.email
+                              else "the admin account has no email, so no user account matches")
+                     for r in rows])
 
 
-def _inactive_users_with_app_access(session: Session, cid: int) -> list[dict]:
-    """Suspended or staged users holding live access to a live app, one finding per path."""
-    u, app, via = R.alias("u"), R.alias("app"), R.alias("via")
+def _inactive_users_with_app_access(session: Session, cid: int, names: _Names) -> list[dict]:
+    """Suspended or staged users holding live access to a live app, one finding per path.
+
+    Most findings are these (25k at xl): one join reads the grants of inactive users, app and group names come
+    from ``names``, and the order is computed once per row with each name folded once.
+    """
+    u = R.alias("u")
     rows = session.execute(
-        select(u.c.external_id, u.c.name, u.c.status, app.c.external_id.label("app_id"), app.c.name.label("app_name"),
-               G.c.via, via.c.name.label("via_name"))
-        .select_from(G)
+        select(u.c.external_id, u.c.name, u.c.status, G.c.resource_id, G.c.via).select_from(G)
         .join(u, and_(u.c.connector_id == G.c.connector_id, u.c.type == "user", u.c.external_id == G.c.principal_id,
                       _live(u), u.c.status.in_(INACTIVE_USER_STATUSES)))
-        .join(app, and_(app.c.connector_id == G.c.connector_id, app.c.type == "app",
-                        app.c.external_id == G.c.resource_id, _live(app)))
-        .outerjoin(via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group",
-                             via.c.external_id == G.c.via))
         .where(G.c.connector_id == cid, G.c.resource_type == "app", G.c.principal_type == "user", _live(G))).all()
-    return [_finding("inactive_user_app_access", _ref("user", r.external_id, r.name), _ref("app", r.app_id, r.app_name),
-                     _ref("group", r.via, r.via_name),
-                     f"{r.status} user holds access "
-                     + (f"through group {r.via_name or r.via}" if r.via else "directly"))
-            for r in rows]
+    apps, groups = names.of("app"), names.of("group")
+    fold = lru_cache(maxsize=None)(lookup_key)
+    keyed = []
+    for uid, user_name, status, app_id, via in rows:
+        app_name, app_live = apps.get(app_id, (None, False))
+        if not app_live:
+            continue
+        via_name = groups[via][0] if via in groups else None
+        # _finding_order flattened: subject and related types are fixed here, and a direct grant's via ("")
+        # sorts before any group.
+        order = (fold(user_name or ""), uid, fold(app_name or ""), app_id, bool(via), fold(via_name or ""), via)
+        keyed.append((order, uid, user_name, status, app_id, app_name, via, via_name))
+    keyed.sort(key=itemgetter(0))
+    return [{"kind": "inactive_user_app_access", "subject": {"type": "user", "id": uid, "name": user_name},
+             "related": {"type": "app", "id": app_id, "name": app_name},
+             "via": {"type": "group", "id": via, "name": via_name} if via else None,
+             "detail": f"{status} user holds access " + (f"through group {via_name or via}" if via else "directly")}
+            for _, uid, user_name, status, app_id, app_name, via, via_name in keyed]
 
 
-def _admin_roles_without_mfa(session: Session, cid: int) -> list[dict]:
+def _admin_roles_without_mfa(session: Session, cid: int, names: _Names) -> list[dict]:
     """Users whose MFA is not configured (false or missing) and whose linked admin account holds a role."""
     u, a, role = R.alias("u"), R.alias("a"), R.alias("role")
     rows = session.execute(
@@ -326,10 +364,10 @@ def _admin_roles_without_mfa(session: Session, cid: int) -> list[dict]:
                             _ref("role", r.role_id, r.role_name), _ref("admin", r.admin_id, r.admin_name),
                             f"user MFA {state}; holds role {r.role_name} through admin account "
                             f"{r.admin_id}{suspended}"))
-    return out
+    return _ordered(out)
 
 
-def _empty_groups_bound_to_apps(session: Session, cid: int) -> list[dict]:
+def _empty_groups_bound_to_apps(session: Session, cid: int, names: _Names) -> list[dict]:
     """Live groups directly bound to a live app that have no live member (a live membership of a live user)."""
     grp, app, m, mu = R.alias("grp"), R.alias("app"), G.alias("m"), R.alias("mu")
     has_member = exists().where(
@@ -346,17 +384,19 @@ def _empty_groups_bound_to_apps(session: Session, cid: int) -> list[dict]:
                         app.c.external_id == G.c.resource_id, _live(app)))
         .where(G.c.connector_id == cid, G.c.resource_type == "app", G.c.principal_type == "group", G.c.via == "",
                _live(G), ~has_member)).all()
-    return [_finding("empty_group_bound_to_app", _ref("group", r.external_id, r.name),
-                     _ref("app", r.app_id, r.app_name), None, "the group is bound to the app but has no live members")
-            for r in rows]
+    return _ordered([_finding("empty_group_bound_to_app", _ref("group", r.external_id, r.name),
+                              _ref("app", r.app_id, r.app_name), None,
+                              "the group is bound to the app but has no live members")
+                     for r in rows])
 
 
-def _deleted_principals_granted(session: Session, cid: int) -> list[dict]:
+def _deleted_principals_granted(session: Session, cid: int, names: _Names) -> list[dict]:
     """Live grants whose principal is deleted in JumpCloud, or absent from the database.
 
-    Not one join over every grant (a B-tree search per grant: 0.6s for 176k grants on SQLite), but the few
-    principals concerned first: deleted ones through the (connector, type, deleted_at) index, then the missing
-    ones (``_missing_principals``); only their grants are read.
+    Not one join over every grant (a B-tree search per grant on SQLite: 0.6s for 176k grants; a hash of the
+    whole resources table on PostgreSQL: 0.3s at xl), but the few principals concerned first: deleted ones
+    through the (connector, type, deleted_at) index, then the missing ones (``_missing_principals``); only their
+    grants are read, and resource and group names come from ``names``.
     """
     deleted: dict[tuple[str, str], tuple[str, datetime]] = {}
     for kind in ("user", "admin", "group"):
@@ -364,48 +404,37 @@ def _deleted_principals_granted(session: Session, cid: int) -> list[dict]:
                 R.c.connector_id == cid, R.c.type == kind, R.c.deleted_at.is_not(None))):
             deleted[(kind, rid)] = (name, deleted_at)
     missing = _missing_principals(session, cid)
-    candidates = sorted({rid for _, rid in deleted} | {rid for _, rid in missing})
-    res, via = R.alias("res"), R.alias("via")
+    candidates = sorted({rid for _, rid in deleted} | missing)
     out = []
     for chunk in chunks(candidates):
         rows = session.execute(
-            select(G.c.principal_type, G.c.principal_id, G.c.resource_type, G.c.resource_id, G.c.entitlement,
-                   G.c.via, res.c.name.label("res_name"), via.c.name.label("via_name"))
-            .outerjoin(res, and_(res.c.connector_id == G.c.connector_id, res.c.type == G.c.resource_type,
-                                 res.c.external_id == G.c.resource_id))
-            .outerjoin(via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group",
-                                 via.c.external_id == G.c.via))
+            select(G.c.principal_type, G.c.principal_id, G.c.resource_type, G.c.resource_id, G.c.entitlement, G.c.via)
             .where(G.c.connector_id == cid, G.c.principal_id.in_(chunk), _live(G))).all()
-        for r in rows:
-            key = (r.principal_type, r.principal_id)
-            if key in deleted:
-                name, deleted_at = deleted[key]
+        for ptype, pid, rtype, rid, entitlement, via in rows:
+            if (ptype, pid) in deleted:
+                name, deleted_at = deleted[(ptype, pid)]
                 gone = f"deleted in JumpCloud at {_iso(deleted_at)}"
-            elif key in missing or (None, r.principal_id) in missing:
+            elif pid in missing:
                 name, gone = None, "not in the database (never synced)"
             else:
                 continue
-            out.append(_finding("deleted_principal_granted", _ref(r.principal_type, r.principal_id, name),
-                                _ref(r.resource_type, r.resource_id, r.res_name), _ref("group", r.via, r.via_name),
-                                f"{r.principal_type} {gone}, still holds {r.entitlement} on {r.resource_type} "
-                                f"{r.res_name or r.resource_id}"))
-    return out
+            resource_name = names.name(rtype, rid)
+            out.append(_finding("deleted_principal_granted", _ref(ptype, pid, name),
+                                _ref(rtype, rid, resource_name), _ref("group", via, names.name("group", via)),
+                                f"{ptype} {gone}, still holds {entitlement} on {rtype} {resource_name or rid}"))
+    return _ordered(out)
 
 
-def _missing_principals(session: Session, cid: int) -> set[tuple[str | None, str]]:
-    """(type, id) of the principals that grants name and no resource row has.
+def _missing_principals(session: Session, cid: int) -> set[str]:
+    """Ids of the principals that grants name and no resource row has.
 
-    PostgreSQL: a hash anti-join, exact. SQLite has no hash join (an anti-join is a B-tree search per grant,
-    0.45s at 176k grants), so there it is an EXCEPT of two covering-index scans (0.07s), on the id alone
-    (type None): JumpCloud ids are ObjectIds, unique across types.
+    An EXCEPT of two index-only scans (grants' principal ids, resources' ids), on the id alone: JumpCloud ids
+    are ObjectIds, unique across types. SQLite has no hash join (an anti-join is a B-tree search per grant,
+    0.45s at 176k grants; the EXCEPT 0.07s); on PostgreSQL it is as fast as the hash anti-join on (type, id)
+    it replaces (0.2s at xl), and faster with the report's ``work_mem``.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        known = exists().where(R.c.connector_id == G.c.connector_id, R.c.type == G.c.principal_type,
-                               R.c.external_id == G.c.principal_id)
-        return {(t, rid) for t, rid in session.execute(select(G.c.principal_type, G.c.principal_id).where(
-            G.c.connector_id == cid, _live(G), ~known).distinct())}
-    return {(None, rid) for rid in session.execute(select(G.c.principal_id).where(G.c.connector_id == cid).except_(
-        select(R.c.external_id).where(R.c.connector_id == cid))).scalars()}
+    return set(session.execute(select(G.c.principal_id).where(G.c.connector_id == cid).except_(
+        select(R.c.external_id).where(R.c.connector_id == cid))).scalars())
 
 
 _CHECKS = {
@@ -416,25 +445,31 @@ _CHECKS = {
     "deleted_principal_granted": _deleted_principals_granted,
 }
 
-
-def _finding_order(f: dict) -> tuple:
-    def ref(value: dict | None) -> tuple:
-        return ("", "", "") if value is None else (value["type"], lookup_key(value["name"] or ""), value["id"])
-
-    return (ref(f["subject"]), ref(f["related"]), ref(f["via"]))
+#: PostgreSQL's memory for one sort or hash of the report (default 4MB): the missing-principal EXCEPT then
+#: hashes in memory instead of sorting 600k ids on disk (0.20s → 0.13s at xl). Set for the report's
+#: transactions only.
+REPORT_WORK_MEM = "64MB"
 
 
 def report(engine: Engine, connector: str) -> dict[str, Any]:
-    """The identity hygiene findings, by kind (in ``FINDING_KINDS`` order), then by subject, related, via."""
+    """The identity hygiene findings, by kind (in ``FINDING_KINDS`` order), then by subject, related, via.
+
+    The checks run at once, each in a thread with its own connection: most of their time is the database's
+    (SQLite and psycopg release the GIL), so the report takes about as long as its slowest check.
+    """
     with Session(engine) as session:
         cid = connector_id(session, connector)
-        findings: list[dict] = []
-        summary: dict[str, int] = {}
-        for kind in FINDING_KINDS:
-            found = sorted(_CHECKS[kind](session, cid), key=_finding_order)
-            summary[kind] = len(found)
-            findings += found
-    return {"connector": connector, "summary": summary, "findings": findings}
+    with ThreadPoolExecutor(max_workers=len(FINDING_KINDS), thread_name_prefix="report") as pool:
+        found = dict(zip(FINDING_KINDS, pool.map(lambda kind: _check(engine, cid, kind), FINDING_KINDS)))
+    return {"connector": connector, "summary": {kind: len(found[kind]) for kind in FINDING_KINDS},
+            "findings": [finding for kind in FINDING_KINDS for finding in found[kind]]}
+
+
+def _check(engine: Engine, cid: int, kind: str) -> list[dict]:
+    with Session(engine) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+        return _CHECKS[kind](session, cid, _Names(session, cid))
 
 
 def finding_row(finding: dict[str, Any]) -> tuple:
@@ -444,51 +479,3 @@ def finding_row(finding: dict[str, Any]) -> tuple:
 
     return (finding["kind"], *parts(finding["subject"]), *parts(finding["related"]), *parts(finding["via"]),
             finding["detail"])
-
-
-# --- access review export ---------------------------------------------------------------------------------------
-
-def iter_export(engine: Engine, connector: str) -> Iterator[tuple]:
-    """Every live grant as a tuple in ``EXPORT_COLUMNS`` order, ordered by resource then principal (the order
-    of the grants' unique key, so no sort is needed). Raises UnknownConnector at once, before any row."""
-    session = Session(engine)
-    try:
-        cid = connector_id(session, connector)
-    except BaseException:
-        session.close()
-        raise
-    return _export_rows(session, cid)
-
-
-def _export_rows(session: Session, cid: int) -> Iterator[tuple]:
-    p, res, via = R.alias("p"), R.alias("res"), R.alias("via")
-    try:
-        result = session.execute(
-            select(G.c.principal_type, G.c.principal_id, p.c.name, p.c.email, p.c.status,
-                   G.c.resource_type, G.c.resource_id, res.c.name, G.c.entitlement, G.c.via, via.c.name,
-                   G.c.first_seen_at, p.c.id, p.c.deleted_at)
-            .outerjoin(p, and_(p.c.connector_id == G.c.connector_id, p.c.type == G.c.principal_type,
-                               p.c.external_id == G.c.principal_id))
-            .outerjoin(res, and_(res.c.connector_id == G.c.connector_id, res.c.type == G.c.resource_type,
-                                 res.c.external_id == G.c.resource_id))
-            .outerjoin(via, and_(via.c.connector_id == G.c.connector_id, via.c.type == "group",
-                                 via.c.external_id == G.c.via))
-            .where(G.c.connector_id == cid, _live(G))
-            .order_by(G.c.resource_type, G.c.resource_id, G.c.entitlement, G.c.principal_type, G.c.principal_id,
-                      G.c.via),
-            execution_options={"yield_per": 5000})
-        stamps: dict[datetime, str | None] = {}  # grants written by one part share their first_seen_at
-        for (ptype, pid, pname, pemail, pstatus, rtype, rid, rname, entitlement, via_id, via_name, first_seen,
-             row_id, deleted_at) in result:
-            stamp = stamps.get(first_seen)
-            if stamp is None:
-                stamp = stamps[first_seen] = _iso(first_seen)
-            yield (ptype, pid, pname, pemail, pstatus, rtype, rid, rname, entitlement, via_id or None, via_name,
-                   stamp, row_id is None or deleted_at is not None)
-    finally:
-        session.close()
-
-
-def export(engine: Engine, connector: str) -> list[dict[str, Any]]:
-    """``iter_export`` as a list of dicts keyed by ``EXPORT_COLUMNS``."""
-    return [dict(zip(EXPORT_COLUMNS, row)) for row in iter_export(engine, connector)]

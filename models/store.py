@@ -119,19 +119,26 @@ def lookup_key(text: str) -> str:
     return text.strip().casefold()
 
 
+def username_key(resource_type: str, profile: dict | None) -> str | None:
+    """A user's ``profile["username"]`` as ``lookup_key`` folds it, for the username index; None for the rest."""
+    username = (profile or {}).get("username") if resource_type == "user" else None
+    return lookup_key(username) if isinstance(username, str) and username.strip() else None
+
+
 def resource_row(connector_id: int, record: ResourceRecord, now: datetime, digest: str | None = None) -> dict:
     return {
         "connector_id": connector_id, "type": record.type, "external_id": record.id, "name": record.name,
         "email": record.email, "status": record.status, "profile": record.profile,
         "name_key": lookup_key(record.name), "email_key": lookup_key(record.email) if record.email else None,
+        "username_key": username_key(record.type, record.profile),
         "content_hash": digest or record.content_hash(), "first_seen_at": now, "updated_at": now, "deleted_at": None,
     }
 
 
 def upsert_resource_rows(session: Session, rows: list[dict]) -> None:
     bulk_upsert(session, Resource.__table__, rows, ("connector_id", "type", "external_id"),
-                ("name", "email", "name_key", "email_key", "status", "profile", "content_hash", "updated_at",
-                 "deleted_at"))
+                ("name", "email", "name_key", "email_key", "username_key", "status", "profile", "content_hash",
+                 "updated_at", "deleted_at"))
 
 
 def grant_row(connector_id: int, grant: GrantRecord, source: str, now: datetime) -> dict:

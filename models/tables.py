@@ -45,6 +45,7 @@ class Resource(SQLModel, table=True):
         Index("ix_resources_connector_type_deleted", "connector_id", "type", "deleted_at"),
         Index("ix_resources_lookup_name", "connector_id", "type", "name_key"),
         Index("ix_resources_lookup_email", "connector_id", "type", "email_key"),
+        Index("ix_resources_lookup_username", "connector_id", "type", "username_key"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -53,9 +54,11 @@ class Resource(SQLModel, table=True):
     external_id: str = Field(max_length=128)
     name: str
     email: str | None = None
-    #: ``name`` and ``email`` case-folded in Python, for lookups: SQLite's lower() folds ASCII only.
+    #: ``name``, ``email`` and a user's ``profile["username"]`` case-folded in Python, for lookups: SQLite's
+    #: lower() folds ASCII only, and a JSON field cannot be indexed portably.
     name_key: str = ""
     email_key: str | None = None
+    username_key: str | None = None
     status: str | None = Field(default=None, max_length=32)
     linked_user_id: str | None = Field(default=None, max_length=128)
     profile: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)

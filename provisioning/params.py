@@ -10,6 +10,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from provisioning.names import ACTION_NAMES, DEFAULT_ALLOWED_ACTIONS, DESTRUCTIVE_ACTIONS  # noqa: F401
+
 Ref = Field(min_length=1, max_length=256)
 
 
@@ -87,11 +89,8 @@ PARAMS: dict[str, type[Params]] = {
     "user.unsuspend": UserRefParams,
     "user.delete": UserRefParams,
 }
-ACTION_NAMES: tuple[str, ...] = tuple(PARAMS)
-
-#: Off unless a connector's policy names them: they destroy data or widen an admin's power.
-DESTRUCTIVE_ACTIONS: frozenset[str] = frozenset({"user.delete", "role.set"})
-DEFAULT_ALLOWED_ACTIONS: tuple[str, ...] = tuple(a for a in ACTION_NAMES if a not in DESTRUCTIVE_ACTIONS)
+if tuple(PARAMS) != ACTION_NAMES:
+    raise RuntimeError("provisioning.names.ACTION_NAMES must list the actions of PARAMS, in the same order")
 
 
 class InvalidRequest(ValueError):

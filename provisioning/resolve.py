@@ -70,8 +70,8 @@ class Resolver:
     def _db_by_email(self, resource_type: str, ref: str) -> list[str]:
         return self._db(resource_type, Resource.__table__.c.email_key == lookup_key(ref))
 
-    def _db_by_profile(self, resource_type: str, key: str, ref: str) -> list[str]:
-        return self._db(resource_type, Resource.__table__.c.profile[key].as_string() == ref)
+    def _db_by_username(self, resource_type: str, ref: str) -> list[str]:
+        return self._db(resource_type, Resource.__table__.c.username_key == lookup_key(ref))
 
     # --- the API ----------------------------------------------------------------------------------------------
     def _need_client(self, kind: str, ref: str) -> JumpCloudClient:
@@ -105,7 +105,7 @@ class Resolver:
                 return found[0]
             raise self._unknown("user", ref, "id")
         field, how = ("email", "email") if "@" in ref else ("username", "username")
-        db = self._db_by_email("user", ref) if field == "email" else self._db_by_profile("user", "username", ref)
+        db = self._db_by_email("user", ref) if field == "email" else self._db_by_username("user", ref)
         found = _one("user", ref, db, "the synced database")
         if found:
             return found

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from provisioning.params import ACTION_NAMES
+from provisioning.names import ACTION_NAMES
 from worker.cli_db import db_app
 from worker.render import cell
 from worker.cli_changes import changes

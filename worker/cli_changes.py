@@ -58,7 +58,7 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
         sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
         return
     table = Table("at", "by", "change", "what", "details")
-    for row in rows:
+    for row in rows[:TABLE_ROWS]:  # rich draws about a thousand rows a second; --json is for long lists
         what = f"{row['resource_type']}:{row['resource_id']}"
         if row["subject"] == "grant":
             what += f" {row['entitlement']} {row['principal_type']}:{row['principal_id']}"
@@ -67,3 +67,10 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
         by = f"run {row['run_id']}" if row["run_id"] else (f"request {row['request_id']}" if row["request_id"] else "")
         table.add_row(row["at"][:19].replace("T", " "), by, row["change"], cell(what), cell(details, limit=200))
     console.print(table if rows else "no changes")
+    if len(rows) > TABLE_ROWS:
+        console.print(f"… and {len(rows) - TABLE_ROWS:,} more changes (--json lists them all; --since and --type "
+                      "narrow them down)")
+
+
+#: Changes a table shows at most.
+TABLE_ROWS = 200

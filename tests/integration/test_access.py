@@ -1,4 +1,5 @@
-"""Access insight (models/access.py, worker/cli_access.py) on a hand-built tenant whose answers are known.
+"""Access insight (models/access.py and export.py, worker/cli_access.py and access_output.py) on a hand-built
+tenant whose answers are known.
 
 Every test runs on SQLite and on a real PostgreSQL server (the ``engine`` fixture). The tenant:
 
@@ -31,7 +32,7 @@ from connector.records import GrantRecord, ResourceRecord
 from models import access as q
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Connector, Grant, Resource
-from worker.cli_access import csv_cell
+from worker.access_output import csv_cell
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 FIRST_SEEN = "2026-01-01T00:00:00+00:00"
@@ -186,6 +187,18 @@ def test_access_ambiguous_and_unknown(tenant):
 
     with pytest.raises(UnknownConnector):
         q.access(tenant, "nope", "alice")
+
+
+def test_access_by_username_uses_the_current_username_case_folded(tenant):
+    """The username key follows a rename, and folds as Python does (ß matches ss, on SQLite too)."""
+    later = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    cid = Session(tenant).execute(Connector.__table__.select().where(Connector.name == "acme")).one().id
+    ResourceWriter(tenant, cid, "user", later).write(
+        [_user("u-bob", "Bob Brown", "bob@example.com", "suspended", "Bøb.Straße")])
+    for query in ("Bøb.Straße", "BØB.STRASSE", " bøb.strasse "):
+        assert q.access(tenant, "acme", query)["person"]["user"]["id"] == "u-bob"
+    with pytest.raises(q.NotFound, match="no user or admin"):
+        q.access(tenant, "acme", "bob")
 
 
 # --- who-has -----------------------------------------------------------------------------------------------------
@@ -448,17 +461,77 @@ def test_empty_export_is_valid(engine, tmp_path, monkeypatch):
         session.add(Connector(name="empty", base_url="https://console.jumpcloud.com"))
         session.commit()
     assert q.export(engine, "empty") == []
-    from worker.cli_access import ExportFormat, _write_export
+    from worker.access_output import ExportFormat, export_lines, write_export
 
-    out = io.StringIO()
-    assert _write_export(out, iter([]), ExportFormat.json, q.EXPORT_COLUMNS) == 0
-    assert json.loads(out.getvalue()) == []
+    for fmt, expected in ((ExportFormat.json, "[]\n"), (ExportFormat.csv, ",".join(q.EXPORT_COLUMNS) + "\r\n")):
+        out = io.StringIO()
+        assert write_export(out, export_lines(engine, "empty", fmt), fmt) == 0
+        assert out.getvalue() == expected
+
+
+HOSTILE_NAMES = {"g-eng": '=HYPERLINK("http://x", "a, b")', "g-ops": "-Ops\nline two", "app-github": "",
+                 "app-slack": "\tSlack \"quoted\"", "administrator": "@Admin\r", "u-alice": "Ålice, Ünïcode",
+                 "u-bob": "+1 Bob", "u-carol": "'single"}
+
+
+def test_export_output_is_what_csv_and_json_write_row_by_row(tenant):
+    """The export renders each principal, resource and group once and assembles lines from the parts; the
+    bytes must be those of ``csv.writer`` (through ``csv_cell``) and ``json`` writing every row in full."""
+    from worker.access_output import ExportFormat, export_lines, write_export
+
+    R = Resource.__table__
+    with Session(tenant) as session:
+        for rid, name in HOSTILE_NAMES.items():
+            session.execute(update(R).where(R.c.external_id == rid).values(name=name))
+        session.execute(update(R).where(R.c.external_id == "u-bob").values(email="=cmd|' /C calc'!A0", status=""))
+        session.commit()
+    rows = list(q.iter_export(tenant, "acme"))
+    assert {r[2] for r in rows} >= {HOSTILE_NAMES["u-alice"], HOSTILE_NAMES["u-bob"]}
+
+    expected_csv = io.StringIO()
+    writer = csv.writer(expected_csv)
+    writer.writerow(q.EXPORT_COLUMNS)
+    writer.writerows([csv_cell(v) for v in row] for row in rows)
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    expected_json = "[\n" + ",\n".join(encode(dict(zip(q.EXPORT_COLUMNS, row))) for row in rows) + "\n]\n"
+
+    for fmt, expected in ((ExportFormat.csv, expected_csv.getvalue()), (ExportFormat.json, expected_json)):
+        for batch in (1, 3, 10_000):
+            out = io.StringIO()
+            assert write_export(out, export_lines(tenant, "acme", fmt), fmt, batch=batch) == len(rows) == 20
+            assert out.getvalue() == expected, (fmt, batch)
+    assert "'=HYPERLINK" in expected_csv.getvalue() and "'=cmd" in expected_csv.getvalue()
 
 
 def test_csv_cells_cannot_be_spreadsheet_formulas():
     assert [csv_cell(v) for v in ("=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tx", "Alice", None, True,
                                   False, "a=b")] == [
         "'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\tx", "Alice", "", "true", "false", "a=b"]
+
+
+def test_long_tables_show_the_first_rows_and_say_how_many_more(run, tenant, monkeypatch):
+    """Tables are capped (rich draws about a thousand rows a second); the report keeps every kind in view."""
+    from worker import cli_access
+
+    monkeypatch.setattr(cli_access, "TABLE_ROWS", 2)
+    monkeypatch.setattr(cli_access, "REPORT_ROWS_PER_KIND", 1)
+    alice = run("access", "acme", "alice")
+    assert alice.exit_code == 0
+    assert "Engineering" in alice.stdout and "Administrator" not in alice.stdout
+    assert "… and 4 more groups, apps and roles (--json lists them all)" in alice.stdout
+    github = run("who-has", "acme", "app:GitHub")
+    assert "… and 4 more holders (--json lists them all)" in github.stdout
+
+    report = run("report", "acme")
+    assert report.exit_code == 0
+    for kind, subject, _, _ in EXPECTED_FINDINGS:
+        assert kind in report.stdout.split("\n", 5)[-1]  # in the table, below the summary
+    assert "u-bob" in report.stdout and "u-carol" not in report.stdout  # the first of its kind only
+    assert "… and 3 more deleted_principal_granted findings (--format csv or json lists them all)" in report.stdout
+    assert "more admin_without_user" not in report.stdout  # one of that kind: all shown
+
+    monkeypatch.setattr(cli_access, "TABLE_ROWS", 200)
+    assert "more" not in run("who-has", "acme", "app:GitHub").stdout
 
 
 def test_cli_tables_show_names_literally(run, tenant):

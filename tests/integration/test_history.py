@@ -3,6 +3,7 @@ rows for provisioning, pruning (SQLite and PostgreSQL; simulator over HTTP)."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -88,3 +89,13 @@ def test_changes_command(engine, db_url, simulator, tmp_path, monkeypatch):
     assert '"profile.account_locked"' not in result.output and '"status"' in result.output
     assert CliRunner().invoke(app, ["changes", "nope"]).exit_code == 2
     assert CliRunner().invoke(app, ["changes", NAME, "--since", "yesterday"]).exit_code == 2
+
+    from worker import cli_changes
+
+    everything = json.loads(CliRunner().invoke(app, ["changes", NAME, "--json"]).output)
+    table = CliRunner().invoke(app, ["changes", NAME])
+    assert table.exit_code == 0 and everything and "more changes" not in table.output
+    monkeypatch.setattr(cli_changes, "TABLE_ROWS", 0)  # a long table shows its first rows and says how many more
+    table = CliRunner().invoke(app, ["changes", NAME])
+    assert table.exit_code == 0
+    assert f"… and {len(everything):,} more changes (--json lists them all" in table.output

@@ -1,0 +1,17 @@
+"""The provisioning actions by name, without their parameter models.
+
+The settings (a connector's ``allowed_actions``) and the command line need only the names; importing the
+pydantic models of ``provisioning.params`` for them cost every CLI command ~50ms of start-up.
+``provisioning.params`` checks at import that its models cover exactly these actions, in this order.
+"""
+
+from __future__ import annotations
+
+ACTION_NAMES: tuple[str, ...] = (
+    "group.add-member", "group.remove-member", "app.grant", "app.revoke", "role.set",
+    "user.create", "user.activate", "user.suspend", "user.unsuspend", "user.delete",
+)
+
+#: Off unless a connector's policy names them: they destroy data or widen an admin's power.
+DESTRUCTIVE_ACTIONS: frozenset[str] = frozenset({"user.delete", "role.set"})
+DEFAULT_ALLOWED_ACTIONS: tuple[str, ...] = tuple(a for a in ACTION_NAMES if a not in DESTRUCTIVE_ACTIONS)

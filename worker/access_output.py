@@ -1,0 +1,157 @@
+"""Access insight as CSV and JSON (docs/access.md): the formula-safe CSV cell, the JSON printer, and the
+export's lines, assembled from parts rendered once per principal, resource and group (models.export).
+
+Every CSV field goes through ``csv_cell``; JSON is never altered. The export's bytes are exactly those of
+``csv.writer`` and ``json`` writing each row in full (a test compares them), only faster.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from enum import Enum
+from itertools import islice
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+
+class ReportFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+def print_json(data: dict[str, Any]) -> None:
+    """The object with one key per line and each list element on a line of its own: as readable as indent=2
+    and diffable line by line, but written by the C encoder (indent=2 takes 0.7s for a 50k-member group)."""
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    lines = ["{"]
+    for index, (key, value) in enumerate(data.items()):
+        comma = "," if index < len(data) - 1 else ""
+        if isinstance(value, list) and value:
+            lines.append(f"  {encode(key)}: [")
+            lines.append(",\n".join("    " + encode(item) for item in value))
+            lines.append(f"  ]{comma}")
+        else:
+            lines.append(f"  {encode(key)}: {encode(value)}{comma}")
+    lines.append("}")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_FIRST = frozenset(_FORMULA_STARTS)
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV field that a spreadsheet shows as text: names come from JumpCloud, and a review file is opened in
+    Excel, where ``=HYPERLINK(...)`` would be a live formula. Such text gets a leading ``'`` (OWASP's advice);
+    JSON output is never altered. Booleans are ``true``/``false``, None is empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_rows(rows: Iterable[tuple]) -> Iterator[list]:
+    """Rows with ``csv_cell`` applied to each field."""
+    # csv_cell only where it changes something: 2M calls would double the time of a 176k-grant export.
+    for row in rows:
+        yield [csv_cell(v) if (v.__class__ is bool or (v.__class__ is str and v[:1] in _FORMULA_FIRST)) else v
+               for v in row]
+
+
+# --- the export ------------------------------------------------------------------------------------------------
+
+#: A formula character at the start of a field after the first, in fields joined by commas.
+_FORMULA_AFTER_COMMA = re.compile(",[=+\\-@\t]")
+
+
+def _plain_csv(text: str, fields: int) -> bool:
+    """Whether ``fields`` joined by commas into ``text`` are written by ``csv.writer`` just so: no comma, quote
+    or line end in a field (those are quoted) and no formula character starting one (``csv_cell``)."""
+    return (text.count(",") == fields - 1 and '"' not in text and "\r" not in text and "\n" not in text
+            and text[:1] not in _FORMULA_FIRST and not _FORMULA_AFTER_COMMA.search(text))
+
+
+def _csv_part(_: int, values: tuple) -> str:
+    """Consecutive fields of a CSV line exactly as ``csv.writer`` writes them, through ``csv_cell``.
+
+    Plain text (most names and ids) is joined as it is (0.7µs); anything else goes through the writer itself
+    (2.3µs), for each of the 100k principals at xl.
+    """
+    try:
+        text = ",".join(["" if v is None else v for v in values])
+    except TypeError:  # a boolean
+        pass
+    else:
+        if _plain_csv(text, len(values)):
+            return text
+    _CSV_BUFFER.seek(0)
+    _CSV_BUFFER.truncate()
+    # One more (empty) field, since a lone empty field is written quoted; and the writer's own line end, since
+    # it quotes a field that holds one of its characters. Both are cut off again: ",\r\n".
+    _CSV_WRITER.writerow([*map(csv_cell, values), ""])
+    return _CSV_BUFFER.getvalue()[:-3]
+
+
+#: A CSV line from the export's six parts (a str method: no Python frame per line).
+_csv_line = "{},{},{},{},{},{}\r\n".format
+
+
+_CSV_BUFFER = io.StringIO()
+_CSV_WRITER = csv.writer(_CSV_BUFFER)  # the default dialect, as the report's CSV
+_JSON = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _json_part(first: int, values: tuple) -> str:
+    """Consecutive members of a JSON object exactly as ``json`` writes the whole object."""
+    from models.export import EXPORT_COLUMNS
+
+    return ", ".join(f"{_JSON(EXPORT_COLUMNS[first + i])}: {_JSON(value)}" for i, value in enumerate(values))
+
+
+#: A JSON object from the export's six parts.
+_json_line = "{{{}, {}, {}, {}, {}, {}}}".format
+
+
+def export_lines(engine: Engine, connector: str, fmt: ExportFormat) -> Iterator[str]:
+    """The export's CSV lines (each with its line end) or JSON objects, in order. UnknownConnector at once."""
+    from models.export import export_rows
+
+    if fmt is ExportFormat.csv:
+        return export_rows(engine, connector, _csv_part, _csv_line)
+    return export_rows(engine, connector, _json_part, _json_line)
+
+
+def write_export(out: IO[str], lines: Iterator[str], fmt: ExportFormat, batch: int = 10_000) -> int:
+    """Write the header and the lines (CSV), or a JSON array with one object per line (valid JSON, streamed,
+    and diffable between two reviews); returns how many grants. Lines are joined ``batch`` at a time."""
+    from models.export import EXPORT_COLUMNS
+
+    count = 0
+    if fmt is ExportFormat.csv:
+        out.write(_csv_part(0, EXPORT_COLUMNS) + "\r\n")
+        while chunk := list(islice(lines, batch)):
+            out.write("".join(chunk))
+            count += len(chunk)
+        return count
+    out.write("[")
+    while chunk := list(islice(lines, batch)):
+        out.write(("\n" if count == 0 else ",\n") + ",\n".join(chunk))
+        count += len(chunk)
+    out.write("\n]\n" if count else "]\n")
+    return count
