@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from sqlalchemy import Index, MetaData, Table, UniqueConstraint, insert, select
+from sqlalchemy import MetaData, Table, UniqueConstraint, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.groups import member_grants
@@ -29,13 +29,11 @@ from connector.records import GrantRecord, ResourceRecord
 from connector.users import map_user
 from models.db import make_engine
 from models.migrate import upgrade
-from models.store import (GRANT_KEY, GrantWriter, ResourceWriter, chunks, grant_row, resource_row)
+from models.store import (GRANT_KEY, RESOURCE_KEY, RESOURCE_UPDATE, GrantWriter, ResourceWriter, chunks, grant_row,
+                          resource_row)
 from models.tables import Connector, Grant, Resource
 from pipeline.parts import GRANT_BATCH_SCOPES, RESOURCE_BATCH
 
-RESOURCE_KEY = ("connector_id", "type", "external_id")
-RESOURCE_UPDATE = ("name", "email", "name_key", "email_key", "status", "profile", "content_hash", "updated_at",
-                   "deleted_at")
 GRANT_UPDATE = ("source", "deleted_at")
 PAGE = RESOURCE_BATCH       # records per ResourceWriter.write call, as a sync part makes them
 SCOPES = GRANT_BATCH_SCOPES  # scopes per GrantWriter.write_scopes call

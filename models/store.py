@@ -135,10 +135,13 @@ def resource_row(connector_id: int, record: ResourceRecord, now: datetime, diges
     }
 
 
+RESOURCE_KEY = ("connector_id", "type", "external_id")
+RESOURCE_UPDATE = ("name", "email", "name_key", "email_key", "username_key", "status", "profile", "content_hash",
+                   "updated_at", "deleted_at")
+
+
 def upsert_resource_rows(session: Session, rows: list[dict]) -> None:
-    bulk_upsert(session, Resource.__table__, rows, ("connector_id", "type", "external_id"),
-                ("name", "email", "name_key", "email_key", "username_key", "status", "profile", "content_hash",
-                 "updated_at", "deleted_at"))
+    bulk_upsert(session, Resource.__table__, rows, RESOURCE_KEY, RESOURCE_UPDATE)
 
 
 def grant_row(connector_id: int, grant: GrantRecord, source: str, now: datetime) -> dict:
