@@ -283,9 +283,13 @@ class GrantWriter:
         table = Grant.__table__
         fresh = {rid: rid not in self.seen_scopes for rid in scopes}
         self.seen_scopes.update(scopes)
+        # On the baseline (no row of this source existed when the part began), a scope not yet written in this
+        # part has no rows to diff against: skip the read. It matters on a first sync into PostgreSQL, whose
+        # planner, without statistics for a table that grows by the batch, scans the whole table each time.
+        lookup = [rid for rid in scopes if not (self.baseline and fresh[rid])]
         with Session(self.engine) as session:
             existing: dict[tuple, tuple[int, bool]] = {}
-            for chunk in chunks(list(scopes)):
+            for chunk in chunks(lookup):
                 rows = session.execute(select(
                     table.c.id, table.c.resource_id, table.c.entitlement, table.c.principal_type,
                     table.c.principal_id, table.c.via, table.c.deleted_at,
