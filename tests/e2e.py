@@ -31,7 +31,12 @@ def wait_run(engine, task_id: str, timeout: float = 120) -> dict:
 
 
 def sync_now(fleet, engine, name: str) -> dict:
-    return wait_run(engine, fleet.send("jumpsync.sync.connector", name, trigger="manual").id)
+    run = wait_run(engine, fleet.send("jumpsync.sync.connector", name, trigger="manual").id)
+    if run["status"] != "succeeded":  # shown with a failing test (pytest cuts the run out of its assertion)
+        print(f"run {run['id']} of {name}: {run['status']}, error {run.get('error')!r}")
+        for part in run.get("parts", []):
+            print(f"  part {part['name']}: {part['status']} {part.get('error') or ''}")
+    return run
 
 
 def state(engine, name):
