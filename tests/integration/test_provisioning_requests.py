@@ -89,6 +89,18 @@ def test_claim_finish_lease_relay_and_retry(engine, db_url):
     assert requests.due_for_relay(engine, relay_after=timedelta(minutes=1), lease=LEASE) == []
 
 
+def test_claim_returns_the_claimed_row_in_one_statement(engine, db_url):
+    """The claim is one ``UPDATE … RETURNING``: the row as claimed, detached, on SQLite and PostgreSQL."""
+    settings = settings_for(db_url)
+    accepted = requests.accept(engine, settings, connector="acme", action="group.add-member", params=ADD).request
+    row = requests.claim(engine, accepted["id"], "task-1", LEASE)
+    assert (row.id, row.connector, row.action, row.params, row.status, row.claimed_by, row.attempts, row.dry_run) \
+        == (accepted["id"], "acme", "group.add-member", ADD, "running", "task-1", 1, False)
+    stored = requests.get(engine, accepted["id"])
+    assert stored["started_at"] is not None and requests.view(row)["started_at"] == stored["started_at"]
+    assert requests.claim(engine, "no-such-id", "task-1", LEASE) is None
+
+
 def test_runner_applies_writes_through_and_dry_runs(engine, db_url, simulator):
     sim = simulator()
     settings = settings_for(db_url, sim.url)
