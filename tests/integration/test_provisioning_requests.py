@@ -7,12 +7,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
-from models import queries
+from models import history, queries
 from pipeline import sync
 from pipeline.parts import make_client
 from provisioning import requests, runner
 from provisioning.clients import ProcessClients
+from provisioning.writethrough import WriteThrough
 from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
 from worker.settings import ConnectorConfig, FileConfig, ProvisioningPolicy, Settings
 
@@ -99,6 +101,88 @@ def test_claim_returns_the_claimed_row_in_one_statement(engine, db_url):
     stored = requests.get(engine, accepted["id"])
     assert stored["started_at"] is not None and requests.view(row)["started_at"] == stored["started_at"]
     assert requests.claim(engine, "no-such-id", "task-1", LEASE) is None
+
+
+def _synced(engine, settings) -> None:
+    started = sync.begin(settings, engine, "acme", trigger="manual")
+    for part in started.parts:
+        sync.run_part(settings, engine, started.run_id, part, "acme")
+    sync.finalize(engine, started.run_id)
+
+
+def _member_request(engine, settings, sim) -> tuple[str, str, str]:
+    dump = sim.dump()
+    group = dump["groups"][0]
+    user = next(u["_id"] for u in dump["users"] if u["_id"] not in group["members"])
+    rid = requests.accept(engine, settings, connector="acme", action="group.add-member",
+                          params={"group": group["id"], "user": user}).request["id"]
+    return rid, group["id"], user
+
+
+def _live(engine, group_id: str, user_id: str) -> bool:
+    return (group_id, user_id) in {(g["resource_id"], g["principal_id"])
+                                   for g in queries.grants(engine, "acme", include_deleted=False)}
+
+
+def _membership_changes(engine, rid: str, group_id: str, user_id: str) -> list[str]:
+    return [c["change"] for c in history.changes(engine, "acme") if c["request_id"] == rid
+            and (c["resource_type"], c["resource_id"], c["principal_id"]) == ("group", group_id, user_id)]
+
+
+def test_a_request_taken_over_mid_run_keeps_neither_its_outcome_nor_its_write_through(engine, db_url, simulator,
+                                                                                    monkeypatch):
+    """The write-through and the outcome are one transaction: a worker that lost the request (its lease ran out
+    and another took it over) while JumpCloud applied it records nothing; the new owner records both."""
+    sim = simulator()
+    settings = settings_for(db_url, sim.url)
+    _synced(engine, settings)
+    rid, group_id, user_id = _member_request(engine, settings, sim)
+
+    class TakenOverFirst(WriteThrough):
+        def group_member(self, *args, **kwargs):
+            assert requests.claim(engine, rid, "t-2", timedelta(0)) is not None  # another worker takes it over
+            super().group_member(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "WriteThrough", TakenOverFirst)
+    assert runner.execute(engine, settings, rid, "t-1").status is None
+    stored = requests.get(engine, rid)
+    assert (stored["status"], stored["result"]) == ("running", None)
+    assert user_id in next(g for g in sim.dump()["groups"] if g["id"] == group_id)["members"]  # JumpCloud has it
+    assert not _live(engine, group_id, user_id)                                                # ...we wrote nothing
+    assert not [c for c in history.changes(engine, "acme") if c["request_id"] == rid]
+
+    monkeypatch.setattr(runner, "WriteThrough", WriteThrough)
+    assert runner.execute(engine, settings, rid, "t-2").status == "succeeded"  # the owner: once, both recorded
+    assert requests.get(engine, rid)["result"] == {"group_id": group_id, "user_id": user_id, "changed": False}
+    assert _live(engine, group_id, user_id)
+    assert _membership_changes(engine, rid, group_id, user_id) == ["created"]
+
+
+def test_a_database_error_in_the_write_through_rolls_it_back_and_retries(engine, db_url, simulator, monkeypatch):
+    """Nothing of a failed write-through is kept: the request goes back to pending with the reason, and the retry
+    writes it whole."""
+    sim = simulator()
+    settings = settings_for(db_url, sim.url, max_attempts=3)
+    _synced(engine, settings)
+    rid, group_id, user_id = _member_request(engine, settings, sim)
+
+    class FailsAfterWriting(WriteThrough):
+        def group_member(self, *args, **kwargs):
+            super().group_member(*args, **kwargs)
+            raise OperationalError("INSERT ...", {}, Exception("the database went away"))
+
+    monkeypatch.setattr(runner, "WriteThrough", FailsAfterWriting)
+    first = runner.execute(engine, settings, rid, "t-1")
+    assert first.status == "pending" and first.retry_in > 0
+    stored = requests.get(engine, rid)
+    assert stored["status"] == "pending" and "the database went away" in stored["last_error"]
+    assert not _live(engine, group_id, user_id)
+    assert not [c for c in history.changes(engine, "acme") if c["request_id"] == rid]
+
+    monkeypatch.setattr(runner, "WriteThrough", WriteThrough)
+    assert runner.execute(engine, settings, rid, "t-2").status == "succeeded"
+    assert _live(engine, group_id, user_id)
+    assert _membership_changes(engine, rid, group_id, user_id) == ["created"]
 
 
 def test_runner_applies_writes_through_and_dry_runs(engine, db_url, simulator):
