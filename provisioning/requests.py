@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -123,29 +123,36 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
 
 
 def claim(engine: Engine, request_id: str, claimant: str, lease: timedelta) -> ProvisioningRequest | None:
-    """Take a request to run it (its own transaction, committed). ``claimant`` is the Celery task id."""
-    with Session(engine) as session:
-        return claim_in(session, request_id, claimant, lease)
+    """Take a request to run it (committed at once). ``claimant`` is the Celery task id."""
+    with engine.connect() as connection:
+        return claim_on(connection, request_id, claimant, lease)
 
 
-def claim_in(session: Session, request_id: str, claimant: str, lease: timedelta) -> ProvisioningRequest | None:
-    """Take a request to run it, in ``session``, and commit: the row as claimed, or None if it is not ours.
+def claim_on(connection: Connection, request_id: str, claimant: str, lease: timedelta) -> ProvisioningRequest | None:
+    """Take a request to run it, on ``connection`` (not in a transaction), committed at once: the row as claimed,
+    or None if it is not ours.
 
     A pending request is taken by anyone. A running one is taken over by the same message delivered again
     (its worker process died: Celery gives the message back) or by anyone once its lease has run out.
-    One ``UPDATE … RETURNING`` (PostgreSQL; SQLite since 3.35) both takes the row and reads it back.
+    One ``UPDATE … RETURNING`` (PostgreSQL; SQLite since 3.35) both takes the row and reads it back. Being a
+    single statement, it runs in autocommit mode: on PostgreSQL no BEGIN and COMMIT round trips around it.
     The row returned is detached: a plain record of the claim, not tracked by any session.
     """
     now = utcnow()
     table = ProvisioningRequest.__table__  # Core statements: the ORM's bulk-update bookkeeping costs more than the SQL
-    returned = session.connection().execute(update(table).where(
-        table.c.id == request_id,
-        or_(table.c.status == "pending",
-            (table.c.status == "running") & (table.c.claimed_by == claimant),
-            (table.c.status == "running") & (table.c.started_at < now - lease)),
-    ).values(status="running", claimed_by=claimant, started_at=now, updated_at=now, attempts=table.c.attempts + 1)
-        .returning(*table.c)).mappings().first()
-    session.commit()
+    level = connection.default_isolation_level
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        returned = connection.execute(update(table).where(
+            table.c.id == request_id,
+            or_(table.c.status == "pending",
+                (table.c.status == "running") & (table.c.claimed_by == claimant),
+                (table.c.status == "running") & (table.c.started_at < now - lease)),
+        ).values(status="running", claimed_by=claimant, started_at=now, updated_at=now,
+                 attempts=table.c.attempts + 1).returning(*table.c)).mappings().first()
+        connection.commit()  # ends SQLAlchemy's (autobegun) transaction; the statement is already committed
+    finally:
+        connection.execution_options(isolation_level=level)
     return None if returned is None else ProvisioningRequest(**returned)
 
 

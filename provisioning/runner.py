@@ -8,9 +8,9 @@ connector's ``provisioning.max_attempts``, then ``failed`` with the last reason.
 Requests run on the process's event loop with its cached client per connector (``provisioning.clients``), and a
 connector is registered in the database once per process: what a request pays for is its own work.
 
-A request uses one database session, so one connection from the pool (one checkout, one ``pool_pre_ping`` on
-PostgreSQL), in three transactions: the claim (one ``UPDATE … RETURNING``, committed before anything is sent to
-JumpCloud), the name look-ups, and the write-through together with the outcome. The last is all or nothing:
+A request uses one connection from the pool (one checkout, so one ``pool_pre_ping`` round trip on PostgreSQL)
+and two transactions: the claim (one ``UPDATE … RETURNING`` in autocommit mode, committed before anything is sent
+to JumpCloud), then the name look-ups, the write-through and the outcome, committed together. The last is all or nothing:
 a request recorded as succeeded has its write-through; a worker that no longer owns the request when it ends
 (another took it over) keeps neither, and the owner applies and writes it again (every action is idempotent).
 When the action fails, whatever it wrote is rolled back and the outcome recorded on its own.
@@ -87,11 +87,12 @@ def execute(engine: Engine, settings: Settings, request_id: str, claimant: str,
             clients: ProcessClients | None = None) -> Execution:
     """Claim the request and run it; ``clients`` defaults to this process's loop and clients."""
     lease = parse_duration(settings.file.provisioning.lease)
-    with Session(engine) as session:
-        row = requests.claim_in(session, request_id, claimant, lease)
+    with engine.connect() as connection:  # one checkout (and one pre-ping) for the whole request
+        row = requests.claim_on(connection, request_id, claimant, lease)
         if row is None:
             return Execution(None)
-        execution = _execute(engine, session, settings, row, claimant, clients or for_process())
+        with Session(bind=connection) as session:  # its commits and rollbacks keep the connection
+            execution = _execute(engine, session, settings, row, claimant, clients or for_process())
     if execution.status is not None:
         metrics.provisioning_outcome(row.connector, row.action, execution.status)
     return execution
