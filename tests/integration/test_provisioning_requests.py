@@ -15,7 +15,7 @@ from pipeline.parts import make_client
 from provisioning import requests, runner
 from provisioning.clients import ProcessClients
 from provisioning.writethrough import WriteThrough
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
+from tests.conftest import TEST_API_KEY, TEST_KEY_ENV, fresh_postgres_database
 from worker.settings import ConnectorConfig, FileConfig, ProvisioningPolicy, Settings
 
 LEASE = timedelta(minutes=10)
@@ -280,3 +280,31 @@ def test_permanent_errors_fail_at_once(engine, db_url, simulator):
     assert runner.execute(engine, settings, rid, "t-1").status == "failed"
     final = requests.get(engine, rid)
     assert final["attempts"] == 1 and "403" in final["last_error"] and TEST_API_KEY not in final["last_error"]
+
+
+def test_the_runner_carries_on_when_postgres_drops_its_connections(postgres_server_url, simulator):
+    """What a PostgreSQL restart does to a worker's pool: every connection in it is dead. The runner's one
+    checkout a request is pre-pinged, so the next request gets a new connection and runs."""
+    import psycopg
+
+    from models.db import make_engine
+    from models.migrate import upgrade
+
+    url = fresh_postgres_database(postgres_server_url)
+    engine = make_engine(url)
+    upgrade(engine)
+    try:
+        sim = simulator()
+        settings = settings_for(url, sim.url)
+        _synced(engine, settings)
+        first, _, _ = _member_request(engine, settings, sim)
+        assert runner.execute(engine, settings, first, "t-1").status == "succeeded"
+        second, group_id, user_id = _member_request(engine, settings, sim)
+        with psycopg.connect(url, autocommit=True) as admin:
+            dropped = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                    "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+        assert dropped >= 1
+        assert runner.execute(engine, settings, second, "t-2").status == "succeeded"
+        assert _live(engine, group_id, user_id)
+    finally:
+        engine.dispose()
