@@ -151,6 +151,9 @@ def claim_on(connection: Connection, request_id: str, claimant: str, lease: time
         ).values(status="running", claimed_by=claimant, started_at=now, updated_at=now,
                  attempts=table.c.attempts + 1).returning(*table.c)).mappings().first()
         connection.commit()  # ends SQLAlchemy's (autobegun) transaction; the statement is already committed
+    except BaseException:
+        connection.rollback()  # so that the level can be set back, and the claim's error is the one raised
+        raise
     finally:
         connection.execution_options(isolation_level=level)
     return None if returned is None else ProvisioningRequest(**returned)
