@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -123,29 +123,43 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
 
 
 def claim(engine: Engine, request_id: str, claimant: str, lease: timedelta) -> ProvisioningRequest | None:
-    """Take a request to run it. ``claimant`` is the Celery task id.
+    """Take a request to run it (committed at once). ``claimant`` is the Celery task id."""
+    with engine.connect() as connection:
+        return claim_on(connection, request_id, claimant, lease)
+
+
+def claim_on(connection: Connection, request_id: str, claimant: str, lease: timedelta) -> ProvisioningRequest | None:
+    """Take a request to run it, on ``connection`` (not in a transaction), committed at once: the row as claimed,
+    or None if it is not ours.
 
     A pending request is taken by anyone. A running one is taken over by the same message delivered again
     (its worker process died: Celery gives the message back) or by anyone once its lease has run out.
+    One ``UPDATE … RETURNING`` (PostgreSQL; SQLite since 3.35) both takes the row and reads it back. Being a
+    single statement, it runs in autocommit mode: on PostgreSQL no BEGIN and COMMIT round trips around it.
+    The row returned is detached: a plain record of the claim, not tracked by any session.
     """
     now = utcnow()
     table = ProvisioningRequest.__table__  # Core statements: the ORM's bulk-update bookkeeping costs more than the SQL
-    with Session(engine) as session:
-        result = session.connection().execute(update(table).where(
+    level = connection.default_isolation_level
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        returned = connection.execute(update(table).where(
             table.c.id == request_id,
             or_(table.c.status == "pending",
                 (table.c.status == "running") & (table.c.claimed_by == claimant),
                 (table.c.status == "running") & (table.c.started_at < now - lease)),
-        ).values(status="running", claimed_by=claimant, started_at=now, updated_at=now, attempts=table.c.attempts + 1))
-        session.commit()
-        if result.rowcount != 1:
-            return None
-        return session.get(ProvisioningRequest, request_id)
+        ).values(status="running", claimed_by=claimant, started_at=now, updated_at=now,
+                 attempts=table.c.attempts + 1).returning(*table.c)).mappings().first()
+        connection.commit()  # ends SQLAlchemy's (autobegun) transaction; the statement is already committed
+    except BaseException:
+        connection.rollback()  # so that the level can be set back, and the claim's error is the one raised
+        raise
+    finally:
+        connection.execution_options(isolation_level=level)
+    return None if returned is None else ProvisioningRequest(**returned)
 
 
-def finish(engine: Engine, request_id: str, claimant: str, *, status: str, result: dict | None = None,
-           error: str | None = None) -> bool:
-    """Record the outcome, if ``claimant`` still owns the request."""
+def _outcome_values(status: str, result: dict | None, error: str | None) -> dict[str, Any]:
     now = utcnow()
     values: dict[str, Any] = {"status": status, "updated_at": now, "last_error": error}
     if status in ENDED_REQUEST_STATUSES:
@@ -154,11 +168,29 @@ def finish(engine: Engine, request_id: str, claimant: str, *, status: str, resul
         values["result"] = result
     if status == "pending":
         values["enqueued_at"] = now
-    table = ProvisioningRequest.__table__
+    return values
+
+
+def finish(engine: Engine, request_id: str, claimant: str, *, status: str, result: dict | None = None,
+           error: str | None = None) -> bool:
+    """Record the outcome (its own transaction), if ``claimant`` still owns the request."""
     with engine.begin() as connection:
-        outcome = connection.execute(update(table).where(
-            table.c.id == request_id, table.c.status == "running", table.c.claimed_by == claimant).values(**values))
-        return outcome.rowcount == 1
+        return _record_outcome(connection, request_id, claimant, _outcome_values(status, result, error))
+
+
+def finish_in(session: Session, request_id: str, claimant: str, *, status: str, result: dict | None = None,
+              error: str | None = None) -> bool:
+    """Record the outcome in ``session``'s transaction, if ``claimant`` still owns the request; neither commits
+    nor rolls back: the caller commits it together with the request's write-through, or rolls both back when
+    the request is no longer its own (False)."""
+    return _record_outcome(session.connection(), request_id, claimant, _outcome_values(status, result, error))
+
+
+def _record_outcome(connection, request_id: str, claimant: str, values: dict[str, Any]) -> bool:
+    table = ProvisioningRequest.__table__
+    outcome = connection.execute(update(table).where(
+        table.c.id == request_id, table.c.status == "running", table.c.claimed_by == claimant).values(**values))
+    return outcome.rowcount == 1
 
 
 def due_for_relay(engine: Engine, *, relay_after: timedelta, lease: timedelta) -> list[str]:

@@ -3,14 +3,18 @@
 A reference is an id (24 hex characters), or an email or username (accounts), or a name (groups, apps,
 roles; case-insensitive). Several matches is an error that lists them, never a guess. In dry-run mode there
 is no client, so only the database is asked.
+
+The runner hands the resolver the request's session, so that every look-up of a request shares one connection
+(one pool checkout) instead of opening a session each.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlmodel import Session
 
 from connector.admins import map_admin
@@ -48,16 +52,27 @@ def _one(kind: str, ref: str, ids: list[str], where: str) -> str | None:
 
 
 class Resolver:
-    def __init__(self, engine: Engine, connector_id: int, client: JumpCloudClient | None) -> None:
-        self.engine = engine
+    """``bind``: an engine (a session for each look-up) or a session that the caller owns (every look-up runs
+    on its connection; the resolver neither commits nor closes it)."""
+
+    def __init__(self, bind: Engine | Session, connector_id: int, client: JumpCloudClient | None) -> None:
+        self.bind = bind
         self.connector_id = connector_id
         self.client = client
 
     # --- the database ---------------------------------------------------------------------------------------
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        if isinstance(self.bind, Session):
+            yield self.bind.connection()
+            return
+        with Session(self.bind) as session:
+            yield session.connection()
+
     def _db(self, resource_type: str, *conditions) -> list[str]:
         table = Resource.__table__
-        with Session(self.engine) as session:
-            return list(session.execute(select(table.c.external_id).where(
+        with self._connection() as connection:
+            return list(connection.execute(select(table.c.external_id).where(
                 table.c.connector_id == self.connector_id, table.c.type == resource_type,
                 table.c.deleted_at.is_(None), *conditions)).scalars())
 
@@ -173,8 +188,8 @@ class Resolver:
             if role_id(name) == wanted:
                 return name
         table = Resource.__table__
-        with Session(self.engine) as session:
-            known = session.execute(select(table.c.external_id, table.c.name).where(
+        with self._connection() as connection:
+            known = connection.execute(select(table.c.external_id, table.c.name).where(
                 table.c.connector_id == self.connector_id, table.c.type == "role",
                 table.c.deleted_at.is_(None))).all()
         for rid, name in known:

@@ -7,6 +7,13 @@ connector's ``provisioning.max_attempts``, then ``failed`` with the last reason.
 
 Requests run on the process's event loop with its cached client per connector (``provisioning.clients``), and a
 connector is registered in the database once per process: what a request pays for is its own work.
+
+A request uses one connection from the pool (one checkout, so one ``pool_pre_ping`` round trip on PostgreSQL)
+and two transactions: the claim (one ``UPDATE … RETURNING`` in autocommit mode, committed before anything is sent
+to JumpCloud), then the name look-ups, the write-through and the outcome, committed together. The last is all or nothing:
+a request recorded as succeeded has its write-through; a worker that no longer owns the request when it ends
+(another took it over) keeps neither, and the owner applies and writes it again (every action is idempotent).
+When the action fails, whatever it wrote is rolled back and the outcome recorded on its own.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ TRANSIENT = (RateLimitedError, ServerError, TransportError, BadResponseError, Op
 
 @dataclass(frozen=True)
 class Execution:
-    status: str | None            # None: not claimed (done already, or owned by another worker)
+    status: str | None            # None: not claimed (done already, or owned by another worker), or taken
+                                  # over by another worker before it ended
     retry_in: float | None = None  # seconds, when the request went back to pending
 
 
@@ -62,14 +70,15 @@ def connector_id(engine: Engine, connector: ConnectorConfig) -> int:
     return known[key]
 
 
-async def _run(engine: Engine, settings: Settings, row, clients: ProcessClients) -> dict:
+async def _run(engine: Engine, session: Session, settings: Settings, row, clients: ProcessClients) -> dict:
     connector = settings.file.connector(row.connector)
     params = validate_params(row.action, row.params)
     if row.action not in connector.provisioning.allowed_actions:  # the policy may have changed since
         raise InvalidRequest(f"action {row.action} is no longer allowed for connector {row.connector!r}")
     cid = connector_id(engine, connector)
     client = None if row.dry_run else await clients.client(connector, settings.broker_url)
-    ctx = ActionContext(client=client, resolve=Resolver(engine, cid, client), write=WriteThrough(engine, cid, row.id))
+    ctx = ActionContext(client=client, resolve=Resolver(session, cid, client),
+                        write=WriteThrough(session, cid, row.id))
     outcome = await ACTIONS[row.action](ctx, params)
     return outcome.as_result(row.dry_run)
 
@@ -78,41 +87,67 @@ def execute(engine: Engine, settings: Settings, request_id: str, claimant: str,
             clients: ProcessClients | None = None) -> Execution:
     """Claim the request and run it; ``clients`` defaults to this process's loop and clients."""
     lease = parse_duration(settings.file.provisioning.lease)
-    row = requests.claim(engine, request_id, claimant, lease)
-    if row is None:
-        return Execution(None)
-    execution = _execute(engine, settings, row, claimant, clients or for_process())
-    metrics.provisioning_outcome(row.connector, row.action, execution.status)
+    with engine.connect() as connection:  # one checkout (and one pre-ping) for the whole request
+        row = requests.claim_on(connection, request_id, claimant, lease)
+        if row is None:
+            return Execution(None)
+        with Session(bind=connection) as session:  # its commits and rollbacks keep the connection
+            execution = _execute(engine, session, settings, row, claimant, clients or for_process())
+    if execution.status is not None:
+        metrics.provisioning_outcome(row.connector, row.action, execution.status)
     return execution
 
 
-def _execute(engine: Engine, settings: Settings, row, claimant: str, clients: ProcessClients) -> Execution:
-    request_id = row.id
-    context = {"request_id": request_id, "connector": row.connector, "action": row.action}
+def _transient(settings: Settings, row, exc: BaseException) -> tuple[str, str, float | None]:
+    """Back to pending with a delay, or failed once the connector's attempts are spent."""
     try:
-        result = clients.run(lambda: _run(engine, settings, row, clients))
-    except (InvalidRequest, ConfigError) as exc:
-        requests.finish(engine, request_id, claimant, status="rejected", error=str(exc))
-        log.info("provisioning request rejected", extra={**context, "error": str(exc)})
-        return Execution("rejected")
-    except TRANSIENT as exc:
+        max_attempts = settings.file.connector(row.connector).provisioning.max_attempts
+    except ConfigError:
+        max_attempts = 1
+    if row.attempts >= max_attempts:
+        return "failed", f"gave up after {row.attempts} attempts: {describe_error(exc)}", None
+    return "pending", describe_error(exc), backoff(row.attempts)
+
+
+def _finish(session: Session, row, claimant: str, *, status: str, result: dict | None = None,
+            error: str | None = None) -> bool:
+    """Record the outcome and commit it with what the request wrote; or, if the request is no longer ours
+    (another worker took it over once its lease ran out), roll both back and return False."""
+    if requests.finish_in(session, row.id, claimant, status=status, result=result, error=error):
+        session.commit()
+        return True
+    session.rollback()
+    log.warning("provisioning request taken over by another worker; its outcome is the new owner's",
+                extra={"request_id": row.id, "connector": row.connector, "action": row.action})
+    return False
+
+
+def _execute(engine: Engine, session: Session, settings: Settings, row, claimant: str,
+             clients: ProcessClients) -> Execution:
+    context = {"request_id": row.id, "connector": row.connector, "action": row.action}
+    try:
+        result = clients.run(lambda: _run(engine, session, settings, row, clients))
         try:
-            max_attempts = settings.file.connector(row.connector).provisioning.max_attempts
-        except ConfigError:
-            max_attempts = 1
-        if row.attempts >= max_attempts:
-            error = f"gave up after {row.attempts} attempts: {describe_error(exc)}"
-            requests.finish(engine, request_id, claimant, status="failed", error=error)
-            return Execution("failed")
-        requests.finish(engine, request_id, claimant, status="pending", error=describe_error(exc))
-        return Execution("pending", retry_in=backoff(row.attempts))
+            owned = _finish(session, row, claimant, status="succeeded", result=result)
+            return Execution("succeeded" if owned else None)
+        except OperationalError as exc:  # the database, at the commit: the change is in JumpCloud, not here yet
+            session.rollback()
+            status, error, retry_in = _transient(settings, row, exc)
+    except (InvalidRequest, ConfigError) as exc:
+        session.rollback()
+        log.info("provisioning request rejected", extra={**context, "error": str(exc)})
+        status, error, retry_in = "rejected", str(exc), None
+    except TRANSIENT as exc:
+        session.rollback()
+        status, error, retry_in = _transient(settings, row, exc)
     except JumpCloudError as exc:
-        requests.finish(engine, request_id, claimant, status="failed", error=describe_error(exc))
+        session.rollback()
         log.warning("provisioning request failed", extra={**context, "error": describe_error(exc)})
-        return Execution("failed")
+        status, error, retry_in = "failed", describe_error(exc), None
     except Exception as exc:  # noqa: BLE001  (a bug must not leave the request running forever)
+        session.rollback()
         log.exception("provisioning request failed unexpectedly", extra=context)
-        requests.finish(engine, request_id, claimant, status="failed", error=describe_error(exc))
-        return Execution("failed")
-    requests.finish(engine, request_id, claimant, status="succeeded", result=result)
-    return Execution("succeeded")
+        status, error, retry_in = "failed", describe_error(exc), None
+    if not _finish(session, row, claimant, status=status, error=error):
+        return Execution(None)
+    return Execution(status, retry_in=retry_in)

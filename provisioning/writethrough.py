@@ -3,9 +3,17 @@
 Grants are written with the source that a sync would give them (so the next sync neither deletes nor rewrites
 them), records are mapped by the same functions the syncers use, and access through a group is kept in step
 when a membership or a group binding changes.
+
+The runner hands the writer the request's session: the write-through is then committed in one transaction with
+the request's outcome (``requests.finish_in``), so that a request recorded as succeeded always has its change in
+the database, and a write-through is never kept for a request whose outcome was not recorded (a worker that lost
+the request to another: the new owner applies and writes it again, with one effect).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session
@@ -23,10 +31,21 @@ class WriteThrough:
     """Writes one request's effect; every row it changes is also recorded in the change history with the
     request's id, since the next sync will find nothing to record."""
 
-    def __init__(self, engine: Engine, connector_id: int, request_id: str | None = None) -> None:
-        self.engine = engine
+    def __init__(self, bind: Engine | Session, connector_id: int, request_id: str | None = None) -> None:
+        """``bind``: an engine (each write is its own transaction, committed) or a session that the caller owns
+        (the writes join its transaction; the caller commits them)."""
+        self.bind = bind
         self.connector_id = connector_id
         self.request_id = request_id
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        if isinstance(self.bind, Session):
+            yield self.bind
+            return
+        with Session(self.bind) as session:
+            yield session
+            session.commit()
 
     def _grant_state(self, session: Session, grant: GrantRecord) -> str:
         """``live``, ``deleted`` or ``absent``."""
@@ -66,18 +85,17 @@ class WriteThrough:
 
     def group_member(self, group_id: str, user_id: str, present: bool) -> None:
         table = Grant.__table__
-        with Session(self.engine) as session:
+        with self._session() as session:
             grants = [(GrantRecord("group", group_id, "member", "user", user_id), "group")]
             apps = self._live_grants(session, table.c.source == "app", table.c.principal_type == "group",
                                      table.c.principal_id == group_id)
             grants += [(GrantRecord("app", app_id, "access", "user", user_id, via=group_id), "app_via_group")
                        for app_id, _ in apps]
             self._set_grants(session, grants, present)
-            session.commit()
 
     def app_access(self, app_id: str, principal_type: str, principal_id: str, present: bool) -> None:
         table = Grant.__table__
-        with Session(self.engine) as session:
+        with self._session() as session:
             grants = [(GrantRecord("app", app_id, "access", principal_type, principal_id), "app")]
             if principal_type == "group":
                 members = self._live_grants(session, table.c.source == "group",
@@ -85,7 +103,6 @@ class WriteThrough:
                 grants += [(GrantRecord("app", app_id, "access", "user", user_id, via=principal_id),
                             "app_via_group") for _, user_id in members]
             self._set_grants(session, grants, present)
-            session.commit()
 
     def _upsert(self, session: Session, record: ResourceRecord) -> None:
         table = Resource.__table__
@@ -105,16 +122,15 @@ class WriteThrough:
 
     def user_record(self, record: dict) -> ResourceRecord:
         user = map_user(record)
-        with Session(self.engine) as session:
+        with self._session() as session:
             self._upsert(session, user)
-            session.commit()
         return user
 
     def user_deleted(self, user_id: str) -> None:
         """The account and every grant it held are gone."""
         now = utcnow()
         resources, grants = Resource.__table__, Grant.__table__
-        with Session(self.engine) as session:
+        with self._session() as session:
             held = session.execute(select(grants.c.resource_type, grants.c.resource_id, grants.c.entitlement,
                                           grants.c.principal_type, grants.c.principal_id, grants.c.via).where(
                 grants.c.connector_id == self.connector_id, grants.c.principal_type == "user",
@@ -129,7 +145,6 @@ class WriteThrough:
             session.execute(update(grants).where(
                 grants.c.connector_id == self.connector_id, grants.c.principal_type == "user",
                 grants.c.principal_id == user_id, grants.c.deleted_at.is_(None)).values(deleted_at=now))
-            session.commit()
 
     def admin_record(self, record: dict) -> None:
         """An admin whose role changed: the account, and its ``assigned`` grants."""
@@ -137,7 +152,7 @@ class WriteThrough:
         roles, assigned = derive_roles([(admin.id, list(admin.profile.get("role_names", [])))])
         held = {g.resource_id for g in assigned}
         table = Grant.__table__
-        with Session(self.engine) as session:
+        with self._session() as session:
             self._upsert(session, admin)
             for role in roles:  # a custom role seen for the first time; built-in ones are already there
                 if role.id in held:
@@ -149,7 +164,6 @@ class WriteThrough:
             self._set_grants(session, [(GrantRecord("role", rid, "assigned", "admin", admin.id), "role")
                                        for rid in others], present=False)
             self._set_grants(session, [(g, "role") for g in assigned], present=True)
-            session.commit()
 
     def _upsert_if_missing(self, session: Session, role: ResourceRecord) -> None:
         table = Resource.__table__

@@ -7,13 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
-from models import queries
+from models import history, queries
 from pipeline import sync
 from pipeline.parts import make_client
 from provisioning import requests, runner
 from provisioning.clients import ProcessClients
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
+from provisioning.writethrough import WriteThrough
+from tests.conftest import TEST_API_KEY, TEST_KEY_ENV, fresh_postgres_database
 from worker.settings import ConnectorConfig, FileConfig, ProvisioningPolicy, Settings
 
 LEASE = timedelta(minutes=10)
@@ -87,6 +89,100 @@ def test_claim_finish_lease_relay_and_retry(engine, db_url):
     due = requests.due_for_relay(engine, relay_after=timedelta(0), lease=LEASE)
     assert rid in due
     assert requests.due_for_relay(engine, relay_after=timedelta(minutes=1), lease=LEASE) == []
+
+
+def test_claim_returns_the_claimed_row_in_one_statement(engine, db_url):
+    """The claim is one ``UPDATE … RETURNING``: the row as claimed, detached, on SQLite and PostgreSQL."""
+    settings = settings_for(db_url)
+    accepted = requests.accept(engine, settings, connector="acme", action="group.add-member", params=ADD).request
+    row = requests.claim(engine, accepted["id"], "task-1", LEASE)
+    assert (row.id, row.connector, row.action, row.params, row.status, row.claimed_by, row.attempts, row.dry_run) \
+        == (accepted["id"], "acme", "group.add-member", ADD, "running", "task-1", 1, False)
+    stored = requests.get(engine, accepted["id"])
+    assert stored["started_at"] is not None and requests.view(row)["started_at"] == stored["started_at"]
+    assert requests.claim(engine, "no-such-id", "task-1", LEASE) is None
+
+
+def _synced(engine, settings) -> None:
+    started = sync.begin(settings, engine, "acme", trigger="manual")
+    for part in started.parts:
+        sync.run_part(settings, engine, started.run_id, part, "acme")
+    sync.finalize(engine, started.run_id)
+
+
+def _member_request(engine, settings, sim) -> tuple[str, str, str]:
+    dump = sim.dump()
+    group = dump["groups"][0]
+    user = next(u["_id"] for u in dump["users"] if u["_id"] not in group["members"])
+    rid = requests.accept(engine, settings, connector="acme", action="group.add-member",
+                          params={"group": group["id"], "user": user}).request["id"]
+    return rid, group["id"], user
+
+
+def _live(engine, group_id: str, user_id: str) -> bool:
+    return (group_id, user_id) in {(g["resource_id"], g["principal_id"])
+                                   for g in queries.grants(engine, "acme", include_deleted=False)}
+
+
+def _membership_changes(engine, rid: str, group_id: str, user_id: str) -> list[str]:
+    return [c["change"] for c in history.changes(engine, "acme") if c["request_id"] == rid
+            and (c["resource_type"], c["resource_id"], c["principal_id"]) == ("group", group_id, user_id)]
+
+
+def test_a_request_taken_over_mid_run_keeps_neither_its_outcome_nor_its_write_through(engine, db_url, simulator,
+                                                                                    monkeypatch):
+    """The write-through and the outcome are one transaction: a worker that lost the request (its lease ran out
+    and another took it over) while JumpCloud applied it records nothing; the new owner records both."""
+    sim = simulator()
+    settings = settings_for(db_url, sim.url)
+    _synced(engine, settings)
+    rid, group_id, user_id = _member_request(engine, settings, sim)
+
+    class TakenOverFirst(WriteThrough):
+        def group_member(self, *args, **kwargs):
+            assert requests.claim(engine, rid, "t-2", timedelta(0)) is not None  # another worker takes it over
+            super().group_member(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "WriteThrough", TakenOverFirst)
+    assert runner.execute(engine, settings, rid, "t-1").status is None
+    stored = requests.get(engine, rid)
+    assert (stored["status"], stored["result"]) == ("running", None)
+    assert user_id in next(g for g in sim.dump()["groups"] if g["id"] == group_id)["members"]  # JumpCloud has it
+    assert not _live(engine, group_id, user_id)                                                # ...we wrote nothing
+    assert not [c for c in history.changes(engine, "acme") if c["request_id"] == rid]
+
+    monkeypatch.setattr(runner, "WriteThrough", WriteThrough)
+    assert runner.execute(engine, settings, rid, "t-2").status == "succeeded"  # the owner: once, both recorded
+    assert requests.get(engine, rid)["result"] == {"group_id": group_id, "user_id": user_id, "changed": False}
+    assert _live(engine, group_id, user_id)
+    assert _membership_changes(engine, rid, group_id, user_id) == ["created"]
+
+
+def test_a_database_error_in_the_write_through_rolls_it_back_and_retries(engine, db_url, simulator, monkeypatch):
+    """Nothing of a failed write-through is kept: the request goes back to pending with the reason, and the retry
+    writes it whole."""
+    sim = simulator()
+    settings = settings_for(db_url, sim.url, max_attempts=3)
+    _synced(engine, settings)
+    rid, group_id, user_id = _member_request(engine, settings, sim)
+
+    class FailsAfterWriting(WriteThrough):
+        def group_member(self, *args, **kwargs):
+            super().group_member(*args, **kwargs)
+            raise OperationalError("INSERT ...", {}, Exception("the database went away"))
+
+    monkeypatch.setattr(runner, "WriteThrough", FailsAfterWriting)
+    first = runner.execute(engine, settings, rid, "t-1")
+    assert first.status == "pending" and first.retry_in > 0
+    stored = requests.get(engine, rid)
+    assert stored["status"] == "pending" and "the database went away" in stored["last_error"]
+    assert not _live(engine, group_id, user_id)
+    assert not [c for c in history.changes(engine, "acme") if c["request_id"] == rid]
+
+    monkeypatch.setattr(runner, "WriteThrough", WriteThrough)
+    assert runner.execute(engine, settings, rid, "t-2").status == "succeeded"
+    assert _live(engine, group_id, user_id)
+    assert _membership_changes(engine, rid, group_id, user_id) == ["created"]
 
 
 def test_runner_applies_writes_through_and_dry_runs(engine, db_url, simulator):
@@ -184,3 +280,31 @@ def test_permanent_errors_fail_at_once(engine, db_url, simulator):
     assert runner.execute(engine, settings, rid, "t-1").status == "failed"
     final = requests.get(engine, rid)
     assert final["attempts"] == 1 and "403" in final["last_error"] and TEST_API_KEY not in final["last_error"]
+
+
+def test_the_runner_carries_on_when_postgres_drops_its_connections(postgres_server_url, simulator):
+    """What a PostgreSQL restart does to a worker's pool: every connection in it is dead. The runner's one
+    checkout a request is pre-pinged, so the next request gets a new connection and runs."""
+    import psycopg
+
+    from models.db import make_engine
+    from models.migrate import upgrade
+
+    url = fresh_postgres_database(postgres_server_url)
+    engine = make_engine(url)
+    upgrade(engine)
+    try:
+        sim = simulator()
+        settings = settings_for(url, sim.url)
+        _synced(engine, settings)
+        first, _, _ = _member_request(engine, settings, sim)
+        assert runner.execute(engine, settings, first, "t-1").status == "succeeded"
+        second, group_id, user_id = _member_request(engine, settings, sim)
+        with psycopg.connect(url, autocommit=True) as admin:
+            dropped = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                    "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+        assert dropped >= 1
+        assert runner.execute(engine, settings, second, "t-2").status == "succeeded"
+        assert _live(engine, group_id, user_id)
+    finally:
+        engine.dispose()
