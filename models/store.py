@@ -14,11 +14,11 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import JSON, Engine, Table, and_, func, select, update
+from sqlalchemy import Engine, Table, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from connector.records import GrantRecord, ResourceRecord, json_text
+from connector.records import GrantRecord, ResourceRecord
 from models import history
 from models.tables import Grant, Resource
 
@@ -67,26 +67,37 @@ def bulk_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys
 
 def _sqlite_executemany(session: Session, statement, table: Table, rows: list[dict[str, Any]]) -> None:
     """SQLite: the statement compiled once by SQLAlchemy, its parameters converted by the columns' own bind
-    processors (so values are stored exactly as SQLAlchemy stores them), one DBAPI ``executemany``.
+    processors, one DBAPI ``executemany``.
 
     SQLAlchemy's per-row parameter building is general (any statement, any parameter) and was a quarter of
     the writers' time; the store's rows are plain dicts of known columns."""
-    sql, order = _sqlite_plan(statement, table, tuple(rows[0]), session.get_bind().dialect)
-    params = [tuple(row[name] if process is None else process(row[name]) for name, process in order)
-              for row in rows]
+    dialect = session.get_bind().dialect
+    sql, names = _sqlite_plan(statement, tuple(rows[0]), dialect)
     cursor = session.connection().connection.driver_connection.cursor()
     try:
-        cursor.executemany(sql, params)
+        cursor.executemany(sql, _bound(rows, _bind_processors(table, names, dialect)))
     finally:
         cursor.close()
 
 
 @lru_cache(maxsize=64)
-def _sqlite_plan(statement, table: Table, columns: tuple[str, ...], dialect) -> tuple[str, list]:
-    """The SQL of ``statement`` for these columns, and each parameter's name and bind processor, in order."""
+def _sqlite_plan(statement, columns: tuple[str, ...], dialect) -> tuple[str, tuple[str, ...]]:
+    """The SQL of ``statement`` for these columns, and the names of its parameters, in order."""
     compiled = statement.compile(dialect=dialect, column_keys=list(columns))
-    return str(compiled), [(name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-                           for name in compiled.positiontup]
+    return str(compiled), tuple(compiled.positiontup)
+
+
+@lru_cache(maxsize=64)
+def _bind_processors(table: Table, names: tuple[str, ...], dialect) -> tuple:
+    """(name, the column's bind processor or None) for each name: what SQLAlchemy applies to a parameter."""
+    return tuple((name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names)
+
+
+def _bound(rows: list[dict[str, Any]], processors: tuple) -> list[tuple]:
+    """Each row's values in the processors' order, converted as SQLAlchemy converts them, so that the fast paths
+    store exactly what an ordinary insert stores."""
+    return [tuple(row[name] if process is None else process(row[name]) for name, process in processors)
+            for row in rows]
 
 
 def _copy_upsert(session: Session, table: Table, rows: list[dict[str, Any]], keys: Sequence[str],
@@ -94,8 +105,7 @@ def _copy_upsert(session: Session, table: Table, rows: list[dict[str, Any]], key
     """PostgreSQL: COPY the rows into a per-connection staging table (emptied at commit), then one upsert.
 
     Runs in the session's transaction, so it commits or rolls back with the rest of the batch."""
-    columns = list(rows[0])
-    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    columns = tuple(rows[0])
     staging = f"staging_{table.name}"
     names = ", ".join(columns)
     updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in update_columns)
@@ -104,9 +114,8 @@ def _copy_upsert(session: Session, table: Table, rows: list[dict[str, Any]], key
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
                        f"SELECT {names} FROM {table.name} WITH NO DATA")
         with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([json_text(row[c]) if c in json_columns and row[c] is not None else row[c]
-                                for c in columns])
+            for values in _bound(rows, _bind_processors(table, columns, session.get_bind().dialect)):
+                copy.write_row(values)
         cursor.execute(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
                        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}")
         cursor.execute(f"TRUNCATE {staging}")
@@ -301,7 +310,7 @@ class GrantWriter:
             changed: list[tuple[str, GrantRecord]] = []
             for resource_id, grants in scopes.items():
                 for grant in grants:
-                    key = (resource_id, grant.entitlement, grant.principal_type, grant.principal_id, grant.via)
+                    key = (resource_id, *grant.key)
                     if key in wanted:
                         continue
                     wanted.add(key)
