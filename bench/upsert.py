@@ -39,25 +39,20 @@ PAGE = RESOURCE_BATCH       # records per ResourceWriter.write call, as a sync p
 SCOPES = GRANT_BATCH_SCOPES  # scopes per GrantWriter.write_scopes call
 
 
+def _cycled(base: list, n: int, field: str) -> list:
+    """``n`` records from ``base``, cycled; from the second lap on, ``field`` gets the lap as a suffix so that
+    every record stays distinct."""
+    return [record if lap == 0 else replace(record, **{field: f"{getattr(record, field)}-{lap}"})
+            for lap, record in ((i // len(base), base[i % len(base)]) for i in range(n))]
+
+
 def resource_records(dump: dict, n: int) -> list[ResourceRecord]:
-    base = [map_user(u) for u in dump["users"]]
-    out = []
-    for i in range(n):
-        record = base[i % len(base)]
-        lap = i // len(base)
-        out.append(record if lap == 0 else replace(record, id=f"{record.id}-{lap}"))
-    return out
+    return _cycled([map_user(u) for u in dump["users"]], n, "id")
 
 
 def grant_records(dump: dict, n: int) -> list[GrantRecord]:
-    base = [g for group in dump["groups"] for g in member_grants(group["id"], [
-        {"to": {"type": "user", "id": uid}} for uid in group["members"]])]
-    out = []
-    for i in range(n):
-        grant = base[i % len(base)]
-        lap = i // len(base)
-        out.append(grant if lap == 0 else replace(grant, resource_id=f"{grant.resource_id}-{lap}"))
-    return out
+    return _cycled([g for group in dump["groups"] for g in member_grants(group["id"], [
+        {"to": {"type": "user", "id": uid}} for uid in group["members"]])], n, "resource_id")
 
 
 def scratch_copy(source: Table, name: str) -> Table:
