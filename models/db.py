@@ -5,6 +5,8 @@ SQLite is put in WAL mode with a busy timeout, because several worker processes 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 from sqlalchemy import Engine, event
@@ -42,3 +44,16 @@ def get_engine(url: str) -> Engine:
 
 def session(engine: Engine) -> Session:
     return Session(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_on(bind: Engine | Session, *, commit: bool) -> Iterator[Session]:
+    """The caller's session as it is (the caller commits), or a session of our own on an engine, committed at
+    the end when ``commit``: for helpers that join a request's transaction or stand alone."""
+    if isinstance(bind, Session):
+        yield bind
+        return
+    with Session(bind) as own:
+        yield own
+        if commit:
+            own.commit()

@@ -24,6 +24,7 @@ from connector.roles import BUILTIN_ROLES, role_id
 from connector.users import map_user
 from jumpcloud.client import JumpCloudClient
 from jumpcloud.errors import NotFoundError
+from models.db import session_on
 from models.store import lookup_key
 from models.tables import Resource
 from provisioning.params import InvalidRequest
@@ -63,10 +64,7 @@ class Resolver:
     # --- the database ---------------------------------------------------------------------------------------
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
-        if isinstance(self.bind, Session):
-            yield self.bind.connection()
-            return
-        with Session(self.bind) as session:
+        with session_on(self.bind, commit=False) as session:
             yield session.connection()
 
     def _db(self, resource_type: str, *conditions) -> list[str]:

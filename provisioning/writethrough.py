@@ -12,9 +12,6 @@ the request to another: the new owner applies and writes it again, with one effe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
@@ -23,6 +20,7 @@ from connector.records import GrantRecord, ResourceRecord
 from connector.roles import derive_roles, role_id
 from connector.users import map_user
 from models import history
+from models.db import session_on
 from models.store import grant_row, resource_row, upsert_grant_rows, upsert_resource_rows
 from models.tables import Grant, Resource, utcnow
 
@@ -37,15 +35,6 @@ class WriteThrough:
         self.bind = bind
         self.connector_id = connector_id
         self.request_id = request_id
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        if isinstance(self.bind, Session):
-            yield self.bind
-            return
-        with Session(self.bind) as session:
-            yield session
-            session.commit()
 
     def _grant_state(self, session: Session, grant: GrantRecord) -> str:
         """``live``, ``deleted`` or ``absent``."""
@@ -85,7 +74,7 @@ class WriteThrough:
 
     def group_member(self, group_id: str, user_id: str, present: bool) -> None:
         table = Grant.__table__
-        with self._session() as session:
+        with session_on(self.bind, commit=True) as session:
             grants = [(GrantRecord("group", group_id, "member", "user", user_id), "group")]
             apps = self._live_grants(session, table.c.source == "app", table.c.principal_type == "group",
                                      table.c.principal_id == group_id)
@@ -95,7 +84,7 @@ class WriteThrough:
 
     def app_access(self, app_id: str, principal_type: str, principal_id: str, present: bool) -> None:
         table = Grant.__table__
-        with self._session() as session:
+        with session_on(self.bind, commit=True) as session:
             grants = [(GrantRecord("app", app_id, "access", principal_type, principal_id), "app")]
             if principal_type == "group":
                 members = self._live_grants(session, table.c.source == "group",
@@ -122,7 +111,7 @@ class WriteThrough:
 
     def user_record(self, record: dict) -> ResourceRecord:
         user = map_user(record)
-        with self._session() as session:
+        with session_on(self.bind, commit=True) as session:
             self._upsert(session, user)
         return user
 
@@ -130,7 +119,7 @@ class WriteThrough:
         """The account and every grant it held are gone."""
         now = utcnow()
         resources, grants = Resource.__table__, Grant.__table__
-        with self._session() as session:
+        with session_on(self.bind, commit=True) as session:
             held = session.execute(select(grants.c.resource_type, grants.c.resource_id, grants.c.entitlement,
                                           grants.c.principal_type, grants.c.principal_id, grants.c.via).where(
                 grants.c.connector_id == self.connector_id, grants.c.principal_type == "user",
@@ -152,7 +141,7 @@ class WriteThrough:
         roles, assigned = derive_roles([(admin.id, list(admin.profile.get("role_names", [])))])
         held = {g.resource_id for g in assigned}
         table = Grant.__table__
-        with self._session() as session:
+        with session_on(self.bind, commit=True) as session:
             self._upsert(session, admin)
             for role in roles:  # a custom role seen for the first time; built-in ones are already there
                 if role.id in held:
