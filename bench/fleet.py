@@ -186,6 +186,18 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def tree_cpu_seconds_with_ended(pid: int) -> float:
+    """CPU seconds of a process, its live children, and its children that have ended and were waited for
+    (cutime + cstime): PostgreSQL's backends of connections closed meanwhile, for instance."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        ended = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        ended = 0.0
+    return tree_cpu_seconds(pid) + ended
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine spent busy (all cores), from the first line of /proc/stat."""
     with open("/proc/stat") as fh:
@@ -360,5 +372,12 @@ def new_postgres_database(server_url: str, name: str) -> str:
     return server_url.rsplit("/", 1)[0] + "/" + name
 
 
-__all__ = ["CONNECTOR", "LIMITED_CONNECTOR", "Fleet", "Sampler", "Simulator", "free_port", "new_postgres_database", "start_postgres",
+def drop_postgres_database(server_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+__all__ = ["CONNECTOR", "LIMITED_CONNECTOR", "Fleet", "Sampler", "Simulator", "drop_postgres_database", "free_port", "new_postgres_database", "start_postgres",
            "start_redis", "stop_process", "wait_for_port"]

@@ -225,6 +225,8 @@ def run_provisioning(fleet: Fleet, sim: Simulator, directory: Path, burst: int, 
     pairs_file = directory / "pairs.json"
     pairs_file.write_text(json.dumps(member_pairs(sim.dump(), burst + sequential + 2)))
     out = directory / "provisioning.json"
+    components = {"workers": [w.proc.pid for w in fleet.workers if w.queues == "provisioning"],
+                  "simulator": [sim.proc.pid], **{name: [pid] for name, pid in servers.items()}}
     pids = [w.proc.pid for w in fleet.workers] + [sim.proc.pid] + list(servers.values())
 
     def ours() -> float:
@@ -233,7 +235,15 @@ def run_provisioning(fleet: Fleet, sim: Simulator, directory: Path, burst: int, 
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         return sum(fleet_mod.tree_cpu_seconds(pid) for pid in pids) + children.ru_utime + children.ru_stime
 
-    busy, own, load = fleet_mod.machine_busy_seconds(), ours(), os.getloadavg()[0]
+    def split() -> dict[str, float]:
+        """CPU seconds of each component so far, with their children that ended (PostgreSQL's backends of the
+        load's connections); ``load``: the load process (submitting and polling), this process's only child
+        that has ended."""
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {**{name: sum(fleet_mod.tree_cpu_seconds_with_ended(pid) for pid in group) for name, group in components.items()},
+                "load": children.ru_utime + children.ru_stime}
+
+    busy, own, load, parts = fleet_mod.machine_busy_seconds(), ours(), os.getloadavg()[0], split()
     subprocess.run([sys.executable, "-m", "bench.provision_load", "--pairs", str(pairs_file), "--burst", str(burst),
                     "--sequential", str(sequential), "--out", str(out)], cwd=ROOT, env=fleet.env, check=True,
                    timeout=900)
@@ -243,6 +253,11 @@ def run_provisioning(fleet: Fleet, sim: Simulator, directory: Path, burst: int, 
     # What the machine spent on anything else meanwhile (other users' tests and builds): the burst needs about
     # both cores, so a few CPU-seconds of others' work show in its throughput.
     result["other_cpu_s"] = round(max(0.0, busy - (ours() - own)), 2)
+    # Where the CPU went, per request of the whole load (burst and one-at-a-time): on 2 cores, throughput can
+    # be no more than 2,000 / the sum.
+    total = burst + sequential
+    result["cpu_ms_per_request"] = {name: round((spent - parts[name]) * 1000 / total, 2)
+                                    for name, spent in split().items()}
     result["loadavg_1m_at_start"] = round(load, 2)
     result["latency_ms_api"] = 0
     result["worker_processes"] = next(w.concurrency for w in fleet.workers if w.queues == "provisioning")
@@ -309,16 +324,20 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
         n_rows = min(max(full["rows_written"], MIN_UPSERT_ROWS), MAX_UPSERT_ROWS)
         log(f"{profile}: bare upsert vs writers, {n_rows} rows")
         counter = iter(range(1000))
+        scratch_databases: list[str] = []
 
         def scratch(tag: str) -> str:
             name = f"scratch_{profile}_{tag}_{next(counter)}"
             if pg_url:
+                scratch_databases.append(name)
                 return fleet_mod.new_postgres_database(pg_url, name)
             return f"sqlite:///{directory / (name + '.db')}"
 
         from bench.upsert import measure
 
         upsert = measure(scratch, sim.dump(), n_rows)
+        for name in scratch_databases:  # or PostgreSQL's autovacuum works on them during what comes next
+            fleet_mod.drop_postgres_database(pg_url, name)
         for sync in syncs:
             add_bounds(sync, args.latency_ms, args.in_flight, upsert)
         provisioning = None

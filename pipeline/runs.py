@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -78,6 +79,21 @@ def register_connector(session: Session, connector: ConnectorConfig) -> int:
         session.add(row)
         session.commit()
     return row.id
+
+
+_registered: WeakKeyDictionary[Engine, dict[tuple, int]] = WeakKeyDictionary()
+
+
+def registered_connector_id(engine: Engine, connector: ConnectorConfig) -> int:
+    """The connector's row id, registering it (``register_connector``) the first time this process sees the
+    connector with this URL and org on this database: rows are never deleted, and a changed URL or org is
+    another key, so it is registered again. For provisioning, where a request must not pay for it each time."""
+    known = _registered.setdefault(engine, {})
+    key = (connector.name, connector.base_url, connector.org_id)
+    if key not in known:
+        with Session(engine) as session:
+            known[key] = register_connector(session, connector)
+    return known[key]
 
 
 def reap_stale_runs(session: Session, connector_id: int | None, stale_after: timedelta, now: datetime) -> int:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest, utcnow
-from pipeline.runs import as_utc, register_connector
+from pipeline.runs import as_utc, registered_connector_id
 from provisioning.params import InvalidRequest, validate_params
 from worker.settings import ConfigError, Settings
 
@@ -85,7 +85,7 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
     The same idempotency key again returns the first request (and asks for no second effect); reused for a
     different action or parameters, it is rejected.
     """
-    with Session(engine) as session:
+    with Session(engine, expire_on_commit=False) as session:  # the row as written is the row: no reading back
         if idempotency_key:
             existing = _find_by_key(session, connector, idempotency_key)
             if existing is not None:
@@ -106,7 +106,7 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
         except (ConfigError, InvalidRequest) as exc:
             return _reject(session, connector=connector, action=action, params=params, key=idempotency_key,
                            requested_by=requested_by, reason=str(exc))
-        register_connector(session, config)
+        registered_connector_id(engine, config)  # once per process
         now = utcnow()
         row = ProvisioningRequest(id=_new_id(), connector=connector, action=action,
                                   params=validated.model_dump(exclude_none=True), idempotency_key=idempotency_key,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -29,7 +28,7 @@ from sqlmodel import Session
 
 from jumpcloud.errors import BadResponseError, JumpCloudError, RateLimitedError, ServerError, TransportError
 from pipeline.parts import describe_error
-from pipeline.runs import register_connector
+from pipeline.runs import registered_connector_id
 from provisioning import requests
 from provisioning.actions import ACTIONS, ActionContext
 from provisioning.clients import ProcessClients, for_process
@@ -37,7 +36,7 @@ from provisioning.params import InvalidRequest, validate_params
 from provisioning.resolve import Resolver
 from provisioning.writethrough import WriteThrough
 from telemetry import metrics
-from worker.settings import ConfigError, ConnectorConfig, Settings, parse_duration
+from worker.settings import ConfigError, Settings, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -55,27 +54,12 @@ def backoff(attempt: int) -> float:
     return min(60.0, 2.0 ** attempt) * (0.5 + random.random() / 2)
 
 
-_registered: WeakKeyDictionary[Engine, dict[tuple, int]] = WeakKeyDictionary()
-
-
-def connector_id(engine: Engine, connector: ConnectorConfig) -> int:
-    """The connector's row id, registering it (``register_connector``) the first time this process sees the
-    connector with this URL and org on this database: rows are never deleted, and a changed URL or org is
-    another key, so it is registered again."""
-    known = _registered.setdefault(engine, {})
-    key = (connector.name, connector.base_url, connector.org_id)
-    if key not in known:
-        with Session(engine) as session:
-            known[key] = register_connector(session, connector)
-    return known[key]
-
-
 async def _run(engine: Engine, session: Session, settings: Settings, row, clients: ProcessClients) -> dict:
     connector = settings.file.connector(row.connector)
     params = validate_params(row.action, row.params)
     if row.action not in connector.provisioning.allowed_actions:  # the policy may have changed since
         raise InvalidRequest(f"action {row.action} is no longer allowed for connector {row.connector!r}")
-    cid = connector_id(engine, connector)
+    cid = registered_connector_id(engine, connector)
     client = None if row.dry_run else await clients.client(connector, settings.broker_url)
     ctx = ActionContext(client=client, resolve=Resolver(session, cid, client),
                         write=WriteThrough(session, cid, row.id))
