@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, or_, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -122,41 +123,46 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
         return Accepted(view(row), enqueue=True)
 
 
-def claim(engine: Engine, request_id: str, claimant: str, lease: timedelta) -> ProvisioningRequest | None:
+_REQUESTS = ProvisioningRequest.__table__
+
+#: The claim, built once (Core, not the ORM: its bookkeeping costs more than the SQL). A pending request is taken
+#: by anyone; a running one by the same message delivered again (its worker process died and Celery gave the
+#: message back) or by anyone once its lease has run out.
+_CLAIM = update(_REQUESTS).where(
+    _REQUESTS.c.id == bindparam("request_id"),
+    or_(_REQUESTS.c.status == "pending",
+        (_REQUESTS.c.status == "running") & (_REQUESTS.c.claimed_by == bindparam("claimant")),
+        (_REQUESTS.c.status == "running") & (_REQUESTS.c.started_at < bindparam("lease_began_before"))),
+).values(status="running", claimed_by=bindparam("claimant"), started_at=bindparam("now"), updated_at=bindparam("now"),
+         attempts=_REQUESTS.c.attempts + 1).returning(*_REQUESTS.c)
+
+
+def claim(engine: Engine, request_id: str, claimant: str, lease: timedelta) -> Row | None:
     """Take a request to run it (committed at once). ``claimant`` is the Celery task id."""
     with engine.connect() as connection:
         return claim_on(connection, request_id, claimant, lease)
 
 
-def claim_on(connection: Connection, request_id: str, claimant: str, lease: timedelta) -> ProvisioningRequest | None:
-    """Take a request to run it, on ``connection`` (not in a transaction), committed at once: the row as claimed,
-    or None if it is not ours.
+def claim_on(connection: Connection, request_id: str, claimant: str, lease: timedelta) -> Row | None:
+    """Take a request to run it, on ``connection`` (not in a transaction), committed at once: the row as claimed
+    (a plain ``Row`` of the table's columns, read as attributes, tracked by no session), or None if it is not ours.
 
-    A pending request is taken by anyone. A running one is taken over by the same message delivered again
-    (its worker process died: Celery gives the message back) or by anyone once its lease has run out.
     One ``UPDATE … RETURNING`` (PostgreSQL; SQLite since 3.35) both takes the row and reads it back. Being a
     single statement, it runs in autocommit mode: on PostgreSQL no BEGIN and COMMIT round trips around it.
-    The row returned is detached: a plain record of the claim, not tracked by any session.
     """
     now = utcnow()
-    table = ProvisioningRequest.__table__  # Core statements: the ORM's bulk-update bookkeeping costs more than the SQL
     level = connection.default_isolation_level
     connection.execution_options(isolation_level="AUTOCOMMIT")
     try:
-        returned = connection.execute(update(table).where(
-            table.c.id == request_id,
-            or_(table.c.status == "pending",
-                (table.c.status == "running") & (table.c.claimed_by == claimant),
-                (table.c.status == "running") & (table.c.started_at < now - lease)),
-        ).values(status="running", claimed_by=claimant, started_at=now, updated_at=now,
-                 attempts=table.c.attempts + 1).returning(*table.c)).mappings().first()
+        returned = connection.execute(_CLAIM, {"request_id": request_id, "claimant": claimant, "now": now,
+                                               "lease_began_before": now - lease}).first()
         connection.commit()  # ends SQLAlchemy's (autobegun) transaction; the statement is already committed
     except BaseException:
         connection.rollback()  # so that the level can be set back, and the claim's error is the one raised
         raise
     finally:
         connection.execution_options(isolation_level=level)
-    return None if returned is None else ProvisioningRequest(**returned)
+    return returned
 
 
 def _outcome_values(status: str, result: dict | None, error: str | None) -> dict[str, Any]:
@@ -186,10 +192,20 @@ def finish_in(session: Session, request_id: str, claimant: str, *, status: str, 
     return _record_outcome(session.connection(), request_id, claimant, _outcome_values(status, result, error))
 
 
+@lru_cache(maxsize=None)
+def _outcome_statement(columns: frozenset[str]):
+    """The update that records an outcome setting ``columns``, if the request is still the claimant's; built once
+    for each set of columns (an outcome sets 3 to 5 of them)."""
+    return update(_REQUESTS).where(
+        _REQUESTS.c.id == bindparam("request_id"), _REQUESTS.c.status == "running",
+        _REQUESTS.c.claimed_by == bindparam("claimant"),
+    ).values({name: bindparam(f"new_{name}", type_=_REQUESTS.c[name].type) for name in sorted(columns)})
+
+
 def _record_outcome(connection, request_id: str, claimant: str, values: dict[str, Any]) -> bool:
-    table = ProvisioningRequest.__table__
-    outcome = connection.execute(update(table).where(
-        table.c.id == request_id, table.c.status == "running", table.c.claimed_by == claimant).values(**values))
+    outcome = connection.execute(_outcome_statement(frozenset(values)),
+                                 {"request_id": request_id, "claimant": claimant,
+                                  **{f"new_{name}": value for name, value in values.items()}})
     return outcome.rowcount == 1
 
 

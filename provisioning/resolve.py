@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlmodel import Session
 
 from connector.admins import map_admin
@@ -52,6 +53,16 @@ def _one(kind: str, ref: str, ids: list[str], where: str) -> str | None:
     return unique[0] if unique else None
 
 
+@lru_cache(maxsize=None)
+def _lookup(column: str):
+    """The ids of the live resources of a type whose ``column`` has a value; built once per column (a request
+    resolves two or three references, and building the statement cost more than running it)."""
+    table = Resource.__table__
+    return select(table.c.external_id).where(
+        table.c.connector_id == bindparam("connector_id"), table.c.type == bindparam("type"),
+        table.c.deleted_at.is_(None), table.c[column] == bindparam("value"))
+
+
 class Resolver:
     """``bind``: an engine (a session for each look-up) or a session that the caller owns (every look-up runs
     on its connection; the resolver neither commits nor closes it)."""
@@ -67,24 +78,22 @@ class Resolver:
         with session_on(self.bind, commit=False) as session:
             yield session.connection()
 
-    def _db(self, resource_type: str, *conditions) -> list[str]:
-        table = Resource.__table__
+    def _db(self, resource_type: str, column: str, value: str) -> list[str]:
         with self._connection() as connection:
-            return list(connection.execute(select(table.c.external_id).where(
-                table.c.connector_id == self.connector_id, table.c.type == resource_type,
-                table.c.deleted_at.is_(None), *conditions)).scalars())
+            return list(connection.execute(_lookup(column), {"connector_id": self.connector_id, "type": resource_type,
+                                                             "value": value}).scalars())
 
     def _db_by_id(self, resource_type: str, ref: str) -> list[str]:
-        return self._db(resource_type, Resource.__table__.c.external_id == ref)
+        return self._db(resource_type, "external_id", ref)
 
     def _db_by_name(self, resource_type: str, ref: str) -> list[str]:
-        return self._db(resource_type, Resource.__table__.c.name_key == lookup_key(ref))
+        return self._db(resource_type, "name_key", lookup_key(ref))
 
     def _db_by_email(self, resource_type: str, ref: str) -> list[str]:
-        return self._db(resource_type, Resource.__table__.c.email_key == lookup_key(ref))
+        return self._db(resource_type, "email_key", lookup_key(ref))
 
     def _db_by_username(self, resource_type: str, ref: str) -> list[str]:
-        return self._db(resource_type, Resource.__table__.c.username_key == lookup_key(ref))
+        return self._db(resource_type, "username_key", lookup_key(ref))
 
     # --- the API ----------------------------------------------------------------------------------------------
     def _need_client(self, kind: str, ref: str) -> JumpCloudClient:

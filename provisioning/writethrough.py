@@ -12,7 +12,9 @@ the request to another: the new owner applies and writes it again, with one effe
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, String, and_, column, select, update, values
+from functools import lru_cache
+
+from sqlalchemy import Engine, and_, bindparam, or_, select, update
 from sqlmodel import Session
 
 from connector.admins import map_admin
@@ -34,6 +36,35 @@ def _identity(grant: GrantRecord) -> tuple[str, str, str, str, str, str]:
     return (grant.resource_type, grant.resource_id, *grant.key)
 
 
+_GRANTS = Grant.__table__
+#: The apps a group is bound to (live), and a group's members (live): built once, run by every membership or
+#: group binding change.
+_APPS_BOUND_TO_GROUP = select(_GRANTS.c.resource_id).where(
+    _GRANTS.c.connector_id == bindparam("connector_id"), _GRANTS.c.deleted_at.is_(None), _GRANTS.c.source == "app",
+    _GRANTS.c.principal_type == "group", _GRANTS.c.principal_id == bindparam("group_id"))
+_GROUP_MEMBERS = select(_GRANTS.c.principal_id).where(
+    _GRANTS.c.connector_id == bindparam("connector_id"), _GRANTS.c.deleted_at.is_(None), _GRANTS.c.source == "group",
+    _GRANTS.c.resource_id == bindparam("group_id"))
+
+
+#: Grants looked up by one query.
+_LOOKUP_CHUNK = 100
+
+
+@lru_cache(maxsize=_LOOKUP_CHUNK)
+def _stored_grants(count: int):
+    """Id, ``deleted_at`` and identity of the stored grants among ``count`` identities (parameters
+    ``{column}_{i}``), built once per count.
+
+    An ``OR`` of one exact match of the whole key (connector included) per identity: both databases answer it
+    from the unique index (PostgreSQL with a BitmapOr, SQLite with a multi-index OR). SQLite searches by the
+    connector alone, scanning its grants, when the connector stands outside the ``OR`` or for a row-value ``IN``
+    list; a ``VALUES`` list joined to the grants would be compiled again for every request."""
+    return select(_GRANTS.c.id, _GRANTS.c.deleted_at, *(_GRANTS.c[name] for name in _IDENTITY)).where(or_(*(
+        and_(_GRANTS.c.connector_id == bindparam("connector_id"),
+             *(_GRANTS.c[name] == bindparam(f"{name}_{i}") for name in _IDENTITY)) for i in range(count))))
+
+
 class WriteThrough:
     """Writes one request's effect; every row it changes is also recorded in the change history with the
     request's id, since the next sync will find nothing to record."""
@@ -46,19 +77,14 @@ class WriteThrough:
         self.request_id = request_id
 
     def _stored(self, session: Session, grants: list[GrantRecord]) -> dict[tuple, tuple[int, object]]:
-        """The stored rows among ``grants``: ``_identity`` -> (row id, ``deleted_at``; None when live).
-
-        One query per 500 grants rather than one per grant (a member of a group bound to ten apps has eleven).
-        The wanted keys are a ``VALUES`` list joined to the grants: SQLite, unlike PostgreSQL, does not search
-        the unique index for a row-value ``IN`` list (it scans the connector's grants)."""
-        table = Grant.__table__
-        found: dict[tuple, tuple[int, object]] = {}
-        for part in chunks([_identity(g) for g in grants], 500):
-            wanted = values(*(column(name, String) for name in _IDENTITY), name="wanted").data(part).cte("wanted")
-            rows = session.execute(select(table.c.id, table.c.deleted_at, *(table.c[name] for name in _IDENTITY))
-                                   .select_from(wanted.join(table, and_(
-                                       table.c.connector_id == self.connector_id,
-                                       *(table.c[name] == wanted.c[name] for name in _IDENTITY)))))
+        """The stored rows among ``grants``: ``_identity`` -> (row id, ``deleted_at``; None when live); one query
+        per 100 grants rather than one per grant (a member of a group bound to ten apps has eleven)."""
+        connection, found = session.connection(), {}
+        for part in chunks([_identity(g) for g in grants], _LOOKUP_CHUNK):
+            parameters = {"connector_id": self.connector_id}
+            for i, identity in enumerate(part):
+                parameters.update({f"{name}_{i}": value for name, value in zip(_IDENTITY, identity)})
+            rows = connection.execute(_stored_grants(len(part)), parameters)
             found.update({tuple(row[2:]): (row[0], row[1]) for row in rows})
         return found
 
@@ -85,30 +111,23 @@ class WriteThrough:
         for part in chunks(ended, 1000):  # only the grants that were live are marked deleted
             session.execute(update(table).where(table.c.id.in_(part)).values(deleted_at=now))
 
-    def _live_grants(self, session: Session, *conditions) -> list:
-        table = Grant.__table__
-        return session.execute(select(table.c.resource_id, table.c.principal_id).where(
-            table.c.connector_id == self.connector_id, table.c.deleted_at.is_(None), *conditions)).all()
-
     def group_member(self, group_id: str, user_id: str, present: bool) -> None:
-        table = Grant.__table__
         with session_on(self.bind, commit=True) as session:
             grants = [(GrantRecord("group", group_id, "member", "user", user_id), "group")]
-            apps = self._live_grants(session, table.c.source == "app", table.c.principal_type == "group",
-                                     table.c.principal_id == group_id)
+            apps = session.connection().execute(_APPS_BOUND_TO_GROUP, {"connector_id": self.connector_id,
+                                                                       "group_id": group_id}).scalars()
             grants += [(GrantRecord("app", app_id, "access", "user", user_id, via=group_id), "app_via_group")
-                       for app_id, _ in apps]
+                       for app_id in apps]
             self._set_grants(session, grants, present)
 
     def app_access(self, app_id: str, principal_type: str, principal_id: str, present: bool) -> None:
-        table = Grant.__table__
         with session_on(self.bind, commit=True) as session:
             grants = [(GrantRecord("app", app_id, "access", principal_type, principal_id), "app")]
             if principal_type == "group":
-                members = self._live_grants(session, table.c.source == "group",
-                                            table.c.resource_id == principal_id)
+                members = session.connection().execute(_GROUP_MEMBERS, {"connector_id": self.connector_id,
+                                                                        "group_id": principal_id}).scalars()
                 grants += [(GrantRecord("app", app_id, "access", "user", user_id, via=principal_id),
-                            "app_via_group") for _, user_id in members]
+                            "app_via_group") for user_id in members]
             self._set_grants(session, grants, present)
 
     def _upsert(self, session: Session, record: ResourceRecord) -> None:
