@@ -23,7 +23,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest
@@ -50,6 +50,16 @@ def _rows(ids: list[str]) -> list[ProvisioningRequest]:
         return out
 
 
+def _unfinished(ids: list[str]) -> int:
+    """How many of the requests have not ended: one count per poll, so that waiting takes little of the CPU
+    that the workers being measured need (reading the 500 rows as objects every 50 ms took a tenth of a core)."""
+    table = ProvisioningRequest.__table__
+    with runtime.engine().connect() as connection:
+        return sum(connection.execute(select(func.count()).where(
+            table.c.id.in_(ids[start:start + 500]), table.c.status.not_in(ENDED_REQUEST_STATUSES))).scalar_one()
+            for start in range(0, len(ids), 500))
+
+
 def _pct(values: list[float], q: int) -> float:
     if len(values) < 2:
         return values[0] if values else float("nan")
@@ -70,11 +80,9 @@ def burst(pairs: list[list[str]], timeout: float) -> dict:
     ids = [_submit(pair) for pair in pairs]
     submitted = time.time()
     deadline = time.monotonic() + timeout
-    while True:
-        rows = _rows(ids)
-        if all(r.status in ENDED_REQUEST_STATUSES for r in rows) or time.monotonic() > deadline:
-            break
+    while _unfinished(ids) and time.monotonic() < deadline:
         time.sleep(0.05)
+    rows = _rows(ids)
     ended = [r for r in rows if r.status in ENDED_REQUEST_STATUSES]
     last = max((_ts(r.finished_at) for r in ended), default=None)
     span = (last - first) if last else None
@@ -95,12 +103,9 @@ def sequential(pairs: list[list[str]], timeout: float) -> dict:
         called = time.time()
         request_id = _submit(pair)
         deadline = time.monotonic() + timeout
-        while True:
-            with Session(runtime.engine()) as session:
-                row = session.get(ProvisioningRequest, request_id)
-                if row.status in ENDED_REQUEST_STATUSES or time.monotonic() > deadline:
-                    break
+        while _unfinished([request_id]) and time.monotonic() < deadline:
             time.sleep(0.002)
+        row = _rows([request_id])[0]
         if row.status != "succeeded":
             failed += 1
             continue

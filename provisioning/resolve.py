@@ -26,9 +26,13 @@ from connector.users import map_user
 from jumpcloud.client import JumpCloudClient
 from jumpcloud.errors import NotFoundError
 from models.db import session_on
+from models.lookup import rows_by_keys
 from models.store import lookup_key
 from models.tables import Resource
-from provisioning.params import InvalidRequest
+from provisioning.params import InvalidRequest, Params
+
+#: The parameters that name a resource, and its type.
+REFERENCE_TYPES = {"group": "group", "user": "user", "app": "app", "admin": "admin"}
 
 _OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 
@@ -71,6 +75,7 @@ class Resolver:
         self.bind = bind
         self.connector_id = connector_id
         self.client = client
+        self._known_ids: dict[tuple[str, str], bool] = {}  # (type, id) -> live in the database (prefetch_ids)
 
     # --- the database ---------------------------------------------------------------------------------------
     @contextmanager
@@ -78,12 +83,29 @@ class Resolver:
         with session_on(self.bind, commit=False) as session:
             yield session.connection()
 
+    def prefetch_ids(self, params: Params) -> None:
+        """Look up every reference of ``params`` that is an id, in one query, for the look-ups that follow (a
+        membership names a group and a user: one round trip instead of two). Names are left to their look-ups."""
+        wanted = [(REFERENCE_TYPES[field], ref) for field, ref in params if field in REFERENCE_TYPES
+                  and isinstance(ref, str) and is_object_id(ref)]
+        if not wanted:
+            return
+        with self._connection() as connection:
+            found = {(kind, rid) for _, kind, rid in rows_by_keys(
+                connection, Resource.__table__, ("connector_id", "type", "external_id"),
+                [(self.connector_id, kind, ref) for kind, ref in wanted], ("connector_id", "type", "external_id"),
+                live_only=True)}
+        self._known_ids.update({key: key in found for key in wanted})
+
     def _db(self, resource_type: str, column: str, value: str) -> list[str]:
         with self._connection() as connection:
             return list(connection.execute(_lookup(column), {"connector_id": self.connector_id, "type": resource_type,
                                                              "value": value}).scalars())
 
     def _db_by_id(self, resource_type: str, ref: str) -> list[str]:
+        known = self._known_ids.get((resource_type, ref))
+        if known is not None:
+            return [ref] if known else []
         return self._db(resource_type, "external_id", ref)
 
     def _db_by_name(self, resource_type: str, ref: str) -> list[str]:

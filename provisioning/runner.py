@@ -61,8 +61,9 @@ async def _run(engine: Engine, session: Session, settings: Settings, row, client
         raise InvalidRequest(f"action {row.action} is no longer allowed for connector {row.connector!r}")
     cid = registered_connector_id(engine, connector)
     client = None if row.dry_run else await clients.client(connector, settings.broker_url)
-    ctx = ActionContext(client=client, resolve=Resolver(session, cid, client),
-                        write=WriteThrough(session, cid, row.id))
+    resolve = Resolver(session, cid, client)
+    resolve.prefetch_ids(params)
+    ctx = ActionContext(client=client, resolve=resolve, write=WriteThrough(session, cid, row.id))
     outcome = await ACTIONS[row.action](ctx, params)
     return outcome.as_result(row.dry_run)
 

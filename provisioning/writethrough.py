@@ -12,9 +12,7 @@ the request to another: the new owner applies and writes it again, with one effe
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from sqlalchemy import Engine, and_, bindparam, or_, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlmodel import Session
 
 from connector.admins import map_admin
@@ -23,6 +21,7 @@ from connector.roles import derive_roles, role_id
 from connector.users import map_user
 from models import history
 from models.db import session_on
+from models.lookup import rows_by_keys
 from models.store import chunks, grant_row, resource_row, upsert_grant_rows, upsert_resource_rows
 from models.tables import Grant, Resource, utcnow
 
@@ -47,24 +46,6 @@ _GROUP_MEMBERS = select(_GRANTS.c.principal_id).where(
     _GRANTS.c.resource_id == bindparam("group_id"))
 
 
-#: Grants looked up by one query.
-_LOOKUP_CHUNK = 100
-
-
-@lru_cache(maxsize=_LOOKUP_CHUNK)
-def _stored_grants(count: int):
-    """Id, ``deleted_at`` and identity of the stored grants among ``count`` identities (parameters
-    ``{column}_{i}``), built once per count.
-
-    An ``OR`` of one exact match of the whole key (connector included) per identity: both databases answer it
-    from the unique index (PostgreSQL with a BitmapOr, SQLite with a multi-index OR). SQLite searches by the
-    connector alone, scanning its grants, when the connector stands outside the ``OR`` or for a row-value ``IN``
-    list; a ``VALUES`` list joined to the grants would be compiled again for every request."""
-    return select(_GRANTS.c.id, _GRANTS.c.deleted_at, *(_GRANTS.c[name] for name in _IDENTITY)).where(or_(*(
-        and_(_GRANTS.c.connector_id == bindparam("connector_id"),
-             *(_GRANTS.c[name] == bindparam(f"{name}_{i}") for name in _IDENTITY)) for i in range(count))))
-
-
 class WriteThrough:
     """Writes one request's effect; every row it changes is also recorded in the change history with the
     request's id, since the next sync will find nothing to record."""
@@ -77,16 +58,11 @@ class WriteThrough:
         self.request_id = request_id
 
     def _stored(self, session: Session, grants: list[GrantRecord]) -> dict[tuple, tuple[int, object]]:
-        """The stored rows among ``grants``: ``_identity`` -> (row id, ``deleted_at``; None when live); one query
-        per 100 grants rather than one per grant (a member of a group bound to ten apps has eleven)."""
-        connection, found = session.connection(), {}
-        for part in chunks([_identity(g) for g in grants], _LOOKUP_CHUNK):
-            parameters = {"connector_id": self.connector_id}
-            for i, identity in enumerate(part):
-                parameters.update({f"{name}_{i}": value for name, value in zip(_IDENTITY, identity)})
-            rows = connection.execute(_stored_grants(len(part)), parameters)
-            found.update({tuple(row[2:]): (row[0], row[1]) for row in rows})
-        return found
+        """The stored rows among ``grants``: ``_identity`` -> (row id, ``deleted_at``; None when live), read
+        together (a member of a group bound to ten apps has eleven grants)."""
+        rows = rows_by_keys(session.connection(), _GRANTS, ("connector_id", *_IDENTITY),
+                            [(self.connector_id, *_identity(g)) for g in grants], ("id", "deleted_at", *_IDENTITY))
+        return {tuple(row[2:]): (row[0], row[1]) for row in rows}
 
     def _set_grants(self, session: Session, grants: list[tuple[GrantRecord, str]], present: bool) -> None:
         """Make ``grants`` (each with the source a sync would give it) live, or deleted, recording each change."""

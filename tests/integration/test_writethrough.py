@@ -12,7 +12,7 @@ from connector.records import GrantRecord
 from models import history
 from models.store import grant_row, upsert_grant_rows
 from models.tables import Connector, Grant, utcnow
-from provisioning.writethrough import _IDENTITY, WriteThrough, _stored_grants
+from provisioning.writethrough import WriteThrough
 
 APP, GROUP = "a" * 24, "b" * 24
 MEMBERS = [f"{i:024x}" for i in range(1200)]
@@ -68,28 +68,3 @@ def test_group_access_to_an_app_for_many_members(engine):
     assert all(_grants(engine, cid).values())
     assert _recorded(engine, "grant-3") == {("undeleted", "group"): 1, ("undeleted", "user"): len(MEMBERS)}
 
-
-def test_grant_look_up_searches_the_unique_key(engine):
-    """The look-up of a request's grants searches an index per grant, never reads every grant
-    of the connector (which SQLite does for some shapes of the same question)."""
-    cid = _connector(engine)
-    with Session(engine) as session:  # enough grants that reading them all would cost more than the index
-        upsert_grant_rows(session, [grant_row(cid, GrantRecord("group", GROUP, "member", "user", member), "group",
-                                              utcnow()) for member in MEMBERS])
-        session.commit()
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as connection:
-            connection.exec_driver_sql("ANALYZE grants")
-            connection.commit()
-    statement = _stored_grants(3)
-    parameters = {"connector_id": cid, **{f"{name}_{i}": f"{name}-{i}" for i in range(3) for name in _IDENTITY}}
-    compiled = statement.compile(engine)
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            sql = str(compiled)
-            plan = " ".join(row[3] for row in connection.exec_driver_sql(
-                "EXPLAIN QUERY PLAN " + sql, tuple(parameters[name] for name in compiled.positiontup)))
-            assert "SCAN" not in plan and "connector_id=? AND resource_type=? AND resource_id=?" in plan, plan
-        else:
-            plan = " ".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + str(compiled), parameters))
-            assert "Seq Scan" not in plan and "BitmapOr" in plan, plan  # an index search per grant
