@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlmodel import Session, create_engine
 
 from connector.records import json_text
@@ -57,3 +57,20 @@ def session_on(bind: Engine | Session, *, commit: bool) -> Iterator[Session]:
         yield own
         if commit:
             own.commit()
+
+
+@contextmanager
+def autocommit(connection: Connection) -> Iterator[Connection]:
+    """``connection`` (not in a transaction) in autocommit mode for the block, then as it was: for a single
+    statement that needs no transaction around it, which spares the BEGIN and COMMIT round trips on PostgreSQL.
+    On an error the connection is rolled back (so that its mode can be set back) and the error raised."""
+    level = connection.default_isolation_level
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        yield connection
+        connection.commit()  # ends SQLAlchemy's (autobegun) transaction; the statement is already committed
+    except BaseException:
+        connection.rollback()
+        raise
+    finally:
+        connection.execution_options(isolation_level=level)

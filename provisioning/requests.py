@@ -10,12 +10,15 @@ import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from models.db import autocommit
 from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest, utcnow
 from pipeline.runs import as_utc, registered_connector_id
 from provisioning.params import InvalidRequest, validate_params
@@ -79,48 +82,64 @@ def _normalized(action: str, params: Any) -> Any:
         return params
 
 
+def _repeat(session: Session, existing: ProvisioningRequest, action: str, params: Any, key: str,
+            requested_by: str | None) -> Accepted:
+    """A request whose idempotency key was used already: the first one, if it asked for the same."""
+    if (existing.action, existing.params) != (action, _normalized(action, params)):
+        return _reject(session, connector=existing.connector, action=action, params=params, key=None,
+                       requested_by=requested_by,
+                       reason=f"idempotency key {key!r} was used for request {existing.id} "
+                              "with a different action or parameters")
+    return Accepted(view(existing), enqueue=False)
+
+
+@lru_cache(maxsize=None)
+def _insert_new(dialect: str):
+    """Insert a request unless its idempotency key is taken, returning its id if it was inserted."""
+    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
+    return insert(ProvisioningRequest.__table__).on_conflict_do_nothing(
+        index_elements=["connector", "idempotency_key"]).returning(ProvisioningRequest.__table__.c.id)
+
+
 def accept(engine: Engine, settings: Settings, *, connector: str, action: str, params: Any,
            idempotency_key: str | None = None, requested_by: str | None = None) -> Accepted:
     """Record a request: ``pending`` if it is valid and allowed, ``rejected`` with the reason otherwise.
 
     The same idempotency key again returns the first request (and asks for no second effect); reused for a
     different action or parameters, it is rejected.
+
+    A valid request is one ``INSERT … ON CONFLICT DO NOTHING`` in autocommit mode (on PostgreSQL, one round
+    trip besides the pool's ping): its key is looked up only when the insert finds it taken.
     """
-    with Session(engine, expire_on_commit=False) as session:  # the row as written is the row: no reading back
-        if idempotency_key:
-            existing = _find_by_key(session, connector, idempotency_key)
+    try:
+        config = settings.file.connector(connector)
+        validated = validate_params(action, params)
+        policy = config.provisioning
+        if action not in policy.allowed_actions:
+            raise InvalidRequest(f"action {action} is not allowed for connector {connector!r} "
+                                 f"(allowed: {', '.join(policy.allowed_actions) or 'none'}); enable it in "
+                                 f"[connectors.provisioning] allowed_actions")
+    except (ConfigError, InvalidRequest) as exc:
+        with Session(engine, expire_on_commit=False) as session:
+            existing = _find_by_key(session, connector, idempotency_key) if idempotency_key else None
             if existing is not None:
-                if (existing.action, existing.params) != (action, _normalized(action, params)):
-                    return _reject(session, connector=connector, action=action, params=params, key=None,
-                                   requested_by=requested_by,
-                                   reason=f"idempotency key {idempotency_key!r} was used for request {existing.id} "
-                                          "with a different action or parameters")
-                return Accepted(view(existing), enqueue=False)
-        try:
-            config = settings.file.connector(connector)
-            validated = validate_params(action, params)
-            policy = config.provisioning
-            if action not in policy.allowed_actions:
-                raise InvalidRequest(f"action {action} is not allowed for connector {connector!r} "
-                                     f"(allowed: {', '.join(policy.allowed_actions) or 'none'}); enable it in "
-                                     f"[connectors.provisioning] allowed_actions")
-        except (ConfigError, InvalidRequest) as exc:
+                return _repeat(session, existing, action, params, idempotency_key, requested_by)
             return _reject(session, connector=connector, action=action, params=params, key=idempotency_key,
                            requested_by=requested_by, reason=str(exc))
-        registered_connector_id(engine, config)  # once per process
-        now = utcnow()
-        row = ProvisioningRequest(id=_new_id(), connector=connector, action=action,
-                                  params=validated.model_dump(exclude_none=True), idempotency_key=idempotency_key,
-                                  requested_by=requested_by, status="pending", dry_run=policy.dry_run,
-                                  created_at=now, updated_at=now, enqueued_at=now)
-        session.add(row)
-        try:
-            session.commit()
-        except IntegrityError:  # the same key, submitted at the same moment by another caller
-            session.rollback()
-            existing = _find_by_key(session, connector, idempotency_key)
-            return Accepted(view(existing), enqueue=False)
-        return Accepted(view(row), enqueue=True)
+    registered_connector_id(engine, config)  # once per process
+    now = utcnow()
+    row = {"id": _new_id(), "connector": connector, "action": action,
+           "params": validated.model_dump(exclude_none=True), "idempotency_key": idempotency_key,
+           "requested_by": requested_by, "status": "pending", "dry_run": policy.dry_run, "attempts": 0,
+           "last_error": None, "result": None, "claimed_by": None, "created_at": now, "updated_at": now,
+           "enqueued_at": now, "started_at": None, "finished_at": None}
+    with engine.connect() as connection, autocommit(connection):
+        inserted = connection.execute(_insert_new(engine.dialect.name), row).first()
+    if inserted is not None:
+        return Accepted(view(SimpleNamespace(**row)), enqueue=True)
+    with Session(engine, expire_on_commit=False) as session:  # the key is taken (perhaps just now, by another)
+        return _repeat(session, _find_by_key(session, connector, idempotency_key), action, params,
+                       idempotency_key, requested_by)
 
 
 _REQUESTS = ProvisioningRequest.__table__
@@ -151,17 +170,9 @@ def claim_on(connection: Connection, request_id: str, claimant: str, lease: time
     single statement, it runs in autocommit mode: on PostgreSQL no BEGIN and COMMIT round trips around it.
     """
     now = utcnow()
-    level = connection.default_isolation_level
-    connection.execution_options(isolation_level="AUTOCOMMIT")
-    try:
+    with autocommit(connection):
         returned = connection.execute(_CLAIM, {"request_id": request_id, "claimant": claimant, "now": now,
                                                "lease_began_before": now - lease}).first()
-        connection.commit()  # ends SQLAlchemy's (autobegun) transaction; the statement is already committed
-    except BaseException:
-        connection.rollback()  # so that the level can be set back, and the claim's error is the one raised
-        raise
-    finally:
-        connection.execution_options(isolation_level=level)
     return returned
 
 
