@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from worker import startup  # first: it pauses the garbage collector while the command line is imported
+
 import getpass
 import json
 import logging
@@ -662,11 +664,14 @@ app.command()(access)
 app.command("who-has")(who_has)
 app.command()(report)
 app.command()(export)
+startup.imported()
 
 
 def main() -> None:
     """The ``jumpsync`` entry point: operator errors become one clear line and exit code 2, not a traceback."""
     from models.migrate import SchemaOutOfDate
+
+    startup.frozen()
 
     try:
         app()
