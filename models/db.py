@@ -1,6 +1,11 @@
 """Engine and session for SQLite (default) and PostgreSQL.
 
-SQLite is put in WAL mode with a busy timeout, because several worker processes write to it at once.
+SQLite is put in WAL mode with a busy timeout, because several worker processes write to it at once. Its WAL is
+checkpointed every 10,000 pages (40 MB) rather than SQLite's 1,000: a sync writes in 1,000-row transactions that
+rewrite the same index pages, and each checkpoint copies them into the database and syncs it to disk; at the
+default, resource writes took 25% longer (bench/upsert on `large`). The file is cut back to 64 MB after a
+checkpoint. With ``synchronous=NORMAL`` a power cut or an OS crash (not a process crash) may lose the transactions since the last
+checkpoint; the database stays consistent, a sync writes them again, and provisioning actions are idempotent.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
+    cursor.execute("PRAGMA journal_size_limit=67108864")
     cursor.execute("PRAGMA busy_timeout=60000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
