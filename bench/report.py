@@ -157,9 +157,19 @@ def provisioning_table(results: list[dict]) -> str:
                      f"{b['succeeded']}/{b['requests']}", _f(b["throughput_per_s"], 1), _f(b["submit_rate_per_s"], 1),
                      _f(q["latency_ms"].get("p50"), 1), _f(q["latency_ms"].get("p95"), 1),
                      f"{_f(q['accept_ms'].get('p50'), 1)} / {_f(q['queue_ms'].get('p50'), 1)} / "
-                     f"{_f(q['apply_ms'].get('p50'), 1)}", _f(p.get("other_cpu_s"), 1)])
+                     f"{_f(q['apply_ms'].get('p50'), 1)}", _cpu_split(p.get("cpu_ms_per_request")),
+                     _f(p.get("other_cpu_s"), 1)])
     return _table(["profile", "db", "worker processes", "burst", "succeeded", "applied/s", "submitted/s",
-                   "p50 ms", "p95 ms", "p50 accept / queue / apply ms", "other CPU s (not ours)"], rows)
+                   "p50 ms", "p95 ms", "p50 accept / queue / apply ms", "CPU ms a request", "other CPU s (not ours)"],
+                  rows)
+
+
+def _cpu_split(split: dict | None) -> str:
+    """``total (workers, load, postgres, simulator, redis)``: where the CPU of a request went."""
+    if not split:
+        return "–"
+    parts = ", ".join(f"{name} {_f(ms, 1)}" for name, ms in split.items())
+    return f"{_f(sum(split.values()), 1)} ({parts})"
 
 
 def budget_held(budget: dict) -> bool:
