@@ -6,26 +6,24 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlmodel import Session
 
-from connector.records import GrantRecord, ResourceRecord
+from connector.records import ResourceRecord
 from models.lookup import MAX_KEYS, _by_keys, rows_by_keys
-from models.store import grant_row, resource_row, upsert_grant_rows, upsert_resource_rows
-from models.tables import Connector, Grant, Resource, utcnow
+from models.store import resource_row, upsert_resource_rows
+from models.tables import Grant, Resource, utcnow
+from tests.dbhelpers import add_connector, add_group_members
 
 GRANT_KEY = ("connector_id", "resource_type", "resource_id", "entitlement", "principal_type", "principal_id", "via")
 MEMBERS = [f"{i:024x}" for i in range(1500)]
 
 
 def _filled(engine) -> int:
+    """1,500 users in one group, with statistics: enough rows that reading them all costs more than the index."""
+    cid = add_connector(engine)
     with Session(engine) as session:
-        connector = Connector(name="acme", base_url="http://127.0.0.1:9", org_id="", created_at=utcnow())
-        session.add(connector)
-        session.commit()
-        cid = connector.id
         upsert_resource_rows(session, [resource_row(cid, ResourceRecord("user", m, f"user {m}"), utcnow())
                                        for m in MEMBERS])
-        upsert_grant_rows(session, [grant_row(cid, GrantRecord("group", "g" * 24, "member", "user", m),
-                                              "group", utcnow()) for m in MEMBERS])
         session.commit()
+    add_group_members(engine, cid, "g" * 24, MEMBERS)
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
             connection.execute(text("ANALYZE grants, resources"))

@@ -10,6 +10,7 @@ from connector.records import GrantRecord, ResourceRecord
 from models import store
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Connector, Grant, Resource
+from tests.dbhelpers import add_connector
 
 
 @pytest.fixture(autouse=True, params=["executemany", "copy"])
@@ -20,11 +21,7 @@ def upsert_path(request, monkeypatch):
 
 
 def _connector(engine) -> int:
-    with Session(engine) as session:
-        row = Connector(name="acme", base_url="https://console.jumpcloud.com")
-        session.add(row)
-        session.commit()
-        return row.id
+    return add_connector(engine)
 
 
 def _now(minute: int) -> datetime:

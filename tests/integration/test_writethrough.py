@@ -6,24 +6,14 @@ from __future__ import annotations
 from collections import Counter
 
 from sqlalchemy import select
-from sqlmodel import Session
 
-from connector.records import GrantRecord
 from models import history
-from models.store import grant_row, upsert_grant_rows
-from models.tables import Connector, Grant, utcnow
+from models.tables import Grant
 from provisioning.writethrough import WriteThrough
+from tests.dbhelpers import add_connector, add_group_members
 
 APP, GROUP = "a" * 24, "b" * 24
 MEMBERS = [f"{i:024x}" for i in range(1200)]
-
-
-def _connector(engine) -> int:
-    with Session(engine) as session:
-        row = Connector(name="acme", base_url="http://127.0.0.1:9", org_id="", created_at=utcnow())
-        session.add(row)
-        session.commit()
-        return row.id
 
 
 def _grants(engine, cid: int) -> dict[tuple, bool]:
@@ -41,11 +31,8 @@ def _recorded(engine, request_id: str) -> Counter:
 
 
 def test_group_access_to_an_app_for_many_members(engine):
-    cid = _connector(engine)
-    with Session(engine) as session:  # the group's members, as a sync writes them
-        upsert_grant_rows(session, [grant_row(cid, GrantRecord("group", GROUP, "member", "user", member), "group",
-                                              utcnow()) for member in MEMBERS])
-        session.commit()
+    cid = add_connector(engine)
+    add_group_members(engine, cid, GROUP, MEMBERS)
 
     WriteThrough(engine, cid, "grant-1").app_access(APP, "group", GROUP, present=True)
     grants = _grants(engine, cid)
