@@ -4,8 +4,9 @@ A reference is an id (24 hex characters), or an email or username (accounts), or
 roles; case-insensitive). Several matches is an error that lists them, never a guess. In dry-run mode there
 is no client, so only the database is asked.
 
-The runner hands the resolver the request's session, so that every look-up of a request shares one connection
-(one pool checkout) instead of opening a session each.
+The runner hands the resolver the request's connection, so that every look-up of a request shares one pool
+checkout; each look-up runs in autocommit mode on it, so that no transaction is open while the request then waits
+for JumpCloud (the request's transaction begins with its write-through, after JumpCloud answered).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from sqlalchemy import Connection, Engine, bindparam, select
-from sqlmodel import Session
 
 from connector.admins import map_admin
 from connector.apps import map_app
@@ -25,7 +25,7 @@ from connector.roles import BUILTIN_ROLES, role_id
 from connector.users import map_user
 from jumpcloud.client import JumpCloudClient
 from jumpcloud.errors import NotFoundError
-from models.db import session_on
+from models.db import autocommit
 from models.lookup import rows_by_keys
 from models.store import lookup_key
 from models.tables import Resource
@@ -68,10 +68,10 @@ def _lookup(column: str):
 
 
 class Resolver:
-    """``bind``: an engine (a session for each look-up) or a session that the caller owns (every look-up runs
-    on its connection; the resolver neither commits nor closes it)."""
+    """``bind``: an engine (a connection for each look-up) or a connection that the caller owns and that is not
+    in a transaction (every look-up runs on it in autocommit mode; the resolver does not close it)."""
 
-    def __init__(self, bind: Engine | Session, connector_id: int, client: JumpCloudClient | None) -> None:
+    def __init__(self, bind: Engine | Connection, connector_id: int, client: JumpCloudClient | None) -> None:
         self.bind = bind
         self.connector_id = connector_id
         self.client = client
@@ -80,8 +80,12 @@ class Resolver:
     # --- the database ---------------------------------------------------------------------------------------
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
-        with session_on(self.bind, commit=False) as session:
-            yield session.connection()
+        if isinstance(self.bind, Connection):
+            with autocommit(self.bind):
+                yield self.bind
+            return
+        with self.bind.connect() as connection:
+            yield connection
 
     def prefetch_ids(self, params: Params) -> None:
         """Look up every reference of ``params`` that is an id, in one query, for the look-ups that follow (a

@@ -8,9 +8,10 @@ connector's ``provisioning.max_attempts``, then ``failed`` with the last reason.
 Requests run on the process's event loop with its cached client per connector (``provisioning.clients``), and a
 connector is registered in the database once per process: what a request pays for is its own work.
 
-A request uses one connection from the pool (one checkout, so one ``pool_pre_ping`` round trip on PostgreSQL)
-and two transactions: the claim (one ``UPDATE … RETURNING`` in autocommit mode, committed before anything is sent
-to JumpCloud), then the name look-ups, the write-through and the outcome, committed together. The last is all or nothing:
+A request uses one connection from the pool (one checkout, so one ``pool_pre_ping`` round trip on PostgreSQL):
+the claim (one ``UPDATE … RETURNING`` in autocommit mode, committed before anything is sent to JumpCloud) and the
+name look-ups run in autocommit mode, so no transaction is open while the request waits for JumpCloud; then one
+transaction holds the write-through and the outcome, committed together. It is all or nothing:
 a request recorded as succeeded has its write-through; a worker that no longer owns the request when it ends
 (another took it over) keeps neither, and the owner applies and writes it again (every action is idempotent).
 When the action fails, whatever it wrote is rolled back and the outcome recorded on its own.
@@ -22,7 +23,7 @@ import logging
 import random
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
@@ -54,14 +55,15 @@ def backoff(attempt: int) -> float:
     return min(60.0, 2.0 ** attempt) * (0.5 + random.random() / 2)
 
 
-async def _run(engine: Engine, session: Session, settings: Settings, row, clients: ProcessClients) -> dict:
+async def _run(engine: Engine, connection: Connection, session: Session, settings: Settings, row,
+               clients: ProcessClients) -> dict:
     connector = settings.file.connector(row.connector)
     params = validate_params(row.action, row.params)
     if row.action not in connector.provisioning.allowed_actions:  # the policy may have changed since
         raise InvalidRequest(f"action {row.action} is no longer allowed for connector {row.connector!r}")
     cid = registered_connector_id(engine, connector)
     client = None if row.dry_run else await clients.client(connector, settings.broker_url)
-    resolve = Resolver(session, cid, client)
+    resolve = Resolver(connection, cid, client)  # look-ups in autocommit: no transaction open during the API call
     resolve.prefetch_ids(params)
     ctx = ActionContext(client=client, resolve=resolve, write=WriteThrough(session, cid, row.id))
     outcome = await ACTIONS[row.action](ctx, params)
@@ -77,7 +79,7 @@ def execute(engine: Engine, settings: Settings, request_id: str, claimant: str,
         if row is None:
             return Execution(None)
         with Session(bind=connection) as session:  # its commits and rollbacks keep the connection
-            execution = _execute(engine, session, settings, row, claimant, clients or for_process())
+            execution = _execute(engine, connection, session, settings, row, claimant, clients or for_process())
     if execution.status is not None:
         metrics.provisioning_outcome(row.connector, row.action, execution.status)
     return execution
@@ -107,11 +109,11 @@ def _finish(session: Session, row, claimant: str, *, status: str, result: dict |
     return False
 
 
-def _execute(engine: Engine, session: Session, settings: Settings, row, claimant: str,
+def _execute(engine: Engine, connection: Connection, session: Session, settings: Settings, row, claimant: str,
              clients: ProcessClients) -> Execution:
     context = {"request_id": row.id, "connector": row.connector, "action": row.action}
     try:
-        result = clients.run(lambda: _run(engine, session, settings, row, clients))
+        result = clients.run(lambda: _run(engine, connection, session, settings, row, clients))
         try:
             owned = _finish(session, row, claimant, status="succeeded", result=result)
             return Execution("succeeded" if owned else None)

@@ -308,3 +308,39 @@ def test_the_runner_carries_on_when_postgres_drops_its_connections(postgres_serv
         assert _live(engine, group_id, user_id)
     finally:
         engine.dispose()
+
+
+def test_no_transaction_is_open_while_jumpcloud_is_called(postgres_server_url, simulator, monkeypatch):
+    """The claim and the name look-ups run in autocommit mode: while a request waits for JumpCloud its connection
+    is idle, not idle in a transaction (which would hold a snapshot, and a PgBouncer connection in transaction
+    mode, for as long as the API takes, retries included)."""
+    import psycopg
+
+    from models.db import make_engine
+    from models.migrate import upgrade
+    from provisioning import actions
+
+    url = fresh_postgres_database(postgres_server_url)
+    engine = make_engine(url)
+    upgrade(engine)
+    states: list[list[str]] = []
+    real_change = actions.graph_change
+
+    async def observed_change(*args, **kwargs):
+        with psycopg.connect(url, autocommit=True) as admin:
+            states.append([state for (state,) in admin.execute(
+                "SELECT state FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'")])
+        return await real_change(*args, **kwargs)
+
+    monkeypatch.setattr(actions, "graph_change", observed_change)
+    try:
+        sim = simulator()
+        settings = settings_for(url, sim.url)
+        _synced(engine, settings)
+        rid, group_id, user_id = _member_request(engine, settings, sim)
+        assert runner.execute(engine, settings, rid, "t-1").status == "succeeded"
+        assert _live(engine, group_id, user_id)
+    finally:
+        engine.dispose()
+    assert states and states[0] and "idle in transaction" not in states[0], states
