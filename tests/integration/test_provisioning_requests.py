@@ -15,7 +15,7 @@ from pipeline.parts import make_client
 from provisioning import requests, runner
 from provisioning.clients import ProcessClients
 from provisioning.writethrough import WriteThrough
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV, fresh_postgres_database
+from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
 from worker.settings import ConnectorConfig, FileConfig, ProvisioningPolicy, Settings
 
 LEASE = timedelta(minutes=10)
@@ -282,65 +282,50 @@ def test_permanent_errors_fail_at_once(engine, db_url, simulator):
     assert final["attempts"] == 1 and "403" in final["last_error"] and TEST_API_KEY not in final["last_error"]
 
 
-def test_the_runner_carries_on_when_postgres_drops_its_connections(postgres_server_url, simulator):
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_the_runner_carries_on_when_postgres_drops_its_connections(engine, db_url, simulator):
     """What a PostgreSQL restart does to a worker's pool: every connection in it is dead. The runner's one
     checkout a request is pre-pinged, so the next request gets a new connection and runs."""
     import psycopg
 
-    from models.db import make_engine
-    from models.migrate import upgrade
-
-    url = fresh_postgres_database(postgres_server_url)
-    engine = make_engine(url)
-    upgrade(engine)
-    try:
-        sim = simulator()
-        settings = settings_for(url, sim.url)
-        _synced(engine, settings)
-        first, _, _ = _member_request(engine, settings, sim)
-        assert runner.execute(engine, settings, first, "t-1").status == "succeeded"
-        second, group_id, user_id = _member_request(engine, settings, sim)
-        with psycopg.connect(url, autocommit=True) as admin:
-            dropped = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                    "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
-        assert dropped >= 1
-        assert runner.execute(engine, settings, second, "t-2").status == "succeeded"
-        assert _live(engine, group_id, user_id)
-    finally:
-        engine.dispose()
+    sim = simulator()
+    settings = settings_for(db_url, sim.url)
+    _synced(engine, settings)
+    first, _, _ = _member_request(engine, settings, sim)
+    assert runner.execute(engine, settings, first, "t-1").status == "succeeded"
+    second, group_id, user_id = _member_request(engine, settings, sim)
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        dropped = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+    assert dropped >= 1
+    assert runner.execute(engine, settings, second, "t-2").status == "succeeded"
+    assert _live(engine, group_id, user_id)
 
 
-def test_no_transaction_is_open_while_jumpcloud_is_called(postgres_server_url, simulator, monkeypatch):
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_no_transaction_is_open_while_jumpcloud_is_called(engine, db_url, simulator, monkeypatch):
     """The claim and the name look-ups run in autocommit mode: while a request waits for JumpCloud its connection
     is idle, not idle in a transaction (which would hold a snapshot, and a PgBouncer connection in transaction
     mode, for as long as the API takes, retries included)."""
     import psycopg
 
-    from models.db import make_engine
-    from models.migrate import upgrade
     from provisioning import actions
 
-    url = fresh_postgres_database(postgres_server_url)
-    engine = make_engine(url)
-    upgrade(engine)
     states: list[list[str]] = []
     real_change = actions.graph_change
 
     async def observed_change(*args, **kwargs):
-        with psycopg.connect(url, autocommit=True) as admin:
+        with psycopg.connect(db_url, autocommit=True) as admin:
             states.append([state for (state,) in admin.execute(
                 "SELECT state FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
                 "AND backend_type = 'client backend'")])
         return await real_change(*args, **kwargs)
 
     monkeypatch.setattr(actions, "graph_change", observed_change)
-    try:
-        sim = simulator()
-        settings = settings_for(url, sim.url)
-        _synced(engine, settings)
-        rid, group_id, user_id = _member_request(engine, settings, sim)
-        assert runner.execute(engine, settings, rid, "t-1").status == "succeeded"
-        assert _live(engine, group_id, user_id)
-    finally:
-        engine.dispose()
+    sim = simulator()
+    settings = settings_for(db_url, sim.url)
+    _synced(engine, settings)
+    rid, group_id, user_id = _member_request(engine, settings, sim)
+    assert runner.execute(engine, settings, rid, "t-1").status == "succeeded"
+    assert _live(engine, group_id, user_id)
     assert states and states[0] and "idle in transaction" not in states[0], states
