@@ -22,15 +22,14 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 from sqlalchemy import MetaData, Table, UniqueConstraint, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.groups import member_grants
 from connector.records import GrantRecord, ResourceRecord
 from connector.users import map_user
 from models.db import make_engine
 from models.migrate import upgrade
-from models.store import (GRANT_KEY, RESOURCE_KEY, RESOURCE_UPDATE, GrantWriter, ResourceWriter, chunks, grant_row,
-                          resource_row)
+from models.store import (GRANT_KEY, RESOURCE_KEY, RESOURCE_UPDATE, GrantWriter, ResourceWriter, chunks, dialect_insert,
+                          grant_row, resource_row)
 from models.tables import Connector, Grant, Resource
 from pipeline.parts import GRANT_BATCH_SCOPES, RESOURCE_BATCH
 
@@ -69,7 +68,7 @@ def scratch_copy(source: Table, name: str) -> Table:
 
 
 def _insert(dialect: str, table: Table, keys, update_columns):
-    statement = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect](table)
+    statement = dialect_insert(dialect, table)
     return statement.on_conflict_do_update(index_elements=list(keys),
                                            set_={c: statement.excluded[c] for c in update_columns})
 

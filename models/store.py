@@ -35,11 +35,15 @@ def chunks(items: Sequence, size: int = _CHUNK) -> Iterator[Sequence]:
 COPY_MIN_ROWS = 200
 
 
+def dialect_insert(dialect: str, table: Table):
+    """``INSERT`` into ``table`` in the dialect's own form, which has ``ON CONFLICT`` (SQLite, PostgreSQL)."""
+    return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect](table)
+
+
 @lru_cache(maxsize=64)
 def _upsert_statement(dialect: str, table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]):
     """Built once per table and dialect: building it (``excluded`` columns) costs more than a one-row upsert."""
-    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
-    statement = insert(table)
+    statement = dialect_insert(dialect, table)
     return statement.on_conflict_do_update(
         index_elements=list(keys), set_={column: statement.excluded[column] for column in update_columns})
 

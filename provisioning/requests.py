@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime, timedelta
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from models.db import autocommit
+from models.store import dialect_insert
 from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest, utcnow
 from pipeline.runs import as_utc, registered_connector_id
 from provisioning.params import InvalidRequest, validate_params
@@ -96,8 +96,7 @@ def _repeat(session: Session, existing: ProvisioningRequest, action: str, params
 @lru_cache(maxsize=None)
 def _insert_new(dialect: str):
     """Insert a request unless its idempotency key is taken, returning its id if it was inserted."""
-    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
-    return insert(ProvisioningRequest.__table__).on_conflict_do_nothing(
+    return dialect_insert(dialect, ProvisioningRequest.__table__).on_conflict_do_nothing(
         index_elements=["connector", "idempotency_key"]).returning(ProvisioningRequest.__table__.c.id)
 
 

@@ -27,7 +27,7 @@ from jumpcloud.client import JumpCloudClient
 from jumpcloud.errors import NotFoundError
 from models.db import autocommit
 from models.lookup import rows_by_keys
-from models.store import lookup_key
+from models.store import RESOURCE_KEY, lookup_key
 from models.tables import Resource
 from provisioning.params import InvalidRequest, Params
 
@@ -96,9 +96,8 @@ class Resolver:
             return
         with self._connection() as connection:
             found = {(kind, rid) for _, kind, rid in rows_by_keys(
-                connection, Resource.__table__, ("connector_id", "type", "external_id"),
-                [(self.connector_id, kind, ref) for kind, ref in wanted], ("connector_id", "type", "external_id"),
-                live_only=True)}
+                connection, Resource.__table__, RESOURCE_KEY, [(self.connector_id, kind, ref) for kind, ref in wanted],
+                RESOURCE_KEY, live_only=True)}
         self._known_ids.update({key: key in found for key in wanted})
 
     def _db(self, resource_type: str, column: str, value: str) -> list[str]:

@@ -22,12 +22,12 @@ from connector.users import map_user
 from models import history
 from models.db import session_on
 from models.lookup import rows_by_keys
-from models.store import chunks, grant_row, resource_row, upsert_grant_rows, upsert_resource_rows
+from models.store import GRANT_KEY, chunks, grant_row, resource_row, upsert_grant_rows, upsert_resource_rows
 from models.tables import Grant, Resource, utcnow
 
 
 #: The columns of a grant's unique key within its connector (``uq_grants_key``).
-_IDENTITY = ("resource_type", "resource_id", "entitlement", "principal_type", "principal_id", "via")
+_IDENTITY = GRANT_KEY[1:]
 
 
 def _identity(grant: GrantRecord) -> tuple[str, str, str, str, str, str]:
@@ -60,7 +60,7 @@ class WriteThrough:
     def _stored(self, session: Session, grants: list[GrantRecord]) -> dict[tuple, tuple[int, object]]:
         """The stored rows among ``grants``: ``_identity`` -> (row id, ``deleted_at``; None when live), read
         together (a member of a group bound to ten apps has eleven grants)."""
-        rows = rows_by_keys(session.connection(), _GRANTS, ("connector_id", *_IDENTITY),
+        rows = rows_by_keys(session.connection(), _GRANTS, GRANT_KEY,
                             [(self.connector_id, *_identity(g)) for g in grants], ("id", "deleted_at", *_IDENTITY))
         return {tuple(row[2:]): (row[0], row[1]) for row in rows}
 
@@ -83,9 +83,8 @@ class WriteThrough:
         if present:
             upsert_grant_rows(session, [grant_row(self.connector_id, g, source, now) for g, source in grants])
             return
-        table = Grant.__table__
         for part in chunks(ended, 1000):  # only the grants that were live are marked deleted
-            session.execute(update(table).where(table.c.id.in_(part)).values(deleted_at=now))
+            session.execute(update(_GRANTS).where(_GRANTS.c.id.in_(part)).values(deleted_at=now))
 
     def group_member(self, group_id: str, user_id: str, present: bool) -> None:
         with session_on(self.bind, commit=True) as session:

@@ -8,11 +8,10 @@ from sqlmodel import Session
 
 from connector.records import ResourceRecord
 from models.lookup import MAX_KEYS, _by_keys, rows_by_keys
-from models.store import resource_row, upsert_resource_rows
+from models.store import GRANT_KEY, RESOURCE_KEY, resource_row, upsert_resource_rows
 from models.tables import Grant, Resource, utcnow
 from tests.dbhelpers import add_connector, add_group_members
 
-GRANT_KEY = ("connector_id", "resource_type", "resource_id", "entitlement", "principal_type", "principal_id", "via")
 MEMBERS = [f"{i:024x}" for i in range(1500)]
 
 
@@ -51,7 +50,7 @@ def test_rows_by_keys_finds_exactly_the_keys_given(engine):
 
 def test_each_key_is_searched_by_index(engine):
     cid = _filled(engine)
-    for table, key in ((Grant.__table__, GRANT_KEY), (Resource.__table__, ("connector_id", "type", "external_id"))):
+    for table, key in ((Grant.__table__, GRANT_KEY), (Resource.__table__, RESOURCE_KEY)):
         statement = _by_keys(table, key, ("id",), 3, table is Resource.__table__)
         parameters = {f"{name}_{i}": (cid if name == "connector_id" else f"{name}-{i}") for i in range(3)
                       for name in key}
