@@ -226,38 +226,32 @@ def run_provisioning(fleet: Fleet, sim: Simulator, directory: Path, burst: int, 
     pairs_file.write_text(json.dumps(member_pairs(sim.dump(), burst + sequential + 2)))
     out = directory / "provisioning.json"
     components = {"workers": [w.proc.pid for w in fleet.workers if w.queues == "provisioning"],
+                  "sync workers": [w.proc.pid for w in fleet.workers if w.queues != "provisioning"],
                   "simulator": [sim.proc.pid], **{name: [pid] for name, pid in servers.items()}}
-    pids = [w.proc.pid for w in fleet.workers] + [sim.proc.pid] + list(servers.values())
-
-    def ours() -> float:
-        """CPU of the fleet, the simulator, Redis and PostgreSQL (their live processes), and of the load process
-        once it has ended."""
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return sum(fleet_mod.tree_cpu_seconds(pid) for pid in pids) + children.ru_utime + children.ru_stime
 
     def split() -> dict[str, float]:
         """CPU seconds of each component so far, with their children that ended (PostgreSQL's backends of the
         load's connections); ``load``: the load process (submitting and polling), this process's only child
         that has ended."""
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return {**{name: sum(fleet_mod.tree_cpu_seconds_with_ended(pid) for pid in group) for name, group in components.items()},
+        return {**{name: sum(map(fleet_mod.tree_cpu_seconds_with_ended, pids)) for name, pids in components.items()},
                 "load": children.ru_utime + children.ru_stime}
 
-    busy, own, load, parts = fleet_mod.machine_busy_seconds(), ours(), os.getloadavg()[0], split()
+    busy, load, before = fleet_mod.machine_busy_seconds(), os.getloadavg()[0], split()
     subprocess.run([sys.executable, "-m", "bench.provision_load", "--pairs", str(pairs_file), "--burst", str(burst),
                     "--sequential", str(sequential), "--out", str(out)], cwd=ROOT, env=fleet.env, check=True,
                    timeout=900)
     result = json.loads(out.read_text())
     busy = fleet_mod.machine_busy_seconds() - busy
+    spent = {name: seconds - before[name] for name, seconds in split().items()}
     result["machine_busy_cpu_s"] = round(busy, 2)
     # What the machine spent on anything else meanwhile (other users' tests and builds): the burst needs about
     # both cores, so a few CPU-seconds of others' work show in its throughput.
-    result["other_cpu_s"] = round(max(0.0, busy - (ours() - own)), 2)
+    result["other_cpu_s"] = round(max(0.0, busy - sum(spent.values())), 2)
     # Where the CPU went, per request of the whole load (burst and one-at-a-time): on 2 cores, throughput can
     # be no more than 2,000 / the sum.
     total = burst + sequential
-    result["cpu_ms_per_request"] = {name: round((spent - parts[name]) * 1000 / total, 2)
-                                    for name, spent in split().items()}
+    result["cpu_ms_per_request"] = {name: round(seconds * 1000 / total, 2) for name, seconds in spent.items()}
     result["loadavg_1m_at_start"] = round(load, 2)
     result["latency_ms_api"] = 0
     result["worker_processes"] = next(w.concurrency for w in fleet.workers if w.queues == "provisioning")
