@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, UniqueConstraint, text
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -34,6 +34,9 @@ class Connector(SQLModel, table=True):
     base_url: str
     org_id: str | None = None
     created_at: datetime = _ts(default_factory=utcnow)
+    #: Counts the writes to the connector's resources and grants made outside a sync run (provisioning's
+    #: write-through); with the latest sync run it tells whether the data changed (models.snapshots).
+    data_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class Resource(SQLModel, table=True):
@@ -221,3 +224,36 @@ class Change(SQLModel, table=True):
     principal_id: str | None = Field(default=None, max_length=128)
     via: str | None = Field(default=None, max_length=128)
     fields: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+
+
+class AccessSnapshot(SQLModel, table=True):
+    """The stored rendering of a connector's access report and export (worker.access_snapshots), and the data
+    version it was rendered at: it is served only while the connector's data version is still that one.
+
+    The version is the connector's latest (not skipped) sync run and ``Connector.data_version``: every write to
+    resources and grants happens in a sync run or bumps that counter (models.snapshots).
+    """
+
+    __tablename__ = "access_snapshots"
+
+    connector_id: int = Field(sa_column=Column(Integer, ForeignKey("connectors.id"), primary_key=True))
+    render_id: str = Field(max_length=32)
+    run_id: int | None = None
+    data_version: int = 0
+    rendered_at: datetime = _ts(default_factory=utcnow)
+    render_seconds: float = 0.0
+    export_rows: int = 0  # grants in the export
+    #: artifact name ("export.csv", ...) -> how many blocks it has.
+    artifacts: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
+
+
+class AccessSnapshotBlock(SQLModel, table=True):
+    """One block of a stored rendering: the artifact's bytes from ``seq``'s place on, compressed (zstd)."""
+
+    __tablename__ = "access_snapshot_blocks"
+
+    connector_id: int = Field(sa_column=Column(Integer, ForeignKey("connectors.id"), primary_key=True))
+    render_id: str = Field(max_length=32, primary_key=True)
+    artifact: str = Field(max_length=32, primary_key=True)
+    seq: int = Field(primary_key=True)
+    body: bytes = Field(sa_type=LargeBinary)

@@ -12,6 +12,9 @@ the request to another: the new owner applies and writes it again, with one effe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy import Engine, bindparam, select, update
 from sqlmodel import Session
 
@@ -22,6 +25,7 @@ from connector.users import map_user
 from models import history
 from models.db import session_on
 from models.lookup import rows_by_keys
+from models.snapshots import bump_data_version
 from models.store import GRANT_KEY, chunks, grant_row, resource_row, upsert_grant_rows, upsert_resource_rows
 from models.tables import Grant, Resource, utcnow
 
@@ -57,6 +61,14 @@ class WriteThrough:
         self.connector_id = connector_id
         self.request_id = request_id
 
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """A write's session. Each write ends by bumping the connector's data version in it, so that a stored
+        rendering of the report and export made before it is no longer served (models.snapshots)."""
+        with session_on(self.bind, commit=True) as session:
+            yield session
+            bump_data_version(session.connection(), self.connector_id)
+
     def _stored(self, session: Session, grants: list[GrantRecord]) -> dict[tuple, tuple[int, object]]:
         """The stored rows among ``grants``: ``_identity`` -> (row id, ``deleted_at``; None when live), read
         together (a member of a group bound to ten apps has eleven grants)."""
@@ -87,7 +99,7 @@ class WriteThrough:
             session.execute(update(_GRANTS).where(_GRANTS.c.id.in_(part)).values(deleted_at=now))
 
     def group_member(self, group_id: str, user_id: str, present: bool) -> None:
-        with session_on(self.bind, commit=True) as session:
+        with self._transaction() as session:
             grants = [(GrantRecord("group", group_id, "member", "user", user_id), "group")]
             apps = session.connection().execute(_APPS_BOUND_TO_GROUP, {"connector_id": self.connector_id,
                                                                        "group_id": group_id}).scalars()
@@ -96,7 +108,7 @@ class WriteThrough:
             self._set_grants(session, grants, present)
 
     def app_access(self, app_id: str, principal_type: str, principal_id: str, present: bool) -> None:
-        with session_on(self.bind, commit=True) as session:
+        with self._transaction() as session:
             grants = [(GrantRecord("app", app_id, "access", principal_type, principal_id), "app")]
             if principal_type == "group":
                 members = session.connection().execute(_GROUP_MEMBERS, {"connector_id": self.connector_id,
@@ -123,7 +135,7 @@ class WriteThrough:
 
     def user_record(self, record: dict) -> ResourceRecord:
         user = map_user(record)
-        with session_on(self.bind, commit=True) as session:
+        with self._transaction() as session:
             self._upsert(session, user)
         return user
 
@@ -131,7 +143,7 @@ class WriteThrough:
         """The account and every grant it held are gone."""
         now = utcnow()
         resources, grants = Resource.__table__, Grant.__table__
-        with session_on(self.bind, commit=True) as session:
+        with self._transaction() as session:
             held = session.execute(select(grants.c.resource_type, grants.c.resource_id, grants.c.entitlement,
                                           grants.c.principal_type, grants.c.principal_id, grants.c.via).where(
                 grants.c.connector_id == self.connector_id, grants.c.principal_type == "user",
@@ -153,7 +165,7 @@ class WriteThrough:
         roles, assigned = derive_roles([(admin.id, list(admin.profile.get("role_names", [])))])
         held = {g.resource_id for g in assigned}
         table = Grant.__table__
-        with session_on(self.bind, commit=True) as session:
+        with self._transaction() as session:
             self._upsert(session, admin)
             for role in roles:  # a custom role seen for the first time; built-in ones are already there
                 if role.id in held:

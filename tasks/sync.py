@@ -7,6 +7,7 @@ from celery import shared_task
 from models import history
 from models.tables import utcnow
 from pipeline import reaper, sync
+from tasks.access import access_refresh
 from worker import runtime
 from worker.settings import parse_duration
 
@@ -31,8 +32,11 @@ def sync_part(run_id: int, resource_type: str, connector: str) -> dict:
 
 @shared_task(name="jumpsync.sync.finalize")
 def sync_finalize(run_id: int, connector: str) -> dict:
-    """Derive roles, admin links and access through groups, then close the run."""
+    """Derive roles, admin links and access through groups, close the run, then ask for the connector's report
+    and export to be rendered."""
     summary = sync.finalize(runtime.engine(), run_id)
+    if runtime.settings().file.access.snapshots:
+        access_refresh.delay(connector)  # the run has ended: render its report and export (docs/access.md)
     return {"run_id": run_id, "connector": connector, "status": summary.status}
 
 

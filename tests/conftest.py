@@ -77,6 +77,30 @@ def engine(db_url):
 
 
 @pytest.fixture
+def run(engine, tmp_path, monkeypatch):
+    """``run(*args)`` invokes ``jumpsync`` in-process on the test's database (connector ``acme`` configured),
+    with wide tables."""
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from models.db import get_engine
+    from worker import cli, cli_access, runtime
+    from worker.settings import SettingsCache
+
+    url = engine.url.render_as_string(hide_password=False)
+    config = tmp_path / "jumpsync.toml"
+    config.write_text('[[connectors]]\nname = "acme"\napi_key_env = "ACME_KEY"\n')
+    monkeypatch.setenv("JUMPSYNC_CONFIG", str(config))
+    monkeypatch.setenv("JUMPSYNC_DATABASE_URL", url)
+    monkeypatch.setattr(runtime, "_settings", SettingsCache())
+    monkeypatch.setattr(cli_access, "console", Console(width=250))
+    monkeypatch.setattr(cli_access, "err", Console(width=250, stderr=True))
+    runner = CliRunner()
+    yield lambda *args: runner.invoke(cli.app, list(args))
+    get_engine(url).dispose()
+
+
+@pytest.fixture
 def simulator():
     """Start simulators for a test: ``simulator(spec)`` returns a running ``SimulatorHandle``."""
     from tests.simhelpers import SimulatorHandle

@@ -12,7 +12,7 @@ from celery.schedules import crontab
 
 from worker import signals  # noqa: F401  (connects the process hooks)
 from worker.runtime import settings
-from worker.settings import parse_duration
+from worker.settings import Settings, parse_duration
 
 SYNC_QUEUE = "sync"
 PROVISIONING_QUEUE = "provisioning"
@@ -21,7 +21,7 @@ PROVISIONING_QUEUE = "provisioning"
 def create_app() -> Celery:
     current = settings()
     part_limit = int(parse_duration(current.file.sync.part_time_limit).total_seconds())
-    app = Celery("jumpsync", include=["tasks.sync", "tasks.provision"])
+    app = Celery("jumpsync", include=["tasks.sync", "tasks.provision", "tasks.access"])
     app.conf.update(
         broker_url=current.broker_url,
         broker_connection_retry_on_startup=True,
@@ -33,7 +33,8 @@ def create_app() -> Celery:
             "unacked_restore_interval": 10, "unacked_restore_throttle": 1,
         },
         task_default_queue=SYNC_QUEUE,
-        task_routes={"jumpsync.sync.*": {"queue": SYNC_QUEUE}, "jumpsync.provision*": {"queue": PROVISIONING_QUEUE}},
+        task_routes={"jumpsync.sync.*": {"queue": SYNC_QUEUE}, "jumpsync.access.*": {"queue": SYNC_QUEUE},
+                     "jumpsync.provision*": {"queue": PROVISIONING_QUEUE}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -54,18 +55,29 @@ def create_app() -> Celery:
         redbeat_key_prefix="jumpsync:beat:",
         redbeat_lock_timeout=60,
         beat_max_loop_interval=5,
-        beat_schedule={
-            "sync-reaper": {"task": "jumpsync.sync.reap", "schedule": 60.0, "options": {"queue": SYNC_QUEUE}},
-            "history-prune": {"task": "jumpsync.history.prune", "schedule": crontab(minute=17, hour=3),
-                              "options": {"queue": SYNC_QUEUE}},
-            "provisioning-relay": {
-                "task": "jumpsync.provision.relay",
-                "schedule": parse_duration(current.file.provisioning.relay_interval).total_seconds(),
-                "options": {"queue": PROVISIONING_QUEUE},
-            },
-        },
+        beat_schedule=_beat_schedule(current),
     )
     return app
+
+
+def _beat_schedule(current: Settings) -> dict:
+    """The fixed entries; the per-connector syncs are added by the scheduler (worker.beat)."""
+    schedule = {
+        "sync-reaper": {"task": "jumpsync.sync.reap", "schedule": 60.0, "options": {"queue": SYNC_QUEUE}},
+        "history-prune": {"task": "jumpsync.history.prune", "schedule": crontab(minute=17, hour=3),
+                          "options": {"queue": SYNC_QUEUE}},
+        "provisioning-relay": {
+            "task": "jumpsync.provision.relay",
+            "schedule": parse_duration(current.file.provisioning.relay_interval).total_seconds(),
+            "options": {"queue": PROVISIONING_QUEUE},
+        },
+    }
+    if current.file.access.snapshots:
+        interval = parse_duration(current.file.access.refresh_interval).total_seconds()
+        # Expires after one interval: a backlog of refreshes is not worth working through.
+        schedule["access-refresh"] = {"task": "jumpsync.access.refresh", "schedule": interval,
+                                      "options": {"queue": SYNC_QUEUE, "expires": interval}}
+    return schedule
 
 
 app = create_app()

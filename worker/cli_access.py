@@ -5,7 +5,6 @@ Nothing here calls JumpCloud. Every table cell that shows synced data goes throu
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -18,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from worker.access_output import ExportFormat, ReportFormat, csv_rows, export_lines, print_json, write_export
+from worker.access_output import ExportFormat, ReportFormat, export_lines, print_json, write_export, write_report
 from worker.render import cell
 from worker.settings import ConfigError
 
@@ -27,6 +26,8 @@ err = Console(stderr=True)
 
 ConfigOption = typer.Option(None, "--config", help="Config file (default: $JUMPSYNC_CONFIG or ./jumpsync.toml).")
 ConnectorArgument = typer.Argument(..., help="Connector name.")
+LiveOption = typer.Option(False, "--live", help="Compute from the tables even when the worker's stored rendering "
+                                                "is current (docs/access.md, stored renderings).")
 
 
 def _use_config(config: Optional[Path]) -> None:
@@ -134,20 +135,21 @@ def who_has(connector: str = ConnectorArgument,
 
 def report(connector: str = ConnectorArgument,
            fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="table, json or csv."),
+           live: bool = LiveOption,
            config: Optional[Path] = ConfigOption) -> None:
     """Identity hygiene findings: accounts, access and groups that need a look (kinds in docs/access.md)."""
     _use_config(config)
     from models import access as queries
+    from worker import access_snapshots as stored
 
-    data = _query(queries.report, connector)
-    if fmt is ReportFormat.json:
-        print_json(data)
+    if fmt is not ReportFormat.table:
+        rendered = None if live else _query(stored.current, connector, stored.report_artifact(fmt))
+        if rendered is not None:
+            _write_bytes(rendered)
+            return
+        write_report(sys.stdout, _query(queries.report, connector), fmt)
         return
-    if fmt is ReportFormat.csv:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(queries.REPORT_COLUMNS)
-        writer.writerows(csv_rows(queries.finding_row(f) for f in data["findings"]))
-        return
+    data = (None if live else _query(stored.stored_report, connector)) or _query(queries.report, connector)
     for kind, count in data["summary"].items():
         console.print(f"{kind:<28} {count}")
     if not data["findings"]:
@@ -180,17 +182,36 @@ def _more(count: int, what: str, full: str) -> None:
 def export(connector: str = ConnectorArgument,
            fmt: ExportFormat = typer.Option(ExportFormat.csv, "--format", help="csv or json."),
            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+           live: bool = LiveOption,
            config: Optional[Path] = ConfigOption) -> None:
     """Every live grant with principal and resource details, for access reviews (CSV columns: docs/access.md)."""
     _use_config(config)
-    lines = _query(export_lines, connector, fmt)
+    from worker import access_snapshots as stored
+
+    rendered = None if live else _query(stored.current, connector, stored.export_artifact(fmt))
+    lines = _query(export_lines, connector, fmt) if rendered is None else None
     if output is None:
-        write_export(sys.stdout, lines, fmt)
-        sys.stdout.flush()
+        if rendered is not None:
+            _write_bytes(rendered)
+        else:
+            write_export(sys.stdout, lines, fmt)
+            sys.stdout.flush()
         return
     try:
-        with open(output, "w", newline="", encoding="utf-8") as out:
-            count = write_export(out, lines, fmt)
+        if rendered is not None:
+            with open(output, "wb") as binary:
+                rendered.write_to(binary)
+            count = rendered.header.export_rows
+        else:
+            with open(output, "w", newline="", encoding="utf-8") as out:
+                count = write_export(out, lines, fmt)
     except OSError as exc:
         raise _fail(f"{output}: {exc.strerror}") from None
     err.print(Text(f"wrote {count} grants to {output}"))
+
+
+def _write_bytes(rendered) -> None:
+    """A stored rendering's bytes to standard output (the text stream flushed first, nothing re-encoded)."""
+    sys.stdout.flush()
+    rendered.write_to(sys.stdout.buffer)
+    sys.stdout.buffer.flush()

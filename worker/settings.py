@@ -273,6 +273,22 @@ class HistorySettings(BaseModel):
         return value
 
 
+class AccessSettings(BaseModel):
+    """The stored renderings of the access report and export (docs/access.md): the worker renders them after
+    each sync and, every ``refresh_interval``, for connectors whose data provisioning changed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    snapshots: bool = True
+    refresh_interval: str = "5m"
+
+    @field_validator("refresh_interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 class FileConfig(BaseModel):
     """The shape of ``jumpsync.toml``."""
 
@@ -283,6 +299,7 @@ class FileConfig(BaseModel):
     sync: SyncSettings = SyncSettings()
     provisioning: ProvisioningSettings = ProvisioningSettings()
     history: HistorySettings = HistorySettings()
+    access: AccessSettings = AccessSettings()
     connectors: tuple[ConnectorConfig, ...] = ()
 
     @model_validator(mode="after")

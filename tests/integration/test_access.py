@@ -23,10 +23,8 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from rich.console import Console
 from sqlalchemy import update
 from sqlmodel import Session
-from typer.testing import CliRunner
 
 from connector.records import GrantRecord, ResourceRecord
 from models import access as q
@@ -356,26 +354,6 @@ def test_export(tenant):
 
 
 # --- the commands ------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def run(tenant, tmp_path, monkeypatch):
-    """``run(*args)`` invokes ``jumpsync`` in-process on the tenant's database."""
-    from models.db import get_engine
-    from worker import cli, cli_access, runtime
-    from worker.settings import SettingsCache
-
-    url = tenant.url.render_as_string(hide_password=False)
-    config = tmp_path / "jumpsync.toml"
-    config.write_text('[[connectors]]\nname = "acme"\napi_key_env = "ACME_KEY"\n')
-    monkeypatch.setenv("JUMPSYNC_CONFIG", str(config))
-    monkeypatch.setenv("JUMPSYNC_DATABASE_URL", url)
-    monkeypatch.setattr(runtime, "_settings", SettingsCache())
-    monkeypatch.setattr(cli_access, "console", Console(width=250))
-    monkeypatch.setattr(cli_access, "err", Console(width=250, stderr=True))
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(cli.app, list(args))
-    get_engine(url).dispose()
-
 
 def test_cli_access(run, tenant):
     result = run("access", "acme", "ALICE@example.com", "--json")

@@ -20,6 +20,7 @@ from models.migrate import upgrade
 from simulator.generator import TenantSpec
 from tests.conftest import ROOT
 from tests.e2e import new_connector, provision, state, sync_now, wait_run
+from tests.integration.test_access_snapshots import live, served
 from tests.expected import assert_same, expected_state
 
 pytestmark = pytest.mark.integration
@@ -48,6 +49,38 @@ def test_worker_syncs_the_tenant_then_every_change(fleet, fleet_engine, simulato
     assert_same(state(fleet_engine, name), expected_state(sim.dump()))
     deleted = {(r["type"], r["id"]) for r in queries.resources(fleet_engine, name) if r["deleted"]}
     assert ("user", dump["users"][5]["_id"]) in deleted
+
+
+def wait_rendered(engine, name: str, timeout: float = 60) -> bytes:
+    """The stored export of the connector once the worker has rendered it for the current data."""
+    deadline = time.monotonic() + timeout
+    while (found := served(engine, "export.csv", name)) is None:
+        assert time.monotonic() < deadline, f"no current rendering of {name} within {timeout}s"
+        time.sleep(0.2)
+    return found
+
+
+def test_worker_renders_the_report_and_export_after_a_sync_and_after_provisioning(fleet, fleet_engine, simulator):
+    sim = simulator(TenantSpec(seed=12, users=150, admins=5, groups=8, apps=6))
+    name = new_connector(fleet, sim)
+    assert sync_now(fleet, fleet_engine, name)["status"] == "succeeded"
+    assert wait_rendered(fleet_engine, name) == live(fleet_engine, "export.csv", name)  # the run's end asked
+    assert served(fleet_engine, "report.json", name) == live(fleet_engine, "report.json", name)
+
+    dump = sim.dump()
+    group = dump["groups"][0]
+    newcomer = next(u["_id"] for u in dump["users"] if u["_id"] not in group["members"])
+
+    def membership(export: bytes) -> list[str]:
+        return [line for line in export.decode().splitlines() if f"group,{group['id']}," in line and newcomer in line]
+
+    assert membership(live(fleet_engine, "export.csv", name)) == []
+    request = provision(fleet, fleet_engine, name, "group.add-member", group=group["id"], user=newcomer)
+    assert request["status"] == "succeeded", request
+    assert served(fleet_engine, "export.csv", name) is None  # stale from the write-through on
+    fleet.send("jumpsync.access.refresh")  # as beat sends it: every configured connector
+    export = wait_rendered(fleet_engine, name)
+    assert export == live(fleet_engine, "export.csv", name) and len(membership(export)) == 1
 
 
 def test_failed_part_deletes_nothing_and_run_is_partial(fleet, fleet_engine, simulator):
@@ -163,6 +196,7 @@ def test_worker_on_postgresql_syncs_the_tenant(pg_fleet, simulator):
         run = sync_now(pg_fleet, engine, name)
         assert run["status"] == "succeeded", run
         assert_same(state(engine, name), expected_state(sim.dump()))
+        assert wait_rendered(engine, name) == live(engine, "export.csv", name)
         sim.delete_user(sim.dump()["users"][0]["_id"])
         assert sync_now(pg_fleet, engine, name)["status"] == "succeeded"
         assert_same(state(engine, name), expected_state(sim.dump()))

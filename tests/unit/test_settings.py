@@ -153,3 +153,18 @@ def test_worker_refuses_to_start_without_its_keys(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["worker", "--config", str(path)])
     assert result.exit_code != 0 and isinstance(result.exception, ConfigError)
     assert "environment variable A_KEY is not set" in str(result.exception)
+
+
+def test_access_snapshot_settings_and_their_beat_entry(tmp_path):
+    from worker.celery_app import _beat_schedule
+
+    settings = load_settings(write(tmp_path, '[access]\nrefresh_interval = "2m"\n'))
+    entry = _beat_schedule(settings)["access-refresh"]
+    assert entry["task"] == "jumpsync.access.refresh" and entry["schedule"] == 120
+    assert entry["options"]["expires"] == 120  # a backlog of refreshes is dropped, not worked through
+    assert "access-refresh" not in _beat_schedule(load_settings(write(tmp_path, "[access]\nsnapshots = false\n")))
+    assert load_settings(write(tmp_path, "")).file.access.refresh_interval == "5m"
+    with pytest.raises(ConfigError, match=r"access\.refresh_interval.*minimum"):
+        load_settings(write(tmp_path, '[access]\nrefresh_interval = "0s"\n'))
+    with pytest.raises(ConfigError, match=r"access\.refresh_interval"):
+        load_settings(write(tmp_path, '[access]\nrefresh_interval = "soon"\n'))

@@ -1,0 +1,169 @@
+"""Stored renderings of the report and export (worker/access_snapshots.py, models/snapshots.py), on the
+hand-built tenant of test_access, on SQLite and on a real PostgreSQL server.
+
+The point of a stored rendering is that it is never served once the data changed: each test changes the data
+the way the product does (a sync run, provisioning's write-through) and checks what the commands write.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import Session
+
+from models import snapshots
+from models.tables import AccessSnapshot, SyncRun, utcnow
+from provisioning.writethrough import WriteThrough
+from tests.integration.test_access import build_tenant
+from worker import access_snapshots as stored
+from worker.access_output import ExportFormat, ReportFormat, export_lines, write_export, write_report
+
+ARTIFACTS = [stored.report_artifact(f) for f in (ReportFormat.json, ReportFormat.csv)] + [
+    stored.export_artifact(f) for f in ExportFormat]
+
+
+@pytest.fixture
+def tenant(engine):
+    return engine, build_tenant(engine)
+
+
+def live(engine, artifact: str, connector: str = "acme") -> bytes:
+    """What the command writes when it computes the answer from the tables."""
+    from models.access import report
+
+    kind, fmt = artifact.split(".")
+    out = io.StringIO(newline="")
+    if kind == "report":
+        write_report(out, report(engine, connector), ReportFormat(fmt))
+    else:
+        write_export(out, export_lines(engine, connector, ExportFormat(fmt)), ExportFormat(fmt))
+    return out.getvalue().encode()
+
+
+def served(engine, artifact: str, connector: str = "acme") -> bytes | None:
+    found = stored.current(engine, connector, artifact)
+    return found.read() if found else None
+
+
+def add_run(engine, cid: int, status: str) -> int:
+    with Session(engine) as session:
+        row = SyncRun(connector_id=cid, status=status, trigger="manual", started_at=utcnow())
+        session.add(row)
+        session.commit()
+        return row.id
+
+
+def test_a_rendering_is_the_commands_output_byte_for_byte(tenant):
+    engine, _ = tenant
+    assert all(served(engine, a) is None for a in ARTIFACTS)  # nothing rendered yet
+    done = stored.refresh(engine, "acme")
+    assert done.outcome == "rendered" and done.compressed_bytes > 0
+    for artifact in ARTIFACTS:
+        assert served(engine, artifact) == live(engine, artifact), artifact
+    with engine.connect() as connection:
+        header = snapshots.stored(connection, tenant[1])
+    assert header.export_rows == 20 and set(header.artifacts) == set(ARTIFACTS)
+    assert stored.refresh(engine, "acme").outcome == "current"  # nothing changed: nothing rendered
+    assert stored.refresh(engine, "nope").outcome == "never synced"
+
+
+def test_a_write_through_makes_the_rendering_stale_until_the_next_refresh(tenant):
+    engine, cid = tenant
+    stored.refresh(engine, "acme")
+    before = served(engine, "export.csv")
+    WriteThrough(engine, cid, request_id="r1").group_member("g-ops", "u-bob", present=True)
+    assert served(engine, "export.csv") is None  # never the old bytes
+    assert b"u-bob" in live(engine, "export.csv") and live(engine, "export.csv") != before
+
+    assert stored.refresh(engine, "acme").outcome == "rendered"
+    assert served(engine, "export.csv") == live(engine, "export.csv")
+    # Every kind of write-through counts, including one that changes a resource only.
+    for write in (lambda w: w.app_access("app-wiki", "user", "u-carol", present=True),
+                  lambda w: w.user_deleted("u-sam1"),
+                  lambda w: w.user_record({"_id": "u-zed", "username": "zed", "email": "zed@example.com",
+                                           "firstname": "Zed", "lastname": "Z", "state": "ACTIVATED"})):
+        stored.refresh(engine, "acme")
+        assert served(engine, "report.json") is not None
+        write(WriteThrough(engine, cid, request_id="r2"))
+        assert served(engine, "report.json") is None
+
+
+def test_nothing_is_served_or_rendered_while_a_sync_run_is_active(tenant):
+    engine, cid = tenant
+    stored.refresh(engine, "acme")
+    run_id = add_run(engine, cid, "running")
+    assert served(engine, "report.csv") is None
+    assert stored.refresh(engine, "acme").outcome == "busy"
+    with Session(engine) as session:
+        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(status="succeeded", finished_at=utcnow()))
+        session.commit()
+    assert served(engine, "report.csv") is None  # rendered before the run: the run may have changed anything
+    assert stored.refresh(engine, "acme").outcome == "rendered"
+    assert served(engine, "report.csv") == live(engine, "report.csv")
+    add_run(engine, cid, "skipped")  # a skipped trigger changes nothing
+    assert served(engine, "report.csv") is not None
+
+
+def test_a_write_during_the_rendering_leaves_it_stale(tenant, monkeypatch):
+    """The version is read before the data: a write that lands while the rendering reads is not in the stored
+    version, so the rendering is never served, whatever it happened to read."""
+    engine, cid = tenant
+    real_render = stored.render
+
+    def render_with_a_write_in_the_middle(engine_, connector):
+        rendering = real_render(engine_, connector)
+        WriteThrough(engine, cid, request_id="r3").group_member("g-eng", "u-dave", present=True)
+        return rendering
+
+    monkeypatch.setattr(stored, "render", render_with_a_write_in_the_middle)
+    assert stored.refresh(engine, "acme").outcome == "rendered"
+    assert served(engine, "export.json") is None
+    monkeypatch.undo()
+    assert stored.refresh(engine, "acme").outcome == "rendered"
+    assert b"u-dave" in served(engine, "export.json")
+
+
+def test_a_replaced_rendering_is_not_mixed_with_the_new_one(tenant):
+    engine, cid = tenant
+    stored.refresh(engine, "acme")
+    with engine.connect() as connection:
+        old = snapshots.current(connection, cid)
+    stored.refresh(engine, "acme", force=True)
+    with engine.connect() as connection:
+        assert snapshots.blocks(connection, cid, old, "export.csv") is None  # its blocks are gone
+        new = snapshots.current(connection, cid)
+        assert new.render_id != old.render_id
+        assert snapshots.blocks(connection, cid, new, "export.csv") is not None
+        assert snapshots.blocks(connection, cid, new, "export.xml") is None
+    with Session(engine) as session:
+        assert session.get(AccessSnapshot, cid).render_id == new.render_id
+
+
+def test_commands_serve_the_rendering_and_live_computes(run, tenant, tmp_path):
+    engine, cid = tenant
+    stored.refresh(engine, "acme")
+    # Make the stored rendering recognisable: the same version, other bytes. The commands must write them.
+    with engine.connect() as connection:
+        version = snapshots.data_version(connection, cid)
+    marker = {name: [snapshots.compress(f"stored {name}\n")] for name in ARTIFACTS}
+    snapshots.save(engine, cid, version, marker, export_rows=7, seconds=0.1)
+
+    assert run("report", "acme", "--format", "json").stdout == "stored report.json\n"
+    assert run("report", "acme", "--format", "csv").stdout == "stored report.csv\n"
+    assert run("export", "acme").stdout == "stored export.csv\n"
+    assert run("export", "acme", "--format", "json").stdout == "stored export.json\n"
+    target = tmp_path / "review.csv"
+    written = run("export", "acme", "-o", str(target))
+    assert target.read_text() == "stored export.csv\n" and "wrote 7 grants to" in written.stderr
+
+    assert run("export", "acme", "--live").stdout_bytes == live(engine, "export.csv")
+    assert run("report", "acme", "--format", "csv", "--live").stdout_bytes == live(engine, "report.csv")
+
+    # The table view reads the stored JSON.
+    stored.refresh(engine, "acme", force=True)
+    table = run("report", "acme")
+    assert table.exit_code == 0 and "deleted_principal_granted    4" in table.stdout
+    assert run("report", "nope", "--format", "json").exit_code == 2
+    assert run("export", "nope").exit_code == 2
