@@ -13,9 +13,11 @@ derived by the sync's own derive functions, so the database holds what a real sy
 Group and app sizes are means of skewed (exponential) distributions, as in the generator.
 
 Timed, each ``--repeat`` times on a warm engine (best and median reported): the query function, then the
-query plus rendering its output (JSON, CSV) into memory, as the command does; finally each command once
-end to end in a fresh ``python -m worker.cli`` process, ``--repeat`` times (wall time, including interpreter
-start-up and imports, which ``jumpsync --help`` alone measures).
+query plus rendering its output (JSON, CSV) into memory, as the command does; then the worker's rendering of
+the stored report and export (worker.access_snapshots); finally each command end to end in a fresh
+``python -m worker.cli`` process, ``--repeat`` times (wall time, including interpreter start-up and imports,
+which ``jumpsync --help`` alone measures): ``report`` and ``export`` as they run after a sync (serving the
+stored rendering), and with ``--live`` (computed from the tables).
 """
 
 from __future__ import annotations
@@ -348,6 +350,11 @@ def main() -> None:
             explain(engine, label, fn)
 
     if not args.no_cli:
+        from worker.access_snapshots import refresh
+
+        done = refresh(engine, CONNECTOR, force=True)
+        print(f"\nstored rendering of the report and export (the worker's jumpsync.access.refresh): "
+              f"{done.seconds:.1f}s, {done.compressed_bytes / 1e6:.1f}MB compressed", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "jumpsync.toml"
             config.write_text("")
@@ -361,7 +368,13 @@ def main() -> None:
             print(f"  {'command':<32} {'best':>7} {'median':>7}")
             tables = [("report as a table", None, ["report", CONNECTOR]),
                       ("who-has biggest app, table", None, ["who-has", CONNECTOR, app]),
-                      ("changes as a table", None, ["changes", CONNECTOR])]
+                      ("changes as a table", None, ["changes", CONNECTOR]),
+                      ("report as CSV", None, ["report", CONNECTOR, "--format", "csv"]),
+                      ("export as JSON", None, ["export", CONNECTOR, "--format", "json"]),
+                      ("report --live", None, ["report", CONNECTOR, "--format", "json", "--live"]),
+                      ("report as a table --live", None, ["report", CONNECTOR, "--live"]),
+                      ("export --live", None, ["export", CONNECTOR, "--format", "csv", "--live"]),
+                      ("export as JSON --live", None, ["export", CONNECTOR, "--format", "json", "--live"])]
             for label, _, argv in [("jumpsync --help (start-up only)", None, ["--help"]), *cases, *tables]:
                 times, status = [], ""
                 for _ in range(args.repeat):

@@ -23,8 +23,8 @@ from models import snapshots
 from models.queries import UnknownConnector, connector_id
 from worker.access_output import ExportFormat, ReportFormat, export_lines, write_export, write_report
 
-#: Characters of text per stored block (before compression): a block is one write of ``write_export``'s 10,000
-#: lines or more; each is compressed on its own as soon as it is full.
+#: Characters of text per stored block, before compression (about 10,000 export lines): each block is
+#: compressed as soon as it is full, so a rendering holds its text one block at a time.
 BLOCK_CHARS = 1 << 21
 
 
