@@ -54,6 +54,21 @@ def write_json(out: IO[str], data: dict[str, Any]) -> None:
     out.write("\n".join(lines) + "\n")
 
 
+#: Findings of each kind that the report's table shows; CSV and JSON list them all.
+REPORT_ROWS_PER_KIND = 50
+
+
+def report_head(data: dict[str, Any], per_kind: int = REPORT_ROWS_PER_KIND) -> dict[str, Any]:
+    """The report with the first ``per_kind`` findings of each kind only (what its table shows)."""
+    shown: dict[str, int] = {}
+    findings = []
+    for finding in data["findings"]:
+        if shown.setdefault(finding["kind"], 0) < per_kind:
+            shown[finding["kind"]] += 1
+            findings.append(finding)
+    return {**data, "findings": findings}
+
+
 def write_report(out: IO[str], data: dict[str, Any], fmt: ReportFormat) -> None:
     """The report as JSON (``write_json``) or CSV (a header of ``REPORT_COLUMNS``, one finding a row)."""
     from models.access import REPORT_COLUMNS, finding_row

@@ -21,11 +21,15 @@ from sqlalchemy import Engine
 
 from models import snapshots
 from models.queries import UnknownConnector, connector_id
-from worker.access_output import ExportFormat, ReportFormat, export_lines, write_export, write_report
+from worker.access_output import ExportFormat, ReportFormat, export_lines, report_head, write_export, write_report
 
 #: Characters of text per stored block, before compression (about 10,000 export lines): each block is
 #: compressed as soon as it is full, so a rendering holds its text one block at a time.
 BLOCK_CHARS = 1 << 21
+
+
+#: The report's table data: ``report_head`` as JSON (the table reads 250 findings, not 25,000).
+REPORT_HEAD = "report.head.json"
 
 
 def report_artifact(fmt: ReportFormat) -> str:
@@ -79,6 +83,7 @@ def render(engine: Engine, connector: str) -> Rendering:
     artifacts, rows = {}, 0
     for report_fmt in (ReportFormat.json, ReportFormat.csv):
         artifacts[report_artifact(report_fmt)], _ = _render(lambda out: write_report(out, data, report_fmt))
+    artifacts[REPORT_HEAD], _ = _render(lambda out: out.write(json.dumps(report_head(data))))
     for export_fmt in ExportFormat:
         artifacts[export_artifact(export_fmt)], rows = _render(
             lambda out: write_export(out, export_lines(engine, connector, export_fmt), export_fmt))
@@ -143,7 +148,8 @@ def current(engine: Engine, connector: str, artifact: str) -> StoredArtifact | N
     return StoredArtifact(header, found) if header and found is not None else None
 
 
-def stored_report(engine: Engine, connector: str) -> dict[str, Any] | None:
-    """The report's data from the current rendering (for the table view), or None. Raises UnknownConnector."""
-    stored = current(engine, connector, report_artifact(ReportFormat.json))
+def stored_report_head(engine: Engine, connector: str) -> dict[str, Any] | None:
+    """The report's summary and the first findings of each kind (``report_head``: what the table shows) from
+    the current rendering, or None. Raises UnknownConnector."""
+    stored = current(engine, connector, REPORT_HEAD)
     return json.loads(stored.read()) if stored else None

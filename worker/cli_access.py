@@ -17,7 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from worker.access_output import ExportFormat, ReportFormat, export_lines, print_json, write_export, write_report
+from worker.access_output import (REPORT_ROWS_PER_KIND, ExportFormat, ReportFormat, export_lines, print_json,
+                                  report_head, write_export, write_report)
 from worker.render import cell
 from worker.settings import ConfigError
 
@@ -149,29 +150,27 @@ def report(connector: str = ConnectorArgument,
             return
         write_report(sys.stdout, _query(queries.report, connector), fmt)
         return
-    data = (None if live else _query(stored.stored_report, connector)) or _query(queries.report, connector)
+    # The stored table data holds the first findings of each kind only, with the full summary.
+    data = (None if live else _query(stored.stored_report_head, connector)) or _query(queries.report, connector)
     for kind, count in data["summary"].items():
         console.print(f"{kind:<28} {count}")
     if not data["findings"]:
         return
     table = Table("kind", "subject", "related", "via", "detail")
-    shown: dict[str, int] = {}
-    for f in data["findings"]:  # the first of each kind, so that every kind is seen
-        if shown.setdefault(f["kind"], 0) < REPORT_ROWS_PER_KIND:
-            shown[f["kind"]] += 1
-            subject = f["subject"]
-            table.add_row(cell(f["kind"]), cell(f"{subject['type']} ") + _ref(subject),
-                          _ref(f["related"]), _ref(f["via"]), cell(f["detail"]))
+    shown = report_head(data, REPORT_ROWS_PER_KIND)["findings"]  # the first of each kind: every kind is seen
+    for f in shown:
+        subject = f["subject"]
+        table.add_row(cell(f["kind"]), cell(f"{subject['type']} ") + _ref(subject),
+                      _ref(f["related"]), _ref(f["via"]), cell(f["detail"]))
     console.print(table)
     for kind, count in data["summary"].items():
-        _more(count - shown.get(kind, 0), f"{kind} findings", "--format csv or json")
+        _more(count - sum(1 for f in shown if f["kind"] == kind), f"{kind} findings", "--format csv or json")
 
 
-#: Rows a table shows at most (the report: of each kind of finding). Rich draws about a thousand rows a second,
-#: and a longer list is read with --json or --format csv anyway: the report's 25k findings on the xl tenant
-#: took 40s as one table.
+#: Rows a table shows at most (the report: ``REPORT_ROWS_PER_KIND`` of each kind of finding). Rich draws about a
+#: thousand rows a second, and a longer list is read with --json or --format csv anyway: the report's 25k
+#: findings on the xl tenant took 40s as one table.
 TABLE_ROWS = 200
-REPORT_ROWS_PER_KIND = 50
 
 
 def _more(count: int, what: str, full: str) -> None:
