@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 from sqlmodel import Session
 
 from connector.records import GrantRecord, ResourceRecord
@@ -68,17 +68,33 @@ def changes(engine: Engine, connector: str, *, since: datetime | None = None, re
     """Changes of a connector, oldest first (the stable JSON shape of ``jumpsync changes --json``)."""
     table = Change.__table__
     with Session(engine) as session:
-        cid = session.execute(select(Connector.id).where(Connector.name == connector)).scalar_one_or_none()
-        if cid is None:
-            raise UnknownConnector(f"connector {connector!r} has never been synced (no rows in the database)")
-        query = select(table).where(table.c.connector_id == cid)
-        if since is not None:
-            query = query.where(table.c.at >= since)
-        if resource_type is not None:
-            query = query.where(table.c.resource_type == resource_type)
+        query = _matching(session, connector, since, resource_type, select(table))
         rows = session.execute(query.order_by(table.c.at, table.c.id).limit(limit)).mappings().all()
 
     return [{"at": _iso(r["at"]), "run_id": r["run_id"], "request_id": r["request_id"], "subject": r["subject"],
              "change": r["change"], "resource_type": r["resource_type"], "resource_id": r["resource_id"],
              "entitlement": r["entitlement"], "principal_type": r["principal_type"],
              "principal_id": r["principal_id"], "via": r["via"], "fields": r["fields"]} for r in rows]
+
+
+def count_changes(engine: Engine, connector: str, *, since: datetime | None = None,
+                  resource_type: str | None = None) -> int:
+    """How many changes ``changes`` would list without a limit (a table shows the first ones and says how many
+    more there are, without reading them)."""
+    with Session(engine) as session:
+        return session.execute(_matching(session, connector, since, resource_type,
+                                         select(func.count()).select_from(Change.__table__))).scalar_one()
+
+
+def _matching(session: Session, connector: str, since: datetime | None, resource_type: str | None, query):
+    """``query`` restricted to the connector's changes (UnknownConnector if it has none), since a time, of a type."""
+    table = Change.__table__
+    cid = session.execute(select(Connector.id).where(Connector.name == connector)).scalar_one_or_none()
+    if cid is None:
+        raise UnknownConnector(f"connector {connector!r} has never been synced (no rows in the database)")
+    query = query.where(table.c.connector_id == cid)
+    if since is not None:
+        query = query.where(table.c.at >= since)
+    if resource_type is not None:
+        query = query.where(table.c.resource_type == resource_type)
+    return query

@@ -54,6 +54,15 @@ def write_json(out: IO[str], data: dict[str, Any]) -> None:
     out.write("\n".join(lines) + "\n")
 
 
+def write_json_array(out: IO[str], items: list[Any]) -> None:
+    """A JSON array with each element on a line of its own, as ``write_json`` writes a list member."""
+    if not items:
+        out.write("[]\n")
+        return
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    out.write("[\n" + ",\n".join("  " + encode(item) for item in items) + "\n]\n")
+
+
 #: Findings of each kind that the report's table shows; CSV and JSON list them all.
 REPORT_ROWS_PER_KIND = 50
 

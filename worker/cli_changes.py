@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +39,8 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Resources and grants created, updated (fields old → new), deleted and undeleted, by sync or request."""
     from models.history import changes as read_changes
+    from models.history import count_changes
+    from worker.access_output import write_json_array
     from models.queries import UnknownConnector
     from worker import runtime
     from worker.cli import _use_config
@@ -48,17 +49,22 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
     if type_ is not None and type_ not in ALL_RESOURCE_TYPES:
         err.print(f"error: --type {type_!r} is not one of {', '.join(ALL_RESOURCE_TYPES)}")
         raise typer.Exit(2)
+    after = parse_since(since) if since else None
     try:
-        rows = read_changes(runtime.engine(), name, since=parse_since(since) if since else None,
-                            resource_type=type_, limit=limit)
+        # A table reads only the rows it shows (rich draws about a thousand rows a second; --json is for long
+        # lists), and counts the others.
+        rows = read_changes(runtime.engine(), name, since=after, resource_type=type_,
+                            limit=limit if as_json else min(limit, TABLE_ROWS))
+        total = len(rows) if as_json else min(limit, count_changes(runtime.engine(), name, since=after,
+                                                                   resource_type=type_))
     except UnknownConnector as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(2) from None
     if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        write_json_array(sys.stdout, rows)
         return
     table = Table("at", "by", "change", "what", "details")
-    for row in rows[:TABLE_ROWS]:  # rich draws about a thousand rows a second; --json is for long lists
+    for row in rows:
         what = f"{row['resource_type']}:{row['resource_id']}"
         if row["subject"] == "grant":
             what += f" {row['entitlement']} {row['principal_type']}:{row['principal_id']}"
@@ -66,9 +72,9 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
         details = "; ".join(f"{k}: {old!r} → {new!r}" for k, (old, new) in (row["fields"] or {}).items())
         by = f"run {row['run_id']}" if row["run_id"] else (f"request {row['request_id']}" if row["request_id"] else "")
         table.add_row(row["at"][:19].replace("T", " "), by, row["change"], cell(what), cell(details, limit=200))
-    console.print(table if rows else "no changes")
-    if len(rows) > TABLE_ROWS:
-        console.print(f"… and {len(rows) - TABLE_ROWS:,} more changes (--json lists them all; --since and --type "
+    console.print(table if total else "no changes")
+    if total > len(rows):
+        console.print(f"… and {total - len(rows):,} more changes (--json lists them all; --since and --type "
                       "narrow them down)")
 
 
