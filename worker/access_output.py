@@ -180,21 +180,51 @@ def export_lines(engine: Engine, connector: str, fmt: ExportFormat) -> Iterator[
     return export_rows(engine, connector, _json_part, _json_line)
 
 
-def write_export(out: IO[str], lines: Iterator[str], fmt: ExportFormat, batch: int = 10_000) -> int:
-    """Write the header and the lines (CSV), or a JSON array with one object per line (valid JSON, streamed,
-    and diffable between two reviews); returns how many grants. Lines are joined ``batch`` at a time."""
-    from models.export import EXPORT_COLUMNS
+def _both_part(first: int, values: tuple) -> tuple[str, str]:
+    return _csv_part(first, values), _json_part(first, values)
 
-    count = 0
-    if fmt is ExportFormat.csv:
-        out.write(_csv_part(0, EXPORT_COLUMNS) + "\r\n")
-        while chunk := list(islice(lines, batch)):
-            out.write("".join(chunk))
-            count += len(chunk)
-        return count
-    out.write("[")
+
+def _both_line(*parts: tuple[str, str]) -> tuple[str, str]:
+    return _csv_line(*(p[0] for p in parts)), _json_line(*(p[1] for p in parts))
+
+
+def export_line_pairs(engine: Engine, connector: str) -> Iterator[tuple[str, str]]:
+    """``export_lines`` of both formats from one read of the grants: (CSV line, JSON object) per grant."""
+    from models.export import export_rows
+
+    return export_rows(engine, connector, _both_part, _both_line)
+
+
+class ExportWriter:
+    """Writes the export in one format: the CSV header and lines, or a JSON array with one object per line
+    (valid JSON, streamed, and diffable between two reviews). Lines come in batches (``write``)."""
+
+    def __init__(self, out: IO[str], fmt: ExportFormat) -> None:
+        from models.export import EXPORT_COLUMNS
+
+        self.out, self.fmt, self.count = out, fmt, 0
+        out.write(_csv_part(0, EXPORT_COLUMNS) + "\r\n" if fmt is ExportFormat.csv else "[")
+
+    def write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        if self.fmt is ExportFormat.csv:
+            self.out.write("".join(lines))
+        else:
+            self.out.write(("\n" if self.count == 0 else ",\n") + ",\n".join(lines))
+        self.count += len(lines)
+
+    def close(self) -> int:
+        """Ends the output; returns how many grants were written."""
+        if self.fmt is ExportFormat.json:
+            self.out.write("\n]\n" if self.count else "]\n")
+        return self.count
+
+
+def write_export(out: IO[str], lines: Iterator[str], fmt: ExportFormat, batch: int = 10_000) -> int:
+    """Write the export of ``lines`` in ``fmt`` (``ExportWriter``); returns how many grants. Lines are joined
+    ``batch`` at a time."""
+    writer = ExportWriter(out, fmt)
     while chunk := list(islice(lines, batch)):
-        out.write(("\n" if count == 0 else ",\n") + ",\n".join(chunk))
-        count += len(chunk)
-    out.write("\n]\n" if count else "]\n")
-    return count
+        writer.write(chunk)
+    return writer.close()
