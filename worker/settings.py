@@ -280,7 +280,7 @@ class AccessSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     snapshots: bool = True
-    refresh_interval: str = "5m"
+    refresh_interval: str = "1m"
 
     @field_validator("refresh_interval")
     @classmethod

@@ -163,7 +163,7 @@ def test_access_snapshot_settings_and_their_beat_entry(tmp_path):
     assert entry["task"] == "jumpsync.access.refresh" and entry["schedule"] == 120
     assert entry["options"]["expires"] == 120  # a backlog of refreshes is dropped, not worked through
     assert "access-refresh" not in _beat_schedule(load_settings(write(tmp_path, "[access]\nsnapshots = false\n")))
-    assert load_settings(write(tmp_path, "")).file.access.refresh_interval == "5m"
+    assert load_settings(write(tmp_path, "")).file.access.refresh_interval == "1m"
     with pytest.raises(ConfigError, match=r"access\.refresh_interval.*minimum"):
         load_settings(write(tmp_path, '[access]\nrefresh_interval = "0s"\n'))
     with pytest.raises(ConfigError, match=r"access\.refresh_interval"):
