@@ -1,21 +1,16 @@
 """Stored renderings of a connector's access report and export, and whether they are still current.
 
-A rendering is stored with the **data version** it was rendered at: the connector's latest sync run (not a
-skipped one) and ``Connector.data_version``, a counter that every write outside a sync run bumps in its own
-transaction (provisioning's write-through: ``bump_data_version``). Sync runs write only while they are active
-(a part's hard time limit is shorter than ``stale_run_after``, so no part outlives its run), so:
+A rendering is stored with the connector's data version (``models.dataversion``) read *before* its data, and
+made only while no sync run is active. It is current while the connector's version is still that one and no
+run is active: any write after the version was read started a newer run or moved the counter. No transaction
+has to span the rendering (the report's checks run in threads, each on its own connection): a rendering whose
+version still matches was read while nothing changed.
 
-- a rendering is made only while no run is active, and its version is read *before* its data; any write after
-  that moment starts a new run or bumps the counter, and the stored version no longer matches;
-- it is served only while the current version equals the stored one and no run is active.
+Two renderings racing each other are harmless: each is stored whole under its own ``render_id``, the header
+names one of them, and blocks are read in one statement and checked against the header's count.
 
-No transaction has to span the rendering (the report's checks run in threads, each on its own connection):
-a rendering whose version still matches was read while nothing changed. Two renderings racing each other are
-harmless: each is stored whole under its own ``render_id`` and the header names one of them; blocks are read
-in one statement and checked against the header's count.
-
-The bytes are compressed with zstd (level 3) in blocks of about 10,000 lines: 92MB of CSV for 465k grants
-take 16MB, and decompress in a tenth of a second.
+The bytes are compressed with zstd (level 3) in blocks of about 2 million characters: 92MB of CSV for 465k
+grants take 16MB, and decompress in a tenth of a second.
 """
 
 from __future__ import annotations
@@ -25,31 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import uuid4
 
-from sqlalchemy import Connection, Engine, bindparam, delete, select, update
+from sqlalchemy import Connection, Engine, delete, select
 
+from models.dataversion import DataVersion, data_version
 from models.store import dialect_insert
-from models.tables import ACTIVE_RUN_STATUSES, AccessSnapshot, AccessSnapshotBlock, Connector, SyncRun, utcnow
+from models.tables import AccessSnapshot, AccessSnapshotBlock, utcnow
 
-_CONNECTORS = Connector.__table__
-_RUNS = SyncRun.__table__
 _HEADERS = AccessSnapshot.__table__
 _BLOCKS = AccessSnapshotBlock.__table__
-
-_LATEST_RUN = (select(_RUNS.c.id, _RUNS.c.status)
-               .where(_RUNS.c.connector_id == bindparam("cid"), _RUNS.c.status != "skipped")
-               .order_by(_RUNS.c.started_at.desc(), _RUNS.c.id.desc()).limit(1))
-_COUNTER = select(_CONNECTORS.c.data_version).where(_CONNECTORS.c.id == bindparam("cid"))
-_BUMP = (update(_CONNECTORS).where(_CONNECTORS.c.id == bindparam("cid"))
-         .values(data_version=_CONNECTORS.c.data_version + 1))
-
-
-@dataclass(frozen=True)
-class DataVersion:
-    """What the connector's data is at: its latest sync run and its count of writes outside runs."""
-
-    run_id: int | None
-    counter: int
-    run_active: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,18 +40,6 @@ class Stored:
     render_seconds: float
     export_rows: int
     artifacts: dict[str, int]
-
-
-def bump_data_version(connection: Connection, connector_id: int) -> None:
-    """Record, in the caller's transaction, that the connector's data changed outside a sync run."""
-    connection.execute(_BUMP, {"cid": connector_id})
-
-
-def data_version(connection: Connection, connector_id: int) -> DataVersion:
-    run = connection.execute(_LATEST_RUN, {"cid": connector_id}).first()
-    counter = connection.execute(_COUNTER, {"cid": connector_id}).scalar_one()
-    return DataVersion(run_id=run.id if run else None, counter=counter,
-                       run_active=bool(run and run.status in ACTIVE_RUN_STATUSES))
 
 
 def stored(connection: Connection, connector_id: int) -> Stored | None:
@@ -91,7 +57,7 @@ def current(connection: Connection, connector_id: int) -> Stored | None:
     if header is None:
         return None
     now = data_version(connection, connector_id)
-    return header if not now.run_active and now == header.version else None
+    return header if not now.run_active and now.same_as(header.version) else None
 
 
 def save(engine: Engine, connector_id: int, version: DataVersion, artifacts: dict[str, list[bytes]], *,
@@ -125,13 +91,6 @@ def blocks(connection: Connection, connector_id: int, header: Stored, artifact: 
         select(_BLOCKS.c.body).where(_BLOCKS.c.connector_id == connector_id, _BLOCKS.c.render_id == header.render_id,
                                      _BLOCKS.c.artifact == artifact).order_by(_BLOCKS.c.seq)).scalars().all()
     return list(rows) if len(rows) == expected else None
-
-
-def discard(engine: Engine, connector_id: int) -> None:
-    """Drop the connector's stored rendering."""
-    with engine.begin() as connection:
-        connection.execute(delete(_BLOCKS).where(_BLOCKS.c.connector_id == connector_id))
-        connection.execute(delete(_HEADERS).where(_HEADERS.c.connector_id == connector_id))
 
 
 def compress(text: str) -> bytes:

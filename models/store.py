@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from connector.records import GrantRecord, ResourceRecord
 from models import history
+from models.dataversion import commit_write
 from models.tables import Grant, Resource
 
 _CHUNK = 500
@@ -220,7 +221,7 @@ class ResourceWriter:
                 if not self.baseline:
                     history.record(session, self._history(session, changed))
                 upsert_resource_rows(session, rows)
-                session.commit()
+                commit_write(session, self.connector_id, self.run_id)
             self.counts["rows_written"] += len(rows)
 
     def _history(self, session: Session, changed: list[tuple[str, ResourceRecord]]) -> list[dict]:
@@ -248,6 +249,8 @@ class ResourceWriter:
 
     def delete_unseen(self) -> int:
         gone = self.unseen()
+        if not gone:
+            return 0
         table = Resource.__table__
         with Session(self.engine) as session:
             history.record(session, [history.resource_change(self.connector_id, "deleted", self.resource_type, rid,
@@ -256,7 +259,7 @@ class ResourceWriter:
                 session.execute(update(table).where(
                     table.c.connector_id == self.connector_id, table.c.type == self.resource_type,
                     table.c.external_id.in_(chunk), table.c.deleted_at.is_(None)).values(deleted_at=self.now))
-            session.commit()
+            commit_write(session, self.connector_id, self.run_id)
         self.counts["deleted"] += len(gone)
         self.counts["rows_written"] += len(gone)
         return len(gone)
@@ -326,8 +329,9 @@ class GrantWriter:
             # A scope written a second time in the same part (a listing that repeated a resource) only adds.
             gone = [row_id for key, (row_id, deleted) in existing.items()
                     if not deleted and key not in wanted and fresh[key[0]]]
-            self._insert(session, changed)
-            session.commit()
+            if changed:
+                self._insert(session, changed)
+                commit_write(session, self.connector_id, self.run_id)
         self.doomed.extend(gone)
 
     def insert_changes(self, changed: Iterable[tuple[str, GrantRecord]], batch: int = 5000) -> None:
@@ -337,7 +341,7 @@ class GrantWriter:
         with Session(self.engine) as session:
             for chunk in chunks(changed, batch):
                 self._insert(session, chunk)
-                session.commit()
+                commit_write(session, self.connector_id, self.run_id)
 
     def _insert(self, session: Session, changed: Sequence[tuple[str, GrantRecord]]) -> None:
         for kind, _ in changed:
@@ -370,6 +374,8 @@ class GrantWriter:
         """Mark deleted everything noted as gone."""
         table = Grant.__table__
         doomed, self.doomed = sorted(set(self.doomed)), []
+        if not doomed:
+            return 0
         deleted = 0
         with Session(self.engine) as session:
             for chunk in chunks(doomed):
@@ -381,7 +387,7 @@ class GrantWriter:
                 result = session.execute(update(table).where(table.c.id.in_(chunk), table.c.deleted_at.is_(None))
                                          .values(deleted_at=self.now))
                 deleted += result.rowcount or 0
-            session.commit()
+            commit_write(session, self.connector_id, self.run_id)
         self.counts["grants_deleted"] += deleted
         self.counts["rows_written"] += deleted
         return deleted

@@ -22,6 +22,7 @@ from sqlmodel import Session
 from connector.admins import link_admins
 from connector.records import GrantRecord
 from connector.roles import derive_roles
+from models.dataversion import commit_write
 from models.store import GrantWriter, ResourceWriter, lookup_key
 from models.tables import Grant, Resource, SyncPart, utcnow
 from pipeline.parts import describe_error
@@ -75,7 +76,8 @@ def derive_admin_links_part(engine: Engine, connector_id: int, run_id: int | Non
                     table.c.connector_id == connector_id, table.c.type == "admin",
                     table.c.external_id == row.external_id).values(linked_user_id=links[row.external_id]))
                 counts["rows_written"] += 1
-        session.commit()
+        if counts["rows_written"]:
+            commit_write(session, connector_id, run_id)
     return counts
 
 
@@ -147,7 +149,7 @@ def derive_app_via_group_part(engine: Engine, connector_id: int, run_id: int | N
                 ["connector_id", "resource_type", "resource_id", "entitlement", "principal_type", "principal_id",
                  "via", "source", "first_seen_at"], rows),
                 execution_options={"preserve_rowcount": True}).rowcount  # psycopg 3 forgets it otherwise
-            session.commit()
+            commit_write(session, connector_id, run_id)
         writer.counts["grants_created"] += inserted
         writer.counts["rows_written"] += inserted
         return writer.counts

@@ -25,7 +25,7 @@ from connector.users import map_user
 from models import history
 from models.db import session_on
 from models.lookup import rows_by_keys
-from models.snapshots import bump_data_version
+from models.dataversion import bump_data_version
 from models.store import GRANT_KEY, chunks, grant_row, resource_row, upsert_grant_rows, upsert_resource_rows
 from models.tables import Grant, Resource, utcnow
 
@@ -64,7 +64,7 @@ class WriteThrough:
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
         """A write's session. Each write ends by bumping the connector's data version in it, so that a stored
-        rendering of the report and export made before it is no longer served (models.snapshots)."""
+        rendering of the report and export made before it is no longer served (models.dataversion)."""
         with session_on(self.bind, commit=True) as session:
             yield session
             bump_data_version(session.connection(), self.connector_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import redis
 from celery import shared_task
 
 from worker import access_snapshots, runtime
@@ -12,6 +13,14 @@ from worker import access_snapshots, runtime
 @shared_task(name="jumpsync.access.refresh")
 def access_refresh(connector: str | None = None) -> dict:
     """Render the stored report and export of one connector, or of every configured one, whose data changed
-    since they were last rendered."""
-    names = [connector] if connector else [c.name for c in runtime.settings().connectors]
-    return {"refreshed": [asdict(access_snapshots.refresh(runtime.engine(), name)) for name in names]}
+    since they were last rendered (none when ``[access] snapshots`` is off)."""
+    settings = runtime.settings()
+    if not settings.file.access.snapshots:
+        return {"refreshed": [], "reason": "[access] snapshots is off"}
+    names = [connector] if connector else [c.name for c in settings.connectors]
+    client = redis.Redis.from_url(settings.broker_url)
+    try:
+        return {"refreshed": [asdict(done) for done in
+                              access_snapshots.refresh_connectors(runtime.engine(), names, client)]}
+    finally:
+        client.close()

@@ -35,8 +35,9 @@ def sync_finalize(run_id: int, connector: str) -> dict:
     """Derive roles, admin links and access through groups, close the run, then ask for the connector's report
     and export to be rendered."""
     summary = sync.finalize(runtime.engine(), run_id)
-    if runtime.settings().file.access.snapshots:
-        access_refresh.delay(connector)  # the run has ended: render its report and export (docs/access.md)
+    access = runtime.settings().file.access
+    if access.snapshots:  # the run has ended: render its report and export (docs/access.md), or drop the ask
+        access_refresh.apply_async((connector,), expires=parse_duration(access.refresh_interval).total_seconds())
     return {"run_id": run_id, "connector": connector, "status": summary.status}
 
 

@@ -3,7 +3,7 @@
 On the xl tenant (100k users, 465k grants) the export took 3.5s and the report 1.1s computed from the tables;
 most of it is the rows themselves, not the queries. The worker renders both, in every file format, after each
 sync and on a schedule when provisioning changed the data (``refresh``, task ``jumpsync.access.refresh``);
-``jumpsync report`` and ``jumpsync export`` write the stored bytes while they are current (``current``), and
+``jumpsync report`` and ``jumpsync export`` write the stored bytes while they are current (``stored_artifact``), and
 compute the answer as before when they are not. The bytes are the same either way (tests compare them).
 
 Whether a rendering is current is ``models.snapshots``' business; this module only knows the artifacts.
@@ -12,21 +12,28 @@ Whether a rendering is current is ``models.snapshots``' business; this module on
 from __future__ import annotations
 
 import json
+import logging
 import time
 from itertools import islice
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
 from models import snapshots
+from models.dataversion import data_version
 from models.queries import UnknownConnector, connector_id
 from worker.access_output import (ExportFormat, ExportWriter, ReportFormat, export_line_pairs, report_head,
                                   write_report)
 
 #: Characters of text per stored block, before compression (about 10,000 export lines): each block is
 #: compressed as soon as it is full, so a rendering holds its text one block at a time.
+if TYPE_CHECKING:
+    from redis import Redis
+
+log = logging.getLogger(__name__)
+
 BLOCK_CHARS = 1 << 21
 EXPORT_BATCH = 10_000
 
@@ -64,12 +71,12 @@ class _BlockWriter:
             self._pending, self._size = [], 0
 
 
-def _render(write: Callable[[IO[str]], Any]) -> tuple[list[bytes], Any]:
-    """What ``write`` writes, as compressed blocks, and what it returns."""
+def _render(write: Callable[[IO[str]], Any]) -> list[bytes]:
+    """What ``write`` writes, as compressed blocks."""
     out = _BlockWriter()
-    returned = write(out)
+    write(out)
     out.flush()
-    return out.blocks, returned
+    return out.blocks
 
 
 @dataclass(frozen=True)
@@ -83,10 +90,10 @@ def render(engine: Engine, connector: str) -> Rendering:
     from models.access import report
 
     data = report(engine, connector)
-    artifacts, rows = {}, 0
+    artifacts = {}
     for report_fmt in (ReportFormat.json, ReportFormat.csv):
-        artifacts[report_artifact(report_fmt)], _ = _render(lambda out: write_report(out, data, report_fmt))
-    artifacts[REPORT_HEAD], _ = _render(lambda out: out.write(json.dumps(report_head(data))))
+        artifacts[report_artifact(report_fmt)] = _render(lambda out: write_report(out, data, report_fmt))
+    artifacts[REPORT_HEAD] = _render(lambda out: out.write(json.dumps(report_head(data))))
     # Both formats of the export from one read of the grants: the read holds every grant (its peak memory),
     # and a second one would cost that time again.
     outputs = {fmt: _BlockWriter() for fmt in ExportFormat}
@@ -95,22 +102,23 @@ def render(engine: Engine, connector: str) -> Rendering:
     while batch := list(islice(pairs, EXPORT_BATCH)):
         writers[ExportFormat.csv].write([csv_line for csv_line, _ in batch])
         writers[ExportFormat.json].write([json_line for _, json_line in batch])
+    rows = {fmt: writer.close() for fmt, writer in writers.items()}
     for fmt, out in outputs.items():
-        rows = writers[fmt].close()
         out.flush()
         artifacts[export_artifact(fmt)] = out.blocks
-    return Rendering(artifacts, rows)
+    return Rendering(artifacts, rows[ExportFormat.csv])
 
 
 @dataclass(frozen=True)
 class Refreshed:
-    """What ``refresh`` did: ``rendered``, ``current`` (nothing to do), ``busy`` (a sync run is active) or
-    ``never synced``."""
+    """What ``refresh`` did: ``rendered``, ``current`` (nothing to do), ``busy`` (a sync run is active),
+    ``never synced``, ``rendering elsewhere`` (another worker holds the connector's lock) or ``failed``."""
 
     connector: str
     outcome: str
     seconds: float = 0.0
     compressed_bytes: int = 0
+    error: str | None = None
 
 
 def refresh(engine: Engine, connector: str, *, force: bool = False) -> Refreshed:
@@ -123,16 +131,46 @@ def refresh(engine: Engine, connector: str, *, force: bool = False) -> Refreshed
             cid = connector_id(connection, connector)
         except UnknownConnector:
             return Refreshed(connector, "never synced")
-        version = snapshots.data_version(connection, cid)  # read before the data (models.snapshots)
+        version = data_version(connection, cid)  # before the data (models.dataversion)
         if version.run_active:
             return Refreshed(connector, "busy")
-        if not force and snapshots.current(connection, cid) is not None:
+        header = snapshots.stored(connection, cid)
+        if not force and header is not None and header.version.same_as(version):
             return Refreshed(connector, "current")
     rendering = render(engine, connector)
     seconds = time.perf_counter() - clock
     snapshots.save(engine, cid, version, rendering.artifacts, export_rows=rendering.export_rows, seconds=seconds)
     return Refreshed(connector, "rendered", round(seconds, 3),
                      sum(len(block) for blocks in rendering.artifacts.values() for block in blocks))
+
+
+#: How long a worker may hold a connector's rendering lock (the lock expires if the worker dies).
+RENDER_LOCK_SECONDS = 3600
+
+
+def refresh_connectors(engine: Engine, connectors: list[str], redis_client: Redis) -> list[Refreshed]:
+    """``refresh`` each connector in turn, each under a lock in Redis so that two workers (the refresh sent at
+    a run's end and beat's) never render the same connector at once; one connector's failure does not stop
+    the others (it is logged, and its commands compute live until a refresh succeeds)."""
+    from redis.exceptions import LockError
+
+    out = []
+    for name in connectors:
+        lock = redis_client.lock(f"jumpsync:access-refresh:{name}", timeout=RENDER_LOCK_SECONDS, blocking=False)
+        if not lock.acquire():
+            out.append(Refreshed(name, "rendering elsewhere"))
+            continue
+        try:
+            out.append(refresh(engine, name))
+        except Exception as exc:  # noqa: BLE001  (logged with its traceback; the next refresh tries again)
+            log.exception("rendering the report and export of %s failed", name)
+            out.append(Refreshed(name, "failed", error=f"{type(exc).__name__}: {exc}"[:500]))
+        finally:
+            try:
+                lock.release()
+            except LockError:  # expired meanwhile: nothing to release
+                pass
+    return out
 
 
 @dataclass(frozen=True)
@@ -150,7 +188,7 @@ class StoredArtifact:
         return b"".join(snapshots.decompress_blocks(self.blocks))
 
 
-def current(engine: Engine, connector: str, artifact: str) -> StoredArtifact | None:
+def stored_artifact(engine: Engine, connector: str, artifact: str) -> StoredArtifact | None:
     """The artifact of the connector's rendering if that rendering is current, else None. Raises
     UnknownConnector."""
     with engine.connect() as connection:
@@ -158,10 +196,3 @@ def current(engine: Engine, connector: str, artifact: str) -> StoredArtifact | N
         header = snapshots.current(connection, cid)
         found = snapshots.blocks(connection, cid, header, artifact) if header else None
     return StoredArtifact(header, found) if header and found is not None else None
-
-
-def stored_report_head(engine: Engine, connector: str) -> dict[str, Any] | None:
-    """The report's summary and the first findings of each kind (``report_head``: what the table shows) from
-    the current rendering, or None. Raises UnknownConnector."""
-    stored = current(engine, connector, REPORT_HEAD)
-    return json.loads(stored.read()) if stored else None

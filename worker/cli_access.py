@@ -5,11 +5,14 @@ Nothing here calls JumpCloud. Every table cell that shows synced data goes throu
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import IO, Any, Optional
 
 import typer
 from rich.console import Console
@@ -141,17 +144,20 @@ def report(connector: str = ConnectorArgument,
     """Identity hygiene findings: accounts, access and groups that need a look (kinds in docs/access.md)."""
     _use_config(config)
     from models import access as queries
-    from worker import access_snapshots as stored
+    from worker.access_snapshots import REPORT_HEAD, report_artifact
 
     if fmt is not ReportFormat.table:
-        rendered = None if live else _query(stored.current, connector, stored.report_artifact(fmt))
+        rendered = _rendered(connector, report_artifact(fmt), live)
         if rendered is not None:
             _write_bytes(rendered)
             return
-        write_report(sys.stdout, _query(queries.report, connector), fmt)
+        data = _query(queries.report, connector)
+        with _utf8_stdout() as out:
+            write_report(out, data, fmt)
         return
     # The stored table data holds the first findings of each kind only, with the full summary.
-    data = (None if live else _query(stored.stored_report_head, connector)) or _query(queries.report, connector)
+    head = _rendered(connector, REPORT_HEAD, live)
+    data = json.loads(head.read()) if head else _query(queries.report, connector)
     for kind, count in data["summary"].items():
         console.print(f"{kind:<28} {count}")
     if not data["findings"]:
@@ -185,16 +191,16 @@ def export(connector: str = ConnectorArgument,
            config: Optional[Path] = ConfigOption) -> None:
     """Every live grant with principal and resource details, for access reviews (CSV columns: docs/access.md)."""
     _use_config(config)
-    from worker import access_snapshots as stored
+    from worker.access_snapshots import export_artifact
 
-    rendered = None if live else _query(stored.current, connector, stored.export_artifact(fmt))
+    rendered = _rendered(connector, export_artifact(fmt), live)
     lines = _query(export_lines, connector, fmt) if rendered is None else None
     if output is None:
         if rendered is not None:
             _write_bytes(rendered)
         else:
-            write_export(sys.stdout, lines, fmt)
-            sys.stdout.flush()
+            with _utf8_stdout() as out:
+                write_export(out, lines, fmt)
         return
     try:
         if rendered is not None:
@@ -209,8 +215,31 @@ def export(connector: str = ConnectorArgument,
     err.print(Text(f"wrote {count} grants to {output}"))
 
 
+def _rendered(connector: str, artifact: str, live: bool):
+    """The worker's stored rendering of ``artifact`` (worker.access_snapshots.StoredArtifact) when it is
+    current and wanted: not ``--live``, and ``[access] snapshots`` on. Else None: compute it."""
+    from worker import access_snapshots, runtime
+
+    if live or not runtime.settings().file.access.snapshots:
+        return None
+    return _query(access_snapshots.stored_artifact, connector, artifact)
+
+
 def _write_bytes(rendered) -> None:
     """A stored rendering's bytes to standard output (the text stream flushed first, nothing re-encoded)."""
     sys.stdout.flush()
     rendered.write_to(sys.stdout.buffer)
     sys.stdout.buffer.flush()
+
+
+@contextmanager
+def _utf8_stdout() -> Iterator[IO[str]]:
+    """Standard output as UTF-8 text without newline translation, whatever the locale: the bytes a stored
+    rendering holds, so that live and stored output are the same."""
+    sys.stdout.flush()
+    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+    try:
+        yield out
+    finally:
+        out.flush()
+        out.detach()

@@ -239,7 +239,7 @@ class SyncSettings(BaseModel):
                              f"+ 60s ({self.part_time_limit} + 60s), or running tasks would be delivered twice")
         if parse_duration(self.stale_run_after) <= parse_duration(self.visibility_timeout):
             raise ValueError(f"stale_run_after ({self.stale_run_after}) must be longer than visibility_timeout "
-                             f"({self.visibility_timeout}), so a redelivered part can finish before the run is failed")
+                             f"({self.visibility_timeout}), so a redelivered part can start before the run is failed")
         return self
 
 

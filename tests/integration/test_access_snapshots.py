@@ -14,7 +14,10 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
-from models import snapshots
+from connector.records import GrantRecord, ResourceRecord
+from models import queries, snapshots
+from models.dataversion import RunEnded
+from models.store import GrantWriter, ResourceWriter
 from models.access import FINDING_KINDS, report
 from models.tables import AccessSnapshot, SyncRun, utcnow
 from provisioning.writethrough import WriteThrough
@@ -43,7 +46,7 @@ def live(engine, artifact: str, connector: str = "acme") -> bytes:
 
 
 def served(engine, artifact: str, connector: str = "acme") -> bytes | None:
-    found = stored.current(engine, connector, artifact)
+    found = stored.stored_artifact(engine, connector, artifact)
     return found.read() if found else None
 
 
@@ -69,6 +72,30 @@ def test_a_rendering_is_the_commands_output_byte_for_byte(tenant):
     assert json.loads(served(engine, stored.REPORT_HEAD)) == report_head(full)  # the table's data
     assert stored.refresh(engine, "acme").outcome == "current"  # nothing changed: nothing rendered
     assert stored.refresh(engine, "nope").outcome == "never synced"
+
+
+def test_a_part_that_outlived_its_run_writes_nothing_and_other_writes_move_the_version(tenant):
+    """The rule of models.dataversion: data changes only in an active run, or with the counter moving."""
+    engine, cid = tenant
+    run_id = add_run(engine, cid, "running")
+    writer = ResourceWriter(engine, cid, "group", utcnow(), run_id)
+    writer.write([ResourceRecord("group", "g-new", "New Team")])  # the run is active: written
+    with Session(engine) as session:  # the reaper gives up on the run
+        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(status="failed", finished_at=utcnow()))
+        session.commit()
+    stored.refresh(engine, "acme")
+    before = served(engine, "export.csv")
+    with pytest.raises(RunEnded, match=f"sync run {run_id} is no longer active"):
+        writer.write([ResourceRecord("group", "g-late", "Late Team")])
+    with pytest.raises(RunEnded):
+        writer.delete_unseen()  # a late part's deletions are refused too
+    names = {r["id"] for r in queries.resources(engine, "acme", "group", include_deleted=False)}
+    assert "g-new" in names and "g-late" not in names and "g-eng" in names
+    assert served(engine, "export.csv") == before  # nothing changed, and the rendering says so
+
+    GrantWriter(engine, cid, "group", "group", utcnow()).write_scopes(  # a write outside any run (a tool)
+        {"g-new": [GrantRecord("group", "g-new", "member", "user", "u-bob")]})
+    assert served(engine, "export.csv") is None
 
 
 def test_a_write_through_makes_the_rendering_stale_until_the_next_refresh(tenant):
@@ -143,6 +170,44 @@ def test_a_replaced_rendering_is_not_mixed_with_the_new_one(tenant):
         assert session.get(AccessSnapshot, cid).render_id == new.render_id
 
 
+def test_refreshes_take_turns_and_one_failure_does_not_stop_the_others(tenant, redis_url, monkeypatch):
+    import redis
+
+    engine, cid = tenant
+    client = redis.Redis.from_url(redis_url)
+    held = client.lock("jumpsync:access-refresh:acme", timeout=60)
+    assert held.acquire(blocking=False)
+    try:
+        done = stored.refresh_connectors(engine, ["acme", "nope"], client)
+        assert [(d.connector, d.outcome) for d in done] == [("acme", "rendering elsewhere"), ("nope", "never synced")]
+        assert served(engine, "export.csv") is None
+    finally:
+        held.release()
+
+    real_render = stored.render
+
+    def render(engine_, connector):
+        if connector == "acme":
+            raise RuntimeError("disk full")
+        return real_render(engine_, connector)
+
+    monkeypatch.setattr(stored, "render", render)
+    other = build_second_connector(engine)
+    done = stored.refresh_connectors(engine, ["acme", other], client)
+    assert [(d.connector, d.outcome) for d in done] == [("acme", "failed"), (other, "rendered")]
+    assert "disk full" in done[0].error
+    assert not client.exists("jumpsync:access-refresh:acme")  # released after the failure
+    monkeypatch.undo()
+    assert stored.refresh_connectors(engine, ["acme"], client)[0].outcome == "rendered"
+
+
+def build_second_connector(engine) -> str:
+    from tests.dbhelpers import add_connector, add_group_members
+
+    add_group_members(engine, add_connector(engine, "beta"), "g-1", ["u-1", "u-2"])
+    return "beta"
+
+
 def test_commands_serve_the_rendering_and_live_computes(run, tenant, tmp_path):
     engine, cid = tenant
     stored.refresh(engine, "acme")
@@ -172,3 +237,9 @@ def test_commands_serve_the_rendering_and_live_computes(run, tenant, tmp_path):
     assert live_table.exit_code == 0 and "deleted_principal_granted    4" in live_table.stdout
     assert run("report", "nope", "--format", "json").exit_code == 2
     assert run("export", "nope").exit_code == 2
+
+    # [access] snapshots = false: the commands compute, whatever is stored.
+    config = tmp_path / "jumpsync.toml"
+    config.write_text(config.read_text() + "\n[access]\nsnapshots = false\n")
+    assert run("export", "acme").stdout_bytes == live(engine, "export.csv")
+    assert "deleted_principal_granted    4" in run("report", "acme").stdout

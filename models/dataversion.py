@@ -1,0 +1,91 @@
+"""A connector's data version: whether its resources and grants may have changed since a moment.
+
+The version is the connector's latest sync run (skipped triggers aside) and ``Connector.data_version``, a
+counter. It is honest because of one rule, kept by ``commit_write``, through which every write to resources
+and grants commits:
+
+- a write of a sync run (``run_id``) commits only while that run is active; a part that outlived its run (the
+  reaper failed the run after its worker was presumed dead) raises ``RunEnded`` and writes nothing. On
+  PostgreSQL the check holds a share lock on the run's row until the commit, so the reaper cannot end the run
+  in between; on SQLite the check is a write in the same transaction (writers take turns anyway);
+- a write outside any run (provisioning's write-through, tools) bumps the counter in its own transaction.
+
+So the data changed since a version was read if and only if a run was active then, a newer run started, or
+the counter moved. ``models.snapshots`` serves stored renderings of the report and export by that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, bindparam, select, update
+from sqlmodel import Session
+
+from models.tables import ACTIVE_RUN_STATUSES, Connector, SyncRun
+
+_CONNECTORS = Connector.__table__
+_RUNS = SyncRun.__table__
+
+#: Ordered by id, which only grows: ``started_at`` comes from each host's clock.
+_LATEST_RUN = (select(_RUNS.c.id, _RUNS.c.status)
+               .where(_RUNS.c.connector_id == bindparam("cid"), _RUNS.c.status != "skipped")
+               .order_by(_RUNS.c.id.desc()).limit(1))
+_COUNTER = select(_CONNECTORS.c.data_version).where(_CONNECTORS.c.id == bindparam("cid"))
+_BUMP = (update(_CONNECTORS).where(_CONNECTORS.c.id == bindparam("cid"))
+         .values(data_version=_CONNECTORS.c.data_version + 1))
+_ACTIVE = _RUNS.c.id == bindparam("run_id"), _RUNS.c.status.in_(ACTIVE_RUN_STATUSES)
+#: PostgreSQL: the run is active, and stays so until this transaction ends (the reaper's UPDATE waits).
+_HOLD_ACTIVE_RUN = select(_RUNS.c.id).where(*_ACTIVE).with_for_update(read=True)
+#: SQLite: the same as a write, so that it is in the write transaction (pysqlite starts one at the first write).
+_TOUCH_ACTIVE_RUN = update(_RUNS).where(*_ACTIVE).values(status=_RUNS.c.status)
+
+
+class RunEnded(RuntimeError):
+    """A sync part tried to write after its run had ended; nothing of that transaction was written."""
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """What the connector's data is at: its latest sync run, and its count of writes outside runs."""
+
+    run_id: int | None
+    counter: int
+
+    def same_as(self, other: DataVersion) -> bool:
+        return (self.run_id, self.counter) == (other.run_id, other.counter)
+
+
+@dataclass(frozen=True)
+class CurrentVersion(DataVersion):
+    """A version read now, and whether the latest run is still active (its data still moving)."""
+
+    run_active: bool = False
+
+
+def data_version(connection: Connection, connector_id: int) -> CurrentVersion:
+    run = connection.execute(_LATEST_RUN, {"cid": connector_id}).first()
+    counter = connection.execute(_COUNTER, {"cid": connector_id}).scalar_one()
+    return CurrentVersion(run_id=run.id if run else None, counter=counter,
+                          run_active=bool(run and run.status in ACTIVE_RUN_STATUSES))
+
+
+def bump_data_version(connection: Connection, connector_id: int) -> None:
+    """Record, in the caller's transaction, that the connector's data changed outside a sync run."""
+    connection.execute(_BUMP, {"cid": connector_id})
+
+
+def commit_write(session: Session, connector_id: int, run_id: int | None) -> None:
+    """Commit the session's writes to the connector's resources or grants by the rule above."""
+    connection = session.connection()
+    if run_id is None:
+        bump_data_version(connection, connector_id)
+    else:
+        if connection.dialect.name == "postgresql":
+            active = connection.execute(_HOLD_ACTIVE_RUN, {"run_id": run_id}).first() is not None
+        else:
+            active = connection.execute(_TOUCH_ACTIVE_RUN, {"run_id": run_id}).rowcount == 1
+        if not active:
+            session.rollback()
+            raise RunEnded(f"sync run {run_id} is no longer active (the reaper ended it): this part's writes "
+                           "are dropped")
+    session.commit()
