@@ -35,6 +35,7 @@ class Stored:
     """A stored rendering's header."""
 
     render_id: str
+    renderer: str
     version: DataVersion
     rendered_at: datetime
     render_seconds: float
@@ -46,26 +47,26 @@ def stored(connection: Connection, connector_id: int) -> Stored | None:
     row = connection.execute(select(_HEADERS).where(_HEADERS.c.connector_id == connector_id)).first()
     if row is None:
         return None
-    return Stored(render_id=row.render_id, version=DataVersion(row.run_id, row.data_version),
+    return Stored(render_id=row.render_id, renderer=row.renderer, version=DataVersion(row.run_id, row.data_version),
                   rendered_at=row.rendered_at, render_seconds=row.render_seconds, export_rows=row.export_rows,
                   artifacts=dict(row.artifacts))
 
 
-def current(connection: Connection, connector_id: int) -> Stored | None:
-    """The stored rendering if the data has not changed since it was made, else None."""
+def current(connection: Connection, connector_id: int, renderer: str) -> Stored | None:
+    """The stored rendering if ``renderer`` made it and the data has not changed since, else None."""
     header = stored(connection, connector_id)
-    if header is None:
+    if header is None or header.renderer != renderer:
         return None
     now = data_version(connection, connector_id)
     return header if not now.run_active and now.same_as(header.version) else None
 
 
 def save(engine: Engine, connector_id: int, version: DataVersion, artifacts: dict[str, list[bytes]], *,
-         export_rows: int, seconds: float) -> str:
+         renderer: str, export_rows: int, seconds: float) -> str:
     """Store a rendering made at ``version`` (compressed blocks by artifact name) in place of the previous one,
     in one transaction; returns its ``render_id``."""
     render_id = uuid4().hex
-    header = {"connector_id": connector_id, "render_id": render_id, "run_id": version.run_id,
+    header = {"connector_id": connector_id, "render_id": render_id, "renderer": renderer, "run_id": version.run_id,
               "data_version": version.counter, "rendered_at": utcnow(), "render_seconds": round(seconds, 3),
               "export_rows": export_rows, "artifacts": {name: len(blocks) for name, blocks in artifacts.items()}}
     with engine.begin() as connection:

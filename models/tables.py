@@ -238,6 +238,8 @@ class AccessSnapshot(SQLModel, table=True):
 
     connector_id: int = Field(sa_column=Column(Integer, ForeignKey("connectors.id"), primary_key=True))
     render_id: str = Field(max_length=32)
+    #: Which code rendered it (worker.access_snapshots.renderer_version): another version's is not served.
+    renderer: str = Field(max_length=40)
     run_id: int | None = None
     data_version: int = 0
     rendered_at: datetime = _ts(default_factory=utcnow)

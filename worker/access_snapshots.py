@@ -11,9 +11,13 @@ Whether a rendering is current is ``models.snapshots``' business; this module on
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import logging
 import time
+from functools import lru_cache
+from pathlib import Path
 from itertools import islice
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +44,23 @@ EXPORT_BATCH = 10_000
 
 #: The report's table data: ``report_head`` as JSON (the table reads 250 findings, not 25,000).
 REPORT_HEAD = "report.head.json"
+
+
+#: The modules whose code decides the stored bytes: the formats, the export's rows, the report's findings, and
+#: this module's artifacts.
+RENDERING_MODULES = ("worker.access_output", "models.export", "models.access", "worker.access_snapshots")
+
+
+@lru_cache(maxsize=1)
+def renderer_version() -> str:
+    """A digest of ``RENDERING_MODULES``' source. A rendering is served only to the code that made it: after an
+    upgrade that changed a column, a finding or the layout, the commands compute live until the worker (on
+    the new version too) renders again. Read from the files, without importing them (start-up time)."""
+    digest = hashlib.sha256()
+    for name in RENDERING_MODULES:
+        spec = importlib.util.find_spec(name)
+        digest.update(Path(spec.origin).read_bytes() if spec and spec.origin else name.encode())
+    return digest.hexdigest()[:40]
 
 
 def report_artifact(fmt: ReportFormat) -> str:
@@ -135,11 +156,13 @@ def refresh(engine: Engine, connector: str, *, force: bool = False) -> Refreshed
         if version.run_active:
             return Refreshed(connector, "busy")
         header = snapshots.stored(connection, cid)
-        if not force and header is not None and header.version.same_as(version):
+        if (not force and header is not None and header.renderer == renderer_version()
+                and header.version.same_as(version)):
             return Refreshed(connector, "current")
     rendering = render(engine, connector)
     seconds = time.perf_counter() - clock
-    snapshots.save(engine, cid, version, rendering.artifacts, export_rows=rendering.export_rows, seconds=seconds)
+    snapshots.save(engine, cid, version, rendering.artifacts, renderer=renderer_version(),
+                   export_rows=rendering.export_rows, seconds=seconds)
     return Refreshed(connector, "rendered", round(seconds, 3),
                      sum(len(block) for blocks in rendering.artifacts.values() for block in blocks))
 
@@ -193,6 +216,6 @@ def stored_artifact(engine: Engine, connector: str, artifact: str) -> StoredArti
     UnknownConnector."""
     with engine.connect() as connection:
         cid = connector_id(connection, connector)
-        header = snapshots.current(connection, cid)
+        header = snapshots.current(connection, cid, renderer_version())
         found = snapshots.blocks(connection, cid, header, artifact) if header else None
     return StoredArtifact(header, found) if header and found is not None else None

@@ -154,15 +154,27 @@ def test_a_write_during_the_rendering_leaves_it_stale(tenant, monkeypatch):
     assert b"u-dave" in served(engine, "export.json")
 
 
+def test_a_rendering_made_by_other_code_is_not_served(tenant, monkeypatch):
+    """After an upgrade that changed how an output is written, the previous version's renderings are not
+    served, and the next refresh replaces them."""
+    engine, _ = tenant
+    stored.refresh(engine, "acme")
+    assert served(engine, "report.csv") is not None
+    monkeypatch.setattr(stored, "renderer_version", lambda: "another-version")
+    assert served(engine, "report.csv") is None
+    assert stored.refresh(engine, "acme").outcome == "rendered"
+    assert served(engine, "report.csv") == live(engine, "report.csv")
+
+
 def test_a_replaced_rendering_is_not_mixed_with_the_new_one(tenant):
     engine, cid = tenant
     stored.refresh(engine, "acme")
     with engine.connect() as connection:
-        old = snapshots.current(connection, cid)
+        old = snapshots.current(connection, cid, stored.renderer_version())
     stored.refresh(engine, "acme", force=True)
     with engine.connect() as connection:
         assert snapshots.blocks(connection, cid, old, "export.csv") is None  # its blocks are gone
-        new = snapshots.current(connection, cid)
+        new = snapshots.current(connection, cid, stored.renderer_version())
         assert new.render_id != old.render_id
         assert snapshots.blocks(connection, cid, new, "export.csv") is not None
         assert snapshots.blocks(connection, cid, new, "export.xml") is None
@@ -218,7 +230,7 @@ def test_commands_serve_the_rendering_and_live_computes(run, tenant, tmp_path):
     summary = {kind: 90 + n for n, kind in enumerate(FINDING_KINDS)}
     marker[stored.REPORT_HEAD] = [snapshots.compress(json.dumps(
         {"connector": "acme", "summary": summary, "findings": []}))]
-    snapshots.save(engine, cid, version, marker, export_rows=7, seconds=0.1)
+    snapshots.save(engine, cid, version, marker, renderer=stored.renderer_version(), export_rows=7, seconds=0.1)
 
     assert run("report", "acme", "--format", "json").stdout == "stored report.json\n"
     assert run("report", "acme", "--format", "csv").stdout == "stored report.csv\n"

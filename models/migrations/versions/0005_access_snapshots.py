@@ -35,6 +35,7 @@ def upgrade() -> None:
     op.create_table('access_snapshots',
     sa.Column('connector_id', sa.Integer(), nullable=False),
     sa.Column('render_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('renderer', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('run_id', sa.Integer(), nullable=True),
     sa.Column('data_version', sa.Integer(), nullable=False),
     sa.Column('rendered_at', sa.DateTime(timezone=True), nullable=False),
