@@ -109,3 +109,18 @@ def test_0004_backfills_the_username_key_as_the_store_writes_it(empty_engine):
     for rid, (kind, profile) in profiles.items():
         assert keys[rid] == username_key(kind, profile), rid
     assert [keys[f"bulk-{i}"] for i in range(5200)] == [f"user.{i}" for i in range(5200)]
+
+
+def test_0005_downgrades_and_upgrades_a_database_with_data(engine):
+    """The counter column is dropped and added again in place: copying ``connectors`` (a batch operation) is
+    refused by the other tables' foreign keys once they have rows."""
+    from sqlalchemy import select
+
+    from models.tables import Connector
+    from tests.dbhelpers import add_connector, add_group_members
+
+    add_group_members(engine, add_connector(engine), "g-1", ["u-1"])
+    assert downgrade(engine, "0004") == "0004"
+    assert upgrade(engine) == head_revision()
+    with engine.connect() as connection:
+        assert connection.execute(select(Connector.name, Connector.data_version)).all() == [("acme", 0)]
