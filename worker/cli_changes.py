@@ -55,8 +55,9 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
         # lists), and counts the others.
         rows = read_changes(runtime.engine(), name, since=after, resource_type=type_,
                             limit=limit if as_json else min(limit, TABLE_ROWS))
-        total = len(rows) if as_json else min(limit, count_changes(runtime.engine(), name, since=after,
-                                                                   resource_type=type_))
+        shown_all = as_json or len(rows) < min(limit, TABLE_ROWS)
+        total = len(rows) if shown_all else min(limit, count_changes(runtime.engine(), name, since=after,
+                                                                     resource_type=type_))
     except UnknownConnector as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(2) from None
