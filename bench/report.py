@@ -129,9 +129,10 @@ def parts_table(results: list[dict]) -> str:
             derived = [p for p in s["parts"] if p["phase"] != "fetch"]
             cells.append(" ".join(f"{p['name']} {_f(p['seconds'])}" for p in derived) or "–")
             rows.append([r["profile"]["name"], r["database"], s["kind"], *cells, _f(s["finalize_s"]),
-                         _f(s["send_to_start_s"])])
+                         _f(s["send_to_start_s"]), _f(s.get("rendered_after_s"))])
     return _table(["profile", "db", "sync", "user s (req/R_min)", "admin s", "group s", "app s", "derived parts s",
-                   "last fetch end → run end s", "send → run start s"], rows)
+                   "last fetch end → run end s", "send → run start s", "run end → report and export rendered s"],
+                  rows)
 
 
 def upsert_table(results: list[dict]) -> str:

@@ -181,7 +181,26 @@ def run_sync(kind: str, fleet: Fleet, sim: Simulator, engine, timeout: float, pr
     }
     if profile is not None:
         result["py_spy"] = profile
+    # The run's end sends the rendering of the report and export (docs/access.md): waited for, so that it is
+    # not measured as part of the next phase, and timed from the run's end.
+    rendered = wait_rendered(engine, connector, timeout)
+    result["rendered_after_s"] = round(rendered - finished.timestamp(), 2) if rendered else None
     return result
+
+
+def wait_rendered(engine, connector: str, timeout: float) -> float | None:
+    """When the connector's stored rendering became current (epoch seconds), or None if not within ``timeout``."""
+    from models.queries import connector_id
+    from models.snapshots import current
+    from worker.access_snapshots import renderer_version
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            if current(connection, connector_id(connection, connector), renderer_version()) is not None:
+                return time.time()
+        time.sleep(0.1)
+    return None
 
 
 def add_bounds(sync: dict, latency_ms: float, in_flight: int, upsert: dict) -> None:
