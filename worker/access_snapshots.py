@@ -21,6 +21,7 @@ from pathlib import Path
 from itertools import islice
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timezone
 from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -219,3 +220,22 @@ def stored_artifact(engine: Engine, connector: str, artifact: str) -> StoredArti
         header = snapshots.current(connection, cid, renderer_version())
         found = snapshots.blocks(connection, cid, header, artifact) if header else None
     return StoredArtifact(header, found) if header and found is not None else None
+
+
+def rendering_state(engine: Engine, connector: str) -> dict[str, Any] | None:
+    """For ``jumpsync status``: when the connector's report and export were last rendered, how long that took,
+    and whether the commands serve it now (``current``); None if never rendered or never synced."""
+    with engine.connect() as connection:
+        try:
+            cid = connector_id(connection, connector)
+        except UnknownConnector:
+            return None
+        header = snapshots.stored(connection, cid)
+        if header is None:
+            return None
+        current = snapshots.current(connection, cid, renderer_version()) is not None
+    rendered_at = header.rendered_at
+    if rendered_at.tzinfo is None:  # SQLite keeps no offset; jumpsync writes UTC
+        rendered_at = rendered_at.replace(tzinfo=timezone.utc)
+    return {"rendered_at": rendered_at.isoformat(), "render_seconds": header.render_seconds,
+            "export_rows": header.export_rows, "current": current}

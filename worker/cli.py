@@ -177,14 +177,17 @@ def status(config: Optional[Path] = ConfigOption, as_json: bool = typer.Option(F
     from models import queries
     from worker import runtime
 
+    from worker.access_snapshots import rendering_state
+
     data = queries.status(runtime.engine(), [c.name for c in runtime.settings().connectors])
     for entry, next_at in zip(data, _next_syncs([e["connector"] for e in data])):
         entry["next_sync_at"] = next_at
+        entry["access_rendering"] = rendering_state(runtime.engine(), entry["connector"])
     if as_json:
         _print_json(data)
         return
     table = Table("connector", "last run", "finished", "last success", "next sync", "resources", "grants",
-                  "provisioning", "error")
+                  "provisioning", "report/export", "error")
     for entry in data:
         run = entry["last_run"] or {}
         name = entry["connector"] + ("" if entry["configured"] else " (not configured)")
@@ -193,8 +196,15 @@ def status(config: Optional[Path] = ConfigOption, as_json: bool = typer.Option(F
         table.add_row(cell(name), _status(run.get("status", "never")) + (f" #{run['id']}" if run else ""),
                       _short_time(run.get("finished_at")), _short_time(entry["last_success_at"]),
                       _short_time(entry["next_sync_at"]) or "unknown", resources, str(entry["grants"]),
-                      provisioning, cell(run.get("error"), limit=80))
+                      provisioning, _rendering(entry["access_rendering"]), cell(run.get("error"), limit=80))
     console.print(table)
+
+
+def _rendering(state: dict | None) -> str:
+    """The stored report and export: rendered when, and whether the commands serve it (docs/access.md)."""
+    if state is None:
+        return "never rendered"
+    return f"{'current' if state['current'] else 'stale'}, {_short_time(state['rendered_at'])}"
 
 
 def _next_syncs(names: list[str]) -> list[str | None]:

@@ -60,11 +60,20 @@ def wait_rendered(engine, name: str, timeout: float = 60) -> bytes:
     return found
 
 
+def rendering_status(fleet, name: str) -> dict:
+    """The connector's ``access_rendering`` in ``jumpsync status --json``."""
+    status = json.loads(subprocess.run([sys.executable, "-m", "worker.cli", "status", "--json"], env=fleet.env,
+                                       cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    return next(e for e in status if e["connector"] == name)["access_rendering"]
+
+
 def test_worker_renders_the_report_and_export_after_a_sync_and_after_provisioning(fleet, fleet_engine, simulator):
     sim = simulator(TenantSpec(seed=12, users=150, admins=5, groups=8, apps=6))
     name = new_connector(fleet, sim)
     assert sync_now(fleet, fleet_engine, name)["status"] == "succeeded"
     assert wait_rendered(fleet_engine, name) == live(fleet_engine, "export.csv", name)  # the run's end asked
+    shown = rendering_status(fleet, name)
+    assert shown["current"] is True and shown["export_rows"] == live(fleet_engine, "export.csv", name).count(b"\n") - 1
     assert served(fleet_engine, "report.json", name) == live(fleet_engine, "report.json", name)
 
     dump = sim.dump()
@@ -78,6 +87,7 @@ def test_worker_renders_the_report_and_export_after_a_sync_and_after_provisionin
     request = provision(fleet, fleet_engine, name, "group.add-member", group=group["id"], user=newcomer)
     assert request["status"] == "succeeded", request
     assert served(fleet_engine, "export.csv", name) is None  # stale from the write-through on
+    assert rendering_status(fleet, name)["current"] is False
     fleet.send("jumpsync.access.refresh")  # as beat sends it: every configured connector
     export = wait_rendered(fleet_engine, name)
     assert export == live(fleet_engine, "export.csv", name) and len(membership(export)) == 1
