@@ -21,10 +21,10 @@ import stat
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from provisioning.names import ACTION_NAMES, DEFAULT_ALLOWED_ACTIONS
@@ -56,6 +56,15 @@ def parse_duration(text: str) -> timedelta:
     if value < timedelta(seconds=10):
         raise ValueError(f"{text!r} is shorter than the 10s minimum")
     return value
+
+
+def _checked_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+#: A duration in the config file (``30s``, ``15m``, ``1h30m``), checked when the file is read.
+Duration = Annotated[str, AfterValidator(_checked_duration)]
 
 
 def parse_cron(text: str):
@@ -107,7 +116,7 @@ class ConnectorConfig(BaseModel):
     api_key_env: str | None = None
     api_key_file: Path | None = None
     org_id: str | None = None
-    interval: str | None = None
+    interval: Duration | None = None
     cron: str | None = None
     resource_types: tuple[ResourceType, ...] = ALL_RESOURCE_TYPES
     max_in_flight: int = Field(default=8, ge=1, le=64)  # per sync part (each part has its own client)
@@ -142,13 +151,6 @@ class ConnectorConfig(BaseModel):
     def _org_id(cls, value: str | None) -> str | None:
         if value is not None and not _ORG_ID.match(value):
             raise ValueError(f"{value!r} is not a JumpCloud organisation id (24 hex characters)")
-        return value
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
         return value
 
     @field_validator("cron")
@@ -214,22 +216,16 @@ class SyncSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    part_time_limit: str = "1h"
+    part_time_limit: Duration = "1h"
     #: How long the broker waits for a task's acknowledgement before giving its message to another worker:
     #: the recovery time when a whole worker host dies. Must exceed the longest task (part_time_limit + 60s).
-    visibility_timeout: str = "1h10m"
-    stale_run_after: str = "2h"
-    config_reload_interval: str = "30s"
+    visibility_timeout: Duration = "1h10m"
+    stale_run_after: Duration = "2h"
+    config_reload_interval: Duration = "30s"
     #: The deletion safety valve: a part that would mark more than this share of its live rows deleted holds
     #: the deletion until approved (`jumpsync deletions approve`); fewer than delete_hold_min rows always pass.
     max_delete_share: float = Field(default=0.2, ge=0, le=1)
     delete_hold_min: int = Field(default=10, ge=0)
-
-    @field_validator("part_time_limit", "visibility_timeout", "stale_run_after", "config_reload_interval")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
     @model_validator(mode="after")
     def _visibility_covers_tasks(self) -> SyncSettings:
@@ -248,15 +244,9 @@ class ProvisioningSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    relay_after: str = "60s"     # a request pending (not picked up) this long is enqueued again
-    lease: str = "15m"           # a request running this long without finishing is taken over
-    relay_interval: str = "30s"  # how often beat runs the relay
-
-    @field_validator("relay_after", "lease", "relay_interval")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
+    relay_after: Duration = "60s"     # a request pending (not picked up) this long is enqueued again
+    lease: Duration = "15m"           # a request running this long without finishing is taken over
+    relay_interval: Duration = "30s"  # how often beat runs the relay
 
 
 class HistorySettings(BaseModel):
@@ -264,13 +254,7 @@ class HistorySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    retention: str = "90d"
-
-    @field_validator("retention")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
+    retention: Duration = "90d"
 
 
 class AccessSettings(BaseModel):
@@ -280,13 +264,7 @@ class AccessSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     snapshots: bool = True
-    refresh_interval: str = "1m"
-
-    @field_validator("refresh_interval")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
+    refresh_interval: Duration = "1m"
 
 
 class FileConfig(BaseModel):
