@@ -211,11 +211,13 @@ def end_part(engine: Engine, run_id: int, name: str, attempt: int, *, status: st
         return result.rowcount == 1
 
 
-def try_begin_finalize(engine: Engine, run_id: int) -> bool:
+def try_begin_finalize(engine: Engine, run_id: int, *, again: bool = False) -> bool:
     """True for exactly one caller once every fetch part has ended: that caller enqueues the finalizer.
 
-    A caller that finds the run already ``finalizing`` also gets True: it may be a redelivered part whose first
-    delivery died after flipping the run but before enqueuing; finalizing is idempotent.
+    With ``again`` (a redelivered part, whose first delivery may have died after flipping the run but before
+    enqueuing), a run already ``finalizing`` also gives True. Not otherwise: two parts ending at once would
+    both enqueue it, and one finalizer could end the run while the other still derives (``finish_run`` now
+    waits for that, but one finalizer is the rule; the reaper sends another for a run left finalizing).
     """
     with Session(engine) as session:
         open_parts = session.execute(select(func.count()).select_from(SyncPart).where(
@@ -228,6 +230,8 @@ def try_begin_finalize(engine: Engine, run_id: int) -> bool:
         session.commit()
         if result.rowcount == 1:
             return True
+        if not again:
+            return False
         status = session.execute(select(SyncRun.status).where(SyncRun.id == run_id)).scalar_one_or_none()
         return status == "finalizing"
 
@@ -241,9 +245,14 @@ class RunSummary:
 
 
 def finish_run(engine: Engine, run_id: int) -> RunSummary:
-    """Set the run's final status from its parts: succeeded, partial (some failed) or failed (none succeeded)."""
+    """Set the run's final status from its parts: succeeded, partial (some failed) or failed (none succeeded);
+    not while a part has not ended."""
     with Session(engine) as session:
         parts = session.exec(select(SyncPart).where(SyncPart.run_id == run_id)).scalars().all()
+        if any(p.status not in ENDED_PART_STATUSES for p in parts):
+            # Another finalizer (re-sent) still derives: it ends the run when it is done, the reaper if it died.
+            run = session.execute(select(SyncRun.status, SyncRun.error).where(SyncRun.id == run_id)).one()
+            return RunSummary(run_id, run[0], run[1], {p.name: p.status for p in parts})
         failed = [p for p in parts if p.status in ("failed", "held")]
         succeeded = [p for p in parts if p.status == "succeeded"]
         if not failed:

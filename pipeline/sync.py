@@ -48,9 +48,11 @@ def run_part(settings: Settings, engine: Engine, run_id: int, resource_type: str
         claim = claim_part(engine, run_id, resource_type)
         if claim.attempt is not None:
             end_part(engine, run_id, resource_type, claim.attempt, status="failed", error=str(exc))
-        return PartStep(PartResult(ran=False, reason=str(exc)), try_begin_finalize(engine, run_id))
+        return PartStep(PartResult(ran=False, reason=str(exc)),
+                        try_begin_finalize(engine, run_id, again=claim.attempt is None))
     result = run_fetch_part(engine, connector, run_id, resource_type, client_factory, settings.file.sync)
-    return PartStep(result, try_begin_finalize(engine, run_id))
+    # A delivery that found its part already ended (redelivered) asks for the finalizer again.
+    return PartStep(result, try_begin_finalize(engine, run_id, again=not result.ran))
 
 
 def finalize(engine: Engine, run_id: int) -> RunSummary:

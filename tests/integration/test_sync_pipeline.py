@@ -171,3 +171,25 @@ def test_a_redelivered_trigger_reuses_its_run(engine, db_url, simulator):
 
     with Session(engine) as session:
         assert session.execute(select(func.count()).select_from(SyncRun)).scalar_one() == 1  # one run in all
+
+
+def test_one_finalizer_and_the_run_ends_only_when_every_derived_part_has(engine, db_url, simulator):
+    """Two parts ending at once used to enqueue two finalizers, and the one that found the other deriving
+    ended the run meanwhile: a sync read back at once lacked the access through groups (seen on PostgreSQL)."""
+    from pipeline.runs import claim_part, end_part, finish_run, try_begin_finalize
+
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    started = sync.begin(settings, engine, NAME, trigger="manual")
+    for part in started.parts:
+        sync.run_part(settings, engine, started.run_id, part, NAME)
+    # Every fetch part has ended and the last one flipped the run: the others ask in vain, a redelivered one
+    # (its first delivery may have died before enqueuing) is told to send the finalizer again.
+    assert try_begin_finalize(engine, started.run_id) is False
+    assert try_begin_finalize(engine, started.run_id, again=True) is True
+    # A finalizer is deriving access through groups when a re-sent one reaches finish_run: the run waits.
+    claim = claim_part(engine, started.run_id, "app_via_group", run_status="finalizing")
+    assert finish_run(engine, started.run_id).status == "finalizing"
+    end_part(engine, started.run_id, "app_via_group", claim.attempt, status="succeeded")
+    done = sync.finalize(engine, started.run_id)
+    assert done.status == "succeeded" and set(done.parts.values()) == {"succeeded"}
