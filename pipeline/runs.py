@@ -249,26 +249,29 @@ def finish_run(engine: Engine, run_id: int) -> RunSummary:
     not while a part has not ended."""
     with Session(engine) as session:
         parts = session.exec(select(SyncPart).where(SyncPart.run_id == run_id)).scalars().all()
-        if any(p.status not in ENDED_PART_STATUSES for p in parts):
-            # Another finalizer (re-sent) still derives: it ends the run when it is done, the reaper if it died.
-            run = session.execute(select(SyncRun.status, SyncRun.error).where(SyncRun.id == run_id)).one()
-            return RunSummary(run_id, run[0], run[1], {p.name: p.status for p in parts})
-        failed = [p for p in parts if p.status in ("failed", "held")]
-        succeeded = [p for p in parts if p.status == "succeeded"]
-        if not failed:
-            status = "succeeded"
-        elif succeeded:
-            status = "partial"
-        else:
-            status = "failed"
-        error = "; ".join(f"{p.name}: {p.error}" for p in failed) or None
-        finished = utcnow()
-        result = session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.status == "finalizing")
-                                 .values(status=status, finished_at=finished, error=error))
-        session.commit()
-        if result.rowcount == 1:
-            name, started = session.execute(select(Connector.name, SyncRun.started_at).join(
-                SyncRun, SyncRun.connector_id == Connector.id).where(SyncRun.id == run_id)).one()
-            metrics.observe_run(name, status, (finished - as_utc(started)).total_seconds())
+        # A part not ended yet: another (re-sent) finalizer still derives; it ends the run when it is done, and
+        # the reaper sends one again if it died.
+        if all(p.status in ENDED_PART_STATUSES for p in parts):
+            _set_final_status(session, run_id, parts)
         final = session.execute(select(SyncRun.status, SyncRun.error).where(SyncRun.id == run_id)).one()
         return RunSummary(run_id, final[0], final[1], {p.name: p.status for p in parts})
+
+
+def _set_final_status(session: Session, run_id: int, parts: list[SyncPart]) -> None:
+    failed = [p for p in parts if p.status in ("failed", "held")]
+    succeeded = [p for p in parts if p.status == "succeeded"]
+    if not failed:
+        status = "succeeded"
+    elif succeeded:
+        status = "partial"
+    else:
+        status = "failed"
+    error = "; ".join(f"{p.name}: {p.error}" for p in failed) or None
+    finished = utcnow()
+    result = session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.status == "finalizing")
+                             .values(status=status, finished_at=finished, error=error))
+    session.commit()
+    if result.rowcount == 1:
+        name, started = session.execute(select(Connector.name, SyncRun.started_at).join(
+            SyncRun, SyncRun.connector_id == Connector.id).where(SyncRun.id == run_id)).one()
+        metrics.observe_run(name, status, (finished - as_utc(started)).total_seconds())
