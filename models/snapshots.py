@@ -22,7 +22,7 @@ from uuid import uuid4
 
 from sqlalchemy import Connection, Engine, delete, select
 
-from models.dataversion import DataVersion, data_version
+from models.dataversion import CurrentVersion, DataVersion, data_version
 from models.store import dialect_insert
 from models.tables import AccessSnapshot, AccessSnapshotBlock, utcnow
 
@@ -52,13 +52,17 @@ def stored(connection: Connection, connector_id: int) -> Stored | None:
                   artifacts=dict(row.artifacts))
 
 
+def is_current(header: Stored | None, now: CurrentVersion, renderer: str) -> bool:
+    """Whether ``header``'s rendering may be served: ``renderer`` made it, at the version read ``now``, and no
+    sync run is active."""
+    return (header is not None and header.renderer == renderer and not now.run_active
+            and now.same_as(header.version))
+
+
 def current(connection: Connection, connector_id: int, renderer: str) -> Stored | None:
     """The stored rendering if ``renderer`` made it and the data has not changed since, else None."""
     header = stored(connection, connector_id)
-    if header is None or header.renderer != renderer:
-        return None
-    now = data_version(connection, connector_id)
-    return header if not now.run_active and now.same_as(header.version) else None
+    return header if is_current(header, data_version(connection, connector_id), renderer) else None
 
 
 def save(engine: Engine, connector_id: int, version: DataVersion, artifacts: dict[str, list[bytes]], *,

@@ -35,7 +35,7 @@ class Connector(SQLModel, table=True):
     org_id: str | None = None
     created_at: datetime = _ts(default_factory=utcnow)
     #: Counts the writes to the connector's resources and grants made outside a sync run (provisioning's
-    #: write-through); with the latest sync run it tells whether the data changed (models.snapshots).
+    #: write-through); with the latest sync run it tells whether the data changed (models.dataversion).
     data_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
@@ -231,7 +231,7 @@ class AccessSnapshot(SQLModel, table=True):
     version it was rendered at: it is served only while the connector's data version is still that one.
 
     The version is the connector's latest (not skipped) sync run and ``Connector.data_version``: every write to
-    resources and grants happens in a sync run or bumps that counter (models.snapshots).
+    resources and grants happens in a sync run or bumps that counter (models.dataversion).
     """
 
     __tablename__ = "access_snapshots"

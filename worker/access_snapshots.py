@@ -16,12 +16,12 @@ import importlib.util
 import json
 import logging
 import time
-from functools import lru_cache
-from pathlib import Path
-from itertools import islice
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timezone
+from functools import lru_cache
+from itertools import islice
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -32,14 +32,15 @@ from models.queries import UnknownConnector, connector_id
 from worker.access_output import (ExportFormat, ExportWriter, ReportFormat, export_line_pairs, report_head,
                                   write_report)
 
-#: Characters of text per stored block, before compression (about 10,000 export lines): each block is
-#: compressed as soon as it is full, so a rendering holds its text one block at a time.
 if TYPE_CHECKING:
     from redis import Redis
 
 log = logging.getLogger(__name__)
 
+#: Characters of text per stored block, before compression (about 10,000 export lines): each block is
+#: compressed as soon as it is full, so a rendering holds its text one block at a time.
 BLOCK_CHARS = 1 << 21
+#: Export lines taken from the grants at a time, for both formats.
 EXPORT_BATCH = 10_000
 
 
@@ -156,9 +157,7 @@ def refresh(engine: Engine, connector: str, *, force: bool = False) -> Refreshed
         version = data_version(connection, cid)  # before the data (models.dataversion)
         if version.run_active:
             return Refreshed(connector, "busy")
-        header = snapshots.stored(connection, cid)
-        if (not force and header is not None and header.renderer == renderer_version()
-                and header.version.same_as(version)):
+        if not force and snapshots.is_current(snapshots.stored(connection, cid), version, renderer_version()):
             return Refreshed(connector, "current")
     rendering = render(engine, connector)
     seconds = time.perf_counter() - clock
@@ -233,7 +232,7 @@ def rendering_state(engine: Engine, connector: str) -> dict[str, Any] | None:
         header = snapshots.stored(connection, cid)
         if header is None:
             return None
-        current = snapshots.current(connection, cid, renderer_version()) is not None
+        current = snapshots.is_current(header, data_version(connection, cid), renderer_version())
     rendered_at = header.rendered_at
     if rendered_at.tzinfo is None:  # SQLite keeps no offset; jumpsync writes UTC
         rendered_at = rendered_at.replace(tzinfo=timezone.utc)
