@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run run-once test test-unit bench reliability clean
+.PHONY: install run run-once status shell test test-unit bench reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ run: $(STAMP)
 
 run-once: $(STAMP)
 	$(BIN)/jumpsync up --once
+
+# Beside a running `make run` (a second terminal, same folder): jumpsync commands find its settings in var/.
+status: $(STAMP)
+	$(BIN)/jumpsync status
+
+shell: $(STAMP)
+	@echo "a shell with jumpsync on its PATH (exit to leave); in this folder it uses the settings of a running make run"
+	@PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))" $${SHELL:-/bin/bash}
 
 test: $(STAMP)
 	bash scripts/ensure-servers.sh

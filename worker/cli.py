@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from provisioning.names import ACTION_NAMES
 from worker.cli_db import db_app
@@ -677,12 +678,31 @@ app.command()(export)
 startup.imported()
 
 
+#: Commands that are processes of a deployment (or ``up`` itself), not clients of one: they never take the
+#: settings of an ``up`` running in the folder.
+SERVER_COMMANDS = ("up", "worker", "beat", "flower", "simulator")
+
+
+def _adopt_running_up(argv: list[str]) -> None:
+    """A client command run in the folder of a running ``jumpsync up`` uses that run's broker, config and
+    database (for those not set in the environment or by ``--config``), and says so on stderr."""
+    from worker.up_state import adopt_running_up
+
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command is None or command in SERVER_COMMANDS:
+        return
+    config_given = "--config" in argv or any(arg.startswith("--config=") for arg in argv)
+    said = adopt_running_up(given=("JUMPSYNC_CONFIG",) if config_given else ())
+    if said is not None:
+        err.print(Text(said), highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """The ``jumpsync`` entry point: operator errors become one clear line and exit code 2, not a traceback."""
     from models.migrate import SchemaOutOfDate
 
     startup.frozen()
-
+    _adopt_running_up(sys.argv[1:])
     try:
         app()
     except (SchemaOutOfDate, ConfigError) as exc:

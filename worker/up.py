@@ -3,12 +3,21 @@
 Starts, as child processes: a Redis server unless ``JUMPSYNC_BROKER_URL`` (or the config) names a broker;
 the simulator with a demo tenant when no connector is configured; a sync worker, a provisioning worker, beat
 and Flower. It then
-prints the progress of the first sync of each connector. Ctrl-C (or SIGTERM) stops every child cleanly; with
-``--once`` it stops them after the first syncs and exits 0 only if all succeeded.
+prints the progress of the first sync of each connector. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops
+every child cleanly; with ``--once`` it stops them after the first syncs and exits 0 only if all succeeded.
+
+Children die with ``up`` even when it is killed with SIGKILL, in two steps. Each child is started with the
+kernel's parent-death signal (``PR_SET_PDEATHSIG``, SIGTERM): it needs no cooperation from the child (Redis,
+Celery and Flower are not ours to change) and no surviving process to deliver it. A child that does not end on
+it (a Celery worker whose broker died with it can hang in its shutdown) is killed with its whole process group,
+its pool included, by the watchdog (``worker.up_watchdog``), which learns of ``up``'s end from a pipe the kernel
+closes. A second ``up`` in the same folder finds the first by its locked pid file (``worker.up_state``) and
+refuses to start.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shutil
@@ -17,17 +26,18 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
 
 from worker.settings import ConfigError, load_settings
+from worker.up_state import (ENV_FILE, MARKER_ENV, VAR, AlreadyRunning, PidFile, UpRecord, leftovers_of,
+                             new_marker, start_ticks, write_env_file)
 
-VAR = Path("var")
 DEMO_CONFIG = VAR / "jumpsync.demo.toml"
 DEMO_KEY_ENV = "JUMPSYNC_DEMO_API_KEY"
-ENV_FILE = VAR / "jumpsync.env"
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -76,20 +86,56 @@ def find_redis_server() -> tuple[str, str] | None:
         return None
 
 
+def _die_with_parent(sig: int):
+    """A ``preexec_fn``: the child gets ``sig`` when the process that started it ends, however it ends.
+
+    Runs in the child between fork and exec (``up`` starts children from its only thread, which is what the
+    kernel ties the signal to). A parent that died before the call leaves the child already orphaned: it ends.
+    """
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child between fork and exec should only call
+
+    def preexec() -> None:
+        if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            os._exit(127)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
 class Children:
     """The child processes of ``up``, stopped in reverse order of start."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, env: dict[str, str], on_start=None) -> None:
         self.console = console
         self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.on_start = on_start
         (VAR / "log").mkdir(parents=True, exist_ok=True)
+        read_end, self._watchdog = os.pipe()  # both ends non-inheritable: only the watchdog gets the read end
+        try:
+            self.watchdog = subprocess.Popen([sys.executable, "-m", "worker.up_watchdog", str(read_end)], env=env,
+                                             pass_fds=(read_end,), stdin=subprocess.DEVNULL, start_new_session=True,
+                                             cwd=Path(__file__).resolve().parents[1])
+        finally:
+            os.close(read_end)
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = open(VAR / "log" / f"{name}.log", "ab")
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        with open(VAR / "log" / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, preexec_fn=_die_with_parent(signal.SIGTERM))
+        os.write(self._watchdog, f"{proc.pid}\n".encode())
         self.procs.append((name, proc))
+        if self.on_start is not None:
+            self.on_start({n: p.pid for n, p in self.procs})
         return proc
+
+    def say(self, message: str) -> None:
+        """Print, unless the terminal is gone (SIGHUP): stopping the children matters more than saying so."""
+        try:
+            self.console.print(message)
+        except (OSError, ValueError):
+            pass
 
     def dead(self) -> list[str]:
         return [name for name, proc in self.procs if proc.poll() is not None]
@@ -97,14 +143,16 @@ class Children:
     def stop(self, grace: float = 30.0) -> None:
         for name, proc in reversed(self.procs):
             if proc.poll() is None:
-                self.console.print(f"stopping {name}…")
+                self.say(f"stopping {name}…")
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(timeout=grace)
                 except subprocess.TimeoutExpired:
-                    self.console.print(f"[yellow]{name} did not stop in {grace:.0f}s; killing it[/yellow]")
+                    self.say(f"[yellow]{name} did not stop in {grace:.0f}s; killing it[/yellow]")
                     proc.kill()
                     proc.wait()
+        os.close(self._watchdog)  # nothing left for it to do: it exits
+        self.watchdog.wait()
 
 
 def _start_broker(children: Children, env: dict[str, str], console: Console) -> bool:
@@ -188,88 +236,106 @@ def _progress(engine, names: list[str], since, printed: dict) -> dict[str, dict]
 
 
 def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console) -> int:
-    from datetime import datetime
-
     VAR.mkdir(exist_ok=True)
-    env = dict(os.environ)
-    children = Children(console)
+    marker = new_marker()
+    record = UpRecord(pid=os.getpid(), marker=marker, started_at=datetime.now().astimezone().isoformat("T", "seconds"))
+    pid_file = PidFile()
+    try:
+        pid_file.acquire(record)
+    except AlreadyRunning as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 1
+    env = dict(os.environ, **{MARKER_ENV: marker})
+    children = Children(console, env, on_start=lambda pids: pid_file.write(
+        UpRecord(record.pid, record.marker, record.started_at, pids,
+                 {name: start_ticks(pid) or 0 for name, pid in pids.items()})))
     stop = {"now": False}
 
     def _signal(_sig, _frame):
         stop["now"] = True
 
-    signal.signal(signal.SIGINT, _signal)
-    signal.signal(signal.SIGTERM, _signal)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _signal)
     try:
-        try:
-            settings = load_settings()
-        except ConfigError as exc:
-            console.print(f"[red]config error:[/red] {exc}")
-            return 2
-        if settings.file.broker_url and not os.environ.get("JUMPSYNC_BROKER_URL"):
-            env["JUMPSYNC_BROKER_URL"] = os.environ["JUMPSYNC_BROKER_URL"] = settings.file.broker_url
-        if not _start_broker(children, env, console):
-            return 1
-        if not settings.connectors and not _start_demo_simulator(children, env, console):
-            return 1
-        os.environ.update({k: v for k, v in env.items() if k.startswith("JUMPSYNC_")})
-        settings = load_settings()
-        names = [c.name for c in settings.connectors]
-        console.print(f"database: {settings.database_url}")
-        console.print(f"connectors: {', '.join(names)} (config {settings.config_path})")
-
-        from models.db import make_engine
-        from models.migrate import upgrade
-
-        engine = make_engine(settings.database_url)
-        upgrade(engine)
-        since = datetime.now(timezone.utc).replace(microsecond=0)
-        celery = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
-        # One worker per queue, as deployed: a long sync never holds up a provisioning request.
-        jumpsync = [sys.executable, "-m", "worker.cli"]
-        children.start("worker", jumpsync + ["worker", "-Q", "sync", "-c", str(concurrency)], env)
-        children.start("provisioning-worker", jumpsync + ["worker", "-Q", "provisioning", "-c", "2"], env)
-        children.start("beat", celery + ["beat", "-l", "INFO"], env)
-        children.start("flower", celery + ["flower", f"--port={flower_port}", "--address=127.0.0.1"], env)
-        wait_for_port(flower_port, timeout=20)
-        console.rule("[bold green]jumpsync is up")
-        console.print(f"Flower:  http://127.0.0.1:{flower_port}")
-        console.print(f"Logs:    {VAR / 'log'}/{{worker,provisioning-worker,beat,flower}}.log")
-        ENV_FILE.write_text("# Written by `jumpsync up`: point other jumpsync commands at this run (no secrets).\n"
-                            f"export JUMPSYNC_BROKER_URL={env['JUMPSYNC_BROKER_URL']}\n"
-                            f"export JUMPSYNC_CONFIG={settings.config_path.resolve()}\n"
-                            f"export JUMPSYNC_DATABASE_URL={absolute_sqlite_url(settings.database_url)}\n")
-        console.print(f"Status:  . {ENV_FILE} && jumpsync status   (stop with Ctrl-C)")
-        console.rule("first sync")
-        printed: dict = {}
-        reported: set[str] = set()
-        ended: dict[str, dict] = {}
-        while not stop["now"]:
-            dead = children.dead()
-            if dead:
-                console.print(f"[red]{', '.join(dead)} exited unexpectedly; see {VAR / 'log'}[/red]")
-                return 1
-            ended = _progress(engine, names, since, printed)
-            for name, run in ended.items():
-                if name not in reported:
-                    reported.add(name)
-                    colour = "green" if run["status"] == "succeeded" else "red"
-                    console.print(f"{name}: first sync [{colour}]{run['status']}[/{colour}]"
-                                  + (f" — {run['error']}" if run["error"] else ""))
-            if once and len(ended) == len(names):
-                break
-            time.sleep(1)
-        if once:
-            from worker.cli import print_run
-
-            console.rule("summary")
-            for name in names:
-                if name in ended:
-                    print_run(name, ended[name])
-                else:
-                    console.print(f"{name}: [red]no completed sync[/red]")
-            ok = len(ended) == len(names) and all(r["status"] == "succeeded" for r in ended.values())
-            return 0 if ok else 1
-        return 0
+        return _supervise(children, env, stop, once=once, flower_port=flower_port, concurrency=concurrency,
+                          console=console)
     finally:
         children.stop()
+        ENV_FILE.unlink(missing_ok=True)
+        # Kept when something it started outlived the stop, so that the next ``up`` names it.
+        pid_file.release(remove=not leftovers_of(pid_file.record or record))
+
+
+def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: bool, flower_port: int,
+               concurrency: int, console: Console) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {exc}")
+        return 2
+    if settings.file.broker_url and not os.environ.get("JUMPSYNC_BROKER_URL"):
+        env["JUMPSYNC_BROKER_URL"] = os.environ["JUMPSYNC_BROKER_URL"] = settings.file.broker_url
+    if not _start_broker(children, env, console):
+        return 1
+    if not settings.connectors and not _start_demo_simulator(children, env, console):
+        return 1
+    os.environ.update({k: v for k, v in env.items() if k.startswith("JUMPSYNC_") and k != MARKER_ENV})
+    settings = load_settings()
+    names = [c.name for c in settings.connectors]
+    console.print(f"database: {settings.database_url}")
+    console.print(f"connectors: {', '.join(names)} (config {settings.config_path})")
+
+    from models.db import make_engine
+    from models.migrate import upgrade
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    since = datetime.now(timezone.utc).replace(microsecond=0)
+    celery = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
+    # One worker per queue, as deployed: a long sync never holds up a provisioning request.
+    jumpsync = [sys.executable, "-m", "worker.cli"]
+    children.start("worker", jumpsync + ["worker", "-Q", "sync", "-c", str(concurrency)], env)
+    children.start("provisioning-worker", jumpsync + ["worker", "-Q", "provisioning", "-c", "2"], env)
+    children.start("beat", celery + ["beat", "-l", "INFO"], env)
+    children.start("flower", celery + ["flower", f"--port={flower_port}", "--address=127.0.0.1"], env)
+    wait_for_port(flower_port, timeout=20)
+    write_env_file({"JUMPSYNC_BROKER_URL": env["JUMPSYNC_BROKER_URL"],
+                    "JUMPSYNC_CONFIG": str(settings.config_path.resolve()),
+                    "JUMPSYNC_DATABASE_URL": absolute_sqlite_url(settings.database_url)})
+    console.rule("[bold green]jumpsync is up")
+    console.print(f"Flower:  http://127.0.0.1:{flower_port}")
+    console.print(f"Logs:    {VAR / 'log'}/{{worker,provisioning-worker,beat,flower}}.log")
+    console.print("Status:  make status   (or .venv/bin/jumpsync status: any jumpsync command run in this folder "
+                  f"uses this run's settings, {ENV_FILE}; make shell opens a shell with jumpsync on its PATH)")
+    console.print("Stop:    Ctrl-C")
+    console.rule("first sync")
+    printed: dict = {}
+    reported: set[str] = set()
+    ended: dict[str, dict] = {}
+    while not stop["now"]:
+        dead = children.dead()
+        if dead:
+            console.print(f"[red]{', '.join(dead)} exited unexpectedly; see {VAR / 'log'}[/red]")
+            return 1
+        ended = _progress(engine, names, since, printed)
+        for name, run in ended.items():
+            if name not in reported:
+                reported.add(name)
+                colour = "green" if run["status"] == "succeeded" else "red"
+                console.print(f"{name}: first sync [{colour}]{run['status']}[/{colour}]"
+                              + (f" — {run['error']}" if run["error"] else ""))
+        if once and len(ended) == len(names):
+            break
+        time.sleep(1)
+    if once:
+        from worker.cli import print_run
+
+        console.rule("summary")
+        for name in names:
+            if name in ended:
+                print_run(name, ended[name])
+            else:
+                console.print(f"{name}: [red]no completed sync[/red]")
+        ok = len(ended) == len(names) and all(r["status"] == "succeeded" for r in ended.values())
+        return 0 if ok else 1
+    return 0

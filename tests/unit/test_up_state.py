@@ -1,0 +1,109 @@
+"""The pieces of ``jumpsync up`` that others rely on: the locked pid file, the settings it hands to other
+commands, and the watchdog that ends its children when it is gone. (The whole ``up`` under each signal is
+tests/integration/test_up.py.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from worker import up_state
+from worker.up_state import AlreadyRunning, PidFile, UpRecord, adopt_running_up, running_up
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def _record(pid: int | None = None, **children: int) -> UpRecord:
+    return UpRecord(pid=pid or os.getpid(), marker=f"{os.getpid()}-test", started_at="2026-12-04T09:13:43+00:00",
+                    children=dict(children))
+
+
+def test_the_pid_file_is_held_while_up_runs_and_free_after():
+    first = PidFile()
+    first.acquire(_record())
+    assert running_up().pid == os.getpid()
+    with pytest.raises(AlreadyRunning, match=rf"already running in this folder \(pid {os.getpid()}, started "
+                                             r"2026-12-04T09:13:43\+00:00\).*kill"):
+        PidFile().acquire(_record())
+    first.release(remove=True)
+    assert running_up() is None and not up_state.PID_FILE.exists()
+    PidFile().acquire(_record())  # free again
+
+
+def test_a_pid_file_whose_process_ended_is_not_running(tmp_path):
+    up_state.VAR.mkdir()
+    up_state.PID_FILE.write_text(_record(pid=999999).dump())
+    assert running_up() is None
+    held = PidFile()
+    held.acquire(_record())  # nothing of the earlier one lives (no marked process, no recorded child)
+    assert UpRecord.load(up_state.PID_FILE.read_text()).pid == os.getpid()
+
+
+def test_a_recorded_child_alive_is_a_leftover_and_a_reused_pid_is_not():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        up_state.VAR.mkdir()
+        earlier = _record(pid=999999, redis=child.pid)
+        earlier.child_starts = {"redis": up_state.start_ticks(child.pid)}
+        up_state.PID_FILE.write_text(earlier.dump())
+        with pytest.raises(AlreadyRunning, match=rf"still running: redis {child.pid}; stop them first: kill {child.pid}"):
+            PidFile().acquire(_record())
+        earlier.child_starts = {"redis": up_state.start_ticks(child.pid) - 1}  # another process had that pid
+        up_state.PID_FILE.write_text(earlier.dump())
+        PidFile().acquire(_record())
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_commands_take_the_settings_of_the_running_up_that_are_not_given():
+    held = PidFile()
+    held.acquire(_record())
+    up_state.write_env_file({"JUMPSYNC_BROKER_URL": "redis://127.0.0.1:6390/0", "JUMPSYNC_CONFIG": "/x/demo.toml",
+                             "JUMPSYNC_DATABASE_URL": "sqlite:////x/jumpsync.db"})
+    environ = {"JUMPSYNC_DATABASE_URL": "postgresql://mine/db"}
+    said = adopt_running_up(environ, given=("JUMPSYNC_CONFIG",))
+    assert environ == {"JUMPSYNC_DATABASE_URL": "postgresql://mine/db", "JUMPSYNC_BROKER_URL": "redis://127.0.0.1:6390/0"}
+    assert said == (f"using the settings of the jumpsync up running here (pid {os.getpid()}, var/jumpsync.env): "
+                    "broker_url=redis://127.0.0.1:6390/0")
+    assert adopt_running_up(dict(environ), given=("JUMPSYNC_CONFIG",)) is None  # everything given: nothing said
+    held.release(remove=True)
+    assert adopt_running_up({}) is None  # the env file without a running up is not used
+
+
+def test_the_watchdog_kills_the_groups_left_once_its_pipe_closes():
+    read_end, write_end = os.pipe()
+    watchdog = subprocess.Popen([sys.executable, "-m", "worker.up_watchdog", str(read_end), "1"], cwd=ROOT,
+                                pass_fds=(read_end,))
+    os.close(read_end)
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                                 "signal.SIG_IGN); time.sleep(60)"], start_new_session=True)
+    os.write(write_end, f"{stubborn.pid}\n".encode())
+    started = time.monotonic()
+    os.close(write_end)  # what the kernel does when up ends, however
+    assert watchdog.wait(timeout=10) == 0
+    assert stubborn.wait(timeout=5) == -signal.SIGKILL
+    assert 0.9 < time.monotonic() - started < 8  # it waited out its grace first
+
+
+def test_the_watchdog_exits_at_once_when_nothing_is_left():
+    read_end, write_end = os.pipe()
+    watchdog = subprocess.Popen([sys.executable, "-m", "worker.up_watchdog", str(read_end), "30"], cwd=ROOT,
+                                pass_fds=(read_end,))
+    os.close(read_end)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    gone.wait()
+    os.write(write_end, f"{gone.pid}\n".encode())
+    os.close(write_end)
+    assert watchdog.wait(timeout=10) == 0
