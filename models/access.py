@@ -27,6 +27,7 @@ from models.bulk import collector_paused
 from models.export import EXPORT_COLUMNS, export, iter_export  # noqa: F401  (part of this module's interface)
 from models.export import iso_utc as _iso
 from models.queries import connector_id
+from models.resolver import Ambiguous, NotFound, candidate, resolve, resolve_person  # noqa: F401  (interface)
 from models.store import chunks, lookup_key
 from models.tables import Grant, Resource
 
@@ -53,18 +54,6 @@ REPORT_COLUMNS = (
 )
 
 
-class NotFound(LookupError):
-    """Nothing matches the name or id given."""
-
-
-class Ambiguous(LookupError):
-    """Several accounts or resources match; ``candidates`` lists them so the caller can ask by id."""
-
-    def __init__(self, message: str, candidates: list[dict[str, Any]]) -> None:
-        super().__init__(message)
-        self.candidates = candidates
-
-
 def _ref(kind: str, rid: str | None, name: str | None) -> dict[str, Any] | None:
     return None if not rid else {"type": kind, "id": rid, "name": name}
 
@@ -73,70 +62,7 @@ def _live(table=R) -> ColumnElement[bool]:
     return table.c.deleted_at.is_(None)
 
 
-_ACCOUNT_COLUMNS = (R.c.type, R.c.external_id, R.c.name, R.c.email, R.c.status, R.c.profile, R.c.linked_user_id,
-                    R.c.email_key, R.c.deleted_at)
-
-
-def _account(row) -> dict[str, Any]:
-    profile = row.profile or {}
-    return {"type": row.type, "id": row.external_id, "name": row.name, "email": row.email, "status": row.status,
-            "username": profile.get("username") if row.type == "user" else None}
-
-
-# --- who is this person? ----------------------------------------------------------------------------------------
-
-def _find_accounts(session: Session, cid: int, query: str, *, live: bool = True) -> tuple[list, list]:
-    """Users and admins that ``query`` names: by id (exact; wins over everything), else by email (both types)
-    or username (users), case-insensitively."""
-    text = query.strip()
-    key = lookup_key(query)
-    base = select(*_ACCOUNT_COLUMNS).where(R.c.connector_id == cid, R.c.type.in_(("user", "admin")))
-    if live:
-        base = base.where(_live())
-    by_id = session.execute(base.where(R.c.external_id == text)).all()
-    if by_id:
-        rows = by_id
-    else:
-        # Two index searches (email of users and admins, username of users) rather than one OR of them.
-        rows = session.execute(base.where(R.c.email_key == key)).all()
-        rows += session.execute(base.where(R.c.type == "user", R.c.username_key == key)).all()
-    unique = {(row.type, row.external_id): row for row in rows}
-    users = [row for (kind, _), row in sorted(unique.items()) if kind == "user"]
-    admins = [row for (kind, _), row in sorted(unique.items()) if kind == "admin"]
-    return users, admins
-
-
-def resolve_person(session: Session, cid: int, query: str) -> tuple[Any | None, list]:
-    """The person's live user account (or None) and their live admin accounts.
-
-    Admins link to users through ``linked_user_id``; an admin named by the query that links to another user
-    than the one named makes the query ambiguous. Without a user account, the admins named by the query are
-    the person (several only when they share an email).
-    """
-    users, admins = _find_accounts(session, cid, query)
-    linked_ids = sorted({a.linked_user_id for a in admins if a.linked_user_id} - {u.external_id for u in users})
-    if linked_ids:
-        users += session.execute(select(*_ACCOUNT_COLUMNS).where(
-            R.c.connector_id == cid, R.c.type == "user", R.c.external_id.in_(linked_ids), _live())).all()
-    if len(users) > 1:
-        raise Ambiguous(f"{query!r} matches {len(users)} users; give one's id",
-                        [_account(u) for u in sorted(users, key=lambda u: u.external_id)])
-    if users:
-        user = users[0]
-        linked = session.execute(select(*_ACCOUNT_COLUMNS).where(
-            R.c.connector_id == cid, R.c.type == "admin", R.c.linked_user_id == user.external_id, _live())).all()
-        found = {a.external_id: a for a in [*linked, *admins]
-                 if a.linked_user_id in (None, user.external_id)}
-        return user, [found[k] for k in sorted(found)]
-    if admins:
-        emails = {a.email_key for a in admins}
-        if len(admins) > 1 and (len(emails) > 1 or None in emails):
-            raise Ambiguous(f"{query!r} matches {len(admins)} admins; give one's id", [_account(a) for a in admins])
-        return None, admins
-    gone_users, gone_admins = _find_accounts(session, cid, query, live=False)
-    if gone_users or gone_admins:
-        raise NotFound(f"{query!r} matches only accounts deleted in JumpCloud")
-    raise NotFound(f"no user or admin with id, email or username {query!r}")
+_account = candidate  # a person's account, as the JSON interface shows it
 
 
 # --- effective access --------------------------------------------------------------------------------------------
@@ -183,18 +109,8 @@ def parse_target(target: str) -> tuple[str, str]:
 
 
 def resolve_resource(session: Session, cid: int, resource_type: str, name: str):
-    """The live resource of that type whose id is ``name``, else whose name is ``name`` (case-insensitive)."""
-    columns = (R.c.type, R.c.external_id, R.c.name)
-    base = select(*columns).where(R.c.connector_id == cid, R.c.type == resource_type, _live())
-    rows = session.execute(base.where(R.c.external_id == name.strip())).all()
-    if not rows:
-        rows = session.execute(base.where(R.c.name_key == lookup_key(name)).order_by(R.c.external_id)).all()
-    if len(rows) > 1:
-        raise Ambiguous(f"{len(rows)} {resource_type}s are named {name!r}; give one's id",
-                        [{"type": r.type, "id": r.external_id, "name": r.name} for r in rows])
-    if not rows:
-        raise NotFound(f"no live {resource_type} with id or name {name!r}")
-    return rows[0]
+    """The live resource of that type that ``name`` names (models.resolver: by id, name, an app's template)."""
+    return resolve(session, cid, resource_type, name)
 
 
 def who_has(engine: Engine, connector: str, target: str) -> dict[str, Any]:

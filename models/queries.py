@@ -24,10 +24,20 @@ class UnknownConnector(LookupError):
     pass
 
 
+def synced_connector_names(session: Session) -> list[str]:
+    return list(session.execute(select(Connector.name).order_by(Connector.name)).scalars())
+
+
 def connector_id(session: Session, name: str) -> int:
-    found = session.execute(select(Connector.id).where(Connector.name == name)).scalar_one_or_none()
+    """The connector's row id; its name is lowercase, so ``ACME`` finds ``acme``. UnknownConnector names the
+    closest known ones."""
+    found = session.execute(select(Connector.id).where(Connector.name.in_({name, name.lower()}))).scalar_one_or_none()
     if found is None:
-        raise UnknownConnector(f"connector {name!r} has never been synced (no rows in the database)")
+        from models.resolver import suggest
+
+        known = synced_connector_names(session)
+        raise UnknownConnector(f"connector {name!r} has never been synced (no rows in the database)"
+                               + suggest(name, known))
     return found
 
 

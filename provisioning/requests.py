@@ -260,7 +260,7 @@ def get(engine: Engine, request_id: str) -> dict[str, Any] | None:
         return view(row) if row else None
 
 
-def listing(engine: Engine, *, status: str | None = None, connector: str | None = None,
+def listing(engine: Engine, *, status: str | None = None, connector: str | None = None, action: str | None = None,
             limit: int = 100) -> list[dict[str, Any]]:
     with Session(engine) as session:
         query = select(ProvisioningRequest)
@@ -268,8 +268,16 @@ def listing(engine: Engine, *, status: str | None = None, connector: str | None 
             query = query.where(ProvisioningRequest.status == status)
         if connector:
             query = query.where(ProvisioningRequest.connector == connector)
+        if action:
+            query = query.where(ProvisioningRequest.action == action)
         rows = session.execute(query.order_by(ProvisioningRequest.created_at.desc()).limit(limit)).scalars()
         return [view(row) for row in rows]
+
+
+def connector_names(engine: Engine) -> list[str]:
+    """Every connector some request names (configured or not any more)."""
+    with Session(engine) as session:
+        return list(session.execute(select(ProvisioningRequest.connector).distinct()).scalars())
 
 
 def accept_malformed(engine: Engine, message: Any, reason: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Turning what a person typed into JumpCloud ids: the synced database first, then the API.
 
-A reference is an id (24 hex characters), or an email or username (accounts), or a name (groups, apps,
-roles; case-insensitive). Several matches is an error that lists them, never a guess. In dry-run mode there
-is no client, so only the database is asked.
+A reference is an id (24 hex characters), or an email or username (accounts), or a name (groups, apps, roles;
+an app also by its template name; case-insensitive): the rules of models.resolver, which answers the database
+step. Several matches is an error that lists them, never a guess; none names the closest candidates. In dry-run
+mode there is no client, so only the database is asked.
 
 The runner hands the resolver the request's connection, so that every look-up of a request shares one pool
 checkout; each look-up runs in autocommit mode on it, so that no transaction is open while the request then waits
@@ -14,9 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Connection, Engine, select
 
 from connector.admins import map_admin
 from connector.apps import map_app
@@ -25,9 +25,10 @@ from connector.roles import BUILTIN_ROLES, role_id
 from connector.users import map_user
 from jumpcloud.client import JumpCloudClient
 from jumpcloud.errors import NotFoundError
+from models import resolver
 from models.db import autocommit
 from models.lookup import rows_by_keys
-from models.store import RESOURCE_KEY, lookup_key
+from models.store import RESOURCE_KEY
 from models.tables import Resource
 from provisioning.params import InvalidRequest, Params
 
@@ -55,16 +56,6 @@ def _one(kind: str, ref: str, ids: list[str], where: str) -> str | None:
         raise AmbiguousName(f"{kind} {ref!r} is ambiguous: {len(unique)} match in {where} "
                             f"({', '.join(unique[:5])}); name it by id")
     return unique[0] if unique else None
-
-
-@lru_cache(maxsize=None)
-def _lookup(column: str):
-    """The ids of the live resources of a type whose ``column`` has a value; built once per column (a request
-    resolves two or three references, and building the statement cost more than running it)."""
-    table = Resource.__table__
-    return select(table.c.external_id).where(
-        table.c.connector_id == bindparam("connector_id"), table.c.type == bindparam("type"),
-        table.c.deleted_at.is_(None), table.c[column] == bindparam("value"))
 
 
 class Resolver:
@@ -100,30 +91,30 @@ class Resolver:
                 RESOURCE_KEY, live_only=True)}
         self._known_ids.update({key: key in found for key in wanted})
 
-    def _db(self, resource_type: str, column: str, value: str) -> list[str]:
-        with self._connection() as connection:
-            return list(connection.execute(_lookup(column), {"connector_id": self.connector_id, "type": resource_type,
-                                                             "value": value}).scalars())
-
     def _db_by_id(self, resource_type: str, ref: str) -> list[str]:
         known = self._known_ids.get((resource_type, ref))
         if known is not None:
             return [ref] if known else []
-        return self._db(resource_type, "external_id", ref)
+        return self._db(resource_type, ref)
 
-    def _db_by_name(self, resource_type: str, ref: str) -> list[str]:
-        return self._db(resource_type, "name_key", lookup_key(ref))
+    def _db(self, resource_type: str, ref: str) -> list[str]:
+        """Ids of the live resources that ``ref`` names in the synced database (models.resolver's rules)."""
+        with self._connection() as connection:
+            return [row.external_id for row in resolver.matches(connection, self.connector_id, resource_type, ref)]
 
-    def _db_by_email(self, resource_type: str, ref: str) -> list[str]:
-        return self._db(resource_type, "email_key", lookup_key(ref))
-
-    def _db_by_username(self, resource_type: str, ref: str) -> list[str]:
-        return self._db(resource_type, "username_key", lookup_key(ref))
+    def _closest(self, resource_type: str, ref: str) -> str:
+        """Candidates for a mistyped name; none for an id (nobody means an id that looks like another)."""
+        if is_object_id(ref):
+            return ""
+        with self._connection() as connection:
+            return resolver.did_you_mean(resolver.closest(connection, self.connector_id, (resource_type,), ref))
 
     # --- the API ----------------------------------------------------------------------------------------------
     def _need_client(self, kind: str, ref: str) -> JumpCloudClient:
         if self.client is None:
-            raise UnknownName(f"{kind} {ref!r} is not in the synced database (a dry run does not ask JumpCloud)")
+            resource_type = "app" if kind == "application" else kind
+            raise UnknownName(f"{kind} {ref!r} is not in the synced database (a dry run does not ask JumpCloud)"
+                              + self._closest(resource_type, ref))
         return self.client
 
     async def _api_exists(self, kind: str, ref: str, path: str) -> str | None:
@@ -141,8 +132,9 @@ class Resolver:
             ids.extend(mapper(record).id for record in page)
         return ids
 
-    def _unknown(self, kind: str, ref: str, how: str) -> UnknownName:
-        return UnknownName(f"unknown {kind} {ref!r}: no {kind} with that {how} in the synced database or JumpCloud")
+    def _unknown(self, kind: str, ref: str, how: str, resource_type: str) -> UnknownName:
+        return UnknownName(f"unknown {kind} {ref!r}: no {kind} with that {how} in the synced database or JumpCloud"
+                           + self._closest(resource_type, ref))
 
     # --- per kind ---------------------------------------------------------------------------------------------
     async def user(self, ref: str) -> str:
@@ -150,10 +142,9 @@ class Resolver:
             found = self._db_by_id("user", ref) or [await self._api_exists("user", ref, "/api/systemusers/{id}")]
             if found[0]:
                 return found[0]
-            raise self._unknown("user", ref, "id")
+            raise self._unknown("user", ref, "id", "user")
         field, how = ("email", "email") if "@" in ref else ("username", "username")
-        db = self._db_by_email("user", ref) if field == "email" else self._db_by_username("user", ref)
-        found = _one("user", ref, db, "the synced database")
+        found = _one("user", ref, self._db("user", ref), "the synced database")
         if found:
             return found
         client = self._need_client("user", ref)
@@ -162,10 +153,10 @@ class Resolver:
         found = _one("user", ref, api, "JumpCloud")
         if found:
             return found
-        raise self._unknown("user", ref, how)
+        raise self._unknown("user", ref, how, "user")
 
     async def admin(self, ref: str) -> str:
-        db = self._db_by_id("admin", ref) if is_object_id(ref) else self._db_by_email("admin", ref)
+        db = self._db_by_id("admin", ref) if is_object_id(ref) else self._db("admin", ref)
         found = _one("admin", ref, db, "the synced database")
         if found:
             return found
@@ -178,14 +169,14 @@ class Resolver:
         found = _one("admin", ref, matches, "JumpCloud")
         if found:
             return found
-        raise self._unknown("admin", ref, "id or email")
+        raise self._unknown("admin", ref, "id or email", "admin")
 
     async def group(self, ref: str) -> str:
         if is_object_id(ref):
             found = self._db_by_id("group", ref) or [await self._api_exists("group", ref, "/api/v2/usergroups/{id}")]
             if found[0]:
                 return found[0]
-        found = _one("group", ref, self._db_by_name("group", ref), "the synced database")
+        found = _one("group", ref, self._db("group", ref), "the synced database")
         if found:
             return found
         client = self._need_client("group", ref)
@@ -194,14 +185,14 @@ class Resolver:
         found = _one("group", ref, api, "JumpCloud")
         if found:
             return found
-        raise self._unknown("group", ref, "id or name")
+        raise self._unknown("group", ref, "id or name", "group")
 
     async def app(self, ref: str) -> str:
         if is_object_id(ref):
             found = self._db_by_id("app", ref) or [await self._api_exists("app", ref, "/api/applications/{id}")]
             if found[0]:
                 return found[0]
-        found = _one("application", ref, self._db_by_name("app", ref), "the synced database")
+        found = _one("application", ref, self._db("app", ref), "the synced database")
         if found:
             return found
         client = self._need_client("application", ref)
@@ -211,7 +202,7 @@ class Resolver:
             found = _one("application", ref, api, "JumpCloud")
             if found:
                 return found
-        raise self._unknown("application", ref, "id or name")
+        raise self._unknown("application", ref, "id, name or template name", "app")
 
     def role(self, ref: str) -> str:
         """The role's name as JumpCloud knows it: a built-in role, or a custom one seen on an admin."""
@@ -228,4 +219,4 @@ class Resolver:
             if rid == wanted:
                 return name
         names = sorted(set(BUILTIN_ROLES) | {name for _, name in known})
-        raise UnknownName(f"unknown role {ref!r}; known roles: {', '.join(names)}")
+        raise UnknownName(f"unknown role {ref!r}{resolver.suggest(ref, names)}; known roles: {', '.join(names)}")

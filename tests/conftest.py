@@ -79,12 +79,11 @@ def engine(db_url):
 @pytest.fixture
 def run(engine, tmp_path, monkeypatch):
     """``run(*args)`` invokes ``jumpsync`` in-process on the test's database (connector ``acme`` configured),
-    with wide tables."""
-    from rich.console import Console
+    whose tables are tab-separated (its stdout is no terminal)."""
     from typer.testing import CliRunner
 
     from models.db import get_engine
-    from worker import cli, cli_access, runtime
+    from worker import cli, runtime
     from worker.settings import SettingsCache
 
     url = engine.url.render_as_string(hide_password=False)
@@ -93,11 +92,19 @@ def run(engine, tmp_path, monkeypatch):
     monkeypatch.setenv("JUMPSYNC_CONFIG", str(config))
     monkeypatch.setenv("JUMPSYNC_DATABASE_URL", url)
     monkeypatch.setattr(runtime, "_settings", SettingsCache())
-    monkeypatch.setattr(cli_access, "console", Console(width=250))
-    monkeypatch.setattr(cli_access, "err", Console(width=250, stderr=True))
     runner = CliRunner()
     yield lambda *args: runner.invoke(cli.app, list(args))
     get_engine(url).dispose()
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """``terminal(columns)``: the CLI then prints as at a terminal of that width (tables, not TSV; no colour)."""
+    def at(columns: int) -> None:
+        monkeypatch.setenv("TTY_COMPATIBLE", "1")
+        monkeypatch.setenv("NO_COLOR", "1")
+        monkeypatch.setenv("COLUMNS", str(columns))
+    return at
 
 
 @pytest.fixture

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
+
+from cli import output
+from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 
 from provisioning.names import ACTION_NAMES
 from worker.cli_db import db_app
@@ -29,8 +30,8 @@ from worker.settings import ALL_RESOURCE_TYPES, ConfigError
 
 app = typer.Typer(help="Keep a database in step with JumpCloud organisations.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-console = Console()
-err = Console(stderr=True)
+console = output.stdout()
+err = output.stderr()
 
 ConfigOption = typer.Option(None, "--config", help="Config file (default: $JUMPSYNC_CONFIG or ./jumpsync.toml).")
 
@@ -159,20 +160,22 @@ def wait_for_run(task_id: str, timeout: float) -> dict | None:
     return queries.wait_for_run(runtime.engine(), task_id, timeout, poll=0.5)
 
 
+RUN_PARTS = (Col("part", identity=True), Col("status", identity=True, style=output.status_style),
+             Col("requests", drop=2), Col("counts", drop=3), Col("error", wrap=True, drop=1))
+
+
 def print_run(name: str, run: dict) -> None:
-    colour = {"succeeded": "green", "partial": "yellow", "skipped": "yellow"}.get(run["status"], "red")
-    console.print(f"{name}: run {run['id']} [{colour}]{run['status']}[/{colour}]"
-                  + (f" — {run['error']}" if run.get("error") else ""))
-    table = Table("part", "status", "requests", "counts", "error")
-    for part in run["parts"]:
-        counts = ", ".join(f"{k}={v}" for k, v in sorted(part["counts"].items()))
-        table.add_row(part["name"], part["status"], str(part["requests"]), counts, cell(part["error"]))
+    line = Text(f"{name}: run {run['id']} ") + Text(run["status"], style=output.status_style(run["status"]))
+    console.print(line + cell(f" — {run['error']}" if run.get("error") else ""))
     if run["parts"]:
-        console.print(table)
+        output.print_rows(RUN_PARTS, ((part["name"], part["status"], part["requests"],
+                                       ", ".join(f"{k}={v}" for k, v in sorted(part["counts"].items())),
+                                       part["error"]) for part in run["parts"]), output.choose())
 
 
 @app.command()
-def status(config: Optional[Path] = ConfigOption, as_json: bool = typer.Option(False, "--json")) -> None:
+def status(config: Optional[Path] = ConfigOption, as_json: bool = JsonOption, wide: bool = WideOption,
+           output_: Optional[Output] = OutputOption) -> None:
     """Connectors: last run and its outcome, next scheduled sync, live counts, pending provisioning."""
     _use_config(config)
     from models import queries
@@ -184,28 +187,35 @@ def status(config: Optional[Path] = ConfigOption, as_json: bool = typer.Option(F
     for entry, next_at in zip(data, _next_syncs([e["connector"] for e in data])):
         entry["next_sync_at"] = next_at
         entry["access_rendering"] = rendering_state(runtime.engine(), entry["connector"])
-    if as_json:
+    shown = output.choose(output_, wide=wide, as_json=as_json)
+    if shown is Output.json:
         _print_json(data)
         return
-    table = Table("connector", "last run", "finished", "last success", "next sync", "resources", "grants",
-                  "provisioning", "report/export", "error")
+    rows = []
     for entry in data:
         run = entry["last_run"] or {}
-        name = entry["connector"] + ("" if entry["configured"] else " (not configured)")
-        resources = ", ".join(f"{k}={v}" for k, v in sorted(entry["resources"].items()))
-        provisioning = ", ".join(f"{k}={v}" for k, v in sorted(entry["provisioning"].items()))
-        table.add_row(cell(name), _status(run.get("status", "never")) + (f" #{run['id']}" if run else ""),
-                      _short_time(run.get("finished_at")), _short_time(entry["last_success_at"]),
-                      _short_time(entry["next_sync_at"]) or "unknown", resources, str(entry["grants"]),
-                      provisioning, _rendering(entry["access_rendering"]), cell(run.get("error"), limit=80))
-    console.print(table)
+        rows.append((entry["connector"] + ("" if entry["configured"] else " (not configured)"),
+                     run.get("status", "never") + (f" #{run['id']}" if run else ""), run.get("finished_at"),
+                     entry["last_success_at"], entry["next_sync_at"] or "unknown",
+                     ", ".join(f"{k}={v}" for k, v in sorted(entry["resources"].items())), entry["grants"],
+                     ", ".join(f"{k}={v}" for k, v in sorted(entry["provisioning"].items())),
+                     _rendering(entry["access_rendering"], shown), run.get("error")))
+    output.print_rows(STATUS_COLUMNS, rows, shown)
 
 
-def _rendering(state: dict | None) -> str:
+#: At 80 columns: connector, last run, finished, next sync and the error (the others are dropped in this order).
+STATUS_COLUMNS = (Col("connector", identity=True), Col("last run", identity=True, style=output.status_style),
+                  Col("finished", time=True, drop=2), Col("last success", time=True, drop=6),
+                  Col("next sync", time=True, drop=3), Col("resources", drop=7), Col("grants", drop=4),
+                  Col("provisioning", drop=5), Col("report/export", drop=8), Col("error", wrap=True, drop=1))
+
+
+def _rendering(state: dict | None, shown: Output) -> str:
     """The stored report and export: rendered when, and whether the commands serve it (docs/access.md)."""
     if state is None:
         return "never rendered"
-    return f"{'current' if state['current'] else 'stale'}, {_short_time(state['rendered_at'])}"
+    at = output.full_time(state["rendered_at"]) if shown is Output.tsv else output.short_time(state["rendered_at"])
+    return f"{'current' if state['current'] else 'stale'}, {at}"
 
 
 def _next_syncs(names: list[str]) -> list[str | None]:
@@ -218,10 +228,6 @@ def _next_syncs(names: list[str]) -> list[str | None]:
         return [found.get(name) for name in names]
     except Exception:  # noqa: BLE001  (status must work with the broker down)
         return [None] * len(names)
-
-
-def _short_time(value: str | None) -> str:
-    return value[:19].replace("T", " ") if value else ""
 
 
 def _connector_query(fn, *args, **kwargs):
@@ -239,42 +245,57 @@ def _connector_query(fn, *args, **kwargs):
 def resources(name: str = typer.Argument(..., help="Connector name."), config: Optional[Path] = ConfigOption,
               type_: Optional[str] = typer.Option(None, "--type", help="One of " + ", ".join(ALL_RESOURCE_TYPES)),
               live: bool = typer.Option(False, "--live", help="Leave out resources deleted in JumpCloud."),
-              as_json: bool = typer.Option(False, "--json")) -> None:
+              as_json: bool = JsonOption, wide: bool = WideOption,
+              output_: Optional[Output] = OutputOption) -> None:
     """Resources of a connector (accounts, groups, apps, roles)."""
     _use_config(config)
-    if type_ is not None and type_ not in ALL_RESOURCE_TYPES:
-        err.print(f"[red]error:[/red] --type {type_!r} is not one of {', '.join(ALL_RESOURCE_TYPES)}")
-        raise typer.Exit(2)
+    check_resource_type(type_)
     from models import queries
 
     data = _connector_query(queries.resources, name, type_, include_deleted=not live)
-    if as_json:
+    shown = output.choose(output_, wide=wide, as_json=as_json)
+    if shown is Output.json:
         _print_json(data)
         return
-    table = Table("type", "id", "name", "email", "status", "deleted")
-    for item in data:
-        table.add_row(item["type"], cell(item["id"]), cell(item["name"]), cell(item.get("email")), cell(item.get("status")),
-                      "yes" if item["deleted"] else "")
-    console.print(table)
+    output.print_rows(RESOURCE_COLUMNS, ((item["type"], item["id"], item["name"], item.get("email"),
+                                          item.get("status"), "yes" if item["deleted"] else "") for item in data),
+                      shown)
+
+
+RESOURCE_COLUMNS = (Col("type"), Col("id", identity=True), Col("name", identity=True), Col("email", identity=True),
+                    Col("status", identity=True, style=output.status_style), Col("deleted", drop=1))
+
+
+def check_resource_type(type_: Optional[str]) -> None:
+    """Exit 2 on a ``--type`` that is no resource type, offering the closest."""
+    if type_ is not None and type_ not in ALL_RESOURCE_TYPES:
+        from models.resolver import suggest
+
+        raise _usage_error(f"--type {type_!r} is not one of {', '.join(ALL_RESOURCE_TYPES)}"
+                           + suggest(type_, ALL_RESOURCE_TYPES))
 
 
 @app.command()
 def grants(name: str = typer.Argument(..., help="Connector name."), config: Optional[Path] = ConfigOption,
            live: bool = typer.Option(False, "--live", help="Leave out grants deleted in JumpCloud."),
-           as_json: bool = typer.Option(False, "--json")) -> None:
+           as_json: bool = JsonOption, wide: bool = WideOption,
+           output_: Optional[Output] = OutputOption) -> None:
     """Grants of a connector: group members, app access (direct or via a group), role assignments."""
     _use_config(config)
     from models import queries
 
     data = _connector_query(queries.grants, name, include_deleted=not live)
-    if as_json:
+    shown = output.choose(output_, wide=wide, as_json=as_json)
+    if shown is Output.json:
         _print_json(data)
         return
-    table = Table("resource", "entitlement", "principal", "via", "deleted")
-    for g in data:
-        table.add_row(cell(f"{g['resource_type']}:{g['resource_id']}"), g["entitlement"],
-                      cell(f"{g['principal_type']}:{g['principal_id']}"), cell(g["via"]), "yes" if g["deleted"] else "")
-    console.print(table)
+    output.print_rows(GRANT_COLUMNS, ((f"{g['resource_type']}:{g['resource_id']}", g["entitlement"],
+                                       f"{g['principal_type']}:{g['principal_id']}", g["via"],
+                                       "yes" if g["deleted"] else "") for g in data), shown)
+
+
+GRANT_COLUMNS = (Col("resource", identity=True), Col("entitlement"), Col("principal", identity=True),
+                 Col("via", identity=True, drop=1), Col("deleted", drop=2))
 
 
 # --- provisioning ---------------------------------------------------------------------------------------------
@@ -283,7 +304,6 @@ ENDED_STATUSES = ("succeeded", "failed", "rejected")
 #: Without --wait, a request in one of these states was accepted (a repeated idempotency key may find it done).
 ACCEPTED_STATUSES = ("pending", "running", "succeeded")
 MAX_TEXT = 256  # idempotency keys and requested_by, as the database stores them
-STATUS_COLOUR = {"succeeded": "green", "pending": "yellow", "running": "yellow"}
 
 
 class UserState(str, Enum):
@@ -310,7 +330,7 @@ def _show_provisioning_warnings() -> None:
 
 
 def _status(status: str) -> str:
-    colour = STATUS_COLOUR.get(status, "red")
+    colour = output.status_style(status)
     return f"[{colour}]{escape(status)}[/{colour}]"
 
 
@@ -423,7 +443,10 @@ def provision(connector: str = typer.Argument(..., help="Connector name."),
     _use_config(config)
     _show_provisioning_warnings()
     if action not in ACTION_NAMES:
-        raise _usage_error(f"unknown action {action!r}; known actions: {', '.join(ACTION_NAMES)}")
+        from models.resolver import suggest
+
+        raise _usage_error(f"unknown action {action!r}{suggest(action, ACTION_NAMES)}; known actions: "
+                           f"{', '.join(ACTION_NAMES)}")
     _check_text("--idempotency-key", idempotency_key)
     _check_text("--requested-by", requested_by)
     named = {"user": user, "group": group, "app": app_, "admin": admin, "role": role, "email": email,
@@ -447,8 +470,10 @@ app.add_typer(requests_app, name="requests")
 def requests_list(ctx: typer.Context,
                   status: Optional[str] = typer.Option(None, help="pending, running, succeeded, failed or rejected."),
                   connector: Optional[str] = typer.Option(None, help="Only this connector's requests."),
+                  action: Optional[str] = typer.Option(None, help="Only requests for this action, e.g. app.grant."),
                   limit: int = typer.Option(50, min=1, help="At most this many, newest first."),
-                  as_json: bool = typer.Option(False, "--json"),
+                  as_json: bool = JsonOption, wide: bool = WideOption,
+                  output_: Optional[Output] = OutputOption,
                   config: Optional[Path] = ConfigOption) -> None:
     """List provisioning requests, newest first (or: requests show ID, requests retry ID)."""
     if ctx.invoked_subcommand is not None:
@@ -460,20 +485,39 @@ def requests_list(ctx: typer.Context,
     from provisioning import requests as prequests
     from worker import runtime
 
+    from models.resolver import suggest
+
     if status is not None and status not in REQUEST_STATUSES:
-        raise _usage_error(f"--status {status!r} is not one of {', '.join(REQUEST_STATUSES)}")
-    data = prequests.listing(runtime.engine(), status=status, connector=connector, limit=limit)
-    if as_json:
+        raise _usage_error(f"--status {status!r} is not one of {', '.join(REQUEST_STATUSES)}"
+                           + suggest(status, REQUEST_STATUSES))
+    if action is not None and action not in ACTION_NAMES:
+        raise _usage_error(f"--action {action!r} is not an action{suggest(action, ACTION_NAMES)}")
+    engine = runtime.engine()
+    if connector is not None:
+        connector = connector.lower()
+        from sqlmodel import Session
+
+        from models.queries import synced_connector_names
+
+        with Session(engine) as session:
+            known = {c.name for c in runtime.settings().connectors} | set(synced_connector_names(session))
+        known |= set(prequests.connector_names(engine))
+        if connector not in known:
+            raise _usage_error(f"--connector {connector!r} is neither configured nor named by any request"
+                               + suggest(connector, sorted(known)))
+    data = prequests.listing(engine, status=status, connector=connector, action=action, limit=limit)
+    shown = output.choose(output_, wide=wide, as_json=as_json)
+    if shown is Output.json:
         _print_json(data)
         return
-    table = Table("id", "connector", "action", "status", "attempts", "created", "error")
-    for column in table.columns[:6]:
-        column.no_wrap = True
-    for r in data:
-        table.add_row(cell(r["id"]), cell(r["connector"]), cell(r["action"]), _status(r["status"]),
-                      str(r["attempts"]), (r["created_at"] or "")[:19].replace("T", " "),
-                      cell(r["last_error"], limit=80))
-    console.print(table)
+    output.print_rows(REQUEST_COLUMNS, ((r["id"], r["connector"], r["action"], r["status"], r["attempts"],
+                                         r["created_at"], r["last_error"]) for r in data), shown)
+
+
+#: At 80 columns: id, connector, action, status and when; ``requests show ID`` has the error in full.
+REQUEST_COLUMNS = (Col("id", identity=True), Col("connector", identity=True), Col("action"),
+                   Col("status", identity=True, style=output.status_style), Col("attempts", drop=2),
+                   Col("created", time=True, drop=1), Col("error", wrap=True, drop=3))
 
 
 def _get_request(request_id: str) -> dict:
@@ -496,11 +540,11 @@ def requests_show(request_id: str = typer.Argument(..., metavar="ID"),
     if as_json:
         _print_json(request)
         return
-    table = Table(show_header=False, box=None)
-    for key, value in request.items():
-        shown = _compact(value) if isinstance(value, (dict, list, bool)) else ("" if value is None else str(value))
-        table.add_row(key, _status(value) if key == "status" else cell(shown))
-    console.print(table)
+    output.print_rows(FIELD_COLUMNS, ((key, _compact(value) if isinstance(value, (dict, list, bool)) else value)
+                                      for key, value in request.items()), output.choose(), show_header=False)
+
+
+FIELD_COLUMNS = (Col("field"), Col("value", wrap=True))
 
 
 @requests_app.command("retry")
@@ -582,16 +626,17 @@ def provision_bulk(file: Path = typer.Argument(..., help="CSV or JSON-lines file
     if as_json:
         _print_json({"file": str(file), "ok": ok, "summary": summary, "requests": rows})
     else:
-        table = Table("line", "request id", "status", "error")
-        table.columns[1].no_wrap = True
-        for row in rows:
-            table.add_row(str(row["line"]), cell(row["id"] or "-"), _status(row["status"]),
-                          cell(row["error"], limit=120))
-        console.print(table)
-        console.print(", ".join(f"{count} {_status(status)}" for status, count in sorted(summary.items())))
+        shown = output.choose()
+        output.print_rows(BULK_COLUMNS, ((row["line"], row["id"] or "-", row["status"], row["error"]) for row in rows),
+                          shown)
+        output.note(", ".join(f"{count} {status}" for status, count in sorted(summary.items())), shown)
     if wait and any(row["request"] and row["status"] not in ENDED_STATUSES for row in rows):
         err.print(f"[red]timed out[/red] after {timeout:g}s with requests still pending or running")
     raise typer.Exit(0 if ok else 1)
+
+
+BULK_COLUMNS = (Col("line"), Col("request id", identity=True), Col("status", identity=True, style=output.status_style),
+                Col("error", wrap=True))
 
 
 def submit_bulk(parsed, *, source: str, requested_by: str) -> list[dict]:

@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import IO, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
+
+from cli import output
+from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 
 from worker.access_output import (REPORT_ROWS_PER_KIND, ExportFormat, ReportFormat, export_lines, print_json,
                                   report_head, write_export, write_report)
 from worker.render import cell
 from worker.settings import ConfigError
 
-console = Console()
-err = Console(stderr=True)
+console = output.stdout()
+err = output.stderr()
 
 ConfigOption = typer.Option(None, "--config", help="Config file (default: $JUMPSYNC_CONFIG or ./jumpsync.toml).")
 ConnectorArgument = typer.Argument(..., help="Connector name.")
@@ -47,11 +48,15 @@ def _use_config(config: Optional[Path]) -> None:
         raise typer.Exit(2) from None
 
 
-def _fail(message: str, candidates: Iterable[dict] = ()) -> typer.Exit:
+def _fail(message: str, candidates: Iterable[dict] = (), heading: str | None = None) -> typer.Exit:
+    from models.resolver import describe
+
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    candidates = list(candidates)
+    if candidates and heading:
+        err.print(heading)
     for c in candidates:
-        extra = ", ".join(str(c[k]) for k in ("email", "username", "status") if c.get(k))
-        err.print(Text(f"  {c['type']} {c['id']}: {c['name']}" + (f" ({extra})" if extra else "")))
+        err.print(Text(f"  {describe(c)}"))
     return typer.Exit(2)
 
 
@@ -65,80 +70,92 @@ def _query(fn: Callable, *args: Any) -> Any:
         return fn(runtime.engine(), *args)
     except queries.Ambiguous as exc:
         raise _fail(str(exc), exc.candidates) from None
-    except (UnknownConnector, queries.NotFound, ValueError) as exc:
+    except queries.NotFound as exc:
+        raise _fail(str(exc), exc.candidates, heading="did you mean:") from None
+    except (UnknownConnector, ValueError) as exc:
         raise _fail(str(exc)) from None
 
 
-def _ref(value: dict | None) -> Text:
+def _ref(value: dict | None) -> str:
     if value is None:
-        return cell("")
-    return cell(f"{value['name']} ({value['id']})" if value.get("name") else value["id"])
+        return ""
+    return f"{value['name']} ({value['id']})" if value.get("name") else value["id"]
 
 
 def _account_line(account: dict) -> Text:
-    extra = ", ".join(str(account[k]) for k in ("email", "username", "status") if account.get(k))
-    return cell(f"{account['type']} {account['id']}: {account['name']}" + (f" ({extra})" if extra else ""))
+    from models.resolver import describe
+
+    return cell(describe(account))
 
 
 def access(connector: str = ConnectorArgument,
            user: str = typer.Argument(..., help="The person: a user or admin id, an email or a username."),
-           as_json: bool = typer.Option(False, "--json"),
+           as_json: bool = JsonOption, wide: bool = WideOption, output_: Optional[Output] = OutputOption,
            config: Optional[Path] = ConfigOption) -> None:
     """Every group, app and role a person holds, and why, across their user and admin accounts."""
     _use_config(config)
     from models import access as queries
 
     data = _query(queries.access, connector, user)
-    if as_json:
+    shown = output.choose(output_, wide=wide, as_json=as_json)
+    if shown is Output.json:
         print_json(data)
         return
     person = data["person"]
     for account in ([person["user"]] if person["user"] else []) + person["admins"]:
-        console.print(_account_line(account))
+        output.note(_account_line(account).plain, shown)
     if not person["user"]:
-        console.print("no user account (admin only)")
+        output.note("no user account (admin only)", shown)
     if not data["access"]:
-        console.print("holds no group, app or role")
+        output.note("holds no group, app or role", shown)
         return
-    table = Table("type", "name", "id", "entitlement", "via", "account")
-    for e in data["access"][:TABLE_ROWS]:
-        table.add_row(cell(e["type"]), cell(e["name"]), cell(e["id"]), cell(e["entitlement"]),
-                      _ref(e["via"]) if e["via"] else cell("direct"),
-                      cell(f"{e['account']['type']} {e['account']['id']}"))
-    console.print(table)
-    _more(len(data["access"]) - TABLE_ROWS, "groups, apps and roles", "--json")
+    rows = _shown(data["access"], shown)
+    output.print_rows(ACCESS_COLUMNS, ((e["type"], e["name"], e["id"], e["entitlement"],
+                                        _ref(e["via"]) if e["via"] else "direct",
+                                        f"{e['account']['type']} {e['account']['id']}") for e in rows), shown)
+    _more(len(data["access"]) - len(rows), "groups, apps and roles", "--json", shown)
+
+
+ACCESS_COLUMNS = (Col("type"), Col("name", identity=True), Col("id", identity=True), Col("entitlement", drop=3),
+                  Col("via", drop=1), Col("account", drop=2))
 
 
 def who_has(connector: str = ConnectorArgument,
             target: str = typer.Argument(..., metavar="app:NAME|group:NAME|role:NAME",
                                          help="What to look up; NAME is a name (case-insensitive) or an id."),
-            as_json: bool = typer.Option(False, "--json"),
+            as_json: bool = JsonOption, wide: bool = WideOption, output_: Optional[Output] = OutputOption,
             config: Optional[Path] = ConfigOption) -> None:
     """Everyone who holds a group, app or role, and why (direct, or through which group)."""
     _use_config(config)
     from models import access as queries
 
     data = _query(queries.who_has, connector, target)
-    if as_json:
+    shown = output.choose(output_, wide=wide, as_json=as_json)
+    if shown is Output.json:
         print_json(data)
         return
     resource = data["resource"]
-    console.print(cell(f"{resource['type']} {resource['id']}: {resource['name']}"))
+    output.note(cell(f"{resource['type']} {resource['id']}: {resource['name']}").plain, shown)
     if not data["holders"]:
-        console.print("nobody holds it")
+        output.note("nobody holds it", shown)
         return
-    table = Table("type", "name", "id", "email", "status", "entitlement", "via", "linked user")
-    for h in data["holders"][:TABLE_ROWS]:
-        p = h["principal"]
-        table.add_row(cell(p["type"]), cell(p["name"]), cell(p["id"]), cell(p["email"]),
-                      cell("deleted" if p["deleted"] else p["status"]), cell(h["entitlement"]),
-                      _ref(h["via"]) if h["via"] else cell("direct"), _ref(h["linked_user"]))
-    console.print(table)
-    _more(len(data["holders"]) - TABLE_ROWS, "holders", "--json")
+    rows = _shown(data["holders"], shown)
+    output.print_rows(HOLDER_COLUMNS, ((h["principal"]["type"], h["principal"]["name"], h["principal"]["id"],
+                                        h["principal"]["email"],
+                                        "deleted" if h["principal"]["deleted"] else h["principal"]["status"],
+                                        h["entitlement"], _ref(h["via"]) if h["via"] else "direct",
+                                        _ref(h["linked_user"])) for h in rows), shown)
+    _more(len(data["holders"]) - len(rows), "holders", "--json", shown)
+
+
+HOLDER_COLUMNS = (Col("type"), Col("name", identity=True), Col("id", identity=True), Col("email", identity=True),
+                  Col("status", identity=True, style=output.status_style), Col("entitlement", drop=3),
+                  Col("via", drop=1), Col("linked user", drop=2))
 
 
 def report(connector: str = ConnectorArgument,
            fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="table, json or csv."),
+           wide: bool = WideOption,
            live: bool = LiveOption,
            config: Optional[Path] = ConfigOption) -> None:
     """Identity hygiene findings: accounts, access and groups that need a look (kinds in docs/access.md)."""
@@ -158,19 +175,21 @@ def report(connector: str = ConnectorArgument,
     # The stored table data holds the first findings of each kind only, with the full summary.
     head = _rendered(connector, REPORT_HEAD, live)
     data = json.loads(head.read()) if head else _query(queries.report, connector)
+    shown = output.choose(wide=wide)
     for kind, count in data["summary"].items():
-        console.print(f"{kind:<28} {count}")
+        output.note(f"{kind:<28} {count}", shown)
     if not data["findings"]:
         return
-    table = Table("kind", "subject", "related", "via", "detail")
-    shown = report_head(data, REPORT_ROWS_PER_KIND)["findings"]  # the first of each kind: every kind is seen
-    for f in shown:
-        subject = f["subject"]
-        table.add_row(cell(f["kind"]), cell(f"{subject['type']} ") + _ref(subject),
-                      _ref(f["related"]), _ref(f["via"]), cell(f["detail"]))
-    console.print(table)
+    findings = report_head(data, REPORT_ROWS_PER_KIND)["findings"]  # the first of each kind: every kind is seen
+    output.print_rows(FINDING_COLUMNS, ((f["kind"], f"{f['subject']['type']} {_ref(f['subject'])}",
+                                         _ref(f["related"]), _ref(f["via"]), f["detail"]) for f in findings), shown)
     for kind, count in data["summary"].items():
-        _more(count - sum(1 for f in shown if f["kind"] == kind), f"{kind} findings", "--format csv or json")
+        _more(count - sum(1 for f in findings if f["kind"] == kind), f"{kind} findings", "--format csv or json",
+              shown)
+
+
+FINDING_COLUMNS = (Col("kind"), Col("subject", identity=True), Col("related", drop=2), Col("via", drop=3),
+                   Col("detail", wrap=True, drop=1))
 
 
 #: Rows a table shows at most (the report: ``REPORT_ROWS_PER_KIND`` of each kind of finding). Rich draws about a
@@ -179,9 +198,14 @@ def report(connector: str = ConnectorArgument,
 TABLE_ROWS = 200
 
 
-def _more(count: int, what: str, full: str) -> None:
+def _shown(rows: list, shown: Output) -> list:
+    """The rows a table shows; a pipe gets them all (TSV is written, not drawn)."""
+    return rows if shown is Output.tsv else rows[:TABLE_ROWS]
+
+
+def _more(count: int, what: str, full: str, shown: Output) -> None:
     if count > 0:
-        console.print(f"… and {count:,} more {what} ({full} lists them all)")
+        output.note(f"… and {count:,} more {what} ({full} lists them all)", shown)
 
 
 def export(connector: str = ConnectorArgument,

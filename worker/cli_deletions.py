@@ -5,33 +5,39 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from worker.render import cell
+from cli import output
+from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from worker.settings import ALL_RESOURCE_TYPES
 
 deletions_app = typer.Typer(help="Mass deletions held by the safety valve: list, approve.", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
+console = output.stdout()
+err = output.stderr()
 
 
 @deletions_app.command("held")
-def held(as_json: bool = typer.Option(False, "--json")) -> None:
+def held(as_json: bool = JsonOption, wide: bool = WideOption, output_: Optional[Output] = OutputOption) -> None:
     """Parts whose deletions are held, in each connector's latest run."""
     from models.queries import held_parts
     from worker import runtime
 
     rows = held_parts(runtime.engine())
-    if as_json:
+    shown = output.choose(output_, wide=wide, as_json=as_json)
+    if shown is Output.json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    table = Table("connector", "run", "type", "finished", "why")
-    for row in rows:
-        table.add_row(cell(row["connector"]), str(row["run_id"]), row["part"], row["finished_at"] or "", cell(row["error"]))
-    console.print(table if rows else "no deletions are held")
+    if not rows:
+        output.note("no deletions are held", shown)
+        return
+    output.print_rows(HELD_COLUMNS, ((r["connector"], r["run_id"], r["part"], r["finished_at"], r["error"])
+                                     for r in rows), shown)
+
+
+HELD_COLUMNS = (Col("connector", identity=True), Col("run"), Col("type"), Col("finished", time=True, drop=1),
+                Col("why", wrap=True))
 
 
 @deletions_app.command("approve")

@@ -355,12 +355,19 @@ def test_export(tenant):
 
 # --- the commands ------------------------------------------------------------------------------------------------
 
-def test_cli_access(run, tenant):
+def test_cli_access(run, tenant, terminal):
     result = run("access", "acme", "ALICE@example.com", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == q.access(tenant, "acme", "ALICE@example.com")
     assert _entries(json.loads(result.stdout)) == ALICE
 
+    piped = run("access", "acme", "alice")
+    assert piped.exit_code == 0
+    lines = piped.stdout.splitlines()
+    assert lines[0] == "type\tname\tid\tentitlement\tvia\taccount"
+    assert "group\tEngineering\tg-eng\tmember\tdirect\tuser u-alice" in lines
+    assert "user u-alice: Alice Anders" in piped.stderr  # who the person is: not a row
+    terminal(250)
     table = run("access", "acme", "alice")
     assert table.exit_code == 0
     for text in ("user u-alice: Alice Anders", "admin a-alice", "Engineering (g-eng)", "Administrator", "direct"):
@@ -389,7 +396,7 @@ def test_cli_who_has(run, tenant):
     assert malformed.exit_code == 2 and "is not app:NAME" in malformed.stderr
 
 
-def test_cli_report(run, tenant):
+def test_cli_report(run, tenant, terminal):
     result = run("report", "acme", "--format", "json")
     assert result.exit_code == 0, result.output
     assert _findings(json.loads(result.stdout)) == EXPECTED_FINDINGS
@@ -403,6 +410,10 @@ def test_cli_report(run, tenant):
         for kind, subject, related, via in EXPECTED_FINDINGS]
     assert rows[2][3] == "Bob Brown" and rows[2][6] == "Slack"
 
+    piped = run("report", "acme")
+    assert piped.stdout.startswith("kind\tsubject\trelated\tvia\tdetail\n")
+    assert "deleted_principal_granted    4" in piped.stderr
+    terminal(250)
     table = run("report", "acme")
     assert table.exit_code == 0
     assert "deleted_principal_granted    4" in table.stdout and "Olga Orr (a-olga)" in table.stdout
@@ -487,10 +498,12 @@ def test_csv_cells_cannot_be_spreadsheet_formulas():
         "'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\tx", "Alice", "", "true", "false", "a=b"]
 
 
-def test_long_tables_show_the_first_rows_and_say_how_many_more(run, tenant, monkeypatch):
-    """Tables are capped (rich draws about a thousand rows a second); the report keeps every kind in view."""
+def test_long_tables_show_the_first_rows_and_say_how_many_more(run, tenant, monkeypatch, terminal):
+    """Tables are capped (rich draws about a thousand rows a second); the report keeps every kind in view. A pipe
+    gets every row."""
     from worker import cli_access
 
+    terminal(250)
     monkeypatch.setattr(cli_access, "TABLE_ROWS", 2)
     monkeypatch.setattr(cli_access, "REPORT_ROWS_PER_KIND", 1)
     alice = run("access", "acme", "alice")
@@ -510,6 +523,10 @@ def test_long_tables_show_the_first_rows_and_say_how_many_more(run, tenant, monk
 
     monkeypatch.setattr(cli_access, "TABLE_ROWS", 200)
     assert "more" not in run("who-has", "acme", "app:GitHub").stdout
+    monkeypatch.setattr(cli_access, "TABLE_ROWS", 2)
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")
+    piped = run("access", "acme", "alice")
+    assert len(piped.stdout.splitlines()) == 1 + 6 and "more" not in piped.output
 
 
 def test_cli_tables_show_names_literally(run, tenant):

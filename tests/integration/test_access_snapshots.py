@@ -220,7 +220,7 @@ def build_second_connector(engine) -> str:
     return "beta"
 
 
-def test_commands_serve_the_rendering_and_live_computes(run, tenant, tmp_path):
+def test_commands_serve_the_rendering_and_live_computes(run, tenant, tmp_path, terminal):
     engine, cid = tenant
     stored.refresh(engine, "acme")
     # Make the stored rendering recognisable: the same version, other bytes. The commands must write them.
@@ -243,6 +243,7 @@ def test_commands_serve_the_rendering_and_live_computes(run, tenant, tmp_path):
     assert run("export", "acme", "--live").stdout_bytes == live(engine, "export.csv")
     assert run("report", "acme", "--format", "csv", "--live").stdout_bytes == live(engine, "report.csv")
 
+    terminal(160)
     table = run("report", "acme")  # the table view reads the stored head
     assert table.exit_code == 0 and "deleted_principal_granted    94" in table.stdout
     live_table = run("report", "acme", "--live")

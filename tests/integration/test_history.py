@@ -70,7 +70,7 @@ def test_history_records_exactly_what_changed(engine, db_url, simulator):
     assert history.changes(engine, NAME) == []
 
 
-def test_changes_command(engine, db_url, simulator, tmp_path, monkeypatch):
+def test_changes_command(engine, db_url, simulator, tmp_path, monkeypatch, terminal):
     from worker import runtime
     from worker.cli import app
     from worker.settings import SettingsCache
@@ -93,6 +93,10 @@ def test_changes_command(engine, db_url, simulator, tmp_path, monkeypatch):
     from worker import cli_changes
 
     everything = json.loads(CliRunner().invoke(app, ["changes", NAME, "--json"]).output)
+    piped = CliRunner().invoke(app, ["changes", NAME])
+    assert piped.stdout.splitlines()[0] == "at\tby\tchange\twhat\tdetails"
+    assert len(piped.stdout.splitlines()) == 1 + len(everything)
+    terminal(250)
     table = CliRunner().invoke(app, ["changes", NAME])
     assert table.exit_code == 0 and everything and "more changes" not in table.output
     monkeypatch.setattr(cli_changes, "TABLE_ROWS", 0)  # a long table shows its first rows and says how many more

@@ -239,6 +239,18 @@ def test_commands_in_the_folder_of_a_running_up_use_its_settings(up, tmp_path):
     note = " ".join(status.stderr.split())
     assert f"using the settings of the jumpsync up running here (pid {handle.proc.pid}, var/jumpsync.env)" in note
     assert f"config={tmp_path / 'var' / 'jumpsync.demo.toml'}" in note
+    # A newcomer's second terminal: tables in a pipe are TSV, at 80 columns they fit, a typo is offered the name.
+    piped = subprocess.run(JUMPSYNC + ["resources", "demo", "--type", "app"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert piped.stdout.splitlines()[0] == "type\tid\tname\temail\tstatus\tdeleted", piped.stderr
+    app_name = piped.stdout.splitlines()[1].split("\t")[2]
+    drawn = subprocess.run(JUMPSYNC + ["status"], cwd=tmp_path, env={**env, "TTY_COMPATIBLE": "1", "COLUMNS": "80",
+                                                                     "NO_COLOR": "1"},
+                           capture_output=True, text=True, timeout=60)
+    assert drawn.stdout.startswith("connector") and all(len(line) <= 80 for line in drawn.stdout.splitlines())
+    typo = subprocess.run(JUMPSYNC + ["who-has", "demo", f"app:{app_name[:-1]}"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert typo.returncode == 2 and "did you mean:" in typo.stderr and app_name in typo.stderr
     # What is set explicitly wins, and is not reported as taken from up.
     other = tmp_path / "other.toml"
     other.write_text('[[connectors]]\nname = "elsewhere"\napi_key_env = "NOPE"\n')

@@ -469,15 +469,19 @@ def test_bulk_mixed_file_reports_each_line_and_goes_on(env, tmp_path):
         assert recorded[rows[n]["id"]] == rows[n]["status"]
 
 
-def test_bulk_table_output(env, tmp_path):
+def test_bulk_table_output(env, tmp_path, terminal):
     path = tmp_path / "r.jsonl"
     path.write_text(jsonl({"connector": "acme", "action": "user.suspend", "params": {"user": "bob"}}, "[1]"))
-    result = env("provision-bulk", str(path))
-    assert result.exit_code == 1
-    [request] = all_requests()
-    assert request["id"] in result.stdout
-    assert "a line must be a JSON object, not an array" in result.stdout
-    assert "1 invalid, 1 pending" in result.stdout
+    piped = env("provision-bulk", str(path))
+    assert piped.exit_code == 1
+    request = all_requests()[0]
+    assert f"1\t{request['id']}\tpending\t\n" in piped.stdout
+    assert "2\t-\tinvalid\ta line must be a JSON object, not an array\n" in piped.stdout
+    assert "1 invalid, 1 pending" in piped.stderr  # the summary: not a row
+    terminal(160)
+    table = env("provision-bulk", str(path))
+    assert "a line must be a JSON object, not an array" in table.stdout and "\t" not in table.stdout
+    assert "1 invalid, 1 pending" in table.stdout
 
 
 def test_bulk_csv(env, tmp_path):
