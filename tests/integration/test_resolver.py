@@ -150,7 +150,7 @@ def test_provision_dry_run_resolves_by_the_same_rules(cli, tmp_path, monkeypatch
                   "--wait", "--timeout", "10")
     assert unknown.exit_code == 1
     error = json.loads(unknown.stdout)["last_error"]
-    assert f"application 'slak' is not in the synced database" in error and f"did you mean: Slack (app {SLACK})" in error
+    assert "application 'slak' is not in the synced database" in error and f"did you mean: Slack (app {SLACK})" in error
     typo = cli("provision", "barcheck", "user.suspnd", "--user", "bob")
     assert typo.exit_code == 2 and "did you mean 'user.suspend'" in typo.stderr
 
