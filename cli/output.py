@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Optional
 
 import typer
@@ -88,7 +88,7 @@ class Col:
 
 #: Status colours; a status not named here (failed, rejected, partial…) is red.
 STATUS_COLOUR = {"succeeded": "green", "active": "green", "current": "green", "pending": "yellow",
-                 "running": "yellow", "skipped": "yellow", "never": "yellow", "staged": "yellow",
+                 "running": "yellow", "skipped": "yellow", "partial": "yellow", "never": "yellow", "staged": "yellow",
                  "suspended": "yellow", "stale": "yellow", "deleted": "red"}
 
 
@@ -108,8 +108,6 @@ def _parse_time(value: Any) -> Optional[datetime]:
         except ValueError:
             return None
     if moment.tzinfo is None:
-        from datetime import timezone
-
         moment = moment.replace(tzinfo=timezone.utc)  # the database keeps UTC
     return moment.astimezone()
 
@@ -218,6 +216,7 @@ def print_rows(cols: Sequence[Col], rows: Iterable[Sequence[Any]], output: Outpu
 
 
 def note(text: str, output: Output, console: Optional[Console] = None) -> None:
-    """A line about the rows ("… and 5 more"): below the table, or on stderr when the rows go to a pipe."""
+    """A line about the rows ("… and 5 more"): below the table, or on stderr when the rows go to a pipe. Shown
+    literally (it may hold synced names)."""
     target = stderr() if output is Output.tsv else (console or stdout())
-    target.print(text, markup=False)
+    target.print(cell(text))

@@ -62,9 +62,6 @@ def _live(table=R) -> ColumnElement[bool]:
     return table.c.deleted_at.is_(None)
 
 
-_account = candidate  # a person's account, as the JSON interface shows it
-
-
 # --- effective access --------------------------------------------------------------------------------------------
 
 def access(engine: Engine, connector: str, query: str) -> dict[str, Any]:
@@ -93,7 +90,8 @@ def access(engine: Engine, connector: str, query: str) -> dict[str, Any]:
                                 lookup_key((e["via"] or {}).get("name") or ""), (e["via"] or {}).get("id") or "",
                                 _PRINCIPAL_ORDER.get(e["account"]["type"], 9), e["account"]["id"]))
     return {"connector": connector, "query": query,
-            "person": {"user": _account(user) if user is not None else None, "admins": [_account(a) for a in admins]},
+            "person": {"user": candidate(user) if user is not None else None,
+                       "admins": [candidate(a) for a in admins]},
             "access": entries}
 
 
@@ -108,18 +106,13 @@ def parse_target(target: str) -> tuple[str, str]:
     return kind, name.strip()
 
 
-def resolve_resource(session: Session, cid: int, resource_type: str, name: str):
-    """The live resource of that type that ``name`` names (models.resolver: by id, name, an app's template)."""
-    return resolve(session, cid, resource_type, name)
-
-
 def who_has(engine: Engine, connector: str, target: str) -> dict[str, Any]:
     """Everyone holding the group, app or role, and how: direct or through which group. For a role, each admin
     with their linked user; for an app bound to a group, the group itself and each member through it."""
     resource_type, name = parse_target(target)
     with Session(engine) as session:
         cid = connector_id(session, connector)
-        resource = resolve_resource(session, cid, resource_type, name)
+        resource = resolve(session, cid, resource_type, name)
         p, via, linked = R.alias("p"), R.alias("via"), R.alias("linked")
         query = (select(G.c.entitlement, G.c.principal_type, G.c.principal_id, G.c.via, p.c.name, p.c.email,
                         p.c.status, p.c.id, p.c.deleted_at)

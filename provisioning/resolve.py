@@ -102,19 +102,20 @@ class Resolver:
         with self._connection() as connection:
             return [row.external_id for row in resolver.matches(connection, self.connector_id, resource_type, ref)]
 
-    def _closest(self, resource_type: str, ref: str) -> str:
-        """Candidates for a mistyped name; none for an id (nobody means an id that looks like another)."""
+    def _closest(self, kind: str, ref: str) -> str:
+        """Candidates for a mistyped name of ``kind`` (as messages say it: ``application``); none for an id
+        (nobody means an id that looks like another)."""
         if is_object_id(ref):
             return ""
+        resource_type = "app" if kind == "application" else kind
         with self._connection() as connection:
             return resolver.did_you_mean(resolver.closest(connection, self.connector_id, (resource_type,), ref))
 
     # --- the API ----------------------------------------------------------------------------------------------
     def _need_client(self, kind: str, ref: str) -> JumpCloudClient:
         if self.client is None:
-            resource_type = "app" if kind == "application" else kind
             raise UnknownName(f"{kind} {ref!r} is not in the synced database (a dry run does not ask JumpCloud)"
-                              + self._closest(resource_type, ref))
+                              + self._closest(kind, ref))
         return self.client
 
     async def _api_exists(self, kind: str, ref: str, path: str) -> str | None:
@@ -132,9 +133,9 @@ class Resolver:
             ids.extend(mapper(record).id for record in page)
         return ids
 
-    def _unknown(self, kind: str, ref: str, how: str, resource_type: str) -> UnknownName:
+    def _unknown(self, kind: str, ref: str, how: str) -> UnknownName:
         return UnknownName(f"unknown {kind} {ref!r}: no {kind} with that {how} in the synced database or JumpCloud"
-                           + self._closest(resource_type, ref))
+                           + self._closest(kind, ref))
 
     # --- per kind ---------------------------------------------------------------------------------------------
     async def user(self, ref: str) -> str:
@@ -142,7 +143,7 @@ class Resolver:
             found = self._db_by_id("user", ref) or [await self._api_exists("user", ref, "/api/systemusers/{id}")]
             if found[0]:
                 return found[0]
-            raise self._unknown("user", ref, "id", "user")
+            raise self._unknown("user", ref, "id")
         field, how = ("email", "email") if "@" in ref else ("username", "username")
         found = _one("user", ref, self._db("user", ref), "the synced database")
         if found:
@@ -153,7 +154,7 @@ class Resolver:
         found = _one("user", ref, api, "JumpCloud")
         if found:
             return found
-        raise self._unknown("user", ref, how, "user")
+        raise self._unknown("user", ref, how)
 
     async def admin(self, ref: str) -> str:
         db = self._db_by_id("admin", ref) if is_object_id(ref) else self._db("admin", ref)
@@ -169,7 +170,7 @@ class Resolver:
         found = _one("admin", ref, matches, "JumpCloud")
         if found:
             return found
-        raise self._unknown("admin", ref, "id or email", "admin")
+        raise self._unknown("admin", ref, "id or email")
 
     async def group(self, ref: str) -> str:
         if is_object_id(ref):
@@ -185,7 +186,7 @@ class Resolver:
         found = _one("group", ref, api, "JumpCloud")
         if found:
             return found
-        raise self._unknown("group", ref, "id or name", "group")
+        raise self._unknown("group", ref, "id or name")
 
     async def app(self, ref: str) -> str:
         if is_object_id(ref):
@@ -202,7 +203,7 @@ class Resolver:
             found = _one("application", ref, api, "JumpCloud")
             if found:
                 return found
-        raise self._unknown("application", ref, "id, name or template name", "app")
+        raise self._unknown("application", ref, "id, name or template name")
 
     def role(self, ref: str) -> str:
         """The role's name as JumpCloud knows it: a built-in role, or a custom one seen on an admin."""

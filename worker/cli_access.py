@@ -23,7 +23,6 @@ from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 
 from worker.access_output import (REPORT_ROWS_PER_KIND, ExportFormat, ReportFormat, export_lines, print_json,
                                   report_head, write_export, write_report)
-from worker.render import cell
 from worker.settings import ConfigError
 
 console = output.stdout()
@@ -82,12 +81,6 @@ def _ref(value: dict | None) -> str:
     return f"{value['name']} ({value['id']})" if value.get("name") else value["id"]
 
 
-def _account_line(account: dict) -> Text:
-    from models.resolver import describe
-
-    return cell(describe(account))
-
-
 def access(connector: str = ConnectorArgument,
            user: str = typer.Argument(..., help="The person: a user or admin id, an email or a username."),
            as_json: bool = JsonOption, wide: bool = WideOption, output_: Optional[Output] = OutputOption,
@@ -95,6 +88,7 @@ def access(connector: str = ConnectorArgument,
     """Every group, app and role a person holds, and why, across their user and admin accounts."""
     _use_config(config)
     from models import access as queries
+    from models.resolver import describe
 
     data = _query(queries.access, connector, user)
     shown = output.choose(output_, wide=wide, as_json=as_json)
@@ -103,7 +97,7 @@ def access(connector: str = ConnectorArgument,
         return
     person = data["person"]
     for account in ([person["user"]] if person["user"] else []) + person["admins"]:
-        output.note(_account_line(account).plain, shown)
+        output.note(describe(account), shown)
     if not person["user"]:
         output.note("no user account (admin only)", shown)
     if not data["access"]:
@@ -135,7 +129,7 @@ def who_has(connector: str = ConnectorArgument,
         print_json(data)
         return
     resource = data["resource"]
-    output.note(cell(f"{resource['type']} {resource['id']}: {resource['name']}").plain, shown)
+    output.note(f"{resource['type']} {resource['id']}: {resource['name']}", shown)
     if not data["holders"]:
         output.note("nobody holds it", shown)
         return
