@@ -14,8 +14,8 @@ Group and app sizes are means of skewed (exponential) distributions, as in the g
 
 Timed, each ``--repeat`` times on a warm engine (best and median reported): the query function, then the
 query plus rendering its output (JSON, CSV) into memory, as the command does; then the worker's rendering of
-the stored report and export (worker.access_snapshots); finally each command end to end in a fresh
-``python -m worker.cli`` process, ``--repeat`` times (wall time, including interpreter start-up and imports,
+the stored report and export (access.snapshots); finally each command end to end in a fresh
+``python -m cli`` process, ``--repeat`` times (wall time, including interpreter start-up and imports,
 which ``jumpsync --help`` alone measures): ``report`` and ``export`` as they run after a sync (serving the
 stored rendering), and with ``--live`` (computed from the tables).
 """
@@ -46,7 +46,8 @@ from connector.apps import map_app  # noqa: E402
 from connector.groups import map_group  # noqa: E402
 from connector.records import GrantRecord  # noqa: E402
 from connector.users import map_user  # noqa: E402
-from models import access, history  # noqa: E402
+from access import queries as access  # noqa: E402
+from models import history  # noqa: E402
 from models.db import make_engine  # noqa: E402
 from models.migrate import upgrade  # noqa: E402
 from models.store import GrantWriter, ResourceWriter, chunks  # noqa: E402
@@ -185,10 +186,10 @@ def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
 
 
 def _render_json(data) -> str:
-    """What the command writes (worker.access_output.print_json), into memory."""
+    """What the command writes (access.render.print_json), into memory."""
     from contextlib import redirect_stdout
 
-    from worker.access_output import print_json
+    from access.render import print_json
 
     out = io.StringIO()
     with redirect_stdout(out):
@@ -197,22 +198,22 @@ def _render_json(data) -> str:
 
 
 def _render_export(engine, fmt: str) -> int:
-    """What ``jumpsync export`` writes (worker.access_output), into memory."""
-    from worker.access_output import ExportFormat, export_lines, write_export
+    """What ``jumpsync export`` writes (access.render), into memory."""
+    from access.render import ExportFormat, export_lines, write_export
 
     out = io.StringIO()
     return write_export(out, export_lines(engine, CONNECTOR, ExportFormat(fmt)), ExportFormat(fmt))
 
 
 def _render_changes(rows: list) -> str:
-    """What ``jumpsync changes --json`` writes (worker.cli_changes)."""
+    """What ``jumpsync changes --json`` writes (cli.changes)."""
     import json
 
     return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
 
 
 def _render_report_csv(engine) -> str:
-    from worker.access_output import csv_rows
+    from access.render import csv_rows
 
     out = io.StringIO()
     writer = csv.writer(out)
@@ -350,7 +351,7 @@ def main() -> None:
             explain(engine, label, fn)
 
     if not args.no_cli:
-        from worker.access_snapshots import refresh
+        from access.snapshots import refresh
 
         done = refresh(engine, CONNECTOR, force=True)
         print(f"\nstored rendering of the report and export (the worker's jumpsync.access.refresh): "
@@ -362,7 +363,7 @@ def main() -> None:
             # PYTHONDONTWRITEBYTECODE in the environment would prevent for the source tree.
             env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
                    "JUMPSYNC_DATABASE_URL": url, "JUMPSYNC_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
-            subprocess.run([sys.executable, "-m", "worker.cli", "--help"], env=env, cwd=ROOT,
+            subprocess.run([sys.executable, "-m", "cli", "--help"], env=env, cwd=ROOT,
                            stdout=subprocess.DEVNULL, check=True)  # writes the bytecode caches
             print(f"\nend to end, a fresh process each, {args.repeat} runs (wall time):")
             print(f"  {'command':<32} {'best':>7} {'median':>7}")
@@ -379,7 +380,7 @@ def main() -> None:
                 times, status = [], ""
                 for _ in range(args.repeat):
                     clock = time.perf_counter()
-                    done = subprocess.run([sys.executable, "-m", "worker.cli", *argv], env=env, cwd=ROOT,
+                    done = subprocess.run([sys.executable, "-m", "cli", *argv], env=env, cwd=ROOT,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                     times.append(time.perf_counter() - clock)
                     if done.returncode != 0:

@@ -1,7 +1,7 @@
 """The processes of one bench profile: simulator, private Redis, database, and real jumpsync workers.
 
 Everything is started the way a deployment (or the integration tests' WorkerFleet) starts it: the simulator and
-each worker are separate processes, the schema comes from ``python -m worker.cli db upgrade``, and tasks are
+each worker are separate processes, the schema comes from ``python -m cli db upgrade``, and tasks are
 sent by name through Redis. Every wait has a timeout.
 """
 
@@ -129,13 +129,13 @@ class Fleet:
         self.client = Celery("jumpsync-bench", broker=broker_url)
 
     def migrate(self) -> None:
-        subprocess.run([sys.executable, "-m", "worker.cli", "db", "upgrade"], env=self.env, cwd=ROOT, check=True,
+        subprocess.run([sys.executable, "-m", "cli", "db", "upgrade"], env=self.env, cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL, timeout=300)
 
     def start_worker(self, name: str, queues: str, concurrency: int, timeout: float = 90) -> Worker:
         log = self.directory / f"{name}.log"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h"],
+            [sys.executable, "-m", "cli", "worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h"],
             env=self.env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         worker = Worker(name, queues, concurrency, proc, log)
         self.workers.append(worker)

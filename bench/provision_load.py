@@ -4,7 +4,7 @@
         python -m bench.provision_load --pairs pairs.json --burst 500 --sequential 50 --out result.json
 
 Requests are ``group.add-member`` of (group id, user id) pairs that are not members, submitted through the
-Python entry point ``provisioning.api.submit_request`` (record, then enqueue), as an integrating service would.
+Python entry point ``jumpsync.api.submit_request`` (record, then enqueue), as an integrating service would.
 - burst: submit ``--burst`` requests back to back, then wait; throughput = requests / (first submit -> last
   ``finished_at``). The submit rate is reported too: if it is the lower, the submitter was the limit.
 - sequential: ``--sequential`` requests one at a time, each waited for (polling every 2 ms); latency = the
@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest
-from provisioning.api import submit_request
+from jumpsync.api import submit_request
 from worker import runtime
 
 CONNECTOR = "bench"

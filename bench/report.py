@@ -175,7 +175,7 @@ def _cpu_split(split: dict | None) -> str:
 
 def budget_held(budget: dict) -> bool:
     """At most the shared in-flight limit open at once, and in any second at most what the token bucket allows:
-    ``rate`` a second plus its burst (a full bucket, ``max(1, rate)`` tokens, as ``worker.budget`` sets it)."""
+    ``rate`` a second plus its burst (a full bucket, ``max(1, rate)`` tokens, as ``jumpcloud.budget`` sets it)."""
     limits = budget["limits"]
     allowed_per_second = limits["rate_limit"] + max(1.0, limits["rate_limit"])
     return (budget["sim_max_in_flight"] <= limits["shared_max_in_flight"]

@@ -191,8 +191,8 @@ def run_sync(kind: str, fleet: Fleet, sim: Simulator, engine, timeout: float, pr
 def wait_rendered(engine, connector: str, timeout: float) -> float | None:
     """When the connector's stored rendering became current (epoch seconds), or None if not within ``timeout``."""
     from models.queries import connector_id
-    from models.snapshots import current
-    from worker.access_snapshots import renderer_version
+    from access.snapshot_store import current
+    from access.snapshots import renderer_version
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -11,6 +11,10 @@ A column that identifies a row (id, email, name, status, connector: ``Col(identi
 terminal is too narrow it folds onto a second line. Other columns are dropped (highest ``drop`` first) and then
 shortened. Times are local: ``09:13:43`` today, ``2026-12-03 09:13`` before; in TSV the full ISO time with its
 offset, which sorts. Notes such as "… and 5 more" go to stderr in TSV, so that a pipe reads rows only.
+
+Names and errors are data from JumpCloud (or from whoever filed a request): a name like ``[red]x`` is not Rich
+markup, and control characters (an ANSI escape in a display name) never reach the terminal (``cell``). JSON needs
+none of this: the JSON encoder escapes control characters.
 """
 
 from __future__ import annotations
@@ -30,7 +34,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from worker.render import cell
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def cell(value: object, limit: int | None = None) -> Text:
+    """Literal text for a table cell: no markup, control characters shown as \\xNN, optionally shortened."""
+    text = "" if value is None else str(value)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return Text(text)
 
 
 class Output(str, enum.Enum):
@@ -220,3 +233,18 @@ def note(text: str, output: Output, console: Optional[Console] = None) -> None:
     literally (it may hold synced names)."""
     target = stderr() if output is Output.tsv else (console or stdout())
     target.print(cell(text))
+
+
+#: Rows a table draws at most. Rich draws about a thousand rows a second, and a longer list is read with --json or
+#: in a pipe anyway (the report's 25k findings on the xl tenant took 40 s as one table); a pipe gets every row.
+TABLE_ROWS = 200
+
+
+def drawn(output: Output) -> bool:
+    """Whether rows are drawn as a table (and so at most ``TABLE_ROWS`` of them), not written as TSV or JSON."""
+    return output in (Output.table, Output.wide)
+
+
+def rows_shown(rows: list, output: Output) -> list:
+    """The rows a command shows: at most ``TABLE_ROWS`` in a table, all of them otherwise."""
+    return rows[:TABLE_ROWS] if drawn(output) else rows

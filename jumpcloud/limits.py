@@ -1,7 +1,7 @@
 """Limits shared beyond one client: the client asks a ``Limiter`` for a slot around every HTTP attempt.
 
 The client already bounds its own requests in flight; a limiter adds a bound that several clients (every
-part of every sync on every worker of a connector) share, such as ``worker.budget.RedisBudget``.
+part of every sync on every worker of a connector) share, such as ``jumpcloud.budget.RedisBudget``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ and grants commits:
 - a write outside any run (provisioning's write-through, tools) bumps the counter in its own transaction.
 
 So the data changed since a version was read if and only if a run was active then, a newer run started, or
-the counter moved. ``models.snapshots`` serves stored renderings of the report and export by that.
+the counter moved. ``access.snapshot_store`` serves stored renderings of the report and export by that.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, or_, select, union_all
 
-from models.store import lookup_key
+from models.names import lookup_key
 from models.tables import Resource
 
 R = Resource.__table__

@@ -21,6 +21,7 @@ from sqlmodel import Session
 from connector.records import GrantRecord, ResourceRecord
 from models import history
 from models.dataversion import commit_write
+from models.names import lookup_key
 from models.tables import Grant, Resource
 
 _CHUNK = 500
@@ -126,11 +127,6 @@ def _copy_upsert(session: Session, table: Table, rows: list[dict[str, Any]], key
         cursor.execute(f"TRUNCATE {staging}")
     finally:
         cursor.close()
-
-
-def lookup_key(text: str) -> str:
-    """How names and emails are compared: case-folded, surrounding space ignored."""
-    return text.strip().casefold()
 
 
 def username_key(resource_type: str, profile: dict | None) -> str | None:

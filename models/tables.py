@@ -227,7 +227,7 @@ class Change(SQLModel, table=True):
 
 
 class AccessSnapshot(SQLModel, table=True):
-    """The stored rendering of a connector's access report and export (worker.access_snapshots), and the data
+    """The stored rendering of a connector's access report and export (access.snapshots), and the data
     version it was rendered at: it is served only while the connector's data version is still that one.
 
     The version is the connector's latest (not skipped) sync run and ``Connector.data_version``: every write to
@@ -238,7 +238,7 @@ class AccessSnapshot(SQLModel, table=True):
 
     connector_id: int = Field(sa_column=Column(Integer, ForeignKey("connectors.id"), primary_key=True))
     render_id: str = Field(max_length=32)
-    #: Which code rendered it (worker.access_snapshots.renderer_version): another version's is not served.
+    #: Which code rendered it (access.snapshots.renderer_version): another version's is not served.
     renderer: str = Field(max_length=40)
     run_id: int | None = None
     data_version: int = 0

@@ -24,7 +24,7 @@ from pipeline.runs import claim_part, end_part
 from pipeline.streaming import FetchWindow, WriteBehind
 from telemetry import metrics
 from pipeline.valve import Deletion, hold_reason, use_approval
-from worker.settings import ConnectorConfig, SyncSettings
+from config.settings import ConnectorConfig, SyncSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def make_client(connector: ConnectorConfig, broker_url: str | None = None) -> Ju
     fleet-wide limits configured, the client also takes a slot of the connector's budget in Redis."""
     limiter = None
     if broker_url and (connector.shared_max_in_flight or connector.rate_limit):
-        from worker.budget import RedisBudget
+        from jumpcloud.budget import RedisBudget
 
         limiter = RedisBudget(broker_url, connector.name, max_in_flight=connector.shared_max_in_flight,
                               rate=connector.rate_limit)

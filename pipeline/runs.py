@@ -19,7 +19,7 @@ from sqlmodel import Session
 from connector import FETCH_SYNCERS
 from models.tables import ACTIVE_RUN_STATUSES, Connector, SyncPart, SyncRun, utcnow
 from telemetry import metrics
-from worker.settings import ConnectorConfig
+from config.settings import ConnectorConfig
 
 #: ``held``: the listing was complete but the deletion safety valve kept its deletions (pipeline.valve).
 ENDED_PART_STATUSES = ("succeeded", "failed", "skipped", "held")

@@ -15,7 +15,7 @@ from pipeline.derived import run_derived_parts
 from pipeline.parts import ClientFactory, PartResult, make_client, run_fetch_part
 from pipeline.runs import (RunSummary, StartResult, claim_part, end_part, finish_run, start_run,
                            try_begin_finalize)
-from worker.settings import ConfigError, Settings, parse_duration
+from config.settings import ConfigError, Settings, parse_duration
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from typing import TypeVar
 
 from jumpcloud.client import JumpCloudClient
 from pipeline.parts import make_client
-from worker.settings import ConnectorConfig
+from config.settings import ConnectorConfig
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from provisioning.names import ACTION_NAMES, DEFAULT_ALLOWED_ACTIONS, DESTRUCTIVE_ACTIONS  # noqa: F401
+from config.actions import ACTION_NAMES, DEFAULT_ALLOWED_ACTIONS, DESTRUCTIVE_ACTIONS  # noqa: F401
 
 Ref = Field(min_length=1, max_length=256)
 
@@ -90,7 +90,7 @@ PARAMS: dict[str, type[Params]] = {
     "user.delete": UserRefParams,
 }
 if tuple(PARAMS) != ACTION_NAMES:
-    raise RuntimeError("provisioning.names.ACTION_NAMES must list the actions of PARAMS, in the same order")
+    raise RuntimeError("config.actions.ACTION_NAMES must list the actions of PARAMS, in the same order")
 
 
 class InvalidRequest(ValueError):

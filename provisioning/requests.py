@@ -22,7 +22,7 @@ from models.store import dialect_insert
 from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest, utcnow
 from pipeline.runs import as_utc, registered_connector_id
 from provisioning.params import InvalidRequest, validate_params
-from worker.settings import ConfigError, Settings
+from config.settings import ConfigError, Settings
 
 
 def _iso(value: datetime | None) -> str | None:

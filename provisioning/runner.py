@@ -37,7 +37,7 @@ from provisioning.params import InvalidRequest, validate_params
 from provisioning.resolve import Resolver
 from provisioning.writethrough import WriteThrough
 from telemetry import metrics
-from worker.settings import ConfigError, Settings, parse_duration
+from config.settings import ConfigError, Settings, parse_duration
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Run the simulator from a command line: `jumpsync simulator` (worker/cli.py calls `serve`) or
+"""Run the simulator from a command line: `jumpsync simulator` (cli/processes.py calls `serve`) or
 `python -m simulator`.
 
 The API key is a secret even here: it comes from `JUMPSYNC_SIM_API_KEY` or a key file and is never printed.

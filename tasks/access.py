@@ -1,4 +1,4 @@
-"""Access insight tasks: thin wrappers that call ``worker.access_snapshots``. Arguments are connector names."""
+"""Access insight tasks: thin wrappers that call ``access.snapshots``. Arguments are connector names."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import asdict
 import redis
 from celery import shared_task
 
-from worker import access_snapshots, runtime
+from access import snapshots as access_snapshots
+from worker import runtime
 
 
 @shared_task(name="jumpsync.access.refresh")

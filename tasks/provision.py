@@ -19,9 +19,9 @@ from celery import shared_task
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from provisioning import requests, runner
-from provisioning.api import enqueue
+from jumpsync.api import enqueue
 from worker import runtime
-from worker.settings import parse_duration
+from config.settings import parse_duration
 
 
 class SubmitMessage(BaseModel):

@@ -9,7 +9,7 @@ from models.tables import utcnow
 from pipeline import reaper, sync
 from tasks.access import access_refresh
 from worker import runtime
-from worker.settings import parse_duration
+from config.settings import parse_duration
 
 
 @shared_task(name="jumpsync.sync.connector", bind=True)

@@ -83,8 +83,9 @@ def run(engine, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from models.db import get_engine
-    from worker import cli, runtime
-    from worker.settings import SettingsCache
+    from cli import main as cli
+    from worker import runtime
+    from config.settings import SettingsCache
 
     url = engine.url.render_as_string(hide_password=False)
     config = tmp_path / "jumpsync.toml"
@@ -167,13 +168,13 @@ class WorkerFleet:
 
     def migrate(self) -> None:
         """``jumpsync db upgrade``, as a deployment runs it before starting workers."""
-        subprocess.run([sys.executable, "-m", "worker.cli", "db", "upgrade"], env=self.env, cwd=ROOT, check=True,
+        subprocess.run([sys.executable, "-m", "cli", "db", "upgrade"], env=self.env, cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
 
     def start_worker(self, name: str = "w1", concurrency: int = 4, queues: str = "sync,provisioning") -> subprocess.Popen:
         log = open(self.directory / f"{name}.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h"],
+            [sys.executable, "-m", "cli", "worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h"],
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)  # its own process group: a test can kill the worker and its pool at once
         self.procs.append(proc)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pipeline import sync
 from tests.conftest import TEST_KEY_ENV
-from worker.settings import ConnectorConfig, FileConfig, Settings, SyncSettings
+from config.settings import ConnectorConfig, FileConfig, Settings, SyncSettings
 
 NAME = "acme"
 

@@ -15,7 +15,7 @@ import time
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
 
-from worker.settings import ConfigError, ConnectorConfig, SettingsCache, parse_duration
+from config.settings import ConfigError, ConnectorConfig, SettingsCache, parse_duration
 
 log = logging.getLogger(__name__)
 

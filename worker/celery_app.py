@@ -12,7 +12,7 @@ from celery.schedules import crontab
 
 from worker import signals  # noqa: F401  (connects the process hooks)
 from worker.runtime import settings
-from worker.settings import Settings, parse_duration
+from config.settings import Settings, parse_duration
 
 SYNC_QUEUE = "sync"
 PROVISIONING_QUEUE = "provisioning"

@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 
 from models.db import get_engine
 from models.migrate import check
-from worker.settings import Settings, SettingsCache
+from config.settings import Settings, SettingsCache
 
 _settings = SettingsCache()
 _schema_ready: set[str] = set()

@@ -1,4 +1,4 @@
-"""Access insight (models/access.py and export.py, worker/cli_access.py and access_output.py) on a hand-built
+"""Access insight (access/queries.py and export.py, cli/access.py and access/render.py) on a hand-built
 tenant whose answers are known.
 
 Every test runs on SQLite and on a real PostgreSQL server (the ``engine`` fixture). The tenant:
@@ -27,10 +27,10 @@ from sqlalchemy import update
 from sqlmodel import Session
 
 from connector.records import GrantRecord, ResourceRecord
-from models import access as q
+from access import queries as q
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Connector, Grant, Resource
-from worker.access_output import csv_cell
+from access.render import csv_cell
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 FIRST_SEEN = "2026-01-01T00:00:00+00:00"
@@ -450,7 +450,7 @@ def test_empty_export_is_valid(engine, tmp_path, monkeypatch):
         session.add(Connector(name="empty", base_url="https://console.jumpcloud.com"))
         session.commit()
     assert q.export(engine, "empty") == []
-    from worker.access_output import ExportFormat, export_lines, write_export
+    from access.render import ExportFormat, export_lines, write_export
 
     for fmt, expected in ((ExportFormat.json, "[]\n"), (ExportFormat.csv, ",".join(q.EXPORT_COLUMNS) + "\r\n")):
         out = io.StringIO()
@@ -466,7 +466,7 @@ HOSTILE_NAMES = {"g-eng": '=HYPERLINK("http://x", "a, b")', "g-ops": "-Ops\nline
 def test_export_output_is_what_csv_and_json_write_row_by_row(tenant):
     """The export renders each principal, resource and group once and assembles lines from the parts; the
     bytes must be those of ``csv.writer`` (through ``csv_cell``) and ``json`` writing every row in full."""
-    from worker.access_output import ExportFormat, export_lines, write_export
+    from access.render import ExportFormat, export_lines, write_export
 
     R = Resource.__table__
     with Session(tenant) as session:
@@ -501,10 +501,11 @@ def test_csv_cells_cannot_be_spreadsheet_formulas():
 def test_long_tables_show_the_first_rows_and_say_how_many_more(run, tenant, monkeypatch, terminal):
     """Tables are capped (rich draws about a thousand rows a second); the report keeps every kind in view. A pipe
     gets every row."""
-    from worker import cli_access
+    from cli import access as cli_access
+    from cli import output
 
     terminal(250)
-    monkeypatch.setattr(cli_access, "TABLE_ROWS", 2)
+    monkeypatch.setattr(output, "TABLE_ROWS", 2)
     monkeypatch.setattr(cli_access, "REPORT_ROWS_PER_KIND", 1)
     alice = run("access", "acme", "alice")
     assert alice.exit_code == 0
@@ -521,9 +522,9 @@ def test_long_tables_show_the_first_rows_and_say_how_many_more(run, tenant, monk
     assert "… and 3 more deleted_principal_granted findings (--format csv or json lists them all)" in report.stdout
     assert "more admin_without_user" not in report.stdout  # one of that kind: all shown
 
-    monkeypatch.setattr(cli_access, "TABLE_ROWS", 200)
+    monkeypatch.setattr(output, "TABLE_ROWS", 200)
     assert "more" not in run("who-has", "acme", "app:GitHub").stdout
-    monkeypatch.setattr(cli_access, "TABLE_ROWS", 2)
+    monkeypatch.setattr(output, "TABLE_ROWS", 2)
     monkeypatch.setenv("TTY_COMPATIBLE", "0")
     piped = run("access", "acme", "alice")
     assert len(piped.stdout.splitlines()) == 1 + 6 and "more" not in piped.output

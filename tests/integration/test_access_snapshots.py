@@ -1,4 +1,4 @@
-"""Stored renderings of the report and export (worker/access_snapshots.py, models/snapshots.py), on the
+"""Stored renderings of the report and export (access/snapshots.py, access/snapshot_store.py), on the
 hand-built tenant of test_access, on SQLite and on a real PostgreSQL server.
 
 The point of a stored rendering is that it is never served once the data changed: each test changes the data
@@ -14,16 +14,17 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
+from access import snapshot_store as snapshots
+from access import snapshots as stored
+from access.queries import FINDING_KINDS, report
+from access.render import ExportFormat, ReportFormat, export_lines, report_head, write_export, write_report
 from connector.records import GrantRecord, ResourceRecord
-from models import queries, snapshots
+from models import queries
 from models.dataversion import RunEnded
 from models.store import GrantWriter, ResourceWriter
-from models.access import FINDING_KINDS, report
 from models.tables import AccessSnapshot, SyncRun, utcnow
 from provisioning.writethrough import WriteThrough
 from tests.integration.test_access import build_tenant
-from worker import access_snapshots as stored
-from worker.access_output import ExportFormat, ReportFormat, export_lines, report_head, write_export, write_report
 
 ARTIFACTS = [stored.report_artifact(f) for f in (ReportFormat.json, ReportFormat.csv)] + [
     stored.export_artifact(f) for f in ExportFormat]

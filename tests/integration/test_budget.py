@@ -11,7 +11,7 @@ import redis
 from jumpcloud.client import JumpCloudClient
 from simulator.generator import TenantSpec
 from tests.conftest import TEST_API_KEY
-from worker.budget import RedisBudget
+from jumpcloud.budget import RedisBudget
 
 
 async def _list_users(url: str, budget: RedisBudget | None, times: int) -> None:

@@ -62,7 +62,7 @@ def wait_rendered(engine, name: str, timeout: float = 60) -> bytes:
 
 def rendering_status(fleet, name: str) -> dict:
     """The connector's ``access_rendering`` in ``jumpsync status --json``."""
-    status = json.loads(subprocess.run([sys.executable, "-m", "worker.cli", "status", "--json"], env=fleet.env,
+    status = json.loads(subprocess.run([sys.executable, "-m", "cli", "status", "--json"], env=fleet.env,
                                        cwd=ROOT, capture_output=True, text=True, check=True).stdout)
     return next(e for e in status if e["connector"] == name)["access_rendering"]
 
@@ -163,7 +163,7 @@ def test_beat_schedules_each_connector_once_even_with_two_beats(fleet, fleet_eng
             time.sleep(0.5)
         assert redis_client.exists(f"jumpsync:beat:sync:{name}".encode())
         assert redis_client.exists(b"jumpsync:beat:provisioning-relay")  # the relay runs on the same beat
-        status = json.loads(subprocess.run([sys.executable, "-m", "worker.cli", "status", "--json"], env=fleet.env,
+        status = json.loads(subprocess.run([sys.executable, "-m", "cli", "status", "--json"], env=fleet.env,
                                            cwd=ROOT, capture_output=True, text=True, check=True).stdout)
         entry = next(e for e in status if e["connector"] == name)
         assert entry["next_sync_at"] and entry["last_run"]["trigger"] == "schedule"  # an hour after the first

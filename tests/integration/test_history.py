@@ -72,8 +72,8 @@ def test_history_records_exactly_what_changed(engine, db_url, simulator):
 
 def test_changes_command(engine, db_url, simulator, tmp_path, monkeypatch, terminal):
     from worker import runtime
-    from worker.cli import app
-    from worker.settings import SettingsCache
+    from cli.main import app
+    from config.settings import SettingsCache
 
     sim = simulator()
     settings = make_settings(db_url, sim.url)
@@ -90,7 +90,7 @@ def test_changes_command(engine, db_url, simulator, tmp_path, monkeypatch, termi
     assert CliRunner().invoke(app, ["changes", "nope"]).exit_code == 2
     assert CliRunner().invoke(app, ["changes", NAME, "--since", "yesterday"]).exit_code == 2
 
-    from worker import cli_changes
+    from cli import output
 
     everything = json.loads(CliRunner().invoke(app, ["changes", NAME, "--json"]).output)
     piped = CliRunner().invoke(app, ["changes", NAME])
@@ -99,7 +99,7 @@ def test_changes_command(engine, db_url, simulator, tmp_path, monkeypatch, termi
     terminal(250)
     table = CliRunner().invoke(app, ["changes", NAME])
     assert table.exit_code == 0 and everything and "more changes" not in table.output
-    monkeypatch.setattr(cli_changes, "TABLE_ROWS", 0)  # a long table shows its first rows and says how many more
+    monkeypatch.setattr(output, "TABLE_ROWS", 0)  # a long table shows its first rows and says how many more
     table = CliRunner().invoke(app, ["changes", NAME])
     assert table.exit_code == 0
     assert f"… and {len(everything):,} more changes (--json lists them all" in table.output

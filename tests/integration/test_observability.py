@@ -93,7 +93,7 @@ def test_health_passes_against_a_live_deployment_and_names_a_missing_worker(obse
     from tests.conftest import ROOT
 
     def health(*args):
-        done = subprocess.run([sys.executable, "-m", "worker.cli", "health", "--json", *args], env=observed_fleet.env,
+        done = subprocess.run([sys.executable, "-m", "cli", "health", "--json", *args], env=observed_fleet.env,
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
         return done.returncode, json.loads(done.stdout)
 
@@ -115,7 +115,7 @@ def test_flower_shows_tasks_behind_basic_auth_and_never_the_key(observed_fleet, 
 
     port = free_port()
     env = {**observed_fleet.env, "JUMPSYNC_FLOWER_BASIC_AUTH": "ops:s3cret-pass"}
-    flower = subprocess.Popen([sys.executable, "-m", "worker.cli", "flower", "--port", str(port), "--address",
+    flower = subprocess.Popen([sys.executable, "-m", "cli", "flower", "--port", str(port), "--address",
                                "127.0.0.1"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, timeout=30)

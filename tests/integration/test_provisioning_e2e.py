@@ -20,7 +20,7 @@ from provisioning import requests as prequests
 from simulator.generator import TenantSpec
 from tests.e2e import ALL_ACTIONS_POLICY, find_request, new_connector, provision, state, sync_now, wait_request
 from tests.expected import assert_same, expected_state
-from worker.settings import load_settings
+from config.settings import load_settings
 
 pytestmark = pytest.mark.integration
 

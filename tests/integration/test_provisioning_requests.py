@@ -16,7 +16,7 @@ from provisioning import requests, runner
 from provisioning.clients import ProcessClients
 from provisioning.writethrough import WriteThrough
 from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
-from worker.settings import ConnectorConfig, FileConfig, ProvisioningPolicy, Settings
+from config.settings import ConnectorConfig, FileConfig, ProvisioningPolicy, Settings
 
 LEASE = timedelta(minutes=10)
 

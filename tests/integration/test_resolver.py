@@ -135,11 +135,11 @@ def test_provision_dry_run_resolves_by_the_same_rules(cli, tmp_path, monkeypatch
                       '[connectors.provisioning]\ndry_run = true\n')
     monkeypatch.setenv("JUMPSYNC_CONFIG", str(config))
     monkeypatch.setenv("BARCHECK_KEY", "not-used-in-a-dry-run")
-    import provisioning.api
+    import jumpsync.api
     from provisioning import runner
     from worker import runtime
 
-    monkeypatch.setattr(provisioning.api, "enqueue",  # the real runner, in this process
+    monkeypatch.setattr(jumpsync.api, "enqueue",  # the real runner, in this process
                         lambda request_id: bool(runner.execute(runtime.engine(), runtime.settings(), request_id, "t")))
     granted = cli("provision", "barcheck", "app.grant", "--app", "Slack", "--user", "ALICE.ANDERS", "--json",
                   "--wait", "--timeout", "10")

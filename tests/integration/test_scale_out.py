@@ -34,7 +34,7 @@ from simulator.generator import TenantSpec
 from tests.conftest import ROOT, WorkerFleet, fresh_postgres_database
 from tests.e2e import state
 from tests.expected import assert_same, expected_state
-from worker.settings import load_file_config, parse_duration
+from config.settings import load_file_config, parse_duration
 
 pytestmark = pytest.mark.integration
 

@@ -67,7 +67,7 @@ def test_the_key_is_nowhere_to_be_found(redis_url, tmp_path_factory, simulator):
                        "JUMPSYNC_LOG_LEVEL": "DEBUG"}
     fleet.migrate()
     fleet.start_worker("s1", queues="sync,provisioning", concurrency=2)
-    flower = subprocess.Popen([sys.executable, "-m", "worker.cli", "flower", "--port", str(flower_port),
+    flower = subprocess.Popen([sys.executable, "-m", "cli", "flower", "--port", str(flower_port),
                                "--address", "127.0.0.1"],
                               env={**fleet.env, "JUMPSYNC_FLOWER_BASIC_AUTH": "ops:pw"}, cwd=ROOT,
                               stdout=open(directory / "flower.log", "wb"), stderr=subprocess.STDOUT)

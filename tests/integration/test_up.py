@@ -25,7 +25,7 @@ from tests.servers import free_port
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-JUMPSYNC = [sys.executable, "-m", "worker.cli"]
+JUMPSYNC = [sys.executable, "-m", "cli"]
 GONE_WITHIN = 15.0
 
 

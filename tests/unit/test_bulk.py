@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from worker.bulk import BulkError, BulkItem, format_for, normalize_key, parse, parse_csv, parse_jsonl
+from provisioning.bulk import BulkError, BulkItem, format_for, normalize_key, parse, parse_csv, parse_jsonl
 
 
 def line(obj) -> str:

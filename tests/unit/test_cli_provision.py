@@ -7,6 +7,7 @@ own SQLite database and config file.
 
 from __future__ import annotations
 
+import getpass
 import json
 import time
 
@@ -15,7 +16,8 @@ from rich.console import Console
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from worker import cli
+from cli import common, provision
+from cli import main as cli
 
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
 
@@ -51,7 +53,7 @@ def env(tmp_path, monkeypatch):
     """A config, database and unreachable broker of this test's own; returns a ``run(*args)`` helper."""
     import worker.celery_app as celery_app
     from worker import runtime
-    from worker.settings import SettingsCache
+    from config.settings import SettingsCache
 
     config = tmp_path / "jumpsync.toml"
     config.write_text(CONFIG)
@@ -63,7 +65,7 @@ def env(tmp_path, monkeypatch):
     # runtime caches the settings in a module global: give this test a fresh cache that reads its env.
     monkeypatch.setattr(runtime, "_settings", SettingsCache())
     # The Celery app reads the broker URL when it is built (at import): build one for this test. With
-    # retry=False (as provisioning.api.enqueue sends), kombu opens the connection through default_channel,
+    # retry=False (as jumpsync.api.enqueue sends), kombu opens the connection through default_channel,
     # which retries a refused connection until broker_connection_timeout (4s) has passed: about six seconds
     # per send (see test_unreachable_broker_with_the_default_app). max_retries=0 makes it fail at once.
     app = celery_app.create_app()
@@ -71,9 +73,10 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setattr(celery_app, "app", app)
     monkeypatch.setattr(runtime, "_settings", SettingsCache())  # unread, as in a fresh process (for --config)
     # Wide consoles, so that tables do not wrap ids.
-    monkeypatch.setattr(cli, "console", Console(width=250))
-    monkeypatch.setattr(cli, "err", Console(width=250, stderr=True))
-    monkeypatch.setattr(cli.getpass, "getuser", lambda: "tester")
+    monkeypatch.setattr(provision, "console", Console(width=250))
+    for module in (provision, common):
+        monkeypatch.setattr(module, "err", Console(width=250, stderr=True))
+    monkeypatch.setattr(getpass, "getuser", lambda: "tester")
     runner = CliRunner()
 
     def run(*args: str, input: str | None = None):
@@ -275,7 +278,7 @@ def _fake_worker(monkeypatch, status: str, result: dict | None = None, error: st
     """Stand in for a worker: the enqueue claims the request and records an outcome at once."""
     from datetime import timedelta
 
-    import provisioning.api
+    import jumpsync.api
     from provisioning import requests
 
     def enqueue(request_id: str) -> bool:
@@ -283,7 +286,7 @@ def _fake_worker(monkeypatch, status: str, result: dict | None = None, error: st
         requests.finish(engine(), request_id, "fake-task", status=status, result=result, error=error)
         return True
 
-    monkeypatch.setattr(provisioning.api, "enqueue", enqueue)
+    monkeypatch.setattr(jumpsync.api, "enqueue", enqueue)
 
 
 def test_wait_prints_the_outcome_and_exits_0_on_success(env, monkeypatch):
@@ -303,11 +306,11 @@ def test_wait_exits_1_when_the_request_failed(env, monkeypatch):
 
 def test_wait_with_a_dry_run_worker_in_process(env, monkeypatch):
     """The real runner, in this process, on a dry-run connector (it sends nothing to JumpCloud)."""
-    import provisioning.api
+    import jumpsync.api
     from provisioning import runner
     from worker import runtime
 
-    monkeypatch.setattr(provisioning.api, "enqueue",
+    monkeypatch.setattr(jumpsync.api, "enqueue",
                         lambda request_id: bool(runner.execute(engine(), runtime.settings(), request_id, "t1")))
     code, request = provision_json(env, "beta", "user.create", "--email", "x@example.com", "--username", "x",
                                    "--wait", "--timeout", "10")
@@ -551,11 +554,11 @@ def test_bulk_missing_or_binary_file_exits_2(env, tmp_path):
 
 
 def test_bulk_tries_the_unreachable_broker_once_only(env, tmp_path, monkeypatch):
-    import provisioning.api
+    import jumpsync.api
 
     calls = []
-    real = provisioning.api.enqueue
-    monkeypatch.setattr(provisioning.api, "enqueue", lambda request_id: calls.append(request_id) or real(request_id))
+    real = jumpsync.api.enqueue
+    monkeypatch.setattr(jumpsync.api, "enqueue", lambda request_id: calls.append(request_id) or real(request_id))
     path = tmp_path / "requests.csv"
     path.write_text("connector,action,user\n" + "".join(f"acme,user.suspend,user{i}\n" for i in range(5)))
     result = env("provision-bulk", str(path))

@@ -40,7 +40,7 @@ COMMANDS = [
 # Runs one command through the real entry point and prints what it loaded; click's exit becomes the code.
 CHILD = """
 import json, sys
-from worker.cli import main
+from cli.main import main
 sys.argv = ["jumpsync", *json.loads(sys.argv[1])]
 code = 0
 try:

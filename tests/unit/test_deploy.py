@@ -247,7 +247,7 @@ def test_the_yamllint_config_refuses_yaml_1_1_booleans_and_octals():
 def _cli_root():
     import typer
 
-    from worker.cli import app
+    from cli.main import app
 
     return typer.main.get_command(app)
 
@@ -437,7 +437,7 @@ def go_duration(text: str) -> float:
 
 
 def part_time_limit(toml_text: str) -> float:
-    from worker.settings import parse_duration
+    from config.settings import parse_duration
 
     sync = tomllib.loads(toml_text).get("sync", {})
     return parse_duration(sync.get("part_time_limit", "1h")).total_seconds()
@@ -866,7 +866,7 @@ def test_no_secret_is_inlined():
 
 
 def test_example_configs_are_valid(tmp_path):
-    from worker.settings import load_file_config
+    from config.settings import load_file_config
 
     sources = {p.name: p.read_text() for p in DEPLOY.glob("*.toml")}
     sources["configmap jumpsync.toml"] = _configmap_toml()

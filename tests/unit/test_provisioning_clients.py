@@ -11,7 +11,7 @@ import pytest
 
 from jumpcloud import JumpCloudClient
 from provisioning.clients import ProcessClients
-from worker.settings import ConnectorConfig
+from config.settings import ConnectorConfig
 
 KEY_ENV = "JUMPSYNC_UNIT_PROV_KEY"
 OLD_KEY, NEW_KEY = "old-key-0123456789abcdef", "new-key-fedcba9876543210"

@@ -2,7 +2,7 @@
 
 from rich.console import Console
 
-from worker.render import cell
+from cli.output import cell
 
 
 def render(value, **kwargs) -> str:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.settings import ConfigError, SettingsCache, load_settings, parse_duration
+from config.settings import ConfigError, SettingsCache, load_settings, parse_duration
 
 GOOD = """
 database_url = "sqlite:///x.db"
@@ -120,7 +120,7 @@ def test_parse_duration_rejects(text):
 
 
 def test_missing_keys_are_reported_together_at_start_up(tmp_path, monkeypatch):
-    from worker.settings import check_api_keys
+    from config.settings import check_api_keys
 
     path = write(tmp_path, '[[connectors]]\nname="a"\napi_key_env="A_KEY"\n'
                            f'[[connectors]]\nname="b"\napi_key_file="{tmp_path / "missing"}"\n'
@@ -143,13 +143,13 @@ def test_worker_refuses_to_start_without_its_keys(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from worker import runtime
-    from worker.cli import app
-    from worker.settings import SettingsCache
+    from cli.main import app
+    from config.settings import SettingsCache
 
     path = write(tmp_path, '[[connectors]]\nname="a"\napi_key_env="A_KEY"\n')
     monkeypatch.delenv("A_KEY", raising=False)
     monkeypatch.setattr(runtime, "_settings", SettingsCache(path))
-    monkeypatch.setattr("worker.cli._celery", lambda *args: pytest.fail("celery must not start"))
+    monkeypatch.setattr("cli.processes._celery", lambda *args: pytest.fail("celery must not start"))
     result = CliRunner().invoke(app, ["worker", "--config", str(path)])
     assert result.exit_code != 0 and isinstance(result.exception, ConfigError)
     assert "environment variable A_KEY is not set" in str(result.exception)

@@ -11,7 +11,7 @@ import typer
 
 from cli import output
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
-from worker.settings import ALL_RESOURCE_TYPES
+from config.settings import ALL_RESOURCE_TYPES
 
 deletions_app = typer.Typer(help="Mass deletions held by the safety valve: list, approve.", no_args_is_help=True)
 console = output.stdout()

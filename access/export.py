@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
-from models.bulk import collector_paused
+from access.collector import collector_paused
 from models.queries import connector_id
 from models.tables import Grant
 
@@ -86,7 +86,7 @@ def export_rows(engine: Engine, connector: str, part: Part, row: Row) -> Iterato
 
 
 def _rows(engine: Engine, cid: int, part: Part, row: Row) -> Iterator:
-    with collector_paused(), engine.connect() as connection:  # 465k tuples at xl, none in a cycle (models.bulk)
+    with collector_paused(), engine.connect() as connection:  # 465k tuples at xl, none in a cycle (access.collector)
         resources = _resources(connection, cid)
         grants = _fetch(connection, "SELECT resource_type, resource_id, entitlement, principal_type, principal_id, "
                                     "via, first_seen_at FROM grants WHERE connector_id = :cid AND deleted_at IS NULL",

@@ -11,7 +11,8 @@ import typer
 
 from cli import output
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
-from worker.settings import parse_duration
+from cli.common import check_resource_type, use_config
+from config.settings import parse_duration
 
 err = output.stderr()
 
@@ -39,22 +40,21 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
     """Resources and grants created, updated (fields old → new), deleted and undeleted, by sync or request."""
     from models.history import changes as read_changes
     from models.history import count_changes
-    from worker.access_output import write_json_array
+    from access.render import write_json_array
     from models.queries import UnknownConnector
     from worker import runtime
-    from worker.cli import _use_config, check_resource_type
 
-    _use_config(config)
+    use_config(config)
     check_resource_type(type_)
     after = parse_since(since) if since else None
     shown = output.choose(output_, wide=wide, as_json=as_json)
-    drawn = shown not in (Output.json, Output.tsv)
+    drawn = output.drawn(shown)
     try:
         # A table reads only the rows it shows (rich draws about a thousand rows a second; --json and a pipe are
         # for long lists), and counts the others.
         rows = read_changes(runtime.engine(), name, since=after, resource_type=type_,
-                            limit=min(limit, TABLE_ROWS) if drawn else limit)
-        shown_all = not drawn or len(rows) < min(limit, TABLE_ROWS)
+                            limit=min(limit, output.TABLE_ROWS) if drawn else limit)
+        shown_all = not drawn or len(rows) < min(limit, output.TABLE_ROWS)
         total = len(rows) if shown_all else min(limit, count_changes(runtime.engine(), name, since=after,
                                                                      resource_type=type_))
     except UnknownConnector as exc:
@@ -85,6 +85,3 @@ def _change_row(row: dict) -> tuple:
     by = f"run {row['run_id']}" if row["run_id"] else (f"request {row['request_id']}" if row["request_id"] else "")
     return row["at"], by, row["change"], what, details
 
-
-#: Changes a table shows at most.
-TABLE_ROWS = 200

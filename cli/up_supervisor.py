@@ -10,8 +10,8 @@ Children die with ``up`` even when it is killed with SIGKILL, in two steps. Each
 kernel's parent-death signal (``PR_SET_PDEATHSIG``, SIGTERM): it needs no cooperation from the child (Redis,
 Celery and Flower are not ours to change) and no surviving process to deliver it. A child that does not end on
 it (a Celery worker whose broker died with it can hang in its shutdown) is killed with its whole process group,
-its pool included, by the watchdog (``worker.up_watchdog``), which learns of ``up``'s end from a pipe the kernel
-closes. A second ``up`` in the same folder finds the first by its locked pid file (``worker.up_state``) and
+its pool included, by the watchdog (``cli.up_watchdog``), which learns of ``up``'s end from a pipe the kernel
+closes. A second ``up`` in the same folder finds the first by its locked pid file (``cli.up_state``) and
 refuses to start.
 """
 
@@ -31,9 +31,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from worker.settings import ConfigError, load_settings
-from worker.up_state import (ENV_FILE, MARKER_ENV, VAR, AlreadyRunning, PidFile, UpRecord, leftovers_of,
-                             new_marker, start_ticks, write_env_file)
+from cli.up_state import (ENV_FILE, MARKER_ENV, VAR, AlreadyRunning, PidFile, UpRecord, leftovers_of, new_marker,
+                          start_ticks, write_env_file)
+from config.settings import ConfigError, load_settings
 
 DEMO_CONFIG = VAR / "jumpsync.demo.toml"
 DEMO_KEY_ENV = "JUMPSYNC_DEMO_API_KEY"
@@ -114,7 +114,7 @@ class Children:
         (VAR / "log").mkdir(parents=True, exist_ok=True)
         read_end, self._watchdog = os.pipe()  # both ends non-inheritable: only the watchdog gets the read end
         try:
-            self.watchdog = subprocess.Popen([sys.executable, "-m", "worker.up_watchdog", str(read_end)], env=env,
+            self.watchdog = subprocess.Popen([sys.executable, "-m", "cli.up_watchdog", str(read_end)], env=env,
                                              pass_fds=(read_end,), stdin=subprocess.DEVNULL, start_new_session=True,
                                              cwd=Path(__file__).resolve().parents[1])
         finally:
@@ -185,7 +185,7 @@ def _start_demo_simulator(children: Children, env: dict[str, str], console: Cons
     key = secrets.token_hex(20)
     env["JUMPSYNC_SIM_API_KEY"] = key
     env[DEMO_KEY_ENV] = key
-    children.start("simulator", [sys.executable, "-m", "worker.cli", "simulator", "--port", str(port),
+    children.start("simulator", [sys.executable, "-m", "cli", "simulator", "--port", str(port),
                                  "--users", "500", "--admins", "12", "--groups", "40", "--apps", "15"], env)
     if not wait_for_port(port):
         console.print("[red]The simulator did not start; see var/log/simulator.log[/red]")
@@ -293,7 +293,7 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     since = datetime.now(timezone.utc).replace(microsecond=0)
     celery = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
     # One worker per queue, as deployed: a long sync never holds up a provisioning request.
-    jumpsync = [sys.executable, "-m", "worker.cli"]
+    jumpsync = [sys.executable, "-m", "cli"]
     children.start("worker", jumpsync + ["worker", "-Q", "sync", "-c", str(concurrency)], env)
     children.start("provisioning-worker", jumpsync + ["worker", "-Q", "provisioning", "-c", "2"], env)
     children.start("beat", celery + ["beat", "-l", "INFO"], env)
@@ -328,7 +328,7 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
             break
         time.sleep(1)
     if once:
-        from worker.cli import print_run
+        from cli.sync import print_run
 
         console.rule("summary")
         for name in names:

@@ -1,13 +1,12 @@
 """``jumpsync access | who-has | report | export``: access insight from the synced database (docs/access.md).
 
-Nothing here calls JumpCloud. Every table cell that shows synced data goes through ``render.cell``.
+Nothing here calls JumpCloud. Every table cell that shows synced data goes through ``cli.output.cell``.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -21,30 +20,15 @@ from rich.text import Text
 from cli import output
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 
-from worker.access_output import (REPORT_ROWS_PER_KIND, ExportFormat, ReportFormat, export_lines, print_json,
-                                  report_head, write_export, write_report)
-from worker.settings import ConfigError
+from access.render import (REPORT_ROWS_PER_KIND, ExportFormat, ReportFormat, export_lines, print_json,
+                           report_head, write_export, write_report)
+from cli.common import ConfigOption, ConnectorArgument, use_config
 
 console = output.stdout()
 err = output.stderr()
 
-ConfigOption = typer.Option(None, "--config", help="Config file (default: $JUMPSYNC_CONFIG or ./jumpsync.toml).")
-ConnectorArgument = typer.Argument(..., help="Connector name.")
 LiveOption = typer.Option(False, "--live", help="Compute from the tables even when the worker's stored rendering "
                                                 "is current (docs/access.md, stored renderings).")
-
-
-def _use_config(config: Optional[Path]) -> None:
-    """As worker.cli._use_config (not imported from there: ``python -m worker.cli`` would load it twice)."""
-    if config is not None:
-        os.environ["JUMPSYNC_CONFIG"] = str(config)
-    from worker import runtime
-
-    try:
-        runtime.settings()
-    except ConfigError as exc:
-        err.print(f"[red]config error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 def _fail(message: str, candidates: Iterable[dict] = (), heading: str | None = None) -> typer.Exit:
@@ -61,7 +45,7 @@ def _fail(message: str, candidates: Iterable[dict] = (), heading: str | None = N
 
 def _query(fn: Callable, *args: Any) -> Any:
     """Run an access query on the configured database; operator mistakes exit 2 with one clear message."""
-    from models import access as queries
+    from access import queries
     from models.queries import UnknownConnector
     from worker import runtime
 
@@ -86,8 +70,8 @@ def access(connector: str = ConnectorArgument,
            as_json: bool = JsonOption, wide: bool = WideOption, output_: Optional[Output] = OutputOption,
            config: Optional[Path] = ConfigOption) -> None:
     """Every group, app and role a person holds, and why, across their user and admin accounts."""
-    _use_config(config)
-    from models import access as queries
+    use_config(config)
+    from access import queries
     from models.resolver import describe
 
     data = _query(queries.access, connector, user)
@@ -103,7 +87,7 @@ def access(connector: str = ConnectorArgument,
     if not data["access"]:
         output.note("holds no group, app or role", shown)
         return
-    rows = _shown(data["access"], shown)
+    rows = output.rows_shown(data["access"], shown)
     output.print_rows(ACCESS_COLUMNS, ((e["type"], e["name"], e["id"], e["entitlement"],
                                         _ref(e["via"]) if e["via"] else "direct",
                                         f"{e['account']['type']} {e['account']['id']}") for e in rows), shown)
@@ -120,8 +104,8 @@ def who_has(connector: str = ConnectorArgument,
             as_json: bool = JsonOption, wide: bool = WideOption, output_: Optional[Output] = OutputOption,
             config: Optional[Path] = ConfigOption) -> None:
     """Everyone who holds a group, app or role, and why (direct, or through which group)."""
-    _use_config(config)
-    from models import access as queries
+    use_config(config)
+    from access import queries
 
     data = _query(queries.who_has, connector, target)
     shown = output.choose(output_, wide=wide, as_json=as_json)
@@ -133,7 +117,7 @@ def who_has(connector: str = ConnectorArgument,
     if not data["holders"]:
         output.note("nobody holds it", shown)
         return
-    rows = _shown(data["holders"], shown)
+    rows = output.rows_shown(data["holders"], shown)
     output.print_rows(HOLDER_COLUMNS, ((h["principal"]["type"], h["principal"]["name"], h["principal"]["id"],
                                         h["principal"]["email"],
                                         "deleted" if h["principal"]["deleted"] else h["principal"]["status"],
@@ -153,9 +137,9 @@ def report(connector: str = ConnectorArgument,
            live: bool = LiveOption,
            config: Optional[Path] = ConfigOption) -> None:
     """Identity hygiene findings: accounts, access and groups that need a look (kinds in docs/access.md)."""
-    _use_config(config)
-    from models import access as queries
-    from worker.access_snapshots import REPORT_HEAD, report_artifact
+    use_config(config)
+    from access import queries
+    from access.snapshots import REPORT_HEAD, report_artifact
 
     if fmt is not ReportFormat.table:
         rendered = _rendered(connector, report_artifact(fmt), live)
@@ -186,17 +170,6 @@ FINDING_COLUMNS = (Col("kind"), Col("subject", identity=True), Col("related", dr
                    Col("detail", wrap=True, drop=1))
 
 
-#: Rows a table shows at most (the report: ``REPORT_ROWS_PER_KIND`` of each kind of finding). Rich draws about a
-#: thousand rows a second, and a longer list is read with --json or --format csv anyway: the report's 25k
-#: findings on the xl tenant took 40s as one table.
-TABLE_ROWS = 200
-
-
-def _shown(rows: list, shown: Output) -> list:
-    """The rows a table shows; a pipe gets them all (TSV is written, not drawn)."""
-    return rows if shown is Output.tsv else rows[:TABLE_ROWS]
-
-
 def _more(count: int, what: str, full: str, shown: Output) -> None:
     if count > 0:
         output.note(f"… and {count:,} more {what} ({full} lists them all)", shown)
@@ -208,8 +181,8 @@ def export(connector: str = ConnectorArgument,
            live: bool = LiveOption,
            config: Optional[Path] = ConfigOption) -> None:
     """Every live grant with principal and resource details, for access reviews (CSV columns: docs/access.md)."""
-    _use_config(config)
-    from worker.access_snapshots import export_artifact
+    use_config(config)
+    from access.snapshots import export_artifact
 
     rendered = _rendered(connector, export_artifact(fmt), live)
     lines = _query(export_lines, connector, fmt) if rendered is None else None
@@ -234,9 +207,10 @@ def export(connector: str = ConnectorArgument,
 
 
 def _rendered(connector: str, artifact: str, live: bool):
-    """The worker's stored rendering of ``artifact`` (worker.access_snapshots.StoredArtifact) when it is
+    """The worker's stored rendering of ``artifact`` (access.snapshots.StoredArtifact) when it is
     current and wanted: not ``--live``, and ``[access] snapshots`` on. Else None: compute it."""
-    from worker import access_snapshots, runtime
+    from access import snapshots as access_snapshots
+    from worker import runtime
 
     if live or not runtime.settings().file.access.snapshots:
         return None

@@ -1,5 +1,5 @@
 """Access insight as CSV and JSON (docs/access.md): the formula-safe CSV cell, the JSON printer, and the
-export's lines, assembled from parts rendered once per principal, resource and group (models.export).
+export's lines, assembled from parts rendered once per principal, resource and group (access.export).
 
 Every CSV field goes through ``csv_cell``; JSON is never altered. The export's bytes are exactly those of
 ``csv.writer`` and ``json`` writing each row in full (a test compares them), only faster.
@@ -80,7 +80,7 @@ def report_head(data: dict[str, Any], per_kind: int = REPORT_ROWS_PER_KIND) -> d
 
 def write_report(out: IO[str], data: dict[str, Any], fmt: ReportFormat) -> None:
     """The report as JSON (``write_json``) or CSV (a header of ``REPORT_COLUMNS``, one finding a row)."""
-    from models.access import REPORT_COLUMNS, finding_row
+    from access.queries import REPORT_COLUMNS, finding_row
 
     if fmt is ReportFormat.json:
         write_json(out, data)
@@ -162,7 +162,7 @@ _JSON = json.JSONEncoder(ensure_ascii=False).encode
 
 def _json_part(first: int, values: tuple) -> str:
     """Consecutive members of a JSON object exactly as ``json`` writes the whole object."""
-    from models.export import EXPORT_COLUMNS
+    from access.export import EXPORT_COLUMNS
 
     return ", ".join(f"{_JSON(EXPORT_COLUMNS[first + i])}: {_JSON(value)}" for i, value in enumerate(values))
 
@@ -173,7 +173,7 @@ _json_line = "{{{}, {}, {}, {}, {}, {}}}".format
 
 def export_lines(engine: Engine, connector: str, fmt: ExportFormat) -> Iterator[str]:
     """The export's CSV lines (each with its line end) or JSON objects, in order. UnknownConnector at once."""
-    from models.export import export_rows
+    from access.export import export_rows
 
     if fmt is ExportFormat.csv:
         return export_rows(engine, connector, _csv_part, _csv_line)
@@ -190,7 +190,7 @@ def _both_line(*parts: tuple[str, str]) -> tuple[str, str]:
 
 def export_line_pairs(engine: Engine, connector: str) -> Iterator[tuple[str, str]]:
     """``export_lines`` of both formats from one read of the grants: (CSV line, JSON object) per grant."""
-    from models.export import export_rows
+    from access.export import export_rows
 
     return export_rows(engine, connector, _both_part, _both_line)
 
@@ -200,7 +200,7 @@ class ExportWriter:
     (valid JSON, streamed, and diffable between two reviews). Lines come in batches (``write``)."""
 
     def __init__(self, out: IO[str], fmt: ExportFormat) -> None:
-        from models.export import EXPORT_COLUMNS
+        from access.export import EXPORT_COLUMNS
 
         self.out, self.fmt, self.count = out, fmt, 0
         out.write(_csv_part(0, EXPORT_COLUMNS) + "\r\n" if fmt is ExportFormat.csv else "[")

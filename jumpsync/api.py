@@ -1,6 +1,6 @@
 """The Python entry point: submit a provisioning request and, if asked, wait for its outcome.
 
-    from provisioning.api import submit_request
+    from jumpsync.api import submit_request
     request = submit_request("acme", "group.add-member", {"group": "Engineering", "user": "alice@example.com"},
                              idempotency_key="ticket-4711", requested_by="helpdesk", wait=True)
     request["status"]  # "succeeded", "failed" or "rejected"; request["last_error"] says why

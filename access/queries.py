@@ -2,7 +2,7 @@
 
 Four questions (docs/access.md): a person's effective access (``access``), everyone holding one group, app or
 role (``who_has``), an identity hygiene report (``report``) and an access review export (``iter_export``, in
-models.export).
+access.export).
 The dict shapes are a documented, stable interface: add keys, never rename or remove them.
 
 "Live" means ``deleted_at IS NULL``. Listings show live grants on live resources; the principal of a live
@@ -23,12 +23,13 @@ from sqlalchemy import Engine, and_, exists, null, select, text
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session
 
-from models.bulk import collector_paused
-from models.export import EXPORT_COLUMNS, export, iter_export  # noqa: F401  (part of this module's interface)
-from models.export import iso_utc as _iso
+from access.collector import collector_paused
+from access.export import EXPORT_COLUMNS, export, iter_export  # noqa: F401  (part of this module's interface)
+from access.export import iso_utc as _iso
 from models.queries import connector_id
 from models.resolver import Ambiguous, NotFound, candidate, resolve, resolve_person  # noqa: F401  (interface)
-from models.store import chunks, lookup_key
+from models.names import lookup_key
+from models.store import chunks
 from models.tables import Grant, Resource
 
 R = Resource.__table__
@@ -366,7 +367,7 @@ def report(engine: Engine, connector: str) -> dict[str, Any]:
 
     The checks run at once, each in a thread with its own connection: most of their time is the database's
     (SQLite and psycopg release the GIL), so the report takes about as long as its slowest check. The cyclic
-    garbage collector is paused meanwhile (``models.bulk``): 25k findings at xl are 100k dicts.
+    garbage collector is paused meanwhile (``access.collector``): 25k findings at xl are 100k dicts.
     """
     with Session(engine) as session:
         cid = connector_id(session, connector)

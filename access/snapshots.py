@@ -6,7 +6,7 @@ sync and on a schedule when provisioning changed the data (``refresh``, task ``j
 ``jumpsync report`` and ``jumpsync export`` write the stored bytes while they are current (``stored_artifact``), and
 compute the answer as before when they are not. The bytes are the same either way (tests compare them).
 
-Whether a rendering is current is ``models.snapshots``' business; this module only knows the artifacts.
+Whether a rendering is current is ``access.snapshot_store``' business; this module only knows the artifacts.
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from models import snapshots
+from access import snapshot_store as snapshots
+from access.render import ExportFormat, ExportWriter, ReportFormat, export_line_pairs, report_head, write_report
 from models.dataversion import data_version
 from models.queries import UnknownConnector, connector_id
-from worker.access_output import (ExportFormat, ExportWriter, ReportFormat, export_line_pairs, report_head,
-                                  write_report)
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -50,7 +49,7 @@ REPORT_HEAD = "report.head.json"
 
 #: The modules whose code decides the stored bytes: the formats, the export's rows, the report's findings, and
 #: this module's artifacts.
-RENDERING_MODULES = ("worker.access_output", "models.export", "models.access", "worker.access_snapshots")
+RENDERING_MODULES = ("access.render", "access.export", "access.queries", "access.snapshots")
 
 
 @lru_cache(maxsize=1)
@@ -110,7 +109,7 @@ class Rendering:
 
 def render(engine: Engine, connector: str) -> Rendering:
     """Every artifact of the connector, computed from the tables (the commands' own writers)."""
-    from models.access import report
+    from access.queries import report
 
     data = report(engine, connector)
     artifacts = {}

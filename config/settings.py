@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from provisioning.names import ACTION_NAMES, DEFAULT_ALLOWED_ACTIONS
+from config.actions import ACTION_NAMES, DEFAULT_ALLOWED_ACTIONS
 
 DEFAULT_BASE_URL = "https://console.jumpcloud.com"
 DEFAULT_DATABASE_URL = "sqlite:///./jumpsync.db"

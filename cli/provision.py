@@ -1,0 +1,299 @@
+"""``jumpsync provision | provision-bulk``: ask for access changes; they are recorded, then applied by a worker.
+
+The request printing and exit rules here are also those of ``jumpsync requests retry`` (cli.requests).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from cli import output
+from cli.common import ConfigOption, print_json, usage_error, use_config
+from cli.output import Col
+from config.actions import ACTION_NAMES
+
+console = output.stdout()
+err = output.stderr()
+
+ENDED_STATUSES = ("succeeded", "failed", "rejected")
+#: Without --wait, a request in one of these states was accepted (a repeated idempotency key may find it done).
+ACCEPTED_STATUSES = ("pending", "running", "succeeded")
+MAX_TEXT = 256  # idempotency keys and requested_by, as the database stores them
+
+
+class UserState(str, Enum):
+    staged = "staged"
+    activated = "activated"
+
+
+class BulkFormat(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class _WarningsToStderr(logging.Handler):
+    """Shows the provisioning core's warnings (such as an enqueue the relay will have to do) on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"[yellow]warning:[/yellow] {escape(record.getMessage())}", highlight=False)
+
+
+def show_provisioning_warnings() -> None:
+    """Warnings of the provisioning core and of the submit interface (jumpsync.api), on stderr."""
+    for name in ("provisioning", "jumpsync"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(handler, _WarningsToStderr) for handler in logger.handlers):
+            logger.addHandler(_WarningsToStderr(logging.WARNING))
+
+
+def _status(status: str) -> str:
+    colour = output.status_style(status)
+    return f"[{colour}]{escape(status)}[/{colour}]"
+
+
+def _requester(given: Optional[str]) -> str:
+    if given:
+        return given
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001  (no login name in some containers)
+        user = "unknown"
+    return f"cli:{user}"
+
+
+def _check_text(option: str, value: Optional[str]) -> None:
+    if value is not None and not (0 < len(value) <= MAX_TEXT):
+        raise usage_error(f"{option} must be 1 to {MAX_TEXT} characters")
+
+
+def compact(data) -> str:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _print_request(request: dict) -> None:
+    """One request in a few lines: id and status, what it asks, then its result and error if any."""
+    params = " ".join(f"{k}={v}" for k, v in sorted(request["params"].items())) if isinstance(
+        request["params"], dict) else compact(request["params"])
+    console.print(f"request {escape(request['id'])} {_status(request['status'])}"
+                  + (" (dry run)" if request.get("dry_run") else "")
+                  + f": {escape(request['connector'])} {escape(request['action'])} {escape(params)}".rstrip())
+    if request.get("result"):
+        console.print(f"  result: {escape(compact(request['result']))}")
+    if request.get("last_error"):
+        console.print(f"  error: {escape(request['last_error'])}")
+
+
+def finish_request(request: dict, *, waited: bool, timeout: float, as_json: bool) -> None:
+    """Print a request and exit: with --wait, 0 only if it succeeded; without, 0 if it was accepted."""
+    if as_json:
+        print_json(request)
+    else:
+        _print_request(request)
+    if waited and request["status"] not in ENDED_STATUSES:
+        err.print(f"[red]timed out[/red] after {timeout:g}s: request {escape(request['id'])} is still "
+                  f"{escape(request['status'])}")
+        raise typer.Exit(1)
+    ok = request["status"] == "succeeded" if waited else request["status"] in ACCEPTED_STATUSES
+    raise typer.Exit(0 if ok else 1)
+
+
+def _parse_param_options(pairs: list[str], params: dict[str, str]) -> dict[str, str]:
+    from provisioning.bulk import normalize_key
+
+    out = dict(params)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = normalize_key(key)
+        if not sep or not key:
+            raise usage_error(f"--param {pair!r} is not key=value")
+        if key in out:
+            raise usage_error(f"parameter {key!r} is given twice")
+        out[key] = value
+    return out
+
+
+def _param(help_text: str):
+    return typer.Option(None, help=help_text, rich_help_panel="Parameters")
+
+
+def provision(connector: str = typer.Argument(..., help="Connector name."),
+              action: str = typer.Argument(..., help="One of: " + ", ".join(ACTION_NAMES) + "."),
+              user: Optional[str] = _param("User account: id, email or username."),
+              group: Optional[str] = _param("User group: id or name."),
+              app_: Optional[str] = typer.Option(None, "--app", help="Application: id or name.",
+                                                 rich_help_panel="Parameters"),
+              admin: Optional[str] = _param("Admin account: id or email (role.set)."),
+              role: Optional[str] = _param("Admin role name (role.set)."),
+              email: Optional[str] = _param("Email of a new user (user.create)."),
+              username: Optional[str] = _param("Username of a new user (user.create)."),
+              state: Optional[UserState] = _param("State of a new user (user.create; default staged)."),
+              firstname: Optional[str] = _param("user.create profile field."),
+              lastname: Optional[str] = _param("user.create profile field."),
+              displayname: Optional[str] = _param("user.create profile field."),
+              department: Optional[str] = _param("user.create profile field."),
+              job_title: Optional[str] = _param("user.create profile field."),
+              employee_type: Optional[str] = _param("user.create profile field."),
+              employee_id: Optional[str] = _param("user.create profile field."),
+              company: Optional[str] = _param("user.create profile field."),
+              cost_center: Optional[str] = _param("user.create profile field."),
+              location: Optional[str] = _param("user.create profile field."),
+              param: list[str] = typer.Option([], "--param", metavar="KEY=VALUE",
+                                              help="Any parameter, repeatable (- in KEY reads as _).",
+                                              rich_help_panel="Parameters"),
+              wait: bool = typer.Option(False, "--wait", help="Wait for the outcome; exit 1 unless it succeeded."),
+              timeout: float = typer.Option(120.0, help="Seconds to wait with --wait."),
+              idempotency_key: Optional[str] = typer.Option(
+                  None, help="The same key again (for this connector) gives the same request, not a second one."),
+              requested_by: Optional[str] = typer.Option(None, help="Who asks (default: cli:<your login name>)."),
+              as_json: bool = typer.Option(False, "--json"),
+              config: Optional[Path] = ConfigOption) -> None:
+    """Ask for an access change; it is recorded, then applied to JumpCloud by a worker.
+
+    Example: jumpsync provision acme group.add-member --group Engineering --user alice@example.com --wait
+    """
+    use_config(config)
+    show_provisioning_warnings()
+    if action not in ACTION_NAMES:
+        from models.resolver import suggest
+
+        raise usage_error(f"unknown action {action!r}{suggest(action, ACTION_NAMES)}; known actions: "
+                          f"{', '.join(ACTION_NAMES)}")
+    _check_text("--idempotency-key", idempotency_key)
+    _check_text("--requested-by", requested_by)
+    named = {"user": user, "group": group, "app": app_, "admin": admin, "role": role, "email": email,
+             "username": username, "state": state.value if state is not None else None, "firstname": firstname,
+             "lastname": lastname, "displayname": displayname, "department": department, "job_title": job_title,
+             "employee_type": employee_type, "employee_id": employee_id, "company": company,
+             "cost_center": cost_center, "location": location}
+    params = _parse_param_options(param, {k: v for k, v in named.items() if v is not None})
+    from jumpsync.api import submit_request
+
+    request = submit_request(connector, action, params, idempotency_key=idempotency_key,
+                             requested_by=_requester(requested_by), wait=wait, timeout=timeout)
+    finish_request(request, waited=wait, timeout=timeout, as_json=as_json)
+
+
+def _read_bulk_file(file: Path) -> str:
+    try:
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as exc:
+        raise usage_error(f"{file}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise usage_error(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def provision_bulk(file: Path = typer.Argument(..., help="CSV or JSON-lines file (- reads stdin; give --format)."),
+                   fmt: Optional[BulkFormat] = typer.Option(
+                       None, "--format", help="Default from the extension: .csv, or .jsonl/.ndjson/.json."),
+                   wait: bool = typer.Option(False, "--wait",
+                                             help="Wait for every outcome; exit 1 unless all succeeded."),
+                   timeout: float = typer.Option(600.0, help="Seconds to wait for all of them with --wait."),
+                   requested_by: Optional[str] = typer.Option(
+                       None, help="For lines that name no requester (default: cli:<your login name>)."),
+                   as_json: bool = typer.Option(False, "--json"),
+                   config: Optional[Path] = ConfigOption) -> None:
+    """Submit one request per CSV row or JSON line; each is recorded and tracked on its own.
+
+    A line that cannot be read is reported with its number and does not stop the others (and is recorded as
+    a rejected request when it names at least a connector and an action). Exit 0 only if every line was
+    accepted (or, with --wait, succeeded).
+    """
+    use_config(config)
+    show_provisioning_warnings()
+    from provisioning import bulk
+
+    _check_text("--requested-by", requested_by)
+    chosen = fmt.value if fmt is not None else bulk.format_for(file.name)
+    if chosen is None:
+        raise usage_error(f"cannot tell the format of {file} from its name; give --format csv or --format jsonl")
+    parsed = bulk.parse(_read_bulk_file(file), chosen)
+    if not parsed:
+        raise usage_error(f"{file}: no requests in it")
+    outcomes = submit_bulk(parsed, source=str(file), requested_by=_requester(requested_by))
+    if wait:
+        from jumpsync.api import wait_for_request
+
+        deadline = time.monotonic() + timeout
+        for outcome in outcomes:
+            if outcome["request"] is not None and outcome["request"]["status"] not in ENDED_STATUSES:
+                outcome["request"] = wait_for_request(outcome["request"]["id"], max(0.0, deadline - time.monotonic()))
+    rows = [_bulk_row(o) for o in outcomes]
+    summary: dict[str, int] = {}
+    for row in rows:
+        summary[row["status"]] = summary.get(row["status"], 0) + 1
+    wanted = ("succeeded",) if wait else ACCEPTED_STATUSES
+    ok = all(row["status"] in wanted for row in rows)
+    if as_json:
+        print_json({"file": str(file), "ok": ok, "summary": summary, "requests": rows})
+    else:
+        shown = output.choose()
+        output.print_rows(BULK_COLUMNS, ((row["line"], row["id"] or "-", row["status"], row["error"]) for row in rows),
+                          shown)
+        output.note(", ".join(f"{count} {status}" for status, count in sorted(summary.items())), shown)
+    if wait and any(row["request"] and row["status"] not in ENDED_STATUSES for row in rows):
+        err.print(f"[red]timed out[/red] after {timeout:g}s with requests still pending or running")
+    raise typer.Exit(0 if ok else 1)
+
+
+BULK_COLUMNS = (Col("line"), Col("request id", identity=True), Col("status", identity=True, style=output.status_style),
+                Col("error", wrap=True))
+
+
+def submit_bulk(parsed, *, source: str, requested_by: str) -> list[dict]:
+    """Record every line (a request, or a rejected one for a line that named its connector and action), then
+    enqueue the accepted ones. After the first enqueue that fails, the rest are left to the relay rather than
+    waiting on an unreachable broker once per line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from provisioning import requests as prequests
+    from jumpsync.api import enqueue
+    from worker import runtime
+    from provisioning.bulk import BulkItem
+
+    engine, settings = runtime.engine(), runtime.settings()
+    outcomes: list[dict] = []
+    to_send: list[str] = []
+    for line_no, item in parsed:
+        outcome = {"line": line_no, "request": None, "error": None}
+        try:
+            if isinstance(item, BulkItem):
+                accepted = prequests.accept(engine, settings, connector=item.connector, action=item.action,
+                                            params=item.params, idempotency_key=item.idempotency_key,
+                                            requested_by=item.requested_by or requested_by)
+                outcome["request"] = accepted.request
+                if accepted.enqueue:
+                    to_send.append(accepted.request["id"])
+            elif item.recordable:
+                body = {"requested_by": requested_by, **item.body}
+                outcome["request"] = prequests.accept_malformed(engine, body, f"{source} line {line_no}: {item.message}")
+            else:
+                outcome["error"] = item.message
+        except SQLAlchemyError as exc:
+            outcome["error"] = f"could not be recorded: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+        outcomes.append(outcome)
+    for index, request_id in enumerate(to_send):
+        if not enqueue(request_id):
+            err.print(f"[yellow]warning:[/yellow] the broker could not be reached; {len(to_send) - index} "
+                      "request(s) stay pending and the relay will send them")
+            break
+    return outcomes
+
+
+def _bulk_row(outcome: dict) -> dict:
+    request = outcome["request"]
+    if request is None:
+        return {"line": outcome["line"], "id": None, "status": "invalid", "error": outcome["error"], "request": None}
+    return {"line": outcome["line"], "id": request["id"], "status": request["status"],
+            "error": request["last_error"], "request": request}

@@ -1,0 +1,127 @@
+"""``jumpsync requests [show ID | retry ID]``: the provisioning requests, as recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli import output
+from cli.common import ConfigOption, print_json, usage_error, use_config
+from cli.output import Col, JsonOption, Output, OutputOption, WideOption
+from cli.provision import compact, finish_request, show_provisioning_warnings
+from config.actions import ACTION_NAMES
+
+requests_app = typer.Typer(help="List provisioning requests (newest first); show one; retry a failed one.")
+
+
+@requests_app.callback(invoke_without_command=True)
+def requests_list(ctx: typer.Context,
+                  status: Optional[str] = typer.Option(None, help="pending, running, succeeded, failed or rejected."),
+                  connector: Optional[str] = typer.Option(None, help="Only this connector's requests."),
+                  action: Optional[str] = typer.Option(None, help="Only requests for this action, e.g. app.grant."),
+                  limit: int = typer.Option(50, min=1, help="At most this many, newest first."),
+                  as_json: bool = JsonOption, wide: bool = WideOption,
+                  output_: Optional[Output] = OutputOption,
+                  config: Optional[Path] = ConfigOption) -> None:
+    """List provisioning requests, newest first (or: requests show ID, requests retry ID)."""
+    if ctx.invoked_subcommand is not None:
+        if config is not None:
+            use_config(config)
+        return
+    use_config(config)
+    from models.resolver import suggest
+    from models.tables import REQUEST_STATUSES
+    from provisioning import requests as prequests
+    from worker import runtime
+
+    if status is not None and status not in REQUEST_STATUSES:
+        raise usage_error(f"--status {status!r} is not one of {', '.join(REQUEST_STATUSES)}"
+                          + suggest(status, REQUEST_STATUSES))
+    if action is not None and action not in ACTION_NAMES:
+        raise usage_error(f"--action {action!r} is not an action{suggest(action, ACTION_NAMES)}")
+    engine = runtime.engine()
+    if connector is not None:
+        connector = connector.lower()
+        known = _known_connectors()
+        if connector not in known:
+            raise usage_error(f"--connector {connector!r} is neither configured nor named by any request"
+                              + suggest(connector, sorted(known)))
+    data = prequests.listing(engine, status=status, connector=connector, action=action, limit=limit)
+    shown = output.choose(output_, wide=wide, as_json=as_json)
+    if shown is Output.json:
+        print_json(data)
+        return
+    output.print_rows(REQUEST_COLUMNS, ((r["id"], r["connector"], r["action"], r["status"], r["attempts"],
+                                         r["created_at"], r["last_error"]) for r in data), shown)
+
+
+def _known_connectors() -> set[str]:
+    """Every connector a request may name: configured, synced once, or named by a recorded request."""
+    from sqlmodel import Session
+
+    from models.queries import synced_connector_names
+    from provisioning import requests as prequests
+    from worker import runtime
+
+    engine = runtime.engine()
+    with Session(engine) as session:
+        known = {c.name for c in runtime.settings().connectors} | set(synced_connector_names(session))
+    return known | set(prequests.connector_names(engine))
+
+
+#: At 80 columns: id, connector, action, status and when; ``requests show ID`` has the error in full.
+REQUEST_COLUMNS = (Col("id", identity=True), Col("connector", identity=True), Col("action"),
+                   Col("status", identity=True, style=output.status_style), Col("attempts", drop=2),
+                   Col("created", time=True, drop=1), Col("error", wrap=True, drop=3))
+
+
+def _get_request(request_id: str) -> dict:
+    from provisioning import requests as prequests
+    from worker import runtime
+
+    request = prequests.get(runtime.engine(), request_id)
+    if request is None:
+        raise usage_error(f"no provisioning request {request_id!r}")
+    return request
+
+
+@requests_app.command("show")
+def requests_show(request_id: str = typer.Argument(..., metavar="ID"),
+                  as_json: bool = typer.Option(False, "--json"),
+                  config: Optional[Path] = ConfigOption) -> None:
+    """One request with everything recorded about it."""
+    use_config(config)
+    request = _get_request(request_id)
+    if as_json:
+        print_json(request)
+        return
+    output.print_rows(FIELD_COLUMNS, ((key, compact(value) if isinstance(value, (dict, list, bool)) else value)
+                                      for key, value in request.items()), output.choose(), show_header=False)
+
+
+FIELD_COLUMNS = (Col("field"), Col("value", wrap=True))
+
+
+@requests_app.command("retry")
+def requests_retry(request_id: str = typer.Argument(..., metavar="ID"),
+                   wait: bool = typer.Option(False, "--wait", help="Wait for the outcome; exit 1 unless it succeeded."),
+                   timeout: float = typer.Option(120.0, help="Seconds to wait with --wait."),
+                   as_json: bool = typer.Option(False, "--json"),
+                   config: Optional[Path] = ConfigOption) -> None:
+    """Put a failed request back to pending (attempts counted afresh) and send it to the workers."""
+    use_config(config)
+    from provisioning import requests as prequests
+    from jumpsync.api import enqueue, wait_for_request
+    from worker import runtime
+
+    try:
+        request = prequests.retry(runtime.engine(), request_id)
+    except (LookupError, ValueError) as exc:
+        raise usage_error(str(exc)) from None
+    show_provisioning_warnings()
+    enqueue(request["id"])  # when the broker cannot be reached, it warns; the request stays pending for the relay
+    if wait:
+        request = wait_for_request(request["id"], timeout)
+    finish_request(request, waited=wait, timeout=timeout, as_json=as_json)

@@ -1,0 +1,59 @@
+"""``jumpsync resources | grants``: what a connector's sync stored, row by row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli import output
+from cli.common import ConfigOption, check_resource_type, connector_query, print_json, use_config
+from cli.output import Col, JsonOption, Output, OutputOption, WideOption
+from config.settings import ALL_RESOURCE_TYPES
+
+
+def resources(name: str = typer.Argument(..., help="Connector name."), config: Optional[Path] = ConfigOption,
+              type_: Optional[str] = typer.Option(None, "--type", help="One of " + ", ".join(ALL_RESOURCE_TYPES)),
+              live: bool = typer.Option(False, "--live", help="Leave out resources deleted in JumpCloud."),
+              as_json: bool = JsonOption, wide: bool = WideOption,
+              output_: Optional[Output] = OutputOption) -> None:
+    """Resources of a connector (accounts, groups, apps, roles)."""
+    use_config(config)
+    check_resource_type(type_)
+    from models import queries
+
+    data = connector_query(queries.resources, name, type_, include_deleted=not live)
+    shown = output.choose(output_, wide=wide, as_json=as_json)
+    if shown is Output.json:
+        print_json(data)
+        return
+    output.print_rows(RESOURCE_COLUMNS, ((item["type"], item["id"], item["name"], item.get("email"),
+                                          item.get("status"), "yes" if item["deleted"] else "") for item in data),
+                      shown)
+
+
+RESOURCE_COLUMNS = (Col("type"), Col("id", identity=True), Col("name", identity=True), Col("email", identity=True),
+                    Col("status", identity=True, style=output.status_style), Col("deleted", drop=1))
+
+
+def grants(name: str = typer.Argument(..., help="Connector name."), config: Optional[Path] = ConfigOption,
+           live: bool = typer.Option(False, "--live", help="Leave out grants deleted in JumpCloud."),
+           as_json: bool = JsonOption, wide: bool = WideOption,
+           output_: Optional[Output] = OutputOption) -> None:
+    """Grants of a connector: group members, app access (direct or via a group), role assignments."""
+    use_config(config)
+    from models import queries
+
+    data = connector_query(queries.grants, name, include_deleted=not live)
+    shown = output.choose(output_, wide=wide, as_json=as_json)
+    if shown is Output.json:
+        print_json(data)
+        return
+    output.print_rows(GRANT_COLUMNS, ((f"{g['resource_type']}:{g['resource_id']}", g["entitlement"],
+                                       f"{g['principal_type']}:{g['principal_id']}", g["via"],
+                                       "yes" if g["deleted"] else "") for g in data), shown)
+
+
+GRANT_COLUMNS = (Col("resource", identity=True), Col("entitlement"), Col("principal", identity=True),
+                 Col("via", identity=True, drop=1), Col("deleted", drop=2))

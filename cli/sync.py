@@ -1,0 +1,123 @@
+"""``jumpsync sync | status``: start a sync now, and what every connector's last run did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.text import Text
+
+from cli import output
+from cli.common import ConfigOption, print_json, use_config
+from cli.output import Col, JsonOption, Output, OutputOption, WideOption, cell
+from config.settings import ConfigError
+
+console = output.stdout()
+err = output.stderr()
+
+
+def sync(name: str = typer.Argument(..., help="Connector name."), config: Optional[Path] = ConfigOption,
+         wait: bool = typer.Option(False, "--wait", help="Wait for the run to end; exit 1 unless it succeeded."),
+         timeout: float = typer.Option(3600, help="Seconds to wait with --wait."),
+         as_json: bool = typer.Option(False, "--json")) -> None:
+    """Trigger a sync of one connector now."""
+    use_config(config)
+    from worker import runtime
+    from worker.celery_app import app as celery_app
+
+    try:
+        runtime.settings().file.connector(name)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    sent = celery_app.send_task("jumpsync.sync.connector", args=[name], kwargs={"trigger": "manual"}, queue="sync")
+    if not wait:
+        print_json({"task_id": sent.id}) if as_json else console.print(f"queued sync of {name} (task {sent.id})")
+        return
+    run = wait_for_run(sent.id, timeout)
+    if run is None:
+        err.print(f"[red]timed out[/red] after {timeout:.0f}s waiting for the sync of {name}")
+        raise typer.Exit(1)
+    if as_json:
+        print_json(run)
+    else:
+        print_run(name, run)
+    raise typer.Exit(0 if run["status"] == "succeeded" else 1)
+
+
+def wait_for_run(task_id: str, timeout: float) -> dict | None:
+    """Poll the database until the run started by ``task_id`` has ended (or was skipped)."""
+    from models import queries
+    from worker import runtime
+
+    return queries.wait_for_run(runtime.engine(), task_id, timeout, poll=0.5)
+
+
+RUN_PARTS = (Col("part", identity=True), Col("status", identity=True, style=output.status_style),
+             Col("requests", drop=2), Col("counts", drop=3), Col("error", wrap=True, drop=1))
+
+
+def print_run(name: str, run: dict) -> None:
+    """A run's outcome, then a table of its parts."""
+    line = Text(f"{name}: run {run['id']} ") + Text(run["status"], style=output.status_style(run["status"]))
+    console.print(line + cell(f" — {run['error']}" if run.get("error") else ""))
+    if run["parts"]:
+        output.print_rows(RUN_PARTS, ((part["name"], part["status"], part["requests"],
+                                       ", ".join(f"{k}={v}" for k, v in sorted(part["counts"].items())),
+                                       part["error"]) for part in run["parts"]), output.choose())
+
+
+def status(config: Optional[Path] = ConfigOption, as_json: bool = JsonOption, wide: bool = WideOption,
+           output_: Optional[Output] = OutputOption) -> None:
+    """Connectors: last run and its outcome, next scheduled sync, live counts, pending provisioning."""
+    use_config(config)
+    from access.snapshots import rendering_state
+    from models import queries
+    from worker import runtime
+
+    data = queries.status(runtime.engine(), [c.name for c in runtime.settings().connectors])
+    for entry, next_at in zip(data, _next_syncs([e["connector"] for e in data])):
+        entry["next_sync_at"] = next_at
+        entry["access_rendering"] = rendering_state(runtime.engine(), entry["connector"])
+    shown = output.choose(output_, wide=wide, as_json=as_json)
+    if shown is Output.json:
+        print_json(data)
+        return
+    rows = []
+    for entry in data:
+        run = entry["last_run"] or {}
+        rows.append((entry["connector"] + ("" if entry["configured"] else " (not configured)"),
+                     run.get("status", "never") + (f" #{run['id']}" if run else ""), run.get("finished_at"),
+                     entry["last_success_at"], entry["next_sync_at"] or "unknown",
+                     ", ".join(f"{k}={v}" for k, v in sorted(entry["resources"].items())), entry["grants"],
+                     ", ".join(f"{k}={v}" for k, v in sorted(entry["provisioning"].items())),
+                     _rendering(entry["access_rendering"], shown), run.get("error")))
+    output.print_rows(STATUS_COLUMNS, rows, shown)
+
+
+#: At 80 columns: connector, last run, finished, next sync and the error (the others are dropped in this order).
+STATUS_COLUMNS = (Col("connector", identity=True), Col("last run", identity=True, style=output.status_style),
+                  Col("finished", time=True, drop=2), Col("last success", time=True, drop=6),
+                  Col("next sync", time=True, drop=3), Col("resources", drop=7), Col("grants", drop=4),
+                  Col("provisioning", drop=5), Col("report/export", drop=8), Col("error", wrap=True, drop=1))
+
+
+def _rendering(state: dict | None, shown: Output) -> str:
+    """The stored report and export: rendered when, and whether the commands serve it (docs/access.md)."""
+    if state is None:
+        return "never rendered"
+    at = output.full_time(state["rendered_at"]) if shown is Output.tsv else output.short_time(state["rendered_at"])
+    return f"{'current' if state['current'] else 'stale'}, {at}"
+
+
+def _next_syncs(names: list[str]) -> list[str | None]:
+    """Next trigger per connector from beat's entries in Redis; None for all when Redis cannot be read."""
+    try:
+        from worker.beat import next_syncs
+        from worker.celery_app import app as celery_app
+
+        found = next_syncs(celery_app, names)
+        return [found.get(name) for name in names]
+    except Exception:  # noqa: BLE001  (status must work with the broker down)
+        return [None] * len(names)

@@ -1,0 +1,50 @@
+"""``jumpsync up``: the whole thing on one machine (cli.up_supervisor), and the commands run beside it.
+
+A client command run in the folder of a running ``up`` uses that run's broker, config and database
+(cli.up_state.adopt_running_up); the processes of a deployment never do.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.text import Text
+
+from cli import output
+from cli.common import ConfigOption
+
+console = output.stdout()
+err = output.stderr()
+
+#: Commands that are processes of a deployment (or ``up`` itself), not clients of one: they never take the
+#: settings of an ``up`` running in the folder.
+SERVER_COMMANDS = ("up", "worker", "beat", "flower", "simulator")
+
+
+def up(once: bool = typer.Option(False, "--once", help="Wait for the first sync of every connector, then exit."),
+       config: Optional[Path] = ConfigOption,
+       flower_port: int = typer.Option(5555, help="Flower's port (loopback only)."),
+       concurrency: int = typer.Option(4, help="Worker processes.")) -> None:
+    """Run the whole thing locally: broker, worker, beat and Flower (and a simulated org when none is configured)."""
+    from cli.up_supervisor import run_up
+
+    if config is not None:
+        os.environ["JUMPSYNC_CONFIG"] = str(config)
+    raise typer.Exit(run_up(once=once, flower_port=flower_port, concurrency=concurrency, console=console))
+
+
+def adopt_running_up(argv: list[str]) -> None:
+    """A client command run in the folder of a running ``jumpsync up`` uses that run's broker, config and
+    database (for those not set in the environment or by ``--config``), and says so on stderr."""
+    from cli import up_state
+
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command is None or command in SERVER_COMMANDS:
+        return
+    config_given = "--config" in argv or any(arg.startswith("--config=") for arg in argv)
+    said = up_state.adopt_running_up(given=("JUMPSYNC_CONFIG",) if config_given else ())
+    if said is not None:
+        err.print(Text(said), highlight=False, soft_wrap=True)

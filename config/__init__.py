@@ -1,0 +1,1 @@
+"""What a jumpsync process is configured with: the settings (``config.settings``) and the action names."""

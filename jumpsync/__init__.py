@@ -1,0 +1,1 @@
+"""jumpsync's Python interface for other programs: ``jumpsync.api`` submits provisioning requests."""
