@@ -80,7 +80,7 @@ def report_head(data: dict[str, Any], per_kind: int = REPORT_ROWS_PER_KIND) -> d
 
 def write_report(out: IO[str], data: dict[str, Any], fmt: ReportFormat) -> None:
     """The report as JSON (``write_json``) or CSV (a header of ``REPORT_COLUMNS``, one finding a row)."""
-    from access.queries import REPORT_COLUMNS, finding_row
+    from access.report import REPORT_COLUMNS, finding_row
 
     if fmt is ReportFormat.json:
         write_json(out, data)

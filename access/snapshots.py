@@ -47,9 +47,9 @@ EXPORT_BATCH = 10_000
 REPORT_HEAD = "report.head.json"
 
 
-#: The modules whose code decides the stored bytes: the formats, the export's rows, the report's findings, and
-#: this module's artifacts.
-RENDERING_MODULES = ("access.render", "access.export", "access.queries", "access.snapshots")
+#: The modules whose code decides the stored bytes: the formats, the export's rows, the report's findings (and the
+#: references they are made of), and this module's artifacts.
+RENDERING_MODULES = ("access.render", "access.export", "access.report", "access.queries", "access.snapshots")
 
 
 @lru_cache(maxsize=1)
@@ -109,7 +109,7 @@ class Rendering:
 
 def render(engine: Engine, connector: str) -> Rendering:
     """Every artifact of the connector, computed from the tables (the commands' own writers)."""
-    from access.queries import report
+    from access.report import report
 
     data = report(engine, connector)
     artifacts = {}

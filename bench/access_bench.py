@@ -46,6 +46,7 @@ from connector.apps import map_app  # noqa: E402
 from connector.groups import map_group  # noqa: E402
 from connector.records import GrantRecord  # noqa: E402
 from connector.users import map_user  # noqa: E402
+from access import export, report  # noqa: E402
 from access import queries as access  # noqa: E402
 from models import history  # noqa: E402
 from models.db import make_engine  # noqa: E402
@@ -217,8 +218,8 @@ def _render_report_csv(engine) -> str:
 
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(access.REPORT_COLUMNS)
-    writer.writerows(csv_rows(access.finding_row(f) for f in access.report(engine, CONNECTOR)["findings"]))
+    writer.writerow(report.REPORT_COLUMNS)
+    writer.writerows(csv_rows(report.finding_row(f) for f in report.report(engine, CONNECTOR)["findings"]))
     return out.getvalue()
 
 
@@ -316,8 +317,8 @@ def main() -> None:
          ["who-has", CONNECTOR, group, "--json"]),
         ("who-has biggest app", lambda: access.who_has(engine, CONNECTOR, app),
          ["who-has", CONNECTOR, app, "--json"]),
-        ("report", lambda: access.report(engine, CONNECTOR), ["report", CONNECTOR, "--format", "json"]),
-        ("export", lambda: list(access.iter_export(engine, CONNECTOR)), ["export", CONNECTOR, "--format", "csv"]),
+        ("report", lambda: report.report(engine, CONNECTOR), ["report", CONNECTOR, "--format", "json"]),
+        ("export", lambda: list(export.iter_export(engine, CONNECTOR)), ["export", CONNECTOR, "--format", "csv"]),
         ("changes (10,000 of 20,000)", lambda: history.changes(engine, CONNECTOR), ["changes", CONNECTOR, "--json"]),
     ]
     rendered: dict[str, Callable[[], object]] = {
@@ -326,7 +327,7 @@ def main() -> None:
         "access by username": lambda: _render_json(access.access(engine, CONNECTOR, info["person_username"])),
         "who-has biggest group": lambda: _render_json(access.who_has(engine, CONNECTOR, group)),
         "who-has biggest app": lambda: _render_json(access.who_has(engine, CONNECTOR, app)),
-        "report": lambda: _render_json(access.report(engine, CONNECTOR)),
+        "report": lambda: _render_json(report.report(engine, CONNECTOR)),
         "export": lambda: _render_export(engine, "csv"),
         "changes (10,000 of 20,000)": lambda: _render_changes(history.changes(engine, CONNECTOR)),
     }

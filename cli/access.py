@@ -45,15 +45,15 @@ def _fail(message: str, candidates: Iterable[dict] = (), heading: str | None = N
 
 def _query(fn: Callable, *args: Any) -> Any:
     """Run an access query on the configured database; operator mistakes exit 2 with one clear message."""
-    from access import queries
     from models.queries import UnknownConnector
+    from models.resolver import Ambiguous, NotFound
     from worker import runtime
 
     try:
         return fn(runtime.engine(), *args)
-    except queries.Ambiguous as exc:
+    except Ambiguous as exc:
         raise _fail(str(exc), exc.candidates) from None
-    except queries.NotFound as exc:
+    except NotFound as exc:
         raise _fail(str(exc), exc.candidates, heading="did you mean:") from None
     except (UnknownConnector, ValueError) as exc:
         raise _fail(str(exc)) from None
@@ -138,7 +138,7 @@ def report(connector: str = ConnectorArgument,
            config: Optional[Path] = ConfigOption) -> None:
     """Identity hygiene findings: accounts, access and groups that need a look (kinds in docs/access.md)."""
     use_config(config)
-    from access import queries
+    from access.report import report as compute_report
     from access.snapshots import REPORT_HEAD, report_artifact
 
     if fmt is not ReportFormat.table:
@@ -146,13 +146,13 @@ def report(connector: str = ConnectorArgument,
         if rendered is not None:
             _write_bytes(rendered)
             return
-        data = _query(queries.report, connector)
+        data = _query(compute_report, connector)
         with _utf8_stdout() as out:
             write_report(out, data, fmt)
         return
     # The stored table data holds the first findings of each kind only, with the full summary.
     head = _rendered(connector, REPORT_HEAD, live)
-    data = json.loads(head.read()) if head else _query(queries.report, connector)
+    data = json.loads(head.read()) if head else _query(compute_report, connector)
     shown = output.choose(wide=wide)
     for kind, count in data["summary"].items():
         output.note(f"{kind:<28} {count}", shown)

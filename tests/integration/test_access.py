@@ -26,11 +26,14 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
-from connector.records import GrantRecord, ResourceRecord
+from access import export as ex
 from access import queries as q
+from access import report as rp
+from access.render import csv_cell
+from connector.records import GrantRecord, ResourceRecord
+from models import resolver
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Connector, Grant, Resource
-from access.render import csv_cell
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 FIRST_SEEN = "2026-01-01T00:00:00+00:00"
@@ -174,12 +177,12 @@ def test_access_of_an_admin_without_a_user(tenant):
 
 
 def test_access_ambiguous_and_unknown(tenant):
-    with pytest.raises(q.Ambiguous) as caught:
+    with pytest.raises(resolver.Ambiguous) as caught:
         q.access(tenant, "acme", "Sam")
     assert [(c["id"], c["username"]) for c in caught.value.candidates] == [("u-sam1", "sam"), ("u-sam2", "SAM")]
-    with pytest.raises(q.NotFound, match="no user or admin"):
+    with pytest.raises(resolver.NotFound, match="no user or admin"):
         q.access(tenant, "acme", "nobody@example.com")
-    with pytest.raises(q.NotFound, match="only accounts deleted"):
+    with pytest.raises(resolver.NotFound, match="only accounts deleted"):
         q.access(tenant, "acme", "erin")
     from models.queries import UnknownConnector
 
@@ -195,7 +198,7 @@ def test_access_by_username_uses_the_current_username_case_folded(tenant):
         [_user("u-bob", "Bob Brown", "bob@example.com", "suspended", "Bøb.Straße")])
     for query in ("Bøb.Straße", "BØB.STRASSE", " bøb.strasse "):
         assert q.access(tenant, "acme", query)["person"]["user"]["id"] == "u-bob"
-    with pytest.raises(q.NotFound, match="no user or admin"):
+    with pytest.raises(resolver.NotFound, match="no user or admin"):
         q.access(tenant, "acme", "bob")
 
 
@@ -244,13 +247,13 @@ def test_who_has_a_group_a_role_and_deleted_holders(tenant):
 
 
 def test_who_has_ambiguous_unknown_and_malformed(tenant):
-    with pytest.raises(q.Ambiguous) as caught:
+    with pytest.raises(resolver.Ambiguous) as caught:
         q.who_has(tenant, "acme", "app:DOCS")
     assert [c["id"] for c in caught.value.candidates] == ["app-docs1", "app-docs2"]
     assert q.who_has(tenant, "acme", "app:app-docs2")["holders"] == []
-    with pytest.raises(q.NotFound):
+    with pytest.raises(resolver.NotFound):
         q.who_has(tenant, "acme", "app:Nope")
-    with pytest.raises(q.NotFound):
+    with pytest.raises(resolver.NotFound):
         q.who_has(tenant, "acme", "group:GitHub")  # an app, not a group
     for bad in ("GitHub", "user:alice", "app:", "app: "):
         with pytest.raises(ValueError):
@@ -282,7 +285,7 @@ EXPECTED_FINDINGS = [
 
 
 def test_report_findings(tenant):
-    result = q.report(tenant, "acme")
+    result = rp.report(tenant, "acme")
     assert _findings(result) == EXPECTED_FINDINGS
     assert result["summary"] == {"admin_without_user": 1, "inactive_user_app_access": 2, "admin_role_without_mfa": 2,
                                  "empty_group_bound_to_app": 2, "deleted_principal_granted": 4}
@@ -313,7 +316,7 @@ def test_report_of_a_clean_tenant_is_empty(engine):
     ResourceWriter(engine, cid, "group", NOW).write([ResourceRecord("group", "g-eng", "Engineering")])
     GrantWriter(engine, cid, "group", "group", NOW).write_scopes(
         {"g-eng": [GrantRecord("group", "g-eng", "member", "user", "u-alice")]})
-    result = q.report(engine, "clean")
+    result = rp.report(engine, "clean")
     assert result["findings"] == [] and set(result["summary"].values()) == {0}
 
 
@@ -331,11 +334,11 @@ def _expected_grants() -> set[tuple]:
 
 
 def test_export(tenant):
-    rows = q.export(tenant, "acme")
+    rows = ex.export(tenant, "acme")
     assert {(r["principal_type"], r["principal_id"], r["resource_type"], r["resource_id"], r["entitlement"],
              r["via_id"]) for r in rows} == _expected_grants()
     assert len(rows) == len(_expected_grants()) == 20
-    assert all(list(r) == list(q.EXPORT_COLUMNS) for r in rows)
+    assert all(list(r) == list(ex.EXPORT_COLUMNS) for r in rows)
     assert [(r["resource_type"], r["resource_id"]) for r in rows] == sorted(
         (r["resource_type"], r["resource_id"]) for r in rows)
     carol = next(r for r in rows if r["principal_id"] == "u-carol" and r["resource_id"] == "app-github")
@@ -350,7 +353,7 @@ def test_export(tenant):
     from models.queries import UnknownConnector
 
     with pytest.raises(UnknownConnector):
-        q.iter_export(tenant, "nope")  # at once, before any row is asked for
+        ex.iter_export(tenant, "nope")  # at once, before any row is asked for
 
 
 # --- the commands ------------------------------------------------------------------------------------------------
@@ -404,7 +407,7 @@ def test_cli_report(run, tenant, terminal):
     as_csv = run("report", "acme", "--format", "csv")
     assert as_csv.exit_code == 0
     rows = list(csv.reader(io.StringIO(as_csv.stdout)))
-    assert tuple(rows[0]) == q.REPORT_COLUMNS
+    assert tuple(rows[0]) == rp.REPORT_COLUMNS
     assert [(r[0], r[1], r[2], r[4], r[5], r[7], r[8]) for r in rows[1:]] == [
         (kind, *subject, *(related or ("", "")), *(via or ("", "")))
         for kind, subject, related, via in EXPECTED_FINDINGS]
@@ -425,8 +428,8 @@ def test_cli_export(run, tenant, tmp_path):
     result = run("export", "acme")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert tuple(rows[0]) == q.EXPORT_COLUMNS
-    expected = [{k: str(csv_cell(v)) for k, v in row.items()} for row in q.export(tenant, "acme")]
+    assert tuple(rows[0]) == ex.EXPORT_COLUMNS
+    expected = [{k: str(csv_cell(v)) for k, v in row.items()} for row in ex.export(tenant, "acme")]
     assert rows == expected and len(rows) == 20
     assert {r["principal_deleted"] for r in rows} == {"true", "false"}
 
@@ -434,11 +437,11 @@ def test_cli_export(run, tenant, tmp_path):
     written = run("export", "acme", "--format", "json", "--output", str(target))
     assert written.exit_code == 0 and written.stdout == ""
     assert "wrote 20 grants to" in written.stderr
-    assert json.loads(target.read_text()) == q.export(tenant, "acme")
+    assert json.loads(target.read_text()) == ex.export(tenant, "acme")
 
     target_csv = tmp_path / "review.csv"
     assert run("export", "acme", "-o", str(target_csv)).exit_code == 0
-    assert target_csv.read_text(encoding="utf-8").splitlines()[0] == ",".join(q.EXPORT_COLUMNS)
+    assert target_csv.read_text(encoding="utf-8").splitlines()[0] == ",".join(ex.EXPORT_COLUMNS)
 
     missing = tmp_path / "absent.csv"
     assert run("export", "nope", "-o", str(missing)).exit_code == 2 and not missing.exists()
@@ -449,10 +452,10 @@ def test_empty_export_is_valid(engine, tmp_path, monkeypatch):
     with Session(engine) as session:
         session.add(Connector(name="empty", base_url="https://console.jumpcloud.com"))
         session.commit()
-    assert q.export(engine, "empty") == []
+    assert ex.export(engine, "empty") == []
     from access.render import ExportFormat, export_lines, write_export
 
-    for fmt, expected in ((ExportFormat.json, "[]\n"), (ExportFormat.csv, ",".join(q.EXPORT_COLUMNS) + "\r\n")):
+    for fmt, expected in ((ExportFormat.json, "[]\n"), (ExportFormat.csv, ",".join(ex.EXPORT_COLUMNS) + "\r\n")):
         out = io.StringIO()
         assert write_export(out, export_lines(engine, "empty", fmt), fmt) == 0
         assert out.getvalue() == expected
@@ -474,15 +477,15 @@ def test_export_output_is_what_csv_and_json_write_row_by_row(tenant):
             session.execute(update(R).where(R.c.external_id == rid).values(name=name))
         session.execute(update(R).where(R.c.external_id == "u-bob").values(email="=cmd|' /C calc'!A0", status=""))
         session.commit()
-    rows = list(q.iter_export(tenant, "acme"))
+    rows = list(ex.iter_export(tenant, "acme"))
     assert {r[2] for r in rows} >= {HOSTILE_NAMES["u-alice"], HOSTILE_NAMES["u-bob"]}
 
     expected_csv = io.StringIO()
     writer = csv.writer(expected_csv)
-    writer.writerow(q.EXPORT_COLUMNS)
+    writer.writerow(ex.EXPORT_COLUMNS)
     writer.writerows([csv_cell(v) for v in row] for row in rows)
     encode = json.JSONEncoder(ensure_ascii=False).encode
-    expected_json = "[\n" + ",\n".join(encode(dict(zip(q.EXPORT_COLUMNS, row))) for row in rows) + "\n]\n"
+    expected_json = "[\n" + ",\n".join(encode(dict(zip(ex.EXPORT_COLUMNS, row))) for row in rows) + "\n]\n"
 
     for fmt, expected in ((ExportFormat.csv, expected_csv.getvalue()), (ExportFormat.json, expected_json)):
         for batch in (1, 3, 10_000):
