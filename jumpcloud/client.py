@@ -389,19 +389,22 @@ class JumpCloudClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         path_params: Mapping[str, Any] | None = None,
+        reads_only: bool = False,
     ) -> httpx.Response:
         """Send a request, retrying per the policy; return the 2xx response.
 
         Raises a ``jumpcloud.errors`` error for anything else. ``json=None``
         sends no body (pass ``{}`` for an empty object). ``params`` values of
-        None are dropped; list values repeat the parameter.
+        None are dropped; list values repeat the parameter. ``reads_only``: a
+        POST that changes nothing (a Directory Insights query) is retried as a
+        GET would be.
         """
         method = method.upper()
         concrete, label = self._resolve(path, path_params)
         where = _split_path(concrete)
         query = {k: v for k, v in params.items() if v is not None} if params else None
         policy = self.retry
-        may_repeat = policy.retry_non_idempotent or method not in NON_IDEMPOTENT_METHODS
+        may_repeat = reads_only or policy.retry_non_idempotent or method not in NON_IDEMPOTENT_METHODS
         attempt = 0
         while True:
             attempt += 1

@@ -1,9 +1,9 @@
 """The Starlette application of the simulator.
 
-Every `/api` request passes one gate (a pure ASGI middleware, cheaper than BaseHTTPMiddleware), in this order:
-count it as in flight, sleep the configured latency, pick the fault rule and apply the rate limit and the random
-error rate (`Faults.plan`), sleep the rule's delay, answer with the rule's status or revoke the key / remove the
-org when the rule says so, check `x-api-key`, resolve the org from `x-org-id`, apply the rule's mutation; then
+Every `/api` and `/insights` (Directory Insights) request passes one gate (a pure ASGI middleware, cheaper than
+BaseHTTPMiddleware), in this order: count it as in flight, sleep the configured latency, pick the fault rule and
+apply the rate limit and the random error rate (`Faults.plan`), sleep the rule's delay, answer with the rule's
+status or revoke the key / remove the org when the rule says so, check `x-api-key`, resolve the org from `x-org-id`, apply the rule's mutation; then
 the route runs, its answer damaged as the rule says (`drop`, `truncate`, `malformed`, `total_delta`). Stats are
 recorded per route template (`GET /api/systemusers/{id}`), also for requests a fault or the auth check answered;
 every injected fault is counted in `by_fault` and logged in the event log.
@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from simulator import inject, mutate, routes_sim, routes_v1, routes_v2
+from simulator import inject, mutate, routes_insights, routes_sim, routes_v1, routes_v2
 from simulator.faults import UNAUTHORIZED_MESSAGE, FaultDecision, FaultRule
 from simulator.model import Conflict, Missing, is_object_id
 from simulator.query import QueryError
@@ -40,7 +40,7 @@ CLIENT_GONE = 499  # recorded in stats when the client left during a delay (ngin
 
 def create_app(state: SimulatorState) -> Starlette:
     app = Starlette(
-        routes=[*routes_v1.ROUTES, *routes_v2.ROUTES, *routes_sim.ROUTES],
+        routes=[*routes_v1.ROUTES, *routes_v2.ROUTES, *routes_insights.ROUTES, *routes_sim.ROUTES],
         exception_handlers={
             ApiError: _api_error,
             QueryError: _status_handler(400),
@@ -73,7 +73,7 @@ class Gate:
                 return
             await self.app(scope, receive, send)
             return
-        if not (path == "/api" or path.startswith("/api/")):
+        if not (path == "/api" or path.startswith(("/api/", "/insights/"))):
             await self.app(scope, receive, send)
             return
         await self._api(scope, receive, send)

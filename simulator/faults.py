@@ -11,7 +11,11 @@ Config JSON (every key optional on PUT; PUT merges, `rules` replaces the list):
     {"latency_ms": 0, "latency_jitter_ms": 0,
      "error_rate": 0.0, "error_statuses": [500, 502, 503], "seed": 0,
      "rate_limit": null | {"rps": 50, "burst": 50, "retry_after": 1 | "auto" | null},
+     "insights": {"delay_seconds": 0, "duplicate": false, "drop_next": 0, "retention_days": 90},
      "rules": [RULE, ...]}
+
+`insights` changes the Directory Insights log of every org (simulator/insights.py): late, duplicated and lost
+events, and how long they are kept.
 
 A RULE picks requests and says what happens to them (see simulator/README.md for examples):
 
@@ -51,6 +55,8 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from simulator.insights import InsightsFaults
 
 _ERROR_STATUSES = (500, 502, 503)
 ACTIONS = ("drop", "truncate", "malformed")
@@ -231,6 +237,8 @@ class Faults:
     seed: int = 0
     rate_limit: RateLimit | None = None
     rules: list[FaultRule] = field(default_factory=list)
+    #: Shared with every org's InsightsLog (SimulatorState hands it over), so it is changed in place.
+    insights: InsightsFaults = field(default_factory=InsightsFaults)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -245,6 +253,7 @@ class Faults:
             "error_statuses": list(self.error_statuses),
             "seed": self.seed,
             "rate_limit": self.rate_limit.to_dict() if self.rate_limit else None,
+            "insights": self.insights.to_dict(),
             "rules": [r.to_dict() for r in self.rules],
         }
 
@@ -256,14 +265,18 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
         merged = {**self.to_dict(), **changes}
+        if isinstance(changes.get("insights"), dict):  # merged key by key, as the top level is
+            merged["insights"] = {**self.insights.to_dict(), **changes["insights"]}
         fresh = Faults.from_dict(merged)
         keep_bucket = changes.get("rate_limit", merged["rate_limit"]) == (
             self.rate_limit.to_dict() if self.rate_limit else None
         )
         bucket = self.rate_limit if keep_bucket else fresh.rate_limit
         rng = self._rng if "seed" not in changes else fresh._rng
+        insights = self.insights
+        insights.__dict__.update(fresh.insights.__dict__)
         self.__dict__.update(fresh.__dict__)
-        self.rate_limit, self._rng = bucket, rng
+        self.rate_limit, self._rng, self.insights = bucket, rng, insights
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Faults:
@@ -276,7 +289,8 @@ class Faults:
             rate_limit = RateLimit(float(rl["rps"]), _opt_float(rl.get("burst")), rl.get("retry_after")) if rl else None
             rules = [FaultRule.from_dict(r) for r in data.get("rules") or []]
             faults = cls(latency_ms=latency, latency_jitter_ms=jitter, error_rate=rate, error_statuses=statuses,
-                         seed=int(data.get("seed") or 0), rate_limit=rate_limit, rules=rules)
+                         seed=int(data.get("seed") or 0), rate_limit=rate_limit, rules=rules,
+                         insights=InsightsFaults.from_dict(data.get("insights") or {}))
         except (KeyError, TypeError, re.error) as exc:
             raise ValueError(f"invalid fault settings: {exc}") from None
         if latency < 0 or jitter < 0 or not 0.0 <= rate <= 1.0:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, overload
 
+from simulator import insights as di
+
 USER = "user"
 USER_GROUP = "user_group"
 
@@ -185,6 +187,8 @@ class Tenant:
                 self._group_apps[gid].add(aid)
         self._emails = {_fold(u.get("email")): uid for uid, u in self.users.items() if u.get("email")}
         self._usernames = {_fold(u.get("username")): uid for uid, u in self.users.items() if u.get("username")}
+        #: The Directory Insights events of the writes since the org was built (its generated data predates them).
+        self.insights = di.InsightsLog(self.org_id)
 
     # ---- caching -------------------------------------------------------------------------------------
 
@@ -267,15 +271,18 @@ class Tenant:
         self._user_apps[uid] = OrderedIdSet()
         self._index_user(record, uid)
         self._changed()
+        self.insights.record("user_create", resource=di.user_resource(record))
         return record
 
     def update_user(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         record = self._get(self.users, user_id, "user")
         self._check_unique(changes, user_id)
+        changed = di.field_changes(record, changes)
         self._unindex_user(record)
         record.update(changes)
         self._index_user(record, user_id)
         self._changed()
+        self.insights.record("user_update", resource=di.user_resource(record), changes=changed)
         return record
 
     def delete_user(self, user_id: str) -> dict[str, Any]:
@@ -288,6 +295,7 @@ class Tenant:
         self._unindex_user(record)
         del self.users[user_id]
         self._changed()
+        self.insights.record("user_delete", resource=di.user_resource(record))
         return record
 
     def _check_unique(self, record: dict[str, Any], self_id: str | None) -> None:
@@ -326,6 +334,7 @@ class Tenant:
             raise Conflict("Already Exists: an administrator with this email exists")
         self.admins[record["_id"]] = record
         self._changed()
+        self.insights.record("admin_create", resource=di.admin_resource(record))
         return record
 
     def update_admin(self, admin_id: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -334,14 +343,17 @@ class Tenant:
             email = _fold(changes["email"])
             if any(_fold(a.get("email")) == email and aid != admin_id for aid, a in self.admins.items()):
                 raise Conflict("Already Exists: an administrator with this email exists")
+        changed = di.field_changes(record, changes)
         record.update(changes)
         self._changed()
+        self.insights.record("admin_update", resource=di.admin_resource(record), changes=changed)
         return record
 
     def delete_admin(self, admin_id: str) -> dict[str, Any]:
         record = self._get(self.admins, admin_id, "administrator")
         del self.admins[admin_id]
         self._changed()
+        self.insights.record("admin_delete", resource=di.admin_resource(record))
         return record
 
     # ---- groups --------------------------------------------------------------------------------------
@@ -356,14 +368,17 @@ class Tenant:
         self.members[gid] = OrderedIdSet()
         self._group_apps[gid] = OrderedIdSet()
         self._changed()
+        self.insights.record("group_create", resource=di.group_resource(record))
         return record
 
     def update_group(self, group_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         record = self._get(self.groups, group_id, "user group")
         if "name" in changes:
             self._check_group_name(changes["name"], group_id)
+        changed = di.field_changes(record, changes)
         record.update(changes)
         self._changed()
+        self.insights.record("group_update", resource=di.group_resource(record), changes=changed)
         return record
 
     def delete_group(self, group_id: str) -> dict[str, Any]:
@@ -374,6 +389,7 @@ class Tenant:
             self.app_groups[aid].discard(group_id)
         del self.groups[group_id]
         self._changed()
+        self.insights.record("group_delete", resource=di.group_resource(record))
         return record
 
     def _check_group_name(self, name: Any, self_id: str | None) -> None:
@@ -389,6 +405,7 @@ class Tenant:
             raise Conflict("Already Exists: the user is already a member of the group")
         self._user_groups[user_id].add(group_id)
         self._changed()
+        self._membership_event("add", group_id, user_id)
 
     def remove_member(self, group_id: str, user_id: str) -> None:
         self._get(self.groups, group_id, "user group")
@@ -397,6 +414,12 @@ class Tenant:
             raise Missing("Not Found: the user is not a member of the group")
         self._user_groups[user_id].discard(group_id)
         self._changed()
+        self._membership_event("remove", group_id, user_id)
+
+    def _membership_event(self, op: str, group_id: str, user_id: str) -> None:
+        group = di.side("user_group", group_id, self.groups[group_id].get("name"))
+        user = di.side("user", user_id, self.users[user_id].get("username"))
+        self.insights.record("association_change", association=di.association(op, group, user))
 
     # ---- applications --------------------------------------------------------------------------------
 
@@ -406,6 +429,7 @@ class Tenant:
         self.app_users[aid] = OrderedIdSet()
         self.app_groups[aid] = OrderedIdSet()
         self._changed()
+        self.insights.record("application_create", resource=di.app_resource(record))
         return record
 
     def delete_app(self, app_id: str) -> dict[str, Any]:
@@ -416,6 +440,7 @@ class Tenant:
             self._group_apps[gid].discard(app_id)
         del self.apps[app_id]
         self._changed()
+        self.insights.record("application_delete", resource=di.app_resource(record))
         return record
 
     def bind(self, app_id: str, kind: str, target_id: str) -> None:
@@ -426,6 +451,7 @@ class Tenant:
             raise Conflict(f"Already Exists: the {kind} is already associated with the application")
         reverse.add(app_id)
         self._changed()
+        self._binding_event("add", app_id, kind, target_id)
 
     def unbind(self, app_id: str, kind: str, target_id: str) -> None:
         self._get(self.apps, app_id, "application")
@@ -434,6 +460,14 @@ class Tenant:
             raise Missing(f"Not Found: the {kind} is not associated with the application")
         reverse.discard(app_id)
         self._changed()
+        self._binding_event("remove", app_id, kind, target_id)
+
+    def _binding_event(self, op: str, app_id: str, kind: str, target_id: str) -> None:
+        app = self.apps[app_id]
+        target = self.users[target_id] if kind == USER else self.groups[target_id]
+        name = target.get("username") if kind == USER else target.get("name")
+        source = di.side("application", app_id, app.get("displayLabel") or app.get("name"))
+        self.insights.record("association_change", association=di.association(op, source, di.side(kind, target_id, name)))
 
     def _binding_sets(self, app_id: str, kind: str, target_id: str) -> tuple[OrderedIdSet, OrderedIdSet]:
         if kind == USER:

@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulator.generator import make_app
+from simulator.insights import InsightsFaults
 from simulator.model import Tenant, iso_time
 from simulator.responses import ApiError, json_body
 from simulator.routes_v1 import admin_changes
@@ -83,7 +84,8 @@ async def put_faults(request: Request) -> Response:
 
 async def reset_faults(request: Request) -> Response:
     faults = _state(request).faults
-    faults.update({"latency_ms": 0, "latency_jitter_ms": 0, "error_rate": 0, "rate_limit": None, "rules": []})
+    faults.update({"latency_ms": 0, "latency_jitter_ms": 0, "error_rate": 0, "rate_limit": None, "rules": [],
+                   "insights": InsightsFaults().to_dict()})
     return JSONResponse(faults.to_dict())
 
 

@@ -126,6 +126,7 @@ class SimulatorState:
         for org_id, tenant in self.orgs.items():
             if tenant.org_id != org_id:
                 raise ValueError(f"org key {org_id} differs from its tenant's org_id {tenant.org_id}")
+            tenant.insights.faults = self.faults.insights
 
     @property
     def single_org(self) -> Tenant:
