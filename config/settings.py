@@ -33,6 +33,10 @@ DEFAULT_BASE_URL = "https://console.jumpcloud.com"
 DEFAULT_DATABASE_URL = "sqlite:///./jumpsync.db"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_CONFIG_PATH = Path("jumpsync.toml")
+#: The full sync's interval when a connector sets none: hourly, or every 6 hours when the incremental refresh
+#: from events keeps the data fresh (docs/incremental.md says why).
+DEFAULT_INTERVAL = "1h"
+DEFAULT_INTERVAL_WITH_EVENTS = "6h"
 
 ResourceType = Literal["user", "admin", "group", "app", "role"]
 ALL_RESOURCE_TYPES: tuple[str, ...] = ("user", "admin", "group", "app", "role")
@@ -128,6 +132,16 @@ class ConnectorConfig(BaseModel):
     backoff_base: float = Field(default=0.5, ge=0, le=60)
     ca_bundle: Path | None = None
     provisioning: ProvisioningPolicy = ProvisioningPolicy()
+    #: The incremental refresh from Directory Insights events (pipeline.incremental, docs/incremental.md).
+    events: bool = True
+    events_interval: Duration = "1m"
+    #: Where the events API is: by default the events host of ``base_url``'s region (api.jumpcloud.com for
+    #: console.jumpcloud.com), or ``base_url`` itself for a loopback simulator or a proxy.
+    events_base_url: str | None = None
+    #: Events this much older than the cursor are read again, so that one that became visible late is caught.
+    events_overlap: Duration = "2m"
+    #: How long JumpCloud keeps events (90 days; 15 on the smallest plans): an older cursor asks for a full sync.
+    events_retention: Duration = "90d"
 
     @field_validator("name")
     @classmethod
@@ -136,9 +150,11 @@ class ConnectorConfig(BaseModel):
             raise ValueError(f"{value!r} is not a connector name (lowercase letters, digits, - and _; up to 63)")
         return value
 
-    @field_validator("base_url")
+    @field_validator("base_url", "events_base_url")
     @classmethod
-    def _base_url(cls, value: str) -> str:
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ValueError(f"{value!r} is not an http(s) URL")
@@ -179,12 +195,21 @@ class ConnectorConfig(BaseModel):
 
     @property
     def schedule(self):
-        """The Celery schedule for this connector; hourly when neither interval nor cron is set."""
+        """The Celery schedule of the full sync: ``interval`` or ``cron``; when neither is set, every 6 hours
+        with events on (the full sync is then the reconciliation that repairs a lost event), else hourly."""
         if self.cron is not None:
             return parse_cron(self.cron)
         from celery.schedules import schedule
 
-        return schedule(parse_duration(self.interval or "1h"))
+        return schedule(parse_duration(self.interval or (DEFAULT_INTERVAL_WITH_EVENTS if self.events
+                                                         else DEFAULT_INTERVAL)))
+
+    @property
+    def events_url(self) -> str:
+        """The base URL of the Directory Insights API for this connector."""
+        from jumpcloud.events import events_base_url_for
+
+        return self.events_base_url or events_base_url_for(self.base_url)
 
     @property
     def interval_seconds(self) -> float | None:

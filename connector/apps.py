@@ -11,10 +11,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from connector.base import collect, connection_target_ids
+from connector.base import collect, connection_target_ids, get_or_none
 from connector.fields import compact, flag, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
+from jumpcloud.errors import NotFoundError
 
 
 def map_app(record: dict[str, Any]) -> ResourceRecord:
@@ -59,3 +60,19 @@ class AppSyncer:
             collect(self.client.list_v2(path, params={"targets": "user"}, path_params=ids)),
             collect(self.client.list_v2(path, params={"targets": "user_group"}, path_params=ids)))
         return binding_grants(app.id, users, groups)
+
+    async def get(self, app_id: str) -> ResourceRecord | None:
+        record = await get_or_none(self.client, "/api/applications/{id}", app_id)
+        return None if record is None else map_app(record)
+
+    async def bindings(self, principal_type: str, principal_id: str) -> list[GrantRecord] | None:
+        """The direct ``access`` grants of one user or group (the other side of ``grants``), from its own
+        ``/associations?targets=application``; None when the user or group is gone."""
+        path = "/api/v2/users/{id}/associations" if principal_type == "user" else "/api/v2/usergroups/{id}/associations"
+        try:
+            connections = await collect(self.client.list_v2(path, params={"targets": "application"},
+                                                             path_params={"id": principal_id}))
+        except NotFoundError:
+            return None
+        return [GrantRecord("app", app_id, "access", principal_type, principal_id)
+                for app_id in dict.fromkeys(connection_target_ids(connections, "application"))]

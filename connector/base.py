@@ -7,6 +7,7 @@ from typing import Protocol
 
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
+from jumpcloud.errors import NotFoundError
 
 
 class Syncer(Protocol):
@@ -27,6 +28,20 @@ class Syncer(Protocol):
     async def grants(self, resource: ResourceRecord) -> list[GrantRecord]:
         """Every grant on ``resource`` (the complete set for that resource). The pipeline runs many of these at
         once, across pages of resources (``pipeline.streaming.FetchWindow``); the client bounds the requests."""
+
+    async def get(self, resource_id: str) -> ResourceRecord | None:
+        """One resource read back by id (the incremental refresh), or None when JumpCloud says 404. Admins have no
+        such endpoint; the refresh lists them again (there are few)."""
+
+
+async def get_or_none(client: JumpCloudClient, path: str, object_id: str) -> dict | None:
+    """One object by id, or None when JumpCloud answers 404 (it is gone). Used by the incremental refresh, which
+    reads back exactly the objects that events named (``pipeline.incremental``)."""
+    try:
+        record = await client.get_json(path, path_params={"id": object_id})
+    except NotFoundError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 async def collect(pages: AsyncIterator[list[dict]]) -> list[dict]:

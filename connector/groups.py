@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from connector.base import collect, connection_target_ids
+from connector.base import collect, connection_target_ids, get_or_none
 from connector.fields import compact, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
+from jumpcloud.errors import NotFoundError
 
 
 def map_group(record: dict[str, Any]) -> ResourceRecord:
@@ -26,6 +27,14 @@ def member_grants(group_id: str, connections: list[dict]) -> list[GrantRecord]:
             for user_id in dict.fromkeys(connection_target_ids(connections, "user"))]
 
 
+def membership_grants(user_id: str, groups: list[dict]) -> list[GrantRecord]:
+    """A user's ``member`` grants from ``/users/{id}/memberof`` (GraphObjectWithPaths): the user groups it is in.
+    User groups do not nest, so every such group is a direct membership, as ``/usergroups/{id}/members`` has it."""
+    ids = (g.get("id") for g in groups if g.get("type") == "user_group")
+    return [GrantRecord("group", group_id, "member", "user", user_id)
+            for group_id in dict.fromkeys(i for i in ids if isinstance(i, str) and i)]
+
+
 class GroupSyncer:
     resource_type = "group"
     grant_source = "group"
@@ -41,3 +50,15 @@ class GroupSyncer:
         connections = await collect(self.client.list_v2("/api/v2/usergroups/{id}/members",
                                                           path_params={"id": group.id}))
         return member_grants(group.id, connections)
+
+    async def get(self, group_id: str) -> ResourceRecord | None:
+        record = await get_or_none(self.client, "/api/v2/usergroups/{id}", group_id)
+        return None if record is None else map_group(record)
+
+    async def memberships(self, user_id: str) -> list[GrantRecord] | None:
+        """Every ``member`` grant the user holds (the other side of ``grants``), or None when the user is gone."""
+        try:
+            groups = await collect(self.client.list_v2("/api/v2/users/{id}/memberof", path_params={"id": user_id}))
+        except NotFoundError:
+            return None
+        return membership_grants(user_id, groups)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from connector.base import get_or_none
 from connector.fields import clean, compact, flag, full_name, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
@@ -75,3 +76,7 @@ class UserSyncer:
 
     async def grants(self, resource: ResourceRecord) -> list[GrantRecord]:
         return []  # pragma: no cover  (users hold grants; they grant nothing; never called: grant_source is None)
+
+    async def get(self, user_id: str) -> ResourceRecord | None:
+        record = await get_or_none(self.client, "/api/systemusers/{id}", user_id)
+        return None if record is None else map_user(record)

@@ -8,10 +8,13 @@ and grants commits:
   reaper failed the run after its worker was presumed dead) raises ``RunEnded`` and writes nothing. On
   PostgreSQL the check holds a share lock on the run's row until the commit, so the reaper cannot end the run
   in between; on SQLite the check is a write in the same transaction (writers take turns anyway);
-- a write outside any run (provisioning's write-through, tools) bumps the counter in its own transaction.
+- a write outside any run (provisioning's write-through, tools) bumps the counter in its own transaction;
+- an incremental run (trigger ``events``, pipeline.incremental) is no version of its own (``_LATEST_RUN`` skips
+  it): its writes commit by the first rule and also bump the counter, so a refresh that wrote nothing leaves
+  the stored renderings current.
 
-So the data changed since a version was read if and only if a run was active then, a newer run started, or
-the counter moved. ``access.snapshot_store`` serves stored renderings of the report and export by that.
+So the data changed since a version was read if and only if a (full) run was active then, a newer one started,
+or the counter moved. ``access.snapshot_store`` serves stored renderings of the report and export by that.
 """
 
 from __future__ import annotations
@@ -21,23 +24,24 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, bindparam, select, update
 from sqlmodel import Session
 
-from models.tables import ACTIVE_RUN_STATUSES, Connector, SyncRun
+from models.tables import ACTIVE_RUN_STATUSES, EVENTS_TRIGGER, Connector, SyncRun
 
 _CONNECTORS = Connector.__table__
 _RUNS = SyncRun.__table__
 
 #: Ordered by id, which only grows: ``started_at`` comes from each host's clock.
 _LATEST_RUN = (select(_RUNS.c.id, _RUNS.c.status)
-               .where(_RUNS.c.connector_id == bindparam("cid"), _RUNS.c.status != "skipped")
+               .where(_RUNS.c.connector_id == bindparam("cid"), _RUNS.c.status != "skipped",
+                      _RUNS.c.trigger != EVENTS_TRIGGER)
                .order_by(_RUNS.c.id.desc()).limit(1))
 _COUNTER = select(_CONNECTORS.c.data_version).where(_CONNECTORS.c.id == bindparam("cid"))
 _BUMP = (update(_CONNECTORS).where(_CONNECTORS.c.id == bindparam("cid"))
          .values(data_version=_CONNECTORS.c.data_version + 1))
 _ACTIVE = _RUNS.c.id == bindparam("run_id"), _RUNS.c.status.in_(ACTIVE_RUN_STATUSES)
 #: PostgreSQL: the run is active, and stays so until this transaction ends (the reaper's UPDATE waits).
-_HOLD_ACTIVE_RUN = select(_RUNS.c.id).where(*_ACTIVE).with_for_update(read=True)
+_HOLD_ACTIVE_RUN = select(_RUNS.c.trigger).where(*_ACTIVE).with_for_update(read=True)
 #: SQLite: the same as a write, so that it is in the write transaction (pysqlite starts one at the first write).
-_TOUCH_ACTIVE_RUN = update(_RUNS).where(*_ACTIVE).values(status=_RUNS.c.status)
+_TOUCH_ACTIVE_RUN = update(_RUNS).where(*_ACTIVE).values(status=_RUNS.c.status).returning(_RUNS.c.trigger)
 
 
 class RunEnded(RuntimeError):
@@ -80,12 +84,12 @@ def commit_write(session: Session, connector_id: int, run_id: int | None) -> Non
     if run_id is None:
         bump_data_version(connection, connector_id)
     else:
-        if connection.dialect.name == "postgresql":
-            active = connection.execute(_HOLD_ACTIVE_RUN, {"run_id": run_id}).first() is not None
-        else:
-            active = connection.execute(_TOUCH_ACTIVE_RUN, {"run_id": run_id}).rowcount == 1
-        if not active:
+        statement = _HOLD_ACTIVE_RUN if connection.dialect.name == "postgresql" else _TOUCH_ACTIVE_RUN
+        trigger = connection.execute(statement, {"run_id": run_id}).scalar_one_or_none()
+        if trigger is None:
             session.rollback()
             raise RunEnded(f"sync run {run_id} is no longer active (the reaper ended it): this part's writes "
                            "are dropped")
+        if trigger == EVENTS_TRIGGER:
+            bump_data_version(connection, connector_id)
     session.commit()

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from models.tables import Connector, Grant, Resource, SyncPart, SyncRun
+from models.tables import EVENTS_TRIGGER, Connector, EventCursor, Grant, Resource, SyncPart, SyncRun
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -97,6 +97,19 @@ def run_record(session: Session, run: SyncRun) -> dict[str, Any]:
     }
 
 
+def incremental_record(cursor: EventCursor | None) -> dict[str, Any] | None:
+    """The last incremental refresh of a connector (``status``'s ``incremental``; docs/cli-json.md)."""
+    if cursor is None:
+        return None
+    lag = None
+    if cursor.cursor is not None:
+        lag = round((datetime.now(timezone.utc) - _aware(cursor.cursor)).total_seconds(), 1)
+    return {"refreshed_at": _iso(cursor.refreshed_at), "outcome": cursor.outcome, "reason": cursor.reason,
+            "cursor": _iso(cursor.cursor), "cursor_age_seconds": lag, "run_id": cursor.run_id,
+            "requests": cursor.requests, "events": cursor.events, "reads": cursor.reads,
+            "lag_seconds": cursor.lag_seconds, "full_sync_asked_at": _iso(cursor.full_sync_asked_at)}
+
+
 def run_by_task_id(engine: Engine, task_id: str) -> dict[str, Any] | None:
     with Session(engine) as session:
         run = session.execute(select(SyncRun).where(SyncRun.task_id == task_id).order_by(SyncRun.id)).scalars().first()
@@ -117,10 +130,15 @@ def wait_for_run(engine: Engine, task_id: str, timeout: float, poll: float = 0.2
         time.sleep(poll)
 
 
+#: A full sync run, not an incremental refresh (``jumpsync status`` shows those apart, from ``event_cursors``).
+_FULL_RUN = SyncRun.trigger != EVENTS_TRIGGER
+
+
 def latest_run(engine: Engine, connector: str, *, finished: bool = False) -> dict[str, Any] | None:
+    """The connector's latest full sync run (incremental runs aside)."""
     with Session(engine) as session:
         cid = connector_id(session, connector)
-        query = select(SyncRun).where(SyncRun.connector_id == cid, SyncRun.status != "skipped")
+        query = select(SyncRun).where(SyncRun.connector_id == cid, SyncRun.status != "skipped", _FULL_RUN)
         if finished:
             query = query.where(SyncRun.finished_at.is_not(None))
         run = session.execute(query.order_by(SyncRun.id.desc()).limit(1)).scalars().first()
@@ -147,12 +165,13 @@ def status(engine: Engine, configured: list[str]) -> list[dict[str, Any]]:
             cid = known.get(name)
             if cid is not None:
                 last = session.execute(select(SyncRun).where(SyncRun.connector_id == cid,
-                                                             SyncRun.status != "skipped")
+                                                             SyncRun.status != "skipped", _FULL_RUN)
                                        .order_by(SyncRun.id.desc()).limit(1)).scalars().first()
                 entry["last_run"] = run_record(session, last) if last else None
                 success = session.execute(select(func.max(SyncRun.finished_at)).where(
-                    SyncRun.connector_id == cid, SyncRun.status == "succeeded")).scalar_one_or_none()
+                    SyncRun.connector_id == cid, SyncRun.status == "succeeded", _FULL_RUN)).scalar_one_or_none()
                 entry["last_success_at"] = _iso(success)
+                entry["incremental"] = incremental_record(session.get(EventCursor, cid))
                 entry["resources"] = dict(session.execute(
                     select(Resource.type, func.count()).where(Resource.connector_id == cid,
                                                               Resource.deleted_at.is_(None))
@@ -177,7 +196,8 @@ def metrics_snapshot(engine: Engine) -> dict[str, Any]:
             .group_by(Grant.connector_id, Grant.resource_type))}
         last_success = {}
         for cid, finished in session.execute(select(SyncRun.connector_id, func.max(SyncRun.finished_at))
-                                             .where(SyncRun.status == "succeeded").group_by(SyncRun.connector_id)):
+                                             .where(SyncRun.status == "succeeded", _FULL_RUN)
+                                             .group_by(SyncRun.connector_id)):
             if finished is not None:
                 last_success[names[cid]] = _aware(finished).timestamp()
         oldest = session.execute(select(func.min(ProvisioningRequest.created_at))
@@ -195,7 +215,7 @@ def held_parts(engine: Engine) -> list[dict[str, Any]]:
     """Parts held by the deletion safety valve, in the latest finished run of each connector."""
     with Session(engine) as session:
         latest = (select(SyncRun.connector_id, func.max(SyncRun.id).label("run_id"))
-                  .where(SyncRun.status != "skipped", SyncRun.finished_at.is_not(None))
+                  .where(SyncRun.status != "skipped", SyncRun.finished_at.is_not(None), _FULL_RUN)
                   .group_by(SyncRun.connector_id).subquery())
         rows = session.execute(select(Connector.name, SyncPart.run_id, SyncPart.name, SyncPart.finished_at,
                                       SyncPart.error)

@@ -173,7 +173,9 @@ class ResourceWriter:
     """Writes the resources of one type of one connector, as one part sees them."""
 
     def __init__(self, engine: Engine, connector_id: int, resource_type: str, now: datetime,
-                 run_id: int | None = None) -> None:
+                 run_id: int | None = None, only: Iterable[str] | None = None) -> None:
+        """``only``: the ids this writer will write or delete (an incremental refresh), so that only their rows
+        are read; a part reads every row of its type, to find what it did not see."""
         self.engine = engine
         self.connector_id = connector_id
         self.resource_type = resource_type
@@ -182,14 +184,16 @@ class ResourceWriter:
         self.seen: set[str] = set()
         self.counts: Counter[str] = Counter()
         table = Resource.__table__
+        query = select(table.c.external_id, table.c.content_hash, table.c.deleted_at).where(
+            table.c.connector_id == connector_id, table.c.type == resource_type)
+        #: external id -> (content hash, deleted?)
+        self.existing: dict[str, tuple[str, bool]] = {}
         with Session(engine) as session:
-            rows = session.execute(
-                select(table.c.external_id, table.c.content_hash, table.c.deleted_at).where(
-                    table.c.connector_id == connector_id, table.c.type == resource_type))
-            #: external id -> (content hash, deleted?)
-            self.existing: dict[str, tuple[str, bool]] = {r[0]: (r[1], r[2] is not None) for r in rows}
+            for ids in ([None] if only is None else chunks(sorted(set(only)))):
+                rows = session.execute(query if ids is None else query.where(table.c.external_id.in_(ids)))
+                self.existing.update((r[0], (r[1], r[2] is not None)) for r in rows)
         #: The first sync of a type is the baseline: it records no history (everything would be "created").
-        self.baseline = not self.existing
+        self.baseline = only is None and not self.existing
 
     def write(self, records: Iterable[ResourceRecord]) -> None:
         rows, changed = [], []
@@ -244,7 +248,11 @@ class ResourceWriter:
         return [rid for rid, (_, deleted) in self.existing.items() if not deleted and rid not in self.seen]
 
     def delete_unseen(self) -> int:
-        gone = self.unseen()
+        return self.delete(self.unseen())
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Mark these live rows deleted, with their history."""
+        gone = [rid for rid in ids if rid in self.existing and not self.existing[rid][1]]
         if not gone:
             return 0
         table = Resource.__table__
@@ -348,6 +356,43 @@ class GrantWriter:
         upsert_grant_rows(session, [grant_row(self.connector_id, grant, self.source, self.now)
                                     for _, grant in changed])
         self.counts["rows_written"] += len(changed)
+
+    def write_principal_scopes(self, principal_type: str, scopes: dict[str, list[GrantRecord]]) -> None:
+        """Like ``write_scopes``, from the principal's side: each scope is every grant of this source that one
+        principal holds (a user's memberships, a user's or group's app bindings), read back by an incremental
+        refresh. What is new or back is written at once; what the principal no longer holds is noted in
+        ``doomed`` for ``apply_deletions``."""
+        if not scopes:
+            return
+        table = Grant.__table__
+        existing: dict[tuple, tuple[int, bool]] = {}
+        with Session(self.engine) as session:
+            for chunk in chunks(sorted(scopes)):
+                for row in session.execute(select(
+                        table.c.id, table.c.resource_id, table.c.entitlement, table.c.principal_type,
+                        table.c.principal_id, table.c.via, table.c.deleted_at,
+                ).where(self._where(table), table.c.resource_type == self.resource_type,
+                        table.c.principal_type == principal_type, table.c.principal_id.in_(chunk))):
+                    existing[(row.resource_id, row.entitlement, row.principal_type, row.principal_id, row.via)] = (
+                        row.id, row.deleted_at is not None)
+            wanted = {(g.resource_id, *g.key): g for grants in scopes.values() for g in grants}
+            changed = [("created" if key not in existing else "undeleted", grant) for key, grant in wanted.items()
+                       if key not in existing or existing[key][1]]
+            self.counts["grants_seen"] += len(wanted)
+            if changed:
+                self._insert(session, changed)
+                commit_write(session, self.connector_id, self.run_id)
+        self.doomed.extend(row_id for key, (row_id, deleted) in existing.items() if not deleted and key not in wanted)
+
+    def plan_deletion(self, *, resource_ids: Iterable[str] = (), principal_ids: Iterable[str] = ()) -> None:
+        """Note as gone every live grant of this source on these resources or held by these principals (the
+        objects were deleted in JumpCloud, and their edges with them)."""
+        table = Grant.__table__
+        live = and_(self._where(table), table.c.deleted_at.is_(None))
+        with Session(self.engine) as session:
+            for column, ids in ((table.c.resource_id, resource_ids), (table.c.principal_id, principal_ids)):
+                for chunk in chunks(sorted(set(ids))):
+                    self.doomed.extend(session.execute(select(table.c.id).where(live, column.in_(chunk))).scalars())
 
     def plan_unseen_scopes(self) -> None:
         """Note as gone the live grants on resources this part never wrote a scope for."""

@@ -100,6 +100,8 @@ class Grant(SQLModel, table=True):
 
 
 ACTIVE_RUN_STATUSES = ("running", "finalizing")
+#: The trigger of an incremental run: a refresh from Directory Insights events (pipeline.incremental).
+EVENTS_TRIGGER = "events"
 
 
 class SyncRun(SQLModel, table=True):
@@ -224,6 +226,32 @@ class Change(SQLModel, table=True):
     principal_id: str | None = Field(default=None, max_length=128)
     via: str | None = Field(default=None, max_length=128)
     fields: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+
+
+class EventCursor(SQLModel, table=True):
+    """Where a connector's incremental refresh from Directory Insights events stands (pipeline.incremental).
+
+    Every change that happened before ``cursor`` is in the database; events from ``cursor`` minus the overlap
+    window on are read again by the next refresh, and ``seen`` holds those of them already applied (event id
+    -> its timestamp in epoch ms), so a late event is still caught and an event read twice is applied once. The other columns describe the last
+    refresh, for ``jumpsync status``.
+    """
+
+    __tablename__ = "event_cursors"
+
+    connector_id: int = Field(sa_column=Column(Integer, ForeignKey("connectors.id"), primary_key=True))
+    cursor: datetime | None = _ts(nullable=True, default=None)
+    seen: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
+    refreshed_at: datetime | None = _ts(nullable=True, default=None)
+    #: quiet | applied | skipped | waiting | full_sync | failed (docs/incremental.md)
+    outcome: str | None = Field(default=None, max_length=16)
+    reason: str | None = None
+    run_id: int | None = None
+    requests: int = 0
+    events: int = 0        # events read for the first time
+    reads: int = 0         # objects read back from the API
+    lag_seconds: float | None = None  # the oldest applied event's age when its change was written
+    full_sync_asked_at: datetime | None = _ts(nullable=True, default=None)
 
 
 class AccessSnapshot(SQLModel, table=True):

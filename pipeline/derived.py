@@ -14,9 +14,10 @@ reads back no rows at all.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, and_, insert, literal, select, update
+from sqlalchemy import Engine, and_, false, insert, literal, or_, select, update
 from sqlmodel import Session
 
 from connector.admins import link_admins
@@ -84,11 +85,26 @@ def derive_admin_links_part(engine: Engine, connector_id: int, run_id: int | Non
 
 # --- access through groups, in SQL ---------------------------------------------------------------------------
 
-def _access_via_groups(connector_id: int):
+@dataclass(frozen=True)
+class AccessScope:
+    """The part of the access through groups an incremental refresh recomputes: every (app, user, group) whose
+    user, group or app it touched. None (the default of the functions below) is all of it."""
+
+    users: Collection[str] = field(default_factory=frozenset)
+    groups: Collection[str] = field(default_factory=frozenset)
+    apps: Collection[str] = field(default_factory=frozenset)
+
+    def where(self, app_column, user_column, group_column):
+        conditions = [column.in_(sorted(ids)) for column, ids in
+                      ((user_column, self.users), (group_column, self.groups), (app_column, self.apps)) if ids]
+        return or_(*conditions) if conditions else false()
+
+
+def _access_via_groups(connector_id: int, scope: AccessScope | None = None):
     """(app id, user id, group id): every live member of every group bound to a live app."""
     grants, apps = Grant.__table__, Resource.__table__
     binding, member, app = grants.alias("binding"), grants.alias("member"), apps.alias("app")
-    return (
+    query = (
         select(binding.c.resource_id.label("app_id"), member.c.principal_id.label("user_id"),
                binding.c.principal_id.label("group_id"))
         .select_from(
@@ -101,13 +117,19 @@ def _access_via_groups(connector_id: int):
         .where(binding.c.connector_id == connector_id, binding.c.source == "app",
                binding.c.resource_type == "app", binding.c.principal_type == "group",
                binding.c.deleted_at.is_(None)))
+    if scope is not None:
+        query = query.where(scope.where(binding.c.resource_id, member.c.principal_id, binding.c.principal_id))
+    return query
 
 
-def _stored(connector_id: int):
+def _stored(connector_id: int, scope: AccessScope | None = None):
     """(app id, user id, group id) of the live access-through-group rows."""
     row = Grant.__table__.alias("stored")
-    return select(row.c.resource_id, row.c.principal_id, row.c.via).where(
+    query = select(row.c.resource_id, row.c.principal_id, row.c.via).where(
         row.c.connector_id == connector_id, row.c.source == VIA_GROUP, row.c.deleted_at.is_(None))
+    if scope is not None:
+        query = query.where(scope.where(row.c.resource_id, row.c.principal_id, row.c.via))
+    return query
 
 
 def _by_key(connector_id: int, keys):
@@ -118,28 +140,32 @@ def _by_key(connector_id: int, keys):
                      row.c.principal_id == keys.c[1], row.c.via == keys.c[2])
 
 
-def _new_or_back(connector_id: int):
+def _new_or_back(connector_id: int, scope: AccessScope | None = None):
     """Derived access with no live row, and the id of its deleted row if there is one (None: a new grant).
 
     Set differences (``EXCEPT``) of the derived and the stored triples, hashed or sorted by the database, then
     a key look-up for the few that differ: a per-row probe of every derived grant took a second on ``large``."""
-    new = _access_via_groups(connector_id).except_(_stored(connector_id)).subquery("new")
+    new = _access_via_groups(connector_id, scope).except_(_stored(connector_id, scope)).subquery("new")
     row, on_key = _by_key(connector_id, new)
     return select(new.c[0], new.c[1], new.c[2], row.c.id).select_from(new.outerjoin(row, on_key))
 
 
-def _gone(connector_id: int):
+def _gone(connector_id: int, scope: AccessScope | None = None):
     """Ids of live access-through-group rows no longer derived (the binding, the membership or the app went)."""
-    gone = _stored(connector_id).except_(_access_via_groups(connector_id)).subquery("gone")
+    gone = _stored(connector_id, scope).except_(_access_via_groups(connector_id, scope)).subquery("gone")
     row, on_key = _by_key(connector_id, gone)
     return select(row.c.id).select_from(gone.join(row, on_key)).where(row.c.deleted_at.is_(None))
 
 
-def derive_app_via_group_part(engine: Engine, connector_id: int, run_id: int | None = None) -> Counter:
+def derive_app_via_group_part(engine: Engine, connector_id: int, run_id: int | None = None,
+                              scope: AccessScope | None = None) -> Counter:
     """Access through groups, diffed in the database against what is stored: new rows inserted, rows whose
-    binding or membership went marked deleted, each with its history (none for the first, baseline sync)."""
+    binding or membership went marked deleted, each with its history (none for the first, baseline sync).
+    With a ``scope``, only the access of those users, groups and apps (an incremental refresh)."""
     now = utcnow()
     writer = GrantWriter(engine, connector_id, "app", VIA_GROUP, now, run_id)
+    if scope is not None:
+        writer.baseline = False
     if writer.baseline:  # nothing to diff against and no history to write: one INSERT ... SELECT
         grants = Grant.__table__
         derived = _access_via_groups(connector_id).subquery("derived")
@@ -157,8 +183,8 @@ def derive_app_via_group_part(engine: Engine, connector_id: int, run_id: int | N
     with Session(engine) as session:
         changed = [("created" if row_id is None else "undeleted",
                     GrantRecord("app", app_id, "access", "user", user_id, via=group_id))
-                   for app_id, user_id, group_id, row_id in session.execute(_new_or_back(connector_id))]
-        writer.doomed.extend(row_id for (row_id,) in session.execute(_gone(connector_id)))
+                   for app_id, user_id, group_id, row_id in session.execute(_new_or_back(connector_id, scope))]
+        writer.doomed.extend(row_id for (row_id,) in session.execute(_gone(connector_id, scope)))
     writer.insert_changes(changed)
     writer.apply_deletions()
     return writer.counts

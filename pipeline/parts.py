@@ -38,9 +38,11 @@ GRANT_WINDOW_PER_SLOT = 4
 ClientFactory = Callable[[ConnectorConfig], JumpCloudClient]
 
 
-def make_client(connector: ConnectorConfig, broker_url: str | None = None) -> JumpCloudClient:
+def make_client(connector: ConnectorConfig, broker_url: str | None = None, *,
+                base_url: str | None = None) -> JumpCloudClient:
     """The API client for a connector; the key is read here, at the last moment, and never stored. With
-    fleet-wide limits configured, the client also takes a slot of the connector's budget in Redis."""
+    fleet-wide limits configured, the client also takes a slot of the connector's budget in Redis (one budget
+    per key, whichever host: ``base_url`` names another, e.g. the Directory Insights API's)."""
     limiter = None
     if broker_url and (connector.shared_max_in_flight or connector.rate_limit):
         from jumpcloud.budget import RedisBudget
@@ -48,7 +50,7 @@ def make_client(connector: ConnectorConfig, broker_url: str | None = None) -> Ju
         limiter = RedisBudget(broker_url, connector.name, max_in_flight=connector.shared_max_in_flight,
                               rate=connector.rate_limit)
     return JumpCloudClient(
-        base_url=connector.base_url, api_key=connector.api_key(), org_id=connector.org_id,
+        base_url=base_url or connector.base_url, api_key=connector.api_key(), org_id=connector.org_id,
         timeout=connector.timeout, max_in_flight=connector.max_in_flight,
         retry=RetryPolicy(max_attempts=connector.max_attempts, base_delay=connector.backoff_base),
         verify=str(connector.ca_bundle) if connector.ca_bundle else True,

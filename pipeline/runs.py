@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from connector import FETCH_SYNCERS
-from models.tables import ACTIVE_RUN_STATUSES, Connector, SyncPart, SyncRun, utcnow
+from models.tables import ACTIVE_RUN_STATUSES, EVENTS_TRIGGER, Connector, SyncPart, SyncRun, utcnow
 from telemetry import metrics
 from config.settings import ConnectorConfig
 
@@ -55,12 +55,21 @@ def plan_parts(connector: ConnectorConfig) -> PartPlan:
     return PartPlan(fetch=fetch, derive=derive)
 
 
+#: An incremental run (trigger ``events``) still active after this lost its worker: it is failed, so that it
+#: does not hold back the full sync for ``stale_run_after``. Its task's time limit is well below it.
+EVENTS_RUN_STALE_AFTER = timedelta(minutes=15)
+#: The one part of an incremental run.
+EVENTS_PART = "events"
+
+
 @dataclass(frozen=True)
 class StartResult:
     run_id: int
     skipped: bool
     parts: tuple[str, ...] = ()
     reason: str | None = None
+    #: The active run is an incremental refresh (seconds long): try again shortly instead of skipping.
+    retry: bool = False
 
 
 def register_connector(session: Session, connector: ConnectorConfig) -> int:
@@ -99,7 +108,9 @@ def registered_connector_id(engine: Engine, connector: ConnectorConfig) -> int:
 def reap_stale_runs(session: Session, connector_id: int | None, stale_after: timedelta, now: datetime) -> int:
     """Fail active runs older than ``stale_after`` (of one connector, or all): their worker died, and they must
     not block new runs."""
-    query = select(SyncRun.id).where(SyncRun.status.in_(ACTIVE_RUN_STATUSES), SyncRun.started_at < now - stale_after)
+    query = select(SyncRun.id).where(SyncRun.status.in_(ACTIVE_RUN_STATUSES), or_(
+        SyncRun.started_at < now - stale_after,
+        and_(SyncRun.trigger == EVENTS_TRIGGER, SyncRun.started_at < now - EVENTS_RUN_STALE_AFTER)))
     if connector_id is not None:
         query = query.where(SyncRun.connector_id == connector_id)
     stale = session.exec(query).scalars().all()
@@ -109,7 +120,7 @@ def reap_stale_runs(session: Session, connector_id: int | None, stale_after: tim
             status="failed", finished_at=now, error="abandoned: the run went stale"))
         session.execute(update(SyncRun).where(SyncRun.id == run_id).values(
             status="failed", finished_at=now,
-            error=f"abandoned: still active after {stale_after}; its worker probably died"))
+            error="abandoned: still active too long; its worker probably died"))
     session.commit()
     return len(stale)
 
@@ -145,9 +156,11 @@ def start_run(engine: Engine, connector: ConnectorConfig, *, trigger: str, task_
             session.flush()
         except IntegrityError:
             session.rollback()
-            active = session.exec(select(SyncRun.id).where(
-                SyncRun.connector_id == connector_id, SyncRun.status.in_(ACTIVE_RUN_STATUSES))).scalars().first()
-            reason = f"run {active} of connector {connector.name!r} is still active"
+            active = session.execute(select(SyncRun.id, SyncRun.trigger).where(
+                SyncRun.connector_id == connector_id, SyncRun.status.in_(ACTIVE_RUN_STATUSES))).first()
+            reason = f"run {active.id if active else None} of connector {connector.name!r} is still active"
+            if active is not None and active.trigger == EVENTS_TRIGGER:
+                return StartResult(run_id=active.id, skipped=True, reason=reason, retry=True)
             skipped = SyncRun(connector_id=connector_id, status="skipped", trigger=trigger, task_id=task_id,
                               started_at=now, finished_at=now, error=reason)
             session.add(skipped)
@@ -160,6 +173,65 @@ def start_run(engine: Engine, connector: ConnectorConfig, *, trigger: str, task_
             session.add(SyncPart(run_id=run.id, name=name, phase="derive"))
         session.commit()
         return StartResult(run_id=run.id, skipped=False, parts=plan.fetch)
+
+
+def active_run(engine: Engine, connector_id: int) -> tuple[int, str] | None:
+    """(id, trigger) of the connector's active run, if it has one."""
+    with Session(engine) as session:
+        row = session.execute(select(SyncRun.id, SyncRun.trigger).where(
+            SyncRun.connector_id == connector_id, SyncRun.status.in_(ACTIVE_RUN_STATUSES))).first()
+        return (row.id, row.trigger) if row else None
+
+
+@dataclass(frozen=True)
+class FullSync:
+    run_id: int
+    started_at: datetime
+    requests: int  # what the run cost: the yardstick of an incremental refresh
+
+
+def last_full_success(engine: Engine, connector_id: int) -> FullSync | None:
+    """The connector's latest full sync that succeeded (every part), if any."""
+    with Session(engine) as session:
+        row = session.execute(select(SyncRun.id, SyncRun.started_at).where(
+            SyncRun.connector_id == connector_id, SyncRun.status == "succeeded", SyncRun.trigger != EVENTS_TRIGGER)
+            .order_by(SyncRun.id.desc()).limit(1)).first()
+        if row is None:
+            return None
+        requests = session.execute(select(func.coalesce(func.sum(SyncPart.requests), 0)).where(
+            SyncPart.run_id == row.id)).scalar_one()
+        return FullSync(row.id, as_utc(row.started_at), int(requests))
+
+
+def open_events_run(engine: Engine, connector_id: int) -> int | None:
+    """Open an incremental run with its one part already running (it runs in the caller, never as a
+    ``sync.part`` message); None when the connector has an active run (a full sync goes first)."""
+    now = utcnow()
+    with Session(engine) as session:
+        run = SyncRun(connector_id=connector_id, status="running", trigger=EVENTS_TRIGGER, started_at=now)
+        session.add(run)
+        try:
+            session.flush()
+        except IntegrityError:
+            session.rollback()
+            return None
+        session.add(SyncPart(run_id=run.id, name=EVENTS_PART, phase="fetch", status="running", attempt=1,
+                             started_at=now))
+        session.commit()
+        return run.id
+
+
+def end_events_run(engine: Engine, run_id: int, *, status: str, counts: dict[str, int], requests: int,
+                   error: str | None = None) -> None:
+    """End an incremental run and its part together (one transaction: the reaper never sees one without the
+    other)."""
+    now = utcnow()
+    with Session(engine) as session:
+        session.execute(update(SyncPart).where(SyncPart.run_id == run_id, SyncPart.status == "running").values(
+            status=status, finished_at=now, counts=counts, requests=requests, error=error))
+        session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.status == "running").values(
+            status=status, finished_at=now, error=error))
+        session.commit()
 
 
 @dataclass

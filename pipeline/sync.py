@@ -1,4 +1,5 @@
-"""The three steps a sync takes, as the Celery tasks call them: begin, run a part, finalize.
+"""The three steps a sync takes, as the Celery tasks call them: begin, run a part, finalize; and the
+incremental refresh between syncs (``refresh_events``).
 
 Each takes the resolved settings and an engine, so tests drive a whole sync without a broker.
 """
@@ -11,6 +12,7 @@ from functools import partial
 
 from sqlalchemy import Engine
 
+from pipeline import incremental
 from pipeline.derived import run_derived_parts
 from pipeline.parts import ClientFactory, PartResult, make_client, run_fetch_part
 from pipeline.runs import (RunSummary, StartResult, claim_part, end_part, finish_run, start_run,
@@ -61,3 +63,15 @@ def finalize(engine: Engine, run_id: int) -> RunSummary:
     try_begin_finalize(engine, run_id)
     run_derived_parts(engine, run_id)
     return finish_run(engine, run_id)
+
+
+def refresh_events(settings: Settings, engine: Engine, connector_name: str) -> incremental.RefreshResult | None:
+    """One incremental refresh of the connector from its Directory Insights events; None when the connector has
+    them turned off (``events = false``) or is no longer configured."""
+    try:
+        connector = settings.file.connector(connector_name)
+    except ConfigError:
+        return None
+    if not connector.events:
+        return None
+    return incremental.refresh(engine, connector, broker_url=settings.broker_url)

@@ -249,6 +249,14 @@ class Tenant:
         """Groups a user belongs to, one edge each."""
         return LazyRecords(self._user_groups[user_id].as_list(), _one_edge_group)
 
+    def user_apps(self, user_id: str) -> list[str]:
+        """The apps bound directly to a user."""
+        return self._user_apps[user_id].as_list()
+
+    def group_apps(self, group_id: str) -> list[str]:
+        """The apps bound to a user group."""
+        return self._group_apps[group_id].as_list()
+
     # ---- users ---------------------------------------------------------------------------------------
 
     def user_by_email(self, email: str) -> str | None:

@@ -125,6 +125,37 @@ async def list_user_memberof(request: Request) -> Response:
     return v2_list(records, query)
 
 
+#: The `targets` that `/users/{id}/associations` and `/usergroups/{id}/associations` take (the spec's enum); the
+#: simulator keeps only application bindings, so the others answer an empty list.
+_ASSOCIATION_TARGETS = ("active_directory", "application", "g_suite", "idp_routing_policy", "ldap_server",
+                        "office_365", "password_manager_item", "radius_server", "system", "system_group")
+
+
+async def list_user_associations(request: Request) -> Response:
+    """The direct associations of a user: `?targets=application` lists the apps bound to the user."""
+    tenant = tenant_of(request)
+    uid = request.path_params["id"]
+    if uid not in tenant.users:
+        raise ApiError(404, "Not Found: no user with this id")
+    return _object_associations(request, tenant.user_apps(uid))
+
+
+async def list_group_associations(request: Request) -> Response:
+    """The direct associations of a user group: `?targets=application` lists the apps bound to the group."""
+    tenant = tenant_of(request)
+    return _object_associations(request, tenant.group_apps(_group(request)["id"]))
+
+
+def _object_associations(request: Request, app_ids: list[str]) -> Response:
+    targets = request.query_params.get("targets")
+    if not targets:
+        raise ApiError(400, "Bad Request: targets is required")
+    if targets not in _ASSOCIATION_TARGETS:
+        raise ApiError(400, f"Bad Request: invalid targets {targets!r}")
+    query = parse_list_query(request.query_params, V2, sortable=False, filterable=False, projectable=False)
+    return v2_connections(app_ids if targets == "application" else [], targets, query)
+
+
 # ---- applications --------------------------------------------------------------------------------------
 
 
@@ -202,4 +233,6 @@ ROUTES = [
     Route("/api/v2/applications/{id}/users", list_app_users, methods=["GET"]),
     Route("/api/v2/applications/{id}/usergroups", list_app_usergroups, methods=["GET"]),
     Route("/api/v2/users/{id}/memberof", list_user_memberof, methods=["GET"]),
+    Route("/api/v2/users/{id}/associations", list_user_associations, methods=["GET"]),
+    Route("/api/v2/usergroups/{id}/associations", list_group_associations, methods=["GET"]),
 ]

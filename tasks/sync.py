@@ -12,10 +12,16 @@ from worker import runtime
 from config.settings import parse_duration
 
 
-@shared_task(name="jumpsync.sync.connector", bind=True)
+#: A full sync that finds an incremental refresh of its connector running (seconds long) tries again this often.
+RETRY_AFTER_REFRESH = 5
+
+
+@shared_task(name="jumpsync.sync.connector", bind=True, max_retries=120)
 def sync_connector(self, connector: str, trigger: str = "schedule") -> dict:
     """Open a run for a connector and fan out one part per fetched resource type."""
     started = sync.begin(runtime.settings(), runtime.engine(), connector, trigger=trigger, task_id=self.request.id)
+    if started.retry:
+        raise self.retry(countdown=RETRY_AFTER_REFRESH)
     for resource_type in started.parts:
         sync_part.delay(started.run_id, resource_type, connector)
     return {"run_id": started.run_id, "skipped": started.skipped, "reason": started.reason}
@@ -39,6 +45,23 @@ def sync_finalize(run_id: int, connector: str) -> dict:
     if access.snapshots:  # the run has ended: render its report and export (docs/access.md), or drop the ask
         access_refresh.apply_async((connector,), expires=parse_duration(access.refresh_interval).total_seconds())
     return {"run_id": run_id, "connector": connector, "status": summary.status}
+
+
+@shared_task(name="jumpsync.sync.events", soft_time_limit=300, time_limit=360)
+def sync_events(connector: str) -> dict:
+    """Refresh what the connector's Directory Insights events name; send a full sync when the refresh asks for
+    one, and the rendering of the report and export when it wrote something."""
+    settings = runtime.settings()
+    result = sync.refresh_events(settings, runtime.engine(), connector)
+    if result is None:
+        return {"connector": connector, "outcome": "off"}
+    if result.full_sync:
+        sync_connector.apply_async((connector,), {"trigger": "fallback"})
+    if result.rows_written and settings.file.access.snapshots:
+        access_refresh.apply_async((connector,),
+                                   expires=parse_duration(settings.file.access.refresh_interval).total_seconds())
+    return {"connector": connector, "outcome": result.outcome, "reason": result.reason, "run_id": result.run_id,
+            "requests": result.requests, "events": result.events, "reads": result.reads}
 
 
 @shared_task(name="jumpsync.history.prune")

@@ -37,6 +37,13 @@ API_REQUESTS = Counter("jumpsync_api_requests", "HTTP requests to JumpCloud, by 
 API_RETRIES = Counter("jumpsync_api_retries", "Requests to JumpCloud that were retried.", ["connector"])
 PROVISIONING = Counter("jumpsync_provisioning_requests", "Provisioning requests by action and outcome.",
                        ["connector", "action", "outcome"])
+EVENT_REFRESHES = Counter("jumpsync_events_refreshes", "Incremental refreshes from Directory Insights events, by "
+                          "outcome (quiet, applied, skipped, waiting, full_sync, failed).", ["connector", "outcome"])
+EVENT_REFRESH_REQUESTS = Counter("jumpsync_events_refresh_requests", "Requests made by incremental refreshes "
+                                 "(events pages and objects read back).", ["connector", "kind"])
+EVENT_LAG = Histogram("jumpsync_events_lag_seconds", "From an event's timestamp in JumpCloud to its change "
+                      "written in the database by an incremental refresh.", ["connector"],
+                      buckets=(1, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800))
 
 
 def observe_part(connector: str, part: str, status: str, seconds: float) -> None:
@@ -61,6 +68,17 @@ def api_observer(connector: str) -> Callable[[str, str, int | str, float], None]
 def count_retries(connector: str, retries: int) -> None:
     if retries:
         API_RETRIES.labels(connector).inc(retries)
+
+
+def observe_refresh(connector: str, outcome: str, event_requests: int, read_requests: int,
+                    lags: list[float]) -> None:
+    EVENT_REFRESHES.labels(connector, outcome).inc()
+    if event_requests:
+        EVENT_REFRESH_REQUESTS.labels(connector, "events").inc(event_requests)
+    if read_requests:
+        EVENT_REFRESH_REQUESTS.labels(connector, "read_back").inc(read_requests)
+    for lag in lags:
+        EVENT_LAG.labels(connector).observe(lag)
 
 
 def provisioning_outcome(connector: str, action: str, outcome: str) -> None:

@@ -60,3 +60,30 @@ class SimulatorHandle(SimulatorAdmin):
 
     def app_binding(self, app_id: str, kind: str, target_id: str, op: str) -> None:
         self.api("POST", f"/api/v2/applications/{app_id}/associations", json={"op": op, "type": kind, "id": target_id})
+
+    def update_user(self, user_id: str, **fields) -> dict:
+        return self.api("PUT", f"/api/systemusers/{user_id}", json=fields).json()
+
+    def create_group(self, name: str) -> dict:
+        return self.api("POST", "/api/v2/usergroups", json={"name": name}).json()
+
+    def rename_group(self, group_id: str, name: str) -> None:
+        self.api("PUT", f"/api/v2/usergroups/{group_id}", json={"name": name})
+
+    def delete_group(self, group_id: str) -> None:
+        self.api("DELETE", f"/api/v2/usergroups/{group_id}")
+
+    def set_admin_role(self, admin_id: str, role: str) -> None:
+        self.api("PUT", f"/api/users/{admin_id}", json={"roleName": role})
+
+    def create_admin(self, email: str, role: str = "Manager") -> dict:
+        return self.sim("POST", "/_sim/admins", json={"email": email, "roleName": role}).json()
+
+    def delete_admin(self, admin_id: str) -> None:
+        self.sim("DELETE", f"/_sim/admins/{admin_id}")
+
+    def create_app(self, name: str) -> dict:
+        return self.sim("POST", "/_sim/applications", json={"name": name}).json()
+
+    def delete_app(self, app_id: str) -> None:
+        self.sim("DELETE", f"/_sim/applications/{app_id}")

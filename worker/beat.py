@@ -20,7 +20,9 @@ from config.settings import ConfigError, ConnectorConfig, SettingsCache, parse_d
 log = logging.getLogger(__name__)
 
 ENTRY_PREFIX = "sync:"
+EVENTS_PREFIX = "events:"
 SYNC_TASK = "jumpsync.sync.connector"
+EVENTS_TASK = "jumpsync.sync.events"
 
 
 def entry_name(connector_name: str) -> str:
@@ -28,12 +30,22 @@ def entry_name(connector_name: str) -> str:
 
 
 def desired_entries(connectors: tuple[ConnectorConfig, ...]) -> dict[str, dict]:
-    """The beat entries the config asks for, in Celery's ``beat_schedule`` form."""
-    return {
+    """The beat entries the config asks for, in Celery's ``beat_schedule`` form: each connector's full sync, and
+    its incremental refresh unless ``events = false`` (a refresh not started within its interval is dropped:
+    the next one reads the same events)."""
+    from celery.schedules import schedule
+
+    entries = {
         entry_name(c.name): {"task": SYNC_TASK, "schedule": c.schedule, "args": (c.name,),
                              "kwargs": {"trigger": "schedule"}, "options": {"queue": "sync"}}
         for c in connectors
     }
+    for c in connectors:
+        if c.events:
+            every = parse_duration(c.events_interval).total_seconds()
+            entries[EVENTS_PREFIX + c.name] = {"task": EVENTS_TASK, "schedule": schedule(every), "args": (c.name,),
+                                               "kwargs": {}, "options": {"queue": "sync", "expires": every}}
+    return entries
 
 
 def next_syncs(app, names: list[str]) -> dict[str, str | None]:

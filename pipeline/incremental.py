@@ -1,0 +1,300 @@
+"""The incremental refresh: the changes JumpCloud's Directory Insights events name, read back and written within
+a minute, between full syncs. Plain functions of an engine and a connector config: no Celery here.
+
+One refresh (``refresh``):
+
+1. nothing while a run of the connector is active (a full sync goes first; it moves the cursor);
+2. read the events in [cursor − overlap, now), skipping those already applied (``pipeline.event_cursor``) and
+   those older than the last successful full sync's start, whose changes that sync read;
+3. reduce them to the objects they name (``connector.events.reduce_events``);
+4. read exactly those back from the API (one user, one user's memberships, one group's app bindings…) and
+   write them in an incremental run (trigger ``events``) through the same store, history and derived parts as a
+   full sync; then move the cursor.
+
+It marks nothing deleted because it did not see it: an object is deleted when a delete event names it and
+reading it back answers 404; a grant when reading back the principal's grants (complete for that principal) no
+longer lists it. It asks for a full sync instead (``RefreshResult.full_sync``) when an event cannot be
+interpreted, the events listing broke off inconsistently (a gap), the cursor is older than the events' retention,
+or reading back would cost more requests than the last full sync did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Engine
+
+from config.settings import ConnectorConfig, parse_duration
+from connector import FETCH_SYNCERS
+from connector.events import Touched, event_time, reduce_events
+from connector.records import GrantRecord, ResourceRecord
+from jumpcloud.client import JumpCloudClient
+from jumpcloud.errors import BadResponseError
+from jumpcloud.events import event_pages
+from models.store import GrantWriter, ResourceWriter
+from models.tables import utcnow
+from pipeline import event_cursor
+from pipeline.derived import (AccessScope, derive_admin_links_part, derive_app_via_group_part,
+                              derive_roles_part)
+from pipeline.parts import ClientFactory, describe_error, make_client
+from pipeline.runs import (active_run, end_events_run, last_full_success, open_events_run,
+                           registered_connector_id)
+from telemetry import metrics
+
+log = logging.getLogger(__name__)
+
+#: A refresh that asked for a full sync asks again only after this (a failing full sync is not re-sent every
+#: minute).
+FULL_SYNC_ASK_AGAIN = timedelta(minutes=15)
+
+
+@dataclass
+class RefreshResult:
+    """What one refresh did (the ``outcome`` values are in docs/incremental.md)."""
+
+    outcome: str
+    reason: str | None = None
+    run_id: int | None = None
+    event_requests: int = 0
+    read_requests: int = 0
+    events: int = 0
+    reads: int = 0
+    rows_written: int = 0
+    lag_seconds: float | None = None
+    #: The caller should send a full sync of the connector now.
+    full_sync: bool = False
+
+    @property
+    def requests(self) -> int:
+        return self.event_requests + self.read_requests
+
+
+@dataclass
+class ReadBack:
+    """The current state of every object the events named; None where JumpCloud answered 404."""
+
+    users: dict[str, ResourceRecord | None] = field(default_factory=dict)
+    groups: dict[str, ResourceRecord | None] = field(default_factory=dict)
+    apps: dict[str, ResourceRecord | None] = field(default_factory=dict)
+    admins: list[ResourceRecord] | None = None
+    memberships: dict[str, list[GrantRecord] | None] = field(default_factory=dict)    # user -> member grants
+    user_bindings: dict[str, list[GrantRecord] | None] = field(default_factory=dict)  # user -> app access
+    group_bindings: dict[str, list[GrantRecord] | None] = field(default_factory=dict)  # group -> app access
+
+
+def events_client(connector: ConnectorConfig, broker_url: str | None = None) -> JumpCloudClient:
+    """The client of the Directory Insights API: another host, the same key, retries and budget."""
+    return make_client(connector, broker_url, base_url=connector.events_url)
+
+
+async def read_new_events(client: JumpCloudClient, start: datetime, end: datetime,
+                          seen: dict[str, int]) -> list[dict[str, Any]]:
+    """The events in [start, end) not applied before, each once (an event listed twice is kept once)."""
+    fresh: list[dict[str, Any]] = []
+    ids: set[str] = set(seen)
+    async with client:
+        async for page in event_pages(client, start, end):
+            for event in page.events:
+                event_id = event.get("id")
+                if isinstance(event_id, str):
+                    if event_id in ids:
+                        continue
+                    ids.add(event_id)
+                fresh.append(event)
+    return fresh
+
+
+async def read_back(client: JumpCloudClient, touched: Touched) -> ReadBack:
+    """Read every object ``touched`` names, at once (the client bounds the requests in flight)."""
+    users, groups, apps = (FETCH_SYNCERS["user"](client), FETCH_SYNCERS["group"](client),
+                           FETCH_SYNCERS["app"](client))
+    out = ReadBack()
+    jobs: list[tuple[dict, str, Awaitable]] = []
+    for target, ids, read in (
+            (out.users, touched.users | touched.deleted_users, users.get),
+            (out.groups, touched.groups | touched.deleted_groups, groups.get),
+            (out.apps, touched.apps | touched.deleted_apps, apps.get),
+            (out.memberships, touched.user_groups - touched.deleted_users, groups.memberships),
+            (out.user_bindings, touched.user_apps - touched.deleted_users, partial(apps.bindings, "user")),
+            (out.group_bindings, touched.group_apps - touched.deleted_groups, partial(apps.bindings, "group"))):
+        jobs += [(target, object_id, read(object_id)) for object_id in sorted(ids)]
+
+    async def admins() -> list[ResourceRecord]:
+        listed: list[ResourceRecord] = []
+        async for page in FETCH_SYNCERS["admin"](client).resources():
+            listed.extend(page)
+        return listed
+
+    async with client:
+        results = await asyncio.gather(*(job for _, _, job in jobs), admins() if touched.admins else _none())
+    for (target, object_id, _), result in zip(jobs, results):
+        target[object_id] = result
+    out.admins = results[-1]
+    return out
+
+
+async def _none() -> None:
+    return None
+
+
+def apply(engine: Engine, connector_id: int, run_id: int, touched: Touched, found: ReadBack,
+          resource_types: tuple[str, ...]) -> Counter:
+    """Write what was read back, in the run, and re-derive what depends on it. Returns the writers' counts."""
+    now = utcnow()
+    counts: Counter = Counter()
+    gone = {kind: {i for i in deleted if found_map.get(i, "absent") is None}
+            for kind, deleted, found_map in (("user", touched.deleted_users, found.users),
+                                             ("group", touched.deleted_groups, found.groups),
+                                             ("app", touched.deleted_apps, found.apps))}
+    for kind, found_map in (("user", found.users), ("group", found.groups), ("app", found.apps)):
+        if not found_map:
+            continue
+        writer = ResourceWriter(engine, connector_id, kind, now, run_id, only=found_map)
+        writer.write([record for record in found_map.values() if record is not None])
+        writer.delete(gone[kind])
+        counts += writer.counts
+    if found.admins is not None:
+        writer = ResourceWriter(engine, connector_id, "admin", now, run_id)
+        writer.baseline = False
+        writer.write(found.admins)
+        writer.delete(touched.deleted_admins - {admin.id for admin in found.admins})
+        counts += writer.counts
+
+    members = GrantWriter(engine, connector_id, "group", "group", now, run_id)
+    bindings = GrantWriter(engine, connector_id, "app", "app", now, run_id)
+    for writer in (members, bindings):
+        writer.baseline = False
+    members.write_principal_scopes("user", {u: g for u, g in found.memberships.items() if g is not None})
+    members.plan_deletion(resource_ids=gone["group"], principal_ids=gone["user"])
+    bindings.write_principal_scopes("user", {u: g for u, g in found.user_bindings.items() if g is not None})
+    bindings.write_principal_scopes("group", {g: b for g, b in found.group_bindings.items() if b is not None})
+    bindings.plan_deletion(resource_ids=gone["app"], principal_ids=gone["user"] | gone["group"])
+    for writer in (members, bindings):
+        writer.apply_deletions()
+        counts += writer.counts
+
+    types = set(resource_types)
+    if found.admins is not None and "role" in types:
+        counts += derive_roles_part(engine, connector_id, run_id)
+    if (found.admins is not None or found.users) and {"admin", "user"} <= types:
+        counts += derive_admin_links_part(engine, connector_id, run_id)
+    if {"app", "group"} <= types:
+        scope = AccessScope(users=set(found.memberships) | gone["user"],
+                            groups=set(found.group_bindings) | gone["group"], apps=gone["app"] | set(found.apps))
+        if scope.users or scope.groups or scope.apps:
+            counts += derive_app_via_group_part(engine, connector_id, run_id, scope)
+    return counts
+
+
+def refresh(engine: Engine, connector: ConnectorConfig, *, broker_url: str | None = None,
+            client_factory: ClientFactory | None = None, events_client_factory: ClientFactory | None = None
+            ) -> RefreshResult:
+    """One incremental refresh of ``connector`` (see the module's docstring)."""
+    client_factory = client_factory or partial(make_client, broker_url=broker_url)
+    events_client_factory = events_client_factory or partial(events_client, broker_url=broker_url)
+    connector_id = registered_connector_id(engine, connector)
+    state = event_cursor.load(engine, connector_id)
+    result = _refresh(engine, connector, connector_id, state, client_factory, events_client_factory)
+    log_extra = {"connector": connector.name, "outcome": result.outcome, "reason": result.reason,
+                 "requests": result.requests, "events": result.events, "reads": result.reads}
+    (log.warning if result.outcome in ("failed", "full_sync") else log.info)("incremental refresh", extra=log_extra)
+    return result
+
+
+def _refresh(engine: Engine, connector: ConnectorConfig, connector_id: int, state: event_cursor.CursorState,
+             client_factory: ClientFactory, events_client_factory: ClientFactory) -> RefreshResult:
+    overlap = parse_duration(connector.events_overlap)
+
+    rebased = False
+
+    def finish(result: RefreshResult, *, moved: bool = False, lags: list[float] = ()) -> RefreshResult:
+        event_cursor.record(engine, state, result.outcome, reason=result.reason, moved=moved or rebased,
+                            run_id=result.run_id,
+                            requests=result.requests, events=result.events, reads=result.reads,
+                            lag_seconds=result.lag_seconds, asked_full_sync=result.full_sync)
+        metrics.observe_refresh(connector.name, result.outcome, result.event_requests, result.read_requests,
+                                list(lags))
+        return result
+
+    def ask_full_sync(reason: str, **known: Any) -> RefreshResult:
+        now = utcnow()
+        if state.full_sync_asked_at is not None and now - state.full_sync_asked_at < FULL_SYNC_ASK_AGAIN:
+            return finish(RefreshResult("waiting", f"{reason}; a full sync was asked for at "
+                                                   f"{state.full_sync_asked_at.isoformat(timespec='seconds')}",
+                                        **known))
+        state.full_sync_asked_at = now
+        return finish(RefreshResult("full_sync", reason, full_sync=True, **known))
+
+    active = active_run(engine, connector_id)
+    if active is not None:
+        return finish(RefreshResult("skipped", f"run {active[0]} ({active[1]}) is active"))
+    baseline = last_full_success(engine, connector_id)
+    if baseline is None:
+        return finish(RefreshResult("waiting", "no full sync has succeeded yet: events apply on top of one"))
+    rebased = state.rebase(baseline.started_at, overlap)
+
+    now = utcnow()
+    # Events older than the last full sync's start are in its data, late ones too (the change came before it).
+    start = max(state.cursor - overlap, baseline.started_at)
+    retention = parse_duration(connector.events_retention)
+    if start < now - retention:
+        return ask_full_sync(f"the cursor ({state.cursor.isoformat(timespec='seconds')}) is older than the events' "
+                             f"retention ({connector.events_retention})")
+    client = events_client_factory(connector)
+    try:
+        fresh = asyncio.run(read_new_events(client, start, now, state.seen))
+    except BadResponseError as exc:  # the listing broke off: events may be missing, so a full sync decides
+        return ask_full_sync(f"gap: the events listing was inconsistent ({describe_error(exc)})",
+                             event_requests=client.stats.requests)
+    except Exception as exc:  # noqa: BLE001  (the cursor stays; the next refresh reads the same window)
+        return finish(RefreshResult("failed", f"reading events: {describe_error(exc)}",
+                                    event_requests=client.stats.requests))
+    event_requests = client.stats.requests
+    touched = reduce_events(fresh, connector.resource_types)
+    known = {"event_requests": event_requests, "events": len(fresh)}
+    if touched.uninterpretable:
+        more = f" (and {len(touched.uninterpretable) - 1} more)" if len(touched.uninterpretable) > 1 else ""
+        return ask_full_sync(f"an event cannot be interpreted: {touched.uninterpretable[0]}{more}", **known)
+    if touched.reads > baseline.requests:
+        return ask_full_sync(f"the events name {touched.reads} objects to read back, more than the "
+                             f"{baseline.requests} requests of the last full sync", **known)
+
+    def advance() -> None:
+        state.seen = event_cursor.window(
+            {**state.seen, **{e["id"]: event_cursor.epoch_ms(event_time(e) or now) for e in fresh
+                              if isinstance(e.get("id"), str)}}, now, overlap)
+        state.cursor = now
+
+    if not touched:
+        advance()
+        return finish(RefreshResult("quiet", None, **known), moved=True)
+    run_id = open_events_run(engine, connector_id)
+    if run_id is None:
+        return finish(RefreshResult("skipped", "a run of the connector began meanwhile", **known))
+    client = client_factory(connector)
+    try:
+        found = asyncio.run(read_back(client, touched))
+        counts = apply(engine, connector_id, run_id, touched, found, connector.resource_types)
+    except Exception as exc:  # noqa: BLE001  (nothing moves; the next refresh reads the same events again)
+        end_events_run(engine, run_id, status="failed", counts={}, requests=client.stats.requests,
+                       error=describe_error(exc))
+        return finish(RefreshResult("failed", f"reading back: {describe_error(exc)}", run_id=run_id,
+                                    read_requests=client.stats.requests, reads=touched.reads, **known))
+    counts.update(events=touched.events, ignored=touched.ignored, reads=touched.reads,
+                  event_requests=event_requests)
+    end_events_run(engine, run_id, status="succeeded", counts=dict(counts),
+                   requests=event_requests + client.stats.requests)
+    written = utcnow()
+    lags = [(written - moment).total_seconds() for moment in map(event_time, fresh) if moment is not None]
+    advance()
+    return finish(RefreshResult("applied", None, run_id=run_id, read_requests=client.stats.requests,
+                                reads=touched.reads, rows_written=counts.get("rows_written", 0),
+                                lag_seconds=round(max(lags), 3) if lags else None, **known),
+                  moved=True, lags=lags)

@@ -1,0 +1,180 @@
+"""The incremental refresh against the simulator over real HTTP, on SQLite and PostgreSQL: what the events name
+is read back and written, the database then equals a full sync of the same tenant, and the refresh asks for a
+full sync where events cannot be trusted."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from models import queries
+from models.tables import Change, EventCursor, SyncPart, SyncRun, utcnow
+from pipeline import incremental
+from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
+from tests.incrementalhelpers import assert_same_state, scratch_sqlite
+from tests.pipelinehelpers import NAME, make_settings, run_sync
+
+
+@pytest.fixture(autouse=True)
+def _api_key(monkeypatch):
+    monkeypatch.setenv(TEST_KEY_ENV, TEST_API_KEY)
+
+
+def refresh(settings, engine) -> incremental.RefreshResult:
+    return incremental.refresh(engine, settings.file.connector(NAME))
+
+
+def full_sync_of(sim, tmp_path, name="full.db"):
+    """A fresh database holding a full sync of the tenant as it is now."""
+    engine = scratch_sqlite(tmp_path, name)
+    assert run_sync(make_settings(str(engine.url), sim.url), engine).status == "succeeded"
+    return engine
+
+
+def test_a_quiet_minute_costs_one_request(engine, db_url, simulator):
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    first = refresh(settings, engine)
+    assert (first.outcome, first.requests) == ("waiting", 0)  # no full sync yet: nothing to apply events to
+    assert run_sync(settings, engine).status == "succeeded"
+    sim.reset_stats()
+    result = refresh(settings, engine)
+    assert (result.outcome, result.requests, result.run_id) == ("quiet", 1, None)
+    assert sim.stats()["requests"] == 1
+    with Session(engine) as session:
+        assert session.execute(select(SyncRun).where(SyncRun.trigger == "events")).first() is None
+
+
+def test_every_kind_of_change_is_applied_and_equals_a_full_sync(engine, db_url, simulator, tmp_path):
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    assert run_sync(settings, engine).status == "succeeded"
+    tenant = sim.dump()
+    users = [u["_id"] for u in tenant["users"]]
+    group = next(g for g in tenant["groups"] if g["members"])
+    app = next(a for a in tenant["apps"] if a["groups"])
+    admin = tenant["admins"][0]
+
+    newcomer = sim.create_user("newcomer")["_id"]
+    sim.group_member(group["id"], newcomer, "add")
+    sim.group_member(group["id"], group["members"][0], "remove")
+    sim.suspend_user(users[1])
+    sim.update_user(users[2], email="renamed@example.org", department="Finance")
+    sim.delete_user(users[3])
+    fresh_group = sim.create_group("Incident responders")["id"]
+    sim.group_member(fresh_group, users[4], "add")
+    sim.app_binding(app["_id"], "user_group", fresh_group, "add")
+    sim.app_binding(app["_id"], "user_group", app["groups"][0], "remove")
+    sim.app_binding(app["_id"], "user", users[5], "add")
+    new_app = sim.create_app("PagerDuty")["_id"]
+    sim.app_binding(new_app, "user_group", group["id"], "add")
+    sim.set_admin_role(admin["_id"], "Help Desk")
+    sim.create_admin("auditor@example.org", role="Read Only")
+    doomed_group = next(g["id"] for g in tenant["groups"] if g["id"] != group["id"] and g["members"])
+    sim.delete_group(doomed_group)
+
+    sim.reset_stats()
+    result = refresh(settings, engine)
+    assert result.outcome == "applied", result
+    assert result.requests == sim.stats()["requests"]
+    assert result.event_requests == 1 and result.read_requests == result.reads  # every listing fits one page
+    assert_same_state(engine, full_sync_of(sim, tmp_path))
+
+    resources = {(r["type"], r["id"]): r for r in queries.resources(engine, NAME)}
+    assert resources[("user", users[3])]["deleted"] is True
+    assert resources[("group", doomed_group)]["deleted"] is True
+    assert resources[("user", users[1])]["status"] == "suspended"
+    with Session(engine) as session:
+        changes = session.execute(select(Change.change, Change.resource_type, Change.resource_id)
+                                  .where(Change.run_id == result.run_id)).all()
+        run = session.get(SyncRun, result.run_id)
+    assert run.trigger == "events" and run.status == "succeeded"
+    assert ("deleted", "user", users[3]) in changes and ("created", "user", newcomer) in changes
+    assert queries.latest_run(engine, NAME)["trigger"] == "manual"  # an incremental run is not the last sync
+
+    sim.reset_stats()
+    again = refresh(settings, engine)  # the same events are in the overlap window: applied once
+    assert (again.outcome, again.requests) == ("quiet", 1)
+
+
+def test_a_delete_event_of_an_object_that_is_back_deletes_nothing(engine, db_url, simulator, tmp_path):
+    """Only a 404 confirms a delete event; reading an object that exists writes it as it is."""
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    run_sync(settings, engine)
+    user = sim.dump()["users"][0]["_id"]
+    sim.delete_user(user)
+    sim.state.orgs[sim.org_id].insights._events[-1][1]["resource"]["id"] = sim.dump()["users"][1]["_id"]
+    result = refresh(settings, engine)
+    assert result.outcome == "applied"
+    live = {r["id"] for r in queries.resources(engine, NAME, "user", include_deleted=False)}
+    assert sim.dump()["users"][0]["_id"] in live  # the user the forged event named is still there
+    assert user in live  # and the deleted one, named by no event, waits for the full sync
+    run_sync(settings, engine)
+    assert user not in {r["id"] for r in queries.resources(engine, NAME, "user", include_deleted=False)}
+
+
+def test_an_event_that_cannot_be_interpreted_asks_for_a_full_sync(engine, db_url, simulator):
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    run_sync(settings, engine)
+    tenant = sim.dump()
+    sim.group_member(tenant["groups"][0]["id"], tenant["users"][0]["_id"], "add"
+                     if tenant["users"][0]["_id"] not in tenant["groups"][0]["members"] else "remove")
+    del sim.state.orgs[sim.org_id].insights._events[-1][1]["association"]["connection"]["to"]
+    result = refresh(settings, engine)
+    assert result.outcome == "full_sync" and result.full_sync and "cannot be interpreted" in result.reason
+    again = refresh(settings, engine)  # asked once: it waits for that full sync instead of asking every minute
+    assert again.outcome == "waiting" and not again.full_sync
+    assert run_sync(settings, engine).status == "succeeded"
+    assert refresh(settings, engine).outcome == "quiet"  # the full sync moved the cursor past the event
+
+
+def test_a_cursor_older_than_retention_and_too_many_reads_ask_for_a_full_sync(engine, db_url, simulator):
+    sim = simulator()
+    settings = make_settings(db_url, sim.url, events_retention="1h")
+    run_sync(settings, engine)
+    with Session(engine) as session:  # the last full sync and the cursor are two hours old
+        session.execute(update(SyncRun).values(started_at=utcnow() - timedelta(hours=2)))
+        session.commit()
+    result = refresh(settings, engine)
+    assert result.outcome == "full_sync" and "retention" in result.reason and result.requests == 0
+
+    cheap = make_settings(db_url, sim.url)
+    run_sync(cheap, engine)
+    with Session(engine) as session:
+        session.execute(update(EventCursor).values(full_sync_asked_at=None))
+        session.commit()
+    for user in sim.dump()["users"][:4]:
+        sim.suspend_user(user["_id"])
+    with Session(engine) as session:  # as if the last full sync had cost 3 requests
+        session.execute(update(SyncPart).where(SyncPart.run_id == queries.latest_run(engine, NAME)["id"])
+                        .values(requests=0))
+        session.execute(update(SyncPart).where(SyncPart.run_id == queries.latest_run(engine, NAME)["id"],
+                                               SyncPart.name == "user").values(requests=3))
+        session.commit()
+    result = refresh(cheap, engine)
+    assert result.outcome == "full_sync" and "more than the" in result.reason
+
+
+def test_a_refresh_waits_for_a_running_full_sync_and_a_full_sync_for_a_refresh(engine, db_url, simulator):
+    from pipeline import sync
+    from pipeline.runs import end_events_run, open_events_run, registered_connector_id
+
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    run_sync(settings, engine)
+    started = sync.begin(settings, engine, NAME, trigger="manual")
+    assert refresh(settings, engine).outcome == "skipped"
+    for part in started.parts:
+        sync.run_part(settings, engine, started.run_id, part, NAME)
+    sync.finalize(engine, started.run_id)
+
+    run_id = open_events_run(engine, registered_connector_id(engine, settings.file.connector(NAME)))
+    blocked = sync.begin(settings, engine, NAME, trigger="schedule")
+    assert blocked.retry and blocked.skipped  # the task tries again in a few seconds; no skip is recorded
+    end_events_run(engine, run_id, status="succeeded", counts={}, requests=0)
+    assert not sync.begin(settings, engine, NAME, trigger="schedule").skipped
