@@ -76,10 +76,12 @@ def status(config: Optional[Path] = ConfigOption, as_json: bool = JsonOption, wi
     from models import queries
     from worker import runtime
 
-    data = queries.status(runtime.engine(), [c.name for c in runtime.settings().connectors])
+    events_on = {c.name: c.events for c in runtime.settings().connectors}
+    data = queries.status(runtime.engine(), list(events_on))
     for entry, next_at in zip(data, _next_syncs([e["connector"] for e in data])):
         entry["next_sync_at"] = next_at
         entry["access_rendering"] = rendering_state(runtime.engine(), entry["connector"])
+        entry["events"] = events_on.get(entry["connector"], False)
     shown = output.choose(output_, wide=wide, as_json=as_json)
     if shown is Output.json:
         print_json(data)
@@ -92,15 +94,36 @@ def status(config: Optional[Path] = ConfigOption, as_json: bool = JsonOption, wi
                      entry["last_success_at"], entry["next_sync_at"] or "unknown",
                      ", ".join(f"{k}={v}" for k, v in sorted(entry["resources"].items())), entry["grants"],
                      ", ".join(f"{k}={v}" for k, v in sorted(entry["provisioning"].items())),
-                     _rendering(entry["access_rendering"], shown), run.get("error")))
+                     _incremental(entry, shown), _rendering(entry["access_rendering"], shown),
+                     run.get("error")))
     output.print_rows(STATUS_COLUMNS, rows, shown)
 
 
 #: At 80 columns: connector, last run, finished, next sync and the error (the others are dropped in this order).
 STATUS_COLUMNS = (Col("connector", identity=True), Col("last run", identity=True, style=output.status_style),
-                  Col("finished", time=True, drop=2), Col("last success", time=True, drop=6),
-                  Col("next sync", time=True, drop=3), Col("resources", drop=7), Col("grants", drop=4),
-                  Col("provisioning", drop=5), Col("report/export", drop=8), Col("error", wrap=True, drop=1))
+                  Col("finished", time=True, drop=2), Col("last success", time=True, drop=7),
+                  Col("next sync", time=True, drop=3), Col("resources", drop=8), Col("grants", drop=4),
+                  Col("provisioning", drop=6), Col("events", drop=5), Col("report/export", drop=9),
+                  Col("error", wrap=True, drop=1))
+
+
+def _incremental(entry: dict, shown: Output) -> str:
+    """The last incremental refresh: its outcome and when, the lag of what it applied, and the cursor
+    (docs/incremental.md)."""
+    last = entry.get("incremental")
+    if not entry["events"]:
+        return "off"
+    if last is None or last["refreshed_at"] is None:
+        return "never"
+    when = output.full_time if shown is Output.tsv else output.short_time
+    text = f"{last['outcome']} {when(last['refreshed_at'])}"
+    if last["lag_seconds"] is not None:
+        text += f", lag {last['lag_seconds']:.0f}s"
+    if last["cursor"] is not None:
+        text += f", cursor {when(last['cursor'])}"
+    if last["outcome"] in ("failed", "full_sync", "waiting", "skipped") and last["reason"]:
+        text += f": {last['reason']}"
+    return text
 
 
 def _rendering(state: dict | None, shown: Output) -> str:
