@@ -25,6 +25,15 @@ def _api_key(monkeypatch):
     monkeypatch.setenv(TEST_KEY_ENV, TEST_API_KEY)
 
 
+@pytest.fixture
+def synced(engine, db_url, simulator):
+    """A simulator, and settings for it whose database already holds a full sync."""
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    assert run_sync(settings, engine).status == "succeeded"
+    return sim, settings
+
+
 def refresh(settings, engine, **kwargs) -> incremental.RefreshResult:
     return incremental.refresh(engine, settings.file.connector(NAME), **kwargs)
 
@@ -42,10 +51,8 @@ def some_changes(sim) -> None:
     sim.suspend_user(tenant["users"][-1]["_id"])
 
 
-def test_duplicated_events_are_applied_once(engine, db_url, simulator, tmp_path):
-    sim = simulator()
-    settings = make_settings(db_url, sim.url)
-    run_sync(settings, engine)
+def test_duplicated_events_are_applied_once(engine, synced, tmp_path):
+    sim, settings = synced
     sim.set_faults({"insights": {"duplicate": True}})
     some_changes(sim)
     result = refresh(settings, engine)
@@ -53,10 +60,8 @@ def test_duplicated_events_are_applied_once(engine, db_url, simulator, tmp_path)
     assert_same_state(engine, full_sync_of(sim, tmp_path))
 
 
-def test_a_late_event_is_caught_by_the_overlap_window(engine, db_url, simulator, tmp_path):
-    sim = simulator()
-    settings = make_settings(db_url, sim.url)
-    run_sync(settings, engine)
+def test_a_late_event_is_caught_by_the_overlap_window(engine, synced, tmp_path):
+    sim, settings = synced
     sim.set_faults({"insights": {"delay_seconds": 2}})
     some_changes(sim)
     assert refresh(settings, engine).outcome == "quiet"  # not visible yet: the cursor moves past them
@@ -89,10 +94,8 @@ def test_an_event_later_than_the_overlap_is_repaired_by_the_next_full_sync(tmp_p
     assert_same_state(engine, full_sync_of(sim, tmp_path))
 
 
-def test_a_lost_event_is_repaired_by_the_next_full_sync(engine, db_url, simulator, tmp_path):
-    sim = simulator()
-    settings = make_settings(db_url, sim.url)
-    run_sync(settings, engine)
+def test_a_lost_event_is_repaired_by_the_next_full_sync(engine, synced, tmp_path):
+    sim, settings = synced
     sim.set_faults({"insights": {"drop_next": 1}})
     some_changes(sim)  # the membership change is never logged; the suspension is
     result = refresh(settings, engine)
@@ -115,19 +118,15 @@ def broken_events_client(connector, broker_url=None) -> JumpCloudClient:
                            transport=httpx.MockTransport(handler))
 
 
-def test_a_broken_events_listing_is_a_gap_that_asks_for_a_full_sync(engine, db_url, simulator):
-    sim = simulator()
-    settings = make_settings(db_url, sim.url)
-    run_sync(settings, engine)
+def test_a_broken_events_listing_is_a_gap_that_asks_for_a_full_sync(engine, synced):
+    sim, settings = synced
     result = refresh(settings, engine, events_client_factory=broken_events_client)
     assert result.outcome == "full_sync" and result.full_sync and result.reason.startswith("gap:")
     assert result.event_requests == 2  # the second page repeated the first's token
 
 
-def test_an_events_api_that_fails_moves_nothing(engine, db_url, simulator):
-    sim = simulator()
-    settings = make_settings(db_url, sim.url, max_attempts=1)
-    run_sync(settings, engine)
+def test_an_events_api_that_fails_moves_nothing(engine, synced):
+    sim, settings = synced
     sim.set_faults({"rules": [{"path": "^/insights/", "status": 503}]})
     some_changes(sim)
     result = refresh(settings, engine)
