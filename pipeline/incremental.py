@@ -247,15 +247,16 @@ def _refresh(engine: Engine, connector: ConnectorConfig, connector_id: int, stat
     if start < now - retention:
         return ask_full_sync(f"the cursor ({state.cursor.isoformat(timespec='seconds')}) is older than the events' "
                              f"retention ({connector.events_retention})")
-    client = events_client_factory(connector)
+    client = None
     try:
+        client = events_client_factory(connector)  # reads the key: a missing one fails this refresh only
         fresh = asyncio.run(read_new_events(client, start, now, state.seen))
     except BadResponseError as exc:  # the listing broke off: events may be missing, so a full sync decides
         return ask_full_sync(f"gap: the events listing was inconsistent ({describe_error(exc)})",
                              event_requests=client.stats.requests)
     except Exception as exc:  # noqa: BLE001  (the cursor stays; the next refresh reads the same window)
         return finish(RefreshResult("failed", f"reading events: {describe_error(exc)}",
-                                    event_requests=client.stats.requests))
+                                    event_requests=client.stats.requests if client else 0))
     event_requests = client.stats.requests
     touched = reduce_events(fresh, connector.resource_types)
     known = {"event_requests": event_requests, "events": len(fresh)}
@@ -278,15 +279,17 @@ def _refresh(engine: Engine, connector: ConnectorConfig, connector_id: int, stat
     run_id = open_events_run(engine, connector_id)
     if run_id is None:
         return finish(RefreshResult("skipped", "a run of the connector began meanwhile", **known))
-    client = client_factory(connector)
+    client = None
     try:
+        client = client_factory(connector)
         found = asyncio.run(read_back(client, touched))
         counts = apply(engine, connector_id, run_id, touched, found, connector.resource_types)
     except Exception as exc:  # noqa: BLE001  (nothing moves; the next refresh reads the same events again)
-        end_events_run(engine, run_id, status="failed", counts={}, requests=client.stats.requests,
+        spent = client.stats.requests if client else 0
+        end_events_run(engine, run_id, status="failed", counts={}, requests=event_requests + spent,
                        error=describe_error(exc))
         return finish(RefreshResult("failed", f"reading back: {describe_error(exc)}", run_id=run_id,
-                                    read_requests=client.stats.requests, reads=touched.reads, **known))
+                                    read_requests=spent, reads=touched.reads, **known))
     counts.update(events=touched.events, ignored=touched.ignored, reads=touched.reads,
                   event_requests=event_requests)
     end_events_run(engine, run_id, status="succeeded", counts=dict(counts),
