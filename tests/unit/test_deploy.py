@@ -59,6 +59,9 @@ METRICS = {
     "jumpsync_provisioning_requests_total": "counter",
     "jumpsync_provisioning_oldest_pending_seconds": "gauge",
     "jumpsync_last_successful_sync_timestamp_seconds": "gauge",
+    "jumpsync_events_refreshes_total": "counter",
+    "jumpsync_events_refresh_requests_total": "counter",
+    "jumpsync_events_lag_seconds": "histogram",
 }
 
 #: Top-level packages that are not installed: the test suite and the benchmarks.
