@@ -103,7 +103,8 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 30) -> None:
 
 
 class Fleet:
-    """Config file, migrations, sync workers and a provisioning worker for one connector."""
+    """Config file, migrations, sync workers and a provisioning worker for one connector, and beat for the
+    incremental refresh phase."""
 
     def __init__(self, directory: Path, broker_url: str, database_url: str, sim: Simulator, in_flight: int,
                  limits: tuple[int, float] | None = None) -> None:
@@ -113,20 +114,47 @@ class Fleet:
         self.broker_url = broker_url
         self.database_url = database_url
         self.config_path = directory / "jumpsync.toml"
-        config = ("[sync]\n"
-                  'config_reload_interval = "30s"\n\n'
-                  f'[[connectors]]\nname = "{CONNECTOR}"\nbase_url = "{sim.url}"\napi_key_env = "{KEY_ENV}"\n'
-                  f'interval = "24h"\nmax_in_flight = {in_flight}\n')
-        if limits:
-            shared_in_flight, rate = limits
-            config += (f'\n[[connectors]]\nname = "{LIMITED_CONNECTOR}"\nbase_url = "{sim.url}"\n'
-                       f'api_key_env = "{KEY_ENV}"\ninterval = "24h"\nmax_in_flight = {in_flight}\n'
-                       f"shared_max_in_flight = {shared_in_flight}\nrate_limit = {rate:g}\n")
-        self.config_path.write_text(config)
+        self.sim_url = sim.url
+        self.in_flight = in_flight
+        self.limits = limits
+        self.use_config()
         self.env = python_env({"JUMPSYNC_CONFIG": str(self.config_path), "JUMPSYNC_BROKER_URL": broker_url,
                                "JUMPSYNC_DATABASE_URL": database_url, KEY_ENV: sim.api_key})
         self.workers: list[Worker] = []
+        self.beat: subprocess.Popen | None = None
         self.client = Celery("jumpsync-bench", broker=broker_url)
+
+    def use_config(self, events_interval: str | None = None) -> None:
+        """Write the config file. Without ``events_interval``: ``bench`` with the incremental refresh off (beat
+        runs only in the events phase, but the other phases should not depend on that) and, with ``limits``,
+        ``bench-limited``. With it: only ``bench``, its refresh every ``events_interval``, for the events phase
+        (beat sends a full sync of every connector it finds when it starts, and ``bench-limited``'s would run
+        beside the phase). Workers re-read the file before their next task."""
+        self.config_path.write_text(self._config(None if events_interval else self.limits, events_interval))
+
+    def _config(self, limits: tuple[int, float] | None, events_interval: str | None) -> str:
+        events = f'events = true\nevents_interval = "{events_interval}"\n' if events_interval else "events = false\n"
+        config = ("[sync]\n"
+                  'config_reload_interval = "30s"\n\n'
+                  f'[[connectors]]\nname = "{CONNECTOR}"\nbase_url = "{self.sim_url}"\napi_key_env = "{KEY_ENV}"\n'
+                  f'interval = "24h"\nmax_in_flight = {self.in_flight}\n{events}')
+        if limits:
+            shared_in_flight, rate = limits
+            config += (f'\n[[connectors]]\nname = "{LIMITED_CONNECTOR}"\nbase_url = "{self.sim_url}"\n'
+                       f'api_key_env = "{KEY_ENV}"\ninterval = "24h"\nmax_in_flight = {self.in_flight}\n'
+                       f"shared_max_in_flight = {shared_in_flight}\nrate_limit = {rate:g}\nevents = false\n")
+        return config
+
+    def start_beat(self) -> subprocess.Popen:
+        """``python -m cli beat`` (RedBeat, this profile's Redis), in the run directory, logging to beat.log."""
+        log = self.directory / "beat.log"
+        self.beat = subprocess.Popen([sys.executable, "-m", "cli", "beat"], env=self.env, cwd=self.directory,
+                                     stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        return self.beat
+
+    def stop_beat(self) -> None:
+        stop_process(self.beat)
+        self.beat = None
 
     def migrate(self) -> None:
         subprocess.run([sys.executable, "-m", "cli", "db", "upgrade"], env=self.env, cwd=ROOT, check=True,
@@ -152,6 +180,7 @@ class Fleet:
         return self.client.send_task(task, args=list(args), kwargs=kwargs, queue=queue)
 
     def stop(self) -> None:
+        self.stop_beat()
         for worker in self.workers:
             if worker.proc.poll() is None:
                 worker.proc.terminate()

@@ -37,6 +37,8 @@ RUNS = ROOT / "var" / "bench" / "runs"
 MIN_UPSERT_ROWS = 10_000
 #: ... and at most this many, so that xl's measurement (8 passes) stays within minutes.
 MAX_UPSERT_ROWS = 300_000
+#: The incremental refresh's interval in the events phase: the latency targets are for the default, 1 minute.
+EVENTS_INTERVAL = "1m"
 
 
 def log(message: str) -> None:
@@ -277,6 +279,44 @@ def run_provisioning(fleet: Fleet, sim: Simulator, directory: Path, burst: int, 
     return result
 
 
+# --- incremental refresh -------------------------------------------------------------------------------------
+
+def run_events(fleet: Fleet, sim: Simulator, engine, changes: int, window_s: float, timeout: float) -> dict:
+    """The incremental refresh phase (bench/events.py): beat started with ``bench``'s refresh every
+    ``EVENTS_INTERVAL``, the full sync it sends first waited for (with its rendering), then ``changes`` writes
+    at random moments of ``window_s`` timed into the database, and a quiet minute. Beat is stopped and the
+    config put back after it."""
+    from bench import events
+    from config.settings import parse_duration
+
+    interval_s = parse_duration(EVENTS_INTERVAL).total_seconds()
+    writes = events.plan_writes(sim.dump(), changes, window_s)
+    connector_id = events.connector_row_id(engine, CONNECTOR)
+    before = events.last_run_id(engine, connector_id)
+    fleet.use_config(events_interval=EVENTS_INTERVAL)
+    fleet.start_beat()
+    try:
+        first = events.wait_full_sync(engine, connector_id, before, timeout)
+        rendered = wait_rendered(engine, CONNECTOR, timeout)
+        log(f"events: beat's first full sync {first['status']} in {first['wall_s']:.1f}s; {changes} changes over "
+            f"{window_s:.0f}s")
+        sync_pids = [w.pid for w in fleet.workers if w.queues == "sync"]
+        cpu = sum(map(fleet_mod.tree_cpu_seconds, sync_pids))
+        measured = events.measure(engine, connector_id, sim, writes, interval_s=interval_s, log=log)
+        cpu = sum(map(fleet_mod.tree_cpu_seconds, sync_pids)) - cpu
+        quiet = events.quiet_minute(sim, measured.watcher, interval_s)
+        others = measured.watcher.other_runs(first["run_id"])
+        applied = measured.watcher.events_runs(first["run_id"])
+    finally:
+        fleet.stop_beat()
+        fleet.use_config()
+    result = events.summarize(measured, applied, quiet, others)
+    result.update(interval=EVENTS_INTERVAL, window_s=window_s, beat_full_sync=first,
+                  beat_full_sync_rendered_after_s=round(rendered - first["finished_at"], 2) if rendered else None,
+                  sync_workers_cpu_s=round(cpu, 2))
+    return result
+
+
 # --- one profile ---------------------------------------------------------------------------------------------
 
 def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
@@ -333,6 +373,16 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
             budget["limits"] = {"shared_max_in_flight": limits[0], "rate_limit": limits[1]}
             log(f"{profile}: budget sync {budget['status']} in {budget['wall_s']:.2f}s; simulator saw at most "
                 f"{budget['sim_max_in_flight']} in flight and {budget['sim_max_per_second']} requests in a second")
+        incremental = None
+        if args.events_changes:
+            log(f"{profile}: incremental refresh: beat with events every {EVENTS_INTERVAL}, "
+                f"{args.events_changes} changes through the write API")
+            incremental = run_events(fleet, sim, engine, args.events_changes, args.events_window, timeout)
+            lat = incremental["latency_s"]
+            log(f"{profile}: events: {incremental['visible']}/{incremental['changes']} changes in the database, "
+                f"p50 {lat['p50']}s p95 {lat['p95']}s max {lat['max']}s; refreshes {incremental['refresh_outcomes']}; "
+                f"quiet minute {incremental['quiet']['requests']} request(s), simulator saw "
+                f"{incremental['quiet']['sim_requests']}")
         full = syncs[0]
         n_rows = min(max(full["rows_written"], MIN_UPSERT_ROWS), MAX_UPSERT_ROWS)
         log(f"{profile}: bare upsert vs writers, {n_rows} rows")
@@ -375,7 +425,8 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
             "settings": {"latency_ms": args.latency_ms, "in_flight": args.in_flight, "sync_workers": args.workers,
                          "sync_concurrency_per_worker": args.sync_concurrency, "provisioning_worker_processes": 2,
                          "py_spy": bool(args.py_spy)},
-            "syncs": syncs, "upsert": upsert, "provisioning": provisioning, "budget": budget, "quiet_before": quiet,
+            "syncs": syncs, "upsert": upsert, "provisioning": provisioning, "budget": budget,
+            "incremental": incremental, "quiet_before": quiet,
             "bench_seconds": round(time.monotonic() - started, 1), "run_directory": str(directory),
         }
     finally:
@@ -407,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="shared_max_in_flight of the budget phase's connector")
     parser.add_argument("--provision-burst", type=int, default=500, help="requests for the throughput (0: skip)")
     parser.add_argument("--provision-sequential", type=int, default=50, help="requests for the latency")
+    parser.add_argument("--events-changes", type=int, default=30,
+                        help="changes timed through the incremental refresh, with beat (0: skip the phase)")
+    parser.add_argument("--events-window", type=float, default=180.0,
+                        help="seconds over which those changes are spread at random moments")
     parser.add_argument("--py-spy", action="store_true",
                         help="sample the workers with py-spy during every sync and the provisioning runs")
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every sync timeout")
