@@ -102,7 +102,8 @@ class Col:
 #: Status colours; a status not named here (failed, rejected, partial…) is red.
 STATUS_COLOUR = {"succeeded": "green", "active": "green", "current": "green", "pending": "yellow",
                  "running": "yellow", "skipped": "yellow", "partial": "yellow", "never": "yellow", "staged": "yellow",
-                 "suspended": "yellow", "stale": "yellow", "deleted": "red"}
+                 "suspended": "yellow", "stale": "yellow", "deleted": "red", "quiet": "green", "applied": "green",
+                 "waiting": "yellow", "off": "yellow"}
 
 
 def status_style(text: str) -> str:

@@ -20,17 +20,22 @@ err = output.stderr()
 def sync(name: str = typer.Argument(..., help="Connector name."), config: Optional[Path] = ConfigOption,
          wait: bool = typer.Option(False, "--wait", help="Wait for the run to end; exit 1 unless it succeeded."),
          timeout: float = typer.Option(3600, help="Seconds to wait with --wait."),
-         as_json: bool = typer.Option(False, "--json")) -> None:
+         as_json: bool = typer.Option(False, "--json"),
+         events: bool = typer.Option(False, "--events", help="An incremental refresh from the connector's "
+                                     "Directory Insights events instead of a full sync.")) -> None:
     """Trigger a sync of one connector now."""
     use_config(config)
     from worker import runtime
     from worker.celery_app import app as celery_app
 
     try:
-        runtime.settings().file.connector(name)
+        connector = runtime.settings().file.connector(name)
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    if events:
+        refresh_now(name, connector.events, wait, timeout, as_json)
+        return
     sent = celery_app.send_task("jumpsync.sync.connector", args=[name], kwargs={"trigger": "manual"}, queue="sync")
     if not wait:
         print_json({"task_id": sent.id}) if as_json else console.print(f"queued sync of {name} (task {sent.id})")
@@ -44,6 +49,35 @@ def sync(name: str = typer.Argument(..., help="Connector name."), config: Option
     else:
         print_run(name, run)
     raise typer.Exit(0 if run["status"] == "succeeded" else 1)
+
+
+def refresh_now(name: str, enabled: bool, wait: bool, timeout: float, as_json: bool) -> None:
+    """``sync --events``: send the incremental refresh beat would send, and with ``--wait`` print what it did."""
+    from datetime import datetime, timezone
+
+    from models import queries
+    from worker import runtime
+    from worker.celery_app import app as celery_app
+
+    if not enabled:
+        err.print(f"[red]error:[/red] connector {name!r} has events = false: no incremental refresh")
+        raise typer.Exit(2)
+    since = datetime.now(timezone.utc)
+    sent = celery_app.send_task("jumpsync.sync.events", args=[name], queue="sync")
+    if not wait:
+        print_json({"task_id": sent.id}) if as_json else console.print(f"queued refresh of {name} (task {sent.id})")
+        return
+    refresh = queries.wait_for_refresh(runtime.engine(), name, since, timeout)
+    if refresh is None:
+        err.print(f"[red]timed out[/red] after {timeout:.0f}s waiting for the refresh of {name}")
+        raise typer.Exit(1)
+    if as_json:
+        print_json(refresh)
+    else:
+        line = Text(f"{name}: refresh ") + Text(refresh["outcome"], style=output.status_style(refresh["outcome"]))
+        details = f" — {refresh['requests']} requests, {refresh['events']} new events, {refresh['reads']} read back"
+        console.print(line + cell(details + (f": {refresh['reason']}" if refresh["reason"] else "")))
+    raise typer.Exit(0 if refresh["outcome"] in ("quiet", "applied") else 1)
 
 
 def wait_for_run(task_id: str, timeout: float) -> dict | None:

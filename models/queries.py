@@ -110,6 +110,23 @@ def incremental_record(cursor: EventCursor | None) -> dict[str, Any] | None:
             "lag_seconds": cursor.lag_seconds, "full_sync_asked_at": _iso(cursor.full_sync_asked_at)}
 
 
+def wait_for_refresh(engine: Engine, connector: str, since: datetime, timeout: float,
+                     poll: float = 0.2) -> dict[str, Any] | None:
+    """Poll until the connector's incremental refresh has ended after ``since``; its record, or None on timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with Session(engine) as session:
+            cid = session.execute(select(Connector.id).where(Connector.name == connector)).scalar_one_or_none()
+            cursor = session.get(EventCursor, cid) if cid is not None else None
+            if cursor is not None and cursor.refreshed_at is not None and _aware(cursor.refreshed_at) >= since:
+                return incremental_record(cursor)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(poll)
+
+
 def run_by_task_id(engine: Engine, task_id: str) -> dict[str, Any] | None:
     with Session(engine) as session:
         run = session.execute(select(SyncRun).where(SyncRun.task_id == task_id).order_by(SyncRun.id)).scalars().first()
