@@ -49,6 +49,10 @@ class Touched:
     deleted_groups: set[str] = field(default_factory=set)
     deleted_apps: set[str] = field(default_factory=set)
     deleted_admins: set[str] = field(default_factory=set)
+    #: The edges association events name, (holder id, resource id) per kind: ``member`` (user, group),
+    #: ``user_app`` (user, app), ``group_app`` (group, app). Reading a holder back may remove only these.
+    edges: dict[str, set[tuple[str, str]]] = field(
+        default_factory=lambda: {"member": set(), "user_app": set(), "group_app": set()})
     #: Why an event could not be interpreted (the refresh then asks for a full sync).
     uninterpretable: list[str] = field(default_factory=list)
     events: int = 0          # events that touched something
@@ -159,17 +163,15 @@ def _reduce_one(event: dict[str, Any], types: set[str], touched: Touched) -> boo
     by_type = {ends[0][0]: ends[0][1], ends[1][0]: ends[1][1]}
     pair = frozenset(by_type)
     if pair == {"user_group", "user"}:
-        if "group" not in types:
-            return False
-        touched.user_groups.add(by_type["user"])
+        kind, holders, holder, resource, wanted = "member", touched.user_groups, "user", "user_group", "group"
     elif pair == {"application", "user"}:
-        if "app" not in types:
-            return False
-        touched.user_apps.add(by_type["user"])
+        kind, holders, holder, resource, wanted = "user_app", touched.user_apps, "user", "application", "app"
     elif pair == {"application", "user_group"}:
-        if "app" not in types:
-            return False
-        touched.group_apps.add(by_type["user_group"])
+        kind, holders, holder, resource, wanted = "group_app", touched.group_apps, "user_group", "application", "app"
     else:  # systems, system groups, directories, RADIUS…: not kept by jumpsync
         return False
+    if wanted not in types:
+        return False
+    holders.add(by_type[holder])
+    touched.edges[kind].add((by_type[holder], by_type[resource]))
     return True

@@ -357,11 +357,13 @@ class GrantWriter:
                                     for _, grant in changed])
         self.counts["rows_written"] += len(changed)
 
-    def write_principal_scopes(self, principal_type: str, scopes: dict[str, list[GrantRecord]]) -> None:
+    def write_principal_scopes(self, principal_type: str, scopes: dict[str, list[GrantRecord]],
+                               removable: set[tuple[str, str]] | None = None) -> None:
         """Like ``write_scopes``, from the principal's side: each scope is every grant of this source that one
         principal holds (a user's memberships, a user's or group's app bindings), read back by an incremental
         refresh. What is new or back is written at once; what the principal no longer holds is noted in
-        ``doomed`` for ``apply_deletions``."""
+        ``doomed`` for ``apply_deletions``, if ``removable`` (principal id, resource id) pairs include it (the
+        edges that events named: an absence alone deletes nothing)."""
         if not scopes:
             return
         table = Grant.__table__
@@ -382,7 +384,8 @@ class GrantWriter:
             if changed:
                 self._insert(session, changed)
                 commit_write(session, self.connector_id, self.run_id)
-        self.doomed.extend(row_id for key, (row_id, deleted) in existing.items() if not deleted and key not in wanted)
+        self.doomed.extend(row_id for key, (row_id, deleted) in existing.items() if not deleted and key not in wanted
+                           and (removable is None or (key[3], key[0]) in removable))
 
     def plan_deletion(self, *, resource_ids: Iterable[str] = (), principal_ids: Iterable[str] = ()) -> None:
         """Note as gone every live grant of this source on these resources or held by these principals (the

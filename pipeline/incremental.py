@@ -12,8 +12,8 @@ One refresh (``refresh``):
    full sync; then move the cursor.
 
 It marks nothing deleted because it did not see it: an object is deleted when a delete event names it and
-reading it back answers 404; a grant when reading back the principal's grants (complete for that principal) no
-longer lists it. It asks for a full sync instead (``RefreshResult.full_sync``) when an event cannot be
+reading it back answers 404; a grant when an association event names it and reading back its holder's grants no
+longer lists it; the edges of a deleted object go with it. It asks for a full sync instead (``RefreshResult.full_sync``) when an event cannot be
 interpreted, the events listing broke off inconsistently (a gap), the cursor is older than the events' retention,
 or reading back would cost more requests than the last full sync did.
 """
@@ -171,10 +171,13 @@ def apply(engine: Engine, connector_id: int, run_id: int, touched: Touched, foun
     bindings = GrantWriter(engine, connector_id, "app", "app", now, run_id)
     for writer in (members, bindings):
         writer.baseline = False
-    members.write_principal_scopes("user", {u: g for u, g in found.memberships.items() if g is not None})
+    members.write_principal_scopes("user", {u: g for u, g in found.memberships.items() if g is not None},
+                                   touched.edges["member"])
     members.plan_deletion(resource_ids=gone["group"], principal_ids=gone["user"])
-    bindings.write_principal_scopes("user", {u: g for u, g in found.user_bindings.items() if g is not None})
-    bindings.write_principal_scopes("group", {g: b for g, b in found.group_bindings.items() if b is not None})
+    bindings.write_principal_scopes("user", {u: g for u, g in found.user_bindings.items() if g is not None},
+                                    touched.edges["user_app"])
+    bindings.write_principal_scopes("group", {g: b for g, b in found.group_bindings.items() if b is not None},
+                                    touched.edges["group_app"])
     bindings.plan_deletion(resource_ids=gone["app"], principal_ids=gone["user"] | gone["group"])
     for writer in (members, bindings):
         writer.apply_deletions()

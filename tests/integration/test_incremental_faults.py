@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from jumpcloud.client import JumpCloudClient
 from jumpcloud.retry import RetryPolicy
+from models import queries
 from models.tables import SyncRun, utcnow
 from pipeline import incremental
 from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
@@ -105,6 +106,28 @@ def test_a_lost_event_is_repaired_by_the_next_full_sync(engine, synced, tmp_path
     assert run_sync(settings, engine).status == "succeeded"
     assert_same_state(engine, full)
     assert refresh(settings, engine).outcome == "quiet"  # and the refresh goes on from the full sync
+
+
+def test_an_absence_without_an_event_deletes_nothing(engine, synced, tmp_path):
+    """A user's memberships are read back for an event about one group; another membership missing from that
+    listing, whose removal was never logged, stays until the full sync removes it."""
+    sim, settings = synced
+    tenant = sim.dump()
+    user = next(u["_id"] for u in tenant["users"]
+                if sum(u["_id"] in g["members"] for g in tenant["groups"]) >= 1
+                and any(u["_id"] not in g["members"] for g in tenant["groups"]))
+    left = next(g["id"] for g in tenant["groups"] if user in g["members"])
+    joined = next(g["id"] for g in tenant["groups"] if user not in g["members"])
+    sim.set_faults({"insights": {"drop_next": 1}})
+    sim.group_member(left, user, "remove")  # never logged
+    sim.group_member(joined, user, "add")
+    result = refresh(settings, engine)
+    assert result.outcome == "applied" and result.reads == 1
+    memberships = {g["resource_id"] for g in queries.grants(engine, NAME) if g["principal_id"] == user
+                   and g["entitlement"] == "member" and not g["deleted"]}
+    assert {left, joined} <= memberships
+    run_sync(settings, engine)
+    assert_same_state(engine, full_sync_of(sim, tmp_path))
 
 
 def broken_events_client(connector, broker_url=None) -> JumpCloudClient:

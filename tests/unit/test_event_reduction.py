@@ -40,6 +40,7 @@ def test_each_kind_of_event_names_its_read():
     assert touched.groups == {"g1"} and touched.deleted_groups == {"g2"}
     assert touched.deleted_apps == {"a1"} and touched.admins and touched.deleted_admins == {"ad2"}
     assert (touched.user_groups, touched.user_apps, touched.group_apps) == ({"u3"}, {"u4"}, {"g3"})
+    assert touched.edges == {"member": {("u3", "g1")}, "user_app": {("u4", "a2")}, "group_app": {("g3", "a2")}}
     assert touched.events == 10 and touched.ignored == 0 and not touched.uninterpretable
     # u1, u2, g1, g2, a1 read back; u3's memberships, u4's and g3's bindings; the admins listed once
     assert touched.reads == 9
