@@ -57,7 +57,8 @@ class Touched:
     uninterpretable: list[str] = field(default_factory=list)
     events: int = 0          # events that touched something
     ignored: int = 0         # events of types that change nothing jumpsync keeps
-    oldest: datetime | None = None  # the timestamp of the oldest event that touched something
+    #: The timestamps of the events that touched something (what the event lag is measured from).
+    times: list[datetime] = field(default_factory=list)
 
     @property
     def reads(self) -> int:
@@ -116,8 +117,8 @@ def reduce_events(events: list[dict[str, Any]], resource_types: tuple[str, ...] 
         if reason is True:
             touched.events += 1
             moment = event_time(event)
-            if moment is not None and (touched.oldest is None or moment < touched.oldest):
-                touched.oldest = moment
+            if moment is not None:
+                touched.times.append(moment)
         elif reason is False:
             touched.ignored += 1
         else:

@@ -298,7 +298,7 @@ def _refresh(engine: Engine, connector: ConnectorConfig, connector_id: int, stat
     end_events_run(engine, run_id, status="succeeded", counts=dict(counts),
                    requests=event_requests + client.stats.requests)
     written = utcnow()
-    lags = [(written - moment).total_seconds() for moment in map(event_time, fresh) if moment is not None]
+    lags = [(written - moment).total_seconds() for moment in touched.times]
     advance()
     return finish(RefreshResult("applied", None, run_id=run_id, read_requests=client.stats.requests,
                                 reads=touched.reads, rows_written=counts.get("rows_written", 0),
