@@ -232,8 +232,9 @@ class Watcher:
                                    "reads": row.reads, "lag_seconds": row.lag_seconds})
 
     def settle(self, after: float, timeout: float = 10.0) -> None:
-        """Wait until a refresh recorded at or after ``after`` (epoch s): the one whose change showed last writes
-        its ``event_cursors`` row just after its rows, and its requests belong to the same span."""
+        """Wait (at most ``timeout``) until a refresh recorded at or after ``after`` (epoch s) has been seen: the
+        one whose change showed last writes its ``event_cursors`` row after its rows, and its requests belong to
+        the span being measured."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not (self.refreshes and self.refreshes[-1]["refreshed_at"] >= after):
             time.sleep(POLL_S)
@@ -353,7 +354,9 @@ def measure(engine, connector_id: int, sim, writes: list[Write], *, interval_s: 
     if pending:
         log(f"events: {len(pending)} of {len(writes)} changes not in the database "
             f"{interval_s * 2 + 30:.0f}s after the last write")
-    watcher.settle(max((w.visible for w in writes if w.visible), default=started))
+    # The refresh that applied the last change records its outcome just after its rows: recorded within half an
+    # interval before they showed (the refresh before it ran an interval earlier), or soon after.
+    watcher.settle(max((w.visible for w in writes if w.visible), default=started) - interval_s / 2)
     return Measured(writes, watcher, sim.stats(), started, time.time())
 
 

@@ -206,6 +206,7 @@ def _refresh_rows(inc: dict) -> list[list[str]]:
     """(measure, target, figure, verdict) of one profile's incremental refresh phase (bench/events.py); a measure
     and its target read as one phrase ("write → row p50 ≤ 60 s") in the targets table."""
     lat, quiet, applied, sim = inc["latency_s"], inc["quiet"], inc["applied"], inc["sim"]
+    after = inc.get("full_sync_after")  # absent from results before it was measured
     within = inc["applied_within_bound"]
     requests = sorted({a["requests"] for a in applied})
     spread = (f"{requests[0]}–{requests[-1]}" if len(requests) > 1 else f"{requests[0]}") if requests else "none"
@@ -230,6 +231,8 @@ def _refresh_rows(inc: dict) -> list[list[str]]:
         ["quiet minute", f"= {QUIET_REQUESTS_TARGET} request",
          f"{_f(quiet['requests'])} (simulator {_f(quiet['sim_requests'])})",
          "met" if quiet["requests"] == quiet["sim_requests"] == QUIET_REQUESTS_TARGET else "**missed**"],
+        ["full sync after", "writes 0 rows", _f(after["rows_written"]) if after else "–",
+         ("met" if after["rows_written"] == 0 else "**missed**") if after else ""],
         ["refreshes", "–", outcomes, ""],
         ["slowest applied refresh", "–", f"{_f(inc['refresh_wall_s_max'])} s", ""],
     ]

@@ -313,8 +313,21 @@ def run_events(fleet: Fleet, sim: Simulator, engine, changes: int, window_s: flo
     result = events.summarize(measured, applied, quiet, others)
     result.update(interval=EVENTS_INTERVAL, window_s=window_s, beat_full_sync=first,
                   beat_full_sync_rendered_after_s=round(rendered - first["finished_at"], 2) if rendered else None,
-                  sync_workers_cpu_s=round(cpu, 2))
+                  sync_workers_cpu_s=round(cpu, 2), full_sync_after=sync_after_refreshes(fleet, engine, timeout))
     return result
+
+
+def sync_after_refreshes(fleet: Fleet, engine, timeout: float) -> dict:
+    """A full sync once the refreshes have applied every change: it writes nothing if they left the database as a
+    full sync would (the same rows, deletions and content: an object read back one by one hashes as it does
+    listed). What it wrote, by part, says where they differ."""
+    task = fleet.send("jumpsync.sync.connector", CONNECTOR, trigger="manual")
+    run = wait_run(engine, task.id, timeout)
+    parts = [part_summary(p) for p in run["parts"]]
+    wait_rendered(engine, CONNECTOR, timeout)
+    return {"run_id": run["id"], "status": run["status"], "rows_written": sum(p["rows_written"] for p in parts),
+            "by_part": {p["name"]: {k: v for k, v in p["counts"].items() if v and k != "rows_written"}
+                        for p in parts if p["rows_written"]}}
 
 
 # --- one profile ---------------------------------------------------------------------------------------------
