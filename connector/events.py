@@ -63,9 +63,8 @@ class Touched:
     @property
     def reads(self) -> int:
         """How many reads the refresh will make (each one request, unless a listing has more than 100 rows)."""
-        return (len(self.users | self.deleted_users) + len(self.user_groups - self.deleted_users)
-                + len(self.user_apps - self.deleted_users) + len(self.groups | self.deleted_groups)
-                + len(self.group_apps - self.deleted_groups) + len(self.apps | self.deleted_apps)
+        return (len(self.users | self.deleted_users) + len(self.user_groups) + len(self.user_apps)
+                + len(self.groups | self.deleted_groups) + len(self.group_apps) + len(self.apps | self.deleted_apps)
                 + int(self.admins))
 
     def __bool__(self) -> bool:
@@ -113,16 +112,16 @@ def reduce_events(events: list[dict[str, Any]], resource_types: tuple[str, ...] 
     touched = Touched()
     types = set(resource_types)
     for event in events:
-        reason = _reduce_one(event, types, touched)
-        if reason is True:
+        outcome = _reduce_one(event, types, touched)
+        if outcome is True:
             touched.events += 1
             moment = event_time(event)
             if moment is not None:
                 touched.times.append(moment)
-        elif reason is False:
+        elif outcome is False:
             touched.ignored += 1
         else:
-            touched.uninterpretable.append(reason)
+            touched.uninterpretable.append(outcome)
     return touched
 
 

@@ -3,9 +3,9 @@ a minute, between full syncs. Plain functions of an engine and a connector confi
 
 One refresh (``refresh``):
 
-1. nothing while a run of the connector is active (a full sync goes first; it moves the cursor);
-2. read the events in [cursor − overlap, now), skipping those already applied (``pipeline.event_cursor``) and
-   those older than the last successful full sync's start, whose changes that sync read;
+1. nothing while a run of the connector is active (a full sync goes first; the next refresh moves the cursor up
+   to that sync's start);
+2. read the events in [cursor − overlap, now), skipping those already applied (``pipeline.event_cursor``);
 3. reduce them to the objects they name (``connector.events.reduce_events``);
 4. read exactly those back from the API (one user, one user's memberships, one group's app bindings…) and
    write them in an incremental run (trigger ``events``) through the same store, history and derived parts as a
@@ -15,7 +15,9 @@ It marks nothing deleted because it did not see it: an object is deleted when a 
 reading it back answers 404; a grant when an association event names it and reading back its holder's grants no
 longer lists it; the edges of a deleted object go with it. It asks for a full sync instead (``RefreshResult.full_sync``) when an event cannot be
 interpreted, the events listing broke off inconsistently (a gap), the cursor is older than the events' retention,
-or reading back would cost more requests than the last full sync did.
+reading back would cost more requests than the last full sync did (or ``MAX_READS``), or no refresh has succeeded
+for ``STUCK_AFTER`` (the events API refuses, an object cannot be read): then the connector gets a full sync at
+most every ``FULL_SYNC_ASK_AGAIN``, as it would without events.
 """
 
 from __future__ import annotations
@@ -44,15 +46,20 @@ from pipeline import event_cursor
 from pipeline.derived import (AccessScope, derive_admin_links_part, derive_app_via_group_part,
                               derive_roles_part)
 from pipeline.parts import ClientFactory, describe_error, make_client
-from pipeline.runs import (active_run, end_events_run, last_full_success, open_events_run,
+from pipeline.runs import (active_run, end_events_run, last_complete_sync, open_events_run,
                            registered_connector_id)
 from telemetry import metrics
 
 log = logging.getLogger(__name__)
 
-#: A refresh that asked for a full sync asks again only after this (a failing full sync is not re-sent every
-#: minute).
-FULL_SYNC_ASK_AGAIN = timedelta(minutes=15)
+#: A refresh that asked for a full sync asks again only after this: the hourly full sync a connector has without
+#: events (a full sync that keeps failing is not re-sent every minute).
+FULL_SYNC_ASK_AGAIN = timedelta(hours=1)
+#: Refreshes failing this long (the cursor has not moved) hand over to the full sync.
+STUCK_AFTER = timedelta(minutes=15)
+#: At most this many objects are read back in one refresh (more: a full sync), so that a refresh stays well
+#: within its task's time limit (300 s) at JumpCloud's latency.
+MAX_READS = 2000
 
 
 @dataclass
@@ -121,9 +128,9 @@ async def read_back(client: JumpCloudClient, touched: Touched) -> ReadBack:
             (out.users, touched.users | touched.deleted_users, users.get),
             (out.groups, touched.groups | touched.deleted_groups, groups.get),
             (out.apps, touched.apps | touched.deleted_apps, apps.get),
-            (out.memberships, touched.user_groups - touched.deleted_users, groups.memberships),
-            (out.user_bindings, touched.user_apps - touched.deleted_users, partial(apps.bindings, "user")),
-            (out.group_bindings, touched.group_apps - touched.deleted_groups, partial(apps.bindings, "group"))):
+            (out.memberships, touched.user_groups, groups.memberships),
+            (out.user_bindings, touched.user_apps, partial(apps.bindings, "user")),
+            (out.group_bindings, touched.group_apps, partial(apps.bindings, "group"))):
         jobs += [(target, object_id, read(object_id)) for object_id in sorted(ids)]
 
     async def admins() -> list[ResourceRecord]:
@@ -226,6 +233,13 @@ def _refresh(engine: Engine, connector: ConnectorConfig, connector_id: int, stat
                                 list(lags))
         return result
 
+    def fail(reason: str, **known: Any) -> RefreshResult:
+        """A refresh that could not finish: the next one tries the same window; stuck too long, a full sync."""
+        if utcnow() - state.cursor > STUCK_AFTER:
+            return ask_full_sync(f"no refresh has succeeded since {state.cursor.isoformat(timespec='seconds')}: "
+                                 f"{reason}", **known)
+        return finish(RefreshResult("failed", reason, **known))
+
     def ask_full_sync(reason: str, **known: Any) -> RefreshResult:
         now = utcnow()
         if state.full_sync_asked_at is not None and now - state.full_sync_asked_at < FULL_SYNC_ASK_AGAIN:
@@ -238,14 +252,15 @@ def _refresh(engine: Engine, connector: ConnectorConfig, connector_id: int, stat
     active = active_run(engine, connector_id)
     if active is not None:
         return finish(RefreshResult("skipped", f"run {active[0]} ({active[1]}) is active"))
-    baseline = last_full_success(engine, connector_id)
+    baseline = last_complete_sync(engine, connector_id)
     if baseline is None:
-        return finish(RefreshResult("waiting", "no full sync has succeeded yet: events apply on top of one"))
+        return finish(RefreshResult("waiting", "no full sync has read every type yet: events apply on top of one"))
     rebased = state.rebase(baseline.started_at, overlap)
 
     now = utcnow()
-    # Events older than the last full sync's start are in its data, late ones too (the change came before it).
-    start = max(state.cursor - overlap, baseline.started_at)
+    # The overlap also reaches back before a full sync's start: that start is the worker's clock, the events'
+    # timestamps JumpCloud's. Events applied since are skipped by id (the rebase keeps their ids).
+    start = state.cursor - overlap
     retention = parse_duration(connector.events_retention)
     if start < now - retention:
         return ask_full_sync(f"the cursor ({state.cursor.isoformat(timespec='seconds')}) is older than the events' "
@@ -258,17 +273,21 @@ def _refresh(engine: Engine, connector: ConnectorConfig, connector_id: int, stat
         return ask_full_sync(f"gap: the events listing was inconsistent ({describe_error(exc)})",
                              event_requests=client.stats.requests)
     except Exception as exc:  # noqa: BLE001  (the cursor stays; the next refresh reads the same window)
-        return finish(RefreshResult("failed", f"reading events: {describe_error(exc)}",
-                                    event_requests=client.stats.requests if client else 0))
+        return fail(f"reading events: {describe_error(exc)}", event_requests=client.stats.requests if client else 0)
     event_requests = client.stats.requests
     touched = reduce_events(fresh, connector.resource_types)
     known = {"event_requests": event_requests, "events": len(fresh)}
-    if touched.uninterpretable:
-        more = f" (and {len(touched.uninterpretable) - 1} more)" if len(touched.uninterpretable) > 1 else ""
-        return ask_full_sync(f"an event cannot be interpreted: {touched.uninterpretable[0]}{more}", **known)
-    if touched.reads > baseline.requests:
-        return ask_full_sync(f"the events name {touched.reads} objects to read back, more than the "
-                             f"{baseline.requests} requests of the last full sync", **known)
+    # An event older than the last full sync's start is in its data even if it cannot be read: no reason to ask.
+    unreadable = touched.uninterpretable and reduce_events(
+        [e for e in fresh if (event_time(e) or now) >= baseline.started_at], connector.resource_types).uninterpretable
+    if unreadable:
+        more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+        return ask_full_sync(f"an event cannot be interpreted: {unreadable[0]}{more}", **known)
+    budget = min(baseline.requests, MAX_READS)
+    if touched.reads > budget:
+        return ask_full_sync(f"the events name {touched.reads} objects to read back, more than the {budget} "
+                             f"{'requests of the last full sync' if budget == baseline.requests else 'a refresh reads'}",
+                             **known)
 
     def advance() -> None:
         state.seen = event_cursor.window(
@@ -291,12 +310,14 @@ def _refresh(engine: Engine, connector: ConnectorConfig, connector_id: int, stat
         spent = client.stats.requests if client else 0
         end_events_run(engine, run_id, status="failed", counts={}, requests=event_requests + spent,
                        error=describe_error(exc))
-        return finish(RefreshResult("failed", f"reading back: {describe_error(exc)}", run_id=run_id,
-                                    read_requests=spent, reads=touched.reads, **known))
+        return fail(f"reading back: {describe_error(exc)}", run_id=run_id, read_requests=spent,
+                    reads=touched.reads, **known)
     counts.update(events=touched.events, ignored=touched.ignored, reads=touched.reads,
                   event_requests=event_requests)
-    end_events_run(engine, run_id, status="succeeded", counts=dict(counts),
-                   requests=event_requests + client.stats.requests)
+    if not end_events_run(engine, run_id, status="succeeded", counts=dict(counts),
+                          requests=event_requests + client.stats.requests):
+        return fail(f"run {run_id} was ended by the reaper before this refresh ended it", run_id=run_id,
+                    read_requests=client.stats.requests, reads=touched.reads, **known)
     written = utcnow()
     lags = [(written - moment).total_seconds() for moment in touched.times]
     advance()

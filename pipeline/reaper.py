@@ -13,8 +13,8 @@ from datetime import timedelta
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from models.tables import Connector, SyncPart, SyncRun, utcnow
-from pipeline.runs import ENDED_PART_STATUSES, reap_stale_runs
+from models.tables import EVENTS_TRIGGER, Connector, SyncPart, SyncRun, utcnow
+from pipeline.runs import ACTIVE_RUN_PREDICATE, ENDED_PART_STATUSES, reap_stale_runs
 
 #: A part still pending this long after its run started lost its message.
 PART_RELAY_AFTER = timedelta(minutes=5)
@@ -39,8 +39,9 @@ def reap(engine: Engine, stale_after: timedelta) -> Reaped:
             .join(SyncRun, SyncRun.id == SyncPart.run_id).join(Connector, Connector.id == SyncRun.connector_id)
             .where(SyncRun.status == "running", SyncPart.phase == "fetch", SyncPart.status == "pending",
                    SyncRun.started_at < now - PART_RELAY_AFTER))]
+        active = select(SyncRun.id).where(ACTIVE_RUN_PREDICATE, SyncRun.trigger != EVENTS_TRIGGER)
         last_end = (select(SyncPart.run_id, func.max(SyncPart.finished_at).label("ended"))
-                    .where(SyncPart.phase == "fetch").group_by(SyncPart.run_id).subquery())
+                    .where(SyncPart.phase == "fetch", SyncPart.run_id.in_(active)).group_by(SyncPart.run_id).subquery())
         stuck = session.execute(
             select(SyncRun.id, Connector.name, SyncRun.status)
             .join(Connector, Connector.id == SyncRun.connector_id).join(last_end, last_end.c.run_id == SyncRun.id)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -57,7 +57,7 @@ def plan_parts(connector: ConnectorConfig) -> PartPlan:
 
 #: An incremental run (trigger ``events``) still active after this lost its worker: it is failed, so that it
 #: does not hold back the full sync for ``stale_run_after``. Its task's time limit is well below it.
-EVENTS_RUN_STALE_AFTER = timedelta(minutes=15)
+EVENTS_RUN_STALE_AFTER = timedelta(minutes=8)
 #: The one part of an incremental run.
 EVENTS_PART = "events"
 
@@ -105,22 +105,28 @@ def registered_connector_id(engine: Engine, connector: ConnectorConfig) -> int:
     return known[key]
 
 
+#: The predicate of the partial index ``uq_sync_runs_one_active`` as a literal: SQLite uses a partial index only
+#: for a query that states its predicate (bound parameters do not), and incremental runs add a row a minute.
+ACTIVE_RUN_PREDICATE = text("sync_runs.status IN ('running', 'finalizing')")
+
+
 def reap_stale_runs(session: Session, connector_id: int | None, stale_after: timedelta, now: datetime) -> int:
     """Fail active runs older than ``stale_after`` (of one connector, or all): their worker died, and they must
     not block new runs."""
-    query = select(SyncRun.id).where(SyncRun.status.in_(ACTIVE_RUN_STATUSES), or_(
+    query = select(SyncRun.id, SyncRun.trigger).where(ACTIVE_RUN_PREDICATE, or_(
         SyncRun.started_at < now - stale_after,
         and_(SyncRun.trigger == EVENTS_TRIGGER, SyncRun.started_at < now - EVENTS_RUN_STALE_AFTER)))
     if connector_id is not None:
         query = query.where(SyncRun.connector_id == connector_id)
-    stale = session.exec(query).scalars().all()
-    for run_id in stale:
+    stale = session.execute(query).all()
+    for run_id, trigger in stale:
         session.execute(update(SyncPart).where(
             SyncPart.run_id == run_id, SyncPart.status.in_(("pending", "running"))).values(
             status="failed", finished_at=now, error="abandoned: the run went stale"))
         session.execute(update(SyncRun).where(SyncRun.id == run_id).values(
             status="failed", finished_at=now,
-            error="abandoned: still active too long; its worker probably died"))
+            error=f"abandoned: still active after {EVENTS_RUN_STALE_AFTER if trigger == EVENTS_TRIGGER else stale_after}; "
+                  "its worker probably died"))
     session.commit()
     return len(stale)
 
@@ -139,8 +145,9 @@ def _redelivered(session: Session, task_id: str) -> StartResult | None:
 
 
 def start_run(engine: Engine, connector: ConnectorConfig, *, trigger: str, task_id: str | None,
-              stale_after: timedelta) -> StartResult:
-    """Open a run with its parts pending, or record a skip when the connector already has an active run."""
+              stale_after: timedelta, wait_for_refresh: bool = True) -> StartResult:
+    """Open a run with its parts pending, or record a skip when the connector already has an active run; with
+    ``wait_for_refresh``, an active incremental run gives ``retry`` instead (the caller tries again shortly)."""
     now = utcnow()
     plan = plan_parts(connector)
     with Session(engine) as session:
@@ -159,7 +166,7 @@ def start_run(engine: Engine, connector: ConnectorConfig, *, trigger: str, task_
             active = session.execute(select(SyncRun.id, SyncRun.trigger).where(
                 SyncRun.connector_id == connector_id, SyncRun.status.in_(ACTIVE_RUN_STATUSES))).first()
             reason = f"run {active.id if active else None} of connector {connector.name!r} is still active"
-            if active is not None and active.trigger == EVENTS_TRIGGER:
+            if wait_for_refresh and active is not None and active.trigger == EVENTS_TRIGGER:
                 return StartResult(run_id=active.id, skipped=True, reason=reason, retry=True)
             skipped = SyncRun(connector_id=connector_id, status="skipped", trigger=trigger, task_id=task_id,
                               started_at=now, finished_at=now, error=reason)
@@ -179,7 +186,7 @@ def active_run(engine: Engine, connector_id: int) -> tuple[int, str] | None:
     """(id, trigger) of the connector's active run, if it has one."""
     with Session(engine) as session:
         row = session.execute(select(SyncRun.id, SyncRun.trigger).where(
-            SyncRun.connector_id == connector_id, SyncRun.status.in_(ACTIVE_RUN_STATUSES))).first()
+            SyncRun.connector_id == connector_id, ACTIVE_RUN_PREDICATE)).first()
         return (row.id, row.trigger) if row else None
 
 
@@ -190,17 +197,37 @@ class FullSync:
     requests: int  # what the run cost: the yardstick of an incremental refresh
 
 
-def last_full_success(engine: Engine, connector_id: int) -> FullSync | None:
-    """The connector's latest full sync that succeeded (every part), if any."""
+def last_complete_sync(engine: Engine, connector_id: int) -> FullSync | None:
+    """The connector's latest ended full sync whose fetch parts all read their whole listing (succeeded, or held
+    their deletions), if any: every change before its start is in the database but for held deletions, which
+    the events do not bring either."""
+    incomplete = select(SyncPart.id).where(SyncPart.run_id == SyncRun.id, SyncPart.phase == "fetch",
+                                           SyncPart.status.not_in(USABLE_PART_STATUSES)).exists()
     with Session(engine) as session:
         row = session.execute(select(SyncRun.id, SyncRun.started_at).where(
-            SyncRun.connector_id == connector_id, SyncRun.status == "succeeded", SyncRun.trigger != EVENTS_TRIGGER)
-            .order_by(SyncRun.id.desc()).limit(1)).first()
+            SyncRun.connector_id == connector_id, SyncRun.status.in_(("succeeded", "partial")),
+            SyncRun.trigger != EVENTS_TRIGGER, ~incomplete).order_by(SyncRun.id.desc()).limit(1)).first()
         if row is None:
             return None
         requests = session.execute(select(func.coalesce(func.sum(SyncPart.requests), 0)).where(
             SyncPart.run_id == row.id)).scalar_one()
         return FullSync(row.id, as_utc(row.started_at), int(requests))
+
+
+#: Incremental runs are kept this long (one a minute per connector while changes come); their changes keep the
+#: run id. ``jumpsync.history.prune`` removes older ones daily.
+EVENTS_RUN_RETENTION = timedelta(days=7)
+
+
+def prune_events_runs(engine: Engine, older_than: datetime) -> int:
+    """Delete ended incremental runs that started before ``older_than``, with their parts."""
+    old = select(SyncRun.id).where(SyncRun.trigger == EVENTS_TRIGGER, SyncRun.started_at < older_than,
+                                   SyncRun.status.not_in(ACTIVE_RUN_STATUSES))
+    with Session(engine) as session:
+        session.execute(delete(SyncPart).where(SyncPart.run_id.in_(old)))
+        deleted = session.execute(delete(SyncRun).where(SyncRun.id.in_(old))).rowcount or 0
+        session.commit()
+        return deleted
 
 
 def open_events_run(engine: Engine, connector_id: int) -> int | None:
@@ -222,16 +249,17 @@ def open_events_run(engine: Engine, connector_id: int) -> int | None:
 
 
 def end_events_run(engine: Engine, run_id: int, *, status: str, counts: dict[str, int], requests: int,
-                   error: str | None = None) -> None:
+                   error: str | None = None) -> bool:
     """End an incremental run and its part together (one transaction: the reaper never sees one without the
-    other)."""
+    other); False when the reaper had ended it already."""
     now = utcnow()
     with Session(engine) as session:
         session.execute(update(SyncPart).where(SyncPart.run_id == run_id, SyncPart.status == "running").values(
             status=status, finished_at=now, counts=counts, requests=requests, error=error))
-        session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.status == "running").values(
-            status=status, finished_at=now, error=error))
+        ended = session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.status == "running").values(
+            status=status, finished_at=now, error=error)).rowcount == 1
         session.commit()
+        return ended
 
 
 @dataclass

@@ -23,11 +23,13 @@ log = logging.getLogger(__name__)
 
 
 def begin(settings: Settings, engine: Engine, connector_name: str, *, trigger: str,
-          task_id: str | None = None) -> StartResult:
-    """Open a run for the connector (or record it skipped). Raises ConfigError for an unknown connector."""
+          task_id: str | None = None, wait_for_refresh: bool = True) -> StartResult:
+    """Open a run for the connector (or record it skipped; ``retry`` when an incremental refresh runs and
+    ``wait_for_refresh``). Raises ConfigError for an unknown connector."""
     connector = settings.file.connector(connector_name)
     result = start_run(engine, connector, trigger=trigger, task_id=task_id,
-                       stale_after=parse_duration(settings.file.sync.stale_run_after))
+                       stale_after=parse_duration(settings.file.sync.stale_run_after),
+                       wait_for_refresh=wait_for_refresh)
     if result.skipped:
         log.info("sync skipped", extra={"connector": connector_name, "run_id": result.run_id,
                                         "reason": result.reason})

@@ -6,20 +6,23 @@ from celery import shared_task
 
 from models import history
 from models.tables import utcnow
-from pipeline import reaper, sync
+from pipeline import reaper, runs, sync
 from tasks.access import access_refresh
 from worker import runtime
 from config.settings import parse_duration
 
 
-#: A full sync that finds an incremental refresh of its connector running (seconds long) tries again this often.
+#: A full sync that finds an incremental refresh of its connector running (seconds long) tries again this often,
+#: for longer than a refresh can stay active (``pipeline.runs.EVENTS_RUN_STALE_AFTER``); then it records a skip.
 RETRY_AFTER_REFRESH = 5
 
 
 @shared_task(name="jumpsync.sync.connector", bind=True, max_retries=120)
 def sync_connector(self, connector: str, trigger: str = "schedule") -> dict:
     """Open a run for a connector and fan out one part per fetched resource type."""
-    started = sync.begin(runtime.settings(), runtime.engine(), connector, trigger=trigger, task_id=self.request.id)
+    waited_enough = self.request.retries >= self.max_retries
+    started = sync.begin(runtime.settings(), runtime.engine(), connector, trigger=trigger, task_id=self.request.id,
+                         wait_for_refresh=not waited_enough)
     if started.retry:
         raise self.retry(countdown=RETRY_AFTER_REFRESH)
     for resource_type in started.parts:
@@ -66,9 +69,10 @@ def sync_events(connector: str) -> dict:
 
 @shared_task(name="jumpsync.history.prune")
 def history_prune() -> dict:
-    """Drop change history older than ``[history] retention``."""
+    """Drop change history older than ``[history] retention``, and incremental runs older than a week."""
     retention = parse_duration(runtime.settings().file.history.retention)
-    return {"deleted": history.prune(runtime.engine(), utcnow() - retention)}
+    return {"deleted": history.prune(runtime.engine(), utcnow() - retention),
+            "events_runs_deleted": runs.prune_events_runs(runtime.engine(), utcnow() - runs.EVENTS_RUN_RETENTION)}
 
 
 @shared_task(name="jumpsync.sync.reap")

@@ -16,6 +16,7 @@ from pipeline import incremental
 from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
 from tests.incrementalhelpers import assert_same_state, scratch_sqlite
 from tests.pipelinehelpers import NAME, make_settings, run_sync
+from config.settings import SyncSettings
 
 
 @pytest.fixture(autouse=True)
@@ -178,3 +179,77 @@ def test_a_refresh_waits_for_a_running_full_sync_and_a_full_sync_for_a_refresh(e
     assert blocked.retry and blocked.skipped  # the task tries again in a few seconds; no skip is recorded
     end_events_run(engine, run_id, status="succeeded", counts={}, requests=0)
     assert not sync.begin(settings, engine, NAME, trigger="schedule").skipped
+
+
+def test_refreshes_failing_too_long_hand_over_to_a_full_sync(engine, db_url, simulator):
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    run_sync(settings, engine)
+    assert refresh(settings, engine).outcome == "quiet"
+    sim.set_faults({"rules": [{"path": "^/insights/", "status": 403}]})  # e.g. the key lost its admin role
+    failed = refresh(settings, engine)
+    assert failed.outcome == "failed" and "403" in failed.reason and not failed.full_sync
+    with Session(engine) as session:  # as if it had been failing for 20 minutes since the full sync
+        session.execute(update(EventCursor).values(cursor=utcnow() - timedelta(minutes=20)))
+        session.execute(update(SyncRun).values(started_at=utcnow() - timedelta(minutes=21)))
+        session.commit()
+    stuck = refresh(settings, engine)
+    assert stuck.outcome == "full_sync" and stuck.full_sync and stuck.reason.startswith("no refresh has succeeded")
+    assert refresh(settings, engine).outcome == "waiting"  # asked once; again in an hour, as without events
+
+
+def test_a_partial_full_sync_is_a_base_when_every_type_was_read(engine, db_url, simulator):
+    """A run held back by the deletion valve read everything (its deletions wait); one with a failed part did not."""
+    from pipeline import sync
+    from pipeline.runs import registered_connector_id, last_complete_sync
+
+    sim = simulator()
+    settings = make_settings(db_url, sim.url, SyncSettings(max_delete_share=0.0, delete_hold_min=0))
+    sim.set_faults({"rules": [{"path": "^/api/v2/usergroups$", "status": 500}]})
+    assert run_sync(settings, engine).status == "partial"  # the group part failed
+    assert refresh(settings, engine).outcome == "waiting"
+    sim.clear_faults()
+    assert run_sync(settings, engine).status == "succeeded"
+    sim.delete_user(sim.dump()["users"][0]["_id"])
+    held = run_sync(settings, engine)
+    assert held.status == "partial" and held.parts["user"] == "held"
+    cid = registered_connector_id(engine, settings.file.connector(NAME))
+    assert last_complete_sync(engine, cid).run_id == held.run_id
+    assert refresh(settings, engine).outcome in ("quiet", "applied")
+
+
+def test_the_window_reaches_back_before_a_full_syncs_start(engine, db_url, simulator, tmp_path):
+    """The run's start is the worker's clock: a change logged just before it (a clock ahead of JumpCloud's) is
+    still read."""
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    run_sync(settings, engine)
+    user = sim.dump()["users"][0]["_id"]
+    sim.suspend_user(user)
+    with Session(engine) as session:
+        session.execute(update(SyncRun).values(started_at=utcnow() + timedelta(seconds=30)))
+        session.commit()
+    result = refresh(settings, engine)
+    assert result.outcome == "applied"
+    assert_same_state(engine, full_sync_of(sim, tmp_path))
+
+
+def test_old_incremental_runs_are_pruned(engine, db_url, simulator):
+    from pipeline.runs import EVENTS_RUN_RETENTION, prune_events_runs
+
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    run_sync(settings, engine)
+    for user in sim.dump()["users"][:2]:
+        sim.suspend_user(user["_id"])
+        assert refresh(settings, engine).outcome == "applied"
+    with Session(engine) as session:
+        first = min(session.execute(select(SyncRun.id).where(SyncRun.trigger == "events")).scalars())
+        session.execute(update(SyncRun).where(SyncRun.id == first)
+                        .values(started_at=utcnow() - EVENTS_RUN_RETENTION - timedelta(hours=1)))
+        session.commit()
+    assert prune_events_runs(engine, utcnow() - EVENTS_RUN_RETENTION) == 1
+    with Session(engine) as session:
+        kept = session.execute(select(SyncRun.trigger).order_by(SyncRun.id)).scalars().all()
+        parts = session.execute(select(SyncPart.run_id).where(SyncPart.run_id == first)).all()
+    assert kept == ["manual", "events"] and parts == []

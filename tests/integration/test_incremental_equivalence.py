@@ -21,6 +21,7 @@ from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
 from tests.incrementalhelpers import assert_same_state, scratch_sqlite
 from tests.pipelinehelpers import NAME, make_settings, run_sync
 from tests.simhelpers import SimulatorHandle
+from config.settings import SyncSettings
 
 pick = st.integers(min_value=0, max_value=10**6)
 ROLES = ("Administrator", "Manager", "Help Desk", "Read Only", "Command Runner")
@@ -37,7 +38,8 @@ class Writes(RuleBasedStateMachine):
     @initialize()
     def full_sync(self):
         self.engine = scratch_sqlite(self.directory, f"incremental-{next(_names)}.db")
-        self.settings = make_settings(str(self.engine.url), self.sim.url)
+        # No deletion valve: a random sequence may delete most of a small tenant's apps between two syncs.
+        self.settings = make_settings(str(self.engine.url), self.sim.url, SyncSettings(max_delete_share=1.0))
         assert run_sync(self.settings, self.engine).status == "succeeded"
 
     def teardown(self):
