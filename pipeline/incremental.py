@@ -312,7 +312,7 @@ def _refresh(engine: Engine, connector: ConnectorConfig, connector_id: int, stat
                        error=describe_error(exc))
         return fail(f"reading back: {describe_error(exc)}", run_id=run_id, read_requests=spent,
                     reads=touched.reads, **known)
-    counts.update(events=touched.events, ignored=touched.ignored, reads=touched.reads,
+    counts.update(events=len(fresh), ignored=touched.ignored, reads=touched.reads,
                   event_requests=event_requests)
     if not end_events_run(engine, run_id, status="succeeded", counts=dict(counts),
                           requests=event_requests + client.stats.requests):
