@@ -19,6 +19,7 @@ grant, and the database connection is returned before any output is written.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -34,16 +35,17 @@ from models.tables import Grant
 EXPORT_COLUMNS = (
     "principal_type", "principal_id", "principal_name", "principal_email", "principal_status",
     "resource_type", "resource_id", "resource_name", "entitlement", "via_id", "via_name", "first_seen_at",
-    "principal_deleted",
+    "principal_deleted", "resource_provisioning",
 )
 #: The first column of each part a row is made of: principal (5 columns), resource (3), entitlement (1),
-#: via (2), first seen (1), principal deleted (1).
-PRINCIPAL, RESOURCE, ENTITLEMENT, VIA, FIRST_SEEN, DELETED = 0, 5, 8, 9, 11, 12
+#: via (2), first seen (1), principal deleted (1), resource provisioning (1: an app's ``provisioning``, e.g.
+#: "scim" or "none"; null for other resources and apps whose provisioning is unknown).
+PRINCIPAL, RESOURCE, ENTITLEMENT, VIA, FIRST_SEEN, DELETED, PROVISIONING = 0, 5, 8, 9, 11, 12, 13
 
 T = TypeVar("T")
 #: ``part(first_column, values)``: the rendering of consecutive columns' values.
 Part = Callable[[int, tuple], T]
-#: ``row(principal, resource, entitlement, via, first_seen, deleted)``: a row from its rendered parts.
+#: ``row(principal, resource, entitlement, via, first_seen, deleted, provisioning)``: a row from its rendered parts.
 Row = Callable[..., Any]
 
 
@@ -61,8 +63,8 @@ def _values(_: int, values: tuple) -> tuple:
 
 
 def _tuple_row(*parts: tuple) -> tuple:
-    p, r, e, v, s, d = parts
-    return (*p, *r, *e, *v, *s, *d)
+    p, r, e, v, s, d, a = parts
+    return (*p, *r, *e, *v, *s, *d, *a)
 
 
 def iter_export(engine: Engine, connector: str) -> Iterator[tuple]:
@@ -88,6 +90,7 @@ def export_rows(engine: Engine, connector: str, part: Part, row: Row) -> Iterato
 def _rows(engine: Engine, cid: int, part: Part, row: Row) -> Iterator:
     with collector_paused(), engine.connect() as connection:  # 465k tuples at xl, none in a cycle (access.collector)
         resources = _resources(connection, cid)
+        provisioning = _app_provisioning(connection, cid)
         grants = _fetch(connection, "SELECT resource_type, resource_id, entitlement, principal_type, principal_id, "
                                     "via, first_seen_at FROM grants WHERE connector_id = :cid AND deleted_at IS NULL",
                         cid)
@@ -107,7 +110,8 @@ def _rows(engine: Engine, cid: int, part: Part, row: Row) -> Iterator:
             p = principals[ptype][pid] = (part(PRINCIPAL, (ptype, pid, name, email, status)), deleted[not live])
         r = held[rtype].get(rid)
         if r is None:
-            r = held[rtype][rid] = part(RESOURCE, (rtype, rid, (resources.get((rtype, rid)) or (None,))[0]))
+            r = held[rtype][rid] = (part(RESOURCE, (rtype, rid, (resources.get((rtype, rid)) or (None,))[0])),
+                                    part(PROVISIONING, (provisioning.get(rid) if rtype == "app" else None,)))
         v = vias.get(via)
         if v is None:
             v = vias[via] = part(VIA, (via, (resources.get(("group", via)) or (None,))[0]) if via else (None, None))
@@ -117,7 +121,7 @@ def _rows(engine: Engine, cid: int, part: Part, row: Row) -> Iterator:
         s = stamps.get(first_seen)
         if s is None:
             s = stamps[first_seen] = part(FIRST_SEEN, (iso_utc(to_datetime(first_seen)),))
-        yield row(p[0], r, e, v, s, p[1])
+        yield row(p[0], r[0], e, v, s, p[1], r[1])
 
 
 def _resources(connection: Connection, cid: int) -> dict[tuple[str, str], tuple]:
@@ -125,6 +129,19 @@ def _resources(connection: Connection, cid: int) -> dict[tuple[str, str], tuple]
     return {(kind, rid): (name, email, status, deleted_at is None) for kind, rid, name, email, status, deleted_at
             in _fetch(connection, "SELECT type, external_id, name, email, status, deleted_at FROM resources "
                                   "WHERE connector_id = :cid", cid)}
+
+
+def _app_provisioning(connection: Connection, cid: int) -> dict[str, str]:
+    """App id -> its profile's ``provisioning`` (``connector.apps.provisioning_of``), where known."""
+    out = {}
+    for rid, profile in _fetch(connection, "SELECT external_id, profile FROM resources WHERE connector_id = :cid "
+                                           "AND type = 'app'", cid):
+        if isinstance(profile, str):  # SQLite keeps JSON as text; psycopg decodes it
+            profile = json.loads(profile)
+        value = (profile or {}).get("provisioning")
+        if isinstance(value, str):
+            out[rid] = value
+    return out
 
 
 def _fetch(connection: Connection, sql: str, cid: int) -> list[tuple]:

@@ -151,8 +151,8 @@ def _csv_part(_: int, values: tuple) -> str:
     return _CSV_BUFFER.getvalue()[:-3]
 
 
-#: A CSV line from the export's six parts (a str method: no Python frame per line).
-_csv_line = "{},{},{},{},{},{}\r\n".format
+#: A CSV line from the export's seven parts (a str method: no Python frame per line).
+_csv_line = "{},{},{},{},{},{},{}\r\n".format
 
 
 _CSV_BUFFER = io.StringIO()
@@ -167,8 +167,8 @@ def _json_part(first: int, values: tuple) -> str:
     return ", ".join(f"{_JSON(EXPORT_COLUMNS[first + i])}: {_JSON(value)}" for i, value in enumerate(values))
 
 
-#: A JSON object from the export's six parts.
-_json_line = "{{{}, {}, {}, {}, {}, {}}}".format
+#: A JSON object from the export's seven parts.
+_json_line = "{{{}, {}, {}, {}, {}, {}, {}}}".format
 
 
 def export_lines(engine: Engine, connector: str, fmt: ExportFormat) -> Iterator[str]:

@@ -1,6 +1,6 @@
 """The identity hygiene report: accounts, access and groups that need a look (docs/access.md, ``report``).
 
-Five checks (``FINDING_KINDS``), each a query of its own, run at once in threads. A finding names its subject,
+Seven checks (``FINDING_KINDS``), each a query of its own, run at once in threads. A finding names its subject,
 what it relates to, the group it comes through, and why; the dict shape and ``REPORT_COLUMNS`` are a documented,
 stable interface (add keys, never rename or remove them). "Live" is as in ``access.queries``.
 """
@@ -13,7 +13,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, select, text
+from sqlalchemy import Engine, and_, exists, func, select, text
 from sqlmodel import Session
 
 from access.collector import collector_paused
@@ -32,6 +32,8 @@ FINDING_KINDS = (
     "admin_role_without_mfa",
     "empty_group_bound_to_app",
     "deleted_principal_granted",
+    "provisioned_app_without_users",
+    "app_access_not_provisioned",
 )
 
 REPORT_COLUMNS = (
@@ -228,12 +230,65 @@ def _missing_principals(session: Session, cid: int) -> set[str]:
         select(R.c.external_id).where(R.c.connector_id == cid))).scalars())
 
 
+def _apps_by_provisioning(session: Session, cid: int) -> dict[str, list[tuple[str, str, str]]]:
+    """Live apps by their ``provisioning`` (``connector.apps.provisioning_of``): ``"provisioned"`` (SCIM or another
+    type: (id, name, type)) and ``"none"`` (JumpCloud says it provisions nothing); apps whose provisioning is
+    unknown (the v2 listing was refused) are in neither."""
+    out: dict[str, list[tuple[str, str, str]]] = {"provisioned": [], "none": []}
+    for rid, name, profile in session.execute(select(R.c.external_id, R.c.name, R.c.profile).where(
+            R.c.connector_id == cid, R.c.type == "app", live())):
+        kind = (profile or {}).get("provisioning")
+        if isinstance(kind, str):
+            out["none" if kind == "none" else "provisioned"].append((rid, name, kind))
+    return out
+
+
+def _users_with_access(session: Session, cid: int, app_ids: list[str]) -> dict[str, int]:
+    """App id -> how many live users hold live access to it (directly or through a group)."""
+    u = R.alias("u")
+    counts: dict[str, int] = {}
+    for chunk in chunks(sorted(app_ids)):
+        for app_id, holders in session.execute(
+                select(G.c.resource_id, func.count(G.c.principal_id.distinct())).select_from(G)
+                .join(u, and_(u.c.connector_id == G.c.connector_id, u.c.type == "user",
+                              u.c.external_id == G.c.principal_id, live(u)))
+                .where(G.c.connector_id == cid, G.c.resource_type == "app", G.c.principal_type == "user",
+                       G.c.resource_id.in_(chunk), live(G)).group_by(G.c.resource_id)):
+            counts[app_id] = holders
+    return counts
+
+
+def _provisioned_apps_without_users(session: Session, cid: int, names: _Names) -> list[dict]:
+    """Live apps JumpCloud provisions users into (Identity Management: SCIM) that no live user has access to: an
+    integration kept for nobody, or access bound to the wrong group."""
+    apps = _apps_by_provisioning(session, cid)["provisioned"]
+    holders = _users_with_access(session, cid, [rid for rid, _, _ in apps])
+    return _ordered([_finding("provisioned_app_without_users", ref("app", rid, name), None, None,
+                              f"JumpCloud provisions users into the app ({kind}) but no live user has access")
+                     for rid, name, kind in apps if not holders.get(rid)])
+
+
+def _app_access_not_provisioned(session: Session, cid: int, names: _Names) -> list[dict]:
+    """Live apps that live users have access to and that JumpCloud does not provision: their accounts in the app
+    outlive a revocation here. One finding per app (not per user: the export lists each grant with the app's
+    provisioning)."""
+    apps = _apps_by_provisioning(session, cid)["none"]
+    holders = _users_with_access(session, cid, [rid for rid, _, _ in apps])
+    return _ordered([_finding("app_access_not_provisioned", ref("app", rid, name), None, None,
+                              f"{holders[rid]} live user{' has' if holders[rid] == 1 else 's have'} access; JumpCloud "
+                              "does not provision the app (no Identity Management), so removing access here does "
+                              "not remove their accounts there")
+                     for rid, name, _ in apps if holders.get(rid)])
+
+
 _CHECKS = {
     "admin_without_user": _admins_without_user,
     "inactive_user_app_access": _inactive_users_with_app_access,
     "admin_role_without_mfa": _admin_roles_without_mfa,
     "empty_group_bound_to_app": _empty_groups_bound_to_apps,
     "deleted_principal_granted": _deleted_principals_granted,
+    "provisioned_app_without_users": _provisioned_apps_without_users,
+    "app_access_not_provisioned": _app_access_not_provisioned,
 }
 
 #: PostgreSQL's memory for one sort or hash of the report (default 4MB): the missing-principal EXCEPT then

@@ -3,11 +3,19 @@
 The app part lists direct bindings only (users and user groups). Access that a user has through a bound
 group is derived afterwards, in the database, from the group memberships already fetched
 (``pipeline.derived``), so the sync never lists the same membership twice.
+
+Whether JumpCloud provisions users into an app (Identity Management, SCIM) is on no documented object: the
+documented v1 application has no such field. The v2 application object (``GET /api/v2/applications``, a path
+JumpCloud's spec declares without operations) carries ``provision``, with ``type`` (``"scim"``) and
+``groups_supported`` as on the documented catalog template; docs/access.md says what is documented and what is
+inferred. The part lists it once (a page per 100 apps) and keeps ``provisioning`` on each app's profile; when
+the endpoint is refused (403, 404), apps are written without it and the sync goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,10 +23,28 @@ from connector.base import collect, connection_target_ids, get_or_none
 from connector.fields import compact, flag, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
-from jumpcloud.errors import NotFoundError
+from jumpcloud.errors import AuthError, NotFoundError
+
+log = logging.getLogger(__name__)
 
 
-def map_app(record: dict[str, Any]) -> ResourceRecord:
+#: An app whose v2 record was not read (the listing was refused): its provisioning is unknown.
+UNKNOWN = object()
+
+
+def provisioning_of(provision: Any) -> dict[str, Any]:
+    """The profile keys of an app's ``provision`` object: ``provisioning``, its type lower-cased (``"scim"``), or
+    ``"none"`` when the v2 record has no provisioning (null or no key); and ``provisioning_groups`` (whether
+    groups are provisioned too). Nothing when the v2 record is ``UNKNOWN``."""
+    if provision is UNKNOWN:
+        return {}
+    if not isinstance(provision, dict) or not text(provision, "type"):
+        return {"provisioning": "none"}
+    return compact({"provisioning": text(provision, "type").lower()[:32],
+                    "provisioning_groups": flag(provision, "groups_supported")})
+
+
+def map_app(record: dict[str, Any], provision: Any = UNKNOWN) -> ResourceRecord:
     app_id = record_id(record)
     sso = record.get("sso") if isinstance(record.get("sso"), dict) else {}
     name = text(record, "displayLabel") or text(record, "displayName") or text(record, "name") or app_id
@@ -31,6 +57,7 @@ def map_app(record: dict[str, Any]) -> ResourceRecord:
         "beta": flag(record, "beta"),
         "description": text(record, "description"),
         "created": text(record, "created"),
+        **provisioning_of(provision),
     })
     status = None if active is None else ("active" if active else "inactive")
     return ResourceRecord(type="app", id=app_id, name=name, status=status, profile=profile)
@@ -51,8 +78,23 @@ class AppSyncer:
         self.client = client
 
     async def resources(self) -> AsyncIterator[list[ResourceRecord]]:
+        provisions = await self._provisions()
         async for page in self.client.list_v1("/api/applications"):
-            yield [map_app(record) for record in page]
+            yield [map_app(record, UNKNOWN if provisions is None else provisions.get(record_id(record), UNKNOWN))
+                   for record in page]
+
+    async def _provisions(self) -> dict[str, Any] | None:
+        """App id -> its v2 ``provision`` object (None: null or absent), for every app; None when the v2 listing is
+        refused (then every app's provisioning is unknown)."""
+        found: dict[str, Any] = {}
+        try:
+            async for page in self.client.list_v2("/api/v2/applications"):
+                found.update((record_id(app), app.get("provision")) for app in page if isinstance(app, dict))
+        except (NotFoundError, AuthError) as exc:
+            log.warning("the v2 application listing was refused; apps are written without provisioning",
+                        extra={"status": exc.status})
+            return None
+        return found
 
     async def grants(self, app: ResourceRecord) -> list[GrantRecord]:
         path, ids = "/api/v2/applications/{id}/associations", {"id": app.id}
@@ -62,8 +104,15 @@ class AppSyncer:
         return binding_grants(app.id, users, groups)
 
     async def get(self, app_id: str) -> ResourceRecord | None:
-        record = await get_or_none(self.client, "/api/applications/{id}", app_id)
-        return None if record is None else map_app(record)
+        record, v2 = await asyncio.gather(get_or_none(self.client, "/api/applications/{id}", app_id),
+                                          self._v2_app(app_id))
+        return None if record is None else map_app(record, UNKNOWN if v2 is None else v2.get("provision"))
+
+    async def _v2_app(self, app_id: str) -> dict | None:
+        try:
+            return await get_or_none(self.client, "/api/v2/applications/{id}", app_id)
+        except AuthError:
+            return None
 
     async def bindings(self, principal_type: str, principal_id: str) -> list[GrantRecord] | None:
         """The direct ``access`` grants of one user or group (the other side of ``grants``), from its own

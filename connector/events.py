@@ -23,7 +23,9 @@ USER_EVENTS = frozenset({"user_create", "user_update", "user_delete", "user_acti
                          "user_unsuspended", "user_password_set", "user_lockout", "user_unlocked"})
 ADMIN_EVENTS = frozenset({"admin_create", "admin_update", "admin_delete", "admin_suspended", "admin_unsuspend"})
 GROUP_EVENTS = frozenset({"group_create", "group_update", "group_delete"})
-APP_EVENTS = frozenset({"application_create", "application_update", "application_delete"})
+#: An app changed, or its Identity Management (SCIM) was turned on or off (``application.id`` names it).
+APP_EVENTS = frozenset({"application_create", "application_update", "application_delete", "integration_activate",
+                        "integration_deactivate"})
 ASSOCIATION_EVENT = "association_change"
 DELETE_EVENTS = frozenset({"user_delete", "admin_delete", "group_delete", "application_delete"})
 
@@ -62,10 +64,11 @@ class Touched:
 
     @property
     def reads(self) -> int:
-        """How many reads the refresh will make (each one request, unless a listing has more than 100 rows)."""
+        """How many requests the reads will take, unless a listing has more than 100 rows: one per object, two per
+        app (its v1 record and its v2 provisioning)."""
         return (len(self.users | self.deleted_users) + len(self.user_groups) + len(self.user_apps)
-                + len(self.groups | self.deleted_groups) + len(self.group_apps) + len(self.apps | self.deleted_apps)
-                + int(self.admins))
+                + len(self.groups | self.deleted_groups) + len(self.group_apps)
+                + 2 * len(self.apps | self.deleted_apps) + int(self.admins))
 
     def __bool__(self) -> bool:
         return self.reads > 0
@@ -89,9 +92,13 @@ def event_time(event: dict[str, Any]) -> datetime | None:
 
 
 def _resource_id(event: dict[str, Any]) -> str | None:
-    resource = event.get("resource")
-    value = resource.get("id") if isinstance(resource, dict) else None
-    return value if isinstance(value, str) and value else None
+    """The id of the object an event is about: ``resource.id``, or ``application.id`` (integration events)."""
+    for key in ("resource", "application"):
+        holder = event.get(key)
+        value = holder.get("id") if isinstance(holder, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _side(association: dict[str, Any], end: str) -> tuple[str, str] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import hashlib
 import random
 import unicodedata
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ def _generate(spec: TenantSpec) -> Tenant:
     return Tenant(
         org_id=org_id, users=users, admins=admins, groups=groups, apps=apps, members=members,
         app_users=app_users, app_groups=app_groups, roles=roles,
+        app_provisioning={aid: provision for aid in apps if (provision := app_provision(aid)) is not _OMITTED},
         default_user_state=spec.default_user_state, seed=spec.seed,
     )
 
@@ -400,6 +402,20 @@ class _Generator:
                                  description=self.untidy(f"{display} for {label}", 0.4, 0.2),
                                  color=rng.choice(_LOGO_COLORS) if rng.random() < 0.5 else None)
         return apps
+
+
+_OMITTED = object()
+
+
+def app_provision(aid: str) -> dict[str, Any] | None | object:
+    """An app's Identity Management (SCIM) setting as the v2 application object carries it, chosen by the app's
+    id (no draw from the generator's rng, so every other field of a tenant stays what it was): a third of the
+    apps provision by SCIM (`{"type": "scim", "beta": false, "groups_supported": bool}`, the shape of the
+    documented template object), a third say `"provision": null`, a third lack the key (`_OMITTED`)."""
+    bucket = int(hashlib.sha1(aid.encode()).hexdigest(), 16) % 6
+    if bucket < 2:
+        return {"type": "scim", "beta": False, "groups_supported": bucket == 0}
+    return None if bucket < 4 else _OMITTED
 
 
 def make_app(aid: str, org_id: str, name: str, display: str, label: str, when: float, *, active: bool = True,

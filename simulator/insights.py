@@ -71,8 +71,8 @@ class InsightsLog:
         return len(self._events)
 
     def record(self, event_type: str, *, resource: dict[str, Any] | None = None,
-               changes: list[dict[str, Any]] | None = None, association: dict[str, Any] | None = None
-               ) -> dict[str, Any] | None:
+               changes: list[dict[str, Any]] | None = None, association: dict[str, Any] | None = None,
+               application: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Log the event of one write; None when a `drop_next` gap swallowed it."""
         now = self._clock()
         ms = max(int(now * 1000), self._last_ms)  # the clock may step back; the log never does
@@ -89,6 +89,8 @@ class InsightsLog:
             event["changes"] = changes
         if association is not None:
             event["association"] = association
+        if application is not None:
+            event["application"] = application
         if self.faults.drop_next > 0:
             self.faults.drop_next -= 1
             return None

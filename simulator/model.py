@@ -162,6 +162,8 @@ class Tenant:
     app_users: dict[str, OrderedIdSet] = field(default_factory=dict)
     app_groups: dict[str, OrderedIdSet] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)  # role id -> role name, as this org spells it
+    #: app id -> the `provision` object of its v2 record (None: `"provision": null`; no key: no such field).
+    app_provisioning: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     default_user_state: str = "STAGED"
     seed: int = 0
 
@@ -440,6 +442,15 @@ class Tenant:
         self.insights.record("application_create", resource=di.app_resource(record))
         return record
 
+    def set_provisioning(self, app_id: str, provision: dict[str, Any] | None) -> None:
+        """Turn an app's Identity Management on (a `provision` object) or off (None), as an administrator does in
+        the console; Directory Insights logs `integration_activate` / `integration_deactivate`."""
+        record = self._get(self.apps, app_id, "application")
+        self.app_provisioning[app_id] = provision
+        self._changed()
+        self.insights.record("integration_activate" if provision else "integration_deactivate",
+                             application={"id": app_id, "name": record.get("displayLabel") or record.get("name")})
+
     def delete_app(self, app_id: str) -> dict[str, Any]:
         record = self._get(self.apps, app_id, "application")
         for uid in self.app_users.pop(app_id).as_list():
@@ -447,6 +458,7 @@ class Tenant:
         for gid in self.app_groups.pop(app_id).as_list():
             self._group_apps[gid].discard(app_id)
         del self.apps[app_id]
+        self.app_provisioning.pop(app_id, None)
         self._changed()
         self.insights.record("application_delete", resource=di.app_resource(record))
         return record
@@ -502,7 +514,8 @@ class Tenant:
             "admins": list(self.admins.values()),
             "groups": [{**g, "members": self.members[gid].as_list()} for gid, g in self.groups.items()],
             "apps": [
-                {**a, "users": self.app_users[aid].as_list(), "groups": self.app_groups[aid].as_list()}
+                {**a, "users": self.app_users[aid].as_list(), "groups": self.app_groups[aid].as_list(),
+                 **({"provision": self.app_provisioning[aid]} if aid in self.app_provisioning else {})}
                 for aid, a in self.apps.items()
             ],
         }

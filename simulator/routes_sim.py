@@ -185,7 +185,25 @@ async def create_application(request: Request) -> Response:
         if key in body:
             record[key] = body[key]
     tenant.add_app(record)
+    if "provision" in body:
+        tenant.set_provisioning(aid, _provision(body["provision"]))
     return JSONResponse(record, status_code=201)
+
+
+async def put_application_provision(request: Request) -> Response:
+    """`{"provision": {"type": "scim", ...} | null}`: Identity Management turned on or off for the app."""
+    tenant = _tenant(request)
+    body = await json_body(request)
+    if "provision" not in body:
+        raise ApiError(400, "provision is required (an object, or null)")
+    tenant.set_provisioning(request.path_params["id"], _provision(body["provision"]))  # Missing: 404
+    return Response(status_code=204)
+
+
+def _provision(value: Any) -> dict[str, Any] | None:
+    if value is not None and (not isinstance(value, dict) or not isinstance(value.get("type"), str)):
+        raise ApiError(400, 'provision must be null or an object with a "type", e.g. {"type": "scim"}')
+    return value
 
 
 async def delete_application(request: Request) -> Response:
@@ -221,5 +239,6 @@ ROUTES = [
     Route("/_sim/admins/{id}", delete_admin, methods=["DELETE"]),
     Route("/_sim/applications", create_application, methods=["POST"]),
     Route("/_sim/applications/{id}", delete_application, methods=["DELETE"]),
+    Route("/_sim/applications/{id}/provision", put_application_provision, methods=["PUT"]),
     Route("/_sim/roles", create_role, methods=["POST"]),
 ]

@@ -158,6 +158,34 @@ def _object_associations(request: Request, app_ids: list[str]) -> Response:
 
 # ---- applications --------------------------------------------------------------------------------------
 
+def v2_application(record: dict[str, Any], provisioning: dict[str, Any]) -> dict[str, Any]:
+    """An application as `/api/v2/applications` returns it. Not in JumpCloud's spec (the path is declared with no
+    operation): the fields are those a public client reads (`_id`, `name`, `displayName`, `displayLabel`,
+    `description`, `organization`, `sso`, `provision`); `provision` is present only where the app has the key."""
+    sso = record.get("sso") or {}
+    out = {"_id": record["_id"], "name": record.get("name"), "displayName": record.get("displayName"),
+           "displayLabel": record.get("displayLabel"), "description": record.get("description"),
+           "organization": record.get("organization"),
+           "sso": {"type": sso.get("type"), "hidden": sso.get("hidden"), "beta": sso.get("beta"),
+                   "jit": {"enabled": bool(sso.get("jit"))}}}
+    if record["_id"] in provisioning:
+        out["provision"] = provisioning[record["_id"]]
+    return out
+
+
+async def list_applications_v2(request: Request) -> Response:
+    tenant = tenant_of(request)
+    query = parse_list_query(request.query_params, V2, sortable=False, filterable=False, projectable=False)
+    records = tenant.cached(("v2-apps",), lambda: [v2_application(a, tenant.app_provisioning)
+                                                   for a in tenant.records("apps")])
+    return v2_list(records, query)
+
+
+async def get_application_v2(request: Request) -> Response:
+    tenant = tenant_of(request)
+    return JSONResponse(v2_application(tenant.apps[_app(request)], tenant.app_provisioning))
+
+
 
 async def list_associations(request: Request) -> Response:
     tenant = tenant_of(request)
@@ -228,6 +256,8 @@ ROUTES = [
     Route("/api/v2/usergroups/{id}/members", list_members, methods=["GET"]),
     Route("/api/v2/usergroups/{id}/members", change_members, methods=["POST"]),
     Route("/api/v2/usergroups/{id}/membership", list_membership, methods=["GET"]),
+    Route("/api/v2/applications", list_applications_v2, methods=["GET"]),
+    Route("/api/v2/applications/{id}", get_application_v2, methods=["GET"]),
     Route("/api/v2/applications/{id}/associations", list_associations, methods=["GET"]),
     Route("/api/v2/applications/{id}/associations", change_associations, methods=["POST"]),
     Route("/api/v2/applications/{id}/users", list_app_users, methods=["GET"]),

@@ -73,6 +73,9 @@ APPS = {"app-github": ("GitHub", ["u-alice"], ["g-eng", "g-ops"]),
         "app-slack": ("Slack", ["u-bob", "u-erin", "u-alice"], []),
         "app-wiki": ("Wiki", [], ["g-empty", "g-ghost"]),
         "app-docs1": ("Docs", [], []), "app-docs2": ("docs", [], [])}
+#: GitHub and the Wiki provision by SCIM (the Wiki's holders are all gone); Slack provisions nothing; Docs unknown.
+PROVISIONING = {"app-github": {"provisioning": "scim"}, "app-wiki": {"provisioning": "scim"},
+                "app-slack": {"provisioning": "none"}}
 
 
 def build_tenant(engine) -> int:
@@ -88,7 +91,8 @@ def build_tenant(engine) -> int:
     ResourceWriter(engine, cid, "group", NOW).write(
         [ResourceRecord("group", gid, name) for gid, (name, _) in GROUPS.items()])
     ResourceWriter(engine, cid, "app", NOW).write(
-        [ResourceRecord("app", aid, name, status="active") for aid, (name, _, _) in APPS.items()])
+        [ResourceRecord("app", aid, name, status="active", profile=PROVISIONING.get(aid, {}))
+         for aid, (name, _, _) in APPS.items()])
     ResourceWriter(engine, cid, "role", NOW).write([ResourceRecord("role", rid, name) for rid, name in ROLES.items()])
 
     GrantWriter(engine, cid, "group", "group", NOW).write_scopes(
@@ -281,6 +285,8 @@ EXPECTED_FINDINGS = [
     ("deleted_principal_granted", ("user", "u-erin"), ("app", "app-slack"), None),
     ("deleted_principal_granted", ("user", "u-erin"), ("app", "app-wiki"), ("group", "g-ghost")),
     ("deleted_principal_granted", ("user", "u-erin"), ("group", "g-ghost"), None),
+    ("provisioned_app_without_users", ("app", "app-wiki"), None, None),
+    ("app_access_not_provisioned", ("app", "app-slack"), None, None),
 ]
 
 
@@ -288,7 +294,8 @@ def test_report_findings(tenant):
     result = rp.report(tenant, "acme")
     assert _findings(result) == EXPECTED_FINDINGS
     assert result["summary"] == {"admin_without_user": 1, "inactive_user_app_access": 2, "admin_role_without_mfa": 2,
-                                 "empty_group_bound_to_app": 2, "deleted_principal_granted": 4}
+                                 "empty_group_bound_to_app": 2, "deleted_principal_granted": 4,
+                                 "provisioned_app_without_users": 1, "app_access_not_provisioned": 1}
     details = {(f["kind"], f["subject"]["id"], f["related"] and f["related"]["id"]): f["detail"]
                for f in result["findings"]}
     assert details[("admin_without_user", "a-olga", None)] == \
@@ -302,6 +309,10 @@ def test_report_findings(tenant):
         "user not in the database")
     assert details[("deleted_principal_granted", "u-erin", "app-slack")].startswith(
         "user deleted in JumpCloud at 2026-02-01T00:00:00+00:00")
+    assert details[("provisioned_app_without_users", "app-wiki", None)] == \
+        "JumpCloud provisions users into the app (scim) but no live user has access"
+    assert details[("app_access_not_provisioned", "app-slack", None)].startswith(
+        "1 live user has access;")  # Bob (suspended, still an account); Alice's grant and Erin are deleted
     erin = next(f for f in result["findings"] if f["subject"]["id"] == "u-erin")
     assert erin["subject"] == {"type": "user", "id": "u-erin", "name": "Erin Ek"}
 
@@ -346,7 +357,10 @@ def test_export(tenant):
                      "principal_email": "carol@example.com", "principal_status": "staged", "resource_type": "app",
                      "resource_id": "app-github", "resource_name": "GitHub", "entitlement": "access",
                      "via_id": "g-eng", "via_name": "Engineering", "first_seen_at": FIRST_SEEN,
-                     "principal_deleted": False}
+                     "principal_deleted": False, "resource_provisioning": "scim"}
+    assert {(r["resource_id"], r["resource_provisioning"]) for r in rows if r["resource_type"] == "app"} == {
+        ("app-github", "scim"), ("app-slack", "none"), ("app-wiki", "scim")}
+    assert all(r["resource_provisioning"] is None for r in rows if r["resource_type"] != "app")
     gone = {(r["principal_id"], r["resource_id"], r["via_id"]) for r in rows if r["principal_deleted"]}
     assert gone == {("u-erin", "app-slack", None), ("u-erin", "app-wiki", "g-ghost"), ("u-erin", "g-ghost", None),
                     ("u-missing", "g-contract", None)}

@@ -42,8 +42,8 @@ def test_each_kind_of_event_names_its_read():
     assert (touched.user_groups, touched.user_apps, touched.group_apps) == ({"u3"}, {"u4"}, {"g3"})
     assert touched.edges == {"member": {("u3", "g1")}, "user_app": {("u4", "a2")}, "group_app": {("g3", "a2")}}
     assert touched.events == 10 and touched.ignored == 0 and not touched.uninterpretable
-    # u1, u2, g1, g2, a1 read back; u3's memberships, u4's and g3's bindings; the admins listed once
-    assert touched.reads == 9
+    # u1, u2, g1, g2 read back, a1 twice (v1 and v2); u3's memberships, u4's and g3's bindings; the admins once
+    assert touched.reads == 10
 
 
 @pytest.mark.parametrize("orientation", ["group first", "user first"])
@@ -113,3 +113,10 @@ def test_the_simulators_events_reduce_to_their_writes():
     events, _ = log.query(datetime(2000, 1, 1, tzinfo=UTC), None, 100, False, None)
     touched = reduce_events(events)
     assert touched.users == {"u1"} and touched.deleted_groups == {"g1"} and touched.group_apps == {"g2"}
+
+
+def test_identity_management_turned_on_or_off_reads_the_app():
+    """``integration_activate`` / ``integration_deactivate`` name the app in ``application``, not ``resource``."""
+    touched = reduce_events([event("integration_activate", application={"id": "a1", "name": "Slack"}),
+                             event("integration_deactivate", application={"id": "a2", "name": "Zoom"})])
+    assert touched.apps == {"a1", "a2"} and touched.reads == 4  # each app's v1 and v2 record
