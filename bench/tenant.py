@@ -16,12 +16,13 @@ def pages(n: int) -> int:
 def r_min_parts(dump: dict) -> dict[str, int]:
     """R_min of each fetch part: the same formula as the tests' ``r_min`` (tests/integration/test_sync_pipeline.py),
     split by the part that makes the requests. Roles, admin links and access through groups cost nothing: they
-    are derived from what the fetch parts already have."""
+    are derived from what the fetch parts already have. Apps are listed twice (v1 records, v2 provisioning)."""
     return {
         "user": pages(len(dump["users"])),
         "admin": pages(len(dump["admins"])),
         "group": pages(len(dump["groups"])) + sum(pages(len(g["members"])) for g in dump["groups"]),
-        "app": pages(len(dump["apps"])) + sum(pages(len(a["users"])) + pages(len(a["groups"])) for a in dump["apps"]),
+        "app": 2 * pages(len(dump["apps"]))
+               + sum(pages(len(a["users"])) + pages(len(a["groups"])) for a in dump["apps"]),
     }
 
 
