@@ -1,6 +1,7 @@
 """Equivalence: after any sequence of writes through the simulator's write API, a database kept by incremental
 refreshes equals one a full sync of the same tenant wrote, resource for resource and grant for grant (``via``
-and the owning part included). Hypothesis chooses the writes (a stateful test); each refresh is compared.
+and the owning part included; apps' provisioning too). Hypothesis chooses the writes (a stateful test); each
+refresh is compared.
 
 Runs on SQLite (a fresh database per example); PostgreSQL runs the fixed scenarios of test_incremental.py.
 """
@@ -122,6 +123,13 @@ class Writes(RuleBasedStateMachine):
         apps = self._tenant()["apps"]
         if len(apps) > 2:
             self.sim.delete_app(self._one(apps, i)["_id"])
+
+    @rule(i=pick, scim=st.booleans())
+    def toggle_provisioning(self, i, scim):
+        app = self._one(self._tenant()["apps"], i)
+        if app:
+            self.sim.sim("PUT", f"/_sim/applications/{app['_id']}/provision",
+                         json={"provision": {"type": "scim", "groups_supported": True} if scim else None})
 
     @rule(i=pick, role=st.sampled_from(ROLES + ("Auditor",)))
     def change_admin_role(self, i, role):
