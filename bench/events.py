@@ -413,8 +413,9 @@ def summarize(measured: Measured, applied: list[dict], quiet: dict, other_runs: 
         "applied": applied,
         "applied_within_bound": sum(1 for a in applied if a["within_bound"]),
         "refresh_wall_s_max": max((a["wall_s"] for a in applied if a["wall_s"] is not None), default=None),
-        # The refreshes' own figure (event_cursors.lag_seconds: the oldest applied event's age when written),
-        # which the harness's max latency should match within a poll and the event's millisecond timestamp.
+        # The refreshes' own figure (event_cursors.lag_seconds: the oldest applied event's age when written): the
+        # harness's max latency within a poll, unless the first refresh re-read events from before the phase
+        # (its window reaches an overlap back before the full sync's start).
         "refresh_lag_s_max": max((r["lag_seconds"] for r in watcher.refreshes if r["lag_seconds"] is not None),
                                  default=None),
         "quiet": quiet,
