@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 FULL_SYNC_ASK_AGAIN = timedelta(hours=1)
 #: Refreshes failing this long (the cursor has not moved) hand over to the full sync.
 STUCK_AFTER = timedelta(minutes=15)
+#: How far before a full sync's start its first refresh reads: the worker's clock (the start) against JumpCloud's
+#: (the events).
+CLOCK_SKEW = timedelta(seconds=30)
 #: At most this many objects are read back in one refresh (more: a full sync), so that a refresh stays well
 #: within its task's time limit (300 s) at JumpCloud's latency.
 MAX_READS = 2000
@@ -258,9 +261,9 @@ def _refresh(engine: Engine, connector: ConnectorConfig, connector_id: int, stat
     rebased = state.rebase(baseline.started_at, overlap)
 
     now = utcnow()
-    # The overlap also reaches back before a full sync's start: that start is the worker's clock, the events'
-    # timestamps JumpCloud's. Events applied since are skipped by id (the rebase keeps their ids).
-    start = state.cursor - overlap
+    # Before a full sync's start, read back only CLOCK_SKEW: that start is the worker's clock, the events'
+    # timestamps JumpCloud's; older events are in the sync's data. Events applied since are skipped by id.
+    start = max(state.cursor - overlap, baseline.started_at - CLOCK_SKEW)
     retention = parse_duration(connector.events_retention)
     if start < now - retention:
         return ask_full_sync(f"the cursor ({state.cursor.isoformat(timespec='seconds')}) is older than the events' "
@@ -319,7 +322,8 @@ def _refresh(engine: Engine, connector: ConnectorConfig, connector_id: int, stat
         return fail(f"run {run_id} was ended by the reaper before this refresh ended it", run_id=run_id,
                     read_requests=client.stats.requests, reads=touched.reads, **known)
     written = utcnow()
-    lags = [(written - moment).total_seconds() for moment in touched.times]
+    # The lag of what this refresh brought: not of events a full sync had already brought (read again for skew).
+    lags = [(written - moment).total_seconds() for moment in touched.times if moment >= baseline.started_at]
     advance()
     return finish(RefreshResult("applied", None, run_id=run_id, read_requests=client.stats.requests,
                                 reads=touched.reads, rows_written=counts.get("rows_written", 0),

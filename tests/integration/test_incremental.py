@@ -219,15 +219,15 @@ def test_a_partial_full_sync_is_a_base_when_every_type_was_read(engine, db_url, 
 
 
 def test_the_window_reaches_back_before_a_full_syncs_start(engine, db_url, simulator, tmp_path):
-    """The run's start is the worker's clock: a change logged just before it (a clock ahead of JumpCloud's) is
-    still read."""
+    """The run's start is the worker's clock: a change logged just before it (a clock up to 30 s ahead of
+    JumpCloud's) is still read."""
     sim = simulator()
     settings = make_settings(db_url, sim.url)
     run_sync(settings, engine)
     user = sim.dump()["users"][0]["_id"]
     sim.suspend_user(user)
     with Session(engine) as session:
-        session.execute(update(SyncRun).values(started_at=utcnow() + timedelta(seconds=30)))
+        session.execute(update(SyncRun).values(started_at=utcnow() + timedelta(seconds=20)))
         session.commit()
     result = refresh(settings, engine)
     assert result.outcome == "applied"
