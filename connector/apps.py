@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from connector.base import collect, connection_target_ids, get_or_none
+from connector.base import collect, collect_or_none, connection_target_ids, get_or_none
 from connector.fields import compact, flag, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
@@ -118,10 +118,9 @@ class AppSyncer:
         """The direct ``access`` grants of one user or group (the other side of ``grants``), from its own
         ``/associations?targets=application``; None when the user or group is gone."""
         path = "/api/v2/users/{id}/associations" if principal_type == "user" else "/api/v2/usergroups/{id}/associations"
-        try:
-            connections = await collect(self.client.list_v2(path, params={"targets": "application"},
-                                                             path_params={"id": principal_id}))
-        except NotFoundError:
+        connections = await collect_or_none(self.client.list_v2(path, params={"targets": "application"},
+                                                                 path_params={"id": principal_id}))
+        if connections is None:
             return None
         return [GrantRecord("app", app_id, "access", principal_type, principal_id)
                 for app_id in dict.fromkeys(connection_target_ids(connections, "application"))]

@@ -44,6 +44,15 @@ async def get_or_none(client: JumpCloudClient, path: str, object_id: str) -> dic
     return record if isinstance(record, dict) else None
 
 
+async def collect_or_none(pages: AsyncIterator[list[dict]]) -> list[dict] | None:
+    """``collect``, or None when the listing's object is gone (404): a user's or group's own listings, read back
+    by the incremental refresh."""
+    try:
+        return await collect(pages)
+    except NotFoundError:
+        return None
+
+
 async def collect(pages: AsyncIterator[list[dict]]) -> list[dict]:
     """All records of one listing (one resource's members or bindings: small, so held in memory)."""
     out: list[dict] = []

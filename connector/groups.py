@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from connector.base import collect, connection_target_ids, get_or_none
+from connector.base import collect, collect_or_none, connection_target_ids, get_or_none
 from connector.fields import compact, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
-from jumpcloud.errors import NotFoundError
 
 
 def map_group(record: dict[str, Any]) -> ResourceRecord:
@@ -57,8 +56,6 @@ class GroupSyncer:
 
     async def memberships(self, user_id: str) -> list[GrantRecord] | None:
         """Every ``member`` grant the user holds (the other side of ``grants``), or None when the user is gone."""
-        try:
-            groups = await collect(self.client.list_v2("/api/v2/users/{id}/memberof", path_params={"id": user_id}))
-        except NotFoundError:
-            return None
-        return membership_grants(user_id, groups)
+        groups = await collect_or_none(self.client.list_v2("/api/v2/users/{id}/memberof",
+                                                           path_params={"id": user_id}))
+        return None if groups is None else membership_grants(user_id, groups)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -113,15 +114,26 @@ def incremental_record(cursor: EventCursor | None) -> dict[str, Any] | None:
 def wait_for_refresh(engine: Engine, connector: str, since: datetime, timeout: float,
                      poll: float = 0.2) -> dict[str, Any] | None:
     """Poll until the connector's incremental refresh has ended after ``since``; its record, or None on timeout."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
+    def ended() -> dict[str, Any] | None:
         with Session(engine) as session:
             cid = session.execute(select(Connector.id).where(Connector.name == connector)).scalar_one_or_none()
             cursor = session.get(EventCursor, cid) if cid is not None else None
             if cursor is not None and cursor.refreshed_at is not None and _aware(cursor.refreshed_at) >= since:
                 return incremental_record(cursor)
+            return None
+
+    return _poll(ended, timeout, poll)
+
+
+def _poll(read: Callable[[], dict[str, Any] | None], timeout: float, poll: float) -> dict[str, Any] | None:
+    """``read()`` every ``poll`` seconds until it gives something; None after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = read()
+        if found is not None:
+            return found
         if time.monotonic() >= deadline:
             return None
         time.sleep(poll)
@@ -135,16 +147,11 @@ def run_by_task_id(engine: Engine, task_id: str) -> dict[str, Any] | None:
 
 def wait_for_run(engine: Engine, task_id: str, timeout: float, poll: float = 0.2) -> dict[str, Any] | None:
     """Poll until the run opened by trigger task ``task_id`` has ended (or was skipped); None on timeout."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
+    def ended() -> dict[str, Any] | None:
         run = run_by_task_id(engine, task_id)
-        if run is not None and run["finished_at"] is not None:
-            return run
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(poll)
+        return run if run is not None and run["finished_at"] is not None else None
+
+    return _poll(ended, timeout, poll)
 
 
 #: A full sync run, not an incremental refresh (``jumpsync status`` shows those apart, from ``event_cursors``).

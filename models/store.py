@@ -308,27 +308,8 @@ class GrantWriter:
         # planner, without statistics for a table that grows by the batch, scans the whole table each time.
         lookup = [rid for rid in scopes if not (self.baseline and fresh[rid])]
         with Session(self.engine) as session:
-            existing: dict[tuple, tuple[int, bool]] = {}
-            for chunk in chunks(lookup):
-                rows = session.execute(select(
-                    table.c.id, table.c.resource_id, table.c.entitlement, table.c.principal_type,
-                    table.c.principal_id, table.c.via, table.c.deleted_at,
-                ).where(self._where(table), table.c.resource_id.in_(chunk)))
-                for row in rows:
-                    existing[(row.resource_id, row.entitlement, row.principal_type, row.principal_id, row.via)] = (
-                        row.id, row.deleted_at is not None)
-            wanted: set[tuple] = set()
-            changed: list[tuple[str, GrantRecord]] = []
-            for resource_id, grants in scopes.items():
-                for grant in grants:
-                    key = (resource_id, *grant.key)
-                    if key in wanted:
-                        continue
-                    wanted.add(key)
-                    before = existing.get(key)
-                    if before is not None and not before[1]:
-                        continue
-                    changed.append(("created" if before is None else "undeleted", grant))
+            existing = self._stored(session, table.c.resource_id, lookup)
+            wanted, changed = self._diff(existing, (grant for grants in scopes.values() for grant in grants))
             self.counts["grants_seen"] += len(wanted)
             # A scope written a second time in the same part (a listing that repeated a resource) only adds.
             gone = [row_id for key, (row_id, deleted) in existing.items()
@@ -337,6 +318,37 @@ class GrantWriter:
                 self._insert(session, changed)
                 commit_write(session, self.connector_id, self.run_id)
         self.doomed.extend(gone)
+
+    def _stored(self, session: Session, column, ids: Sequence[str], *conditions) -> dict[tuple, tuple[int, bool]]:
+        """This source's rows whose ``column`` is one of ``ids``: (resource id, *``GrantRecord.key``) -> (row id,
+        deleted?)."""
+        table = Grant.__table__
+        existing: dict[tuple, tuple[int, bool]] = {}
+        for chunk in chunks(ids):
+            for row in session.execute(select(
+                    table.c.id, table.c.resource_id, table.c.entitlement, table.c.principal_type,
+                    table.c.principal_id, table.c.via, table.c.deleted_at,
+            ).where(self._where(table), *conditions, column.in_(chunk))):
+                existing[(row.resource_id, row.entitlement, row.principal_type, row.principal_id, row.via)] = (
+                    row.id, row.deleted_at is not None)
+        return existing
+
+    @staticmethod
+    def _diff(existing: dict[tuple, tuple[int, bool]], grants: Iterable[GrantRecord]
+              ) -> tuple[set[tuple], list[tuple[str, GrantRecord]]]:
+        """The keys of ``grants`` (each once), and those of them that are new (``created``) or deleted and back
+        (``undeleted``)."""
+        wanted: set[tuple] = set()
+        changed: list[tuple[str, GrantRecord]] = []
+        for grant in grants:
+            key = (grant.resource_id, *grant.key)
+            if key in wanted:
+                continue
+            wanted.add(key)
+            before = existing.get(key)
+            if before is None or before[1]:
+                changed.append(("created" if before is None else "undeleted", grant))
+        return wanted, changed
 
     def insert_changes(self, changed: Iterable[tuple[str, GrantRecord]], batch: int = 5000) -> None:
         """Insert (``created``) or bring back (``undeleted``) grants already known to be new or back, e.g.
@@ -367,19 +379,11 @@ class GrantWriter:
         if not scopes:
             return
         table = Grant.__table__
-        existing: dict[tuple, tuple[int, bool]] = {}
         with Session(self.engine) as session:
-            for chunk in chunks(sorted(scopes)):
-                for row in session.execute(select(
-                        table.c.id, table.c.resource_id, table.c.entitlement, table.c.principal_type,
-                        table.c.principal_id, table.c.via, table.c.deleted_at,
-                ).where(self._where(table), table.c.resource_type == self.resource_type,
-                        table.c.principal_type == principal_type, table.c.principal_id.in_(chunk))):
-                    existing[(row.resource_id, row.entitlement, row.principal_type, row.principal_id, row.via)] = (
-                        row.id, row.deleted_at is not None)
-            wanted = {(g.resource_id, *g.key): g for grants in scopes.values() for g in grants}
-            changed = [("created" if key not in existing else "undeleted", grant) for key, grant in wanted.items()
-                       if key not in existing or existing[key][1]]
+            existing = self._stored(session, table.c.principal_id, sorted(scopes),
+                                    table.c.resource_type == self.resource_type,
+                                    table.c.principal_type == principal_type)
+            wanted, changed = self._diff(existing, (grant for grants in scopes.values() for grant in grants))
             self.counts["grants_seen"] += len(wanted)
             if changed:
                 self._insert(session, changed)

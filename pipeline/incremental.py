@@ -13,8 +13,9 @@ One refresh (``refresh``):
 
 It marks nothing deleted because it did not see it: an object is deleted when a delete event names it and
 reading it back answers 404; a grant when an association event names it and reading back its holder's grants no
-longer lists it; the edges of a deleted object go with it. It asks for a full sync instead (``RefreshResult.full_sync``) when an event cannot be
-interpreted, the events listing broke off inconsistently (a gap), the cursor is older than the events' retention,
+longer lists it; the edges of a deleted object go with it. It asks for a full sync instead
+(``RefreshResult.full_sync``) when an event cannot be interpreted, the events listing broke off inconsistently
+(a gap), the cursor is older than the events' retention,
 reading back would cost more requests than the last full sync did (or ``MAX_READS``), or no refresh has succeeded
 for ``STUCK_AFTER`` (the events API refuses, an object cannot be read): then the connector gets a full sync at
 most every ``FULL_SYNC_ASK_AGAIN``, as it would without events.
@@ -35,6 +36,7 @@ from sqlalchemy import Engine
 
 from config.settings import ConnectorConfig, parse_duration
 from connector import FETCH_SYNCERS
+from connector.base import collect
 from connector.events import Touched, event_time, reduce_events
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
@@ -136,14 +138,10 @@ async def read_back(client: JumpCloudClient, touched: Touched) -> ReadBack:
             (out.group_bindings, touched.group_apps, partial(apps.bindings, "group"))):
         jobs += [(target, object_id, read(object_id)) for object_id in sorted(ids)]
 
-    async def admins() -> list[ResourceRecord]:
-        listed: list[ResourceRecord] = []
-        async for page in FETCH_SYNCERS["admin"](client).resources():
-            listed.extend(page)
-        return listed
-
     async with client:
-        results = await asyncio.gather(*(job for _, _, job in jobs), admins() if touched.admins else _none())
+        results = await asyncio.gather(*(job for _, _, job in jobs),
+                                       collect(FETCH_SYNCERS["admin"](client).resources()) if touched.admins
+                                       else _none())
     for (target, object_id, _), result in zip(jobs, results):
         target[object_id] = result
     out.admins = results[-1]
