@@ -18,12 +18,13 @@ err = output.stderr()
 
 
 def sync(name: str = typer.Argument(..., help="Connector name."), config: Optional[Path] = ConfigOption,
-         wait: bool = typer.Option(False, "--wait", help="Wait for the run to end; exit 1 unless it succeeded."),
+         wait: bool = typer.Option(False, "--wait", help="Wait for the run (or refresh) to end; exit 1 unless it "
+                                   "succeeded (with --events: quiet or applied)."),
          timeout: float = typer.Option(3600, help="Seconds to wait with --wait."),
          as_json: bool = typer.Option(False, "--json"),
          events: bool = typer.Option(False, "--events", help="An incremental refresh from the connector's "
                                      "Directory Insights events instead of a full sync.")) -> None:
-    """Trigger a sync of one connector now."""
+    """Trigger a full sync of one connector now, or with --events an incremental refresh."""
     use_config(config)
     from worker import runtime
     from worker.celery_app import app as celery_app
