@@ -30,7 +30,7 @@ def sync(name: str = typer.Argument(..., help="Connector name."), config: Option
     from worker.celery_app import app as celery_app
 
     try:
-        connector = runtime.settings().file.connector(name)
+        connector = runtime.settings().connector(name)
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -15,225 +15,20 @@ Errors are reported at start-up as one ``ConfigError`` that names the file and t
 
 from __future__ import annotations
 
-import os
-import re
-import stat
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from config.actions import ACTION_NAMES, DEFAULT_ALLOWED_ACTIONS
+from config.connector import ALL_RESOURCE_TYPES, ConnectorConfig, ProvisioningPolicy  # noqa: F401  (re-exported)
+from config.msp import MspConfig
+from config.values import ConfigError, Duration, parse_duration  # noqa: F401  (re-exported)
 
-DEFAULT_BASE_URL = "https://console.jumpcloud.com"
 DEFAULT_DATABASE_URL = "sqlite:///./jumpsync.db"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_CONFIG_PATH = Path("jumpsync.toml")
-#: The full sync's interval when a connector sets none: hourly, or every 6 hours when the incremental refresh
-#: from events keeps the data fresh (docs/incremental.md says why).
-DEFAULT_INTERVAL = "1h"
-DEFAULT_INTERVAL_WITH_EVENTS = "6h"
-
-ResourceType = Literal["user", "admin", "group", "app", "role"]
-ALL_RESOURCE_TYPES: tuple[str, ...] = ("user", "admin", "group", "app", "role")
-
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_ORG_ID = re.compile(r"^[0-9a-f]{24}$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-class ConfigError(Exception):
-    """A configuration problem, with the file and key it concerns in the message."""
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse ``30s``, ``15m``, ``2h``, ``1d`` or combinations such as ``1h30m``."""
-    match = _DURATION.match(text.strip()) if text else None
-    if not match or not any(match.groups()):
-        raise ValueError(f"{text!r} is not a duration like 30s, 15m, 2h or 1h30m")
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    value = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-    if value < timedelta(seconds=10):
-        raise ValueError(f"{text!r} is shorter than the 10s minimum")
-    return value
-
-
-def _checked_duration(value: str) -> str:
-    parse_duration(value)
-    return value
-
-
-#: A duration in the config file (``30s``, ``15m``, ``1h30m``), checked when the file is read.
-Duration = Annotated[str, AfterValidator(_checked_duration)]
-
-
-def parse_cron(text: str):
-    """Parse a five-field cron expression (minute hour day-of-month month day-of-week) into a Celery crontab."""
-    from celery.schedules import crontab  # imported here: every CLI command loads this module, few need Celery
-
-    fields = text.split()
-    if len(fields) != 5:
-        raise ValueError(f"{text!r} is not a cron expression of five fields (minute hour day month weekday)")
-    minute, hour, day_of_month, month_of_year, day_of_week = fields
-    try:
-        return crontab(minute=minute, hour=hour, day_of_month=day_of_month,
-                       month_of_year=month_of_year, day_of_week=day_of_week)
-    except Exception as exc:  # celery raises ValueError or its own ParseException
-        raise ValueError(f"{text!r} is not a valid cron expression: {exc}") from None
-
-
-def is_loopback_url(url: str) -> bool:
-    from jumpcloud.client import is_loopback_host  # httpx is heavy to import; only plain-http URLs need this
-
-    return is_loopback_host(urlsplit(url).hostname or "")
-
-
-class ProvisioningPolicy(BaseModel):
-    """What a connector lets provisioning do. Destructive actions (user.delete, role.set) are off by default."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    allowed_actions: tuple[str, ...] = DEFAULT_ALLOWED_ACTIONS
-    dry_run: bool = False
-    max_attempts: int = Field(default=5, ge=1, le=50)
-
-    @field_validator("allowed_actions")
-    @classmethod
-    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [a for a in value if a not in ACTION_NAMES]
-        if unknown:
-            raise ValueError(f"unknown action(s) {', '.join(map(repr, unknown))}; known: {', '.join(ACTION_NAMES)}")
-        return value
-
-
-class ConnectorConfig(BaseModel):
-    """One JumpCloud organisation and how to sync it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    base_url: str = DEFAULT_BASE_URL
-    api_key_env: str | None = None
-    api_key_file: Path | None = None
-    org_id: str | None = None
-    interval: Duration | None = None
-    cron: str | None = None
-    resource_types: tuple[ResourceType, ...] = ALL_RESOURCE_TYPES
-    max_in_flight: int = Field(default=8, ge=1, le=64)  # per sync part (each part has its own client)
-    #: Fleet-wide limits for the connector's key, shared through Redis by every part on every worker.
-    shared_max_in_flight: int | None = Field(default=None, ge=1, le=256)
-    rate_limit: float | None = Field(default=None, gt=0, le=10000)  # requests per second
-    timeout: float = Field(default=30.0, gt=0, le=600)
-    max_attempts: int = Field(default=5, ge=1, le=20)
-    backoff_base: float = Field(default=0.5, ge=0, le=60)
-    ca_bundle: Path | None = None
-    provisioning: ProvisioningPolicy = ProvisioningPolicy()
-    #: The incremental refresh from Directory Insights events (pipeline.incremental, docs/incremental.md).
-    events: bool = True
-    events_interval: Duration = "1m"
-    #: Where the events API is: by default the events host of ``base_url``'s region (api.jumpcloud.com for
-    #: console.jumpcloud.com), or ``base_url`` itself for a loopback simulator or a proxy.
-    events_base_url: str | None = None
-    #: Events this much older than the cursor are read again, so that one that became visible late is caught.
-    events_overlap: Duration = "2m"
-    #: How long JumpCloud keeps events (90 days; 15 on the smallest plans): an older cursor asks for a full sync.
-    events_retention: Duration = "90d"
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"{value!r} is not a connector name (lowercase letters, digits, - and _; up to 63)")
-        return value
-
-    @field_validator("base_url", "events_base_url")
-    @classmethod
-    def _base_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        if parts.scheme == "http" and not is_loopback_url(value):
-            raise ValueError(f"{value!r}: plain http is only allowed for a loopback simulator; use https")
-        return value.rstrip("/")
-
-    @field_validator("org_id")
-    @classmethod
-    def _org_id(cls, value: str | None) -> str | None:
-        if value is not None and not _ORG_ID.match(value):
-            raise ValueError(f"{value!r} is not a JumpCloud organisation id (24 hex characters)")
-        return value
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_cron(value)
-        return value
-
-    @field_validator("resource_types")
-    @classmethod
-    def _resource_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("must name at least one resource type")
-        if "role" in value and "admin" not in value:
-            raise ValueError("'role' needs 'admin': roles are read from the admin accounts")
-        return tuple(t for t in ALL_RESOURCE_TYPES if t in value)
-
-    @model_validator(mode="after")
-    def _one_of_each(self) -> ConnectorConfig:
-        if (self.api_key_env is None) == (self.api_key_file is None):
-            raise ValueError("set exactly one of api_key_env and api_key_file")
-        if self.interval is not None and self.cron is not None:
-            raise ValueError("set interval or cron, not both")
-        return self
-
-    @property
-    def schedule(self):
-        """The Celery schedule of the full sync: ``interval`` or ``cron``; when neither is set, every 6 hours
-        with events on (the full sync is then the reconciliation that repairs a lost event), else hourly."""
-        if self.cron is not None:
-            return parse_cron(self.cron)
-        from celery.schedules import schedule
-
-        return schedule(parse_duration(self.interval or (DEFAULT_INTERVAL_WITH_EVENTS if self.events
-                                                         else DEFAULT_INTERVAL)))
-
-    @property
-    def events_url(self) -> str:
-        """The base URL of the Directory Insights API for this connector."""
-        from jumpcloud.events import events_base_url_for
-
-        return self.events_base_url or events_base_url_for(self.base_url)
-
-    @property
-    def interval_seconds(self) -> float | None:
-        return parse_duration(self.interval).total_seconds() if self.interval else None
-
-    def api_key(self) -> str:
-        """Read the API key from its env var or file. Errors name the source, never the key."""
-        if self.api_key_env is not None:
-            key = os.environ.get(self.api_key_env, "").strip()
-            if not key:
-                raise ConfigError(f"connector {self.name!r}: environment variable {self.api_key_env} is not set")
-            return key
-        assert self.api_key_file is not None
-        path = self.api_key_file
-        try:
-            mode = path.stat().st_mode
-            key = path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"connector {self.name!r}: api_key_file {path}: {exc.strerror}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"connector {self.name!r}: api_key_file {path} is readable by others; chmod 600 it")
-        if not key:
-            raise ConfigError(f"connector {self.name!r}: api_key_file {path} is empty")
-        return key
 
 
 class SyncSettings(BaseModel):
@@ -304,22 +99,24 @@ class FileConfig(BaseModel):
     history: HistorySettings = HistorySettings()
     access: AccessSettings = AccessSettings()
     connectors: tuple[ConnectorConfig, ...] = ()
+    msp: tuple[MspConfig, ...] = ()
 
     @model_validator(mode="after")
     def _unique_names(self) -> FileConfig:
-        seen: set[str] = set()
-        for index, connector in enumerate(self.connectors):
-            if connector.name in seen:
-                raise ValueError(f"connectors[{index}].name: {connector.name!r} is used twice")
-            seen.add(connector.name)
+        for table, entries in (("connectors", self.connectors), ("msp", self.msp)):
+            seen: set[str] = set()
+            for index, entry in enumerate(entries):
+                if entry.name in seen:
+                    raise ValueError(f"{table}[{index}].name: {entry.name!r} is used twice")
+                seen.add(entry.name)
         return self
 
-    def connector(self, name: str) -> ConnectorConfig:
-        for connector in self.connectors:
-            if connector.name == name:
-                return connector
-        known = ", ".join(c.name for c in self.connectors) or "none"
-        raise ConfigError(f"unknown connector {name!r} (configured: {known})")
+    def msp_table(self, name: str) -> MspConfig:
+        for msp in self.msp:
+            if msp.name == name:
+                return msp
+        known = ", ".join(m.name for m in self.msp) or "none"
+        raise ConfigError(f"unknown msp {name!r} (configured: {known})")
 
 
 def check_api_keys(settings: Settings) -> None:
@@ -329,11 +126,16 @@ def check_api_keys(settings: Settings) -> None:
     the middle of a sync.
     """
     problems = []
-    for connector in settings.connectors:
+    for index, connector in enumerate(settings.file.connectors):
         try:
             connector.api_key()
         except ConfigError as exc:
-            problems.append(f"{settings.config_path}: connectors[{settings.connectors.index(connector)}] {exc}")
+            problems.append(f"{settings.config_path}: connectors[{index}] {exc}")
+    for index, msp in enumerate(settings.file.msp):
+        try:
+            msp.api_key()
+        except ConfigError as exc:
+            problems.append(f"{settings.config_path}: msp[{index}] {exc}")
     if problems:
         raise ConfigError("\n".join(problems))
 
@@ -349,7 +151,8 @@ class EnvSettings(BaseSettings):
 
 
 class Settings(BaseModel):
-    """The resolved settings a process runs with."""
+    """The resolved settings a process runs with: the file's, and the connectors of the organisations that its
+    ``[[msp]]`` tables discovered (``with_discovered``; the worker's runtime reads them from the database)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -357,10 +160,27 @@ class Settings(BaseModel):
     database_url: str
     broker_url: str
     file: FileConfig
+    discovered: tuple[ConnectorConfig, ...] = ()
 
     @property
     def connectors(self) -> tuple[ConnectorConfig, ...]:
-        return self.file.connectors
+        """Every connector: those of ``[[connectors]]``, then the discovered ones."""
+        return self.file.connectors + self.discovered
+
+    def connector(self, name: str) -> ConnectorConfig:
+        for connector in self.connectors:
+            if connector.name == name:
+                return connector
+        known = ", ".join(c.name for c in self.connectors) or "none"
+        raise ConfigError(f"unknown connector {name!r} (configured: {known})")
+
+    def with_discovered(self, connectors: list[ConnectorConfig]) -> Settings:
+        """These settings plus discovered connectors. A ``[[connectors]]`` entry wins over a discovered
+        organisation it names (same name, or same ``base_url`` and ``org_id``): the file says how to sync it."""
+        taken = {c.name for c in self.file.connectors}
+        orgs = {(c.base_url, c.org_id) for c in self.file.connectors if c.org_id}
+        kept = tuple(c for c in connectors if c.name not in taken and (c.base_url, c.org_id) not in orgs)
+        return self.model_copy(update={"discovered": kept})
 
 
 def _format_location(loc: tuple) -> str:

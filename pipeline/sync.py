@@ -26,7 +26,7 @@ def begin(settings: Settings, engine: Engine, connector_name: str, *, trigger: s
           task_id: str | None = None, wait_for_refresh: bool = True) -> StartResult:
     """Open a run for the connector (or record it skipped; ``retry`` when an incremental refresh runs and
     ``wait_for_refresh``). Raises ConfigError for an unknown connector."""
-    connector = settings.file.connector(connector_name)
+    connector = settings.connector(connector_name)
     result = start_run(engine, connector, trigger=trigger, task_id=task_id,
                        stale_after=parse_duration(settings.file.sync.stale_run_after),
                        wait_for_refresh=wait_for_refresh)
@@ -47,7 +47,7 @@ def run_part(settings: Settings, engine: Engine, run_id: int, resource_type: str
     """Run one fetch part, then say whether the caller should enqueue the finalizer."""
     client_factory = client_factory or partial(make_client, broker_url=settings.broker_url)
     try:
-        connector = settings.file.connector(connector_name)
+        connector = settings.connector(connector_name)
     except ConfigError as exc:  # the connector was removed from the config while its run was under way
         claim = claim_part(engine, run_id, resource_type)
         if claim.attempt is not None:
@@ -71,7 +71,7 @@ def refresh_events(settings: Settings, engine: Engine, connector_name: str) -> i
     """One incremental refresh of the connector from its Directory Insights events; None when the connector has
     them turned off (``events = false``) or is no longer configured."""
     try:
-        connector = settings.file.connector(connector_name)
+        connector = settings.connector(connector_name)
     except ConfigError:
         return None
     if not connector.events:

@@ -111,7 +111,7 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
     trip besides the pool's ping): its key is looked up only when the insert finds it taken.
     """
     try:
-        config = settings.file.connector(connector)
+        config = settings.connector(connector)
         validated = validate_params(action, params)
         policy = config.provisioning
         if action not in policy.allowed_actions:

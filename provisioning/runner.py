@@ -57,7 +57,7 @@ def backoff(attempt: int) -> float:
 
 async def _run(engine: Engine, connection: Connection, session: Session, settings: Settings, row,
                clients: ProcessClients) -> dict:
-    connector = settings.file.connector(row.connector)
+    connector = settings.connector(row.connector)
     params = validate_params(row.action, row.params)
     if row.action not in connector.provisioning.allowed_actions:  # the policy may have changed since
         raise InvalidRequest(f"action {row.action} is no longer allowed for connector {row.connector!r}")
@@ -88,7 +88,7 @@ def execute(engine: Engine, settings: Settings, request_id: str, claimant: str,
 def _transient(settings: Settings, row, exc: BaseException) -> tuple[str, str, float | None]:
     """Back to pending with a delay, or failed once the connector's attempts are spent."""
     try:
-        max_attempts = settings.file.connector(row.connector).provisioning.max_attempts
+        max_attempts = settings.connector(row.connector).provisioning.max_attempts
     except ConfigError:
         max_attempts = 1
     if row.attempts >= max_attempts:

@@ -25,7 +25,7 @@ def _api_key(monkeypatch):
 
 
 def refresh(settings, engine) -> incremental.RefreshResult:
-    return incremental.refresh(engine, settings.file.connector(NAME))
+    return incremental.refresh(engine, settings.connector(NAME))
 
 
 def full_sync_of(sim, tmp_path, name="full.db"):
@@ -174,7 +174,7 @@ def test_a_refresh_waits_for_a_running_full_sync_and_a_full_sync_for_a_refresh(e
         sync.run_part(settings, engine, started.run_id, part, NAME)
     sync.finalize(engine, started.run_id)
 
-    run_id = open_events_run(engine, registered_connector_id(engine, settings.file.connector(NAME)))
+    run_id = open_events_run(engine, registered_connector_id(engine, settings.connector(NAME)))
     blocked = sync.begin(settings, engine, NAME, trigger="schedule")
     assert blocked.retry and blocked.skipped  # the task tries again in a few seconds; no skip is recorded
     end_events_run(engine, run_id, status="succeeded", counts={}, requests=0)
@@ -213,7 +213,7 @@ def test_a_partial_full_sync_is_a_base_when_every_type_was_read(engine, db_url, 
     sim.delete_user(sim.dump()["users"][0]["_id"])
     held = run_sync(settings, engine)
     assert held.status == "partial" and held.parts["user"] == "held"
-    cid = registered_connector_id(engine, settings.file.connector(NAME))
+    cid = registered_connector_id(engine, settings.connector(NAME))
     assert last_complete_sync(engine, cid).run_id == held.run_id
     assert refresh(settings, engine).outcome in ("quiet", "applied")
 

@@ -150,7 +150,7 @@ class Writes(RuleBasedStateMachine):
     # --- the property -----------------------------------------------------------------------------------------
     @rule()
     def refresh_and_compare(self):
-        result = incremental.refresh(self.engine, self.settings.file.connector(NAME))
+        result = incremental.refresh(self.engine, self.settings.connector(NAME))
         assert result.outcome in ("quiet", "applied", "full_sync"), result
         if result.full_sync:  # more to read back than a full sync costs: the task sends one, so do we
             assert run_sync(self.settings, self.engine).status == "succeeded"

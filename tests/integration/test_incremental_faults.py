@@ -36,7 +36,7 @@ def synced(engine, db_url, simulator):
 
 
 def refresh(settings, engine, **kwargs) -> incremental.RefreshResult:
-    return incremental.refresh(engine, settings.file.connector(NAME), **kwargs)
+    return incremental.refresh(engine, settings.connector(NAME), **kwargs)
 
 
 def full_sync_of(sim, tmp_path):

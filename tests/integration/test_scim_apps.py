@@ -69,7 +69,7 @@ def test_report_export_and_refresh_follow_provisioning(engine, db_url, simulator
     target = used_none[0]["_id"]
     sim.sim("PUT", f"/_sim/applications/{target}/provision", json={"provision": {"type": "scim",
                                                                                   "groups_supported": False}})
-    refreshed = incremental.refresh(engine, settings.file.connector(NAME))
+    refreshed = incremental.refresh(engine, settings.connector(NAME))
     # two reads an app (its v1 and v2 records); zendesk's events, just before the full sync, are read again once
     assert refreshed.outcome == "applied" and refreshed.reads == refreshed.read_requests == 4
     assert apps(engine)[target] == {**apps(engine)[target], "provisioning": "scim", "provisioning_groups": False}
