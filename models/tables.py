@@ -254,6 +254,44 @@ class EventCursor(SQLModel, table=True):
     full_sync_asked_at: datetime | None = _ts(nullable=True, default=None)
 
 
+class MspOrganization(SQLModel, table=True):
+    """An organisation an ``[[msp]]`` key listed (pipeline.discovery), and the connector name it was given.
+
+    The name is chosen once, when the organisation is first listed, and kept: a renamed organisation keeps its
+    connector (and its data); a name is never given to another organisation. The connector runs while the
+    organisation is listed (``removed_at`` null) and the table's ``include``/``exclude`` take it.
+    """
+
+    __tablename__ = "msp_organizations"
+    __table_args__ = (UniqueConstraint("msp", "org_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    msp: str = Field(max_length=63)
+    org_id: str = Field(max_length=24)
+    connector: str = Field(unique=True, max_length=63)
+    display_name: str
+    first_seen_at: datetime = _ts(default_factory=utcnow)
+    last_seen_at: datetime = _ts(default_factory=utcnow)
+    #: When a complete listing first lacked it; cleared when it is listed again.
+    missing_since: datetime | None = _ts(nullable=True, default=None)
+    #: When it had been missing ``remove_after``: its connector stops.
+    removed_at: datetime | None = _ts(nullable=True, default=None)
+
+
+class MspListing(SQLModel, table=True):
+    """The last organisations listing of each ``[[msp]]`` key, for ``jumpsync msp`` and the metrics."""
+
+    __tablename__ = "msp_listings"
+
+    msp: str = Field(primary_key=True, max_length=63)
+    listed_at: datetime = _ts(default_factory=utcnow)
+    #: ok | failed
+    outcome: str = Field(max_length=16)
+    error: str | None = None
+    organizations: int = 0
+    requests: int = 0
+
+
 class AccessSnapshot(SQLModel, table=True):
     """The stored rendering of a connector's access report and export (access.snapshots), and the data
     version it was rendered at: it is served only while the connector's data version is still that one.

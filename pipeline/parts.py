@@ -47,7 +47,7 @@ def make_client(connector: ConnectorConfig, broker_url: str | None = None, *,
     if broker_url and (connector.shared_max_in_flight or connector.rate_limit):
         from jumpcloud.budget import RedisBudget
 
-        limiter = RedisBudget(broker_url, connector.name, max_in_flight=connector.shared_max_in_flight,
+        limiter = RedisBudget(broker_url, connector.budget_name, max_in_flight=connector.shared_max_in_flight,
                               rate=connector.rate_limit)
     return JumpCloudClient(
         base_url=base_url or connector.base_url, api_key=connector.api_key(), org_id=connector.org_id,
