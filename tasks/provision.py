@@ -37,7 +37,7 @@ class SubmitMessage(BaseModel):
 @shared_task(name="jumpsync.provision.submit", bind=True)
 def provision_submit(self, *args: Any, **kwargs: Any) -> dict:
     """Validate and record a request from any Celery client, then enqueue it."""
-    engine, settings = runtime.engine(), runtime.settings()
+    engine = runtime.engine()
     try:
         if args:
             raise ValueError(f"takes keyword arguments only, got {len(args)} positional")
@@ -46,8 +46,8 @@ def provision_submit(self, *args: Any, **kwargs: Any) -> dict:
         reason = f"malformed {self.name} message: {exc}".replace("\n", "; ")[:2000]
         accepted = requests.accept_malformed(engine, kwargs, reason)
         return {"id": accepted["id"], "status": accepted["status"], "error": reason}
-    accepted = requests.accept(engine, settings, connector=message.connector, action=message.action,
-                               params=message.params, requested_by=message.requested_by,
+    accepted = requests.accept(engine, runtime.settings_for(message.connector), connector=message.connector,
+                               action=message.action, params=message.params, requested_by=message.requested_by,
                                idempotency_key=message.idempotency_key or f"celery-task:{self.request.id}")
     if accepted.enqueue:
         enqueue(accepted.request["id"])

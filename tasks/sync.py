@@ -21,8 +21,8 @@ RETRY_AFTER_REFRESH = 5
 def sync_connector(self, connector: str, trigger: str = "schedule") -> dict:
     """Open a run for a connector and fan out one part per fetched resource type."""
     waited_enough = self.request.retries >= self.max_retries
-    started = sync.begin(runtime.settings(), runtime.engine(), connector, trigger=trigger, task_id=self.request.id,
-                         wait_for_refresh=not waited_enough)
+    started = sync.begin(runtime.settings_for(connector), runtime.engine(), connector, trigger=trigger,
+                         task_id=self.request.id, wait_for_refresh=not waited_enough)
     if started.retry:
         raise self.retry(countdown=RETRY_AFTER_REFRESH)
     for resource_type in started.parts:
@@ -33,7 +33,7 @@ def sync_connector(self, connector: str, trigger: str = "schedule") -> dict:
 @shared_task(name="jumpsync.sync.part")
 def sync_part(run_id: int, resource_type: str, connector: str) -> dict:
     """Fetch one resource type into the database; the part that completes the set enqueues the finalizer."""
-    step = sync.run_part(runtime.settings(), runtime.engine(), run_id, resource_type, connector)
+    step = sync.run_part(runtime.settings_for(connector), runtime.engine(), run_id, resource_type, connector)
     if step.finalize:
         sync_finalize.delay(run_id, connector)
     return {"run_id": run_id, "part": resource_type, "status": step.result.status, "reason": step.result.reason}
@@ -54,7 +54,7 @@ def sync_finalize(run_id: int, connector: str) -> dict:
 def sync_events(connector: str) -> dict:
     """Refresh what the connector's Directory Insights events name; send a full sync when the refresh asks for
     one, and the rendering of the report and export when it wrote something."""
-    settings = runtime.settings()
+    settings = runtime.settings_for(connector)
     result = sync.refresh_events(settings, runtime.engine(), connector)
     if result is None:
         return {"connector": connector, "outcome": "off"}

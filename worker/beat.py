@@ -1,10 +1,12 @@
-"""The beat scheduler: one ``jumpsync.sync.connector`` entry per configured connector, kept in step with the
-config file while beat runs.
+"""The beat scheduler: one ``jumpsync.sync.connector`` entry per connector (and its events refresh), one
+``jumpsync.msp.discover`` entry per ``[[msp]]`` table, kept in step with the config file and the discovered
+organisations while beat runs.
 
 Built on RedBeat, which keeps entries in Redis and holds a lock so that only one beat process sends tasks: a
 second beat started by mistake waits for the lock instead of doubling the syncs. Every
-``sync.config_reload_interval`` the leader re-reads the config file and adds, changes or removes connector
-entries, so a connector added to the file is scheduled without restarting anything.
+``sync.config_reload_interval`` the leader re-reads the settings (``worker.runtime``: the file and the
+discovered organisations) and adds, changes or removes entries, so a connector added to the file or an
+organisation discovered is scheduled without restarting anything.
 """
 
 from __future__ import annotations
@@ -15,24 +17,28 @@ import time
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
 
-from config.settings import ConfigError, ConnectorConfig, SettingsCache, parse_duration
+from config.msp import MspConfig
+from config.settings import ConfigError, ConnectorConfig, parse_duration
+from worker import runtime
 
 log = logging.getLogger(__name__)
 
 ENTRY_PREFIX = "sync:"
 EVENTS_PREFIX = "events:"
+MSP_PREFIX = "msp:"
 SYNC_TASK = "jumpsync.sync.connector"
 EVENTS_TASK = "jumpsync.sync.events"
+MSP_TASK = "jumpsync.msp.discover"
 
 
 def entry_name(connector_name: str) -> str:
     return ENTRY_PREFIX + connector_name
 
 
-def desired_entries(connectors: tuple[ConnectorConfig, ...]) -> dict[str, dict]:
+def desired_entries(connectors: tuple[ConnectorConfig, ...], msps: tuple[MspConfig, ...] = ()) -> dict[str, dict]:
     """The beat entries the config asks for, in Celery's ``beat_schedule`` form: each connector's full sync, and
     its incremental refresh unless ``events = false`` (a refresh not started within its interval is dropped:
-    the next one reads the same events)."""
+    the next one reads the same events); each MSP table's discovery."""
     from celery.schedules import schedule
 
     entries = {
@@ -45,6 +51,10 @@ def desired_entries(connectors: tuple[ConnectorConfig, ...]) -> dict[str, dict]:
             every = parse_duration(c.events_interval).total_seconds()
             entries[EVENTS_PREFIX + c.name] = {"task": EVENTS_TASK, "schedule": schedule(every), "args": (c.name,),
                                                "kwargs": {}, "options": {"queue": "sync", "expires": every}}
+    for msp in msps:
+        every = parse_duration(msp.discover_interval).total_seconds()
+        entries[MSP_PREFIX + msp.name] = {"task": MSP_TASK, "schedule": schedule(every), "args": (msp.name,),
+                                          "kwargs": {}, "options": {"queue": "sync", "expires": every}}
     return entries
 
 
@@ -65,7 +75,6 @@ class ConnectorScheduler(RedBeatScheduler):
     """RedBeat, plus reconciliation of connector entries with the config file."""
 
     def __init__(self, *args, **kwargs) -> None:
-        self._settings = SettingsCache()
         self._next_reload = 0.0
         super().__init__(*args, **kwargs)
 
@@ -78,14 +87,14 @@ class ConnectorScheduler(RedBeatScheduler):
         self.reconcile()
 
     def reconcile(self) -> None:
-        """Make the Redis entries match the connectors in the config file."""
+        """Make the Redis entries match the connectors and MSP tables of the settings."""
         try:
-            settings = self._settings.get()
+            settings = runtime.settings()
         except ConfigError as exc:
             log.error("beat: config file has errors, keeping the current schedule: %s", exc)
             return
         self._reload_every = parse_duration(settings.file.sync.config_reload_interval).total_seconds()
-        wanted = desired_entries(settings.connectors)
+        wanted = desired_entries(settings.connectors, settings.file.msp)
         client = get_redis(self.app)
         known = {k.decode() if isinstance(k, bytes) else k for k in client.smembers(self._known_key)}
         for name in known - set(wanted):

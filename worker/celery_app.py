@@ -21,7 +21,7 @@ PROVISIONING_QUEUE = "provisioning"
 def create_app() -> Celery:
     current = settings()
     part_limit = int(parse_duration(current.file.sync.part_time_limit).total_seconds())
-    app = Celery("jumpsync", include=["tasks.sync", "tasks.provision", "tasks.access"])
+    app = Celery("jumpsync", include=["tasks.sync", "tasks.provision", "tasks.access", "tasks.msp"])
     app.conf.update(
         broker_url=current.broker_url,
         broker_connection_retry_on_startup=True,
@@ -34,6 +34,7 @@ def create_app() -> Celery:
         },
         task_default_queue=SYNC_QUEUE,
         task_routes={"jumpsync.sync.*": {"queue": SYNC_QUEUE}, "jumpsync.access.*": {"queue": SYNC_QUEUE},
+                     "jumpsync.msp.*": {"queue": SYNC_QUEUE},
                      "jumpsync.provision*": {"queue": PROVISIONING_QUEUE}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
