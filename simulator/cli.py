@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jumpcloud.client import is_loopback_host
 from simulator.faults import Faults, RateLimit
-from simulator.generator import TenantSpec, generate_tenant
+from simulator.generator import TenantSpec, generate_tenant, multi_tenant_spec
 from simulator.server import SimulatorServer
 from simulator.state import SimulatorState
 
@@ -54,7 +54,7 @@ def build_state(*, api_key: str, seed: int = 0, users: int = 200, admins: int = 
     multi = orgs > 1 if multi_tenant is None else multi_tenant
     base = spec or TenantSpec(users=users, admins=admins, groups=groups, apps=apps)
     if multi:
-        base = replace(base, blank_admin_org_share=max(base.blank_admin_org_share, 0.2))
+        base = multi_tenant_spec(base)
     tenants = [generate_tenant(replace(base, seed=seed + i)) for i in range(orgs)]
     return SimulatorState(orgs={t.org_id: t for t in tenants}, api_key=api_key, multi_tenant=multi,
                           faults=faults or Faults())
@@ -87,8 +87,8 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, seed: int = 0, user
     server = SimulatorServer(state, host=host, port=port, log_level=log_level)
     echo(f"JumpCloud simulator: {len(state.orgs)} org(s), {users} users, {admins} admins, {groups} groups, "
          f"{apps} apps each (seed {seed}, generated in {took:.2f}s)")
-    for org_id in state.orgs:
-        echo(f"  org {org_id}")
+    for org_id, tenant in state.orgs.items():
+        echo(f"  org {org_id}  {tenant.display_name}")
     mode = "multi-tenant: send x-org-id" if state.multi_tenant else "single-tenant"
     source = "the caller" if api_key else "the key file" if api_key_file else f"${API_KEY_ENV}"
     server.serve_forever(on_ready=lambda url: echo(f"listening on {url} ({mode}); API key from {source}; "

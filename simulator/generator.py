@@ -15,7 +15,7 @@ import gc
 import hashlib
 import random
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from simulator.model import OrderedIdSet, Tenant, iso_time, object_id
@@ -93,6 +93,12 @@ class TenantSpec:
     default_user_state: str = "STAGED"  # the org setting applied when POST /api/systemusers gives no state
     org_id: str | None = None  # derived from the seed when None
     domain: str | None = None  # derived from the seed when None
+    display_name: str | None = None  # the org's name; derived from the domain and the seed when None
+
+
+def multi_tenant_spec(spec: TenantSpec) -> TenantSpec:
+    """`spec` as an org of a multi-tenant (MSP) administrator looks: some admins carry `organization` ""."""
+    return replace(spec, blank_admin_org_share=max(spec.blank_admin_org_share, 0.2))
 
 
 def generate_tenant(spec: TenantSpec) -> Tenant:
@@ -130,7 +136,16 @@ def _generate(spec: TenantSpec) -> Tenant:
         app_users=app_users, app_groups=app_groups, roles=roles,
         app_provisioning={aid: provision for aid in apps if (provision := app_provision(aid)) is not _OMITTED},
         default_user_state=spec.default_user_state, seed=spec.seed,
+        display_name=spec.display_name or org_display_name(domain, spec.seed),
     )
+
+
+def org_display_name(domain: str, seed: int) -> str:
+    """A readable org name such as "Acme 3": the first label of the domain, capitalised, and the seed, which
+    keeps the names of orgs generated from different seeds apart. Uses no randomness, so adding it changed no
+    other generated value."""
+    label = domain.split(".", 1)[0].replace("-", " ").replace("_", " ").strip()
+    return f"{label.title() or 'Org'} {seed}"
 
 
 # Letters that NFKD does not decompose into ASCII.

@@ -166,6 +166,8 @@ class Tenant:
     app_provisioning: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     default_user_state: str = "STAGED"
     seed: int = 0
+    #: The organisation's name as `GET /api/organizations` shows it (`displayName`).
+    display_name: str = ""
 
     def __post_init__(self) -> None:
         self.version = 0
