@@ -9,7 +9,9 @@ recorded per route template (`GET /api/systemusers/{id}`), also for requests a f
 every injected fault is counted in `by_fault` and logged in the event log.
 
 Org rules (jumpcloud-api.md): multi-tenant mode needs `x-org-id` (401 missing, 400 malformed, 404 unknown);
-single-tenant mode accepts it only when it names the one org (403 otherwise).
+single-tenant mode accepts it only when it names the one org (403 otherwise). One exception: `GET
+/api/organizations` in multi-tenant mode needs only the key, and ignores `x-org-id` (an MSP admin lists its
+orgs without naming one; the listing is the same whichever org a header names).
 """
 
 from __future__ import annotations
@@ -117,9 +119,13 @@ class Gate:
             if refusal is not None:
                 app = refusal
             elif rule is not None and rule.mutate:
-                tenant = scope["jumpcloud.tenant"]
-                changes = mutate.apply(tenant, rule.mutate, method, path, query, state.events, rule.path)
-                state.fault("mutate", method, path, changes=len(changes))
+                tenant = scope.get("jumpcloud.tenant")
+                if tenant is None:  # the org listing of a multi-tenant key: no org to change
+                    state.events.add("mutate_skipped", reason="no org (the request names none)", rule=rule.path,
+                                     request=f"{method} {path}" + (f"?{query}" if query else ""))
+                else:
+                    changes = mutate.apply(tenant, rule.mutate, method, path, query, state.events, rule.path)
+                    state.fault("mutate", method, path, changes=len(changes))
             if rule is None or (rule.action is None and rule.total_delta is None):
                 await app(scope, receive, send_recording)
                 return
@@ -173,7 +179,8 @@ class Gate:
         return fallback or "(unmatched)"
 
     def _authorize(self, scope: Scope) -> Response | None:
-        """None when the key and org are good (the org's Tenant is put in the scope), else the refusal."""
+        """None when the key and org are good (the org's Tenant is put in the scope; none for the org listing
+        of a multi-tenant key), else the refusal."""
         headers = _headers(scope)
         key = headers.get("x-api-key", "")
         if not hmac.compare_digest(key.encode(), self.state.api_key.encode()):
@@ -181,6 +188,8 @@ class Gate:
                 self.state.fault("revoked_key", scope["method"], scope["path"], status=401)
             return error_response(401, UNAUTHORIZED_MESSAGE, **UNAUTHORIZED)
         org = headers.get("x-org-id", "").strip()
+        if self.state.multi_tenant and scope["path"] == routes_v1.ORGANIZATIONS_PATH:
+            return None  # the org listing names no org: no tenant in the scope, `x-org-id` ignored
         if self.state.multi_tenant:
             if not org:
                 return error_response(401, "Unauthorized: x-org-id is required for a multi-tenant administrator",

@@ -1,4 +1,4 @@
-"""v1 endpoints (`/api/...`): system users, applications, administrators.
+"""v1 endpoints (`/api/...`): system users, applications, administrators, organisations.
 
 Writes keep JumpCloud's rules and status codes: create needs a unique email and username (400 / 409), suspend
 and unsuspend send `suspended` and `state` together and in agreement (400 otherwise), only a STAGED user can be
@@ -9,6 +9,7 @@ service does; known fields of the wrong type are refused with 400.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -16,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulator.model import iso_time
-from simulator.query import V1, parse_list_query, project
+from simulator.query import V1, parse_list_query, project, select
 from simulator.responses import ApiError, json_body, selected, tenant_of, v1_list
 
 # Writable fields of a system user (SystemUserPost / SystemUserPut in the v1 spec), by JSON type.
@@ -245,6 +246,26 @@ def admin_changes(tenant: Any, body: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
+# ---- organisations -------------------------------------------------------------------------------------
+
+#: The one /api path that names no org: the gate does not ask a multi-tenant key for `x-org-id` here.
+ORGANIZATIONS_PATH = "/api/organizations"
+
+
+async def list_organizations(request: Request) -> Response:
+    """The orgs the key reaches (`organizationslist`): `{"_id", "displayName", "logoUrl"}` each, in `_id` order
+    unless `sort` says otherwise, paged, projected and filtered like the other v1 lists; removed orgs left out.
+    Single-tenant: the one org (the gate already answered 403/404 when `x-org-id` or a removal says so).
+    Multi-tenant: every org, whatever `x-org-id` says (the gate ignores it on this path). `search` and
+    `sortIgnoreCase` are ignored, as on the other listings."""
+    state = request.app.state.simulator
+    query = parse_list_query(request.query_params, V1)
+    if not query.sort:
+        query = replace(query, sort=(("_id", False),))
+    records = [{"_id": t.org_id, "displayName": t.display_name, "logoUrl": ""} for t in state.listed_orgs()]
+    return v1_list(select(records, query), query)
+
+
 ROUTES = [
     Route("/api/systemusers", list_systemusers, methods=["GET"]),
     Route("/api/systemusers", create_systemuser, methods=["POST"]),
@@ -256,4 +277,5 @@ ROUTES = [
     Route("/api/applications/{id}", get_application, methods=["GET"]),
     Route("/api/users", list_admins, methods=["GET"]),
     Route("/api/users/{id}", update_admin, methods=["PUT"]),
+    Route(ORGANIZATIONS_PATH, list_organizations, methods=["GET"]),
 ]

@@ -167,3 +167,7 @@ class SimulatorState:
         if org_id in self.removed_orgs:
             self.removed_orgs.discard(org_id)
             self.events.add("org_restored", org=org_id)
+
+    def listed_orgs(self) -> list[Tenant]:
+        """The orgs `GET /api/organizations` lists: every org the key reaches, removed ones left out."""
+        return [t for org_id, t in self.orgs.items() if org_id not in self.removed_orgs]
