@@ -1,6 +1,6 @@
 """Driving a running simulator through its ``/_sim`` admin endpoints (loopback only, no API key): the tenant dump,
-request counters and fault knobs. One home for the tests' in-thread simulator (``tests/simhelpers.py``) and the
-benchmark's simulator process (``bench/fleet.py``), which both mix it in."""
+request counters, fault knobs and the orgs. One home for the tests' in-thread simulator (``tests/simhelpers.py``)
+and the benchmark's simulator process (``bench/fleet.py``), which both mix it in."""
 
 from __future__ import annotations
 
@@ -38,3 +38,22 @@ class SimulatorAdmin:
 
     def set_latency(self, latency_ms: float) -> None:
         self.set_faults({"latency_ms": latency_ms})
+
+    def orgs(self) -> dict:
+        """``GET /_sim/orgs``: ``{"multi_tenant", "orgs", "removed", "names"}``."""
+        return self.sim("GET", "/_sim/orgs").json()
+
+    def add_org(self, **fields) -> dict:
+        """A generated org added to a multi-tenant simulator (``seed``, ``users``... ``display_name``, ``org_id``):
+        ``{"org_id", "display_name"}``."""
+        return self.sim("POST", "/_sim/orgs", json=fields).json()
+
+    def rename_org(self, org_id: str, display_name: str) -> None:
+        self.sim("PATCH", f"/_sim/orgs/{org_id}", json={"display_name": display_name})
+
+    def remove_org(self, org_id: str) -> None:
+        """The org disappears (404 for its requests, left out of ``GET /api/organizations``), data kept."""
+        self.sim("DELETE", f"/_sim/orgs/{org_id}")
+
+    def restore_org(self, org_id: str) -> None:
+        self.sim("POST", f"/_sim/orgs/{org_id}/restore")

@@ -12,7 +12,12 @@ the few writes the real API cannot make (administrators and applications are cre
     DELETE /_sim/events              forget the logged events (seq keeps counting)
     PUT  /_sim/api-key               {"api_key": "new"}: the old key is revoked (401, counted), the new one works;
                                      {"api_key": null}: revoke without a working replacement. Never echoes a key.
-    GET  /_sim/orgs                  {"multi_tenant": bool, "orgs": [org ids], "removed": [org ids]}
+    GET  /_sim/orgs                  {"multi_tenant": bool, "orgs": [org ids], "removed": [org ids],
+                                     "names": {org id: display name}}
+    POST /_sim/orgs                  multi-tenant only: generate an org from {"seed", "users", "admins", "groups",
+                                     "apps", "display_name", "org_id"} (all optional) -> 201 {"org_id",
+                                     "display_name"}; 400 single-tenant or a bad field, 409 the org id exists
+    PATCH /_sim/orgs/{org_id}        {"display_name": "New name"}: rename -> {"org_id", "display_name"}; 404 unknown
     DELETE /_sim/orgs/{org_id}       the org disappears: requests naming it (or, single-tenant, any) answer 404
     POST /_sim/orgs/{org_id}/restore it is back
     GET  /_sim/tenant?org=ID         {"org_id", "roles", "users", "admins", "groups" (+"members"), "apps" (+"users", "groups")}
@@ -34,9 +39,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from simulator.generator import make_app
+from simulator.generator import TenantSpec, generate_tenant, make_app, multi_tenant_spec
 from simulator.insights import InsightsFaults
-from simulator.model import Tenant, iso_time
+from simulator.model import Conflict, Missing, Tenant, is_object_id, iso_time
 from simulator.responses import ApiError, json_body
 from simulator.routes_v1 import admin_changes
 from simulator.state import SimulatorState
@@ -119,7 +124,79 @@ async def put_api_key(request: Request) -> Response:
 async def get_orgs(request: Request) -> Response:
     state = _state(request)
     return JSONResponse({"multi_tenant": state.multi_tenant, "orgs": list(state.orgs),
-                         "removed": sorted(state.removed_orgs)})
+                         "removed": sorted(state.removed_orgs),
+                         "names": {org_id: t.display_name for org_id, t in state.orgs.items()}})
+
+
+#: What `POST /_sim/orgs` generates when the body leaves a count out: a small org, quick to build and sync.
+NEW_ORG_DEFAULTS = {"users": 20, "admins": 3, "groups": 4, "apps": 2}
+#: The most records of one kind `POST /_sim/orgs` builds: generation runs on the server's event loop.
+NEW_ORG_MAX = 100_000
+_NEW_ORG_FIELDS = ("seed", *NEW_ORG_DEFAULTS, "display_name", "org_id")
+
+
+async def add_org(request: Request) -> Response:
+    """Generate an org as `simulator.cli.build_state` generates the orgs of a multi-tenant simulator (the same
+    TenantSpec defaults and multi-tenant tweaks) and add it. `seed` defaults to one past the highest seed held."""
+    state = _state(request)
+    if not state.multi_tenant:
+        raise ApiError(400, "orgs can be added in multi-tenant mode only (start the simulator with several orgs "
+                            "or --multi-tenant)")
+    body = await json_body(request)
+    unknown = sorted(set(body) - set(_NEW_ORG_FIELDS))
+    if unknown:
+        raise ApiError(400, f"unknown field(s) {', '.join(unknown)}: send {', '.join(_NEW_ORG_FIELDS)}")
+    seed = body.get("seed", max(t.seed for t in state.orgs.values()) + 1)
+    if not _is_int(seed):
+        raise ApiError(400, "seed must be an integer")
+    counts = {}
+    for name, default in NEW_ORG_DEFAULTS.items():
+        value = body.get(name, default)
+        if not _is_int(value) or not 0 <= value <= NEW_ORG_MAX:
+            raise ApiError(400, f"{name} must be an integer from 0 to {NEW_ORG_MAX}")
+        counts[name] = value
+    display_name = body.get("display_name")
+    if display_name is not None:
+        display_name = _display_name(display_name)
+    org_id = body.get("org_id")
+    if org_id is not None:
+        if not isinstance(org_id, str) or not is_object_id(org_id):
+            raise ApiError(400, "org_id must be 24 hex digits")
+        org_id = org_id.lower()
+        if org_id in state.orgs:
+            raise ApiError(409, f"org {org_id} exists")
+    tenant = generate_tenant(multi_tenant_spec(TenantSpec(seed=seed, org_id=org_id, display_name=display_name,
+                                                          **counts)))
+    try:
+        state.add_org(tenant, by="api")
+    except Conflict as exc:
+        raise ApiError(409, f"{exc} (seed {seed} gives it: send another seed or an org_id)") from None
+    return JSONResponse({"org_id": tenant.org_id, "display_name": tenant.display_name}, status_code=201)
+
+
+async def rename_org(request: Request) -> Response:
+    body = await json_body(request)
+    if "display_name" not in body:
+        raise ApiError(400, 'display_name is required: send {"display_name": "New name"}')
+    unknown = sorted(set(body) - {"display_name"})
+    if unknown:
+        raise ApiError(400, f"unknown field(s) {', '.join(unknown)}: send display_name only")
+    name = _display_name(body["display_name"])
+    try:
+        tenant = _state(request).rename_org(request.path_params["org_id"], name, by="api")
+    except Missing:
+        raise ApiError(404, "unknown org") from None
+    return JSONResponse({"org_id": tenant.org_id, "display_name": tenant.display_name})
+
+
+def _display_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(400, "display_name must be a non-empty string")
+    return value.strip()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 async def remove_org(request: Request) -> Response:
@@ -232,6 +309,8 @@ ROUTES = [
     Route("/_sim/events", clear_events, methods=["DELETE"]),
     Route("/_sim/api-key", put_api_key, methods=["PUT"]),
     Route("/_sim/orgs", get_orgs, methods=["GET"]),
+    Route("/_sim/orgs", add_org, methods=["POST"]),
+    Route("/_sim/orgs/{org_id}", rename_org, methods=["PATCH"]),
     Route("/_sim/orgs/{org_id}", remove_org, methods=["DELETE"]),
     Route("/_sim/orgs/{org_id}/restore", restore_org, methods=["POST"]),
     Route("/_sim/tenant", get_tenant, methods=["GET"]),

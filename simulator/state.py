@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.faults import Faults
-from simulator.model import Tenant
+from simulator.model import Conflict, Missing, Tenant
 
 
 @dataclass
@@ -167,6 +167,30 @@ class SimulatorState:
         if org_id in self.removed_orgs:
             self.removed_orgs.discard(org_id)
             self.events.add("org_restored", org=org_id)
+
+    def add_org(self, tenant: Tenant, by: str) -> None:
+        """A new org the key reaches from now on (multi-tenant mode only), wired as `__post_init__` wires the
+        first ones. ValueError in single-tenant mode, Conflict when the org id is taken."""
+        if not self.multi_tenant:
+            raise ValueError("single-tenant mode holds exactly one org; start the simulator multi-tenant "
+                             "(several orgs or --multi-tenant) to add orgs")
+        org_id = tenant.org_id.lower()
+        if tenant.org_id != org_id:
+            raise ValueError(f"org id {tenant.org_id} must be lowercase")
+        if org_id in self.orgs:
+            raise Conflict(f"org {org_id} exists")
+        tenant.insights.faults = self.faults.insights
+        self.orgs[org_id] = tenant
+        self.events.add("org_added", org=org_id, display_name=tenant.display_name, by=by)
+
+    def rename_org(self, org_id: str, display_name: str, by: str) -> Tenant:
+        """Give an org (removed ones too) a new `displayName`; Missing for an unknown org."""
+        tenant = self.orgs.get(org_id.lower())
+        if tenant is None:
+            raise Missing(f"unknown org {org_id}")
+        old, tenant.display_name = tenant.display_name, display_name
+        self.events.add("org_renamed", org=tenant.org_id, old=old, display_name=display_name, by=by)
+        return tenant
 
     def listed_orgs(self) -> list[Tenant]:
         """The orgs `GET /api/organizations` lists: every org the key reaches, removed ones left out."""
