@@ -14,7 +14,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from cli import access, changes, deletions, db, processes, provision, requests, resources, sync, up
+from cli import access, changes, deletions, db, msp, processes, provision, requests, resources, sync, up
 from cli.common import err
 from config.settings import ConfigError
 
@@ -29,6 +29,7 @@ app.command("provision-bulk")(provision.provision_bulk)
 app.command()(processes.health)
 app.add_typer(db.db_app, name="db")
 app.add_typer(deletions.deletions_app, name="deletions")
+app.add_typer(msp.msp_app, name="msp")
 app.command()(changes.changes)
 app.command()(access.access)  # access insight (docs/access.md)
 app.command("who-has")(access.who_has)

@@ -65,8 +65,9 @@ def _read_discovered(base: Settings) -> Settings:
 
     try:
         merged = base.with_discovered(discovered_connectors(engine(), base.file))
-    except (SQLAlchemyError, SchemaOutOfDate) as exc:
-        log.warning("discovered connectors not readable, keeping the last known: %s", type(exc).__name__)
+    except (SQLAlchemyError, SchemaOutOfDate) as exc:  # SchemaOutOfDate: `jumpsync db upgrade` is about to run
+        log.log(logging.DEBUG if isinstance(exc, SchemaOutOfDate) else logging.WARNING,
+                "discovered connectors not readable, keeping the last known: %s", type(exc).__name__)
         merged = base.with_discovered(list(_view.merged.discovered) if _view.merged is not None else [])
     _view.base, _view.merged, _view.read_at = base, merged, time.monotonic()
     return merged

@@ -1,0 +1,90 @@
+"""``jumpsync msp ...``: the organisations of each ``[[msp]]`` key, and a discovery now."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cli import output
+from cli.common import ConfigOption, print_json, usage_error, use_config
+from cli.output import Col, JsonOption, Output, OutputOption, WideOption
+from config.settings import ConfigError
+
+msp_app = typer.Typer(help="MSP keys: the organisations they reach, each synced as a connector.",
+                      no_args_is_help=True)
+console = output.stdout()
+err = output.stderr()
+
+ORG_COLUMNS = (Col("msp"), Col("connector", identity=True), Col("organisation", wrap=True),
+               Col("state", style=output.status_style), Col("org id", drop=2), Col("last seen", time=True, drop=1))
+
+
+@msp_app.command("list")
+def list_organizations(config: Optional[Path] = ConfigOption, as_json: bool = JsonOption, wide: bool = WideOption,
+                       output_: Optional[Output] = OutputOption) -> None:
+    """Each MSP key's organisations: the connector each was given and whether it syncs."""
+    use_config(config)
+    from pipeline.discovery import organizations
+    from worker import runtime
+
+    tables = organizations(runtime.engine(), runtime.settings().file)
+    shown = output.choose(output_, wide=wide, as_json=as_json)
+    if shown is Output.json:
+        print_json({"msp": tables})
+        return
+    if not tables:
+        output.note("no [[msp]] table is configured", shown)
+        return
+    output.print_rows(ORG_COLUMNS, ((t["name"], o["connector"], o["display_name"], o["state"], o["org_id"],
+                                     o["last_seen_at"]) for t in tables for o in t["organizations"]), shown)
+    for table in tables:
+        listing = table["listing"]
+        if listing is None:
+            output.note(f"{table['name']}: not listed yet", shown)
+        else:
+            detail = f"{listing['organizations']} organisations" if listing["outcome"] == "ok" else listing["error"]
+            output.note(f"{table['name']}: last listing {listing['outcome']} at {listing['listed_at']}: {detail}",
+                        shown)
+
+
+@msp_app.command("discover")
+def discover(name: str = typer.Argument(..., help="The [[msp]] table's name."),
+             config: Optional[Path] = ConfigOption,
+             wait: bool = typer.Option(False, "--wait", help="Wait for the listing; exit 1 unless it succeeded."),
+             timeout: float = typer.Option(120, help="Seconds to wait with --wait."),
+             as_json: bool = JsonOption) -> None:
+    """List an MSP key's organisations now (beat does it every discover_interval)."""
+    use_config(config)
+    from pipeline.discovery import organizations
+    from worker import runtime
+    from worker.celery_app import app as celery_app
+
+    try:
+        runtime.settings().file.msp_table(name)
+    except ConfigError as exc:
+        raise usage_error(str(exc)) from None
+    since = datetime.now(timezone.utc)
+    sent = celery_app.send_task("jumpsync.msp.discover", args=[name], queue="sync")
+    if not wait:
+        print_json({"task_id": sent.id}) if as_json else console.print(f"queued discovery of {name} (task {sent.id})")
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        table = next(t for t in organizations(runtime.engine(), runtime.settings().file) if t["name"] == name)
+        listing = table["listing"]
+        if listing is not None and datetime.fromisoformat(listing["listed_at"]) >= since:
+            if as_json:
+                print_json(table)
+            else:
+                syncing = sum(o["state"] in ("syncing", "missing") for o in table["organizations"])
+                detail = (f"{listing['organizations']} organisations listed, {syncing} syncing"
+                          if listing["outcome"] == "ok" else listing["error"])
+                console.print(f"{name}: listing {listing['outcome']}: {detail}")
+            raise typer.Exit(0 if listing["outcome"] == "ok" else 1)
+        time.sleep(0.5)
+    err.print(f"[red]timed out[/red] after {timeout:.0f}s waiting for the discovery of {name}")
+    raise typer.Exit(1)
