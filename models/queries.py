@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, case, func, select
 from sqlmodel import Session
 
 from models.tables import EVENTS_TRIGGER, Connector, EventCursor, Grant, Resource, SyncPart, SyncRun
@@ -226,9 +226,24 @@ def metrics_snapshot(engine: Engine) -> dict[str, Any]:
                 last_success[names[cid]] = _aware(finished).timestamp()
         oldest = session.execute(select(func.min(ProvisioningRequest.created_at))
                                  .where(ProvisioningRequest.status == "pending")).scalar_one_or_none()
+        msp = msp_snapshot(session)
     age = (datetime.now(timezone.utc) - _aware(oldest)).total_seconds() if oldest is not None else 0.0
     return {"resources": resources, "grants": grants, "last_success": last_success,
-            "oldest_pending_seconds": max(age, 0.0)}
+            "oldest_pending_seconds": max(age, 0.0), **msp}
+
+
+def msp_snapshot(session: Session) -> dict[str, Any]:
+    """Per MSP key: its organisations by state (``listed``, ``missing``, ``removed``; include/exclude aside) and
+    its last listing (outcome, when)."""
+    from models.tables import MspListing, MspOrganization
+
+    state = case((MspOrganization.removed_at.is_not(None), "removed"),
+                 (MspOrganization.missing_since.is_not(None), "missing"), else_="listed")
+    organizations = {(msp, label): count for msp, label, count in session.execute(
+        select(MspOrganization.msp, state, func.count()).group_by(MspOrganization.msp, state))}
+    listings = {row.msp: (row.outcome == "ok", _aware(row.listed_at).timestamp())
+                for row in session.execute(select(MspListing)).scalars()}
+    return {"msp_organizations": organizations, "msp_listings": listings}
 
 
 def _aware(value: datetime) -> datetime:

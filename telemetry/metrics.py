@@ -101,6 +101,12 @@ class DatabaseCollector:
         pending = GaugeMetricFamily("jumpsync_provisioning_oldest_pending_seconds",
                                     "Age of the oldest pending provisioning request (0 when none).")
         up = GaugeMetricFamily("jumpsync_database_up", "1 when the exporter could read the database.")
+        organizations = GaugeMetricFamily("jumpsync_msp_organizations", "Organisations an MSP key listed, by state "
+                                          "(listed, missing, removed).", labels=["msp", "state"])
+        listing_ok = GaugeMetricFamily("jumpsync_msp_listing_ok", "1 when an MSP key's last organisations listing "
+                                       "succeeded.", labels=["msp"])
+        listed_at = GaugeMetricFamily("jumpsync_msp_last_listing_timestamp_seconds",
+                                      "When an MSP key's organisations were last listed.", labels=["msp"])
         try:
             snapshot = metrics_snapshot(self.engine_factory())
         except Exception as exc:  # noqa: BLE001  (a scrape must not fail because the database is down)
@@ -115,8 +121,13 @@ class DatabaseCollector:
         for connector, when in snapshot["last_success"].items():
             last.add_metric([connector], when)
         pending.add_metric([], snapshot["oldest_pending_seconds"])
+        for (msp, state), value in snapshot["msp_organizations"].items():
+            organizations.add_metric([msp, state], value)
+        for msp, (ok, when) in snapshot["msp_listings"].items():
+            listing_ok.add_metric([msp], 1 if ok else 0)
+            listed_at.add_metric([msp], when)
         up.add_metric([], 1)
-        yield from (resources, grants, last, pending, up)
+        yield from (resources, grants, last, pending, organizations, listing_ok, listed_at, up)
 
 
 def start_exporter(port: int, engine_factory: Callable, address: str = "0.0.0.0") -> None:

@@ -87,3 +87,57 @@ def test_a_changed_filter_takes_effect_without_a_listing(engine, settings, tmp_p
     assert names(engine, load_settings(path)) == ["acme-initech", "acme-initech-sandbox"]
     path.write_text(CONFIG[:CONFIG.index("[[msp]]")])  # the table removed: none of its connectors
     assert names(engine, load_settings(path)) == []
+
+
+@pytest.fixture
+def msp_simulator():
+    """A multi-tenant simulator with 105 tiny organisations: the listing takes two pages of 100."""
+    from simulator.cli import build_state
+    from simulator.server import SimulatorServer
+    from tests.conftest import TEST_API_KEY
+    from tests.simhelpers import SimulatorHandle
+
+    state = build_state(api_key=TEST_API_KEY, seed=500, users=2, admins=1, groups=1, apps=1, orgs=105)
+    server = SimulatorServer(state).start()
+    yield SimulatorHandle(server, state, TEST_API_KEY, next(iter(state.orgs)))
+    server.stop()
+
+
+def test_discover_lists_every_page_over_http_and_a_failed_listing_changes_nothing(engine, msp_simulator, tmp_path,
+                                                                                   monkeypatch):
+    from models.queries import metrics_snapshot
+    from pipeline.discovery import discover
+    from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
+
+    sim = msp_simulator
+    monkeypatch.setenv(TEST_KEY_ENV, TEST_API_KEY)
+    path = tmp_path / "jumpsync.toml"
+    path.write_text(f'[[msp]]\nname = "acme"\nbase_url = "{sim.url}"\napi_key_env = "{TEST_KEY_ENV}"\n')
+    settings = load_settings(path)
+    t0 = utcnow()
+
+    found = discover(engine, settings, "acme", now=t0)
+    assert (found.outcome, found.listed, len(found.new), found.requests) == ("ok", 105, 105, 2)
+    assert sim.stats()["by_route"] == {"GET /api/organizations": 2}
+    connectors = discovered_connectors(engine, settings.file)
+    assert {c.org_id for c in connectors} == set(sim.orgs()["orgs"])
+    assert len({c.name for c in connectors}) == 105
+
+    gone = sim.orgs()["orgs"][0]
+    sim.remove_org(gone)
+    assert discover(engine, settings, "acme", now=t0 + timedelta(minutes=1)).missing != ()
+    removed = discover(engine, settings, "acme", now=t0 + timedelta(minutes=31))
+    assert len(removed.removed) == 1 and removed.listed == 104
+    assert gone not in {c.org_id for c in discovered_connectors(engine, settings.file)}
+    snapshot = metrics_snapshot(engine)
+    assert snapshot["msp_organizations"] == {("acme", "listed"): 104, ("acme", "removed"): 1}
+    assert snapshot["msp_listings"]["acme"][0] is True
+
+    sim.sim("PUT", "/_sim/api-key", json={"api_key": None})  # the key is revoked
+    failed = discover(engine, settings, "acme", now=t0 + timedelta(minutes=90))
+    assert failed.outcome == "failed" and failed.error.startswith("AuthError")
+    assert TEST_API_KEY not in failed.error
+    assert len(discovered_connectors(engine, settings.file)) == 104  # nothing missing, nothing removed
+    snapshot = metrics_snapshot(engine)
+    assert snapshot["msp_organizations"] == {("acme", "listed"): 104, ("acme", "removed"): 1}
+    assert snapshot["msp_listings"]["acme"][0] is False

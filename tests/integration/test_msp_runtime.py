@@ -1,0 +1,87 @@
+"""How a process sees discovered organisations: merged into its settings, re-read after a few seconds or at once
+for a connector it does not know, kept while the database cannot say; beat's entries for them and the MSP
+table. On SQLite (the merge's queries are the discovery tests', on both databases)."""
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from config.settings import SettingsCache
+from connector.organizations import Organization
+from pipeline import discovery
+from worker import runtime
+from worker.beat import desired_entries
+
+CONFIG = """
+[[connectors]]
+name = "hq"
+api_key_env = "HQ_KEY"
+
+[[msp]]
+name = "acme"
+api_key_env = "ACME_MSP_KEY"
+discover_interval = "5m"
+
+[msp.connector]
+interval = "2h"
+"""
+
+
+@pytest.fixture
+def process(tmp_path, monkeypatch):
+    """This process's runtime on a fresh SQLite database and the config above."""
+    from models.db import make_engine
+    from models.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'jumpsync.db'}"
+    upgrade(make_engine(url))
+    (tmp_path / "jumpsync.toml").write_text(CONFIG)
+    monkeypatch.setenv("JUMPSYNC_CONFIG", str(tmp_path / "jumpsync.toml"))
+    monkeypatch.setenv("JUMPSYNC_DATABASE_URL", url)
+    monkeypatch.setattr(runtime, "_settings", SettingsCache())
+    monkeypatch.setattr(runtime, "_view", runtime._DiscoveredView())
+    return runtime._settings.get().file.msp_table("acme")  # the file alone: nothing read or cached yet
+
+
+def listed(msp, *names: str) -> None:
+    organizations = [Organization(f"{i:024x}", name) for i, name in enumerate(names, start=1)]
+    discovery.apply_listing(runtime.engine(), msp, organizations, {"hq"})
+
+
+def test_discovered_organisations_join_the_settings_and_a_new_one_is_read_at_once_for_its_task(process):
+    listed(process, "Globex")
+    assert [c.name for c in runtime.settings().connectors] == ["hq", "acme-globex"]
+    listed(process, "Globex", "Initech")
+    assert "acme-initech" not in {c.name for c in runtime.settings().connectors}  # within DISCOVERED_TTL
+    fresh = runtime.settings_for("acme-initech")  # a task for it: read again now
+    assert fresh.connector("acme-initech").org_id == f"{2:024x}"
+    assert fresh.connector("acme-initech").interval == "2h"
+    assert runtime.settings() is fresh  # and kept
+
+
+def test_the_last_known_organisations_stay_while_the_database_cannot_say(process, monkeypatch):
+    listed(process, "Globex")
+    assert "acme-globex" in {c.name for c in runtime.settings().connectors}
+
+    def down(*_args):
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(discovery, "discovered_connectors", down)
+    again = runtime.settings_for("acme-unknown")  # forces a read, which fails
+    assert [c.name for c in again.connectors] == ["hq", "acme-globex"]
+
+
+def test_a_config_without_msp_tables_never_reads_the_database(process, tmp_path, monkeypatch):
+    (tmp_path / "jumpsync.toml").write_text(CONFIG[:CONFIG.index("[[msp]]")])
+    monkeypatch.setattr(discovery, "discovered_connectors", lambda *_: pytest.fail("read the database"))
+    assert [c.name for c in runtime.settings_for("acme-globex").connectors] == ["hq"]
+
+
+def test_beat_schedules_each_msp_tables_discovery_and_each_discovered_connector(process):
+    listed(process, "Globex")
+    settings = runtime.settings()
+    entries = desired_entries(settings.connectors, settings.file.msp)
+    assert entries["msp:acme"]["task"] == "jumpsync.msp.discover"
+    assert entries["msp:acme"]["args"] == ("acme",)
+    assert entries["msp:acme"]["schedule"].run_every.total_seconds() == 300
+    assert entries["sync:acme-globex"]["schedule"].run_every.total_seconds() == 7200
+    assert {"sync:hq", "events:hq", "events:acme-globex"} <= set(entries)
