@@ -111,12 +111,14 @@ def status(config: Optional[Path] = ConfigOption, as_json: bool = JsonOption, wi
     from models import queries
     from worker import runtime
 
-    events_on = {c.name: c.events for c in runtime.settings().connectors}
-    data = queries.status(runtime.engine(), list(events_on))
+    connectors = {c.name: c for c in runtime.settings().connectors}
+    data = queries.status(runtime.engine(), list(connectors))
     for entry, next_at in zip(data, _next_syncs([e["connector"] for e in data])):
         entry["next_sync_at"] = next_at
         entry["access_rendering"] = rendering_state(runtime.engine(), entry["connector"])
-        entry["events"] = events_on.get(entry["connector"], False)
+        configured = connectors.get(entry["connector"])
+        entry["events"] = configured.events if configured is not None else False
+        entry["msp"] = configured.msp if configured is not None else None
     shown = output.choose(output_, wide=wide, as_json=as_json)
     if shown is Output.json:
         print_json(data)

@@ -133,6 +133,7 @@ def test_an_msp_keys_organisations_are_discovered_synced_and_followed(msp_fleet,
     entries = wait_for(status_after_the_removal, "the removed organisation still configured or scheduled")
     for name in (names[renamed_id], names[next(iter(names))], "acme-hooli-labs"):
         assert entries[name]["configured"] and entries[name]["next_sync_at"], name  # beat still schedules them
+        assert entries[name]["msp"] == "acme"
     assert rows[sandbox["org_id"]]["connector"] not in entries
     assert worker.poll() is None  # the same worker process did all of it
 

@@ -124,3 +124,16 @@ def test_an_organisation_record_needs_an_id_and_names_itself_by_it_when_blank():
     assert map_organization({"_id": "5f1e2d3c4b5a697887766554", "displayName": ""}) == \
         Organization("5f1e2d3c4b5a697887766554", "5f1e2d3c4b5a697887766554")
     assert map_organization({"displayName": "no id"}) is None
+
+
+def test_a_worker_refuses_to_start_when_the_msp_key_cannot_be_read(tmp_path, monkeypatch):
+    from config.settings import check_api_keys
+
+    monkeypatch.setenv("HQ_KEY", "k" * 20)
+    monkeypatch.delenv("ACME_MSP_KEY", raising=False)
+    with pytest.raises(ConfigError) as error:
+        check_api_keys(load(tmp_path, MSP))
+    assert str(error.value) == (f"{tmp_path / 'jumpsync.toml'}: msp[0] msp 'acme': environment variable "
+                                "ACME_MSP_KEY is not set")
+    monkeypatch.setenv("ACME_MSP_KEY", "k" * 20)
+    check_api_keys(load(tmp_path, MSP))
