@@ -203,7 +203,18 @@ def _start_demo_simulator(children: Children, env: dict[str, str], console: Cons
     return True
 
 
-def _progress(engine, names: list[str], since, printed: dict) -> dict[str, dict]:
+def _discovered_names(settings, engine, since) -> list[str] | None:
+    """The file's connectors and those its ``[[msp]]`` tables discovered; None until every table was listed
+    since ``since`` (before that, ``up --once`` cannot know what to wait for)."""
+    from pipeline.discovery import discovered_connectors, organizations
+
+    listings = [table["listing"] for table in organizations(engine, settings.file)]
+    if any(listing is None or datetime.fromisoformat(listing["listed_at"]) < since for listing in listings):
+        return None
+    return [c.name for c in settings.with_discovered(discovered_connectors(engine, settings.file)).connectors]
+
+
+def _progress(engine, names: list[str] | None, since, printed: dict) -> dict[str, dict]:
     """Print part changes of each connector's first run since ``since``; return the runs that ended."""
     from sqlalchemy import select
     from sqlmodel import Session
@@ -213,7 +224,7 @@ def _progress(engine, names: list[str], since, printed: dict) -> dict[str, dict]
 
     ended = {}
     with Session(engine) as session:
-        for name in names:
+        for name in names or ():
             run = session.execute(select(SyncRun).join(Connector, Connector.id == SyncRun.connector_id).where(
                 Connector.name == name, SyncRun.status != "skipped", SyncRun.started_at >= since)
                 .order_by(SyncRun.id).limit(1)).scalars().first()
@@ -277,13 +288,14 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
         env["JUMPSYNC_BROKER_URL"] = os.environ["JUMPSYNC_BROKER_URL"] = settings.file.broker_url
     if not _start_broker(children, env, console):
         return 1
-    if not settings.connectors and not _start_demo_simulator(children, env, console):
+    if not settings.connectors and not settings.file.msp and not _start_demo_simulator(children, env, console):
         return 1
     os.environ.update({k: v for k, v in env.items() if k.startswith("JUMPSYNC_") and k != MARKER_ENV})
     settings = load_settings()
     names = [c.name for c in settings.connectors]
     console.print(f"database: {settings.database_url}")
-    console.print(f"connectors: {', '.join(names)} (config {settings.config_path})")
+    console.print(f"connectors: {', '.join(names + [f'those [[msp]] {m.name} discovers' for m in settings.file.msp])}"
+                  f" (config {settings.config_path})")
 
     from models.db import make_engine
     from models.migrate import upgrade
@@ -317,6 +329,8 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
         if dead:
             console.print(f"[red]{', '.join(dead)} exited unexpectedly; see {VAR / 'log'}[/red]")
             return 1
+        if settings.file.msp:
+            names = _discovered_names(settings, engine, since)
         ended = _progress(engine, names, since, printed)
         for name, run in ended.items():
             if name not in reported:
@@ -324,13 +338,14 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
                 colour = "green" if run["status"] == "succeeded" else "red"
                 console.print(f"{name}: first sync [{colour}]{run['status']}[/{colour}]"
                               + (f" — {run['error']}" if run["error"] else ""))
-        if once and len(ended) == len(names):
+        if once and names is not None and len(ended) == len(names):
             break
         time.sleep(1)
     if once:
         from cli.sync import print_run
 
         console.rule("summary")
+        names = names or []
         for name in names:
             if name in ended:
                 print_run(name, ended[name])

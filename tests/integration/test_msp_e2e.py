@@ -64,10 +64,12 @@ def synced(engine, name: str) -> bool:
         return False
 
 
-@pytest.fixture
-def msp_fleet(redis_url, tmp_path):
+@pytest.fixture(scope="module")
+def msp_fleet(redis_url, tmp_path_factory):
     """A worker and beat of their own (their own Redis database, so the session's workers never take these
-    tasks), a multi-tenant simulator with three organisations, and an [[msp]] table for its key."""
+    tasks), a multi-tenant simulator with three organisations, and an [[msp]] table for its key. One for the
+    module: the tests run in order, the second on what the first left."""
+    tmp_path = tmp_path_factory.mktemp("msp")
     # 30 ms a request, so that the organisations' syncs overlap (beat sends all three at once; the worker runs eight
     # parts at a time) and a budget per organisation would show at the simulator
     state_ = build_state(api_key=TEST_API_KEY, seed=70, users=40, admins=4, groups=5, apps=4, orgs=3,
@@ -140,12 +142,13 @@ def test_an_msp_keys_organisations_are_discovered_synced_and_followed(msp_fleet,
 
 def test_a_failed_listing_changes_nothing_and_is_shown(msp_fleet):
     fleet, sim, _ = msp_fleet
-    wait_for(lambda: len(organisations(fleet)) == 3, "three organisations listed")
+    before = wait_for(lambda: len(found := organisations(fleet)) >= 3 and found, "organisations listed")
     sim.set_faults({"rules": [{"path": "/api/organizations", "status": 401}]})
     done = subprocess.run([sys.executable, "-m", "cli", "msp", "discover", "acme", "--wait", "--timeout", "60"],
                           env=fleet.env, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "acme: listing failed: AuthError" in done.stdout
     assert TEST_API_KEY not in done.stdout + done.stderr
-    rows = organisations(fleet)
-    assert len(rows) == 3 and {row["state"] for row in rows.values()} == {"syncing"}
+    after = organisations(fleet)
+    assert {k: v["state"] for k, v in after.items()} == {k: v["state"] for k, v in before.items()}
+    assert "syncing" in {row["state"] for row in after.values()}

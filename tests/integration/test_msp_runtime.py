@@ -85,3 +85,16 @@ def test_beat_schedules_each_msp_tables_discovery_and_each_discovered_connector(
     assert entries["msp:acme"]["schedule"].run_every.total_seconds() == 300
     assert entries["sync:acme-globex"]["schedule"].run_every.total_seconds() == 7200
     assert {"sync:hq", "events:hq", "events:acme-globex"} <= set(entries)
+
+
+def test_up_waits_for_every_msp_listing_then_for_the_discovered_connectors(process):
+    from datetime import timedelta
+
+    from cli.up_supervisor import _discovered_names
+
+    settings, engine = runtime._settings.get(), runtime.engine()
+    since = discovery.utcnow() - timedelta(seconds=1)
+    assert _discovered_names(settings, engine, since) is None  # not listed yet: nothing to wait for is known
+    listed(process, "Globex", "Initech")
+    assert _discovered_names(settings, engine, since) == ["hq", "acme-globex", "acme-initech"]
+    assert _discovered_names(settings, engine, discovery.utcnow() + timedelta(seconds=5)) is None  # an old listing
