@@ -112,11 +112,16 @@ class FileConfig(BaseModel):
         return self
 
     def msp_table(self, name: str) -> MspConfig:
-        for msp in self.msp:
-            if msp.name == name:
-                return msp
-        known = ", ".join(m.name for m in self.msp) or "none"
-        raise ConfigError(f"unknown msp {name!r} (configured: {known})")
+        return _named(self.msp, name, "msp")
+
+
+def _named(entries: tuple, name: str, what: str):
+    """The entry of that name; a ConfigError naming the configured ones otherwise."""
+    for entry in entries:
+        if entry.name == name:
+            return entry
+    known = ", ".join(entry.name for entry in entries) or "none"
+    raise ConfigError(f"unknown {what} {name!r} (configured: {known})")
 
 
 def check_api_keys(settings: Settings) -> None:
@@ -168,11 +173,7 @@ class Settings(BaseModel):
         return self.file.connectors + self.discovered
 
     def connector(self, name: str) -> ConnectorConfig:
-        for connector in self.connectors:
-            if connector.name == name:
-                return connector
-        known = ", ".join(c.name for c in self.connectors) or "none"
-        raise ConfigError(f"unknown connector {name!r} (configured: {known})")
+        return _named(self.connectors, name, "connector")
 
     def with_discovered(self, connectors: list[ConnectorConfig]) -> Settings:
         """These settings plus discovered connectors. A ``[[connectors]]`` entry wins over a discovered
