@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import redis
 
 from models import queries
 from simulator.cli import build_state
@@ -76,7 +77,9 @@ def msp_fleet(redis_url, tmp_path_factory):
                          faults=Faults(latency_ms=30))
     server = SimulatorServer(state_).start()
     sim = SimulatorHandle(server, state_, TEST_API_KEY, next(iter(state_.orgs)))
-    fleet = WorkerFleet(tmp_path, redis_url.rsplit("/", 1)[0] + "/7", f"sqlite:///{tmp_path / 'jumpsync.db'}")
+    broker_url = redis_url.rsplit("/", 1)[0] + "/8"
+    redis.Redis.from_url(broker_url).flushdb()  # no beat entries left by an earlier run
+    fleet = WorkerFleet(tmp_path, broker_url, f"sqlite:///{tmp_path / 'jumpsync.db'}")
     fleet.connectors["msp"] = msp_table(sim.url)
     fleet.write_config()
     fleet.migrate()
