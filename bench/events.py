@@ -187,7 +187,8 @@ def plan_writes(dump: dict, n: int, window_s: float, seed: int = 7) -> list[Writ
 
 # --- watching the database -----------------------------------------------------------------------------------
 
-def _epoch(value: datetime | None) -> float | None:
+def epoch(value: datetime | None) -> float | None:
+    """A database timestamp as epoch seconds (SQLite gives them back naive: they are UTC)."""
     if value is None:
         return None
     return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
@@ -225,7 +226,7 @@ class Watcher:
             row = connection.execute(select(_CURSORS).where(_CURSORS.c.connector_id == self.connector_id)).first()
         if row is None or row.refreshed_at is None:
             return
-        at = _epoch(row.refreshed_at)
+        at = epoch(row.refreshed_at)
         if not self.refreshes or self.refreshes[-1]["refreshed_at"] != at:
             self.refreshes.append({"refreshed_at": at, "outcome": row.outcome, "reason": row.reason,
                                    "run_id": row.run_id, "requests": row.requests, "events": row.events,
@@ -284,8 +285,8 @@ def wait_full_sync(engine, connector_id: int, after_run_id: int, timeout: float)
             row = connection.execute(query).first()
         if row is not None:
             return {"run_id": row.id, "trigger": row.trigger, "status": row.status,
-                    "wall_s": round(_epoch(row.finished_at) - _epoch(row.started_at), 3),
-                    "finished_at": _epoch(row.finished_at)}
+                    "wall_s": round(epoch(row.finished_at) - epoch(row.started_at), 3),
+                    "finished_at": epoch(row.finished_at)}
         time.sleep(POLL_S)
     raise TimeoutError(f"beat's first full sync did not end within {timeout:.0f}s (see beat.log)")
 
@@ -294,7 +295,7 @@ def _run_summary(row) -> dict:
     """One applied refresh and whether it stayed within its bound: one request per events page and one per object
     read back (a read that needed more than one page, or a retry, would exceed it)."""
     counts = row.counts or {}
-    started, finished = _epoch(row.started_at), _epoch(row.finished_at)
+    started, finished = epoch(row.started_at), epoch(row.finished_at)
     bound = counts.get("event_requests", 0) + counts.get("reads", 0)
     return {"run_id": row.id, "status": row.status, "requests": row.requests,
             "event_requests": counts.get("event_requests"), "reads": counts.get("reads"),
@@ -383,7 +384,8 @@ def quiet_minute(sim, watcher: Watcher, interval_s: float) -> dict:
             "refreshes_between": [r["outcome"] for r in watcher.refreshes[seen:]]}
 
 
-def _pct(values: list[float], q: int) -> float | None:
+def percentile(values: list[float], q: int) -> float | None:
+    """The q-th percentile of ``values`` (inclusive method), to 2 decimals; None for none."""
     if not values:
         return None
     if len(values) == 1:
@@ -405,7 +407,7 @@ def summarize(measured: Measured, applied: list[dict], quiet: dict, other_runs: 
         "visible": len(latencies),
         "errors": [f"{w.kind} {w.path}: {w.error}" for w in writes if w.error],
         "not_visible": [f"{w.kind} {w.path}" for w in writes if w.error is None and w.visible is None],
-        "latency_s": {"p50": _pct(latencies, 50), "p95": _pct(latencies, 95),
+        "latency_s": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
                       "max": latencies[-1] if latencies else None, "min": latencies[0] if latencies else None},
         "latency_by_kind_max_s": {kind: max(values) for kind, values in sorted(by_kind.items())},
         "refresh_outcomes": dict(Counter(r["outcome"] for r in watcher.refreshes)),
@@ -441,4 +443,4 @@ def _sim_check(measured: Measured) -> dict:
 
 
 __all__ = ["KINDS", "LATENCY_P50_TARGET_S", "LATENCY_P95_TARGET_S", "QUIET_REQUESTS_TARGET", "Measured", "Watcher",
-           "Write", "measure", "plan_writes", "quiet_minute", "summarize"]
+           "Write", "epoch", "measure", "percentile", "plan_writes", "quiet_minute", "summarize"]

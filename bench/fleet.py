@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,8 @@ CONNECTOR = "bench"
 #: The same org behind a connector with fleet-wide limits (``shared_max_in_flight``, ``rate_limit``), for the
 #: budget phase: its syncs run on every sync worker at once and must stay within the limits.
 LIMITED_CONNECTOR = "bench-limited"
+#: The ``[sync]`` table of every bench config: how often beat re-reads the settings (the default).
+SYNC_TABLE = '[sync]\nconfig_reload_interval = "30s"\n'
 
 
 def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -40,9 +44,10 @@ def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 # --- the simulator -------------------------------------------------------------------------------------------
 
 class Simulator(SimulatorAdmin):
-    """``python -m bench.simproc`` in its own process, driven over HTTP (/_sim and the real write API)."""
+    """``python -m bench.simproc`` in its own process, driven over HTTP (/_sim and the real write API); with
+    ``orgs`` > 1, that many orgs of the profile's spec, multi-tenant (``x-org-id`` on every request)."""
 
-    def __init__(self, directory: Path, profile: str, latency_ms: float, api_key: str) -> None:
+    def __init__(self, directory: Path, profile: str, latency_ms: float, api_key: str, orgs: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
@@ -50,7 +55,7 @@ class Simulator(SimulatorAdmin):
         self.log = directory / "simulator.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.simproc", "--profile", profile, "--port", str(self.port),
-             "--latency-ms", str(latency_ms)],
+             "--latency-ms", str(latency_ms), "--orgs", str(orgs)],
             cwd=ROOT, env=python_env({"JUMPSYNC_SIM_API_KEY": api_key}), stdout=open(self.log, "ab"),
             stderr=subprocess.STDOUT)
 
@@ -134,8 +139,7 @@ class Fleet:
 
     def _config(self, limits: tuple[int, float] | None, events_interval: str | None) -> str:
         events = f'events = true\nevents_interval = "{events_interval}"\n' if events_interval else "events = false\n"
-        config = ("[sync]\n"
-                  'config_reload_interval = "30s"\n\n'
+        config = (SYNC_TABLE + "\n"
                   f'[[connectors]]\nname = "{CONNECTOR}"\nbase_url = "{self.sim_url}"\napi_key_env = "{KEY_ENV}"\n'
                   f'interval = "24h"\nmax_in_flight = {self.in_flight}\n{events}')
         if limits:
@@ -225,6 +229,12 @@ def tree_cpu_seconds_with_ended(pid: int) -> float:
     except (OSError, IndexError, ValueError):
         ended = 0.0
     return tree_cpu_seconds(pid) + ended
+
+
+def cpu_by_component(components: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of each named group of process trees, with their ended children: read before and
+    after a phase, the difference says where its CPU went."""
+    return {name: sum(map(tree_cpu_seconds_with_ended, pids)) for name, pids in components.items()}
 
 
 def machine_busy_seconds() -> float:
@@ -408,5 +418,71 @@ def drop_postgres_database(server_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-__all__ = ["CONNECTOR", "LIMITED_CONNECTOR", "Fleet", "Sampler", "Simulator", "drop_postgres_database", "free_port", "new_postgres_database", "start_postgres",
-           "start_redis", "stop_process", "wait_for_port"]
+def postgres_pid(server: PostgresServer) -> int:
+    return int((server.directory / "data" / "postmaster.pid").read_text().split()[0])
+
+
+# --- everything a profile runs on ----------------------------------------------------------------------------
+
+@dataclass
+class Stack:
+    """The running processes of one profile (or the MSP phase): what ``started`` yields."""
+
+    sim: Simulator
+    redis: RedisServer
+    fleet: Fleet
+    engine: object  # sqlalchemy Engine on the fleet's database
+    database_url: str
+    #: Process trees whose CPU a figure accounts for beside the workers and the simulator: name -> pid.
+    servers: dict[str, int]
+
+
+#: Builds the fleet once the simulator, Redis and the database are up: (broker URL, database URL, simulator).
+FleetFactory = Callable[[str, str, Simulator], Fleet]
+
+
+@contextmanager
+def started(directory: Path, *, profile: str, latency_ms: float, api_key: str, pg: PostgresServer | None,
+            make_fleet: FleetFactory, sync_workers: int, sync_concurrency: int, orgs: int = 1,
+            provisioning: bool = True, keep: bool = False) -> Iterator[Stack]:
+    """Start the simulator (``orgs`` orgs of ``profile``), a private Redis, a fresh migrated database (a new
+    PostgreSQL database ``bench_<profile>`` on ``pg``, else an SQLite file in ``directory``), ``sync_workers``
+    sync workers and, with ``provisioning``, one provisioning worker; stop them all afterwards, whatever
+    happened, and remove the SQLite files unless ``keep``."""
+    from models.db import make_engine
+
+    sim = redis = fleet = engine = None
+    try:
+        sim = Simulator(directory, profile, latency_ms, api_key, orgs=orgs)
+        redis = start_redis(directory)
+        sim.wait_ready(timeout=600)
+        database_url = (new_postgres_database(pg.url, f"bench_{profile}") if pg is not None
+                        else f"sqlite:///{directory / 'jumpsync.db'}")
+        servers = {"redis": redis.proc.pid}
+        if pg is not None:
+            servers["postgres"] = postgres_pid(pg)
+        fleet = make_fleet(redis.url, database_url, sim)
+        fleet.migrate()
+        for i in range(sync_workers):
+            fleet.start_worker(f"sync{i + 1}", "sync", sync_concurrency)
+        if provisioning:
+            fleet.start_worker("prov", "provisioning", 2)
+        engine = make_engine(database_url)
+        yield Stack(sim, redis, fleet, engine, database_url, servers)
+    finally:
+        if engine is not None:
+            engine.dispose()
+        if fleet is not None:
+            fleet.stop()
+        if sim is not None:
+            sim.stop()
+        if redis is not None:
+            redis.stop()
+        if not keep:
+            for db_file in directory.glob("*.db*"):
+                db_file.unlink(missing_ok=True)
+
+
+__all__ = ["CONNECTOR", "LIMITED_CONNECTOR", "SYNC_TABLE", "Fleet", "Sampler", "Simulator", "Stack",
+           "drop_postgres_database", "free_port", "new_postgres_database", "postgres_pid", "start_postgres",
+           "start_redis", "started", "stop_process", "wait_for_port"]

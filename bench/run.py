@@ -255,8 +255,7 @@ def run_provisioning(fleet: Fleet, sim: Simulator, directory: Path, burst: int, 
         load's connections); ``load``: the load process (submitting and polling), this process's only child
         that has ended."""
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return {**{name: sum(map(fleet_mod.tree_cpu_seconds_with_ended, pids)) for name, pids in components.items()},
-                "load": children.ru_utime + children.ru_stime}
+        return {**fleet_mod.cpu_by_component(components), "load": children.ru_utime + children.ru_stime}
 
     busy, load, before = fleet_mod.machine_busy_seconds(), os.getloadavg()[0], split()
     subprocess.run([sys.executable, "-m", "bench.provision_load", "--pairs", str(pairs_file), "--burst", str(burst),
@@ -332,36 +331,28 @@ def sync_after_refreshes(fleet: Fleet, engine, timeout: float) -> dict:
 
 # --- one profile ---------------------------------------------------------------------------------------------
 
-def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
-    from models.db import make_engine
-
-    directory = RUNS / f"{stamp}-{profile}"
+def run_directory(stamp: str, name: str) -> Path:
+    """Where a profile's logs, config and (with --keep) databases go."""
+    directory = RUNS / f"{stamp}-{name}"
     directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
+    directory = run_directory(stamp, profile)
     timeout = SYNC_TIMEOUT[profile] * args.timeout_scale
     api_key = secrets.token_hex(20)
     pg_url = pg.url if pg else None
-    sim = redis = fleet = engine = None
+    limits = (args.budget_in_flight, args.budget_rate) if args.budget_rate else None
     started = time.monotonic()
-    try:
-        log(f"{profile}: simulator ({args.latency_ms:g} ms a request), Redis, database ({args.database}); "
-            f"files in {directory.relative_to(ROOT)}")
-        sim = Simulator(directory, profile, args.latency_ms, api_key)
-        redis = fleet_mod.start_redis(directory)
-        sim.wait_ready(timeout=600)
-        if pg_url:
-            db_url = fleet_mod.new_postgres_database(pg_url, f"bench_{profile}")
-        else:
-            db_url = f"sqlite:///{directory / 'jumpsync.db'}"
-        servers = {"redis": redis.proc.pid}
-        if pg is not None:
-            servers["postgres"] = int((pg.directory / "data" / "postmaster.pid").read_text().split()[0])
-        limits = (args.budget_in_flight, args.budget_rate) if args.budget_rate else None
-        fleet = Fleet(directory, redis.url, db_url, sim, args.in_flight, limits)
-        fleet.migrate()
-        for i in range(args.workers):
-            fleet.start_worker(f"sync{i + 1}", "sync", args.sync_concurrency)
-        fleet.start_worker("prov", "provisioning", 2)
-        engine = make_engine(db_url)
+    log(f"{profile}: simulator ({args.latency_ms:g} ms a request), Redis, database ({args.database}); "
+        f"files in {directory.relative_to(ROOT)}")
+    with fleet_mod.started(directory, profile=profile, latency_ms=args.latency_ms, api_key=api_key, pg=pg,
+                           make_fleet=lambda broker, database, sim: Fleet(directory, broker, database, sim,
+                                                                          args.in_flight, limits),
+                           sync_workers=args.workers, sync_concurrency=args.sync_concurrency,
+                           keep=args.keep) as stack:
+        sim, fleet, engine, servers = stack.sim, stack.fleet, stack.engine, stack.servers
         profiler_dir = directory if args.py_spy else None
         quiet = wait_quiet(args.wait_quiet) if args.wait_quiet else None
         syncs = []
@@ -442,18 +433,6 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
             "incremental": incremental, "quiet_before": quiet,
             "bench_seconds": round(time.monotonic() - started, 1), "run_directory": str(directory),
         }
-    finally:
-        if engine is not None:
-            engine.dispose()
-        if fleet is not None:
-            fleet.stop()
-        if sim is not None:
-            sim.stop()
-        if redis is not None:
-            redis.stop()
-        if not args.keep:
-            for db_file in directory.glob("*.db*"):
-                db_file.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
