@@ -20,6 +20,9 @@ PROFILES: dict[str, TenantSpec] = {
     # For memory and growth: the densities of `large`, five times the users and groups.
     "xl": TenantSpec(seed=103, users=100_000, admins=100, groups=5_000, apps=1_000,
                      avg_members_per_group=60.0, groups_per_app=3.0, users_per_app=10.0),
+    # One organisation of the MSP phase (bench/msp.py), which serves --msp-orgs of them behind one key (org i
+    # with seed 201 + i): small, as most of an MSP's customers are. The generator's default densities.
+    "msp": TenantSpec(seed=201, users=80, admins=4, groups=8, apps=5),
 }
 
 #: How long one sync of a profile may take before the bench gives up on it (seconds).

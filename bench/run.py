@@ -435,9 +435,43 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
         }
 
 
+# --- the MSP phase -------------------------------------------------------------------------------------------
+
+def run_msp(args: argparse.Namespace, stamp: str, pg) -> dict:
+    """The MSP phase (bench/msp.py): ``--msp-orgs`` small orgs behind one key, discovered and synced by the sync
+    workers and beat for ``--msp-window`` seconds, saturated; no provisioning worker (nothing to provision)."""
+    from bench import msp
+
+    directory = run_directory(stamp, "msp")
+    settings = msp.MspSettings(orgs=args.msp_orgs, window_s=args.msp_window, latency_ms=args.latency_ms,
+                               shared_max_in_flight=args.msp_in_flight, rate_limit=args.msp_rate,
+                               interval=args.msp_interval, max_in_flight=args.in_flight)
+    started = time.monotonic()
+    log(f"msp: simulator with {settings.orgs} orgs behind one key ({args.latency_ms:g} ms a request), Redis, "
+        f"database ({args.database}); files in {directory.relative_to(ROOT)}")
+    with fleet_mod.started(directory, profile="msp", latency_ms=args.latency_ms, api_key=secrets.token_hex(20),
+                           pg=pg, make_fleet=lambda broker, database, sim: msp.MspFleet(directory, broker, database,
+                                                                                         sim, settings),
+                           sync_workers=args.workers, sync_concurrency=args.sync_concurrency, orgs=settings.orgs,
+                           provisioning=False, keep=args.keep) as stack:
+        quiet = wait_quiet(args.wait_quiet) if args.wait_quiet else None
+        figures = msp.measure(stack, settings, log)
+        seconds = round(time.monotonic() - started, 1)
+    throughput, fairness = figures["throughput"], figures["fairness"]
+    log(f"msp: {throughput['per_hour']:,} syncs/h ({throughput['steady_per_hour']} steady), per org "
+        f"{fairness['per_org']}, Jain {fairness['jain']}, longest gap {fairness['max_gap_s']}s, "
+        f"starved {len(fairness['starved'])}; simulator max {figures['budget']['sim_max_in_flight']} in flight "
+        f"(budget {settings.shared_max_in_flight})")
+    return {"profile": {**describe("msp"), "orgs": settings.orgs}, "database": args.database, "stamp": stamp,
+            "settings": {"latency_ms": args.latency_ms, "in_flight": args.in_flight, "sync_workers": args.workers,
+                         "sync_concurrency_per_worker": args.sync_concurrency},
+            "msp": figures, "quiet_before": quiet, "bench_seconds": seconds, "run_directory": str(directory)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", default="small,large", help="comma-separated: small, large, xl")
+    parser.add_argument("--profiles", default="small,large,msp",
+                        help="comma-separated: small, large, xl (opt-in), msp (the MSP phase)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="simulated API latency per request")
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--workers", type=int, default=2, help="sync worker processes (celery worker instances)")
@@ -454,6 +488,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="changes timed through the incremental refresh, with beat (0: skip the phase)")
     parser.add_argument("--events-window", type=float, default=180.0,
                         help="seconds over which those changes are spread at random moments")
+    parser.add_argument("--msp-orgs", type=int, default=50,
+                        help="organisations behind the MSP phase's one key (0: skip the phase)")
+    parser.add_argument("--msp-window", type=float, default=180.0,
+                        help="seconds the MSP phase measures once every organisation is scheduled")
+    parser.add_argument("--msp-in-flight", type=int, default=8,
+                        help="the MSP key's shared_max_in_flight, shared by all its organisations")
+    parser.add_argument("--msp-rate", type=float, default=20.0,
+                        help="the MSP key's rate_limit in requests/s, shared by all its organisations (0: none)")
+    parser.add_argument("--msp-interval", default="30s",
+                        help="every organisation's full-sync interval: short, so that the fleet runs saturated")
     parser.add_argument("--py-spy", action="store_true",
                         help="sample the workers with py-spy during every sync and the provisioning runs")
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every sync timeout")
@@ -464,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
     profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    if not args.msp_orgs:
+        profiles = [p for p in profiles if p != "msp"]
     for profile in profiles:
         describe(profile)  # unknown names stop here
     if args.py_spy:
@@ -483,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         info = machine(args.database, pg.url if pg else None)
         for profile in profiles:
             try:
-                result = run_profile(profile, args, stamp, pg)
+                result = run_msp(args, stamp, pg) if profile == "msp" else run_profile(profile, args, stamp, pg)
             except Exception as exc:  # noqa: BLE001  (report it, go on with the next profile)
                 log(f"{profile}: FAILED: {type(exc).__name__}: {exc}")
                 import traceback
