@@ -175,13 +175,35 @@ class Settings(BaseModel):
     def connector(self, name: str) -> ConnectorConfig:
         return _named(self.connectors, name, "connector")
 
-    def with_discovered(self, connectors: list[ConnectorConfig]) -> Settings:
-        """These settings plus discovered connectors. A ``[[connectors]]`` entry wins over a discovered
-        organisation it names (same name, or same ``base_url`` and ``org_id``): the file says how to sync it."""
-        taken = {c.name for c in self.file.connectors}
-        orgs = {(c.base_url, c.org_id) for c in self.file.connectors if c.org_id}
-        kept = tuple(c for c in connectors if c.name not in taken and (c.base_url, c.org_id) not in orgs)
-        return self.model_copy(update={"discovered": kept})
+    #: False when the discovered connectors could not be read and none were known: beat then removes no entry.
+    discovered_known: bool = True
+
+    def with_discovered(self, connectors: list[ConnectorConfig], *, known: bool = True) -> Settings:
+        """These settings plus the discovered connectors that run (``split_discovered``)."""
+        kept, _ = split_discovered(self.file, connectors)
+        return self.model_copy(update={"discovered": tuple(kept), "discovered_known": known})
+
+
+def split_discovered(file: FileConfig, connectors: list[ConnectorConfig]) -> tuple[list[ConnectorConfig],
+                                                                                   dict[str, str]]:
+    """The discovered connectors that run, and those that do not with the reason (``shadowed``). A
+    ``[[connectors]]`` entry wins over a discovered organisation it names (same ``base_url`` and ``org_id``: the
+    file says how to sync it) and over a discovered connector of its name; an organisation two ``[[msp]]``
+    tables reach runs once, under the first table's connector (``connectors`` come in table order)."""
+    names = {c.name for c in file.connectors}
+    orgs = {(c.base_url, c.org_id): f"connector {c.name!r} of [[connectors]]" for c in file.connectors if c.org_id}
+    kept: list[ConnectorConfig] = []
+    shadowed: dict[str, str] = {}
+    for connector in connectors:
+        key = (connector.base_url, connector.org_id)
+        if connector.name in names:
+            shadowed[connector.name] = f"[[connectors]] has a connector named {connector.name!r}"
+        elif key in orgs:
+            shadowed[connector.name] = f"the organisation is synced by {orgs[key]}"
+        else:
+            kept.append(connector)
+            orgs[key] = f"connector {connector.name!r} of msp {connector.msp!r}"
+    return kept, shadowed
 
 
 def _format_location(loc: tuple) -> str:

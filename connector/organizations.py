@@ -4,6 +4,8 @@ connectors."""
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +13,9 @@ from connector.fields import text
 from jumpcloud.client import JumpCloudClient
 
 ORGANIZATIONS_PATH = "/api/organizations"
+_ORG_ID = re.compile(r"^[0-9a-f]{24}$")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -20,12 +25,13 @@ class Organization:
 
 
 def map_organization(record: dict[str, Any]) -> Organization | None:
-    """An organisation, or None for a record without an id (nothing could reach it). A blank name reads as
-    the id, so every organisation has something to match filters against and to show."""
-    org_id = text(record, "_id") or text(record, "id")
-    if org_id is None:
+    """An organisation, or None for a record without a JumpCloud object id (24 hex characters: nothing else
+    can go in ``x-org-id``). A blank name reads as the id, so every organisation has something to match filters
+    against and to show."""
+    org_id = (text(record, "_id") or text(record, "id") or "").lower()
+    if not _ORG_ID.match(org_id):
+        log.warning("organisation listing: a record without a valid id skipped", extra={"id": org_id[:64]})
         return None
-    org_id = org_id.lower()
     return Organization(id=org_id, display_name=text(record, "displayName") or org_id)
 
 

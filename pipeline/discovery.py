@@ -12,6 +12,8 @@ The rules (docs/msp.md):
 - An organisation missing from a listing keeps running until it has been missing ``remove_after``; then its
   connector stops (its data stays). Listed again, it runs again, under the same name.
 - A listing that fails changes nothing (the failure is recorded for ``jumpsync msp``).
+- An organisation a ``[[connectors]]`` entry or an earlier ``[[msp]]`` table already syncs is not run twice
+  (``config.settings.split_discovered``; ``shadowed`` in ``jumpsync msp list``).
 - ``include``/``exclude`` are applied when the connectors are built, so a change to them takes effect with the
   config file, without a listing.
 """
@@ -26,13 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from config.connector import ConnectorConfig
 from config.msp import MspConfig
-from config.settings import FileConfig, Settings, parse_duration
+from config.settings import FileConfig, Settings, parse_duration, split_discovered
 from config.values import NAME_MAX
 from connector.organizations import Organization, list_organizations
 from jumpcloud.client import JumpCloudClient
@@ -54,13 +57,12 @@ def slug(text: str) -> str:
 
 def connector_name(msp: str, organization: Organization, taken: set[str]) -> str:
     """A connector name for a newly listed organisation that no connector has or had: ``<msp>-<slug>``, cut to
-    fit; on a clash the organisation id's last six characters are added, then the whole id."""
+    fit; on a clash the organisation id's last six characters are added, then the whole id, then a number."""
     base = f"{msp}-{slug(organization.display_name) or organization.id}"[:NAME_MAX].rstrip("-_")
     short = f"{base[:NAME_MAX - 7].rstrip('-_')}-{organization.id[-6:]}"
-    for candidate in (base, short, f"{msp}-{organization.id}"):
-        if candidate not in taken:
-            return candidate
-    raise ValueError(f"no free connector name for organisation {organization.id}")  # pragma: no cover
+    whole = f"{msp}-{organization.id}"
+    candidates = (base, short, whole, *(f"{whole}-{n}" for n in range(2, 10_000)))
+    return next(candidate for candidate in candidates if candidate not in taken)
 
 
 @dataclass(frozen=True)
@@ -97,19 +99,21 @@ def discover(engine: Engine, settings: Settings, msp_name: str, *, client_factor
     """List the organisations of one ``[[msp]]`` key and record them. Raises ConfigError for an unknown table;
     a failed listing is a ``failed`` result, recorded, with nothing else changed."""
     msp = settings.file.msp_table(msp_name)
-    listing_client = msp.connector_for(msp.name, None)  # the MSP key and budget, no x-org-id
     factory = client_factory or (lambda config: make_client(config, settings.broker_url))
-    client = factory(listing_client)
+    requests = 0
     try:
-        organizations = asyncio.run(_list(client))
+        client = factory(msp.connector_for(msp.name, None))  # the MSP key and budget, no x-org-id
+        try:
+            organizations = asyncio.run(_list(client))
+        finally:
+            requests = client.stats.requests
+        reserved = {c.name for c in settings.file.connectors}
+        return apply_listing(engine, msp, organizations, reserved, requests=requests, now=now)
     except Exception as exc:  # noqa: BLE001  (a failed listing changes nothing; the next one tries again)
         error = describe_error(exc)
         log.warning("msp listing failed", extra={"msp": msp.name, "error": error})
-        _record_listing(engine, msp.name, "failed", error=error, requests=client.stats.requests,
-                        now=now or utcnow())
-        return DiscoveryResult(msp.name, "failed", requests=client.stats.requests, error=error)
-    reserved = {c.name for c in settings.file.connectors}
-    return apply_listing(engine, msp, organizations, reserved, requests=client.stats.requests, now=now)
+        _record_listing(engine, msp.name, "failed", error=error, requests=requests, now=now or utcnow())
+        return DiscoveryResult(msp.name, "failed", requests=requests, error=error)
 
 
 async def _list(client: JumpCloudClient) -> list[Organization]:
@@ -193,25 +197,37 @@ def _record_listing(engine: Engine, msp: str, outcome: str, *, error: str | None
 
 def discovered_connectors(engine: Engine, file: FileConfig) -> list[ConnectorConfig]:
     """The connectors of the organisations the file's ``[[msp]]`` tables discovered: listed (not removed) and
-    taken by the table's ``include``/``exclude``, in name order."""
+    taken by the table's ``include``/``exclude``, in table order, then name order. A row no connector can be
+    made of (it would fail validation) is left out with a warning: one bad row must not stop every process."""
     tables = {msp.name: msp for msp in file.msp}
     if not tables:
         return []
     with Session(engine) as session:
         rows = session.execute(select(MspOrganization).where(MspOrganization.msp.in_(tables),
-                                                          MspOrganization.removed_at.is_(None))
-                            .order_by(MspOrganization.connector)).scalars().all()
-    return [tables[row.msp].connector_for(row.connector, row.org_id) for row in rows
-            if tables[row.msp].takes(row.org_id, row.display_name)]
+                                                             MspOrganization.removed_at.is_(None))
+                               .order_by(MspOrganization.connector)).scalars().all()
+    order = {name: index for index, name in enumerate(tables)}
+    connectors = []
+    for row in sorted(rows, key=lambda row: order[row.msp]):
+        msp = tables[row.msp]
+        if not msp.takes(row.org_id, row.display_name):
+            continue
+        try:
+            connectors.append(msp.connector_for(row.connector, row.org_id))
+        except ValidationError as exc:
+            log.warning("msp organisation left out: %s", exc.errors()[0]["msg"],
+                        extra={"msp": row.msp, "connector": row.connector})
+    return connectors
 
 
 def organizations(engine: Engine, file: FileConfig) -> list[dict]:
     """What ``jumpsync msp`` shows: each ``[[msp]]`` table's last listing and its organisations, each with its
-    connector and state: ``syncing``, ``excluded`` (by include/exclude), ``missing`` (not in the last listing,
-    still syncing) or ``removed``."""
+    connector and state: ``syncing``, ``excluded`` (by include/exclude), ``shadowed`` (synced by another
+    connector: ``shadowed_by`` says which), ``missing`` (not in the last listing, still syncing) or ``removed``."""
     with Session(engine) as session:
         rows = session.execute(select(MspOrganization).order_by(MspOrganization.connector)).scalars().all()
         listings = {row.msp: row for row in session.execute(select(MspListing)).scalars()}
+    _, shadowed = split_discovered(file, discovered_connectors(engine, file))
     out = []
     for msp in file.msp:
         listing = listings.get(msp.name)
@@ -222,16 +238,19 @@ def organizations(engine: Engine, file: FileConfig) -> list[dict]:
                 "error": listing.error, "organizations": listing.organizations, "requests": listing.requests},
             "organizations": [{
                 "connector": row.connector, "org_id": row.org_id, "display_name": row.display_name,
-                "state": _state(msp, row), "first_seen_at": as_utc(row.first_seen_at).isoformat(),
+                "state": _state(msp, row, shadowed), "shadowed_by": shadowed.get(row.connector),
+                "first_seen_at": as_utc(row.first_seen_at).isoformat(),
                 "last_seen_at": as_utc(row.last_seen_at).isoformat(),
             } for row in rows if row.msp == msp.name],
         })
     return out
 
 
-def _state(msp: MspConfig, row: MspOrganization) -> str:
+def _state(msp: MspConfig, row: MspOrganization, shadowed: dict[str, str]) -> str:
     if row.removed_at is not None:
         return "removed"
     if not msp.takes(row.org_id, row.display_name):
         return "excluded"
+    if row.connector in shadowed:
+        return "shadowed"
     return "missing" if row.missing_since is not None else "syncing"

@@ -97,7 +97,9 @@ class ConnectorScheduler(RedBeatScheduler):
         wanted = desired_entries(settings.connectors, settings.file.msp)
         client = get_redis(self.app)
         known = {k.decode() if isinstance(k, bytes) else k for k in client.smembers(self._known_key)}
-        for name in known - set(wanted):
+        if not settings.discovered_known:  # the discovered organisations are unknown now, not gone
+            log.warning("beat: discovered connectors unreadable, removing no schedule until they are read")
+        for name in (known - set(wanted)) if settings.discovered_known else ():
             RedBeatSchedulerEntry(name, app=self.app).delete()
             client.srem(self._known_key, name)
             log.info("beat: removed schedule %s", name)

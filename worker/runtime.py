@@ -8,11 +8,10 @@ import logging
 import time
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from models.db import get_engine
 from models.migrate import SchemaOutOfDate, check
-from config.settings import ConfigError, Settings, SettingsCache
+from config.settings import ConfigError, Settings, SettingsCache, split_discovered
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +29,7 @@ class _DiscoveredView:
     base: Settings | None = None
     merged: Settings | None = None
     read_at = float("-inf")
+    shadowed: set[str] = set()
 
 
 _view = _DiscoveredView()
@@ -58,19 +58,38 @@ def settings_for(connector: str) -> Settings:
 
 
 def _read_discovered(base: Settings) -> Settings:
-    """Merge the discovered connectors into ``base``. When the database cannot say (down, or not migrated yet:
-    ``jumpsync db upgrade`` runs with these settings), the connectors read last time are kept: a blip must not
-    make beat drop every discovered organisation's schedule."""
+    """Merge the discovered connectors into ``base``. When they cannot be read (the database is down or not
+    migrated yet: ``jumpsync db upgrade`` runs with these settings), those read last time are kept, as far as
+    the file still has their tables; a process that never read them says so (``discovered_known``), and beat
+    then removes no schedule: a blip must not drop every discovered organisation's syncs."""
     from pipeline.discovery import discovered_connectors  # only processes of a config with [[msp]] need it
 
     try:
-        merged = base.with_discovered(discovered_connectors(engine(), base.file))
-    except (SQLAlchemyError, SchemaOutOfDate) as exc:  # SchemaOutOfDate: `jumpsync db upgrade` is about to run
+        found, known = discovered_connectors(engine(), base.file), True
+    except Exception as exc:  # noqa: BLE001  (SchemaOutOfDate: `jumpsync db upgrade` is about to run)
         log.log(logging.DEBUG if isinstance(exc, SchemaOutOfDate) else logging.WARNING,
                 "discovered connectors not readable, keeping the last known: %s", type(exc).__name__)
-        merged = base.with_discovered(list(_view.merged.discovered) if _view.merged is not None else [])
+        found, known = _last_known(base), _view.merged is not None and _view.merged.discovered_known
+    merged = base.with_discovered(found, known=known)
+    _warn_shadowed(base, found)
     _view.base, _view.merged, _view.read_at = base, merged, time.monotonic()
     return merged
+
+
+def _last_known(base: Settings) -> list:
+    """The discovered connectors read last, rebuilt with the tables of ``base`` (a table removed since: none)."""
+    tables = {msp.name: msp for msp in base.file.msp}
+    previous = _view.merged.discovered if _view.merged is not None else ()
+    return [tables[c.msp].connector_for(c.name, c.org_id) for c in previous if c.msp in tables]
+
+
+def _warn_shadowed(base: Settings, found: list) -> None:
+    """Say once, when it happens, that a discovered organisation is not run because another connector has it."""
+    _, shadowed = split_discovered(base.file, found)
+    for name, why in shadowed.items():
+        if name not in _view.shadowed:
+            log.warning("discovered connector %s not run: %s", name, why)
+    _view.shadowed = set(shadowed)
 
 
 def engine() -> Engine:

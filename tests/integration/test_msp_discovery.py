@@ -104,19 +104,21 @@ def msp_simulator():
 
 
 def test_discover_lists_every_page_over_http_and_a_failed_listing_changes_nothing(engine, msp_simulator, tmp_path,
-                                                                                   monkeypatch):
+                                                                                   monkeypatch, redis_url):
     from models.queries import metrics_snapshot
     from pipeline.discovery import discover
     from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
 
     sim = msp_simulator
     monkeypatch.setenv(TEST_KEY_ENV, TEST_API_KEY)
+    monkeypatch.setenv("JUMPSYNC_BROKER_URL", redis_url)  # the key's budget (shared_max_in_flight 16 by default)
     path = tmp_path / "jumpsync.toml"
     path.write_text(f'[[msp]]\nname = "acme"\nbase_url = "{sim.url}"\napi_key_env = "{TEST_KEY_ENV}"\n')
     settings = load_settings(path)
     t0 = utcnow()
 
     found = discover(engine, settings, "acme", now=t0)
+    assert found.error is None
     assert (found.outcome, found.listed, len(found.new), found.requests) == ("ok", 105, 105, 2)
     assert sim.stats()["by_route"] == {"GET /api/organizations": 2}
     connectors = discovered_connectors(engine, settings.file)
@@ -141,3 +143,26 @@ def test_discover_lists_every_page_over_http_and_a_failed_listing_changes_nothin
     snapshot = metrics_snapshot(engine)
     assert snapshot["msp_organizations"] == {("acme", "listed"): 104, ("acme", "removed"): 1}
     assert snapshot["msp_listings"]["acme"][0] is False
+
+
+def test_an_organisation_two_msp_tables_reach_is_synced_once_and_shown_shadowed(engine, tmp_path):
+    from pipeline.discovery import organizations
+
+    path = tmp_path / "jumpsync.toml"
+    path.write_text(CONFIG + '\n[[msp]]\nname = "beta"\napi_key_env = "BETA_MSP_KEY"\n')
+    settings = load_settings(path)
+    listing(engine, settings, [INITECH], utcnow())
+    apply_listing(engine, settings.file.msp_table("beta"), [INITECH, SANDBOX], set())
+    merged = settings.with_discovered(discovered_connectors(engine, settings.file))
+    assert [c.name for c in merged.discovered] == ["acme-initech", "beta-initech-sandbox"]  # the first table's
+    beta = {o["connector"]: o for o in organizations(engine, settings.file)[1]["organizations"]}
+    assert beta["beta-initech"]["state"] == "shadowed"
+    assert beta["beta-initech"]["shadowed_by"] == "the organisation is synced by connector 'acme-initech' of msp 'acme'"
+
+
+def test_listing_records_without_a_valid_id_are_skipped():
+    from connector.organizations import map_organization
+
+    assert map_organization({"_id": "org-0001-not-an-objecti", "displayName": "Odd"}) is None
+    assert map_organization({"_id": "a" * 32, "displayName": "Long"}) is None
+    assert map_organization({"_id": "A" * 24, "displayName": "Upper"}) == Organization("a" * 24, "Upper")

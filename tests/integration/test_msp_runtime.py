@@ -94,7 +94,59 @@ def test_up_waits_for_every_msp_listing_then_for_the_discovered_connectors(proce
 
     settings, engine = runtime._settings.get(), runtime.engine()
     since = discovery.utcnow() - timedelta(seconds=1)
-    assert _discovered_names(settings, engine, since) is None  # not listed yet: nothing to wait for is known
+    assert _discovered_names(settings, engine, since) == (None, [])  # not listed yet: nothing to wait for known
     listed(process, "Globex", "Initech")
-    assert _discovered_names(settings, engine, since) == ["hq", "acme-globex", "acme-initech"]
-    assert _discovered_names(settings, engine, discovery.utcnow() + timedelta(seconds=5)) is None  # an old listing
+    assert _discovered_names(settings, engine, since) == (["hq", "acme-globex", "acme-initech"], [])
+    assert _discovered_names(settings, engine, discovery.utcnow() + timedelta(seconds=5)) == (None, [])  # too old
+
+    discovery._record_listing(engine, "acme", "failed", error="AuthError: 401 Unauthorized", now=discovery.utcnow())
+    names, failed = _discovered_names(settings, engine, since)
+    assert failed == ["msp acme: listing failed: AuthError: 401 Unauthorized"]  # up --once exits 1 on it
+
+
+def test_a_row_no_connector_can_be_made_of_is_left_out_not_fatal(process):
+    from sqlmodel import Session
+
+    from models.tables import MspOrganization
+
+    listed(process, "Globex")
+    with Session(runtime.engine()) as session:  # as if an older version had stored an id that is no object id
+        session.add(MspOrganization(msp="acme", org_id="org-0001-not-an-objecti", connector="acme-odd",
+                                    display_name="Odd"))
+        session.commit()
+    assert [c.name for c in runtime.settings_for("acme-odd").connectors] == ["hq", "acme-globex"]
+
+
+def test_a_provisioning_request_for_a_just_discovered_organisation_is_applied_not_rejected(process, monkeypatch):
+    from provisioning import requests, runner
+
+    listed(process, "Globex")
+    stale = runtime.settings()  # the provisioning worker's view, cached
+    listed(process, "Globex", "Initech")
+    accepted = requests.accept(runtime.engine(), runtime.settings_for("acme-initech"), connector="acme-initech",
+                               action="user.suspend", params={"user": "x@example.com"}, requested_by="t",
+                               idempotency_key="k1")
+    assert runner.execute(runtime.engine(), stale, accepted.request["id"], "t").status == "rejected"  # stale alone
+    assert "unknown connector" in requests.get(runtime.engine(), accepted.request["id"])["last_error"]
+    again = requests.accept(runtime.engine(), runtime.settings_for("acme-initech"), connector="acme-initech",
+                            action="user.suspend", params={"user": "y@example.com"}, requested_by="t",
+                            idempotency_key="k2")
+    monkeypatch.setattr(runtime, "_view", runtime._DiscoveredView())
+    runtime._view.merged = stale  # the same stale view, now with the worker's re-read on an unknown connector
+    runtime._view.base, runtime._view.read_at = runtime._settings.get(), float("inf")
+    execution = runner.execute(runtime.engine(), stale, again.request["id"], "t", settings_for=runtime.settings_for)
+    error = requests.get(runtime.engine(), again.request["id"])["last_error"]
+    # resolved to the new organisation's connector: it went as far as reading the MSP key (not set in this test)
+    assert error == "connector 'acme-initech': environment variable ACME_MSP_KEY is not set"
+
+
+def test_a_process_that_never_read_them_keeps_every_schedule_while_the_database_is_down(process, monkeypatch):
+    listed(process, "Globex")
+
+    def down(*_args):
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(discovery, "discovered_connectors", down)
+    fresh = runtime.settings()  # a beat just started: nothing read before
+    assert fresh.discovered_known is False and [c.name for c in fresh.connectors] == ["hq"]
+    monkeypatch.undo()
