@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
@@ -71,13 +72,18 @@ async def _run(engine: Engine, connection: Connection, session: Session, setting
 
 
 def execute(engine: Engine, settings: Settings, request_id: str, claimant: str,
-            clients: ProcessClients | None = None) -> Execution:
-    """Claim the request and run it; ``clients`` defaults to this process's loop and clients."""
+            clients: ProcessClients | None = None, *,
+            settings_for: Callable[[str], Settings] | None = None) -> Execution:
+    """Claim the request and run it; ``clients`` defaults to this process's loop and clients. ``settings_for``
+    gives the settings that know the claimed request's connector (the worker's: a connector discovered a
+    moment ago may not be in ``settings`` yet)."""
     lease = parse_duration(settings.file.provisioning.lease)
     with engine.connect() as connection:  # one checkout (and one pre-ping) for the whole request
         row = requests.claim_on(connection, request_id, claimant, lease)
         if row is None:
             return Execution(None)
+        if settings_for is not None:
+            settings = settings_for(row.connector)
         with Session(bind=connection) as session:  # its commits and rollbacks keep the connection
             execution = _execute(engine, connection, session, settings, row, claimant, clients or for_process())
     if execution.status is not None:

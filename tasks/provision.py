@@ -57,7 +57,8 @@ def provision_submit(self, *args: Any, **kwargs: Any) -> dict:
 @shared_task(name="jumpsync.provision", bind=True)
 def provision_apply(self, request_id: str) -> dict:
     """Apply one recorded request to JumpCloud; on transient trouble, come back later."""
-    execution = runner.execute(runtime.engine(), runtime.settings(), request_id, self.request.id)
+    execution = runner.execute(runtime.engine(), runtime.settings(), request_id, self.request.id,
+                               settings_for=runtime.settings_for)
     if execution.retry_in is not None:
         provision_apply.apply_async(args=[request_id], countdown=execution.retry_in)
     return {"request_id": request_id, "status": execution.status}
