@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from cli.up_state import (ENV_FILE, MARKER_ENV, VAR, AlreadyRunning, PidFile, UpRecord, leftovers_of, new_marker,
                           start_ticks, write_env_file)
@@ -203,15 +204,18 @@ def _start_demo_simulator(children: Children, env: dict[str, str], console: Cons
     return True
 
 
-def _discovered_names(settings, engine, since) -> list[str] | None:
-    """The file's connectors and those its ``[[msp]]`` tables discovered; None until every table was listed
-    since ``since`` (before that, ``up --once`` cannot know what to wait for)."""
+def _discovered_names(settings, engine, since) -> tuple[list[str] | None, list[str]]:
+    """The file's connectors and those its ``[[msp]]`` tables discovered, or None until every table was listed
+    since ``since`` (before that, ``up --once`` cannot know what to wait for); and the tables' failed listings."""
     from pipeline.discovery import discovered_connectors, organizations
 
-    listings = [table["listing"] for table in organizations(engine, settings.file)]
-    if any(listing is None or datetime.fromisoformat(listing["listed_at"]) < since for listing in listings):
-        return None
-    return [c.name for c in settings.with_discovered(discovered_connectors(engine, settings.file)).connectors]
+    tables = organizations(engine, settings.file)
+    fresh = [t for t in tables if t["listing"] and datetime.fromisoformat(t["listing"]["listed_at"]) >= since]
+    failed = [f"msp {t['name']}: listing failed: {t['listing']['error']}" for t in fresh
+              if t["listing"]["outcome"] != "ok"]
+    if len(fresh) < len(tables):
+        return None, failed
+    return [c.name for c in settings.with_discovered(discovered_connectors(engine, settings.file)).connectors], failed
 
 
 def _progress(engine, names: list[str] | None, since, printed: dict) -> dict[str, dict]:
@@ -330,7 +334,13 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
             console.print(f"[red]{', '.join(dead)} exited unexpectedly; see {VAR / 'log'}[/red]")
             return 1
         if settings.file.msp:
-            names = _discovered_names(settings, engine, since)
+            names, failed = _discovered_names(settings, engine, since)
+            for line in failed:
+                if line not in reported:
+                    reported.add(line)
+                    console.print(f"[red]{escape(line)}[/red]")
+            if once and failed:
+                return 1
         ended = _progress(engine, names, since, printed)
         for name, run in ended.items():
             if name not in reported:
