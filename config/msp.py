@@ -31,6 +31,9 @@ class MspConfig(KeyOptions):
     #: one missing from a single listing (an API hiccup, a permission being changed) keeps running.
     remove_after: Duration = "30m"
     connector: SyncOptions = Field(default_factory=SyncOptions)
+    #: One budget for the key across all its organisations, on by default: many organisations' syncs and
+    #: refreshes, all due at once when they are discovered, must not each open their own requests.
+    shared_max_in_flight: int | None = Field(default=16, ge=1, le=256)
 
     @field_validator("name")
     @classmethod
