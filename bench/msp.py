@@ -158,6 +158,14 @@ class Window:
     cpu_s: dict[str, float]
     busy_s: float
     queue: list[tuple[float, int]]  # (seconds into the window, messages waiting)
+    scripts: int  # Lua scripts Redis ran: the budget's decisions (a slot, a token), each a round trip
+
+
+def scripts_run(client: redis.Redis) -> int:
+    """Lua scripts Redis has run (``EVALSHA``, then ``EVAL``): ``jumpcloud.budget`` takes every slot and every
+    token with one; nothing else in the fleet runs one more than every few seconds (beat's lock)."""
+    stats = client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
 
 
 def watch(stack: Stack, start: float, window_s: float, progress: Callable[[float], None]) -> Window:
@@ -168,6 +176,7 @@ def watch(stack: Stack, start: float, window_s: float, progress: Callable[[float
                   **{name: [pid] for name, pid in stack.servers.items()}}
     client = redis.Redis.from_url(stack.fleet.broker_url)
     stats, cpu, busy = stack.sim.stats(), fleet_mod.cpu_by_component(components), fleet_mod.machine_busy_seconds()
+    scripts = scripts_run(client)
     queue: list[tuple[float, int]] = []
     end, next_progress = start + window_s, start + PROGRESS_LOG_S
     while (now := time.time()) < end:
@@ -179,7 +188,7 @@ def watch(stack: Stack, start: float, window_s: float, progress: Callable[[float
     spent = fleet_mod.cpu_by_component(components)
     return Window(start, time.time(), stats, stack.sim.stats(),
                   {name: round(spent[name] - cpu[name], 1) for name in components},
-                  round(fleet_mod.machine_busy_seconds() - busy, 1), queue)
+                  round(fleet_mod.machine_busy_seconds() - busy, 1), queue, scripts_run(client) - scripts)
 
 
 def drain(engine, broker_url: str, timeout: float = DRAIN_TIMEOUT_S) -> float | None:
@@ -332,6 +341,7 @@ def _requests(succeeded: list[Run], runs: list[Run], r_min: dict[str, int], wind
     return {"per_sync": _spread(per_sync), "at_r_min": sum(r.requests == r_min[r.connector] for r in succeeded),
             "r_min_p50": statistics.median(r_min.values()), "window": in_window,
             "per_second": round(in_window / (window.end - window.start), 1),
+            "budget_scripts_per_request": round(window.scripts / in_window, 1) if in_window else None,
             "phase_sim": stats["requests"], "phase_runs": recorded, "phase_listings": listings,
             "phase_matches": (stats["requests"] == recorded + listings) if drained is not None else None,
             "by_status": stats["by_status"]}
@@ -380,7 +390,7 @@ def figures(runs: list[Run], discovery: Discovery, window: Window, settings: Msp
     fair_period = max(interval_s, len(connectors) * 3600 / rate) if rate else 0.0
     in_window = [r for r in succeeded if window.start <= r.finished <= window.end]
     requests = _requests(in_window, runs, r_min, window, stats, drained)
-    cores = window.busy_s / (window.end - window.start)
+    length = window.end - window.start
     return {
         "settings": asdict(settings), "orgs": len(connectors), "timeline": timeline, "throughput": throughput,
         "fairness": _fairness(succeeded, connectors, window, fair_period), "requests": requests,
@@ -392,7 +402,10 @@ def figures(runs: list[Run], discovery: Discovery, window: Window, settings: Msp
         "wall_s": _spread([round(r.finished - r.started, 2) for r in in_window]),
         "queue": {"max": max((n for _, n in window.queue), default=None),
                   "end": window.queue[-1][1] if window.queue else None, "samples": window.queue},
-        "cpu_s": window.cpu_s, "machine_busy_cores": round(cores, 2), "drained_after_s": drained,
+        "cpu_s": window.cpu_s, "machine_busy_cores": round(window.busy_s / length, 2),
+        # What the rest of the machine took meanwhile (other users' work): high, and the window was shared.
+        "other_cores": round(max(0.0, window.busy_s - sum(window.cpu_s.values())) / length, 2),
+        "drained_after_s": drained,
     }
 
 

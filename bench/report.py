@@ -277,8 +277,8 @@ def _msp_rows(m: dict) -> list[list[str]]:
     steady = f"; after the first round {_f(thr['steady_per_hour'])}" if thr["steady_per_hour"] is not None else ""
     matches = req["phase_matches"]
     return [
-        ["discovery, from beat's start", f"listed {_f(t['listed_s'], 1)} s, {m['orgs']} connectors "
-         f"{_f(t['connectors_s'], 1)} s, all scheduled {_f(t['scheduled_s'], 1)} s", ""],
+        ["discovery, from beat's start", f"{m['orgs']} connectors {_f(t['connectors_s'], 1)} s (listing recorded "
+         f"{_f(t['listed_s'], 1)} s), all scheduled {_f(t['scheduled_s'], 1)} s", ""],
         ["every org's first sync", f"p50 {_f(t['first_sync_p50_s'], 1)} s, last {_f(t['all_first_synced_s'], 1)} s",
          "met" if t["all_first_synced_s"] is not None else "**missed**"],
         ["syncs per hour", f"{_f(thr['per_hour'])} ({thr['succeeded']} in {_f(thr['window_s'], 0)} s){steady}",
@@ -289,11 +289,13 @@ def _msp_rows(m: dict) -> list[list[str]]:
         ["requests per sync", f"p50 {_f(req['per_sync']['p50'], 0)} (R_min p50 {_f(req['r_min_p50'], 0)}); "
          f"{req['at_r_min']}/{thr['succeeded']} at R_min",
          "met" if req["at_r_min"] == thr["succeeded"] else "**missed**"],
-        ["requests in the window", f"{_f(req['window'])}, {_f(req['per_second'], 1)}/s", ""],
+        ["requests in the window", f"{_f(req['window'])}, {_f(req['per_second'], 1)}/s; "
+         f"{_f(req.get('budget_scripts_per_request'), 1)} budget calls to Redis each", ""],
         ["simulator = runs + listings", f"{_f(req['phase_sim'])} = {_f(req['phase_runs'])} + "
          f"{_f(req['phase_listings'])}" if matches is not None else "not drained",
          "" if matches is None else "met" if matches else "**missed**"],
-        ["max in flight (sim) ≤ budget", f"{b['sim_max_in_flight']} ≤ {b['shared_max_in_flight']}",
+        ["budget holds (sim)", f"{b['sim_max_in_flight']} in flight (limit {b['shared_max_in_flight']})"
+         + (f", {b['sim_max_per_second']} in a second (rate {b['rate_limit']:g}/s + burst)" if b["rate_limit"] else ""),
          "held" if msp_budget_held(m) else "**exceeded**"],
         ["syncs per org", f"{per_org['min']} / {_f(per_org['p50'], 0)} / {per_org['max']} (min / p50 / max)", ""],
         [f"fairness (Jain ≥ {JAIN_TARGET})", f"Jain {_f(fair['jain'], 3)}; worst org {_f(fair['worst_vs_mean'])}× "
@@ -306,8 +308,8 @@ def _msp_rows(m: dict) -> list[list[str]]:
         ["failed or partial runs", _f(runs["not_succeeded"]), ""],
         ["sync wall, run start → end", f"p50 {_f(wall['p50'], 1)} s, p95 {_f(wall['p95'], 1)} s", ""],
         ["sync queue", f"max {_f(m['queue']['max'])} messages, {_f(m['queue']['end'])} at the end", ""],
-        ["CPU", f"{_f(m['machine_busy_cores'])} cores busy; sync workers {_f(cpu['sync workers'], 0)} s, "
-         f"simulator {_f(cpu['simulator'], 0)} s", ""],
+        ["CPU", f"{_f(m['machine_busy_cores'])} cores busy ({_f(m.get('other_cores'))} not ours); sync workers "
+         f"{_f(cpu['sync workers'], 0)} s, simulator {_f(cpu['simulator'], 0)} s, Redis {_f(cpu['redis'], 0)} s", ""],
     ]
 
 
