@@ -28,7 +28,9 @@ end
 return 0
 """
 
-# KEYS[1]: hash {tokens, at}. ARGV: rate per second, burst. Returns the seconds to wait (0: go now).
+# KEYS[1]: hash {tokens, at}. ARGV: rate per second, burst. Takes a token, borrowing it from the future when none
+# is left (tokens go below zero), and returns the seconds until that token is due (0: go now). One call per request:
+# callers wait their own turn, in the order they asked, instead of all retrying at once when a token comes back.
 _TAKE_TOKEN = """
 local now = redis.call('TIME')
 local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
@@ -36,11 +38,11 @@ local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(state[1]) or burst
 local at = tonumber(state[2]) or t
-tokens = math.min(burst, tokens + (t - at) * rate)
+tokens = math.min(burst, tokens + (t - at) * rate) - 1
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+if tokens < 0 then wait = -tokens / rate end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(t))
-redis.call('EXPIRE', KEYS[1], 3600)
+redis.call('EXPIRE', KEYS[1], 3600 + math.ceil(wait))
 return tostring(wait)
 """
 
@@ -60,10 +62,8 @@ class RedisBudget:
     async def _token(self) -> None:
         if not self.rate:
             return
-        while True:
-            wait = float(await self._take_token(keys=[self._bucket_key], args=[self.rate, max(1.0, self.rate)]))
-            if wait <= 0:
-                return
+        wait = float(await self._take_token(keys=[self._bucket_key], args=[self.rate, max(1.0, self.rate)]))
+        if wait > 0:
             await asyncio.sleep(wait)
 
     @contextlib.asynccontextmanager
