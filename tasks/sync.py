@@ -69,10 +69,13 @@ def sync_events(connector: str) -> dict:
 
 @shared_task(name="jumpsync.history.prune")
 def history_prune() -> dict:
-    """Drop change history older than ``[history] retention``, and incremental runs older than a week."""
+    """Drop change history older than ``[history] retention``, and incremental and skipped runs older than a
+    week."""
     retention = parse_duration(runtime.settings().file.history.retention)
+    week_ago = utcnow() - runs.EVENTS_RUN_RETENTION
     return {"deleted": history.prune(runtime.engine(), utcnow() - retention),
-            "events_runs_deleted": runs.prune_events_runs(runtime.engine(), utcnow() - runs.EVENTS_RUN_RETENTION)}
+            "events_runs_deleted": runs.prune_events_runs(runtime.engine(), week_ago),
+            "skipped_runs_deleted": runs.prune_skipped_runs(runtime.engine(), week_ago)}
 
 
 @shared_task(name="jumpsync.sync.reap")

@@ -41,11 +41,9 @@ def desired_entries(connectors: tuple[ConnectorConfig, ...], msps: tuple[MspConf
     the next one reads the same events); each MSP table's discovery."""
     from celery.schedules import schedule
 
-    entries = {
-        entry_name(c.name): {"task": SYNC_TASK, "schedule": c.schedule, "args": (c.name,),
-                             "kwargs": {"trigger": "schedule"}, "options": {"queue": "sync"}}
-        for c in connectors
-    }
+    entries = {entry_name(c.name): {"task": SYNC_TASK, "schedule": c.schedule, "args": (c.name,),
+                                    "kwargs": {"trigger": "schedule"}, "options": _sync_options(c.schedule)}
+               for c in connectors}
     for c in connectors:
         if c.events:
             every = parse_duration(c.events_interval).total_seconds()
@@ -56,6 +54,13 @@ def desired_entries(connectors: tuple[ConnectorConfig, ...], msps: tuple[MspConf
         entries[MSP_PREFIX + msp.name] = {"task": MSP_TASK, "schedule": schedule(every), "args": (msp.name,),
                                           "kwargs": {}, "options": {"queue": "sync", "expires": every}}
     return entries
+
+
+def _sync_options(schedule) -> dict:
+    """A scheduled full sync still queued when the next is due is dropped (``expires``): on a busy fleet the
+    triggers of one connector would otherwise pile up and each be recorded ``skipped``. Cron schedules keep theirs."""
+    every = getattr(schedule, "run_every", None)
+    return {"queue": "sync", **({"expires": every.total_seconds()} if every is not None else {})}
 
 
 def next_syncs(app, names: list[str]) -> dict[str, str | None]:
@@ -109,7 +114,8 @@ class ConnectorScheduler(RedBeatScheduler):
                 current = RedBeatSchedulerEntry.from_key(key, app=self.app)
             except KeyError:
                 current = None
-            if current is not None and current.schedule == spec["schedule"] and tuple(current.args) == spec["args"]:
+            if (current is not None and current.schedule == spec["schedule"] and tuple(current.args) == spec["args"]
+                    and dict(current.options or {}) == spec["options"]):
                 continue
             entry = RedBeatSchedulerEntry(name, spec["task"], spec["schedule"], spec["args"], spec["kwargs"],
                                           options=spec["options"], app=self.app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from models import queries
@@ -59,3 +59,20 @@ def test_lost_parts_and_finalizers_are_found_and_stale_runs_failed(engine, db_ur
     assert run["id"] == second.run_id and run["status"] == "failed" and "abandoned" in run["error"]
     assert all(p["status"] in ("failed", "pending") or p["phase"] == "derive" for p in run["parts"])
     assert not sync.begin(settings, engine, NAME, trigger="manual").skipped
+
+
+def test_skipped_runs_older_than_a_week_are_pruned_and_nothing_else(engine, db_url, simulator):
+    from pipeline.runs import EVENTS_RUN_RETENTION, prune_skipped_runs
+
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    running = sync.begin(settings, engine, NAME, trigger="manual")
+    old_skip = sync.begin(settings, engine, NAME, trigger="schedule")  # the connector is busy: recorded skipped
+    new_skip = sync.begin(settings, engine, NAME, trigger="schedule")
+    assert old_skip.skipped and new_skip.skipped
+    backdate(engine, old_skip.run_id, int((EVENTS_RUN_RETENTION + timedelta(hours=1)).total_seconds() // 60))
+    backdate(engine, running.run_id, int((EVENTS_RUN_RETENTION + timedelta(hours=1)).total_seconds() // 60))
+    assert prune_skipped_runs(engine, utcnow() - EVENTS_RUN_RETENTION) == 1
+    with Session(engine) as session:
+        kept = set(session.execute(select(SyncRun.id)).scalars())
+    assert kept == {running.run_id, new_skip.run_id}  # a running run, however old, and a recent skip stay
