@@ -298,19 +298,27 @@ def _timeline(discovery: Discovery, first: dict[str, float]) -> dict:
 def _throughput(succeeded: list[Run], window: Window, all_first: float | None, demand_per_hour: float,
                 skipped: int) -> dict:
     """Succeeded syncs that ended in the window, an hour's worth; the same after every org's first sync (the
-    steady state: no-change re-syncs), when the window has at least a minute of it; and whether the fleet ran
-    saturated (demand above what it did, or a trigger finding its org still syncing), so that this is its
-    capacity rather than the demand."""
+    steady state: no-change re-syncs), when the window has at least a minute of it, counting each sync by the
+    share of its run that fell after that moment (a sync under way then did part of its work before); and
+    whether the fleet ran saturated (demand above what it did, or a trigger finding its org still syncing), so
+    that this is its capacity rather than the demand."""
     length = window.end - window.start
     ended = [r for r in succeeded if window.start <= r.finished <= window.end]
     steady_s = window.end - all_first if all_first is not None else 0.0
-    steady = [r for r in ended if r.finished > all_first] if steady_s >= 60 else []
+    steady = sum(_share_after(r, all_first) for r in ended) if steady_s >= 60 else 0.0
     per_hour = round(len(ended) * 3600 / length)
     return {"window_s": round(length, 1), "succeeded": len(ended), "per_hour": per_hour,
-            "steady_s": round(steady_s, 1) if steady_s >= 60 else None, "steady_succeeded": len(steady),
-            "steady_per_hour": round(len(steady) * 3600 / steady_s) if steady_s >= 60 else None,
+            "steady_s": round(steady_s, 1) if steady_s >= 60 else None, "steady_succeeded": round(steady, 1),
+            "steady_per_hour": round(steady * 3600 / steady_s) if steady_s >= 60 else None,
             "demand_per_hour": round(demand_per_hour),
             "saturated": skipped > 0 or per_hour < SATURATED_SHARE * demand_per_hour}
+
+
+def _share_after(run: Run, moment: float) -> float:
+    """The share of ``run``'s time (start to end) that fell after ``moment``."""
+    if run.started >= moment:
+        return 1.0
+    return max(0.0, run.finished - moment) / max(run.finished - run.started, 1e-9)
 
 
 def _fairness(succeeded: list[Run], connectors: list[str], window: Window, fair_period_s: float) -> dict:
