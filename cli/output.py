@@ -103,7 +103,8 @@ class Col:
 STATUS_COLOUR = {"succeeded": "green", "active": "green", "current": "green", "pending": "yellow",
                  "running": "yellow", "skipped": "yellow", "partial": "yellow", "never": "yellow", "staged": "yellow",
                  "suspended": "yellow", "stale": "yellow", "deleted": "red", "quiet": "green", "applied": "green",
-                 "waiting": "yellow", "off": "yellow"}
+                 "waiting": "yellow", "off": "yellow", "syncing": "green", "missing": "yellow", "excluded": "yellow",
+                 "shadowed": "yellow"}
 
 
 def status_style(text: str) -> str:

@@ -298,8 +298,8 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     settings = load_settings()
     names = [c.name for c in settings.connectors]
     console.print(f"database: {settings.database_url}")
-    console.print(f"connectors: {', '.join(names + [f'those [[msp]] {m.name} discovers' for m in settings.file.msp])}"
-                  f" (config {settings.config_path})")
+    shown = ", ".join(names + [f"those [[msp]] {m.name} discovers" for m in settings.file.msp])
+    console.print(escape(f"connectors: {shown} (config {settings.config_path})"))
 
     from models.db import make_engine
     from models.migrate import upgrade
