@@ -7,10 +7,15 @@ from celery import shared_task
 
 from pipeline import discovery
 from worker import runtime
+from worker.beat import announce_discovery
 
 
 @shared_task(name="jumpsync.msp.discover")
 def msp_discover(msp: str) -> dict:
-    """List the organisations of one MSP key and record them; their connectors reach every worker and beat
-    within seconds (``worker.runtime``), and beat schedules the new ones at once."""
-    return discovery.discover(runtime.engine(), runtime.settings(), msp).to_dict()
+    """List the organisations of one MSP key and record them; their connectors reach every worker within
+    seconds (``worker.runtime``), and beat, told of the change, schedules the new ones at its next tick."""
+    settings = runtime.settings()
+    result = discovery.discover(runtime.engine(), settings, msp)
+    if result.new or result.returned or result.removed or result.renamed:
+        announce_discovery(settings.broker_url)
+    return result.to_dict()

@@ -153,8 +153,9 @@ class WorkerFleet:
 
     def write_config(self) -> None:
         """Write the config atomically (a new inode), as an operator's editor or deploy tool would."""
-        sync = "".join(f'{key} = "{value}"\n' for key, value in self.sync_settings.items())
-        text = ('[sync]\nconfig_reload_interval = "10s"\n' + sync
+        sync = "".join(f'{key} = "{value}"\n'
+                       for key, value in {"config_reload_interval": "10s", **self.sync_settings}.items())
+        text = ('[sync]\n' + sync
                 + '\n[provisioning]\nrelay_after = "10s"\nlease = "10m"\n\n' + "".join(self.connectors.values()))
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(text)

@@ -29,6 +29,9 @@ MSP_PREFIX = "msp:"
 SYNC_TASK = "jumpsync.sync.connector"
 EVENTS_TASK = "jumpsync.sync.events"
 MSP_TASK = "jumpsync.msp.discover"
+#: Bumped by a discovery that found organisations come, go or change: beat reconciles at its next tick instead of
+#: waiting for ``config_reload_interval``.
+DISCOVERY_CHANGED_KEY = "jumpsync:msp:changed"
 
 
 def entry_name(connector_name: str) -> str:
@@ -63,6 +66,17 @@ def _sync_options(schedule) -> dict:
     return {"queue": "sync", **({"expires": every.total_seconds()} if every is not None else {})}
 
 
+def announce_discovery(broker_url: str) -> None:
+    """Tell beat that the discovered organisations changed (``DISCOVERY_CHANGED_KEY``)."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    try:
+        client.incr(DISCOVERY_CHANGED_KEY)
+    finally:
+        client.close()
+
+
 def next_syncs(app, names: list[str]) -> dict[str, str | None]:
     """When beat will next trigger each connector (ISO time), read from its entry in Redis."""
     ensure_conf(app)
@@ -81,6 +95,7 @@ class ConnectorScheduler(RedBeatScheduler):
 
     def __init__(self, *args, **kwargs) -> None:
         self._next_reload = 0.0
+        self._discovery_seen: bytes | None = None
         super().__init__(*args, **kwargs)
 
     @property
@@ -92,9 +107,10 @@ class ConnectorScheduler(RedBeatScheduler):
         self.reconcile()
 
     def reconcile(self) -> None:
-        """Make the Redis entries match the connectors and MSP tables of the settings."""
+        """Make the Redis entries match the connectors and MSP tables of the settings (the discovered connectors
+        read now, not the process's cached view)."""
         try:
-            settings = runtime.settings()
+            settings = runtime.settings(fresh=True)
         except ConfigError as exc:
             log.error("beat: config file has errors, keeping the current schedule: %s", exc)
             return
@@ -126,8 +142,14 @@ class ConnectorScheduler(RedBeatScheduler):
             client.sadd(self._known_key, name)
             log.info("beat: %s schedule %s (%s)", "changed" if current else "added", name, spec["schedule"])
 
+    def _discovery_changed(self) -> bool:
+        seen = get_redis(self.app).get(DISCOVERY_CHANGED_KEY)
+        changed, self._discovery_seen = seen != self._discovery_seen, seen
+        return changed
+
     def tick(self, *args, **kwargs):
-        if time.monotonic() >= self._next_reload:
+        discovered = self._discovery_changed()
+        if discovered or time.monotonic() >= self._next_reload:
             self.reconcile()
             self._next_reload = time.monotonic() + getattr(self, "_reload_every", 30.0)
         return super().tick(*args, **kwargs)

@@ -35,12 +35,14 @@ class _DiscoveredView:
 _view = _DiscoveredView()
 
 
-def settings() -> Settings:
-    """The settings: the config file's, plus the connectors its ``[[msp]]`` tables discovered."""
+def settings(*, fresh: bool = False) -> Settings:
+    """The settings: the config file's, plus the connectors its ``[[msp]]`` tables discovered (read again now
+    with ``fresh``)."""
     base = _settings.get()
     if not base.file.msp:
         return base
-    if _view.base is base and _view.merged is not None and time.monotonic() - _view.read_at < DISCOVERED_TTL:
+    if (not fresh and _view.base is base and _view.merged is not None
+            and time.monotonic() - _view.read_at < DISCOVERED_TTL):
         return _view.merged
     return _read_discovered(base)
 

@@ -80,6 +80,9 @@ def msp_fleet(redis_url, tmp_path_factory):
     broker_url = redis_url.rsplit("/", 1)[0] + "/8"
     redis.Redis.from_url(broker_url).flushdb()  # no beat entries left by an earlier run
     fleet = WorkerFleet(tmp_path, broker_url, f"sqlite:///{tmp_path / 'jumpsync.db'}")
+    # beat re-reads the settings only every 5 minutes: organisations that come and go within the test reach its
+    # schedule because discovery tells it (worker.beat.announce_discovery)
+    fleet.sync_settings["config_reload_interval"] = "5m"
     fleet.connectors["msp"] = msp_table(sim.url)
     fleet.write_config()
     fleet.migrate()
