@@ -3,10 +3,13 @@ for a connector it does not know, kept while the database cannot say; beat's ent
 table. On SQLite (the merge's queries are the discovery tests', on both databases)."""
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
 
 from config.settings import SettingsCache
 from connector.organizations import Organization
+from models.tables import MspOrganization
 from pipeline import discovery
 from worker import runtime
 from worker.beat import desired_entries
@@ -150,3 +153,54 @@ def test_a_process_that_never_read_them_keeps_every_schedule_while_the_database_
     fresh = runtime.settings()  # a beat just started: nothing read before
     assert fresh.discovered_known is False and [c.name for c in fresh.connectors] == ["hq"]
     monkeypatch.undo()
+
+
+def test_beat_keeps_every_discovered_schedule_while_it_cannot_read_them(process, monkeypatch, redis_url):
+    """A beat that starts while the database is down (it never read the discovered connectors) removes no
+    schedule; once they are read, a removed organisation's schedule goes."""
+    import redis
+    from celery import Celery
+    from redbeat.schedulers import RedBeatSchedulerEntry
+
+    from worker.beat import ConnectorScheduler
+
+    url = redis_url.rsplit("/", 1)[0] + "/11"
+    redis.Redis.from_url(url).flushdb()
+    app = Celery("beat-test", broker=url)
+    app.conf.update(redbeat_redis_url=url, redbeat_key_prefix="jumpsync:beat:")
+
+    def entries() -> set[str]:
+        return {name for name in ("sync:acme-globex", "sync:acme-initech", "sync:hq")
+                if _exists(RedBeatSchedulerEntry, app, name)}
+
+    listed(process, "Globex", "Initech")
+    ConnectorScheduler(app=app, lazy=True).reconcile()
+    assert entries() == {"sync:acme-globex", "sync:acme-initech", "sync:hq"}
+
+    listed(process, "Globex")  # Initech missing: still running (remove_after)
+    real = discovery.discovered_connectors
+
+    def down(*_args):
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(discovery, "discovered_connectors", down)
+    monkeypatch.setattr(runtime, "_view", runtime._DiscoveredView())  # a beat just started
+    ConnectorScheduler(app=app, lazy=True).reconcile()
+    assert entries() == {"sync:acme-globex", "sync:acme-initech", "sync:hq"}  # nothing removed
+
+    monkeypatch.setattr(discovery, "discovered_connectors", real)
+    with Session(runtime.engine()) as session:  # Initech removed
+        session.execute(update(MspOrganization).where(MspOrganization.connector == "acme-initech")
+                        .values(removed_at=discovery.utcnow()))
+        session.commit()
+    ConnectorScheduler(app=app, lazy=True).reconcile()
+    assert entries() == {"sync:acme-globex", "sync:hq"}
+    redis.Redis.from_url(url).flushdb()
+
+
+def _exists(entry_class, app, name: str) -> bool:
+    try:
+        entry_class.from_key(entry_class.generate_key(app, name), app=app)
+    except KeyError:
+        return False
+    return True
