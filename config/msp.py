@@ -14,7 +14,7 @@ from fnmatch import fnmatchcase
 from pydantic import Field, field_validator
 
 from config.connector import ConnectorConfig, KeyOptions, SyncOptions
-from config.values import NAME_MAX, Duration, check_name, read_api_key
+from config.values import Duration, check_name, read_api_key
 
 #: A discovered connector's name is the table's name, a dash and the organisation's: room for both.
 MSP_NAME_MAX = 24
@@ -62,10 +62,9 @@ class MspConfig(KeyOptions):
     def api_key(self) -> str:
         return read_api_key(f"msp {self.name!r}", self.api_key_env, self.api_key_file)
 
-    def connector_for(self, name: str, org_id: str) -> ConnectorConfig:
+    def connector_for(self, name: str, org_id: str | None) -> ConnectorConfig:
         """The connector of one discovered organisation: this table's key and limits, its ``connector``
-        options, the organisation's id in ``x-org-id``."""
-        assert len(name) <= NAME_MAX
+        options, the organisation's id in ``x-org-id`` (None: the listing, which names no organisation)."""
         return ConnectorConfig(name=name, org_id=org_id, msp=self.name,
                                **self.model_dump(include=set(KeyOptions.model_fields)),
                                **self.connector.model_dump())
