@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -59,7 +58,7 @@ def discover(name: str = typer.Argument(..., help="The [[msp]] table's name."),
              as_json: bool = JsonOption) -> None:
     """List an MSP key's organisations now (beat does it every discover_interval)."""
     use_config(config)
-    from pipeline.discovery import organizations
+    from pipeline.discovery import wait_for_listing
     from worker import runtime
     from worker.celery_app import app as celery_app
 
@@ -72,19 +71,16 @@ def discover(name: str = typer.Argument(..., help="The [[msp]] table's name."),
     if not wait:
         print_json({"task_id": sent.id}) if as_json else console.print(f"queued discovery of {name} (task {sent.id})")
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        table = next(t for t in organizations(runtime.engine(), runtime.settings().file) if t["name"] == name)
-        listing = table["listing"]
-        if listing is not None and datetime.fromisoformat(listing["listed_at"]) >= since:
-            if as_json:
-                print_json(table)
-            else:
-                syncing = sum(o["state"] in ("syncing", "missing") for o in table["organizations"])
-                detail = (f"{listing['organizations']} organisations listed, {syncing} syncing"
-                          if listing["outcome"] == "ok" else listing["error"])
-                console.print(f"{name}: listing {listing['outcome']}: {detail}")
-            raise typer.Exit(0 if listing["outcome"] == "ok" else 1)
-        time.sleep(0.5)
-    err.print(f"[red]timed out[/red] after {timeout:.0f}s waiting for the discovery of {name}")
-    raise typer.Exit(1)
+    table = wait_for_listing(runtime.engine(), runtime.settings().file, name, since, timeout)
+    if table is None:
+        err.print(f"[red]timed out[/red] after {timeout:.0f}s waiting for the discovery of {name}")
+        raise typer.Exit(1)
+    listing = table["listing"]
+    if as_json:
+        print_json(table)
+    else:
+        syncing = sum(o["state"] in ("syncing", "missing") for o in table["organizations"])
+        detail = (f"{listing['organizations']} organisations listed, {syncing} syncing"
+                  if listing["outcome"] == "ok" else listing["error"])
+        console.print(f"{name}: listing {listing['outcome']}: {detail}")
+    raise typer.Exit(0 if listing["outcome"] == "ok" else 1)

@@ -207,10 +207,10 @@ def _start_demo_simulator(children: Children, env: dict[str, str], console: Cons
 def _discovered_names(settings, engine, since) -> tuple[list[str] | None, list[str]]:
     """The file's connectors and those its ``[[msp]]`` tables discovered, or None until every table was listed
     since ``since`` (before that, ``up --once`` cannot know what to wait for); and the tables' failed listings."""
-    from pipeline.discovery import discovered_connectors, organizations
+    from pipeline.discovery import discovered_connectors, listed_since, organizations
 
     tables = organizations(engine, settings.file)
-    fresh = [t for t in tables if t["listing"] and datetime.fromisoformat(t["listing"]["listed_at"]) >= since]
+    fresh = [t for t in tables if listed_since(t, since)]
     failed = [f"msp {t['name']}: listing failed: {t['listing']['error']}" for t in fresh
               if t["listing"]["outcome"] != "ok"]
     if len(fresh) < len(tables):

@@ -122,10 +122,10 @@ def wait_for_refresh(engine: Engine, connector: str, since: datetime, timeout: f
                 return incremental_record(cursor)
             return None
 
-    return _poll(ended, timeout, poll)
+    return poll_until(ended, timeout, poll)
 
 
-def _poll(read: Callable[[], dict[str, Any] | None], timeout: float, poll: float) -> dict[str, Any] | None:
+def poll_until(read: Callable[[], dict[str, Any] | None], timeout: float, poll: float) -> dict[str, Any] | None:
     """``read()`` every ``poll`` seconds until it gives something; None after ``timeout``."""
     import time
 
@@ -151,7 +151,7 @@ def wait_for_run(engine: Engine, task_id: str, timeout: float, poll: float = 0.2
         run = run_by_task_id(engine, task_id)
         return run if run is not None and run["finished_at"] is not None else None
 
-    return _poll(ended, timeout, poll)
+    return poll_until(ended, timeout, poll)
 
 
 #: A full sync run, not an incremental refresh (``jumpsync status`` shows those apart, from ``event_cursors``).

@@ -25,7 +25,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -39,7 +39,8 @@ from config.settings import FileConfig, Settings, parse_duration, split_discover
 from config.values import NAME_MAX
 from connector.organizations import Organization, list_organizations
 from jumpcloud.client import JumpCloudClient
-from models.store import dialect_insert
+from models import queries
+from models.store import bulk_upsert
 from models.tables import Connector, MspListing, MspOrganization, utcnow
 from pipeline.parts import describe_error, make_client
 from pipeline.runs import as_utc
@@ -65,30 +66,26 @@ def connector_name(msp: str, organization: Organization, taken: set[str]) -> str
     return next(candidate for candidate in candidates if candidate not in taken)
 
 
-@dataclass(frozen=True)
+@dataclass
 class DiscoveryResult:
     msp: str
     outcome: str  # ok | failed
     listed: int = 0
-    new: tuple[str, ...] = ()        # connectors of organisations listed for the first time
-    returned: tuple[str, ...] = ()   # removed earlier, listed again
-    removed: tuple[str, ...] = ()    # missing for remove_after: stopped now
-    missing: tuple[str, ...] = ()    # missing, not yet for remove_after
-    renamed: tuple[str, ...] = ()    # whose organisation has a new display name (the connector name stays)
+    new: list[str] = field(default_factory=list)       # connectors of organisations listed for the first time
+    returned: list[str] = field(default_factory=list)  # removed earlier, listed again
+    removed: list[str] = field(default_factory=list)   # missing for remove_after: stopped now
+    missing: list[str] = field(default_factory=list)   # missing, not yet for remove_after
+    renamed: list[str] = field(default_factory=list)   # whose organisation has a new display name (name stays)
     requests: int = 0
     error: str | None = None
 
+    @property
+    def changed(self) -> bool:
+        """Whether the connectors the organisations make may have changed (beat should look again)."""
+        return bool(self.new or self.returned or self.removed or self.renamed)
+
     def to_dict(self) -> dict:
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in self.__dict__.items()}
-
-
-@dataclass
-class _Changes:
-    new: list[str] = field(default_factory=list)
-    returned: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    renamed: list[str] = field(default_factory=list)
+        return asdict(self)
 
 
 ClientFactory = Callable[[ConnectorConfig], JumpCloudClient]
@@ -128,25 +125,24 @@ def apply_listing(engine: Engine, msp: MspConfig, organizations: list[Organizati
     of one key at once: the one that loses the race on a new name records the listing again."""
     now = now or utcnow()
     for attempt in (1, 2):
+        result = DiscoveryResult(msp.name, "ok", listed=len(organizations), requests=requests)
         try:
-            changes = _apply(engine, msp, organizations, reserved, now)
+            _apply(engine, msp, organizations, reserved, now, result)
             break
         except IntegrityError:
             if attempt == 2:
                 raise
     _record_listing(engine, msp.name, "ok", organizations=len(organizations), requests=requests, now=now)
-    result = DiscoveryResult(msp.name, "ok", listed=len(organizations), requests=requests,
-                             **{key: tuple(value) for key, value in changes.__dict__.items()})
-    if changes.new or changes.returned or changes.removed or changes.renamed:
-        log.info("msp organisations changed", extra={"msp": msp.name, "new": changes.new,
-                                                     "returned": changes.returned, "removed": changes.removed,
-                                                     "renamed": changes.renamed})
+    if result.changed:
+        log.info("msp organisations changed", extra={"msp": msp.name, "new": result.new,
+                                                     "returned": result.returned, "removed": result.removed,
+                                                     "renamed": result.renamed})
     return result
 
 
 def _apply(engine: Engine, msp: MspConfig, organizations: list[Organization], reserved: set[str],
-           now: datetime) -> _Changes:
-    changes = _Changes()
+           now: datetime, changes: DiscoveryResult) -> None:
+    """Write the listing's rows; what changed goes into ``changes``."""
     remove_after = parse_duration(msp.remove_after)
     with Session(engine) as session:
         rows = {row.org_id: row for row in session.execute(select(MspOrganization)
@@ -182,16 +178,14 @@ def _apply(engine: Engine, msp: MspConfig, organizations: list[Organization], re
                 changes.missing.append(row.connector)
             session.add(row)
         session.commit()
-    return changes
 
 
 def _record_listing(engine: Engine, msp: str, outcome: str, *, error: str | None = None, organizations: int = 0,
                     requests: int = 0, now: datetime) -> None:
-    values = {"listed_at": now, "outcome": outcome, "error": error, "organizations": organizations,
-              "requests": requests}
-    statement = dialect_insert(engine.dialect.name, MspListing.__table__).values(msp=msp, **values)
+    row = {"msp": msp, "listed_at": now, "outcome": outcome, "error": error, "organizations": organizations,
+           "requests": requests}
     with Session(engine) as session:
-        session.execute(statement.on_conflict_do_update(index_elements=["msp"], set_=values))
+        bulk_upsert(session, MspListing.__table__, [row], ["msp"], [column for column in row if column != "msp"])
         session.commit()
 
 
@@ -199,16 +193,22 @@ def discovered_connectors(engine: Engine, file: FileConfig) -> list[ConnectorCon
     """The connectors of the organisations the file's ``[[msp]]`` tables discovered: listed (not removed) and
     taken by the table's ``include``/``exclude``, in table order, then name order. A row no connector can be
     made of (it would fail validation) is left out with a warning: one bad row must not stop every process."""
-    tables = {msp.name: msp for msp in file.msp}
-    if not tables:
+    if not file.msp:
         return []
     with Session(engine) as session:
-        rows = session.execute(select(MspOrganization).where(MspOrganization.msp.in_(tables),
+        rows = session.execute(select(MspOrganization).where(MspOrganization.msp.in_([m.name for m in file.msp]),
                                                              MspOrganization.removed_at.is_(None))
                                .order_by(MspOrganization.connector)).scalars().all()
+    return _connectors(file, rows)
+
+
+def _connectors(file: FileConfig, rows: list[MspOrganization]) -> list[ConnectorConfig]:
+    """``discovered_connectors`` of rows read, in connector-name order."""
+    tables = {msp.name: msp for msp in file.msp}
     order = {name: index for index, name in enumerate(tables)}
     connectors = []
-    for row in sorted(rows, key=lambda row: order[row.msp]):
+    for row in sorted((row for row in rows if row.msp in tables and row.removed_at is None),
+                      key=lambda row: order[row.msp]):
         msp = tables[row.msp]
         if not msp.takes(row.org_id, row.display_name):
             continue
@@ -227,7 +227,7 @@ def organizations(engine: Engine, file: FileConfig) -> list[dict]:
     with Session(engine) as session:
         rows = session.execute(select(MspOrganization).order_by(MspOrganization.connector)).scalars().all()
         listings = {row.msp: row for row in session.execute(select(MspListing)).scalars()}
-    _, shadowed = split_discovered(file, discovered_connectors(engine, file))
+    _, shadowed = split_discovered(file, _connectors(file, rows))
     out = []
     for msp in file.msp:
         listing = listings.get(msp.name)
@@ -254,3 +254,19 @@ def _state(msp: MspConfig, row: MspOrganization, shadowed: dict[str, str]) -> st
     if row.connector in shadowed:
         return "shadowed"
     return "missing" if row.missing_since is not None else "syncing"
+
+
+def listed_since(table: dict, since: datetime) -> bool:
+    """Whether an ``organizations`` entry's last listing (ok or failed) is from ``since`` or later."""
+    listing = table["listing"]
+    return listing is not None and datetime.fromisoformat(listing["listed_at"]) >= since
+
+
+def wait_for_listing(engine: Engine, file: FileConfig, msp: str, since: datetime, timeout: float,
+                     poll: float = 0.5) -> dict | None:
+    """The ``organizations`` entry of ``msp`` once it was listed since ``since``; None after ``timeout``."""
+    def listed() -> dict | None:
+        table = next(t for t in organizations(engine, file) if t["name"] == msp)
+        return table if listed_since(table, since) else None
+
+    return queries.poll_until(listed, timeout, poll)

@@ -16,6 +16,6 @@ def msp_discover(msp: str) -> dict:
     seconds (``worker.runtime``), and beat, told of the change, schedules the new ones at its next tick."""
     settings = runtime.settings()
     result = discovery.discover(runtime.engine(), settings, msp)
-    if result.new or result.returned or result.removed or result.renamed:
+    if result.changed:
         announce_discovery(settings.broker_url)
     return result.to_dict()

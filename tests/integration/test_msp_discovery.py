@@ -56,22 +56,22 @@ def test_organisations_get_stable_names_that_survive_renames_and_absences(engine
 
     renamed = listing(engine, settings, [GLOBEX, Organization(INITECH.id, "Initech Holdings"), SANDBOX],
                       t0 + timedelta(minutes=10))
-    assert renamed.renamed == ("acme-initech-000002",) and renamed.new == ()
+    assert renamed.renamed == ["acme-initech-000002"] and renamed.new == []
     assert names(engine, settings) == ["acme-globex-000001", "acme-initech-000002"]
 
     gone = listing(engine, settings, [GLOBEX, SANDBOX], t0 + timedelta(minutes=20))
-    assert gone.missing == ("acme-initech-000002",) and gone.removed == ()
+    assert gone.missing == ["acme-initech-000002"] and gone.removed == []
     assert "acme-initech-000002" in names(engine, settings)  # missing once: keeps running
     still = listing(engine, settings, [GLOBEX, SANDBOX], t0 + timedelta(minutes=49))
-    assert still.missing == ("acme-initech-000002",) and still.removed == ()
+    assert still.missing == ["acme-initech-000002"] and still.removed == []
     removed = listing(engine, settings, [GLOBEX, SANDBOX], t0 + timedelta(minutes=50))
-    assert removed.removed == ("acme-initech-000002",)
+    assert removed.removed == ["acme-initech-000002"]
     assert names(engine, settings) == ["acme-globex-000001"]
     again = listing(engine, settings, [GLOBEX, SANDBOX], t0 + timedelta(minutes=60))
-    assert again.removed == () and again.missing == ()  # removed once, not again
+    assert again.removed == [] and again.missing == []  # removed once, not again
 
     back = listing(engine, settings, [GLOBEX, INITECH, SANDBOX], t0 + timedelta(minutes=70))
-    assert back.returned == ("acme-initech-000002",) and back.new == ()
+    assert back.returned == ["acme-initech-000002"] and back.new == []
     assert names(engine, settings) == ["acme-globex-000001", "acme-initech-000002"]
     with Session(engine) as session:
         row = session.exec(select(MspOrganization).where(MspOrganization.org_id == INITECH.id)).one()
@@ -127,7 +127,7 @@ def test_discover_lists_every_page_over_http_and_a_failed_listing_changes_nothin
 
     gone = sim.orgs()["orgs"][0]
     sim.remove_org(gone)
-    assert discover(engine, settings, "acme", now=t0 + timedelta(minutes=1)).missing != ()
+    assert discover(engine, settings, "acme", now=t0 + timedelta(minutes=1)).missing != []
     removed = discover(engine, settings, "acme", now=t0 + timedelta(minutes=31))
     assert len(removed.removed) == 1 and removed.listed == 104
     assert gone not in {c.org_id for c in discovered_connectors(engine, settings.file)}
