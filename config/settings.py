@@ -125,22 +125,18 @@ def _named(entries: tuple, name: str, what: str):
 
 
 def check_api_keys(settings: Settings) -> None:
-    """Raise one ConfigError listing every connector whose key cannot be read (never the keys themselves).
+    """Raise one ConfigError listing every connector and MSP table whose key cannot be read (never the keys).
 
     Workers call this at start-up, so a missing secret is found when the service starts, not at 3 a.m. in
     the middle of a sync.
     """
     problems = []
-    for index, connector in enumerate(settings.file.connectors):
-        try:
-            connector.api_key()
-        except ConfigError as exc:
-            problems.append(f"{settings.config_path}: connectors[{index}] {exc}")
-    for index, msp in enumerate(settings.file.msp):
-        try:
-            msp.api_key()
-        except ConfigError as exc:
-            problems.append(f"{settings.config_path}: msp[{index}] {exc}")
+    for table, entries in (("connectors", settings.file.connectors), ("msp", settings.file.msp)):
+        for index, entry in enumerate(entries):
+            try:
+                entry.api_key()
+            except ConfigError as exc:
+                problems.append(f"{settings.config_path}: {table}[{index}] {exc}")
     if problems:
         raise ConfigError("\n".join(problems))
 

@@ -86,12 +86,8 @@ def check_name(value: str, what: str = "connector name") -> str:
     return value
 
 
-def is_org_id(value: str) -> bool:
-    return bool(_ORG_ID.match(value))
-
-
 def check_org_id(value: str | None) -> str | None:
-    if value is not None and not is_org_id(value):
+    if value is not None and not _ORG_ID.match(value):
         raise ValueError(f"{value!r} is not a JumpCloud organisation id (24 hex characters)")
     return value
 
