@@ -6,7 +6,8 @@ Built on RedBeat, which keeps entries in Redis and holds a lock so that only one
 second beat started by mistake waits for the lock instead of doubling the syncs. Every
 ``sync.config_reload_interval`` the leader re-reads the settings (``worker.runtime``: the file and the
 discovered organisations) and adds, changes or removes entries, so a connector added to the file or an
-organisation discovered is scheduled without restarting anything.
+organisation discovered is scheduled without restarting anything; a discovery that changed something tells it
+(``announce_discovery``) and it does so at its next tick.
 """
 
 from __future__ import annotations
@@ -40,30 +41,27 @@ def entry_name(connector_name: str) -> str:
 
 def desired_entries(connectors: tuple[ConnectorConfig, ...], msps: tuple[MspConfig, ...] = ()) -> dict[str, dict]:
     """The beat entries the config asks for, in Celery's ``beat_schedule`` form: each connector's full sync, and
-    its incremental refresh unless ``events = false`` (a refresh not started within its interval is dropped:
-    the next one reads the same events); each MSP table's discovery."""
+    its incremental refresh unless ``events = false``; each MSP table's discovery."""
     from celery.schedules import schedule
 
-    entries = {entry_name(c.name): {"task": SYNC_TASK, "schedule": c.schedule, "args": (c.name,),
-                                    "kwargs": {"trigger": "schedule"}, "options": _sync_options(c.schedule)}
-               for c in connectors}
-    for c in connectors:
-        if c.events:
-            every = parse_duration(c.events_interval).total_seconds()
-            entries[EVENTS_PREFIX + c.name] = {"task": EVENTS_TASK, "schedule": schedule(every), "args": (c.name,),
-                                               "kwargs": {}, "options": {"queue": "sync", "expires": every}}
-    for msp in msps:
-        every = parse_duration(msp.discover_interval).total_seconds()
-        entries[MSP_PREFIX + msp.name] = {"task": MSP_TASK, "schedule": schedule(every), "args": (msp.name,),
-                                          "kwargs": {}, "options": {"queue": "sync", "expires": every}}
+    def every(interval: str):
+        return schedule(parse_duration(interval).total_seconds())
+
+    entries = {entry_name(c.name): _entry(SYNC_TASK, c.schedule, c.name, trigger="schedule") for c in connectors}
+    entries.update({EVENTS_PREFIX + c.name: _entry(EVENTS_TASK, every(c.events_interval), c.name)
+                    for c in connectors if c.events})
+    entries.update({MSP_PREFIX + m.name: _entry(MSP_TASK, every(m.discover_interval), m.name) for m in msps})
     return entries
 
 
-def _sync_options(schedule) -> dict:
-    """A scheduled full sync still queued when the next is due is dropped (``expires``): on a busy fleet the
-    triggers of one connector would otherwise pile up and each be recorded ``skipped``. Cron schedules keep theirs."""
-    every = getattr(schedule, "run_every", None)
-    return {"queue": "sync", **({"expires": every.total_seconds()} if every is not None else {})}
+def _entry(task: str, schedule, name: str, **kwargs) -> dict:
+    """One entry. A task of an interval schedule still queued when the next is due is dropped (``expires``): the
+    next does the same work (a refresh reads the same events), and on a busy fleet the full syncs of one
+    connector would otherwise pile up, each recorded ``skipped``. Cron schedules keep theirs."""
+    run_every = getattr(schedule, "run_every", None)
+    expires = {"expires": run_every.total_seconds()} if run_every is not None else {}
+    return {"task": task, "schedule": schedule, "args": (name,), "kwargs": kwargs,
+            "options": {"queue": "sync", **expires}}
 
 
 def announce_discovery(broker_url: str) -> None:

@@ -16,7 +16,7 @@ from config.settings import ConfigError, Settings, SettingsCache, split_discover
 log = logging.getLogger(__name__)
 
 #: How long a process uses the discovered connectors it read before reading them again: a new organisation
-#: reaches every process within this (beat, which schedules it, re-reads every ``config_reload_interval``).
+#: reaches every process within this (beat reads them afresh whenever it reconciles its schedule).
 DISCOVERED_TTL = 5.0
 
 _settings = SettingsCache()
