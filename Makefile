@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run run-once status shell test test-unit bench reliability clean
+.PHONY: install run run-once status shell test test-unit lint typecheck bench reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+# The gate .ci/run runs before the tests: ruff (pyflakes, isort, bugbear, complexity) and mypy, both clean.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache jumpsync.db

@@ -41,13 +41,13 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import event, func, select, text, update  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
+from access import export, report  # noqa: E402
+from access import queries as access  # noqa: E402
 from connector.admins import map_admin  # noqa: E402
 from connector.apps import map_app  # noqa: E402
 from connector.groups import map_group  # noqa: E402
 from connector.records import GrantRecord  # noqa: E402
 from connector.users import map_user  # noqa: E402
-from access import export, report  # noqa: E402
-from access import queries as access  # noqa: E402
 from models import history  # noqa: E402
 from models.db import make_engine  # noqa: E402
 from models.migrate import upgrade  # noqa: E402

@@ -26,8 +26,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest
 from jumpsync.api import submit_request
+from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest
 from worker import runtime
 
 CONNECTOR = "bench"

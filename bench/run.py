@@ -192,9 +192,9 @@ def run_sync(kind: str, fleet: Fleet, sim: Simulator, engine, timeout: float, pr
 
 def wait_rendered(engine, connector: str, timeout: float) -> float | None:
     """When the connector's stored rendering became current (epoch seconds), or None if not within ``timeout``."""
-    from models.queries import connector_id
     from access.snapshot_store import current
     from access.snapshots import renderer_version
+    from models.queries import connector_id
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

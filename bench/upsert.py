@@ -28,8 +28,17 @@ from connector.records import GrantRecord, ResourceRecord
 from connector.users import map_user
 from models.db import make_engine
 from models.migrate import upgrade
-from models.store import (GRANT_KEY, RESOURCE_KEY, RESOURCE_UPDATE, GrantWriter, ResourceWriter, chunks, dialect_insert,
-                          grant_row, resource_row)
+from models.store import (
+    GRANT_KEY,
+    RESOURCE_KEY,
+    RESOURCE_UPDATE,
+    GrantWriter,
+    ResourceWriter,
+    chunks,
+    dialect_insert,
+    grant_row,
+    resource_row,
+)
 from models.tables import Connector, Grant, Resource
 from pipeline.parts import GRANT_BATCH_SCOPES, RESOURCE_BATCH
 

@@ -17,12 +17,19 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
+from access.render import (
+    REPORT_ROWS_PER_KIND,
+    ExportFormat,
+    ReportFormat,
+    export_lines,
+    print_json,
+    report_head,
+    write_export,
+    write_report,
+)
 from cli import output
-from cli.output import Col, JsonOption, Output, OutputOption, WideOption
-
-from access.render import (REPORT_ROWS_PER_KIND, ExportFormat, ReportFormat, export_lines, print_json,
-                           report_head, write_export, write_report)
 from cli.common import ConfigOption, ConnectorArgument, use_config
+from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 
 console = output.stdout()
 err = output.stderr()

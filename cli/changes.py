@@ -10,8 +10,8 @@ from typing import Optional
 import typer
 
 from cli import output
-from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from cli.common import check_resource_type, use_config
+from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from config.settings import parse_duration
 
 err = output.stderr()
@@ -38,9 +38,9 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
             as_json: bool = JsonOption, wide: bool = WideOption,
             output_: Optional[Output] = OutputOption) -> None:
     """Resources and grants created, updated (fields old → new), deleted and undeleted, by sync or request."""
+    from access.render import write_json_array
     from models.history import changes as read_changes
     from models.history import count_changes
-    from access.render import write_json_array
     from models.queries import UnknownConnector
     from worker import runtime
 

@@ -45,9 +45,10 @@ def approve(connector: str = typer.Argument(..., help="Connector name."),
             types: list[str] = typer.Option(..., "--type", help="Resource type whose deletion to approve (repeat)."),
             by: str = typer.Option("", help="Who approves (default: your login).")) -> None:
     """Let the next sync of these types (within a day) delete what JumpCloud no longer returns."""
+    from sqlmodel import Session
+
     from models.queries import UnknownConnector, connector_id
     from pipeline.valve import approve as record_approval
-    from sqlmodel import Session
     from worker import runtime
 
     bad = [t for t in types if t not in ALL_RESOURCE_TYPES or t == "role"]

@@ -7,14 +7,25 @@ those modules import only what their option types need at the top; a command imp
 
 from __future__ import annotations
 
-from cli import startup  # first: it pauses the garbage collector while the command line is imported
-
 import sys
 
 import typer
 from rich.markup import escape
 
-from cli import access, changes, deletions, db, msp, processes, provision, requests, resources, sync, up
+from cli import (
+    access,
+    changes,
+    db,
+    deletions,
+    msp,
+    processes,
+    provision,
+    requests,
+    resources,
+    startup,  # first: it pauses the garbage collector while the command line is imported
+    sync,
+    up,
+)
 from cli.common import err
 from config.settings import ConfigError
 

@@ -257,10 +257,10 @@ def submit_bulk(parsed, *, source: str, requested_by: str) -> list[dict]:
     waiting on an unreachable broker once per line."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from provisioning import requests as prequests
     from jumpsync.api import enqueue
-    from worker import runtime
+    from provisioning import requests as prequests
     from provisioning.bulk import BulkItem
+    from worker import runtime
 
     engine, settings = runtime.engine(), runtime.settings()
     outcomes: list[dict] = []

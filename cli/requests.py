@@ -112,8 +112,8 @@ def requests_retry(request_id: str = typer.Argument(..., metavar="ID"),
                    config: Optional[Path] = ConfigOption) -> None:
     """Put a failed request back to pending (attempts counted afresh) and send it to the workers."""
     use_config(config)
-    from provisioning import requests as prequests
     from jumpsync.api import enqueue, wait_for_request
+    from provisioning import requests as prequests
     from worker import runtime
 
     try:

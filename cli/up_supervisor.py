@@ -32,8 +32,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from cli.up_state import (ENV_FILE, MARKER_ENV, VAR, AlreadyRunning, PidFile, UpRecord, leftovers_of, new_marker,
-                          start_ticks, write_env_file)
+from cli.up_state import (
+    ENV_FILE,
+    MARKER_ENV,
+    VAR,
+    AlreadyRunning,
+    PidFile,
+    UpRecord,
+    leftovers_of,
+    new_marker,
+    start_ticks,
+    write_env_file,
+)
 from config.settings import ConfigError, load_settings
 
 DEMO_CONFIG = VAR / "jumpsync.demo.toml"

@@ -8,8 +8,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.actions import ACTION_NAMES, DEFAULT_ALLOWED_ACTIONS
-from config.values import (DEFAULT_BASE_URL, Duration, check_base_url, check_name, check_org_id, parse_cron,
-                           parse_duration, read_api_key)
+from config.values import (
+    DEFAULT_BASE_URL,
+    Duration,
+    check_base_url,
+    check_name,
+    check_org_id,
+    parse_cron,
+    parse_duration,
+    read_api_key,
+)
 
 #: The full sync's interval when a connector sets none: hourly, or every 6 hours when the incremental refresh
 #: from events keeps the data fresh (docs/incremental.md says why).

@@ -45,11 +45,9 @@ from jumpcloud.events import event_pages
 from models.store import GrantWriter, ResourceWriter
 from models.tables import utcnow
 from pipeline import event_cursor
-from pipeline.derived import (AccessScope, derive_admin_links_part, derive_app_via_group_part,
-                              derive_roles_part)
+from pipeline.derived import AccessScope, derive_admin_links_part, derive_app_via_group_part, derive_roles_part
 from pipeline.parts import ClientFactory, describe_error, make_client
-from pipeline.runs import (active_run, end_events_run, last_complete_sync, open_events_run,
-                           registered_connector_id)
+from pipeline.runs import active_run, end_events_run, last_complete_sync, open_events_run, registered_connector_id
 from telemetry import metrics
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from config.settings import ConnectorConfig, SyncSettings
 from connector import FETCH_SYNCERS
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
@@ -22,9 +23,8 @@ from models.store import GrantWriter, ResourceWriter
 from models.tables import utcnow
 from pipeline.runs import claim_part, end_part
 from pipeline.streaming import FetchWindow, WriteBehind
-from telemetry import metrics
 from pipeline.valve import Deletion, hold_reason, use_approval
-from config.settings import ConnectorConfig, SyncSettings
+from telemetry import metrics
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from sqlalchemy import Engine, and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from config.settings import ConnectorConfig
 from connector import FETCH_SYNCERS
 from models.tables import ACTIVE_RUN_STATUSES, EVENTS_TRIGGER, Connector, SyncPart, SyncRun, utcnow
 from telemetry import metrics
-from config.settings import ConnectorConfig
 
 #: ``held``: the listing was complete but the deletion safety valve kept its deletions (pipeline.valve).
 ENDED_PART_STATUSES = ("succeeded", "failed", "skipped", "held")

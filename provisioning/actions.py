@@ -13,8 +13,15 @@ from typing import Any
 
 from jumpcloud.client import JumpCloudClient
 from jumpcloud.errors import BadRequestError, ConflictError, NotFoundError
-from provisioning.params import (AppAccessParams, GroupMemberParams, InvalidRequest, Params, RoleParams,
-                                 UserCreateParams, UserRefParams)
+from provisioning.params import (
+    AppAccessParams,
+    GroupMemberParams,
+    InvalidRequest,
+    Params,
+    RoleParams,
+    UserCreateParams,
+    UserRefParams,
+)
 from provisioning.resolve import Resolver
 from provisioning.writethrough import WriteThrough
 

@@ -33,9 +33,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from config.settings import ConnectorConfig
 from jumpcloud.client import JumpCloudClient
 from pipeline.parts import make_client
-from config.settings import ConnectorConfig
 
 log = logging.getLogger(__name__)
 

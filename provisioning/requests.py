@@ -17,12 +17,12 @@ from sqlalchemy import Connection, Engine, Row, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from config.settings import ConfigError, Settings
 from models.db import autocommit
 from models.store import dialect_insert
 from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest, utcnow
 from pipeline.runs import as_utc, registered_connector_id
 from provisioning.params import InvalidRequest, validate_params
-from config.settings import ConfigError, Settings
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+from config.settings import ConfigError, Settings, parse_duration
 from jumpcloud.errors import BadResponseError, JumpCloudError, RateLimitedError, ServerError, TransportError
 from pipeline.parts import describe_error
 from pipeline.runs import registered_connector_id
@@ -38,7 +39,6 @@ from provisioning.params import InvalidRequest, validate_params
 from provisioning.resolve import Resolver
 from provisioning.writethrough import WriteThrough
 from telemetry import metrics
-from config.settings import ConfigError, Settings, parse_duration
 
 log = logging.getLogger(__name__)
 

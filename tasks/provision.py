@@ -18,10 +18,10 @@ from typing import Any
 from celery import shared_task
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from provisioning import requests, runner
-from jumpsync.api import enqueue
-from worker import runtime
 from config.settings import parse_duration
+from jumpsync.api import enqueue
+from provisioning import requests, runner
+from worker import runtime
 
 
 class SubmitMessage(BaseModel):

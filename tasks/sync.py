@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from config.settings import parse_duration
 from models import history
 from models.tables import utcnow
 from pipeline import reaper, runs, sync
 from tasks.access import access_refresh
 from worker import runtime
-from config.settings import parse_duration
-
 
 #: A full sync that finds an incremental refresh of its connector running (seconds long) tries again this often,
 #: for longer than a refresh can stay active (``pipeline.runs.EVENTS_RUN_STALE_AFTER``); then it records a skip.

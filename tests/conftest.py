@@ -82,10 +82,10 @@ def run(engine, tmp_path, monkeypatch):
     whose tables are tab-separated (its stdout is no terminal)."""
     from typer.testing import CliRunner
 
-    from models.db import get_engine
     from cli import main as cli
-    from worker import runtime
     from config.settings import SettingsCache
+    from models.db import get_engine
+    from worker import runtime
 
     url = engine.url.render_as_string(hide_password=False)
     config = tmp_path / "jumpsync.toml"

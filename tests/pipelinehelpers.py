@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from config.settings import ConnectorConfig, FileConfig, Settings, SyncSettings
 from pipeline import sync
 from tests.conftest import TEST_KEY_ENV
-from config.settings import ConnectorConfig, FileConfig, Settings, SyncSettings
 
 NAME = "acme"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from celery import Celery
 from celery.schedules import crontab
 
+from config.settings import Settings, parse_duration
 from worker import signals  # noqa: F401  (connects the process hooks)
 from worker.runtime import settings
-from config.settings import Settings, parse_duration
 
 SYNC_QUEUE = "sync"
 PROVISIONING_QUEUE = "provisioning"

@@ -9,9 +9,9 @@ import time
 
 from sqlalchemy import Engine
 
+from config.settings import ConfigError, Settings, SettingsCache, split_discovered
 from models.db import get_engine
 from models.migrate import SchemaOutOfDate, check
-from config.settings import ConfigError, Settings, SettingsCache, split_discovered
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from sqlmodel import Session
 
 from access import snapshot_store as snapshots
 from access import snapshots as stored
-from access.report import FINDING_KINDS, report
 from access.render import ExportFormat, ReportFormat, export_lines, report_head, write_export, write_report
+from access.report import FINDING_KINDS, report
 from connector.records import GrantRecord, ResourceRecord
 from models import queries
 from models.dataversion import RunEnded

@@ -8,10 +8,10 @@ import time
 
 import redis
 
+from jumpcloud.budget import RedisBudget
 from jumpcloud.client import JumpCloudClient
 from simulator.generator import TenantSpec
 from tests.conftest import TEST_API_KEY
-from jumpcloud.budget import RedisBudget
 
 
 async def _list_users(url: str, budget: RedisBudget | None, times: int) -> None:

@@ -20,8 +20,8 @@ from models.migrate import upgrade
 from simulator.generator import TenantSpec
 from tests.conftest import ROOT
 from tests.e2e import new_connector, provision, state, sync_now, wait_run
-from tests.integration.test_access_snapshots import live, served
 from tests.expected import assert_same, expected_state
+from tests.integration.test_access_snapshots import live, served
 
 pytestmark = pytest.mark.integration
 

@@ -71,9 +71,9 @@ def test_history_records_exactly_what_changed(engine, db_url, simulator):
 
 
 def test_changes_command(engine, db_url, simulator, tmp_path, monkeypatch, terminal):
-    from worker import runtime
     from cli.main import app
     from config.settings import SettingsCache
+    from worker import runtime
 
     sim = simulator()
     settings = make_settings(db_url, sim.url)

@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import select, update
 from sqlmodel import Session
 
+from config.settings import SyncSettings
 from models import queries
 from models.tables import Change, EventCursor, SyncPart, SyncRun, utcnow
 from pipeline import incremental
 from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
 from tests.incrementalhelpers import assert_same_state, scratch_sqlite
 from tests.pipelinehelpers import NAME, make_settings, run_sync
-from config.settings import SyncSettings
 
 
 @pytest.fixture(autouse=True)
@@ -200,8 +200,7 @@ def test_refreshes_failing_too_long_hand_over_to_a_full_sync(engine, db_url, sim
 
 def test_a_partial_full_sync_is_a_base_when_every_type_was_read(engine, db_url, simulator):
     """A run held back by the deletion valve read everything (its deletions wait); one with a failed part did not."""
-    from pipeline import sync
-    from pipeline.runs import registered_connector_id, last_complete_sync
+    from pipeline.runs import last_complete_sync, registered_connector_id
 
     sim = simulator()
     settings = make_settings(db_url, sim.url, SyncSettings(max_delete_share=0.0, delete_hold_min=0))

@@ -13,16 +13,17 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
+from config.settings import SyncSettings
 from pipeline import incremental
 from simulator.generator import TenantSpec
 from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
 from tests.incrementalhelpers import assert_same_state, scratch_sqlite
 from tests.pipelinehelpers import NAME, make_settings, run_sync
 from tests.simhelpers import SimulatorHandle
-from config.settings import SyncSettings
 
 pick = st.integers(min_value=0, max_value=10**6)
 ROLES = ("Administrator", "Manager", "Help Desk", "Read Only", "Command Runner")

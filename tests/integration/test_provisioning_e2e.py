@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
+from config.settings import load_settings
 from models import queries
 from models.tables import ProvisioningRequest, utcnow
 from provisioning import requests as prequests
 from simulator.generator import TenantSpec
 from tests.e2e import ALL_ACTIONS_POLICY, find_request, new_connector, provision, state, sync_now, wait_request
 from tests.expected import assert_same, expected_state
-from config.settings import load_settings
 
 pytestmark = pytest.mark.integration
 

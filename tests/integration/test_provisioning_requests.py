@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from config.settings import ConnectorConfig, FileConfig, ProvisioningPolicy, Settings
 from models import history, queries
 from pipeline import runs, sync
 from pipeline.parts import make_client
@@ -16,7 +17,6 @@ from provisioning import requests, runner
 from provisioning.clients import ProcessClients
 from provisioning.writethrough import WriteThrough
 from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
-from config.settings import ConnectorConfig, FileConfig, ProvisioningPolicy, Settings
 
 LEASE = timedelta(minutes=10)
 

@@ -27,6 +27,7 @@ import redis
 from sqlalchemy import select
 from sqlmodel import Session
 
+from config.settings import load_file_config, parse_duration
 from models import queries
 from models.db import make_engine
 from models.tables import Connector, SyncRun
@@ -34,7 +35,6 @@ from simulator.generator import TenantSpec
 from tests.conftest import ROOT, WorkerFleet, fresh_postgres_database
 from tests.e2e import state
 from tests.expected import assert_same, expected_state
-from config.settings import load_file_config, parse_duration
 
 pytestmark = pytest.mark.integration
 

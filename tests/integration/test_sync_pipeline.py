@@ -14,6 +14,7 @@ from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
 from tests.expected import actual_state, assert_same, expected_state
 from tests.pipelinehelpers import NAME, make_settings, run_sync
 
+
 @pytest.fixture(autouse=True)
 def _api_key(monkeypatch):
     monkeypatch.setenv(TEST_KEY_ENV, TEST_API_KEY)

@@ -52,8 +52,8 @@ def migrate(database_url: str) -> None:
 def env(tmp_path, monkeypatch):
     """A config, database and unreachable broker of this test's own; returns a ``run(*args)`` helper."""
     import worker.celery_app as celery_app
-    from worker import runtime
     from config.settings import SettingsCache
+    from worker import runtime
 
     config = tmp_path / "jumpsync.toml"
     config.write_text(CONFIG)

@@ -54,12 +54,13 @@ print("\\nMODULES " + json.dumps({"exit": code, "modules": sorted(sys.modules)})
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A migrated SQLite database with one connector, a user in a group and with an app, and an empty config."""
+    from sqlmodel import Session
+
     from connector.records import GrantRecord, ResourceRecord
     from models.db import make_engine
     from models.migrate import upgrade
     from models.store import GrantWriter, ResourceWriter
     from models.tables import Connector
-    from sqlmodel import Session
 
     directory = tmp_path_factory.mktemp("startup")
     url = f"sqlite:///{directory / 'jumpsync.db'}"

@@ -9,9 +9,9 @@ import pickle
 import httpx
 import pytest
 
+from config.settings import ConnectorConfig
 from jumpcloud import JumpCloudClient
 from provisioning.clients import ProcessClients
-from config.settings import ConnectorConfig
 
 KEY_ENV = "JUMPSYNC_UNIT_PROV_KEY"
 OLD_KEY, NEW_KEY = "old-key-0123456789abcdef", "new-key-fedcba9876543210"

@@ -142,9 +142,9 @@ def test_missing_keys_are_reported_together_at_start_up(tmp_path, monkeypatch):
 def test_worker_refuses_to_start_without_its_keys(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from worker import runtime
     from cli.main import app
     from config.settings import SettingsCache
+    from worker import runtime
 
     path = write(tmp_path, '[[connectors]]\nname="a"\napi_key_env="A_KEY"\n')
     monkeypatch.delenv("A_KEY", raising=False)

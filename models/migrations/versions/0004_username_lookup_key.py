@@ -10,10 +10,9 @@ Create Date: 2026-11-28 20:21:22.976545
 lower() would differ from ``str.casefold`` for non-ASCII text on SQLite).
 """
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0004'
 down_revision = '0003'

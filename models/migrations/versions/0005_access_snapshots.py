@@ -10,10 +10,9 @@ the commands serve the stored rendering while it is current. Nothing to backfill
 computed on demand as before.
 """
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0005'
 down_revision = '0004'

@@ -9,10 +9,9 @@ in its overlap window already applied, and what its last refresh did. Nothing to
 without a row starts from its latest successful full sync.
 """
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0006'
 down_revision = '0005'

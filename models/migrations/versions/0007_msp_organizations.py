@@ -8,10 +8,9 @@ Discovery (pipeline.discovery) keeps one row per organisation an MSP key lists, 
 when it was first listed, and one row per MSP key for its last listing. Nothing to backfill.
 """
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 revision = '0007'
 down_revision = '0006'
