@@ -11,8 +11,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, UniqueConstraint, text
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
+
+from models.columns import UTCDateTime
 
 
 def utcnow() -> datetime:
@@ -20,8 +22,8 @@ def utcnow() -> datetime:
 
 
 def _ts(nullable: bool = False, **kwargs: Any) -> Any:
-    """A timezone-aware timestamp column."""
-    return Field(sa_type=DateTime(timezone=True), nullable=nullable, **kwargs)
+    """A timestamp column: aware UTC datetimes in Python on every database (models.columns.UTCDateTime)."""
+    return Field(sa_type=UTCDateTime, nullable=nullable, **kwargs)
 
 
 class Connector(SQLModel, table=True):
