@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from access.collector import collector_paused
+from models.columns import iso
 from models.queries import connector_id
 from models.tables import Grant
 
@@ -47,15 +48,6 @@ T = TypeVar("T")
 Part = Callable[[int, tuple], T]
 #: ``row(principal, resource, entitlement, via, first_seen, deleted, provisioning)``: a row from its rendered parts.
 Row = Callable[..., Any]
-
-
-def iso_utc(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC; SQLite keeps no offset, and jumpsync writes UTC."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc).isoformat()
-    return value.astimezone(timezone.utc).isoformat()
 
 
 def _values(_: int, values: tuple) -> tuple:
@@ -120,7 +112,7 @@ def _rows(engine: Engine, cid: int, part: Part, row: Row) -> Iterator:
             e = entitlements[entitlement] = part(ENTITLEMENT, (entitlement,))
         s = stamps.get(first_seen)
         if s is None:
-            s = stamps[first_seen] = part(FIRST_SEEN, (iso_utc(to_datetime(first_seen)),))
+            s = stamps[first_seen] = part(FIRST_SEEN, (iso(to_datetime(first_seen)),))
         yield row(p[0], r[0], e, v, s, p[1], r[1])
 
 
@@ -158,7 +150,8 @@ def _fetch(connection: Connection, sql: str, cid: int) -> list[tuple]:
 
 
 def _datetime_reader(connection: Connection) -> Callable[[Any], datetime | None]:
-    """What SQLAlchemy makes of a raw timestamp of this database (SQLite stores text; psycopg gives datetimes)."""
+    """What the column type makes of a raw timestamp of this database (SQLite stores text; psycopg gives
+    datetimes): an aware UTC datetime, as an ORM read gives."""
     dialect = connection.dialect
-    processor = dialect.type_descriptor(Grant.__table__.c.first_seen_at.type).result_processor(dialect, None)
+    processor = Grant.__table__.c.first_seen_at.type.dialect_impl(dialect).result_processor(dialect, None)
     return processor or (lambda value: value)

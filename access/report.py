@@ -17,8 +17,8 @@ from sqlalchemy import Engine, and_, exists, func, select, text
 from sqlmodel import Session
 
 from access.collector import collector_paused
-from access.export import iso_utc
 from access.queries import HELD_TYPES, G, R, live, ref
+from models.columns import iso
 from models.names import lookup_key
 from models.queries import connector_id
 from models.store import chunks
@@ -206,7 +206,7 @@ def _deleted_principals_granted(session: Session, cid: int, names: _Names) -> li
         for ptype, pid, rtype, rid, entitlement, via in rows:
             if (ptype, pid) in deleted:
                 name, deleted_at = deleted[(ptype, pid)]
-                gone = f"deleted in JumpCloud at {iso_utc(deleted_at)}"
+                gone = f"deleted in JumpCloud at {iso(deleted_at)}"
             elif pid in missing:
                 name, gone = None, "not in the database (never synced)"
             else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
@@ -24,12 +23,13 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else as_utc(value)
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):  # a raw SQLite value that bypassed the dialect's own conversion
-            value = datetime.fromisoformat(value)
-        return as_utc(value)
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+def iso(value: datetime | None) -> str | None:
+    """A timestamp as the JSON interfaces show it: ISO 8601 with its UTC offset."""
+    return None if value is None else value.isoformat()
 
 
 def as_utc(value: datetime) -> datetime:

@@ -13,7 +13,8 @@ from sqlalchemy import Engine, delete, func, insert, select
 from sqlmodel import Session
 
 from connector.records import GrantRecord, ResourceRecord
-from models.queries import UnknownConnector, _iso
+from models.columns import iso
+from models.queries import UnknownConnector
 from models.tables import Change, Connector
 
 #: Resource columns compared for an update; the profile is compared key by key ("profile.department").
@@ -71,7 +72,7 @@ def changes(engine: Engine, connector: str, *, since: datetime | None = None, re
         query = _matching(session, connector, since, resource_type, select(table))
         rows = session.execute(query.order_by(table.c.at, table.c.id).limit(limit)).mappings().all()
 
-    return [{"at": _iso(r["at"]), "run_id": r["run_id"], "request_id": r["request_id"], "subject": r["subject"],
+    return [{"at": iso(r["at"]), "run_id": r["run_id"], "request_id": r["request_id"], "subject": r["subject"],
              "change": r["change"], "resource_type": r["resource_type"], "resource_id": r["resource_id"],
              "entitlement": r["entitlement"], "principal_type": r["principal_type"],
              "principal_id": r["principal_id"], "via": r["via"], "fields": r["fields"]} for r in rows]

@@ -10,15 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, case, func, select
 from sqlmodel import Session
 
+from models.columns import iso
 from models.tables import EVENTS_TRIGGER, Connector, EventCursor, Grant, Resource, SyncPart, SyncRun
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.isoformat()
 
 
 class UnknownConnector(LookupError):
@@ -63,9 +56,9 @@ def resources(engine: Engine, connector: str, resource_type: str | None = None,
             if row.type == "app":
                 item["status"] = row.status
             item["deleted"] = row.deleted_at is not None
-            item["deleted_at"] = _iso(row.deleted_at)
-            item["first_seen_at"] = _iso(row.first_seen_at)
-            item["updated_at"] = _iso(row.updated_at)
+            item["deleted_at"] = iso(row.deleted_at)
+            item["first_seen_at"] = iso(row.first_seen_at)
+            item["updated_at"] = iso(row.updated_at)
             item["profile"] = row.profile
             out.append(item)
         return out
@@ -82,8 +75,8 @@ def grants(engine: Engine, connector: str, include_deleted: bool = True) -> list
         return [{
             "resource_type": g.resource_type, "resource_id": g.resource_id, "entitlement": g.entitlement,
             "principal_type": g.principal_type, "principal_id": g.principal_id, "via": g.via or None,
-            "deleted": g.deleted_at is not None, "deleted_at": _iso(g.deleted_at),
-            "first_seen_at": _iso(g.first_seen_at),
+            "deleted": g.deleted_at is not None, "deleted_at": iso(g.deleted_at),
+            "first_seen_at": iso(g.first_seen_at),
         } for g in rows]
 
 
@@ -91,10 +84,10 @@ def run_record(session: Session, run: SyncRun) -> dict[str, Any]:
     parts = session.execute(select(SyncPart).where(SyncPart.run_id == run.id).order_by(SyncPart.id)).scalars()
     return {
         "id": run.id, "status": run.status, "trigger": run.trigger, "task_id": run.task_id,
-        "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at), "error": run.error,
+        "started_at": iso(run.started_at), "finished_at": iso(run.finished_at), "error": run.error,
         "parts": [{"name": p.name, "phase": p.phase, "status": p.status, "attempt": p.attempt,
                    "requests": p.requests, "counts": p.counts, "error": p.error,
-                   "started_at": _iso(p.started_at), "finished_at": _iso(p.finished_at)} for p in parts],
+                   "started_at": iso(p.started_at), "finished_at": iso(p.finished_at)} for p in parts],
     }
 
 
@@ -104,11 +97,11 @@ def incremental_record(cursor: EventCursor | None) -> dict[str, Any] | None:
         return None
     lag = None
     if cursor.cursor is not None:
-        lag = round((datetime.now(timezone.utc) - _aware(cursor.cursor)).total_seconds(), 1)
-    return {"refreshed_at": _iso(cursor.refreshed_at), "outcome": cursor.outcome, "reason": cursor.reason,
-            "cursor": _iso(cursor.cursor), "cursor_age_seconds": lag, "run_id": cursor.run_id,
+        lag = round((datetime.now(timezone.utc) - cursor.cursor).total_seconds(), 1)
+    return {"refreshed_at": iso(cursor.refreshed_at), "outcome": cursor.outcome, "reason": cursor.reason,
+            "cursor": iso(cursor.cursor), "cursor_age_seconds": lag, "run_id": cursor.run_id,
             "requests": cursor.requests, "events": cursor.events, "reads": cursor.reads,
-            "lag_seconds": cursor.lag_seconds, "full_sync_asked_at": _iso(cursor.full_sync_asked_at)}
+            "lag_seconds": cursor.lag_seconds, "full_sync_asked_at": iso(cursor.full_sync_asked_at)}
 
 
 def wait_for_refresh(engine: Engine, connector: str, since: datetime, timeout: float,
@@ -118,7 +111,7 @@ def wait_for_refresh(engine: Engine, connector: str, since: datetime, timeout: f
         with Session(engine) as session:
             cid = session.execute(select(Connector.id).where(Connector.name == connector)).scalar_one_or_none()
             cursor = session.get(EventCursor, cid) if cid is not None else None
-            if cursor is not None and cursor.refreshed_at is not None and _aware(cursor.refreshed_at) >= since:
+            if cursor is not None and cursor.refreshed_at is not None and cursor.refreshed_at >= since:
                 return incremental_record(cursor)
             return None
 
@@ -194,7 +187,7 @@ def status(engine: Engine, configured: list[str]) -> list[dict[str, Any]]:
                 entry["last_run"] = run_record(session, last) if last else None
                 success = session.execute(select(func.max(SyncRun.finished_at)).where(
                     SyncRun.connector_id == cid, SyncRun.status == "succeeded", _FULL_RUN)).scalar_one_or_none()
-                entry["last_success_at"] = _iso(success)
+                entry["last_success_at"] = iso(success)
                 entry["incremental"] = incremental_record(session.get(EventCursor, cid))
                 entry["resources"] = dict(session.execute(
                     select(Resource.type, func.count()).where(Resource.connector_id == cid,
@@ -223,11 +216,11 @@ def metrics_snapshot(engine: Engine) -> dict[str, Any]:
                                              .where(SyncRun.status == "succeeded", _FULL_RUN)
                                              .group_by(SyncRun.connector_id)):
             if finished is not None:
-                last_success[names[cid]] = _aware(finished).timestamp()
+                last_success[names[cid]] = finished.timestamp()
         oldest = session.execute(select(func.min(ProvisioningRequest.created_at))
                                  .where(ProvisioningRequest.status == "pending")).scalar_one_or_none()
         msp = msp_snapshot(session)
-    age = (datetime.now(timezone.utc) - _aware(oldest)).total_seconds() if oldest is not None else 0.0
+    age = (datetime.now(timezone.utc) - oldest).total_seconds() if oldest is not None else 0.0
     return {"resources": resources, "grants": grants, "last_success": last_success,
             "oldest_pending_seconds": max(age, 0.0), **msp}
 
@@ -241,13 +234,11 @@ def msp_snapshot(session: Session) -> dict[str, Any]:
                  (MspOrganization.missing_since.is_not(None), "missing"), else_="listed")
     organizations = {(msp, label): count for msp, label, count in session.execute(
         select(MspOrganization.msp, state, func.count()).group_by(MspOrganization.msp, state))}
-    listings = {row.msp: (row.outcome == "ok", _aware(row.listed_at).timestamp())
+    listings = {row.msp: (row.outcome == "ok", row.listed_at.timestamp())
                 for row in session.execute(select(MspListing)).scalars()}
     return {"msp_organizations": organizations, "msp_listings": listings}
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def held_parts(engine: Engine) -> list[dict[str, Any]]:
@@ -261,5 +252,5 @@ def held_parts(engine: Engine) -> list[dict[str, Any]]:
                                .join(latest, latest.c.run_id == SyncPart.run_id)
                                .join(Connector, Connector.id == latest.c.connector_id)
                                .where(SyncPart.status == "held").order_by(Connector.name, SyncPart.name)).all()
-        return [{"connector": name, "run_id": run_id, "part": part, "finished_at": _iso(finished), "error": error}
+        return [{"connector": name, "run_id": run_id, "part": part, "finished_at": iso(finished), "error": error}
                 for name, run_id, part, finished, error in rows]

@@ -43,7 +43,6 @@ from models import queries
 from models.store import bulk_upsert
 from models.tables import Connector, MspListing, MspOrganization, utcnow
 from pipeline.parts import describe_error, make_client
-from pipeline.runs import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +170,7 @@ def _apply(engine: Engine, msp: MspConfig, organizations: list[Organization], re
             if org_id in listed or row.removed_at is not None:
                 continue
             row.missing_since = row.missing_since or now
-            if now - as_utc(row.missing_since) >= remove_after:
+            if now - row.missing_since >= remove_after:
                 row.removed_at = now
                 changes.removed.append(row.connector)
             else:
@@ -234,13 +233,13 @@ def organizations(engine: Engine, file: FileConfig) -> list[dict]:
         out.append({
             "name": msp.name,
             "listing": None if listing is None else {
-                "listed_at": as_utc(listing.listed_at).isoformat(), "outcome": listing.outcome,
+                "listed_at": listing.listed_at.isoformat(), "outcome": listing.outcome,
                 "error": listing.error, "organizations": listing.organizations, "requests": listing.requests},
             "organizations": [{
                 "connector": row.connector, "org_id": row.org_id, "display_name": row.display_name,
                 "state": _state(msp, row, shadowed), "shadowed_by": shadowed.get(row.connector),
-                "first_seen_at": as_utc(row.first_seen_at).isoformat(),
-                "last_seen_at": as_utc(row.last_seen_at).isoformat(),
+                "first_seen_at": row.first_seen_at.isoformat(),
+                "last_seen_at": row.last_seen_at.isoformat(),
             } for row in rows if row.msp == msp.name],
         })
     return out

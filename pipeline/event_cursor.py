@@ -19,7 +19,6 @@ from sqlmodel import Session
 
 from models.store import dialect_insert
 from models.tables import EventCursor, utcnow
-from pipeline.runs import as_utc
 
 _TABLE = EventCursor.__table__
 
@@ -59,7 +58,7 @@ def load(engine: Engine, connector_id: int) -> CursorState:
         session.execute(insert.on_conflict_do_nothing(index_elements=["connector_id"]))
         session.commit()
         row = session.get(EventCursor, connector_id)
-        return CursorState(connector_id, as_utc(row.cursor), dict(row.seen or {}), as_utc(row.full_sync_asked_at))
+        return CursorState(connector_id, row.cursor, dict(row.seen or {}), row.full_sync_asked_at)
 
 
 def record(engine: Engine, state: CursorState, outcome: str, *, reason: str | None = None,

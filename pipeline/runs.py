@@ -9,7 +9,7 @@ again, so a finalizer lost in a crash is sent again, and finalizing twice is har
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, and_, delete, func, or_, select, text, update
@@ -31,13 +31,6 @@ DERIVED_PARTS: dict[str, tuple[str, ...]] = {
     "admin_link": ("admin", "user"),
     "app_via_group": ("app", "group"),
 }
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive timestamps; everything we store is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
 
 
 @dataclass(frozen=True)
@@ -211,7 +204,7 @@ def last_complete_sync(engine: Engine, connector_id: int) -> FullSync | None:
             return None
         requests = session.execute(select(func.coalesce(func.sum(SyncPart.requests), 0)).where(
             SyncPart.run_id == row.id)).scalar_one()
-        return FullSync(row.id, as_utc(row.started_at), int(requests))
+        return FullSync(row.id, row.started_at, int(requests))
 
 
 #: Incremental runs are kept this long (one a minute per connector while changes come); their changes keep the
@@ -384,4 +377,4 @@ def _set_final_status(session: Session, run_id: int, parts: list[SyncPart]) -> N
     if result.rowcount == 1:
         name, started = session.execute(select(Connector.name, SyncRun.started_at).join(
             SyncRun, SyncRun.connector_id == Connector.id).where(SyncRun.id == run_id)).one()
-        metrics.observe_run(name, status, (finished - as_utc(started)).total_seconds())
+        metrics.observe_run(name, status, (finished - started).total_seconds())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
@@ -18,16 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from config.settings import ConfigError, Settings
+from models.columns import iso
 from models.db import autocommit
 from models.store import dialect_insert
 from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest, utcnow
-from pipeline.runs import as_utc, registered_connector_id
+from pipeline.runs import registered_connector_id
 from provisioning.params import InvalidRequest, validate_params
-
-
-def _iso(value: datetime | None) -> str | None:
-    value = as_utc(value)
-    return value.isoformat() if value else None
 
 
 def view(row: ProvisioningRequest) -> dict[str, Any]:
@@ -36,8 +32,8 @@ def view(row: ProvisioningRequest) -> dict[str, Any]:
         "id": row.id, "connector": row.connector, "action": row.action, "params": row.params,
         "idempotency_key": row.idempotency_key, "requested_by": row.requested_by, "status": row.status,
         "dry_run": row.dry_run, "attempts": row.attempts, "last_error": row.last_error, "result": row.result,
-        "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
-        "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),
+        "created_at": iso(row.created_at), "updated_at": iso(row.updated_at),
+        "started_at": iso(row.started_at), "finished_at": iso(row.finished_at),
     }
 
 
