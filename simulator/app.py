@@ -87,12 +87,14 @@ class Gate:
         query = scope.get("query_string", b"").decode("latin-1")
         route = f"{method} {self._template(scope)}"
         status = 500
+        answered = False
         stats.started()
 
         async def send_recording(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
+                stats.answered(route, status)
             await send(message)
 
         try:
@@ -131,7 +133,9 @@ class Gate:
                 return
             await self._damaged(rule, app, scope, receive, send_recording)
         finally:
-            stats.finished(route, status)
+            if not answered:  # no response sent: an error, or the client went away first
+                stats.answered(route, status)
+            stats.finished()
 
     async def _damaged(self, rule: FaultRule, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         """The route's answer, changed as the rule says."""

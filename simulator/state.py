@@ -45,11 +45,15 @@ class Stats:
         self._this_second += 1
         self.max_per_second = max(self.max_per_second, self._this_second)
 
-    def finished(self, route: str, status: int) -> None:
-        self.in_flight -= 1
+    def answered(self, route: str, status: int) -> None:
+        """Count a request as its answer starts, before the client can have read it: a client that reads the
+        stats after its last response finds that response counted."""
         self.requests += 1
         self.by_status[status] += 1
         self.by_route[route] += 1
+
+    def finished(self) -> None:
+        self.in_flight -= 1
 
     def reset(self) -> None:
         """Zero the counters; requests still running keep counting as in flight."""

@@ -533,6 +533,34 @@ def test_stats_count_by_route_template_and_status():
         assert reset["requests"] == 0 and reset["by_route"] == {} and reset["max_per_second"] == 0
 
 
+def test_a_request_is_counted_before_its_client_can_read_the_answer():
+    """A client that reads the stats right after its last response must find it counted (it was counted after
+    the body went out, so a fast client could read one too few)."""
+    import asyncio
+
+    from simulator.app import create_app
+
+    tenant = generate_tenant(TenantSpec(seed=1, users=3))
+    state = SimulatorState(orgs={tenant.org_id: tenant}, api_key=KEY)
+    app = create_app(state)
+    seen_at_answer: list[int] = []
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            seen_at_answer.append(state.stats.by_route["GET /api/systemusers"])
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/api/systemusers", "raw_path": b"/api/systemusers",
+             "query_string": b"", "headers": [(b"x-api-key", KEY.encode())], "client": ("127.0.0.1", 5000),
+             "server": ("127.0.0.1", 80), "scheme": "http", "http_version": "1.1", "root_path": "",
+             "asgi": {"version": "3.0"}}
+    asyncio.run(app(scope, receive, send))
+    assert seen_at_answer == [1]
+    assert state.stats.requests == 1 and state.stats.in_flight == 0
+
+
 def test_max_in_flight_sees_concurrent_requests():
     with start(TenantSpec(seed=2, users=30), faults=Faults(latency_ms=200)) as srv:
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
