@@ -50,6 +50,8 @@ class Trigger(StrEnum):
 
     SCHEDULE = "schedule"
     MANUAL = "manual"
+    #: A full sync asked for by an incremental refresh that could not trust the events.
+    FALLBACK = "fallback"
     #: An incremental refresh from Directory Insights events (pipeline.incremental).
     EVENTS = "events"
 
