@@ -22,6 +22,7 @@ import httpx
 
 from simulator.admin import SimulatorAdmin
 from tests.servers import PostgresServer, RedisServer, free_port, wait_for_port
+from worker.names import TaskName
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_ENV = "JUMPSYNC_BENCH_API_KEY"
@@ -180,8 +181,8 @@ class Fleet:
                 return worker
         raise RuntimeError(f"worker {name} did not answer a ping within {timeout:.0f}s: see {log}")
 
-    def send(self, task: str, *args, queue: str = "sync", **kwargs):
-        return self.client.send_task(task, args=list(args), kwargs=kwargs, queue=queue)
+    def send(self, task: TaskName, *args, **kwargs):
+        return self.client.send_task(task, args=list(args), kwargs=kwargs, queue=task.queue)
 
     def stop(self) -> None:
         self.stop_beat()

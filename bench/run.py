@@ -29,6 +29,7 @@ from bench import report
 from bench.fleet import CONNECTOR, LIMITED_CONNECTOR, Fleet, Sampler, Simulator
 from bench.profiles import SYNC_TIMEOUT, describe
 from bench.tenant import apply_change, r_min_parts, shape
+from worker.names import TaskName
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -144,7 +145,7 @@ def run_sync(kind: str, fleet: Fleet, sim: Simulator, engine, timeout: float, pr
         recorder = Recorder(sync_pids, profiler_dir / f"pyspy-{kind}", root=("sync_part", "sync_finalize"))
         time.sleep(1.0)  # let py-spy attach before the sync starts
     sent = time.time()
-    task = fleet.send("jumpsync.sync.connector", connector, trigger="manual")
+    task = fleet.send(TaskName.SYNC_CONNECTOR, connector, trigger="manual")
     try:
         run = wait_run(engine, task.id, timeout)
     finally:
@@ -320,7 +321,7 @@ def sync_after_refreshes(fleet: Fleet, engine, timeout: float) -> dict:
     """A full sync once the refreshes have applied every change: it writes nothing if they left the database as a
     full sync would (the same rows, deletions and content: an object read back one by one hashes as it does
     listed). What it wrote, by part, says where they differ."""
-    task = fleet.send("jumpsync.sync.connector", CONNECTOR, trigger="manual")
+    task = fleet.send(TaskName.SYNC_CONNECTOR, CONNECTOR, trigger="manual")
     run = wait_run(engine, task.id, timeout)
     parts = [part_summary(p) for p in run["parts"]]
     wait_rendered(engine, CONNECTOR, timeout)

@@ -12,6 +12,7 @@ from cli import output
 from cli.common import ConfigOption, print_json, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from config.settings import ConfigError
+from worker.names import TaskName
 
 msp_app = typer.Typer(help="MSP keys: the organisations they reach, each synced as a connector.",
                       no_args_is_help=True)
@@ -67,7 +68,7 @@ def discover(name: str = typer.Argument(..., help="The [[msp]] table's name."),
     except ConfigError as exc:
         raise usage_error(str(exc)) from None
     since = datetime.now(timezone.utc)
-    sent = celery_app.send_task("jumpsync.msp.discover", args=[name], queue="sync")
+    sent = celery_app.send_task(TaskName.MSP_DISCOVER, args=[name], queue=TaskName.MSP_DISCOVER.queue)
     if not wait:
         print_json({"task_id": sent.id}) if as_json else console.print(f"queued discovery of {name} (task {sent.id})")
         return

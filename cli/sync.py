@@ -12,6 +12,7 @@ from cli import output
 from cli.common import ConfigOption, print_json, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption, cell
 from config.settings import ConfigError
+from worker.names import TaskName
 
 console = output.stdout()
 err = output.stderr()
@@ -37,7 +38,8 @@ def sync(name: str = typer.Argument(..., help="Connector name."), config: Option
     if events:
         refresh_now(name, connector.events, wait, timeout, as_json)
         return
-    sent = celery_app.send_task("jumpsync.sync.connector", args=[name], kwargs={"trigger": "manual"}, queue="sync")
+    sent = celery_app.send_task(TaskName.SYNC_CONNECTOR, args=[name], kwargs={"trigger": "manual"},
+                                 queue=TaskName.SYNC_CONNECTOR.queue)
     if not wait:
         print_json({"task_id": sent.id}) if as_json else console.print(f"queued sync of {name} (task {sent.id})")
         return
@@ -64,7 +66,7 @@ def refresh_now(name: str, enabled: bool, wait: bool, timeout: float, as_json: b
         err.print(f"[red]error:[/red] connector {name!r} has events = false: no incremental refresh")
         raise typer.Exit(2)
     since = datetime.now(timezone.utc)
-    sent = celery_app.send_task("jumpsync.sync.events", args=[name], queue="sync")
+    sent = celery_app.send_task(TaskName.SYNC_EVENTS, args=[name], queue=TaskName.SYNC_EVENTS.queue)
     if not wait:
         print_json({"task_id": sent.id}) if as_json else console.print(f"queued refresh of {name} (task {sent.id})")
         return

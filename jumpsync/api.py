@@ -18,13 +18,9 @@ from typing import Any
 from models.tables import ENDED_REQUEST_STATUSES
 from provisioning import requests
 from worker import runtime
+from worker.names import TaskName
 
 log = logging.getLogger(__name__)
-
-APPLY_TASK = "jumpsync.provision"
-SUBMIT_TASK = "jumpsync.provision.submit"
-QUEUE = "provisioning"
-
 
 def enqueue(request_id: str) -> bool:
     """Send the apply message; False (and the request left for the relay) when the broker is unreachable."""
@@ -33,7 +29,7 @@ def enqueue(request_id: str) -> bool:
     try:
         # A short publish retry: a broker that is down must not hold the caller for kombu's default connect
         # timeout (seconds per request); the request is already recorded and the relay will send it.
-        app.send_task(APPLY_TASK, args=[request_id], queue=QUEUE, retry=True,
+        app.send_task(TaskName.PROVISION_APPLY, args=[request_id], queue=TaskName.PROVISION_APPLY.queue, retry=True,
                       retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2})
         return True
     except Exception as exc:  # noqa: BLE001  (kombu raises several kinds; all mean "not sent now")

@@ -9,9 +9,10 @@ from celery import shared_task
 
 from access import snapshots as access_snapshots
 from worker import runtime
+from worker.names import TaskName
 
 
-@shared_task(name="jumpsync.access.refresh")
+@shared_task(name=TaskName.ACCESS_REFRESH)
 def access_refresh(connector: str | None = None) -> dict:
     """Render the stored report and export of one connector, or of every configured one, whose data changed
     since they were last rendered (none when ``[access] snapshots`` is off)."""

@@ -8,9 +8,10 @@ from celery import shared_task
 from pipeline import discovery
 from worker import runtime
 from worker.beat import announce_discovery
+from worker.names import TaskName
 
 
-@shared_task(name="jumpsync.msp.discover")
+@shared_task(name=TaskName.MSP_DISCOVER)
 def msp_discover(msp: str) -> dict:
     """List the organisations of one MSP key and record them; their connectors reach every worker within
     seconds (``worker.runtime``), and beat, told of the change, schedules the new ones at its next tick."""

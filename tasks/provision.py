@@ -22,6 +22,7 @@ from config.settings import parse_duration
 from jumpsync.api import enqueue
 from provisioning import requests, runner
 from worker import runtime
+from worker.names import TaskName
 
 
 class SubmitMessage(BaseModel):
@@ -34,7 +35,7 @@ class SubmitMessage(BaseModel):
     requested_by: str | None = Field(default=None, max_length=256)
 
 
-@shared_task(name="jumpsync.provision.submit", bind=True)
+@shared_task(name=TaskName.PROVISION_SUBMIT, bind=True)
 def provision_submit(self, *args: Any, **kwargs: Any) -> dict:
     """Validate and record a request from any Celery client, then enqueue it."""
     engine = runtime.engine()
@@ -54,7 +55,7 @@ def provision_submit(self, *args: Any, **kwargs: Any) -> dict:
     return {"id": accepted.request["id"], "status": accepted.request["status"]}
 
 
-@shared_task(name="jumpsync.provision", bind=True)
+@shared_task(name=TaskName.PROVISION_APPLY, bind=True)
 def provision_apply(self, request_id: str) -> dict:
     """Apply one recorded request to JumpCloud; on transient trouble, come back later."""
     execution = runner.execute(runtime.engine(), runtime.settings(), request_id, self.request.id,
@@ -64,7 +65,7 @@ def provision_apply(self, request_id: str) -> dict:
     return {"request_id": request_id, "status": execution.status}
 
 
-@shared_task(name="jumpsync.provision.relay")
+@shared_task(name=TaskName.PROVISION_RELAY)
 def provision_relay() -> dict:
     """Enqueue again the requests whose message was lost (pending too long, or running past their lease)."""
     config = runtime.settings().file.provisioning

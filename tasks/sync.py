@@ -10,13 +10,14 @@ from models.tables import utcnow
 from pipeline import reaper, runs, sync
 from tasks.access import access_refresh
 from worker import runtime
+from worker.names import TaskName
 
 #: A full sync that finds an incremental refresh of its connector running (seconds long) tries again this often,
 #: for longer than a refresh can stay active (``pipeline.runs.EVENTS_RUN_STALE_AFTER``); then it records a skip.
 RETRY_AFTER_REFRESH = 5
 
 
-@shared_task(name="jumpsync.sync.connector", bind=True, max_retries=120)
+@shared_task(name=TaskName.SYNC_CONNECTOR, bind=True, max_retries=120)
 def sync_connector(self, connector: str, trigger: str = "schedule") -> dict:
     """Open a run for a connector and fan out one part per fetched resource type."""
     waited_enough = self.request.retries >= self.max_retries
@@ -29,7 +30,7 @@ def sync_connector(self, connector: str, trigger: str = "schedule") -> dict:
     return {"run_id": started.run_id, "skipped": started.skipped, "reason": started.reason}
 
 
-@shared_task(name="jumpsync.sync.part")
+@shared_task(name=TaskName.SYNC_PART)
 def sync_part(run_id: int, resource_type: str, connector: str) -> dict:
     """Fetch one resource type into the database; the part that completes the set enqueues the finalizer."""
     step = sync.run_part(runtime.settings_for(connector), runtime.engine(), run_id, resource_type, connector)
@@ -38,7 +39,7 @@ def sync_part(run_id: int, resource_type: str, connector: str) -> dict:
     return {"run_id": run_id, "part": resource_type, "status": step.result.status, "reason": step.result.reason}
 
 
-@shared_task(name="jumpsync.sync.finalize")
+@shared_task(name=TaskName.SYNC_FINALIZE)
 def sync_finalize(run_id: int, connector: str) -> dict:
     """Derive roles, admin links and access through groups, close the run, then ask for the connector's report
     and export to be rendered."""
@@ -49,7 +50,7 @@ def sync_finalize(run_id: int, connector: str) -> dict:
     return {"run_id": run_id, "connector": connector, "status": summary.status}
 
 
-@shared_task(name="jumpsync.sync.events", soft_time_limit=300, time_limit=360)
+@shared_task(name=TaskName.SYNC_EVENTS, soft_time_limit=300, time_limit=360)
 def sync_events(connector: str) -> dict:
     """Refresh what the connector's Directory Insights events name; send a full sync when the refresh asks for
     one, and the rendering of the report and export when it wrote something."""
@@ -66,7 +67,7 @@ def sync_events(connector: str) -> dict:
             "requests": result.requests, "events": result.events, "reads": result.reads}
 
 
-@shared_task(name="jumpsync.history.prune")
+@shared_task(name=TaskName.HISTORY_PRUNE)
 def history_prune() -> dict:
     """Drop change history older than ``[history] retention``, and incremental and skipped runs older than a
     week."""
@@ -77,7 +78,7 @@ def history_prune() -> dict:
             "skipped_runs_deleted": runs.prune_skipped_runs(runtime.engine(), week_ago)}
 
 
-@shared_task(name="jumpsync.sync.reap")
+@shared_task(name=TaskName.SYNC_REAP)
 def sync_reap() -> dict:
     """Fail runs that went stale; send again the parts and finalizers whose messages were lost."""
     stale_after = parse_duration(runtime.settings().file.sync.stale_run_after)

@@ -21,15 +21,13 @@ from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
 from config.msp import MspConfig
 from config.settings import ConfigError, ConnectorConfig, parse_duration
 from worker import runtime
+from worker.names import TaskName
 
 log = logging.getLogger(__name__)
 
 ENTRY_PREFIX = "sync:"
 EVENTS_PREFIX = "events:"
 MSP_PREFIX = "msp:"
-SYNC_TASK = "jumpsync.sync.connector"
-EVENTS_TASK = "jumpsync.sync.events"
-MSP_TASK = "jumpsync.msp.discover"
 #: Bumped by a discovery that found organisations come, go or change: beat reconciles at its next tick instead of
 #: waiting for ``config_reload_interval``.
 DISCOVERY_CHANGED_KEY = "jumpsync:msp:changed"
@@ -47,21 +45,23 @@ def desired_entries(connectors: tuple[ConnectorConfig, ...], msps: tuple[MspConf
     def every(interval: str):
         return schedule(parse_duration(interval).total_seconds())
 
-    entries = {entry_name(c.name): _entry(SYNC_TASK, c.schedule, c.name, trigger="schedule") for c in connectors}
-    entries.update({EVENTS_PREFIX + c.name: _entry(EVENTS_TASK, every(c.events_interval), c.name)
+    entries = {entry_name(c.name): _entry(TaskName.SYNC_CONNECTOR, c.schedule, c.name, trigger="schedule")
+               for c in connectors}
+    entries.update({EVENTS_PREFIX + c.name: _entry(TaskName.SYNC_EVENTS, every(c.events_interval), c.name)
                     for c in connectors if c.events})
-    entries.update({MSP_PREFIX + m.name: _entry(MSP_TASK, every(m.discover_interval), m.name) for m in msps})
+    entries.update({MSP_PREFIX + m.name: _entry(TaskName.MSP_DISCOVER, every(m.discover_interval), m.name)
+                    for m in msps})
     return entries
 
 
-def _entry(task: str, schedule, name: str, **kwargs) -> dict:
+def _entry(task: TaskName, schedule, name: str, **kwargs) -> dict:
     """One entry. A task of an interval schedule still queued when the next is due is dropped (``expires``): the
     next does the same work (a refresh reads the same events), and on a busy fleet the full syncs of one
     connector would otherwise pile up, each recorded ``skipped``. Cron schedules keep theirs."""
     run_every = getattr(schedule, "run_every", None)
     expires = {"expires": run_every.total_seconds()} if run_every is not None else {}
     return {"task": task, "schedule": schedule, "args": (name,), "kwargs": kwargs,
-            "options": {"queue": "sync", **expires}}
+            "options": {"queue": task.queue, **expires}}
 
 
 def announce_discovery(broker_url: str) -> None:

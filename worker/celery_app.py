@@ -12,10 +12,8 @@ from celery.schedules import crontab
 
 from config.settings import Settings, parse_duration
 from worker import signals  # noqa: F401  (connects the process hooks)
+from worker.names import Queue, TaskName
 from worker.runtime import settings
-
-SYNC_QUEUE = "sync"
-PROVISIONING_QUEUE = "provisioning"
 
 
 def create_app() -> Celery:
@@ -32,10 +30,8 @@ def create_app() -> Celery:
             # would add up to 100 s to visibility_timeout; look every 10 s instead.
             "unacked_restore_interval": 10, "unacked_restore_throttle": 1,
         },
-        task_default_queue=SYNC_QUEUE,
-        task_routes={"jumpsync.sync.*": {"queue": SYNC_QUEUE}, "jumpsync.access.*": {"queue": SYNC_QUEUE},
-                     "jumpsync.msp.*": {"queue": SYNC_QUEUE},
-                     "jumpsync.provision*": {"queue": PROVISIONING_QUEUE}},
+        task_default_queue=Queue.SYNC,
+        task_routes={task.value: {"queue": task.queue.value} for task in TaskName},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -64,20 +60,20 @@ def create_app() -> Celery:
 def _beat_schedule(current: Settings) -> dict:
     """The fixed entries; the per-connector syncs are added by the scheduler (worker.beat)."""
     schedule = {
-        "sync-reaper": {"task": "jumpsync.sync.reap", "schedule": 60.0, "options": {"queue": SYNC_QUEUE}},
-        "history-prune": {"task": "jumpsync.history.prune", "schedule": crontab(minute=17, hour=3),
-                          "options": {"queue": SYNC_QUEUE}},
+        "sync-reaper": {"task": TaskName.SYNC_REAP, "schedule": 60.0, "options": {"queue": Queue.SYNC}},
+        "history-prune": {"task": TaskName.HISTORY_PRUNE, "schedule": crontab(minute=17, hour=3),
+                          "options": {"queue": Queue.SYNC}},
         "provisioning-relay": {
-            "task": "jumpsync.provision.relay",
+            "task": TaskName.PROVISION_RELAY,
             "schedule": parse_duration(current.file.provisioning.relay_interval).total_seconds(),
-            "options": {"queue": PROVISIONING_QUEUE},
+            "options": {"queue": Queue.PROVISIONING},
         },
     }
     if current.file.access.snapshots:
         interval = parse_duration(current.file.access.refresh_interval).total_seconds()
         # Expires after one interval: a backlog of refreshes is not worth working through.
-        schedule["access-refresh"] = {"task": "jumpsync.access.refresh", "schedule": interval,
-                                      "options": {"queue": SYNC_QUEUE, "expires": interval}}
+        schedule["access-refresh"] = {"task": TaskName.ACCESS_REFRESH, "schedule": interval,
+                                      "options": {"queue": Queue.SYNC, "expires": interval}}
     return schedule
 
 
