@@ -22,6 +22,7 @@ from worker.names import TaskName
 
 log = logging.getLogger(__name__)
 
+
 def enqueue(request_id: str) -> bool:
     """Send the apply message; False (and the request left for the relay) when the broker is unreachable."""
     from worker.celery_app import app
