@@ -20,14 +20,19 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class WriteAbandoned(RuntimeError):
+    """A write not run because one submitted before it failed."""
+
+
 class WriteBehind:
     """Runs database writes one after another on a thread of its own while the event loop goes on fetching.
 
     The writes run in the order they were submitted, so a part's writer objects are only ever used by that
     thread. At most ``max_pending`` writes wait at a time: past that, ``submit`` waits for the oldest, so a slow
     database slows the fetching rather than filling memory. A failed write fails the next ``submit`` or
-    ``drain``; on leaving the block with an error, writes not yet started are dropped and the one running is
-    waited for, so nothing touches the database after the part has ended.
+    ``drain``, and no write after it runs (the thread checks before each, so a busy event loop that has not
+    seen the failure yet cannot let one through); on leaving the block with an error, writes not yet started
+    are dropped and the one running is waited for, so nothing touches the database after the part has ended.
     """
 
     #: The GIL switch interval while writes run behind the loop. At Python's default (5 ms) the writer thread,
@@ -40,9 +45,19 @@ class WriteBehind:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jumpsync-writer")
         self._pending: deque[asyncio.Future] = deque()
         self._saved_interval: float | None = None
+        self._failed = False  # set and read by the writer thread only
+
+    def _run(self, write: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        if self._failed:
+            raise WriteAbandoned("an earlier write failed")
+        try:
+            return write(*args)
+        except BaseException:
+            self._failed = True
+            raise
 
     async def submit(self, write: Callable[..., Any], *args: Any) -> None:
-        self._pending.append(asyncio.wrap_future(self._executor.submit(write, *args)))
+        self._pending.append(asyncio.wrap_future(self._executor.submit(self._run, write, args)))
         while self._pending and (len(self._pending) > self.max_pending or self._pending[0].done()):
             await self._pending.popleft()
 

@@ -71,6 +71,25 @@ def test_a_failed_write_fails_the_block_and_later_writes_never_run():
     assert ran == []
 
 
+def test_no_write_runs_after_a_failed_one_even_while_the_loop_is_busy():
+    """The loop has not seen the failure yet (it is busy elsewhere) when the thread is free to go on."""
+    ran = []
+
+    def boom():
+        raise RuntimeError("disk full")
+
+    async def main():
+        async with WriteBehind(max_pending=10) as writes:
+            await writes.submit(boom)
+            await writes.submit(ran.append, "late")
+            time.sleep(0.2)  # the loop blocked: nothing can cancel the queued write in time
+            await writes.drain()
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        asyncio.run(main())
+    assert ran == []
+
+
 def test_leaving_with_an_error_waits_for_the_running_write_and_drops_the_queued():
     finished, queued = [], []
 
