@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 import redis
 
 from jumpcloud.budget import RedisBudget
 from jumpcloud.client import JumpCloudClient
 from simulator.generator import TenantSpec
 from tests.conftest import TEST_API_KEY
+from tests.servers import RedisServer
 
 
 async def _list_users(url: str, budget: RedisBudget | None, times: int) -> None:
@@ -47,7 +49,17 @@ def _script_calls(client: redis.Redis) -> int:
     return client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
 
 
-def test_shared_rate(redis_url, simulator):
+@pytest.fixture
+def own_redis_url(tmp_path):
+    """A Redis server of this test's own: its script calls are counted server-wide, so no other test's
+    processes (a beat's lock, another connector's budget) may use it meanwhile."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server.url
+    server.stop()
+
+
+def test_shared_rate(own_redis_url, simulator):
+    redis_url = own_redis_url
     sim = simulator(TenantSpec(seed=92, users=100, admins=1, groups=1, apps=1))
     client = redis.Redis.from_url(redis_url)
     client.delete("jumpsync:budget:acme:rate")
