@@ -28,7 +28,7 @@ def list_organizations(config: Optional[Path] = ConfigOption, as_json: bool = Js
                        output_: Optional[Output] = OutputOption) -> None:
     """Each MSP key's organisations: the connector each was given and whether it syncs."""
     use_config(config)
-    from pipeline.discovery import organizations
+    from msp.views import organizations
     from worker import runtime
 
     tables = organizations(runtime.engine(), runtime.settings().file)
@@ -59,7 +59,7 @@ def discover(name: str = typer.Argument(..., help="The [[msp]] table's name."),
              as_json: bool = JsonOption) -> None:
     """List an MSP key's organisations now (beat does it every discover_interval)."""
     use_config(config)
-    from pipeline.discovery import wait_for_listing
+    from msp.views import wait_for_listing
     from worker import runtime
     from worker.celery_app import app as celery_app
 

@@ -217,7 +217,7 @@ def _start_demo_simulator(children: Children, env: dict[str, str], console: Cons
 def _discovered_names(settings, engine, since) -> tuple[list[str] | None, list[str]]:
     """The file's connectors and those its ``[[msp]]`` tables discovered, or None until every table was listed
     since ``since`` (before that, ``up --once`` cannot know what to wait for); and the tables' failed listings."""
-    from pipeline.discovery import discovered_connectors, listed_since, organizations
+    from msp.views import discovered_connectors, listed_since, organizations
 
     tables = organizations(engine, settings.file)
     fresh = [t for t in tables if listed_since(t, since)]

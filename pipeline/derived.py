@@ -21,13 +21,13 @@ from sqlalchemy import Engine, and_, false, insert, literal, or_, select, update
 from sqlmodel import Session
 
 from connector.admins import link_admins
+from connector.client_factory import describe_error
 from connector.records import GrantRecord
 from connector.roles import derive_roles
 from models.dataversion import commit_write
 from models.names import lookup_key
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Grant, Resource, SyncPart, utcnow
-from pipeline.parts import describe_error
 from pipeline.runs import DERIVED_PARTS, USABLE_PART_STATUSES, claim_part, end_part
 from telemetry import metrics
 

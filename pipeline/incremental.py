@@ -37,17 +37,18 @@ from sqlalchemy import Engine
 from config.settings import ConnectorConfig, parse_duration
 from connector import FETCH_SYNCERS
 from connector.base import collect
+from connector.client_factory import ClientFactory, describe_error, make_client
 from connector.events import Touched, event_time, reduce_events
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
 from jumpcloud.errors import BadResponseError
 from jumpcloud.events import event_pages
+from models.connectors import registered_connector_id
 from models.store import GrantWriter, ResourceWriter
 from models.tables import utcnow
 from pipeline import event_cursor
 from pipeline.derived import AccessScope, derive_admin_links_part, derive_app_via_group_part, derive_roles_part
-from pipeline.parts import ClientFactory, describe_error, make_client
-from pipeline.runs import active_run, end_events_run, last_complete_sync, open_events_run, registered_connector_id
+from pipeline.runs import active_run, end_events_run, last_complete_sync, open_events_run
 from telemetry import metrics
 
 log = logging.getLogger(__name__)

@@ -9,16 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
 from config.settings import ConnectorConfig, SyncSettings
 from connector import FETCH_SYNCERS
+from connector.client_factory import ClientFactory, describe_error, make_client
 from connector.records import GrantRecord, ResourceRecord
-from jumpcloud.client import JumpCloudClient
-from jumpcloud.retry import RetryPolicy
 from models.store import GrantWriter, ResourceWriter
 from models.tables import utcnow
 from pipeline.runs import claim_part, end_part
@@ -35,41 +33,11 @@ RESOURCE_BATCH = 1000
 #: the slots stay busy while the next page of resources is listed and while a batch is handed to the writer.
 GRANT_WINDOW_PER_SLOT = 4
 
-ClientFactory = Callable[[ConnectorConfig], JumpCloudClient]
-
-
-def make_client(connector: ConnectorConfig, broker_url: str | None = None, *,
-                base_url: str | None = None) -> JumpCloudClient:
-    """The API client for a connector; the key is read here, at the last moment, and never stored. With
-    fleet-wide limits configured, the client also takes a slot of the connector's budget in Redis (one budget
-    per key, whichever host: ``base_url`` names another, e.g. the Directory Insights API's)."""
-    limiter = None
-    if broker_url and (connector.shared_max_in_flight or connector.rate_limit):
-        from jumpcloud.budget import RedisBudget
-
-        limiter = RedisBudget(broker_url, connector.budget_name, max_in_flight=connector.shared_max_in_flight,
-                              rate=connector.rate_limit)
-    return JumpCloudClient(
-        base_url=base_url or connector.base_url, api_key=connector.api_key(), org_id=connector.org_id,
-        timeout=connector.timeout, max_in_flight=connector.max_in_flight,
-        retry=RetryPolicy(max_attempts=connector.max_attempts, base_delay=connector.backoff_base),
-        verify=str(connector.ca_bundle) if connector.ca_bundle else True,
-        on_response=metrics.api_observer(connector.name),
-        limiter=limiter,
-    )
-
-
 @dataclass(frozen=True)
 class PartResult:
     ran: bool
     status: str | None = None
     reason: str | None = None
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line error for the run record. Our errors never carry the key; other text is cut short."""
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:2000]
 
 
 async def _fetch(connector: ConnectorConfig, resource_type: str, resources: ResourceWriter,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +17,7 @@ from sqlmodel import Session
 
 from config.settings import ConnectorConfig
 from connector import FETCH_SYNCERS
+from models.connectors import register_connector
 from models.tables import ACTIVE_RUN_STATUSES, EVENTS_TRIGGER, Connector, SyncPart, SyncRun, utcnow
 from telemetry import metrics
 
@@ -63,39 +63,6 @@ class StartResult:
     reason: str | None = None
     #: The active run is an incremental refresh (seconds long): try again shortly instead of skipping.
     retry: bool = False
-
-
-def register_connector(session: Session, connector: ConnectorConfig) -> int:
-    """The connector's row id, creating or refreshing the row (never with the key)."""
-    row = session.exec(select(Connector).where(Connector.name == connector.name)).scalars().first()
-    if row is None:
-        row = Connector(name=connector.name, base_url=connector.base_url, org_id=connector.org_id)
-        session.add(row)
-        try:
-            session.commit()
-        except IntegrityError:  # registered by another process just now
-            session.rollback()
-            row = session.exec(select(Connector).where(Connector.name == connector.name)).scalars().one()
-    elif (row.base_url, row.org_id) != (connector.base_url, connector.org_id):
-        row.base_url, row.org_id = connector.base_url, connector.org_id
-        session.add(row)
-        session.commit()
-    return row.id
-
-
-_registered: WeakKeyDictionary[Engine, dict[tuple, int]] = WeakKeyDictionary()
-
-
-def registered_connector_id(engine: Engine, connector: ConnectorConfig) -> int:
-    """The connector's row id, registering it (``register_connector``) the first time this process sees the
-    connector with this URL and org on this database: rows are never deleted, and a changed URL or org is
-    another key, so it is registered again. For provisioning, where a request must not pay for it each time."""
-    known = _registered.setdefault(engine, {})
-    key = (connector.name, connector.base_url, connector.org_id)
-    if key not in known:
-        with Session(engine) as session:
-            known[key] = register_connector(session, connector)
-    return known[key]
 
 
 #: The predicate of the partial index ``uq_sync_runs_one_active`` as a literal: SQLite uses a partial index only

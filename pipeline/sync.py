@@ -13,9 +13,10 @@ from functools import partial
 from sqlalchemy import Engine
 
 from config.settings import ConfigError, Settings, parse_duration
+from connector.client_factory import ClientFactory, make_client
 from pipeline import incremental
 from pipeline.derived import run_derived_parts
-from pipeline.parts import ClientFactory, PartResult, make_client, run_fetch_part
+from pipeline.parts import PartResult, run_fetch_part
 from pipeline.runs import RunSummary, StartResult, claim_part, end_part, finish_run, start_run, try_begin_finalize
 
 log = logging.getLogger(__name__)

@@ -34,14 +34,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from config.settings import ConnectorConfig
+from connector.client_factory import make_client
 from jumpcloud.client import JumpCloudClient
-from pipeline.parts import make_client
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 #: Builds a connector's client, reading its key: ``(connector, broker_url) -> client``, as
-#: ``pipeline.parts.make_client`` (the broker URL is where the connector's shared budget lives, if it has one).
+#: ``connector.client_factory.make_client`` (the broker URL is where the connector's shared budget lives, if it has one).
 ClientFactory = Callable[[ConnectorConfig, "str | None"], JumpCloudClient]
 
 
@@ -147,7 +147,7 @@ _process: ProcessClients | None = None
 
 
 def for_process() -> ProcessClients:
-    """This process's loop and clients (clients built by ``pipeline.parts.make_client``), created on first use."""
+    """This process's loop and clients (clients built by ``connector.client_factory.make_client``), created on first use."""
     global _process
     if _process is None:
         _process = ProcessClients()

@@ -29,9 +29,9 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from config.settings import ConfigError, Settings, parse_duration
+from connector.client_factory import describe_error
 from jumpcloud.errors import BadResponseError, JumpCloudError, RateLimitedError, ServerError, TransportError
-from pipeline.parts import describe_error
-from pipeline.runs import registered_connector_id
+from models.connectors import registered_connector_id
 from provisioning import requests
 from provisioning.actions import ACTIONS, ActionContext
 from provisioning.clients import ProcessClients, for_process

@@ -1,11 +1,11 @@
-"""MSP discovery task: a thin wrapper that calls ``pipeline.discovery``. The argument is the ``[[msp]]`` table's
+"""MSP discovery task: a thin wrapper that calls ``msp.discovery``. The argument is the ``[[msp]]`` table's
 name, never its key."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from pipeline import discovery
+from msp import discovery
 from worker import runtime
 from worker.beat import announce_discovery
 from worker.names import TaskName

@@ -64,7 +64,7 @@ def _read_discovered(base: Settings) -> Settings:
     migrated yet: ``jumpsync db upgrade`` runs with these settings), those read last time are kept, as far as
     the file still has their tables; a process that never read them says so (``discovered_known``), and beat
     then removes no schedule: a blip must not drop every discovered organisation's syncs."""
-    from pipeline.discovery import discovered_connectors  # only processes of a config with [[msp]] need it
+    from msp.views import discovered_connectors  # only processes of a config with [[msp]] need it
 
     try:
         found, known = discovered_connectors(engine(), base.file), True

@@ -1,5 +1,5 @@
-"""Process lifecycle hooks of workers: logging, the metrics exporter, fresh database engines after fork, closing
-a pool process's provisioning clients, and task context on log lines. Imported by ``worker.celery_app``; plain
+"""Process lifecycle hooks of workers: logging, the metrics exporter and the API clients' response metrics, fresh
+database engines after fork, closing a pool process's provisioning clients, and task context on log lines. Imported by ``worker.celery_app``; plain
 Celery signals, nothing else."""
 
 from __future__ import annotations
@@ -28,6 +28,16 @@ def _start_metrics_exporter(**_kwargs) -> None:
 
     start_exporter(int(port), lambda: get_engine(runtime.settings().database_url),
                    address=os.environ.get("JUMPSYNC_METRICS_ADDRESS", "0.0.0.0"))
+
+
+@signals.worker_init.connect
+@signals.worker_process_init.connect
+def _observe_api_responses(**_kwargs) -> None:
+    """Every API client a worker builds counts its responses (``connector.client_factory`` imports no metrics)."""
+    from connector.client_factory import observe_responses
+    from telemetry.metrics import api_observer
+
+    observe_responses(api_observer)
 
 
 @signals.worker_process_init.connect

@@ -163,7 +163,8 @@ def test_a_cursor_older_than_retention_and_too_many_reads_ask_for_a_full_sync(en
 
 def test_a_refresh_waits_for_a_running_full_sync_and_a_full_sync_for_a_refresh(engine, db_url, simulator):
     from pipeline import sync
-    from pipeline.runs import end_events_run, open_events_run, registered_connector_id
+    from models.connectors import registered_connector_id
+    from pipeline.runs import end_events_run, open_events_run
 
     sim = simulator()
     settings = make_settings(db_url, sim.url)
@@ -200,7 +201,8 @@ def test_refreshes_failing_too_long_hand_over_to_a_full_sync(engine, db_url, sim
 
 def test_a_partial_full_sync_is_a_base_when_every_type_was_read(engine, db_url, simulator):
     """A run held back by the deletion valve read everything (its deletions wait); one with a failed part did not."""
-    from pipeline.runs import last_complete_sync, registered_connector_id
+    from models.connectors import registered_connector_id
+    from pipeline.runs import last_complete_sync
 
     sim = simulator()
     settings = make_settings(db_url, sim.url, SyncSettings(max_delete_share=0.0, delete_hold_min=0))

@@ -9,7 +9,8 @@ from sqlmodel import Session, select
 from config.settings import load_settings
 from connector.organizations import Organization
 from models.tables import Connector, MspListing, MspOrganization, utcnow
-from pipeline.discovery import apply_listing, discovered_connectors
+from msp.discovery import apply_listing
+from msp.views import discovered_connectors
 
 CONFIG = """
 [[connectors]]
@@ -106,7 +107,7 @@ def msp_simulator():
 def test_discover_lists_every_page_over_http_and_a_failed_listing_changes_nothing(engine, msp_simulator, tmp_path,
                                                                                    monkeypatch, redis_url):
     from models.queries import metrics_snapshot
-    from pipeline.discovery import discover
+    from msp.discovery import discover
     from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
 
     sim = msp_simulator
@@ -146,7 +147,7 @@ def test_discover_lists_every_page_over_http_and_a_failed_listing_changes_nothin
 
 
 def test_an_organisation_two_msp_tables_reach_is_synced_once_and_shown_shadowed(engine, tmp_path):
-    from pipeline.discovery import organizations
+    from msp.views import organizations
 
     path = tmp_path / "jumpsync.toml"
     path.write_text(CONFIG + '\n[[msp]]\nname = "beta"\napi_key_env = "BETA_MSP_KEY"\n')

@@ -10,7 +10,7 @@ from sqlmodel import Session
 from config.settings import SettingsCache
 from connector.organizations import Organization
 from models.tables import MspOrganization
-from pipeline import discovery
+from msp import discovery, views
 from worker import runtime
 from worker.beat import desired_entries
 
@@ -68,14 +68,14 @@ def test_the_last_known_organisations_stay_while_the_database_cannot_say(process
     def down(*_args):
         raise OperationalError("SELECT", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(discovery, "discovered_connectors", down)
+    monkeypatch.setattr(views, "discovered_connectors", down)
     again = runtime.settings_for("acme-unknown")  # forces a read, which fails
     assert [c.name for c in again.connectors] == ["hq", "acme-globex"]
 
 
 def test_a_config_without_msp_tables_never_reads_the_database(process, tmp_path, monkeypatch):
     (tmp_path / "jumpsync.toml").write_text(CONFIG[:CONFIG.index("[[msp]]")])
-    monkeypatch.setattr(discovery, "discovered_connectors", lambda *_: pytest.fail("read the database"))
+    monkeypatch.setattr(views, "discovered_connectors", lambda *_: pytest.fail("read the database"))
     assert [c.name for c in runtime.settings_for("acme-globex").connectors] == ["hq"]
 
 
@@ -149,7 +149,7 @@ def test_a_process_that_never_read_them_keeps_every_schedule_while_the_database_
     def down(*_args):
         raise OperationalError("SELECT", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(discovery, "discovered_connectors", down)
+    monkeypatch.setattr(views, "discovered_connectors", down)
     fresh = runtime.settings()  # a beat just started: nothing read before
     assert fresh.discovered_known is False and [c.name for c in fresh.connectors] == ["hq"]
     monkeypatch.undo()
@@ -178,17 +178,17 @@ def test_beat_keeps_every_discovered_schedule_while_it_cannot_read_them(process,
     assert entries() == {"sync:acme-globex", "sync:acme-initech", "sync:hq"}
 
     listed(process, "Globex")  # Initech missing: still running (remove_after)
-    real = discovery.discovered_connectors
+    real = views.discovered_connectors
 
     def down(*_args):
         raise OperationalError("SELECT", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(discovery, "discovered_connectors", down)
+    monkeypatch.setattr(views, "discovered_connectors", down)
     monkeypatch.setattr(runtime, "_view", runtime._DiscoveredView())  # a beat just started
     ConnectorScheduler(app=app, lazy=True).reconcile()
     assert entries() == {"sync:acme-globex", "sync:acme-initech", "sync:hq"}  # nothing removed
 
-    monkeypatch.setattr(discovery, "discovered_connectors", real)
+    monkeypatch.setattr(views, "discovered_connectors", real)
     with Session(runtime.engine()) as session:  # Initech removed
         session.execute(update(MspOrganization).where(MspOrganization.connector == "acme-initech")
                         .values(removed_at=discovery.utcnow()))

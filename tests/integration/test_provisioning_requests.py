@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from config.settings import ConnectorConfig, FileConfig, ProvisioningPolicy, Settings
-from models import history, queries
-from pipeline import runs, sync
-from pipeline.parts import make_client
+from connector.client_factory import make_client
+from models import connectors, history, queries
+from pipeline import sync
 from provisioning import requests, runner
 from provisioning.clients import ProcessClients
 from provisioning.writethrough import WriteThrough
@@ -231,13 +231,13 @@ def test_runner_reuses_one_client_and_registers_the_connector_once(engine, db_ur
     built, registered = [], []
     clients = ProcessClients(lambda connector, broker_url: built.append(make_client(connector, broker_url))
                              or built[-1])
-    real_register = runs.register_connector
+    real_register = connectors.register_connector
 
     def register(session, connector):
         registered.append(connector.name)
         return real_register(session, connector)
 
-    monkeypatch.setattr(runs, "register_connector", register)
+    monkeypatch.setattr(connectors, "register_connector", register)
     dump = sim.dump()
     group = dump["groups"][0]
     users = [u["_id"] for u in dump["users"] if u["_id"] not in group["members"]][:3]

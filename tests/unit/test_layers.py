@@ -12,16 +12,16 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Lowest first. A package may import its own modules and those of any lower layer, never a package of its own
 #: layer or a higher one.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("jumpcloud",),                         # the JumpCloud API client
-    ("config", "connector", "simulator"),   # settings; one syncer per resource type; the API simulator
-    ("models",),                            # tables, store, history, name resolution
-    ("access", "telemetry"),                # access insight; logs and metrics
-    ("pipeline",),                          # a sync run and its parts
-    ("provisioning",),                      # requests and the actions that apply them
-    ("worker",),                            # the Celery app, its signals, beat, the process's settings
-    ("jumpsync",),                          # the Python interface: submit a request
-    ("tasks",),                             # thin Celery tasks
-    ("cli",),                               # the jumpsync command
+    ("jumpcloud",),                             # the JumpCloud API client
+    ("config",),                                # settings
+    ("connector", "simulator"),                 # one syncer per resource type, the client factory; the simulator
+    ("models",),                                # tables, store, history, name resolution, connector registration
+    ("access", "telemetry"),                    # access insight; logs and metrics
+    ("msp", "pipeline", "provisioning"),        # MSP discovery; a sync run and its parts; requests and actions
+    ("worker",),                                # the Celery app, its signals, beat, the process's settings
+    ("jumpsync",),                              # the Python interface: submit a request
+    ("tasks",),                                 # thin Celery tasks
+    ("cli",),                                   # the jumpsync command
 )
 LAYER_OF = {package: level for level, packages in enumerate(LAYERS) for package in packages}
 

@@ -5,7 +5,7 @@ import pytest
 
 from config.settings import ConfigError, load_settings
 from connector.organizations import Organization, map_organization
-from pipeline.discovery import connector_name, slug
+from msp.names import connector_name, slug
 
 MSP = """
 [[connectors]]
