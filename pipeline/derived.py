@@ -26,9 +26,11 @@ from connector.records import GrantRecord
 from connector.roles import derive_roles
 from models.dataversion import commit_write
 from models.names import lookup_key
+from models.states import USABLE_PART_STATUSES
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Grant, Resource, SyncPart, utcnow
-from pipeline.runs import DERIVED_PARTS, USABLE_PART_STATUSES, claim_part, end_part
+from pipeline.claims import claim_part, end_part
+from pipeline.plan import DERIVED_PARTS
 from telemetry import metrics
 
 VIA_GROUP = "app_via_group"

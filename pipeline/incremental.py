@@ -48,7 +48,8 @@ from models.store import GrantWriter, ResourceWriter
 from models.tables import utcnow
 from pipeline import event_cursor
 from pipeline.derived import AccessScope, derive_admin_links_part, derive_app_via_group_part, derive_roles_part
-from pipeline.runs import active_run, end_events_run, last_complete_sync, open_events_run
+from pipeline.events_runs import end_events_run, open_events_run
+from pipeline.runs import active_run, last_complete_sync
 from telemetry import metrics
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from connector.client_factory import ClientFactory, describe_error, make_client
 from connector.records import GrantRecord, ResourceRecord
 from models.store import GrantWriter, ResourceWriter
 from models.tables import utcnow
-from pipeline.runs import claim_part, end_part
+from pipeline.claims import claim_part, end_part
 from pipeline.streaming import FetchWindow, WriteBehind
 from pipeline.valve import Deletion, hold_reason, use_approval
 from telemetry import metrics

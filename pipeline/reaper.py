@@ -13,8 +13,9 @@ from datetime import timedelta
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
+from models.states import ENDED_PART_STATUSES
 from models.tables import EVENTS_TRIGGER, Connector, SyncPart, SyncRun, utcnow
-from pipeline.runs import ACTIVE_RUN_PREDICATE, ENDED_PART_STATUSES, reap_stale_runs
+from pipeline.runs import ACTIVE_RUN_PREDICATE, reap_stale_runs
 
 #: A part still pending this long after its run started lost its message.
 PART_RELAY_AFTER = timedelta(minutes=5)

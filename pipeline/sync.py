@@ -15,9 +15,11 @@ from sqlalchemy import Engine
 from config.settings import ConfigError, Settings, parse_duration
 from connector.client_factory import ClientFactory, make_client
 from pipeline import incremental
+from pipeline.claims import claim_part, end_part
 from pipeline.derived import run_derived_parts
+from pipeline.fanin import RunSummary, finish_run, try_begin_finalize
 from pipeline.parts import PartResult, run_fetch_part
-from pipeline.runs import RunSummary, StartResult, claim_part, end_part, finish_run, start_run, try_begin_finalize
+from pipeline.runs import StartResult, start_run
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ from celery import shared_task
 from config.settings import parse_duration
 from models import history
 from models.tables import utcnow
-from pipeline import reaper, runs, sync
+from pipeline import pruning, reaper, sync
 from tasks.access import access_refresh
 from worker import runtime
 from worker.names import TaskName
 
 #: A full sync that finds an incremental refresh of its connector running (seconds long) tries again this often,
-#: for longer than a refresh can stay active (``pipeline.runs.EVENTS_RUN_STALE_AFTER``); then it records a skip.
+#: for longer than a refresh can stay active (``pipeline.events_runs.EVENTS_RUN_STALE_AFTER``); then it records a skip.
 RETRY_AFTER_REFRESH = 5
 
 
@@ -72,10 +72,10 @@ def history_prune() -> dict:
     """Drop change history older than ``[history] retention``, and incremental and skipped runs older than a
     week."""
     retention = parse_duration(runtime.settings().file.history.retention)
-    week_ago = utcnow() - runs.EVENTS_RUN_RETENTION
+    week_ago = utcnow() - pruning.EVENTS_RUN_RETENTION
     return {"deleted": history.prune(runtime.engine(), utcnow() - retention),
-            "events_runs_deleted": runs.prune_events_runs(runtime.engine(), week_ago),
-            "skipped_runs_deleted": runs.prune_skipped_runs(runtime.engine(), week_ago)}
+            "events_runs_deleted": pruning.prune_events_runs(runtime.engine(), week_ago),
+            "skipped_runs_deleted": pruning.prune_skipped_runs(runtime.engine(), week_ago)}
 
 
 @shared_task(name=TaskName.SYNC_REAP)

@@ -162,9 +162,9 @@ def test_a_cursor_older_than_retention_and_too_many_reads_ask_for_a_full_sync(en
 
 
 def test_a_refresh_waits_for_a_running_full_sync_and_a_full_sync_for_a_refresh(engine, db_url, simulator):
-    from pipeline import sync
     from models.connectors import registered_connector_id
-    from pipeline.runs import end_events_run, open_events_run
+    from pipeline import sync
+    from pipeline.events_runs import end_events_run, open_events_run
 
     sim = simulator()
     settings = make_settings(db_url, sim.url)
@@ -236,7 +236,7 @@ def test_the_window_reaches_back_before_a_full_syncs_start(engine, db_url, simul
 
 
 def test_old_incremental_runs_are_pruned(engine, db_url, simulator):
-    from pipeline.runs import EVENTS_RUN_RETENTION, prune_events_runs
+    from pipeline.pruning import EVENTS_RUN_RETENTION, prune_events_runs
 
     sim = simulator()
     settings = make_settings(db_url, sim.url)

@@ -62,7 +62,7 @@ def test_lost_parts_and_finalizers_are_found_and_stale_runs_failed(engine, db_ur
 
 
 def test_skipped_runs_older_than_a_week_are_pruned_and_nothing_else(engine, db_url, simulator):
-    from pipeline.runs import EVENTS_RUN_RETENTION, prune_skipped_runs
+    from pipeline.pruning import EVENTS_RUN_RETENTION, prune_skipped_runs
 
     sim = simulator()
     settings = make_settings(db_url, sim.url)

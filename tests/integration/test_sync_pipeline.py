@@ -178,7 +178,8 @@ def test_a_redelivered_trigger_reuses_its_run(engine, db_url, simulator):
 def test_one_finalizer_and_the_run_ends_only_when_every_derived_part_has(engine, db_url, simulator):
     """Two parts ending at once used to enqueue two finalizers, and the one that found the other deriving
     ended the run meanwhile: a sync read back at once lacked the access through groups (seen on PostgreSQL)."""
-    from pipeline.runs import claim_part, end_part, finish_run, try_begin_finalize
+    from pipeline.claims import claim_part, end_part
+    from pipeline.fanin import finish_run, try_begin_finalize
 
     sim = simulator()
     settings = make_settings(db_url, sim.url)
