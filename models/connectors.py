@@ -10,7 +10,7 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from config.connector import ConnectorConfig
 from models.tables import Connector
@@ -18,7 +18,7 @@ from models.tables import Connector
 
 def register_connector(session: Session, connector: ConnectorConfig) -> int:
     """The connector's row id, creating or refreshing the row (never with the key)."""
-    row = session.execute(select(Connector).where(Connector.name == connector.name)).scalars().first()
+    row = session.execute(select(Connector).where(col(Connector.name) == connector.name)).scalars().first()
     if row is None:
         row = Connector(name=connector.name, base_url=connector.base_url, org_id=connector.org_id)
         session.add(row)
@@ -26,7 +26,7 @@ def register_connector(session: Session, connector: ConnectorConfig) -> int:
             session.commit()
         except IntegrityError:  # registered by another process just now
             session.rollback()
-            row = session.execute(select(Connector).where(Connector.name == connector.name)).scalars().one()
+            row = session.execute(select(Connector).where(col(Connector.name) == connector.name)).scalars().one()
     elif (row.base_url, row.org_id) != (connector.base_url, connector.org_id):
         row.base_url, row.org_id = connector.base_url, connector.org_id
         session.add(row)

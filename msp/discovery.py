@@ -8,26 +8,29 @@ import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from config.msp import MspConfig
 from config.settings import Settings, parse_duration
 from connector.client_factory import ClientFactory, describe_error, make_client
 from connector.organizations import Organization, list_organizations
 from jumpcloud.client import JumpCloudClient
+from models.states import ListingOutcome
 from models.store import bulk_upsert
 from models.tables import Connector, MspListing, MspOrganization, utcnow
 from msp.names import connector_name
 
 log = logging.getLogger(__name__)
 
+_LISTINGS: Table = MspListing.__table__  # type: ignore[attr-defined]  # SQLModel's stubs do not declare __table__
+
 
 @dataclass
 class DiscoveryResult:
     msp: str
-    outcome: str  # ok | failed
+    outcome: ListingOutcome
     listed: int = 0
     new: list[str] = field(default_factory=list)       # connectors of organisations listed for the first time
     returned: list[str] = field(default_factory=list)  # removed earlier, listed again
@@ -64,8 +67,8 @@ def discover(engine: Engine, settings: Settings, msp_name: str, *, client_factor
     except Exception as exc:  # noqa: BLE001  (a failed listing changes nothing; the next one tries again)
         error = describe_error(exc)
         log.warning("msp listing failed", extra={"msp": msp.name, "error": error})
-        _record_listing(engine, msp.name, "failed", error=error, requests=requests, now=now or utcnow())
-        return DiscoveryResult(msp.name, "failed", requests=requests, error=error)
+        _record_listing(engine, msp.name, ListingOutcome.FAILED, error=error, requests=requests, now=now or utcnow())
+        return DiscoveryResult(msp.name, ListingOutcome.FAILED, requests=requests, error=error)
 
 
 async def _list(client: JumpCloudClient) -> list[Organization]:
@@ -80,14 +83,14 @@ def apply_listing(engine: Engine, msp: MspConfig, organizations: list[Organizati
     of one key at once: the one that loses the race on a new name records the listing again."""
     now = now or utcnow()
     for attempt in (1, 2):
-        result = DiscoveryResult(msp.name, "ok", listed=len(organizations), requests=requests)
+        result = DiscoveryResult(msp.name, ListingOutcome.OK, listed=len(organizations), requests=requests)
         try:
             _apply(engine, msp, organizations, reserved, now, result)
             break
         except IntegrityError:
             if attempt == 2:
                 raise
-    _record_listing(engine, msp.name, "ok", organizations=len(organizations), requests=requests, now=now)
+    _record_listing(engine, msp.name, ListingOutcome.OK, organizations=len(organizations), requests=requests, now=now)
     if result.changed:
         log.info("msp organisations changed", extra={"msp": msp.name, "new": result.new,
                                                      "returned": result.returned, "removed": result.removed,
@@ -101,9 +104,9 @@ def _apply(engine: Engine, msp: MspConfig, organizations: list[Organization], re
     remove_after = parse_duration(msp.remove_after)
     with Session(engine) as session:
         rows = {row.org_id: row for row in session.execute(select(MspOrganization)
-                                                        .where(MspOrganization.msp == msp.name)).scalars()}
-        taken = (reserved | set(session.execute(select(MspOrganization.connector)).scalars())
-                 | set(session.execute(select(Connector.name)).scalars()))
+                                                        .where(col(MspOrganization.msp) == msp.name)).scalars()}
+        taken = (reserved | set(session.execute(select(col(MspOrganization.connector))).scalars())
+                 | set(session.execute(select(col(Connector.name))).scalars()))
         listed = {organization.id for organization in organizations}
         for organization in organizations:
             row = rows.get(organization.id)
@@ -135,10 +138,10 @@ def _apply(engine: Engine, msp: MspConfig, organizations: list[Organization], re
         session.commit()
 
 
-def _record_listing(engine: Engine, msp: str, outcome: str, *, error: str | None = None, organizations: int = 0,
-                    requests: int = 0, now: datetime) -> None:
+def _record_listing(engine: Engine, msp: str, outcome: ListingOutcome, *, error: str | None = None,
+                    organizations: int = 0, requests: int = 0, now: datetime) -> None:
     row = {"msp": msp, "listed_at": now, "outcome": outcome, "error": error, "organizations": organizations,
            "requests": requests}
     with Session(engine) as session:
-        bulk_upsert(session, MspListing.__table__, [row], ["msp"], [column for column in row if column != "msp"])
+        bulk_upsert(session, _LISTINGS, [row], ["msp"], [column for column in row if column != "msp"])
         session.commit()

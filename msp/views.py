@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from config.connector import ConnectorConfig
 from config.msp import MspConfig
@@ -26,13 +27,13 @@ def discovered_connectors(engine: Engine, file: FileConfig) -> list[ConnectorCon
     if not file.msp:
         return []
     with Session(engine) as session:
-        rows = session.execute(select(MspOrganization).where(MspOrganization.msp.in_([m.name for m in file.msp]),
-                                                             MspOrganization.removed_at.is_(None))
-                               .order_by(MspOrganization.connector)).scalars().all()
+        rows = session.execute(select(MspOrganization).where(
+            col(MspOrganization.msp).in_([m.name for m in file.msp]), col(MspOrganization.removed_at).is_(None))
+                               .order_by(col(MspOrganization.connector))).scalars().all()
     return _connectors(file, rows)
 
 
-def _connectors(file: FileConfig, rows: list[MspOrganization]) -> list[ConnectorConfig]:
+def _connectors(file: FileConfig, rows: Sequence[MspOrganization]) -> list[ConnectorConfig]:
     """``discovered_connectors`` of rows read, in connector-name order."""
     tables = {msp.name: msp for msp in file.msp}
     order = {name: index for index, name in enumerate(tables)}
@@ -55,7 +56,7 @@ def organizations(engine: Engine, file: FileConfig) -> list[dict]:
     connector and state: ``syncing``, ``excluded`` (by include/exclude), ``shadowed`` (synced by another
     connector: ``shadowed_by`` says which), ``missing`` (not in the last listing, still syncing) or ``removed``."""
     with Session(engine) as session:
-        rows = session.execute(select(MspOrganization).order_by(MspOrganization.connector)).scalars().all()
+        rows = session.execute(select(MspOrganization).order_by(col(MspOrganization.connector))).scalars().all()
         listings = {row.msp: row for row in session.execute(select(MspListing)).scalars()}
     _, shadowed = split_discovered(file, _connectors(file, rows))
     out = []

@@ -14,13 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, or_, update
+from sqlalchemy import Engine, Table, or_, update
 from sqlmodel import Session
 
 from models.store import dialect_insert
 from models.tables import EventCursor, utcnow
 
-_TABLE = EventCursor.__table__
+_TABLE: Table = EventCursor.__table__  # type: ignore[attr-defined]  # SQLModel's stubs do not declare __table__
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -58,6 +58,7 @@ def load(engine: Engine, connector_id: int) -> CursorState:
         session.execute(insert.on_conflict_do_nothing(index_elements=["connector_id"]))
         session.commit()
         row = session.get(EventCursor, connector_id)
+        assert row is not None  # inserted above if it was missing
         return CursorState(connector_id, row.cursor, dict(row.seen or {}), row.full_sync_asked_at)
 
 

@@ -17,6 +17,8 @@ from config.settings import ConnectorConfig, SyncSettings
 from connector import FETCH_SYNCERS
 from connector.client_factory import ClientFactory, describe_error, make_client
 from connector.records import GrantRecord, ResourceRecord
+from jumpcloud.client import ClientStats
+from models.states import PartStatus
 from models.store import GrantWriter, ResourceWriter
 from models.tables import utcnow
 from pipeline.claims import claim_part, end_part
@@ -36,12 +38,12 @@ GRANT_WINDOW_PER_SLOT = 4
 @dataclass(frozen=True)
 class PartResult:
     ran: bool
-    status: str | None = None
+    status: PartStatus | None = None
     reason: str | None = None
 
 
 async def _fetch(connector: ConnectorConfig, resource_type: str, resources: ResourceWriter,
-                 grants: GrantWriter | None, client_factory: ClientFactory, stats: list) -> int:
+                 grants: GrantWriter | None, client_factory: ClientFactory, stats: list[ClientStats]) -> int:
     """Stream the listing into the writers; returns the number of HTTP requests made. ``stats`` receives the
     client's stats, so that a failed part still reports what it sent.
 
@@ -64,7 +66,7 @@ async def _fetch(connector: ConnectorConfig, resource_type: str, resources: Reso
         async def take(results: list[tuple[str, list[GrantRecord]]], final: bool = False) -> None:
             nonlocal scopes
             scopes.update(results)
-            if scopes and (final or len(scopes) >= GRANT_BATCH_SCOPES):
+            if grants is not None and scopes and (final or len(scopes) >= GRANT_BATCH_SCOPES):
                 await writes.submit(grants.write_scopes, scopes)
                 scopes = {}
 
@@ -86,17 +88,18 @@ async def _fetch(connector: ConnectorConfig, resource_type: str, resources: Reso
 
 
 def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, resource_type: str,
-                   client_factory: ClientFactory = make_client, limits: SyncSettings = SyncSettings()) -> PartResult:
+                   client_factory: ClientFactory = make_client, limits: SyncSettings | None = None) -> PartResult:
     """Claim and run one fetch part; once the whole listing came back, mark what was not seen as deleted,
     unless that is so much that the deletion safety valve holds it."""
     claim = claim_part(engine, run_id, resource_type)
-    if claim.attempt is None:
+    if claim.attempt is None or claim.connector_id is None:
         return PartResult(ran=False, reason=claim.reason)
     now = utcnow()
     resources = ResourceWriter(engine, claim.connector_id, resource_type, now, run_id)
     source = FETCH_SYNCERS[resource_type].grant_source
     grants = GrantWriter(engine, claim.connector_id, resource_type, source, now, run_id) if source else None
-    requests, stats, clock = 0, [], metrics.Stopwatch()
+    requests, clock = 0, metrics.Stopwatch()
+    stats: list[ClientStats] = []
     try:
         requests = asyncio.run(_fetch(connector, resource_type, resources, grants, client_factory, stats))
         held = None
@@ -110,7 +113,8 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
                         extra={"connector": connector.name, "run_id": run_id, "part": resource_type,
                                "inconsistent_pages": inconsistent})
         else:
-            held = _hold_reason(engine, claim.connector_id, run_id, resource_type, resources, grants, limits)
+            held = _hold_reason(engine, claim.connector_id, run_id, resource_type, resources, grants,
+                                limits or SyncSettings())
             if held is None:
                 resources.delete_unseen()
                 if grants is not None:
@@ -120,13 +124,13 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
                                                "part": resource_type, "error": describe_error(exc)})
         counts = dict(resources.counts + (grants.counts if grants else Counter()))
         requests = stats[0].requests if stats else 0
-        end_part(engine, run_id, resource_type, claim.attempt, status="failed", counts=counts,
+        end_part(engine, run_id, resource_type, claim.attempt, status=PartStatus.FAILED, counts=counts,
                  requests=requests, error=f"connector {connector.name!r}: {describe_error(exc)}")
-        _observe(connector.name, resource_type, "failed", clock, stats)
-        return PartResult(ran=True, status="failed", reason=describe_error(exc))
+        _observe(connector.name, resource_type, PartStatus.FAILED, clock, stats)
+        return PartResult(ran=True, status=PartStatus.FAILED, reason=describe_error(exc))
     counts = dict(resources.counts + (grants.counts if grants else Counter()))
-    status = "succeeded" if held is None else "held"
-    error = None if status == "succeeded" else (
+    status = PartStatus.SUCCEEDED if held is None else PartStatus.HELD
+    error = None if status == PartStatus.SUCCEEDED else (
         f"deletion held: {held}; nothing of this type was deleted. If JumpCloud really lost them, run "
         f"`jumpsync deletions approve {connector.name} --type {resource_type}` and sync again")
     end_part(engine, run_id, resource_type, claim.attempt, status=status, counts=counts, requests=requests,
@@ -153,7 +157,7 @@ def _hold_reason(engine: Engine, connector_id: int, run_id: int, resource_type: 
     return reason
 
 
-def _observe(connector: str, part: str, status: str, clock: metrics.Stopwatch, stats: list) -> None:
+def _observe(connector: str, part: str, status: PartStatus, clock: metrics.Stopwatch, stats: list[ClientStats]) -> None:
     metrics.observe_part(connector, part, status, clock.seconds)
     if stats:
         metrics.count_retries(connector, stats[0].retries)

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Engine, delete, select
-from sqlmodel import Session
+from sqlalchemy import ColumnElement, CursorResult, Engine, delete, select
+from sqlmodel import Session, col
 
-from models.tables import ACTIVE_RUN_STATUSES, EVENTS_TRIGGER, SyncPart, SyncRun
+from models.states import ACTIVE_RUN_STATUSES, RunStatus, Trigger
+from models.tables import SyncPart, SyncRun
 
 #: Incremental runs are kept this long (one a minute per connector while changes come); their changes keep the
 #: run id. ``jumpsync.history.prune`` removes older ones daily.
@@ -17,20 +19,21 @@ EVENTS_RUN_RETENTION = timedelta(days=7)
 
 def prune_events_runs(engine: Engine, older_than: datetime) -> int:
     """Delete ended incremental runs that started before ``older_than``, with their parts."""
-    return _prune_runs(engine, older_than, SyncRun.trigger == EVENTS_TRIGGER)
+    return _prune_runs(engine, older_than, col(SyncRun.trigger) == Trigger.EVENTS)
 
 
 def prune_skipped_runs(engine: Engine, older_than: datetime) -> int:
     """Delete the records of triggers that found their connector busy (``skipped``), from before ``older_than``:
     a saturated fleet records many (beat's trigger of a connector still syncing) and they say nothing later."""
-    return _prune_runs(engine, older_than, SyncRun.status == "skipped")
+    return _prune_runs(engine, older_than, col(SyncRun.status) == RunStatus.SKIPPED)
 
 
-def _prune_runs(engine: Engine, older_than: datetime, which) -> int:
-    old = select(SyncRun.id).where(which, SyncRun.started_at < older_than,
-                                   SyncRun.status.not_in(ACTIVE_RUN_STATUSES))
+def _prune_runs(engine: Engine, older_than: datetime, which: ColumnElement[bool]) -> int:
+    old = select(col(SyncRun.id)).where(which, col(SyncRun.started_at) < older_than,
+                                        col(SyncRun.status).not_in(ACTIVE_RUN_STATUSES))
     with Session(engine) as session:
-        session.execute(delete(SyncPart).where(SyncPart.run_id.in_(old)))
-        deleted = session.execute(delete(SyncRun).where(SyncRun.id.in_(old))).rowcount or 0
+        session.execute(delete(SyncPart).where(col(SyncPart.run_id).in_(old)))
+        result = cast(CursorResult[Any], session.execute(delete(SyncRun).where(col(SyncRun.id).in_(old))))
+        deleted = result.rowcount or 0
         session.commit()
         return deleted

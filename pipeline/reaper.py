@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import Engine, func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from models.states import ENDED_PART_STATUSES
-from models.tables import EVENTS_TRIGGER, Connector, SyncPart, SyncRun, utcnow
+from models.states import ACTIVE_RUN_STATUSES, ENDED_PART_STATUSES, PartPhase, PartStatus, RunStatus, Trigger
+from models.tables import Connector, SyncPart, SyncRun, utcnow
 from pipeline.runs import ACTIVE_RUN_PREDICATE, reap_stale_runs
 
 #: A part still pending this long after its run started lost its message.
@@ -35,22 +35,25 @@ def reap(engine: Engine, stale_after: timedelta) -> Reaped:
     out = Reaped()
     with Session(engine) as session:
         out.failed_runs = reap_stale_runs(session, None, stale_after, now)
-        out.parts = [tuple(row) for row in session.execute(
-            select(SyncPart.run_id, SyncPart.name, Connector.name)
-            .join(SyncRun, SyncRun.id == SyncPart.run_id).join(Connector, Connector.id == SyncRun.connector_id)
-            .where(SyncRun.status == "running", SyncPart.phase == "fetch", SyncPart.status == "pending",
-                   SyncRun.started_at < now - PART_RELAY_AFTER))]
-        active = select(SyncRun.id).where(ACTIVE_RUN_PREDICATE, SyncRun.trigger != EVENTS_TRIGGER)
-        last_end = (select(SyncPart.run_id, func.max(SyncPart.finished_at).label("ended"))
-                    .where(SyncPart.phase == "fetch", SyncPart.run_id.in_(active)).group_by(SyncPart.run_id).subquery())
+        out.parts = [(run_id, part, connector) for run_id, part, connector in session.execute(
+            select(col(SyncPart.run_id), col(SyncPart.name), col(Connector.name))
+            .join(SyncRun, col(SyncRun.id) == SyncPart.run_id)
+            .join(Connector, col(Connector.id) == SyncRun.connector_id)
+            .where(col(SyncRun.status) == RunStatus.RUNNING, col(SyncPart.phase) == PartPhase.FETCH,
+                   col(SyncPart.status) == PartStatus.PENDING, col(SyncRun.started_at) < now - PART_RELAY_AFTER))]
+        active = select(col(SyncRun.id)).where(ACTIVE_RUN_PREDICATE, col(SyncRun.trigger) != Trigger.EVENTS)
+        last_end = (select(col(SyncPart.run_id), func.max(col(SyncPart.finished_at)).label("ended"))
+                    .where(col(SyncPart.phase) == PartPhase.FETCH, col(SyncPart.run_id).in_(active))
+                    .group_by(col(SyncPart.run_id)).subquery())
         stuck = session.execute(
-            select(SyncRun.id, Connector.name, SyncRun.status)
-            .join(Connector, Connector.id == SyncRun.connector_id).join(last_end, last_end.c.run_id == SyncRun.id)
-            .where(SyncRun.status.in_(("running", "finalizing")), last_end.c.ended < now - FINALIZE_RELAY_AFTER)).all()
-        for run_id, connector, status in stuck:
+            select(col(SyncRun.id), col(Connector.name))
+            .join(Connector, col(Connector.id) == SyncRun.connector_id)
+            .join(last_end, last_end.c.run_id == SyncRun.id)
+            .where(col(SyncRun.status).in_(ACTIVE_RUN_STATUSES), last_end.c.ended < now - FINALIZE_RELAY_AFTER)).all()
+        for run_id, connector in stuck:
             open_parts = session.execute(select(func.count()).select_from(SyncPart).where(
-                SyncPart.run_id == run_id, SyncPart.phase == "fetch",
-                SyncPart.status.not_in(ENDED_PART_STATUSES))).scalar_one()
+                col(SyncPart.run_id) == run_id, col(SyncPart.phase) == PartPhase.FETCH,
+                col(SyncPart.status).not_in(ENDED_PART_STATUSES))).scalar_one()
             if not open_parts:  # every fetch part ended, yet nobody finalized (or even flipped the run)
                 out.finalize.append((run_id, connector))
     return out

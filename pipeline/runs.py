@@ -9,15 +9,25 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from config.settings import ConnectorConfig
 from models.connectors import register_connector
-from models.states import USABLE_PART_STATUSES
-from models.tables import ACTIVE_RUN_STATUSES, EVENTS_TRIGGER, SyncPart, SyncRun, utcnow
+from models.states import (
+    ACTIVE_RUN_STATUSES,
+    PARTS,
+    RUNS,
+    USABLE_PART_STATUSES,
+    PartPhase,
+    PartStatus,
+    RunStatus,
+    Trigger,
+)
+from models.tables import SyncPart, SyncRun, utcnow
 from pipeline.events_runs import EVENTS_RUN_STALE_AFTER
 from pipeline.plan import plan_parts
 from telemetry import metrics
+
 
 @dataclass(frozen=True)
 class StartResult:
@@ -31,26 +41,31 @@ class StartResult:
 
 #: The predicate of the partial index ``uq_sync_runs_one_active`` as a literal: SQLite uses a partial index only
 #: for a query that states its predicate (bound parameters do not), and incremental runs add a row a minute.
-ACTIVE_RUN_PREDICATE = text("sync_runs.status IN ('running', 'finalizing')")
+ACTIVE_RUN_PREDICATE = text("sync_runs.status IN ({})".format(", ".join(f"'{s}'" for s in ACTIVE_RUN_STATUSES)))
+#: A stale run's parts that had not ended.
+_OPEN_PART_STATUSES = (PartStatus.PENDING, PartStatus.RUNNING)
 
 
 def reap_stale_runs(session: Session, connector_id: int | None, stale_after: timedelta, now: datetime) -> int:
     """Fail active runs older than ``stale_after`` (of one connector, or all): their worker died, and they must
     not block new runs."""
-    query = select(SyncRun.id, SyncRun.trigger).where(ACTIVE_RUN_PREDICATE, or_(
-        SyncRun.started_at < now - stale_after,
-        and_(SyncRun.trigger == EVENTS_TRIGGER, SyncRun.started_at < now - EVENTS_RUN_STALE_AFTER)))
+    failed_part = PARTS.move(_OPEN_PART_STATUSES, PartStatus.FAILED)
+    failed_run = RUNS.move(ACTIVE_RUN_STATUSES, RunStatus.FAILED)
+    query = select(col(SyncRun.id), col(SyncRun.trigger)).where(ACTIVE_RUN_PREDICATE, or_(
+        col(SyncRun.started_at) < now - stale_after,
+        and_(col(SyncRun.trigger) == Trigger.EVENTS, col(SyncRun.started_at) < now - EVENTS_RUN_STALE_AFTER)))
     if connector_id is not None:
-        query = query.where(SyncRun.connector_id == connector_id)
+        query = query.where(col(SyncRun.connector_id) == connector_id)
     stale = session.execute(query).all()
     for run_id, trigger in stale:
+        limit = EVENTS_RUN_STALE_AFTER if trigger == Trigger.EVENTS else stale_after
         session.execute(update(SyncPart).where(
-            SyncPart.run_id == run_id, SyncPart.status.in_(("pending", "running"))).values(
-            status="failed", finished_at=now, error="abandoned: the run went stale"))
-        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(
-            status="failed", finished_at=now,
-            error=f"abandoned: still active after {EVENTS_RUN_STALE_AFTER if trigger == EVENTS_TRIGGER else stale_after}; "
-                  "its worker probably died"))
+            col(SyncPart.run_id) == run_id, col(SyncPart.status).in_(_OPEN_PART_STATUSES)).values(
+            status=failed_part, finished_at=now, error="abandoned: the run went stale"))
+        session.execute(update(SyncRun).where(
+            col(SyncRun.id) == run_id, col(SyncRun.status).in_(ACTIVE_RUN_STATUSES)).values(
+            status=failed_run, finished_at=now,
+            error=f"abandoned: still active after {limit}; its worker probably died"))
     session.commit()
     return len(stale)
 
@@ -58,21 +73,24 @@ def reap_stale_runs(session: Session, connector_id: int | None, stale_after: tim
 def _redelivered(session: Session, task_id: str) -> StartResult | None:
     """The run this trigger message already opened, if it is delivered again (its worker died after opening
     the run): the fetch parts still pending are sent again, and no second run is opened."""
-    run = session.execute(select(SyncRun).where(SyncRun.task_id == task_id).order_by(SyncRun.id)).scalars().first()
-    if run is None:
+    run = session.execute(select(SyncRun).where(col(SyncRun.task_id) == task_id).order_by(col(SyncRun.id))
+                          ).scalars().first()
+    if run is None or run.id is None:
         return None
-    pending = ()
-    if run.status == "running":
-        pending = tuple(session.execute(select(SyncPart.name).where(
-            SyncPart.run_id == run.id, SyncPart.phase == "fetch", SyncPart.status == "pending")).scalars())
-    return StartResult(run_id=run.id, skipped=run.status == "skipped", parts=pending, reason=run.error)
+    pending: tuple[str, ...] = ()
+    if run.status == RunStatus.RUNNING:
+        pending = tuple(session.execute(select(col(SyncPart.name)).where(
+            col(SyncPart.run_id) == run.id, col(SyncPart.phase) == PartPhase.FETCH,
+            col(SyncPart.status) == PartStatus.PENDING)).scalars())
+    return StartResult(run_id=run.id, skipped=run.status == RunStatus.SKIPPED, parts=pending, reason=run.error)
 
 
-def start_run(engine: Engine, connector: ConnectorConfig, *, trigger: str, task_id: str | None,
+def start_run(engine: Engine, connector: ConnectorConfig, *, trigger: Trigger, task_id: str | None,
               stale_after: timedelta, wait_for_refresh: bool = True) -> StartResult:
     """Open a run with its parts pending, or record a skip when the connector already has an active run; with
     ``wait_for_refresh``, an active incremental run gives ``retry`` instead (the caller tries again shortly)."""
     now = utcnow()
+    trigger = Trigger(trigger)
     plan = plan_parts(connector)
     with Session(engine) as session:
         connector_id = register_connector(session, connector)
@@ -81,37 +99,49 @@ def start_run(engine: Engine, connector: ConnectorConfig, *, trigger: str, task_
             if again is not None:
                 return again
         reap_stale_runs(session, connector_id, stale_after, now)
-        run = SyncRun(connector_id=connector_id, status="running", trigger=trigger, task_id=task_id, started_at=now)
+        run = SyncRun(connector_id=connector_id, status=RUNS.create(RunStatus.RUNNING), trigger=trigger,
+                      task_id=task_id, started_at=now)
         session.add(run)
         try:
             session.flush()
         except IntegrityError:
             session.rollback()
-            active = session.execute(select(SyncRun.id, SyncRun.trigger).where(
-                SyncRun.connector_id == connector_id, SyncRun.status.in_(ACTIVE_RUN_STATUSES))).first()
-            reason = f"run {active.id if active else None} of connector {connector.name!r} is still active"
-            if wait_for_refresh and active is not None and active.trigger == EVENTS_TRIGGER:
-                return StartResult(run_id=active.id, skipped=True, reason=reason, retry=True)
-            skipped = SyncRun(connector_id=connector_id, status="skipped", trigger=trigger, task_id=task_id,
-                              started_at=now, finished_at=now, error=reason)
-            session.add(skipped)
-            session.commit()
-            metrics.observe_run(connector.name, "skipped", None)
-            return StartResult(run_id=skipped.id, skipped=True, reason=reason)
+            return _skip(session, connector, connector_id, trigger, task_id, now, wait_for_refresh)
+        assert run.id is not None  # flushed
         for name in plan.fetch:
-            session.add(SyncPart(run_id=run.id, name=name, phase="fetch"))
+            session.add(SyncPart(run_id=run.id, name=name, phase=PartPhase.FETCH,
+                                 status=PARTS.create(PartStatus.PENDING)))
         for name in plan.derive:
-            session.add(SyncPart(run_id=run.id, name=name, phase="derive"))
+            session.add(SyncPart(run_id=run.id, name=name, phase=PartPhase.DERIVE,
+                                 status=PARTS.create(PartStatus.PENDING)))
         session.commit()
         return StartResult(run_id=run.id, skipped=False, parts=plan.fetch)
 
 
-def active_run(engine: Engine, connector_id: int) -> tuple[int, str] | None:
+def _skip(session: Session, connector: ConnectorConfig, connector_id: int, trigger: Trigger, task_id: str | None,
+          now: datetime, wait_for_refresh: bool) -> StartResult:
+    """The connector has an active run: record this trigger skipped, or (``wait_for_refresh`` and the active run
+    is an incremental refresh) ask the caller to try again shortly."""
+    active = session.execute(select(col(SyncRun.id), col(SyncRun.trigger)).where(
+        col(SyncRun.connector_id) == connector_id, col(SyncRun.status).in_(ACTIVE_RUN_STATUSES))).first()
+    reason = f"run {active.id if active else None} of connector {connector.name!r} is still active"
+    if wait_for_refresh and active is not None and active.trigger == Trigger.EVENTS:
+        return StartResult(run_id=active.id, skipped=True, reason=reason, retry=True)
+    skipped = SyncRun(connector_id=connector_id, status=RUNS.create(RunStatus.SKIPPED), trigger=trigger,
+                      task_id=task_id, started_at=now, finished_at=now, error=reason)
+    session.add(skipped)
+    session.commit()
+    assert skipped.id is not None  # committed
+    metrics.observe_run(connector.name, RunStatus.SKIPPED, None)
+    return StartResult(run_id=skipped.id, skipped=True, reason=reason)
+
+
+def active_run(engine: Engine, connector_id: int) -> tuple[int, Trigger] | None:
     """(id, trigger) of the connector's active run, if it has one."""
     with Session(engine) as session:
-        row = session.execute(select(SyncRun.id, SyncRun.trigger).where(
-            SyncRun.connector_id == connector_id, ACTIVE_RUN_PREDICATE)).first()
-        return (row.id, row.trigger) if row else None
+        row = session.execute(select(col(SyncRun.id), col(SyncRun.trigger)).where(
+            col(SyncRun.connector_id) == connector_id, ACTIVE_RUN_PREDICATE)).first()
+        return (row.id, Trigger(row.trigger)) if row else None
 
 
 @dataclass(frozen=True)
@@ -125,14 +155,16 @@ def last_complete_sync(engine: Engine, connector_id: int) -> FullSync | None:
     """The connector's latest ended full sync whose fetch parts all read their whole listing (succeeded, or held
     their deletions), if any: every change before its start is in the database but for held deletions, which
     the events do not bring either."""
-    incomplete = select(SyncPart.id).where(SyncPart.run_id == SyncRun.id, SyncPart.phase == "fetch",
-                                           SyncPart.status.not_in(USABLE_PART_STATUSES)).exists()
+    incomplete = select(col(SyncPart.id)).where(
+        col(SyncPart.run_id) == SyncRun.id, col(SyncPart.phase) == PartPhase.FETCH,
+        col(SyncPart.status).not_in(USABLE_PART_STATUSES)).exists()
     with Session(engine) as session:
-        row = session.execute(select(SyncRun.id, SyncRun.started_at).where(
-            SyncRun.connector_id == connector_id, SyncRun.status.in_(("succeeded", "partial")),
-            SyncRun.trigger != EVENTS_TRIGGER, ~incomplete).order_by(SyncRun.id.desc()).limit(1)).first()
+        row = session.execute(select(col(SyncRun.id), col(SyncRun.started_at)).where(
+            col(SyncRun.connector_id) == connector_id,
+            col(SyncRun.status).in_((RunStatus.SUCCEEDED, RunStatus.PARTIAL)),
+            col(SyncRun.trigger) != Trigger.EVENTS, ~incomplete).order_by(col(SyncRun.id).desc()).limit(1)).first()
         if row is None:
             return None
-        requests = session.execute(select(func.coalesce(func.sum(SyncPart.requests), 0)).where(
-            SyncPart.run_id == row.id)).scalar_one()
+        requests = session.execute(select(func.coalesce(func.sum(col(SyncPart.requests)), 0)).where(
+            col(SyncPart.run_id) == row.id)).scalar_one()
         return FullSync(row.id, row.started_at, int(requests))

@@ -117,7 +117,7 @@ class FetchWindow(Generic[T, R]):
     def _take_done(self) -> list[R]:
         done = [task for task in self._running if task.done()]
         self._running.difference_update(done)
-        errors = [task.exception() for task in done if task.exception() is not None]
+        errors = [error for error in (task.exception() for task in done) if error is not None]
         if errors:
             raise errors[0]
         return [task.result() for task in done]

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from config.settings import ConfigError, Settings, parse_duration
 from connector.client_factory import ClientFactory, make_client
+from models.states import PartStatus, Trigger
 from pipeline import incremental
 from pipeline.claims import claim_part, end_part
 from pipeline.derived import run_derived_parts
@@ -24,7 +25,7 @@ from pipeline.runs import StartResult, start_run
 log = logging.getLogger(__name__)
 
 
-def begin(settings: Settings, engine: Engine, connector_name: str, *, trigger: str,
+def begin(settings: Settings, engine: Engine, connector_name: str, *, trigger: Trigger,
           task_id: str | None = None, wait_for_refresh: bool = True) -> StartResult:
     """Open a run for the connector (or record it skipped; ``retry`` when an incremental refresh runs and
     ``wait_for_refresh``). Raises ConfigError for an unknown connector."""
@@ -53,7 +54,7 @@ def run_part(settings: Settings, engine: Engine, run_id: int, resource_type: str
     except ConfigError as exc:  # the connector was removed from the config while its run was under way
         claim = claim_part(engine, run_id, resource_type)
         if claim.attempt is not None:
-            end_part(engine, run_id, resource_type, claim.attempt, status="failed", error=str(exc))
+            end_part(engine, run_id, resource_type, claim.attempt, status=PartStatus.FAILED, error=str(exc))
         return PartStep(PartResult(ran=False, reason=str(exc)),
                         try_begin_finalize(engine, run_id, again=claim.attempt is None))
     result = run_fetch_part(engine, connector, run_id, resource_type, client_factory, settings.file.sync)

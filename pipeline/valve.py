@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import Engine, update
-from sqlmodel import Session
+from sqlalchemy import CursorResult, Engine, update
+from sqlmodel import Session, col
 
 from models.tables import DeletionApproval, utcnow
 
@@ -37,10 +38,10 @@ def hold_reason(deletions: list[Deletion], *, max_share: float, min_count: int) 
 def use_approval(engine: Engine, connector_id: int, part: str, run_id: int) -> bool:
     """Consume a recent approval for this connector and part, if there is one."""
     with Session(engine) as session:
-        result = session.execute(update(DeletionApproval).where(
-            DeletionApproval.connector_id == connector_id, DeletionApproval.part == part,
-            DeletionApproval.used_by_run_id.is_(None),
-            DeletionApproval.created_at > utcnow() - APPROVAL_VALID_FOR).values(used_by_run_id=run_id))
+        result = cast(CursorResult[Any], session.execute(update(DeletionApproval).where(
+            col(DeletionApproval.connector_id) == connector_id, col(DeletionApproval.part) == part,
+            col(DeletionApproval.used_by_run_id).is_(None),
+            col(DeletionApproval.created_at) > utcnow() - APPROVAL_VALID_FOR).values(used_by_run_id=run_id)))
         session.commit()
         return (result.rowcount or 0) > 0
 

@@ -6,6 +6,7 @@ from celery import shared_task
 
 from config.settings import parse_duration
 from models import history
+from models.states import Trigger
 from models.tables import utcnow
 from pipeline import pruning, reaper, sync
 from tasks.access import access_refresh
@@ -18,10 +19,10 @@ RETRY_AFTER_REFRESH = 5
 
 
 @shared_task(name=TaskName.SYNC_CONNECTOR, bind=True, max_retries=120)
-def sync_connector(self, connector: str, trigger: str = "schedule") -> dict:
+def sync_connector(self, connector: str, trigger: str = Trigger.SCHEDULE) -> dict:
     """Open a run for a connector and fan out one part per fetched resource type."""
     waited_enough = self.request.retries >= self.max_retries
-    started = sync.begin(runtime.settings_for(connector), runtime.engine(), connector, trigger=trigger,
+    started = sync.begin(runtime.settings_for(connector), runtime.engine(), connector, trigger=Trigger(trigger),
                          task_id=self.request.id, wait_for_refresh=not waited_enough)
     if started.retry:
         raise self.retry(countdown=RETRY_AFTER_REFRESH)
@@ -59,7 +60,7 @@ def sync_events(connector: str) -> dict:
     if result is None:
         return {"connector": connector, "outcome": "off"}
     if result.full_sync:
-        sync_connector.apply_async((connector,), {"trigger": "fallback"})
+        sync_connector.apply_async((connector,), {"trigger": Trigger.FALLBACK})
     if result.rows_written and settings.file.access.snapshots:
         access_refresh.apply_async((connector,),
                                    expires=parse_duration(settings.file.access.refresh_interval).total_seconds())

@@ -20,6 +20,7 @@ from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
 
 from config.msp import MspConfig
 from config.settings import ConfigError, ConnectorConfig, parse_duration
+from models.states import Trigger
 from worker import runtime
 from worker.names import TaskName
 
@@ -45,7 +46,7 @@ def desired_entries(connectors: tuple[ConnectorConfig, ...], msps: tuple[MspConf
     def every(interval: str):
         return schedule(parse_duration(interval).total_seconds())
 
-    entries = {entry_name(c.name): _entry(TaskName.SYNC_CONNECTOR, c.schedule, c.name, trigger="schedule")
+    entries = {entry_name(c.name): _entry(TaskName.SYNC_CONNECTOR, c.schedule, c.name, trigger=Trigger.SCHEDULE)
                for c in connectors}
     entries.update({EVENTS_PREFIX + c.name: _entry(TaskName.SYNC_EVENTS, every(c.events_interval), c.name)
                     for c in connectors if c.events})

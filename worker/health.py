@@ -50,7 +50,7 @@ def check_workers(app, *, worker: str | None, min_workers: int, timeout: float =
 
 def run_checks(app, database_url: str, *, worker: str | None = None, min_workers: int = 0) -> dict[str, Any]:
     broker = check_broker(app)
-    checks = {"broker": broker, "database": check_database(database_url)}
+    checks: dict[str, Any] = {"broker": broker, "database": check_database(database_url)}
     checks["workers"] = (check_workers(app, worker=worker, min_workers=min_workers) if broker["ok"]
                          else {"ok": False, "error": "broker unreachable"})
     checks["ok"] = all(c["ok"] for c in checks.values() if isinstance(c, dict))
