@@ -16,10 +16,11 @@ from models import queries
 from simulator.cli import build_state
 from simulator.faults import Faults
 from simulator.server import SimulatorServer
-from tests.conftest import ROOT, TEST_API_KEY, TEST_KEY_ENV, WorkerFleet
-from tests.e2e import provision, state
-from tests.expected import assert_same, expected_state
-from tests.simhelpers import SimulatorHandle
+from tests.support.constants import ROOT, TEST_API_KEY, TEST_KEY_ENV
+from tests.support.e2e import provision, state
+from tests.support.expected import assert_same, expected_state
+from tests.support.fleet import WorkerFleet
+from tests.support.simulators import SimulatorHandle
 
 pytestmark = pytest.mark.integration
 

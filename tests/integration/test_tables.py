@@ -14,7 +14,7 @@ import pytest
 
 from connector.records import ResourceRecord
 from models.store import ResourceWriter
-from tests.dbhelpers import add_connector
+from tests.support.databases import add_connector
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 PEOPLE = [("5f3c0a1b2c3d4e5f60718293", "Alexandra Konstantinopoulou", "alexandra.konstantinopoulou@example.com",

@@ -9,7 +9,7 @@ import uuid
 from models import queries
 from models.tables import ENDED_REQUEST_STATUSES
 from provisioning import requests
-from tests.expected import actual_state
+from tests.support.expected import actual_state
 
 _names = itertools.count()
 
