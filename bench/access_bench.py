@@ -248,7 +248,8 @@ def explain(engine, label: str, fn: Callable[[], object]) -> None:
                 print("      " + " | ".join(str(v) for v in row))
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
+    """The tenant's size (or a named profile), the database, and what to time."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default=None, help="default: sqlite:///var/bench/access.db")
     parser.add_argument("--refill", action="store_true", help="drop the database file and fill it again")
@@ -268,8 +269,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--explain", action="store_true", help="print the query plans")
     parser.add_argument("--no-cli", action="store_true", help="skip the end-to-end command timings")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def _database_url(args: argparse.Namespace) -> str:
+    """The URL given, or a SQLite file named after the tenant (emptied first with ``--refill``)."""
     url = args.database_url
     if url is None:
         name = args.profile or f"{args.users}-{args.big_groups}"
@@ -279,24 +283,35 @@ def main() -> None:
             for suffix in ("", "-wal", "-shm"):
                 Path(str(path) + suffix).unlink(missing_ok=True)
         url = f"sqlite:///{path}"
+    return url
+
+
+def _fill_once(engine, args: argparse.Namespace) -> None:
+    """Generate and write the tenant unless the database already holds it."""
+    with Session(engine) as session:
+        if session.execute(select(Connector.id).where(Connector.name == CONNECTOR)).first() is not None:
+            return
+    if args.profile:
+        from dataclasses import replace
+
+        from bench.profiles import spec as profile_spec
+
+        base = profile_spec(args.profile)
+        tenant = replace(base, users=base.users + args.deleted_users)
+    else:
+        tenant = TenantSpec(seed=args.seed, users=args.users + args.deleted_users, admins=args.admins,
+                            groups=args.groups, apps=args.apps, avg_members_per_group=args.avg_members,
+                            groups_per_app=args.groups_per_app, users_per_app=args.users_per_app,
+                            big_groups=args.big_groups)
+    fill(engine, tenant, args.deleted_users)
+
+
+def main() -> None:
+    args = _arguments()
+    url = _database_url(args)
     engine = make_engine(url)
     upgrade(engine)
-    with Session(engine) as session:
-        exists = session.execute(select(Connector.id).where(Connector.name == CONNECTOR)).first() is not None
-    if not exists:
-        if args.profile:
-            from dataclasses import replace
-
-            from bench.profiles import spec as profile_spec
-
-            base = profile_spec(args.profile)
-            tenant = replace(base, users=base.users + args.deleted_users)
-        else:
-            tenant = TenantSpec(seed=args.seed, users=args.users + args.deleted_users, admins=args.admins,
-                                groups=args.groups, apps=args.apps, avg_members_per_group=args.avg_members,
-                                groups_per_app=args.groups_per_app, users_per_app=args.users_per_app,
-                                big_groups=args.big_groups)
-        fill(engine, tenant, args.deleted_users)
+    _fill_once(engine, args)
     add_history(engine)
     info = describe(engine)
     print(f"database: {engine.url.render_as_string(hide_password=True)}")

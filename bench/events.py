@@ -180,7 +180,7 @@ def plan_writes(dump: dict, n: int, window_s: float, seed: int = 7) -> list[Writ
     kinds = [KINDS[i % len(KINDS)] for i in range(n)]
     rng.shuffle(kinds)
     writes = [targets.write(kind) for kind in kinds]
-    for write, at in zip(writes, sorted(rng.uniform(0, window_s) for _ in writes)):
+    for write, at in zip(writes, sorted(rng.uniform(0, window_s) for _ in writes), strict=True):
         write.at_s = round(at, 2)
     return writes
 

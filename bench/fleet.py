@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from simulator.admin import SimulatorAdmin
-from tests.servers import PostgresServer, RedisServer, free_port, wait_for_port
+from tests.support.servers import PostgresServer, RedisServer, free_port, wait_for_port
 from worker.names import TaskName
 
 ROOT = Path(__file__).resolve().parent.parent

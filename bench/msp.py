@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 
 import redis
 from sqlalchemy import func, select
@@ -274,7 +275,7 @@ def longest_gaps(succeeded: list[Run], connectors: list[str], end: float) -> dic
     gaps: dict[str, float | None] = {}
     for name in connectors:
         ends = sorted(r.finished for r in succeeded if r.connector == name and r.finished <= end)
-        gaps[name] = round(max(b - a for a, b in zip(ends, ends[1:] + [end])), 1) if ends else None
+        gaps[name] = round(max(b - a for a, b in pairwise([*ends, end])), 1) if ends else None
     return gaps
 
 

@@ -408,23 +408,7 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
             fleet_mod.drop_postgres_database(pg_url, name)
         for sync in syncs:
             add_bounds(sync, args.latency_ms, args.in_flight, upsert)
-        provisioning = None
-        if args.provision_burst:
-            log(f"{profile}: provisioning, {args.provision_burst} requests in a burst, "
-                f"{args.provision_sequential} one at a time (API latency 0)")
-            recorder = None
-            if profiler_dir is not None:
-                from bench.profiling import Recorder
-
-                recorder = Recorder([w.pid for w in fleet.workers if w.queues == "provisioning"],
-                                    profiler_dir / "pyspy-provisioning", root=("provision_apply",))
-            try:
-                provisioning = run_provisioning(fleet, sim, directory, args.provision_burst,
-                                                args.provision_sequential, servers)
-            finally:
-                spy = recorder.stop() if recorder else None
-            if spy is not None:
-                provisioning["py_spy"] = spy
+        provisioning = run_provisioning_phase(profile, args, fleet, sim, directory, servers, profiler_dir)
         return {
             "profile": describe(profile), "database": args.database, "stamp": stamp,
             "settings": {"latency_ms": args.latency_ms, "in_flight": args.in_flight, "sync_workers": args.workers,
@@ -434,6 +418,29 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
             "incremental": incremental, "quiet_before": quiet,
             "bench_seconds": round(time.monotonic() - started, 1), "run_directory": str(directory),
         }
+
+
+def run_provisioning_phase(profile: str, args: argparse.Namespace, fleet, sim, directory: Path, servers,
+                           profiler_dir: Path | None) -> dict | None:
+    """The provisioning phase of a profile (``--provision-burst``), profiled with py-spy when asked."""
+    if not args.provision_burst:
+        return None
+    log(f"{profile}: provisioning, {args.provision_burst} requests in a burst, "
+        f"{args.provision_sequential} one at a time (API latency 0)")
+    recorder = None
+    if profiler_dir is not None:
+        from bench.profiling import Recorder
+
+        recorder = Recorder([w.pid for w in fleet.workers if w.queues == "provisioning"],
+                            profiler_dir / "pyspy-provisioning", root=("provision_apply",))
+    try:
+        provisioning = run_provisioning(fleet, sim, directory, args.provision_burst,
+                                        args.provision_sequential, servers)
+    finally:
+        spy = recorder.stop() if recorder else None
+    if spy is not None:
+        provisioning["py_spy"] = spy
+    return provisioning
 
 
 # --- the MSP phase -------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
+from functools import partial
 
 from sqlalchemy import MetaData, Table, UniqueConstraint, insert, select
 
@@ -165,22 +166,21 @@ def measure(new_database: Callable[[str], str], dump: dict, n: int) -> dict:
             bench_grants = scratch_copy(Grant.__table__, "bench_grants")
             bench_resources.metadata.create_all(engine, tables=[bench_resources])
             bench_grants.metadata.create_all(engine, tables=[bench_grants])
-            steps = []
             bare_cid, writer_cid, copy_cid = (_connector(engine, f"bench-{k}") for k in ("bare", "writer", "copy"))
             resource_rows = [resource_row(bare_cid, r, now) for r in resources]
             grant_rows = [grant_row(bare_cid, g, "group", now) for g in grants]
-            steps.append(("resource_bare", lambda: _bare(engine, bench_resources, RESOURCE_KEY, RESOURCE_UPDATE,
-                                                         resource_rows)))
-            steps.append(("resource_writer", lambda: _resource_writer(engine, writer_cid, resources)))
-            steps.append(("grant_bare", lambda: _bare(engine, bench_grants, GRANT_KEY, GRANT_UPDATE, grant_rows)))
-            steps.append(("grant_writer", lambda: _grant_writer(engine, writer_cid, grants)))
+            steps = [
+                ("resource_bare", partial(_bare, engine, bench_resources, RESOURCE_KEY, RESOURCE_UPDATE, resource_rows)),
+                ("resource_writer", partial(_resource_writer, engine, writer_cid, resources)),
+                ("grant_bare", partial(_bare, engine, bench_grants, GRANT_KEY, GRANT_UPDATE, grant_rows)),
+                ("grant_writer", partial(_grant_writer, engine, writer_cid, grants)),
+            ]
             if dialect == "postgresql":
                 copy_resources = [resource_row(copy_cid, r, now) for r in resources]
                 copy_grants = [grant_row(copy_cid, g, "group", now) for g in grants]
-                steps.append(("resource_copy", lambda: _copy(engine, bench_resources, RESOURCE_KEY,
-                                                             RESOURCE_UPDATE, copy_resources)))
-                steps.append(("grant_copy", lambda: _copy(engine, bench_grants, GRANT_KEY, GRANT_UPDATE,
-                                                          copy_grants)))
+                steps.append(("resource_copy", partial(_copy, engine, bench_resources, RESOURCE_KEY, RESOURCE_UPDATE,
+                                                       copy_resources)))
+                steps.append(("grant_copy", partial(_copy, engine, bench_grants, GRANT_KEY, GRANT_UPDATE, copy_grants)))
             if round_:
                 steps.reverse()
             for name, step in steps:

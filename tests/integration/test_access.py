@@ -499,7 +499,7 @@ def test_export_output_is_what_csv_and_json_write_row_by_row(tenant):
     writer.writerow(ex.EXPORT_COLUMNS)
     writer.writerows([csv_cell(v) for v in row] for row in rows)
     encode = json.JSONEncoder(ensure_ascii=False).encode
-    expected_json = "[\n" + ",\n".join(encode(dict(zip(ex.EXPORT_COLUMNS, row))) for row in rows) + "\n]\n"
+    expected_json = "[\n" + ",\n".join(encode(dict(zip(ex.EXPORT_COLUMNS, row, strict=True))) for row in rows) + "\n]\n"
 
     for fmt, expected in ((ExportFormat.csv, expected_csv.getvalue()), (ExportFormat.json, expected_json)):
         for batch in (1, 3, 10_000):
@@ -533,7 +533,7 @@ def test_long_tables_show_the_first_rows_and_say_how_many_more(run, tenant, monk
 
     report = run("report", "acme")
     assert report.exit_code == 0
-    for kind, subject, _, _ in EXPECTED_FINDINGS:
+    for kind, _, _, _ in EXPECTED_FINDINGS:
         assert kind in report.stdout.split("\n", 5)[-1]  # in the table, below the summary
     assert "u-bob" in report.stdout and "u-carol" not in report.stdout  # the first of its kind only
     assert "… and 3 more deleted_principal_granted findings (--format csv or json lists them all)" in report.stdout

@@ -215,7 +215,7 @@ def test_refreshes_take_turns_and_one_failure_does_not_stop_the_others(tenant, r
 
 
 def build_second_connector(engine) -> str:
-    from tests.dbhelpers import add_connector, add_group_members
+    from tests.support.databases import add_connector, add_group_members
 
     add_group_members(engine, add_connector(engine, "beta"), "g-1", ["u-1", "u-2"])
     return "beta"

@@ -12,8 +12,8 @@ import redis
 from jumpcloud.budget import RedisBudget
 from jumpcloud.client import JumpCloudClient
 from simulator.generator import TenantSpec
-from tests.conftest import TEST_API_KEY
-from tests.servers import RedisServer
+from tests.support.constants import TEST_API_KEY
+from tests.support.servers import RedisServer
 
 
 async def _list_users(url: str, budget: RedisBudget | None, times: int) -> None:

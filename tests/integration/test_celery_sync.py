@@ -18,10 +18,10 @@ from models import queries
 from models.db import make_engine
 from models.migrate import upgrade
 from simulator.generator import TenantSpec
-from tests.conftest import ROOT
-from tests.e2e import new_connector, provision, state, sync_now, wait_run
-from tests.expected import assert_same, expected_state
 from tests.integration.test_access_snapshots import live, served
+from tests.support.constants import ROOT
+from tests.support.e2e import new_connector, provision, state, sync_now, wait_run
+from tests.support.expected import assert_same, expected_state
 
 pytestmark = pytest.mark.integration
 
@@ -187,7 +187,8 @@ def scheduled_runs(engine, connector: str) -> list[tuple]:
 @pytest.fixture(scope="module")
 def pg_fleet(redis_url, postgres_server_url, tmp_path_factory):
     """A second worker whose database is PostgreSQL, on its own Redis database number."""
-    from tests.conftest import WorkerFleet, fresh_postgres_database
+    from tests.support.databases import fresh_postgres_database
+    from tests.support.fleet import WorkerFleet
 
     directory = tmp_path_factory.mktemp("pg-fleet")
     fleet = WorkerFleet(directory, redis_url.rsplit("/", 1)[0] + "/5", fresh_postgres_database(postgres_server_url))

@@ -9,9 +9,9 @@ from sqlmodel import Session
 from models import queries
 from pipeline.valve import Deletion, approve, hold_reason
 from simulator.generator import TenantSpec
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
-from tests.expected import actual_state, assert_same, expected_state
-from tests.pipelinehelpers import NAME, make_settings, run_sync
+from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
+from tests.support.direct_sync import NAME, make_settings, run_sync
+from tests.support.expected import actual_state, assert_same, expected_state
 
 
 @pytest.fixture(autouse=True)

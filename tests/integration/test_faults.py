@@ -17,9 +17,9 @@ import pytest
 
 from models import queries
 from simulator.generator import TenantSpec
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
-from tests.expected import actual_state, assert_same, expected_state
-from tests.pipelinehelpers import NAME, make_settings, run_sync
+from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
+from tests.support.direct_sync import NAME, make_settings, run_sync
+from tests.support.expected import actual_state, assert_same, expected_state
 
 SPEC = TenantSpec(seed=81, users=260, admins=8, groups=14, apps=9)
 
@@ -237,9 +237,9 @@ def test_redis_restarted_in_the_middle_of_a_run(tmp_path_factory, simulator, rep
     import time
 
     from models.db import make_engine
-    from tests.conftest import WorkerFleet
-    from tests.e2e import new_connector, wait_run
-    from tests.servers import RedisServer
+    from tests.support.e2e import new_connector, wait_run
+    from tests.support.fleet import WorkerFleet
+    from tests.support.servers import RedisServer
 
     directory = tmp_path_factory.mktemp("redis-restart")
     broker = RedisServer(directory / "redis").start()

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from models import history
 from models.tables import utcnow
 from provisioning import requests, runner
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
-from tests.pipelinehelpers import NAME, make_settings, run_sync
+from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
+from tests.support.direct_sync import NAME, make_settings, run_sync
 
 
 @pytest.fixture(autouse=True)

@@ -14,9 +14,9 @@ from config.settings import SyncSettings
 from models import queries
 from models.tables import Change, EventCursor, SyncPart, SyncRun, utcnow
 from pipeline import incremental
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
-from tests.incrementalhelpers import assert_same_state, scratch_sqlite
-from tests.pipelinehelpers import NAME, make_settings, run_sync
+from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
+from tests.support.direct_sync import NAME, make_settings, run_sync
+from tests.support.incremental import assert_same_state, scratch_sqlite
 
 
 @pytest.fixture(autouse=True)

@@ -15,9 +15,9 @@ from sqlmodel import Session
 from models import queries
 from models.tables import Connector, SyncRun
 from simulator.generator import TenantSpec
-from tests.conftest import ROOT
-from tests.e2e import new_connector, state, sync_now
-from tests.expected import assert_same, expected_state
+from tests.support.constants import ROOT
+from tests.support.e2e import new_connector, state, sync_now
+from tests.support.expected import assert_same, expected_state
 
 pytestmark = pytest.mark.integration
 

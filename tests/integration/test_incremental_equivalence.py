@@ -20,10 +20,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from config.settings import SyncSettings
 from pipeline import incremental
 from simulator.generator import TenantSpec
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
-from tests.incrementalhelpers import assert_same_state, scratch_sqlite
-from tests.pipelinehelpers import NAME, make_settings, run_sync
-from tests.simhelpers import SimulatorHandle
+from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
+from tests.support.direct_sync import NAME, make_settings, run_sync
+from tests.support.incremental import assert_same_state, scratch_sqlite
+from tests.support.simulators import SimulatorHandle
 
 pick = st.integers(min_value=0, max_value=10**6)
 ROLES = ("Administrator", "Manager", "Help Desk", "Read Only", "Command Runner")

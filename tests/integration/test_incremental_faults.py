@@ -16,9 +16,9 @@ from jumpcloud.retry import RetryPolicy
 from models import queries
 from models.tables import SyncRun, utcnow
 from pipeline import incremental
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
-from tests.incrementalhelpers import assert_same_state, live_state, scratch_sqlite
-from tests.pipelinehelpers import NAME, make_settings, run_sync
+from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
+from tests.support.direct_sync import NAME, make_settings, run_sync
+from tests.support.incremental import assert_same_state, live_state, scratch_sqlite
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +73,7 @@ def test_a_late_event_is_caught_by_the_overlap_window(engine, synced, tmp_path):
 
 
 def test_an_event_later_than_the_overlap_is_repaired_by_the_next_full_sync(tmp_path, simulator):
-    from tests.incrementalhelpers import scratch_sqlite as fresh
+    from tests.support.incremental import scratch_sqlite as fresh
 
     engine = fresh(tmp_path, "incremental.db")
     sim = simulator()

@@ -10,7 +10,7 @@ from connector.records import ResourceRecord
 from models.lookup import MAX_KEYS, _by_keys, rows_by_keys
 from models.store import GRANT_KEY, RESOURCE_KEY, resource_row, upsert_resource_rows
 from models.tables import Grant, Resource, utcnow
-from tests.dbhelpers import add_connector, add_group_members
+from tests.support.databases import add_connector, add_group_members
 
 MEMBERS = [f"{i:024x}" for i in range(1500)]
 

@@ -117,7 +117,7 @@ def test_0005_downgrades_and_upgrades_a_database_with_data(engine):
     from sqlalchemy import select
 
     from models.tables import Connector
-    from tests.dbhelpers import add_connector, add_group_members
+    from tests.support.databases import add_connector, add_group_members
 
     add_group_members(engine, add_connector(engine), "g-1", ["u-1"])
     assert downgrade(engine, "0004") == "0004"

@@ -95,8 +95,8 @@ def msp_simulator():
     """A multi-tenant simulator with 105 tiny organisations: the listing takes two pages of 100."""
     from simulator.cli import build_state
     from simulator.server import SimulatorServer
-    from tests.conftest import TEST_API_KEY
-    from tests.simhelpers import SimulatorHandle
+    from tests.support.constants import TEST_API_KEY
+    from tests.support.simulators import SimulatorHandle
 
     state = build_state(api_key=TEST_API_KEY, seed=500, users=2, admins=1, groups=1, apps=1, orgs=105)
     server = SimulatorServer(state).start()
@@ -108,7 +108,7 @@ def test_discover_lists_every_page_over_http_and_a_failed_listing_changes_nothin
                                                                                    monkeypatch, redis_url):
     from models.queries import metrics_snapshot
     from msp.discovery import discover
-    from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
+    from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
 
     sim = msp_simulator
     monkeypatch.setenv(TEST_KEY_ENV, TEST_API_KEY)

@@ -16,10 +16,11 @@ from models import queries
 from simulator.cli import build_state
 from simulator.faults import Faults
 from simulator.server import SimulatorServer
-from tests.conftest import ROOT, TEST_API_KEY, TEST_KEY_ENV, WorkerFleet
-from tests.e2e import provision, state
-from tests.expected import assert_same, expected_state
-from tests.simhelpers import SimulatorHandle
+from tests.support.constants import ROOT, TEST_API_KEY, TEST_KEY_ENV
+from tests.support.e2e import provision, state
+from tests.support.expected import assert_same, expected_state
+from tests.support.fleet import WorkerFleet
+from tests.support.simulators import SimulatorHandle
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +106,7 @@ def test_an_msp_keys_organisations_are_discovered_synced_and_followed(msp_fleet,
     assert len(set(names.values())) == 3 and all(name.startswith("acme-") for name in names.values())
 
     for org_id, name in names.items():
-        wait_for(lambda: synced(engine, name), f"no sync of {name} succeeded")
+        wait_for(lambda name=name: synced(engine, name), f"no sync of {name} succeeded")
         tenant = sim.sim("GET", "/_sim/tenant", params={"org": org_id}).json()
         assert_same(state(engine, name), expected_state(tenant))
         assert first["names"][org_id]  # a display name the connector name came from

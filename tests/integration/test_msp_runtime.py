@@ -137,7 +137,7 @@ def test_a_provisioning_request_for_a_just_discovered_organisation_is_applied_no
     monkeypatch.setattr(runtime, "_view", runtime._DiscoveredView())
     runtime._view.merged = stale  # the same stale view, now with the worker's re-read on an unknown connector
     runtime._view.base, runtime._view.read_at = runtime._settings.get(), float("inf")
-    execution = runner.execute(runtime.engine(), stale, again.request["id"], "t", settings_for=runtime.settings_for)
+    runner.execute(runtime.engine(), stale, again.request["id"], "t", settings_for=runtime.settings_for)
     error = requests.get(runtime.engine(), again.request["id"])["last_error"]
     # resolved to the new organisation's connector: it went as far as reading the MSP key (not set in this test)
     assert error == "connector 'acme-initech': environment variable ACME_MSP_KEY is not set"

@@ -11,8 +11,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from simulator.generator import TenantSpec
-from tests.conftest import TEST_API_KEY, WorkerFleet, free_port
-from tests.e2e import new_connector, provision, sync_now
+from tests.support.constants import TEST_API_KEY
+from tests.support.e2e import new_connector, provision, sync_now
+from tests.support.fleet import WorkerFleet
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +92,7 @@ def test_health_passes_against_a_live_deployment_and_names_a_missing_worker(obse
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.support.constants import ROOT
 
     def health(*args):
         done = subprocess.run([sys.executable, "-m", "cli", "health", "--json", *args], env=observed_fleet.env,
@@ -110,8 +112,8 @@ def test_flower_shows_tasks_behind_basic_auth_and_never_the_key(observed_fleet, 
     import sys
 
     from models.db import make_engine
-    from tests.conftest import ROOT
-    from tests.servers import wait_for_port
+    from tests.support.constants import ROOT
+    from tests.support.servers import wait_for_port
 
     port = free_port()
     env = {**observed_fleet.env, "JUMPSYNC_FLOWER_BASIC_AUTH": "ops:s3cret-pass"}

@@ -19,8 +19,8 @@ from models import queries
 from models.tables import ProvisioningRequest, utcnow
 from provisioning import requests as prequests
 from simulator.generator import TenantSpec
-from tests.e2e import ALL_ACTIONS_POLICY, find_request, new_connector, provision, state, sync_now, wait_request
-from tests.expected import assert_same, expected_state
+from tests.support.e2e import ALL_ACTIONS_POLICY, find_request, new_connector, provision, state, sync_now, wait_request
+from tests.support.expected import assert_same, expected_state
 
 pytestmark = pytest.mark.integration
 

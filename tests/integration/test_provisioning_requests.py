@@ -16,7 +16,7 @@ from pipeline import sync
 from provisioning import requests, runner
 from provisioning.clients import ProcessClients
 from provisioning.writethrough import WriteThrough
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
+from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
 
 LEASE = timedelta(minutes=10)
 

@@ -11,8 +11,8 @@ from sqlmodel import Session
 from models import queries
 from models.tables import SyncPart, SyncRun, utcnow
 from pipeline import reaper, sync
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
-from tests.pipelinehelpers import NAME, make_settings
+from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
+from tests.support.direct_sync import NAME, make_settings
 
 
 @pytest.fixture(autouse=True)

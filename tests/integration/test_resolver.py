@@ -12,7 +12,7 @@ from sqlmodel import Session
 from connector.records import ResourceRecord
 from models import resolver
 from models.store import ResourceWriter
-from tests.dbhelpers import add_connector
+from tests.support.databases import add_connector
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 AWS = "5f0000000000000000000a01"

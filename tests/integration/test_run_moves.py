@@ -13,8 +13,8 @@ from models.tables import SyncPart, SyncRun
 from pipeline import sync
 from pipeline.claims import claim_part, end_part
 from pipeline.events_runs import end_events_run, open_events_run
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
-from tests.pipelinehelpers import NAME, make_settings
+from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
+from tests.support.direct_sync import NAME, make_settings
 
 
 @pytest.fixture(autouse=True)

@@ -32,9 +32,11 @@ from models import queries
 from models.db import make_engine
 from models.tables import Connector, SyncRun
 from simulator.generator import TenantSpec
-from tests.conftest import ROOT, WorkerFleet, fresh_postgres_database
-from tests.e2e import state
-from tests.expected import assert_same, expected_state
+from tests.support.constants import ROOT
+from tests.support.databases import fresh_postgres_database
+from tests.support.e2e import state
+from tests.support.expected import assert_same, expected_state
+from tests.support.fleet import WorkerFleet
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from access import export as ex
 from access import report as rp
 from models import queries
 from pipeline import incremental
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
-from tests.pipelinehelpers import NAME, make_settings, run_sync
+from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
+from tests.support.direct_sync import NAME, make_settings, run_sync
 
 
 @pytest.fixture(autouse=True)

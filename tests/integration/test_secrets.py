@@ -16,9 +16,10 @@ from sqlalchemy import text
 
 from models.db import make_engine
 from simulator.generator import TenantSpec
-from tests.conftest import ROOT, TEST_KEY_ENV, WorkerFleet, free_port
-from tests.e2e import ALL_ACTIONS_POLICY, new_connector, provision, sync_now
-from tests.servers import wait_for_port
+from tests.support.constants import ROOT, TEST_KEY_ENV
+from tests.support.e2e import ALL_ACTIONS_POLICY, new_connector, provision, sync_now
+from tests.support.fleet import WorkerFleet
+from tests.support.servers import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from connector.records import GrantRecord, ResourceRecord
 from models import store
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Connector, Grant, Resource
-from tests.dbhelpers import add_connector
+from tests.support.databases import add_connector
 
 
 @pytest.fixture(autouse=True, params=["executemany", "copy"])

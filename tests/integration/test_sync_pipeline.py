@@ -10,9 +10,9 @@ import pytest
 from models import queries
 from pipeline import sync
 from simulator.generator import TenantSpec
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
-from tests.expected import actual_state, assert_same, expected_state
-from tests.pipelinehelpers import NAME, make_settings, run_sync
+from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
+from tests.support.direct_sync import NAME, make_settings, run_sync
+from tests.support.expected import actual_state, assert_same, expected_state
 
 
 @pytest.fixture(autouse=True)

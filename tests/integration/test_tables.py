@@ -14,7 +14,7 @@ import pytest
 
 from connector.records import ResourceRecord
 from models.store import ResourceWriter
-from tests.dbhelpers import add_connector
+from tests.support.databases import add_connector
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 PEOPLE = [("5f3c0a1b2c3d4e5f60718293", "Alexandra Konstantinopoulou", "alexandra.konstantinopoulou@example.com",
@@ -42,14 +42,14 @@ def parse(table: str) -> tuple[list[str], list[dict[str, str]]]:
     starts: list[int] = []
     for name in names:
         starts.append(header.index(name, starts[-1] + 1 if starts else 0))
-    bounds = list(zip(starts, starts[1:] + [None]))
+    bounds = list(zip(starts, starts[1:] + [None], strict=True))
     rows: list[dict[str, list[str]]] = []
     for line in lines[2:]:
         parts = [line[a:b].strip() if b else line[a:].strip() for a, b in bounds]
         if parts[0]:
-            rows.append({name: [part] for name, part in zip(names, parts)})
+            rows.append({name: [part] for name, part in zip(names, parts, strict=True)})
         else:
-            for name, part in zip(names, parts):
+            for name, part in zip(names, parts, strict=True):
                 rows[-1][name].append(part)
     return names, [{name: "".join(p) for name, p in row.items()} for row in rows]
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from models import history
 from models.tables import Grant
 from provisioning.writethrough import WriteThrough
-from tests.dbhelpers import add_connector, add_group_members
+from tests.support.databases import add_connector, add_group_members
 
 APP, GROUP = "a" * 24, "b" * 24
 MEMBERS = [f"{i:024x}" for i in range(1200)]

@@ -6,7 +6,7 @@ import pytest
 
 from config.connector import ConnectorConfig
 from connector.client_factory import describe_error, make_client, observe_responses
-from tests.conftest import TEST_API_KEY, TEST_KEY_ENV
+from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
 
 
 @pytest.fixture

@@ -513,6 +513,39 @@ def _run_compose_config(cli: list[str], tmp_path: Path, *files: Path) -> None:
     assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}{result.stderr}"
 
 
+def _check_compose_services(compose: dict) -> None:
+    """Every service: an image, named volumes declared, env files with their examples, known dependencies."""
+    services = compose["services"]
+    for name, service in services.items():
+        assert service.get("image"), f"{name}: no image"
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name}: {source} does not exist"
+            else:
+                assert source in compose.get("volumes", {}), f"{name}: volume {source} is not declared"
+        for env_file in service.get("env_file", []):
+            assert (DEPLOY / f"{env_file}.example").exists(), f"{name}: no {env_file}.example beside {env_file}"
+        for dep, how in (service.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on an unknown service {dep}"
+            assert how["condition"] in ("service_started", "service_healthy", "service_completed_successfully")
+            if how["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy: it has no healthcheck"
+
+
+def _check_compose_worker(service: dict, name: str, queue: str, migrate: str) -> None:
+    """A worker starts after the migration, its healthcheck pings it by name, its metrics directory is a tmpfs."""
+    assert service["depends_on"][migrate]["condition"] == "service_completed_successfully"
+    test = service["healthcheck"]["test"]
+    assert "jumpsync health" in " ".join(test) and f"--worker \"{queue}@$${{HOSTNAME}}\"" in test[-1], \
+        f"{name}: the healthcheck pings this worker by its node name {queue}@$HOSTNAME"
+    env = compose_environment(service)
+    if env.get("JUMPSYNC_METRICS_PORT"):
+        multiproc = env.get("PROMETHEUS_MULTIPROC_DIR")
+        assert multiproc and any(t.split(":")[0] == multiproc for t in service.get("tmpfs", [])), \
+            f"{name}: PROMETHEUS_MULTIPROC_DIR must be an empty tmpfs"
+
+
 def test_compose_file(tmp_path):
     """The structure of docker-compose.yml; `docker compose config` too where the compose plugin (or the old
     docker-compose) is installed. Where neither is, the checks below are all there is, and they always run."""
@@ -531,22 +564,7 @@ def test_compose_file(tmp_path):
     assert any(v.endswith(":/data") for v in redis["volumes"]), "Redis data on a volume"
     assert services["postgres"]["volumes"] and "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
 
-    # Every service: an image, and named volumes declared.
-    for name, service in services.items():
-        assert service.get("image"), f"{name}: no image"
-        for volume in service.get("volumes", []):
-            source = volume.split(":", 1)[0]
-            if source.startswith("."):
-                assert (DEPLOY / source).exists(), f"{name}: {source} does not exist"
-            else:
-                assert source in compose.get("volumes", {}), f"{name}: volume {source} is not declared"
-        for env_file in service.get("env_file", []):
-            assert (DEPLOY / f"{env_file}.example").exists(), f"{name}: no {env_file}.example beside {env_file}"
-        for dep, how in (service.get("depends_on") or {}).items():
-            assert dep in services, f"{name} depends on an unknown service {dep}"
-            assert how["condition"] in ("service_started", "service_healthy", "service_completed_successfully")
-            if how["condition"] == "service_healthy":
-                assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy: it has no healthcheck"
+    _check_compose_services(compose)
 
     entry = dockerfile_entrypoint()
     jumpsync_services = {name: s for name, s in services.items() if s.get("image", "").find("jumpsync") >= 0}
@@ -563,16 +581,7 @@ def test_compose_file(tmp_path):
     workers = {worker_queue(argv): n for n, argv in roles.items() if argv[1] == "worker"}
     assert sorted(workers) == sorted(QUEUES), f"one worker service per queue, found {workers}"
     for queue, name in workers.items():
-        service = services[name]
-        assert service["depends_on"][migrate[0]]["condition"] == "service_completed_successfully"
-        test = service["healthcheck"]["test"]
-        assert "jumpsync health" in " ".join(test) and f"--worker \"{queue}@$${{HOSTNAME}}\"" in test[-1], \
-            f"{name}: the healthcheck pings this worker by its node name {queue}@$HOSTNAME"
-        env = compose_environment(service)
-        if env.get("JUMPSYNC_METRICS_PORT"):
-            multiproc = env.get("PROMETHEUS_MULTIPROC_DIR")
-            assert multiproc and any(t.split(":")[0] == multiproc for t in service.get("tmpfs", [])), \
-                f"{name}: PROMETHEUS_MULTIPROC_DIR must be an empty tmpfs"
+        _check_compose_worker(services[name], name, queue, migrate[0])
     sync_grace = go_duration(services[workers["sync"]]["stop_grace_period"])
     assert sync_grace >= 600 and sync_grace > part_limit + 60, \
         f"sync worker: stop_grace_period {sync_grace}s must outlast a part ({part_limit}s + 60s)"
@@ -699,6 +708,61 @@ def test_kustomization_lists_every_manifest():
         assert not duplicates, f"{sorted({p.name for p, _ in group})}: defined twice: {duplicates}"
 
 
+def _check_k8s_container(where: str, spec: dict, container: dict, configmaps: dict, secrets: dict) -> None:
+    """Non-root, read-only, no capabilities, limits, a /tmp emptyDir, config and Secrets that exist."""
+    assert container.get("image"), f"{where}: no image"
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0, where
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False, where
+    assert security["capabilities"]["drop"] == ["ALL"], where
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], where
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+    assert "/tmp" in mounts and "emptyDir" in volumes[mounts["/tmp"]["name"]], f"{where}: /tmp emptyDir"
+    env = _container_env(container)
+    assert env["JUMPSYNC_CONFIG"]["value"].startswith(
+        next(p for p, m in mounts.items() if "configMap" in volumes[m["name"]])), f"{where}: config not mounted"
+    for volume in volumes.values():
+        if "configMap" in volume:
+            assert volume["configMap"]["name"] in configmaps, f"{where}: unknown ConfigMap"
+    for item in env.values():
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            assert ref["name"] in secrets and ref["key"] in secrets[ref["name"]]["stringData"], \
+                f"{where}: {item['name']} refers to a missing Secret key {ref}"
+    for source in container.get("envFrom", []):
+        assert source["secretRef"]["name"] in secrets, f"{where}: envFrom an unknown Secret"
+    if "PROMETHEUS_MULTIPROC_DIR" in env:
+        path = env["PROMETHEUS_MULTIPROC_DIR"]["value"]
+        assert path in mounts and "emptyDir" in volumes[mounts[path]["name"]], \
+            f"{where}: PROMETHEUS_MULTIPROC_DIR must be an emptyDir (empty at every start)"
+        port = int(env["JUMPSYNC_METRICS_PORT"]["value"])
+        assert any(p["containerPort"] == port for p in container.get("ports", [])), f"{where}: metrics port"
+
+
+def _check_k8s_role(role: str, spec: dict, container: dict, part_limit: float) -> None:
+    """Selector, probes that ping the worker itself, a grace period that outlasts a part, KEDA-owned replicas."""
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items(), f"{role}: selector does not match"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert probe in container, f"{role}: no {probe}"
+        if role.startswith("worker:"):
+            queue = role.split(":")[1]
+            (args,) = jumpsync_invocations(container[probe]["exec"]["command"], role)
+            assert args[:1] == ["health"] and args[args.index("--worker") + 1] == f"{queue}@value", \
+                f"{role}: {probe} must ping this worker: jumpsync health --worker {queue}@${{HOSTNAME}}"
+            assert container[probe]["timeoutSeconds"] >= 10, f"{role}: a ping takes seconds"
+    grace = spec["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+    if role == "worker:sync":
+        assert grace >= 600 and grace > part_limit + 60, \
+            f"sync worker: terminationGracePeriodSeconds {grace} must outlast a part ({part_limit}s + 60s)"
+    if role == "worker:provisioning":
+        assert grace >= 60
+    if role.startswith("worker:"):
+        assert "replicas" not in spec, f"{role}: KEDA owns the replica count; leave replicas out"
+        assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
 def test_kubernetes_workloads():
     roles = _deployments_by_role()
     assert sorted(roles) == ["beat", "flower", "worker:provisioning", "worker:sync"], sorted(roles)
@@ -706,56 +770,10 @@ def test_kubernetes_workloads():
     part_limit = part_time_limit(_configmap_toml())
 
     for where, _doc, spec, container in k8s_containers():
-        assert container.get("image"), f"{where}: no image"
-        assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0, where
-        security = container["securityContext"]
-        assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False, where
-        assert security["capabilities"]["drop"] == ["ALL"], where
-        assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], where
-        volumes = {v["name"]: v for v in spec.get("volumes", [])}
-        mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
-        assert "/tmp" in mounts and "emptyDir" in volumes[mounts["/tmp"]["name"]], f"{where}: /tmp emptyDir"
-        env = _container_env(container)
-        assert env["JUMPSYNC_CONFIG"]["value"].startswith(
-            next(p for p, m in mounts.items() if "configMap" in volumes[m["name"]])), f"{where}: config not mounted"
-        for volume in volumes.values():
-            if "configMap" in volume:
-                assert volume["configMap"]["name"] in configmaps, f"{where}: unknown ConfigMap"
-        for item in env.values():
-            ref = item.get("valueFrom", {}).get("secretKeyRef")
-            if ref:
-                assert ref["name"] in secrets and ref["key"] in secrets[ref["name"]]["stringData"], \
-                    f"{where}: {item['name']} refers to a missing Secret key {ref}"
-        for source in container.get("envFrom", []):
-            assert source["secretRef"]["name"] in secrets, f"{where}: envFrom an unknown Secret"
-        if "PROMETHEUS_MULTIPROC_DIR" in env:
-            path = env["PROMETHEUS_MULTIPROC_DIR"]["value"]
-            assert path in mounts and "emptyDir" in volumes[mounts[path]["name"]], \
-                f"{where}: PROMETHEUS_MULTIPROC_DIR must be an emptyDir (empty at every start)"
-            port = int(env["JUMPSYNC_METRICS_PORT"]["value"])
-            assert any(p["containerPort"] == port for p in container.get("ports", [])), f"{where}: metrics port"
+        _check_k8s_container(where, spec, container, configmaps, secrets)
 
     for role, (doc, container) in roles.items():
-        spec = doc["spec"]
-        labels = spec["template"]["metadata"]["labels"]
-        assert spec["selector"]["matchLabels"].items() <= labels.items(), f"{role}: selector does not match"
-        for probe in ("livenessProbe", "readinessProbe"):
-            assert probe in container, f"{role}: no {probe}"
-            if role.startswith("worker:"):
-                queue = role.split(":")[1]
-                (args,) = jumpsync_invocations(container[probe]["exec"]["command"], role)
-                assert args[:1] == ["health"] and args[args.index("--worker") + 1] == f"{queue}@value", \
-                    f"{role}: {probe} must ping this worker: jumpsync health --worker {queue}@${{HOSTNAME}}"
-                assert container[probe]["timeoutSeconds"] >= 10, f"{role}: a ping takes seconds"
-        grace = spec["template"]["spec"].get("terminationGracePeriodSeconds", 30)
-        if role == "worker:sync":
-            assert grace >= 600 and grace > part_limit + 60, \
-                f"sync worker: terminationGracePeriodSeconds {grace} must outlast a part ({part_limit}s + 60s)"
-        if role == "worker:provisioning":
-            assert grace >= 60
-        if role.startswith("worker:"):
-            assert "replicas" not in spec, f"{role}: KEDA owns the replica count; leave replicas out"
-            assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        _check_k8s_role(role, doc["spec"], container, part_limit)
 
     beat = roles["beat"][0]["spec"]
     assert beat["replicas"] == 1 and beat["strategy"]["type"] == "Recreate", "exactly one beat, never two at once"
@@ -826,7 +844,8 @@ def _looks_secret(name: str, value: Any) -> str | None:
     return None
 
 
-def test_no_secret_is_inlined():
+def _inline_secrets() -> list[str]:
+    """Environment values in compose files, Kubernetes containers and systemd units that look like secrets."""
     problems = []
     for file in (COMPOSE, COMPOSE_DEMO):
         for name, service in load_yaml(file)["services"].items():
@@ -842,30 +861,48 @@ def test_no_secret_is_inlined():
             var, _, value = line.partition("=")
             if why := _looks_secret(var, value):
                 problems.append(f"{name}: {var}: {why}")
-        assert unit_values(unit, "Service", "EnvironmentFile")[0] == "/etc/jumpsync/jumpsync.env", name
-    # Nothing anywhere under deploy/ looks like a JumpCloud key (40 hex digits, or the jca_ form).
-    for path in DEPLOY.rglob("*"):
-        if path.is_file():
-            for m in re.finditer(r"\b(jca_\w{20,}|[0-9a-f]{40})\b", path.read_text()):
-                problems.append(f"{path.relative_to(ROOT)}: {m.group(0)[:6]}... looks like an API key")
-    # The examples hold placeholders only.
+    return problems
+
+
+def _key_shaped_strings() -> list[str]:
+    """Anything under deploy/ shaped like a JumpCloud key (40 hex digits, or the jca_ form)."""
+    return [f"{path.relative_to(ROOT)}: {m.group(0)[:6]}... looks like an API key"
+            for path in DEPLOY.rglob("*") if path.is_file()
+            for m in re.finditer(r"\b(jca_\w{20,}|[0-9a-f]{40})\b", path.read_text())]
+
+
+def _examples_without_placeholders() -> list[str]:
+    """Secret-looking values of the example env files and the example Secret that are not placeholders."""
+    problems = []
     for example in DEPLOY.rglob("*.env.example"):
         for var, value in env_file_values(example).items():
-            if SECRETISH_NAME.search(var) or "://" in value and "@" in value:
-                if PLACEHOLDER not in value:
-                    problems.append(f"{example.relative_to(ROOT)}: {var} must be a {PLACEHOLDER} placeholder")
+            secretish = SECRETISH_NAME.search(var) or "://" in value and "@" in value
+            if secretish and PLACEHOLDER not in value:
+                problems.append(f"{example.relative_to(ROOT)}: {var} must be a {PLACEHOLDER} placeholder")
     for secret in k8s_by_kind("Secret").values():
-        assert "data" not in secret, "the example Secret uses stringData placeholders, no base64 data"
         for var, value in secret["stringData"].items():
             if PLACEHOLDER not in str(value):
                 problems.append(f"Secret {secret['metadata']['name']}: {var} must be a {PLACEHOLDER} placeholder")
+    return problems
+
+
+def test_no_secret_is_inlined():
+    problems = _inline_secrets() + _key_shaped_strings() + _examples_without_placeholders()
+    assert not problems, "\n".join(problems)
+
+
+def test_secrets_come_from_files_and_environment():
+    """Units read an environment file; the Secret holds placeholders as stringData; configs name where a key is."""
+    for name, unit in systemd_units().items():
+        assert unit_values(unit, "Service", "EnvironmentFile")[0] == "/etc/jumpsync/jumpsync.env", name
+    for secret in k8s_by_kind("Secret").values():
+        assert "data" not in secret, "the example Secret uses stringData placeholders, no base64 data"
     tomls = [(p.read_text(), p.name) for p in DEPLOY.glob("*.toml")] + [(_configmap_toml(), "ConfigMap")]
     for toml_text, where in tomls:
         data = tomllib.loads(toml_text)
         assert "database_url" not in data and "broker_url" not in data, f"{where}: URLs with passwords go in env"
         for connector in data.get("connectors", []):
             assert set(connector) & {"api_key_env", "api_key_file"} and "api_key" not in connector, where
-    assert not problems, "\n".join(problems)
 
 
 def test_example_configs_are_valid(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from config.settings import ConnectorConfig, FileConfig, Settings, SyncSettings
 from pipeline import sync
-from tests.conftest import TEST_KEY_ENV
+from tests.support.constants import TEST_KEY_ENV
 
 NAME = "acme"
 

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 import uuid
 
+from config.actions import ACTION_NAMES
 from models import queries
 from models.tables import ENDED_REQUEST_STATUSES
 from provisioning import requests
-from tests.expected import actual_state
+from tests.support.expected import actual_state
 
 _names = itertools.count()
 
-ALL_ACTIONS_POLICY = ('[connectors.provisioning]\nallowed_actions = ["group.add-member", "group.remove-member", '
-                      '"app.grant", "app.revoke", "role.set", "user.create", "user.activate", "user.suspend", '
-                      '"user.unsuspend", "user.delete"]\n')
+#: A connector policy allowing every action, the destructive ones included.
+ALL_ACTIONS_POLICY = f"[connectors.provisioning]\nallowed_actions = {json.dumps(list(ACTION_NAMES))}\n"
 
 
 def new_connector(fleet, sim, extra: str = "") -> str:

@@ -1,12 +1,28 @@
-"""Rows the database tests start from, written by the store's own writers."""
+"""Databases for the tests: a fresh PostgreSQL database per test, and the rows tests start from, written by the
+store's own writers."""
 
 from __future__ import annotations
+
+import itertools
+import os
 
 from sqlmodel import Session
 
 from connector.records import GrantRecord
 from models.store import grant_row, upsert_grant_rows
 from models.tables import Connector, utcnow
+
+_db_counter = itertools.count()
+
+
+def fresh_postgres_database(server_url: str) -> str:
+    """A new, empty database on the test server, so every test starts clean."""
+    import psycopg
+
+    name = f"jumpsync_t{os.getpid()}_{next(_db_counter)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + "/" + name
 
 
 def add_connector(engine, name: str = "acme") -> int:

@@ -1,0 +1,1 @@
+"""What the tests share besides fixtures: servers, simulators, a worker fleet, oracles and drivers."""
