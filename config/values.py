@@ -63,7 +63,7 @@ def parse_cron(text: str):
 
 
 def is_loopback_url(url: str) -> bool:
-    from jumpcloud.client import is_loopback_host  # httpx is heavy to import; only plain-http URLs need this
+    from jumpcloud.urls import is_loopback_host  # httpx is heavy to import; only plain-http URLs need this
 
     return is_loopback_host(urlsplit(url).hostname or "")
 
