@@ -294,7 +294,7 @@ def test_max_in_flight_shared_by_concurrent_listings():
 
     class Lister(CountingTransport):
         async def handle_async_request(self, request):
-            resp = await transport.handle_async_request(request)
+            await transport.handle_async_request(request)
             return json_response(200, [{"id": "x"}] * 100, {"x-total-count": "1000"})
 
     client = JumpCloudClient(base_url=BASE, api_key=KEY, max_in_flight=4, transport=Lister())

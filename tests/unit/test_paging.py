@@ -117,7 +117,7 @@ def test_page_offsets_cover_total_exactly(total, page_size):
     assert covered == total
     if offsets:
         assert offsets[0] == 0
-        assert all(b - a == page_size for a, b in zip(offsets, offsets[1:]))
+        assert all(b - a == page_size for a, b in zip(offsets, offsets[1:], strict=False))
 
 
 def test_page_offsets_examples():
