@@ -28,9 +28,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jumpcloud.ids import is_object_id
 from simulator import inject, mutate, routes_insights, routes_sim, routes_v1, routes_v2
 from simulator.faults import UNAUTHORIZED_MESSAGE, FaultDecision, FaultRule
-from simulator.model import Conflict, Missing, is_object_id
+from simulator.model import Conflict, Missing
 from simulator.query import QueryError
 from simulator.responses import ApiError, error_response
 from simulator.state import SimulatorState
@@ -165,7 +166,7 @@ class Gate:
         if rule.revoke_key:
             self.state.replace_key(None, by=f"rule {rule.path}")
         if rule.remove_org:
-            org = _headers(scope).get("x-org-id", "").strip().lower()
+            org = _headers(scope).get("x-org-id", "").strip()
             if not org and not self.state.multi_tenant:
                 org = self.state.single_org.org_id
             if org in self.state.orgs:
@@ -200,12 +201,12 @@ class Gate:
                                       **UNAUTHORIZED)
             if not is_object_id(org):
                 return error_response(400, "Bad Request: x-org-id is not a valid organization id")
-            tenant = self.state.orgs.get(org.lower())
+            tenant = self.state.orgs.get(org)
             if tenant is None:
                 return error_response(404, ORG_NOT_FOUND)
         else:
             tenant = self.state.single_org
-            if org and org.lower() != tenant.org_id:
+            if org and org != tenant.org_id:
                 return error_response(403, "Forbidden: x-org-id is not supported for this administrator")
         if tenant.org_id in self.state.removed_orgs:
             self.state.fault("removed_org", scope["method"], scope["path"], status=404, org=tenant.org_id)

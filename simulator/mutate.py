@@ -24,12 +24,13 @@ from typing import Any
 
 from starlette.datastructures import QueryParams
 
+from jumpcloud.ids import OBJECT_ID_PATTERN
 from simulator.model import Tenant
 from simulator.query import V1, V2, QueryError, parse_list_query, select
 from simulator.routes_v1 import new_user_record
 from simulator.state import EventLog
 
-_GROUP_IN_PATH = re.compile(r"^/api/v2/usergroups/([0-9a-fA-F]{24})(?:/|$)")
+_GROUP_IN_PATH = re.compile(rf"^/api/v2/usergroups/({OBJECT_ID_PATTERN})(?:/|$)")
 
 
 def apply(tenant: Tenant, mutate: dict[str, Any], method: str, path: str, query: str, events: EventLog,
