@@ -101,10 +101,6 @@ class SyncOptions(BaseModel):
         return schedule(parse_duration(self.interval or (DEFAULT_INTERVAL_WITH_EVENTS if self.events
                                                          else DEFAULT_INTERVAL)))
 
-    @property
-    def interval_seconds(self) -> float | None:
-        return parse_duration(self.interval).total_seconds() if self.interval else None
-
 
 class KeyOptions(BaseModel):
     """Where the API is and the key that reaches it, with the limits of that key: what a connector and an
