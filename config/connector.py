@@ -25,7 +25,7 @@ DEFAULT_INTERVAL = "1h"
 DEFAULT_INTERVAL_WITH_EVENTS = "6h"
 
 ResourceType = Literal["user", "admin", "group", "app", "role"]
-ALL_RESOURCE_TYPES: tuple[str, ...] = ("user", "admin", "group", "app", "role")
+ALL_RESOURCE_TYPES: tuple[ResourceType, ...] = ("user", "admin", "group", "app", "role")
 
 
 class ProvisioningPolicy(BaseModel):
