@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from itertools import pairwise
 
 import httpx
 import pytest
@@ -117,7 +118,7 @@ def test_page_offsets_cover_total_exactly(total, page_size):
     assert covered == total
     if offsets:
         assert offsets[0] == 0
-        assert all(b - a == page_size for a, b in zip(offsets, offsets[1:], strict=False))
+        assert all(b - a == page_size for a, b in pairwise(offsets))
 
 
 def test_page_offsets_examples():
