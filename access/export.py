@@ -23,9 +23,9 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Table
 from sqlmodel import Session
 
 from access.collector import collector_paused
@@ -67,7 +67,7 @@ def iter_export(engine: Engine, connector: str) -> Iterator[tuple]:
 
 def export(engine: Engine, connector: str) -> list[dict[str, Any]]:
     """``iter_export`` as a list of dicts keyed by ``EXPORT_COLUMNS``."""
-    return [dict(zip(EXPORT_COLUMNS, row)) for row in iter_export(engine, connector)]
+    return [dict(zip(EXPORT_COLUMNS, row, strict=True)) for row in iter_export(engine, connector)]
 
 
 def export_rows(engine: Engine, connector: str, part: Part, row: Row) -> Iterator:
@@ -144,7 +144,7 @@ def _fetch(connection: Connection, sql: str, cid: int) -> list[tuple]:
             cursor.execute(sql.replace(":cid", "?"), (cid,))
         else:  # psycopg: pyformat
             cursor.execute(sql.replace(":cid", "%(cid)s"), {"cid": cid})
-        return cursor.fetchall()
+        return cast(list[tuple], cursor.fetchall())  # a list from sqlite3 and psycopg; the DBAPI says Sequence
     finally:
         cursor.close()
 
@@ -153,5 +153,6 @@ def _datetime_reader(connection: Connection) -> Callable[[Any], datetime | None]
     """What the column type makes of a raw timestamp of this database (SQLite stores text; psycopg gives
     datetimes): an aware UTC datetime, as an ORM read gives."""
     dialect = connection.dialect
-    processor = Grant.__table__.c.first_seen_at.type.dialect_impl(dialect).result_processor(dialect, None)
+    grants: Table = Grant.__table__  # type: ignore[attr-defined]  # SQLModel's stubs do not declare __table__
+    processor = grants.c.first_seen_at.type.dialect_impl(dialect).result_processor(dialect, None)
     return processor or (lambda value: value)

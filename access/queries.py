@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, and_, null, select
+from sqlalchemy import Engine, Table, and_, null, select
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session
 
@@ -23,8 +23,9 @@ from models.queries import connector_id
 from models.resolver import candidate, resolve, resolve_person
 from models.tables import Grant, Resource
 
-R = Resource.__table__
-G = Grant.__table__
+# SQLModel's stubs do not declare __table__.
+R: Table = Resource.__table__  # type: ignore[attr-defined]
+G: Table = Grant.__table__  # type: ignore[attr-defined]
 
 #: Resource types ``who_has`` answers for, and the order ``access`` lists holdings in.
 HELD_TYPES = ("group", "app", "role")
@@ -91,7 +92,7 @@ def who_has(engine: Engine, connector: str, target: str) -> dict[str, Any]:
     resource_type, name = parse_target(target)
     with Session(engine) as session:
         cid = connector_id(session, connector)
-        resource = resolve(session, cid, resource_type, name)
+        resource = resolve(session.connection(), cid, resource_type, name)
         p, via, linked = R.alias("p"), R.alias("via"), R.alias("linked")
         query = (select(G.c.entitlement, G.c.principal_type, G.c.principal_id, G.c.via, p.c.name, p.c.email,
                         p.c.status, p.c.id, p.c.deleted_at)

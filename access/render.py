@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from enum import Enum
 from itertools import islice
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -32,12 +32,18 @@ class ExportFormat(str, Enum):
     json = "json"
 
 
+class TextOut(Protocol):
+    """Where a rendering goes: a text file, standard output, or a stored rendering's blocks."""
+
+    def write(self, text: str, /) -> int: ...
+
+
 def print_json(data: dict[str, Any]) -> None:
     """``write_json`` to standard output."""
     write_json(sys.stdout, data)
 
 
-def write_json(out: IO[str], data: dict[str, Any]) -> None:
+def write_json(out: TextOut, data: dict[str, Any]) -> None:
     """The object with one key per line and each list element on a line of its own: as readable as indent=2
     and diffable line by line, but written by the C encoder (indent=2 takes 0.7s for a 50k-member group)."""
     encode = json.JSONEncoder(ensure_ascii=False).encode
@@ -54,7 +60,7 @@ def write_json(out: IO[str], data: dict[str, Any]) -> None:
     out.write("\n".join(lines) + "\n")
 
 
-def write_json_array(out: IO[str], items: list[Any]) -> None:
+def write_json_array(out: TextOut, items: list[Any]) -> None:
     """A JSON array with each element on a line of its own, as ``write_json`` writes a list member."""
     if not items:
         out.write("[]\n")
@@ -78,7 +84,7 @@ def report_head(data: dict[str, Any], per_kind: int = REPORT_ROWS_PER_KIND) -> d
     return {**data, "findings": findings}
 
 
-def write_report(out: IO[str], data: dict[str, Any], fmt: ReportFormat) -> None:
+def write_report(out: TextOut, data: dict[str, Any], fmt: ReportFormat) -> None:
     """The report as JSON (``write_json``) or CSV (a header of ``REPORT_COLUMNS``, one finding a row)."""
     from access.report import REPORT_COLUMNS, finding_row
 
@@ -199,7 +205,7 @@ class ExportWriter:
     """Writes the export in one format: the CSV header and lines, or a JSON array with one object per line
     (valid JSON, streamed, and diffable between two reviews). Lines come in batches (``write``)."""
 
-    def __init__(self, out: IO[str], fmt: ExportFormat) -> None:
+    def __init__(self, out: TextOut, fmt: ExportFormat) -> None:
         from access.export import EXPORT_COLUMNS
 
         self.out, self.fmt, self.count = out, fmt, 0
@@ -221,7 +227,7 @@ class ExportWriter:
         return self.count
 
 
-def write_export(out: IO[str], lines: Iterator[str], fmt: ExportFormat, batch: int = 10_000) -> int:
+def write_export(out: TextOut, lines: Iterator[str], fmt: ExportFormat, batch: int = 10_000) -> int:
     """Write the export of ``lines`` in ``fmt`` (``ExportWriter``); returns how many grants. Lines are joined
     ``batch`` at a time."""
     writer = ExportWriter(out, fmt)

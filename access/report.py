@@ -307,7 +307,7 @@ def report(engine: Engine, connector: str) -> dict[str, Any]:
     with Session(engine) as session:
         cid = connector_id(session, connector)
     with collector_paused(), ThreadPoolExecutor(max_workers=len(FINDING_KINDS), thread_name_prefix="report") as pool:
-        found = dict(zip(FINDING_KINDS, pool.map(lambda kind: _check(engine, cid, kind), FINDING_KINDS)))
+        found = dict(zip(FINDING_KINDS, pool.map(lambda kind: _check(engine, cid, kind), FINDING_KINDS), strict=True))
     return {"connector": connector, "summary": {kind: len(found[kind]) for kind in FINDING_KINDS},
             "findings": [finding for kind in FINDING_KINDS for finding in found[kind]]}
 

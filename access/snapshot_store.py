@@ -20,14 +20,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import uuid4
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, Table, delete, select
 
 from models.dataversion import CurrentVersion, DataVersion, data_version
 from models.store import dialect_insert
 from models.tables import AccessSnapshot, AccessSnapshotBlock, utcnow
 
-_HEADERS = AccessSnapshot.__table__
-_BLOCKS = AccessSnapshotBlock.__table__
+# SQLModel's stubs do not declare __table__.
+_HEADERS: Table = AccessSnapshot.__table__  # type: ignore[attr-defined]
+_BLOCKS: Table = AccessSnapshotBlock.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,25 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timezone
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import islice
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from access import snapshot_store as snapshots
-from access.render import ExportFormat, ExportWriter, ReportFormat, export_line_pairs, report_head, write_report
+from access.render import (
+    ExportFormat,
+    ExportWriter,
+    ReportFormat,
+    TextOut,
+    export_line_pairs,
+    report_head,
+    write_report,
+)
+from models.columns import iso
 from models.dataversion import data_version
 from models.queries import UnknownConnector, connector_id
 
@@ -93,7 +102,7 @@ class _BlockWriter:
             self._pending, self._size = [], 0
 
 
-def _render(write: Callable[[IO[str]], Any]) -> list[bytes]:
+def _render(write: Callable[[TextOut], Any]) -> list[bytes]:
     """What ``write`` writes, as compressed blocks."""
     out = _BlockWriter()
     write(out)
@@ -114,7 +123,7 @@ def render(engine: Engine, connector: str) -> Rendering:
     data = report(engine, connector)
     artifacts = {}
     for report_fmt in (ReportFormat.json, ReportFormat.csv):
-        artifacts[report_artifact(report_fmt)] = _render(lambda out: write_report(out, data, report_fmt))
+        artifacts[report_artifact(report_fmt)] = _render(partial(write_report, data=data, fmt=report_fmt))
     artifacts[REPORT_HEAD] = _render(lambda out: out.write(json.dumps(report_head(data))))
     # Both formats of the export from one read of the grants: the read holds every grant (its peak memory),
     # and a second one would cost that time again.
@@ -148,9 +157,10 @@ def refresh(engine: Engine, connector: str, *, force: bool = False) -> Refreshed
     ``force``). Nothing is rendered while a sync run is active: its data is still moving, and the run's end
     asks again."""
     clock = time.perf_counter()
-    with engine.connect() as connection:
+    with Session(engine) as session:
+        connection = session.connection()
         try:
-            cid = connector_id(connection, connector)
+            cid = connector_id(session, connector)
         except UnknownConnector:
             return Refreshed(connector, "never synced")
         version = data_version(connection, cid)  # before the data (models.dataversion)
@@ -213,8 +223,9 @@ class StoredArtifact:
 def stored_artifact(engine: Engine, connector: str, artifact: str) -> StoredArtifact | None:
     """The artifact of the connector's rendering if that rendering is current, else None. Raises
     UnknownConnector."""
-    with engine.connect() as connection:
-        cid = connector_id(connection, connector)
+    with Session(engine) as session:
+        connection = session.connection()
+        cid = connector_id(session, connector)
         header = snapshots.current(connection, cid, renderer_version())
         found = snapshots.blocks(connection, cid, header, artifact) if header else None
     return StoredArtifact(header, found) if header and found is not None else None
@@ -223,17 +234,15 @@ def stored_artifact(engine: Engine, connector: str, artifact: str) -> StoredArti
 def rendering_state(engine: Engine, connector: str) -> dict[str, Any] | None:
     """For ``jumpsync status``: when the connector's report and export were last rendered, how long that took,
     and whether the commands serve it now (``current``); None if never rendered or never synced."""
-    with engine.connect() as connection:
+    with Session(engine) as session:
+        connection = session.connection()
         try:
-            cid = connector_id(connection, connector)
+            cid = connector_id(session, connector)
         except UnknownConnector:
             return None
         header = snapshots.stored(connection, cid)
         if header is None:
             return None
         current = snapshots.is_current(header, data_version(connection, cid), renderer_version())
-    rendered_at = header.rendered_at
-    if rendered_at.tzinfo is None:  # SQLite keeps no offset; jumpsync writes UTC
-        rendered_at = rendered_at.replace(tzinfo=timezone.utc)
-    return {"rendered_at": rendered_at.isoformat(), "render_seconds": header.render_seconds,
+    return {"rendered_at": iso(header.rendered_at), "render_seconds": header.render_seconds,
             "export_rows": header.export_rows, "current": current}

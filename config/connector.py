@@ -25,7 +25,7 @@ DEFAULT_INTERVAL = "1h"
 DEFAULT_INTERVAL_WITH_EVENTS = "6h"
 
 ResourceType = Literal["user", "admin", "group", "app", "role"]
-ALL_RESOURCE_TYPES: tuple[str, ...] = ("user", "admin", "group", "app", "role")
+ALL_RESOURCE_TYPES: tuple[ResourceType, ...] = ("user", "admin", "group", "app", "role")
 
 
 class ProvisioningPolicy(BaseModel):
@@ -100,10 +100,6 @@ class SyncOptions(BaseModel):
 
         return schedule(parse_duration(self.interval or (DEFAULT_INTERVAL_WITH_EVENTS if self.events
                                                          else DEFAULT_INTERVAL)))
-
-    @property
-    def interval_seconds(self) -> float | None:
-        return parse_duration(self.interval).total_seconds() if self.interval else None
 
 
 class KeyOptions(BaseModel):

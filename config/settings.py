@@ -16,6 +16,7 @@ Errors are reported at start-up as one ``ConfigError`` that names the file and t
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -103,7 +104,9 @@ class FileConfig(BaseModel):
 
     @model_validator(mode="after")
     def _unique_names(self) -> FileConfig:
-        for table, entries in (("connectors", self.connectors), ("msp", self.msp)):
+        tables: tuple[tuple[str, Sequence[ConnectorConfig | MspConfig]], ...] = (
+            ("connectors", self.connectors), ("msp", self.msp))
+        for table, entries in tables:
             seen: set[str] = set()
             for index, entry in enumerate(entries):
                 if entry.name in seen:
@@ -131,7 +134,9 @@ def check_api_keys(settings: Settings) -> None:
     the middle of a sync.
     """
     problems = []
-    for table, entries in (("connectors", settings.file.connectors), ("msp", settings.file.msp)):
+    tables: tuple[tuple[str, Sequence[ConnectorConfig | MspConfig]], ...] = (
+        ("connectors", settings.file.connectors), ("msp", settings.file.msp))
+    for table, entries in tables:
         for index, entry in enumerate(entries):
             try:
                 entry.api_key()
@@ -187,7 +192,8 @@ def split_discovered(file: FileConfig, connectors: list[ConnectorConfig]) -> tup
     file says how to sync it) and over a discovered connector of its name; an organisation two ``[[msp]]``
     tables reach runs once, under the first table's connector (``connectors`` come in table order)."""
     names = {c.name for c in file.connectors}
-    orgs = {(c.base_url, c.org_id): f"connector {c.name!r} of [[connectors]]" for c in file.connectors if c.org_id}
+    orgs: dict[tuple[str, str | None], str] = {
+        (c.base_url, c.org_id): f"connector {c.name!r} of [[connectors]]" for c in file.connectors if c.org_id}
     kept: list[ConnectorConfig] = []
     shadowed: dict[str, str] = {}
     for connector in connectors:

@@ -17,7 +17,6 @@ from pydantic import AfterValidator
 DEFAULT_BASE_URL = "https://console.jumpcloud.com"
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_ORG_ID = re.compile(r"^[0-9a-f]{24}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 NAME_MAX = 63
 
@@ -63,7 +62,7 @@ def parse_cron(text: str):
 
 
 def is_loopback_url(url: str) -> bool:
-    from jumpcloud.client import is_loopback_host  # httpx is heavy to import; only plain-http URLs need this
+    from jumpcloud.urls import is_loopback_host  # httpx is heavy to import; only plain-http URLs need this
 
     return is_loopback_host(urlsplit(url).hostname or "")
 
@@ -87,7 +86,11 @@ def check_name(value: str, what: str = "connector name") -> str:
 
 
 def check_org_id(value: str | None) -> str | None:
-    if value is not None and not _ORG_ID.match(value):
+    if value is None:
+        return None
+    from jumpcloud.ids import is_object_id  # imported here: the commands that only read the database load no client
+
+    if not is_object_id(value):
         raise ValueError(f"{value!r} is not a JumpCloud organisation id (24 hex characters)")
     return value
 

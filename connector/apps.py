@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from connector.base import collect, collect_or_none, connection_target_ids, get_or_none
-from connector.fields import compact, flag, record_id, text
+from connector.fields import compact, flag, object_field, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
 from jumpcloud.errors import AuthError, NotFoundError
@@ -38,15 +38,16 @@ def provisioning_of(provision: Any) -> dict[str, Any]:
     groups are provisioned too). Nothing when the v2 record is ``UNKNOWN``."""
     if provision is UNKNOWN:
         return {}
-    if not isinstance(provision, dict) or not text(provision, "type"):
+    kind = text(provision, "type") if isinstance(provision, dict) else None
+    if not kind:
         return {"provisioning": "none"}
-    return compact({"provisioning": text(provision, "type").lower()[:32],
+    return compact({"provisioning": kind.lower()[:32],
                     "provisioning_groups": flag(provision, "groups_supported")})
 
 
 def map_app(record: dict[str, Any], provision: Any = UNKNOWN) -> ResourceRecord:
     app_id = record_id(record)
-    sso = record.get("sso") if isinstance(record.get("sso"), dict) else {}
+    sso = object_field(record, "sso")
     name = text(record, "displayLabel") or text(record, "displayName") or text(record, "name") or app_id
     active = flag(record, "active")
     profile = compact({

@@ -138,47 +138,70 @@ def _reduce_one(event: dict[str, Any], types: set[str], touched: Touched) -> boo
     kind = event.get("event_type")
     if not isinstance(kind, str):
         return f"event {event.get('id')!r} has no event_type"
-    deleted = kind in DELETE_EVENTS
     if kind in USER_EVENTS or kind in GROUP_EVENTS or kind in APP_EVENTS or kind in ADMIN_EVENTS:
-        if kind in GROUP_EVENTS:
-            resource = event.get("resource")
-            if isinstance(resource, dict) and resource.get("type") in _OTHER_GROUP_TYPES:
-                return False
-        wanted = ("user" if kind in USER_EVENTS else "group" if kind in GROUP_EVENTS
-                  else "app" if kind in APP_EVENTS else "admin")
-        if wanted not in types:
+        return _reduce_resource_event(event, kind, types, touched)
+    if kind == ASSOCIATION_EVENT:
+        return _reduce_association(event, types, touched)
+    return False
+
+
+def _resource_type_of(kind: str) -> str:
+    """The resource type a user, group, app or admin event concerns."""
+    if kind in USER_EVENTS:
+        return "user"
+    if kind in GROUP_EVENTS:
+        return "group"
+    return "app" if kind in APP_EVENTS else "admin"
+
+
+def _reduce_resource_event(event: dict[str, Any], kind: str, types: set[str], touched: Touched) -> bool | str:
+    """A user, group, app or admin created, changed or deleted: that record to read back (or to delete)."""
+    if kind in GROUP_EVENTS:
+        resource = event.get("resource")
+        if isinstance(resource, dict) and resource.get("type") in _OTHER_GROUP_TYPES:
             return False
-        object_id = _resource_id(event)
-        if object_id is None:
-            return f"{kind} event {event.get('id')!r} names no resource id"
-        if wanted == "admin":
-            touched.admins = True
-            if deleted:
-                touched.deleted_admins.add(object_id)
-            return True
-        target, gone = {"user": (touched.users, touched.deleted_users),
-                        "group": (touched.groups, touched.deleted_groups),
-                        "app": (touched.apps, touched.deleted_apps)}[wanted]
-        (gone if deleted else target).add(object_id)
-        return True
-    if kind != ASSOCIATION_EVENT:
+    wanted = _resource_type_of(kind)
+    if wanted not in types:
         return False
+    object_id = _resource_id(event)
+    if object_id is None:
+        return f"{kind} event {event.get('id')!r} names no resource id"
+    deleted = kind in DELETE_EVENTS
+    if wanted == "admin":
+        touched.admins = True
+        if deleted:
+            touched.deleted_admins.add(object_id)
+        return True
+    target, gone = {"user": (touched.users, touched.deleted_users),
+                    "group": (touched.groups, touched.deleted_groups),
+                    "app": (touched.apps, touched.deleted_apps)}[wanted]
+    (gone if deleted else target).add(object_id)
+    return True
+
+
+#: The associations jumpsync keeps, by the pair of types at their ends: (edge kind, holder type, resource type,
+#: the resource type a connector must sync for it). Systems, system groups, directories, RADIUS…: not kept.
+_KEPT_ASSOCIATIONS: dict[frozenset[str], tuple[str, str, str, str]] = {
+    frozenset({"user_group", "user"}): ("member", "user", "user_group", "group"),
+    frozenset({"application", "user"}): ("user_app", "user", "application", "app"),
+    frozenset({"application", "user_group"}): ("group_app", "user_group", "application", "app"),
+}
+
+
+def _reduce_association(event: dict[str, Any], types: set[str], touched: Touched) -> bool | str:
+    """An association added or removed: the holder whose edges to read back, and the edge itself."""
     association = event.get("association")
     ends = (_side(association, "from"), _side(association, "to")) if isinstance(association, dict) else (None, None)
     if ends[0] is None or ends[1] is None:
         return f"association_change event {event.get('id')!r} lacks the sides of the association"
     by_type = {ends[0][0]: ends[0][1], ends[1][0]: ends[1][1]}
-    pair = frozenset(by_type)
-    if pair == {"user_group", "user"}:
-        kind, holders, holder, resource, wanted = "member", touched.user_groups, "user", "user_group", "group"
-    elif pair == {"application", "user"}:
-        kind, holders, holder, resource, wanted = "user_app", touched.user_apps, "user", "application", "app"
-    elif pair == {"application", "user_group"}:
-        kind, holders, holder, resource, wanted = "group_app", touched.group_apps, "user_group", "application", "app"
-    else:  # systems, system groups, directories, RADIUS…: not kept by jumpsync
+    kept = _KEPT_ASSOCIATIONS.get(frozenset(by_type))
+    if kept is None:
         return False
+    kind, holder, resource, wanted = kept
     if wanted not in types:
         return False
+    holders = {"member": touched.user_groups, "user_app": touched.user_apps, "group_app": touched.group_apps}[kind]
     holders.add(by_type[holder])
     touched.edges[kind].add((by_type[holder], by_type[resource]))
     return True

@@ -38,6 +38,12 @@ def flag(record: dict[str, Any], key: str) -> bool | None:
     return None
 
 
+def object_field(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """An object field; null, missing or anything but an object reads as an empty one."""
+    value = record.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def record_id(record: dict[str, Any]) -> str:
     """JumpCloud's id: v1 records carry ``_id`` (and usually ``id``), v2 records ``id``."""
     value = record.get("_id") or record.get("id")

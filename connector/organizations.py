@@ -5,15 +5,14 @@ connectors."""
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from connector.fields import text
 from jumpcloud.client import JumpCloudClient
+from jumpcloud.ids import is_object_id
 
 ORGANIZATIONS_PATH = "/api/organizations"
-_ORG_ID = re.compile(r"^[0-9a-f]{24}$")
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def map_organization(record: dict[str, Any]) -> Organization | None:
     can go in ``x-org-id``). A blank name reads as the id, so every organisation has something to match filters
     against and to show."""
     org_id = (text(record, "_id") or text(record, "id") or "").lower()
-    if not _ORG_ID.match(org_id):
+    if not is_object_id(org_id):
         log.warning("organisation listing: a record without a valid id skipped", extra={"id": org_id[:64]})
         return None
     return Organization(id=org_id, display_name=text(record, "displayName") or org_id)

@@ -9,8 +9,6 @@ from typing import Any
 
 import orjson
 
-RESOURCE_TYPES = ("user", "admin", "group", "app", "role")
-
 
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no spaces, UTF-8 as it is: the bytes a content hash is taken of.

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from connector.base import get_or_none
-from connector.fields import clean, compact, flag, full_name, record_id, text
+from connector.fields import clean, compact, flag, full_name, object_field, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
 
@@ -32,7 +32,7 @@ def user_status(record: dict[str, Any]) -> str:
 
 
 def map_user(record: dict[str, Any]) -> ResourceRecord:
-    mfa = record.get("mfa") if isinstance(record.get("mfa"), dict) else {}
+    mfa = object_field(record, "mfa")
     first, last = text(record, "firstname"), text(record, "lastname")
     email = text(record, "email")
     username = text(record, "username")

@@ -15,7 +15,9 @@ empty trailing page, so a missing or malformed total is an error
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
@@ -24,6 +26,7 @@ import orjson
 from .errors import BadResponseError
 
 __all__ = [
+    "ConcurrentPages",
     "Paginator",
     "V1EnvelopePaginator",
     "V2HeaderPaginator",
@@ -142,3 +145,51 @@ def page_offsets(total: int, page_size: int) -> range:
     if total < 0:
         raise ValueError("total must be >= 0")
     return range(0, total, page_size)
+
+
+class ConcurrentPages:
+    """The pages after the first of a listing, fetched concurrently.
+
+    At most ``max_in_flight`` fetches run at a time, so that memory stays
+    bounded; ``start`` sets the first ones going (before the caller works on
+    the first page), ``completed`` yields the non-empty pages as they finish
+    (order not guaranteed) and raises the first failure, ``cancel`` stops
+    what is still running. ``fetch`` takes a ``skip`` and returns the page's
+    records.
+    """
+
+    def __init__(self, fetch: Callable[[int], Awaitable[list[dict]]], skips: Iterable[int],
+                 max_in_flight: int) -> None:
+        self._fetch = fetch
+        self._remaining = iter(skips)
+        self._max_in_flight = max_in_flight
+        self._pending: set[asyncio.Future[list[dict]]] = set()
+
+    def start(self) -> None:
+        """Start fetches until ``max_in_flight`` run or no page is left."""
+        while len(self._pending) < self._max_in_flight:
+            skip = next(self._remaining, None)
+            if skip is None:
+                return
+            self._pending.add(asyncio.ensure_future(self._fetch(skip)))
+
+    async def completed(self) -> AsyncIterator[list[dict]]:
+        """The records of each page as its fetch completes, empty pages left out."""
+        while self._pending:
+            done, _ = await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
+            self._pending.difference_update(done)
+            failed = [error for task in done if (error := task.exception()) is not None]
+            if failed:
+                raise failed[0]
+            self.start()
+            for task in done:
+                page = task.result()
+                if page:
+                    yield page
+
+    async def cancel(self) -> None:
+        """Cancel the fetches still running and wait until they have stopped."""
+        for task in self._pending:
+            task.cancel()
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)

@@ -22,11 +22,26 @@ from dataclasses import dataclass, field
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 
-__all__ = ["RetryPolicy", "is_retryable_status", "parse_retry_after"]
+import httpx
+
+__all__ = ["RetryPolicy", "is_retryable_status", "is_retryable_transport", "parse_retry_after"]
 
 # HTTP methods that may change state on the server. A retry after a timeout
 # could repeat the change; see RetryPolicy.retry_non_idempotent.
 NON_IDEMPOTENT_METHODS = frozenset({"POST", "PATCH"})
+
+# Transport failures worth retrying (the network or the server hiccuped) vs.
+# deterministic ones (a bad URL scheme, a malformed request) that will fail the
+# same way every time.
+_RETRYABLE_TRANSPORT = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
+# Failures where the request certainly never reached the server: safe to retry
+# even for POST when RetryPolicy.retry_non_idempotent is False.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 _SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
 
@@ -34,6 +49,12 @@ _SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
 def is_retryable_status(status: int) -> bool:
     """429 and every 5xx are worth retrying; every other status is not."""
     return status == 429 or 500 <= status <= 599
+
+
+def is_retryable_transport(failure: httpx.RequestError, may_repeat: bool) -> bool:
+    """Whether a request that got no response should be tried again: a transient failure, and either a
+    request that may be repeated or one that certainly never reached the server."""
+    return isinstance(failure, _RETRYABLE_TRANSPORT) and (may_repeat or isinstance(failure, _NOT_SENT))
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -100,6 +121,11 @@ class RetryPolicy:
     def is_retryable(self, status: int) -> bool:
         """Whether a response with this status should be tried again."""
         return is_retryable_status(status)
+
+    def may_repeat(self, method: str, reads_only: bool = False) -> bool:
+        """Whether a request may be sent again after a failure that it may have reached the server with: any
+        but POST/PATCH, those too unless ``retry_non_idempotent`` is off, and a POST that only reads."""
+        return reads_only or self.retry_non_idempotent or method not in NON_IDEMPOTENT_METHODS
 
     def backoff_cap(self, attempt: int) -> float:
         """Upper bound of the jittered wait after failed attempt ``attempt`` (1-based)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -28,9 +29,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jumpcloud.ids import is_object_id
 from simulator import inject, mutate, routes_insights, routes_sim, routes_v1, routes_v2
 from simulator.faults import UNAUTHORIZED_MESSAGE, FaultDecision, FaultRule
-from simulator.model import Conflict, Missing, is_object_id
+from simulator.model import Conflict, Missing
 from simulator.query import QueryError
 from simulator.responses import ApiError, error_response
 from simulator.state import SimulatorState
@@ -116,18 +118,7 @@ class Gate:
                 return
             if rule is not None:
                 self._revoke(rule, scope)
-            app: ASGIApp = self.app
-            refusal = self._authorize(scope)
-            if refusal is not None:
-                app = refusal
-            elif rule is not None and rule.mutate:
-                tenant = scope.get("jumpcloud.tenant")
-                if tenant is None:  # the org listing of a multi-tenant key: no org to change
-                    state.events.add("mutate_skipped", reason="no org (the request names none)", rule=rule.path,
-                                     request=f"{method} {path}" + (f"?{query}" if query else ""))
-                else:
-                    changes = mutate.apply(tenant, rule.mutate, method, path, query, state.events, rule.path)
-                    state.fault("mutate", method, path, changes=len(changes))
+            app = self._answering_app(scope, rule, query)
             if rule is None or (rule.action is None and rule.total_delta is None):
                 await app(scope, receive, send_recording)
                 return
@@ -136,6 +127,27 @@ class Gate:
             if not answered:  # no response sent: an error, or the client went away first
                 stats.answered(route, status)
             stats.finished()
+
+    def _answering_app(self, scope: Scope, rule: FaultRule | None, query: str) -> ASGIApp:
+        """The refusal when the key or the org is refused; else the routes, after the rule's mutation if it has
+        one."""
+        refusal = self._authorize(scope)
+        if refusal is not None:
+            return refusal
+        if rule is not None and rule.mutate:
+            self._mutate(scope, rule.mutate, rule.path, query)
+        return self.app
+
+    def _mutate(self, scope: Scope, spec: dict[str, Any], rule: str, query: str) -> None:
+        """A rule's `mutate` (``simulator.mutate``) on the request's org."""
+        method, path, state = scope["method"], scope["path"], self.state
+        tenant = scope.get("jumpcloud.tenant")
+        if tenant is None:  # the org listing of a multi-tenant key: no org to change
+            state.events.add("mutate_skipped", reason="no org (the request names none)", rule=rule,
+                             request=f"{method} {path}" + (f"?{query}" if query else ""))
+            return
+        changes = mutate.apply(tenant, spec, method, path, query, state.events, rule)
+        state.fault("mutate", method, path, changes=len(changes))
 
     async def _damaged(self, rule: FaultRule, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         """The route's answer, changed as the rule says."""
@@ -165,7 +177,7 @@ class Gate:
         if rule.revoke_key:
             self.state.replace_key(None, by=f"rule {rule.path}")
         if rule.remove_org:
-            org = _headers(scope).get("x-org-id", "").strip().lower()
+            org = _headers(scope).get("x-org-id", "").strip()
             if not org and not self.state.multi_tenant:
                 org = self.state.single_org.org_id
             if org in self.state.orgs:
@@ -173,11 +185,11 @@ class Gate:
 
     def _template(self, scope: Scope) -> str:
         """The route template a request matches (method aside), for stats keyed by endpoint, not raw path."""
-        fallback = None
+        fallback: str | None = None
         for route in self.routes:
             match, _ = route.matches(scope)
             if match is Match.FULL:
-                return getattr(route, "path", scope["path"])
+                return str(getattr(route, "path", scope["path"]))
             if match is Match.PARTIAL and fallback is None:
                 fallback = getattr(route, "path", None)
         return fallback or "(unmatched)"
@@ -190,22 +202,22 @@ class Gate:
         if not hmac.compare_digest(key.encode(), self.state.api_key.encode()):
             if self.state.is_revoked(key):
                 self.state.fault("revoked_key", scope["method"], scope["path"], status=401)
-            return error_response(401, UNAUTHORIZED_MESSAGE, **UNAUTHORIZED)
+            return error_response(401, UNAUTHORIZED_MESSAGE, None, **UNAUTHORIZED)
         org = headers.get("x-org-id", "").strip()
         if self.state.multi_tenant and scope["path"] == routes_v1.ORGANIZATIONS_PATH:
             return None  # the org listing names no org: no tenant in the scope, `x-org-id` ignored
         if self.state.multi_tenant:
             if not org:
                 return error_response(401, "Unauthorized: x-org-id is required for a multi-tenant administrator",
-                                      **UNAUTHORIZED)
+                                      None, **UNAUTHORIZED)
             if not is_object_id(org):
                 return error_response(400, "Bad Request: x-org-id is not a valid organization id")
-            tenant = self.state.orgs.get(org.lower())
+            tenant = self.state.orgs.get(org)
             if tenant is None:
                 return error_response(404, ORG_NOT_FOUND)
         else:
             tenant = self.state.single_org
-            if org and org.lower() != tenant.org_id:
+            if org and org != tenant.org_id:
                 return error_response(403, "Forbidden: x-org-id is not supported for this administrator")
         if tenant.org_id in self.state.removed_orgs:
             self.state.fault("removed_org", scope["method"], scope["path"], status=404, org=tenant.org_id)
@@ -244,7 +256,7 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.message, exc.headers, **exc.extra)
 
 
-def _status_handler(status: int):  # type: ignore[no-untyped-def]
+def _status_handler(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
     async def handler(request: Request, exc: Exception) -> Response:
         return error_response(status, str(exc))
 

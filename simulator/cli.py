@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from jumpcloud.client import is_loopback_host
+from jumpcloud.urls import is_loopback_host
 from simulator.faults import Faults, RateLimit
 from simulator.generator import TenantSpec, generate_tenant, multi_tenant_spec
 from simulator.server import SimulatorServer

@@ -326,10 +326,6 @@ class Faults:
             self._use(rule)
         return FaultPlan(rule, None)
 
-    def decide(self, method: str, path: str, now: float | None = None, query: str = "") -> FaultDecision | None:
-        """The answer to send instead of the route's, if any (`plan` without the rule's other effects)."""
-        return self.plan(method, path, query, now).decision
-
     def _match(self, method: str, path: str, query: str) -> FaultRule | None:
         """The first matching rule past its `after` (earlier ones still waiting count the request down)."""
         for rule in self.rules:

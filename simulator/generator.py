@@ -10,13 +10,14 @@ Why deterministic: tests and benchmarks compare runs, so everything (ids include
 
 from __future__ import annotations
 
+import enum
 import functools
 import gc
 import hashlib
 import random
 import unicodedata
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from simulator.model import OrderedIdSet, Tenant, iso_time, object_id
 
@@ -161,6 +162,15 @@ def ascii_slug(text: str) -> str:
     return "".join(c for c in folded.lower() if c.isalnum())
 
 
+def _user_state(draw: float) -> tuple[str, bool, bool]:
+    """(state, activated, suspended) of a user, from a uniform draw: mostly active, some staged or suspended."""
+    if draw < 0.08:
+        return "STAGED", False, False
+    if draw < 0.15:
+        return "SUSPENDED", True, True
+    return "ACTIVATED", True, False
+
+
 class _Generator:
     """Holds the rng and the spec while the parts of a tenant are built, in a fixed order."""
 
@@ -170,6 +180,12 @@ class _Generator:
         self.org_id = org_id
         self.domain = domain
         self._ids: set[str] = set()
+        rnd = rng.random
+
+        def choice(seq: Any) -> Any:  # rng.choice, without its per-call overhead (100k users * 10 picks)
+            return seq[int(rnd() * len(seq))]
+
+        self._choice = choice
 
     def new_id(self, when: float) -> str:
         while True:
@@ -213,119 +229,124 @@ class _Generator:
     # ---- system users --------------------------------------------------------------------------------
 
     def users(self) -> dict[str, dict[str, Any]]:
-        rng = self.rng
-        rnd = rng.random
-
-        def choice(seq: Any) -> Any:  # rng.choice, without its per-call overhead (100k users * 10 picks)
-            return seq[int(rnd() * len(seq))]
-
         users: dict[str, dict[str, Any]] = {}
         ids: list[str] = []
         taken: set[str] = set()
         for n, when in enumerate(self.times(self.spec.users)):
             uid = self.new_id(when)
-            first, last = choice(_FIRST), choice(_LAST)
-            base = f"{ascii_slug(first)[:12] or 'user'}.{ascii_slug(last)[:16] or 'x'}"
-            username = base if base not in taken else f"{base}{n}"
-            taken.add(username)
-            email = f"{username}@{self.domain}"
-            if rnd() < 0.03:  # a few records keep the case they were typed in
-                email = email[0].upper() + email[1:]
-            r_state = rnd()
-            if r_state < 0.08:
-                state, activated, suspended = "STAGED", False, False
-            elif r_state < 0.15:
-                state, activated, suspended = "SUSPENDED", True, True
-            else:
-                state, activated, suspended = "ACTIVATED", True, False
-            locked = activated and rnd() < 0.03
-            mfa_configured = rnd() < 0.6
-            excluded = rnd() < 0.1
-            mfa: dict[str, Any] = {"configured": mfa_configured, "exclusion": excluded}
-            if excluded:
-                mfa["exclusionUntil"] = iso_time(when + 86400 * 30) if rnd() < 0.5 else None
-            r_manager = rnd()
-            if r_manager < 0.4 and ids:
-                manager: str | None = choice(ids)
-            elif r_manager < 0.7:
-                manager = ""
-            else:
-                manager = None
-            r_attr = rnd()
-            attributes: list[dict[str, str]] | None
-            if r_attr < 0.3:
-                attributes = None
-            elif r_attr < 0.7:
-                attributes = []
-            else:
-                attributes = [{"name": "badge", "value": f"{n:06d}"}, {"name": "shirtSize", "value": choice("SMLX")}]
-            record: dict[str, Any] = {
-                "_id": uid,
-                "id": uid,
-                "account_locked": locked,
-                "account_locked_date": iso_time(when + 3600) if locked else None,
-                "activated": activated,
-                "addresses": [],
-                "allow_public_key": True,
-                "alternateEmail": self.untidy(f"{username}@personal.test", 0.5, 0.3),
-                "attributes": attributes,
-                "badLoginAttempts": 5 if locked else 0,
-                "company": self.untidy(choice(_COMPANIES), 0.4, 0.2),
-                "costCenter": self.untidy(f"CC-{100 + int(rnd() * 900)}", 0.3, 0.3),
-                "created": iso_time(when),
-                "creationSource": choice(("jumpcloud:console", "jumpcloud:api", "jumpcloud:scim", "")),
-                "department": self.untidy(choice(_DEPARTMENTS)),
-                "description": None if rnd() < 0.3 else "",
-                "disableDeviceMaxLoginAttempts": False,
-                "displayname": self.untidy(f"{first} {last}", 0.2, 0.1),
-                "email": email,
-                "employeeIdentifier": self.untidy(f"E{n:06d}", 0.1, 0.3),
-                "employeeType": self.untidy(choice(_EMPLOYEE_TYPES)),
-                "enable_managed_uid": False,
-                "enable_user_portal_multifactor": mfa_configured,
-                "external_dn": "",
-                "external_source_type": "",
-                "externally_managed": False,
-                "firstname": first if rnd() > 0.02 else "",
-                "jobTitle": self.untidy(choice(_TITLES)),
-                "lastname": last if rnd() > 0.02 else "",
-                "ldap_binding_user": False,
-                "location": self.untidy(choice(_LOCATIONS)),
-                "managedAppleId": "",
-                "manager": manager,
-                "mfa": mfa,
-                "mfaEnrollment": {
-                    "overallStatus": "ENROLLED" if mfa_configured else choice(_MFA_STATUSES),
-                    "totpStatus": "ENROLLED" if mfa_configured else "NOT_ENROLLED",
-                    "webAuthnStatus": "NOT_ENROLLED",
-                    "pushStatus": "NOT_ENROLLED",
-                },
-                "middlename": self.untidy("", 0.5, 0.4) if rnd() < 0.9 else "Q.",
-                "organization": self.org_id,
-                "password_expired": False,
-                "password_never_expires": rnd() < 0.05,
-                "passwordless_sudo": False,
-                "phoneNumbers": [],
-                "public_key": "",
-                "relationships": [],
-                "restrictedFields": [],
-                "samba_service_user": False,
-                "ssh_keys": [],
-                "state": state,
-                "sudo": False,
-                "suspended": suspended,
-                "totp_enabled": mfa_configured,
-                "unix_guid": 5000 + n,
-                "unix_uid": 5000 + n,
-                "username": username,
-            }
-            if rnd() < 0.04:  # older records carry no `state` at all
-                del record["state"]
-            if rnd() < 0.05:
-                record["admin"] = None
-            users[uid] = record
+            users[uid] = self._user(n, uid, when, ids, taken)
             ids.append(uid)
         return users
+
+    def _username(self, first: str, last: str, n: int, taken: set[str]) -> str:
+        base = f"{ascii_slug(first)[:12] or 'user'}.{ascii_slug(last)[:16] or 'x'}"
+        username = base if base not in taken else f"{base}{n}"
+        taken.add(username)
+        return username
+
+    def _mfa(self, when: float, configured: bool) -> dict[str, Any]:
+        rnd = self.rng.random
+        excluded = rnd() < 0.1
+        mfa: dict[str, Any] = {"configured": configured, "exclusion": excluded}
+        if excluded:
+            mfa["exclusionUntil"] = iso_time(when + 86400 * 30) if rnd() < 0.5 else None
+        return mfa
+
+    def _manager(self, ids: list[str]) -> str | None:
+        """Another user's id (an earlier one), "" or None: all three occur in real records."""
+        r_manager = self.rng.random()
+        if r_manager < 0.4 and ids:
+            return str(self._choice(ids))
+        return "" if r_manager < 0.7 else None
+
+    def _attributes(self, n: int) -> list[dict[str, str]] | None:
+        r_attr = self.rng.random()
+        if r_attr < 0.3:
+            return None
+        if r_attr < 0.7:
+            return []
+        return [{"name": "badge", "value": f"{n:06d}"}, {"name": "shirtSize", "value": self._choice("SMLX")}]
+
+    def _user(self, n: int, uid: str, when: float, ids: list[str], taken: set[str]) -> dict[str, Any]:
+        """One system user record; `ids` are the users made before it (its possible managers)."""
+        rnd = self.rng.random
+        choice = self._choice
+        first, last = choice(_FIRST), choice(_LAST)
+        username = self._username(first, last, n, taken)
+        email = f"{username}@{self.domain}"
+        if rnd() < 0.03:  # a few records keep the case they were typed in
+            email = email[0].upper() + email[1:]
+        state, activated, suspended = _user_state(rnd())
+        locked = activated and rnd() < 0.03
+        mfa_configured = rnd() < 0.6
+        mfa = self._mfa(when, mfa_configured)
+        manager = self._manager(ids)
+        attributes = self._attributes(n)
+        record: dict[str, Any] = {
+            "_id": uid,
+            "id": uid,
+            "account_locked": locked,
+            "account_locked_date": iso_time(when + 3600) if locked else None,
+            "activated": activated,
+            "addresses": [],
+            "allow_public_key": True,
+            "alternateEmail": self.untidy(f"{username}@personal.test", 0.5, 0.3),
+            "attributes": attributes,
+            "badLoginAttempts": 5 if locked else 0,
+            "company": self.untidy(choice(_COMPANIES), 0.4, 0.2),
+            "costCenter": self.untidy(f"CC-{100 + int(rnd() * 900)}", 0.3, 0.3),
+            "created": iso_time(when),
+            "creationSource": choice(("jumpcloud:console", "jumpcloud:api", "jumpcloud:scim", "")),
+            "department": self.untidy(choice(_DEPARTMENTS)),
+            "description": None if rnd() < 0.3 else "",
+            "disableDeviceMaxLoginAttempts": False,
+            "displayname": self.untidy(f"{first} {last}", 0.2, 0.1),
+            "email": email,
+            "employeeIdentifier": self.untidy(f"E{n:06d}", 0.1, 0.3),
+            "employeeType": self.untidy(choice(_EMPLOYEE_TYPES)),
+            "enable_managed_uid": False,
+            "enable_user_portal_multifactor": mfa_configured,
+            "external_dn": "",
+            "external_source_type": "",
+            "externally_managed": False,
+            "firstname": first if rnd() > 0.02 else "",
+            "jobTitle": self.untidy(choice(_TITLES)),
+            "lastname": last if rnd() > 0.02 else "",
+            "ldap_binding_user": False,
+            "location": self.untidy(choice(_LOCATIONS)),
+            "managedAppleId": "",
+            "manager": manager,
+            "mfa": mfa,
+            "mfaEnrollment": {
+                "overallStatus": "ENROLLED" if mfa_configured else choice(_MFA_STATUSES),
+                "totpStatus": "ENROLLED" if mfa_configured else "NOT_ENROLLED",
+                "webAuthnStatus": "NOT_ENROLLED",
+                "pushStatus": "NOT_ENROLLED",
+            },
+            "middlename": self.untidy("", 0.5, 0.4) if rnd() < 0.9 else "Q.",
+            "organization": self.org_id,
+            "password_expired": False,
+            "password_never_expires": rnd() < 0.05,
+            "passwordless_sudo": False,
+            "phoneNumbers": [],
+            "public_key": "",
+            "relationships": [],
+            "restrictedFields": [],
+            "samba_service_user": False,
+            "ssh_keys": [],
+            "state": state,
+            "sudo": False,
+            "suspended": suspended,
+            "totp_enabled": mfa_configured,
+            "unix_guid": 5000 + n,
+            "unix_uid": 5000 + n,
+            "username": username,
+        }
+        if rnd() < 0.04:  # older records carry no `state` at all
+            del record["state"]
+        if rnd() < 0.05:
+            record["admin"] = None
+        return record
 
     # ---- administrators ------------------------------------------------------------------------------
 
@@ -408,7 +429,7 @@ class _Generator:
     def apps(self) -> dict[str, dict[str, Any]]:
         rng = self.rng
         apps: dict[str, dict[str, Any]] = {}
-        for n, when in enumerate(self.times(self.spec.apps)):
+        for when in self.times(self.spec.apps):
             name, display = rng.choice(_APP_CATALOG)
             label = display if rng.random() < 0.6 else f"{display} ({rng.choice(_DEPARTMENTS)})"
             aid = self.new_id(when)
@@ -419,10 +440,16 @@ class _Generator:
         return apps
 
 
-_OMITTED = object()
+class _Omitted(enum.Enum):
+    """The marker of an app whose v2 object lacks the `provision` key."""
+
+    OMITTED = "omitted"
 
 
-def app_provision(aid: str) -> dict[str, Any] | None | object:
+_OMITTED = _Omitted.OMITTED
+
+
+def app_provision(aid: str) -> dict[str, Any] | None | Literal[_Omitted.OMITTED]:
     """An app's Identity Management (SCIM) setting as the v2 application object carries it, chosen by the app's
     id (no draw from the generator's rng, so every other field of a tenant stays what it was): a third of the
     apps provision by SCIM (`{"type": "scim", "beta": false, "groups_supported": bool}`, the shape of the

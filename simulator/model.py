@@ -24,18 +24,10 @@ from simulator import insights as di
 USER = "user"
 USER_GROUP = "user_group"
 
-# The time-derived part of an ObjectId: JumpCloud ids are MongoDB ObjectIds (4 bytes of seconds, 8 more bytes).
-_HEX = "0123456789abcdef"
-
-
 def object_id(rng: random.Random, when: float) -> str:
-    """A 24-hex MongoDB-style ObjectId: creation seconds, then 64 bits from `rng` (deterministic per seed)."""
+    """A MongoDB-style ObjectId (``jumpcloud.ids``): 4 bytes of creation seconds, then 64 bits from `rng`
+    (deterministic per seed)."""
     return f"{int(when) & 0xFFFFFFFF:08x}{rng.getrandbits(64):016x}"
-
-
-def is_object_id(value: str) -> bool:
-    """True for 24 lowercase or uppercase hex digits, the only id shape JumpCloud accepts."""
-    return len(value) == 24 and all(c in _HEX for c in value.lower())
 
 
 def iso_time(when: float) -> str:

@@ -20,71 +20,96 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.datastructures import QueryParams
 
+from jumpcloud.ids import OBJECT_ID_PATTERN
 from simulator.model import Tenant
 from simulator.query import V1, V2, QueryError, parse_list_query, select
 from simulator.routes_v1 import new_user_record
 from simulator.state import EventLog
 
-_GROUP_IN_PATH = re.compile(r"^/api/v2/usergroups/([0-9a-fA-F]{24})(?:/|$)")
+_GROUP_IN_PATH = re.compile(rf"^/api/v2/usergroups/({OBJECT_ID_PATTERN})(?:/|$)")
 
 
 def apply(tenant: Tenant, mutate: dict[str, Any], method: str, path: str, query: str, events: EventLog,
           rule: str) -> list[dict[str, Any]]:
     """Carry out one `mutate` spec on `tenant`; returns the events logged."""
     where = {"org": tenant.org_id, "rule": rule, "request": f"{method} {path}" + (f"?{query}" if query else "")}
-    done: list[dict[str, Any]] = []
-    remove_first = mutate.get("remove_at", "start") == "start"
-    add_first = mutate.get("add_at", "end") == "start"
-
-    if n := mutate.get("remove_users", 0):
-        order = _order(tenant, "users", path == "/api/systemusers" and method == "GET", query, V1)
-        for uid in _pick(order, n, remove_first):
-            tenant.delete_user(uid)
-            done.append(events.add("user_removed", id=uid, **where))
-    if n := mutate.get("add_users", 0):
-        for uid in _new_ids(tenant, tenant.users, n, add_first):
-            record = new_user_record(uid, tenant.org_id, _seconds(uid), len(tenant.users))
-            record.update(username=f"added-{uid}", email=f"added-{uid}@example.org", firstname="Added",
-                          lastname=uid[-6:], state="ACTIVATED", activated=True)
-            tenant.add_user(record, first=add_first)
-            done.append(events.add("user_added", id=uid, **where))
-    if n := mutate.get("remove_groups", 0):
-        order = _order(tenant, "groups", path == "/api/v2/usergroups" and method == "GET", query, V2)
-        for gid in _pick(order, n, remove_first):
-            tenant.delete_group(gid)
-            done.append(events.add("group_removed", id=gid, **where))
-    if n := mutate.get("add_groups", 0):
-        for gid in _new_ids(tenant, tenant.groups, n, add_first):
-            tenant.add_group({"attributes": None, "description": "", "email": "", "id": gid,
-                              "membershipMethod": "STATIC", "name": f"Added group {gid}", "type": "user_group"},
-                             first=add_first)
-            done.append(events.add("group_added", id=gid, **where))
+    change = _Change(tenant, mutate, events, where)
+    change.users(method == "GET" and path == "/api/systemusers", query)
+    change.groups(method == "GET" and path == "/api/v2/usergroups", query)
     if mutate.get("remove_members") or mutate.get("add_members"):
-        group = mutate.get("group") or _group_in(path)
+        change.members(mutate.get("group") or _group_in(path))
+    return change.done
+
+
+class _Change:
+    """One `mutate` spec being carried out: each step changes one collection and logs what it did in `done`."""
+
+    def __init__(self, tenant: Tenant, mutate: dict[str, Any], events: EventLog, where: dict[str, str]) -> None:
+        self.tenant = tenant
+        self.mutate = mutate
+        self.events = events
+        self.where = where
+        self.remove_first = mutate.get("remove_at", "start") == "start"
+        self.add_first = mutate.get("add_at", "end") == "start"
+        self.done: list[dict[str, Any]] = []
+
+    def log(self, kind: str, **fields: Any) -> None:
+        self.done.append(self.events.add(kind, **fields, **self.where))
+
+    def users(self, is_listing: bool, query: str) -> None:
+        tenant = self.tenant
+        if n := self.mutate.get("remove_users", 0):
+            for uid in _pick(_order(tenant, "users", is_listing, query, V1), n, self.remove_first):
+                tenant.delete_user(uid)
+                self.log("user_removed", id=uid)
+        if n := self.mutate.get("add_users", 0):
+            for uid in _new_ids(tenant, tenant.users, n, self.add_first):
+                record = new_user_record(uid, tenant.org_id, _seconds(uid), len(tenant.users))
+                record.update(username=f"added-{uid}", email=f"added-{uid}@example.org", firstname="Added",
+                              lastname=uid[-6:], state="ACTIVATED", activated=True)
+                tenant.add_user(record, first=self.add_first)
+                self.log("user_added", id=uid)
+
+    def groups(self, is_listing: bool, query: str) -> None:
+        tenant = self.tenant
+        if n := self.mutate.get("remove_groups", 0):
+            for gid in _pick(_order(tenant, "groups", is_listing, query, V2), n, self.remove_first):
+                tenant.delete_group(gid)
+                self.log("group_removed", id=gid)
+        if n := self.mutate.get("add_groups", 0):
+            for gid in _new_ids(tenant, tenant.groups, n, self.add_first):
+                tenant.add_group({"attributes": None, "description": "", "email": "", "id": gid,
+                                  "membershipMethod": "STATIC", "name": f"Added group {gid}", "type": "user_group"},
+                                 first=self.add_first)
+                self.log("group_added", id=gid)
+
+    def members(self, group: str | None) -> None:
+        tenant = self.tenant
         if group is None or group.lower() not in tenant.groups:
-            done.append(events.add("mutate_skipped", reason=f"no group {group or '(none in the path)'}", **where))
-            return done
+            self.log("mutate_skipped", reason=f"no group {group or '(none in the path)'}")
+            return
         group = group.lower()
-        if n := mutate.get("remove_members", 0):
-            for uid in _pick(tenant.members[group].as_list(), n, remove_first):
+        if n := self.mutate.get("remove_members", 0):
+            for uid in _pick(tenant.members[group].as_list(), n, self.remove_first):
                 tenant.remove_member(group, uid)
-                done.append(events.add("member_removed", group=group, id=uid, **where))
-        if n := mutate.get("add_members", 0):
+                self.log("member_removed", group=group, id=uid)
+        if n := self.mutate.get("add_members", 0):
             members = tenant.members[group]
             chosen = [uid for uid in tenant.users if uid not in members][:n]
-            for uid in reversed(chosen) if add_first else chosen:  # the block keeps its order either way
-                tenant.add_member(group, uid, first=add_first)
-            done += [events.add("member_added", group=group, id=uid, **where) for uid in chosen]
-    return done
+            for uid in reversed(chosen) if self.add_first else chosen:  # the block keeps its order either way
+                tenant.add_member(group, uid, first=self.add_first)
+            for uid in chosen:
+                self.log("member_added", group=group, id=uid)
 
 
 def _order(tenant: Tenant, collection: str, is_listing: bool, query: str, dialect: str) -> list[str]:
     """Ids in the order the request's listing shows them (sort and filter), else in natural order."""
-    records = tenant.records(collection)
+    records: Sequence[Mapping[str, Any]] = tenant.records(collection)
     if is_listing:
         try:
             records = select(records, parse_list_query(QueryParams(query), dialect))

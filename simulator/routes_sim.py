@@ -39,9 +39,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from jumpcloud.ids import is_object_id
 from simulator.generator import TenantSpec, generate_tenant, make_app, multi_tenant_spec
 from simulator.insights import InsightsFaults
-from simulator.model import Conflict, Missing, Tenant, is_object_id, iso_time
+from simulator.model import Conflict, Missing, Tenant, iso_time
 from simulator.responses import ApiError, json_body
 from simulator.routes_v1 import admin_changes
 from simulator.state import SimulatorState
@@ -160,7 +161,7 @@ async def add_org(request: Request) -> Response:
         display_name = _display_name(display_name)
     org_id = body.get("org_id")
     if org_id is not None:
-        if not isinstance(org_id, str) or not is_object_id(org_id):
+        if not isinstance(org_id, str) or not is_object_id(org_id.lower()):  # the control API folds case
             raise ApiError(400, "org_id must be 24 hex digits")
         org_id = org_id.lower()
         if org_id in state.orgs:

@@ -187,9 +187,10 @@ def new_user_record(uid: str, org_id: str, now: float, n: int) -> dict[str, Any]
 async def list_applications(request: Request) -> Response:
     tenant = tenant_of(request)
     params = request.query_params
-    if not params.get("sort"):  # the documented default sort of this endpoint
-        params = {**{k: params.getlist(k) for k in params.keys()}, "sort": ["name"]}
-    query = parse_list_query(params, V1)
+    if params.get("sort"):
+        query = parse_list_query(params, V1)
+    else:  # the documented default sort of this endpoint
+        query = parse_list_query({**{k: params.getlist(k) for k in params.keys()}, "sort": ["name"]}, V1)
     return v1_list(selected(tenant, "apps", lambda: tenant.records("apps"), query), query)
 
 

@@ -24,7 +24,7 @@ def configure(fmt: str | None = None, level: str | None = None) -> None:
     level = (level or os.environ.get("JUMPSYNC_LOG_LEVEL") or "INFO").upper()
     if fmt not in ("console", "json"):
         raise ValueError(f"JUMPSYNC_LOG_FORMAT={fmt!r}: use 'console' or 'json'")
-    shared = [
+    shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

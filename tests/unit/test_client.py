@@ -77,7 +77,7 @@ def test_verify_accepts_ca_bundle_path(tmp_path):
 
 def test_ssl_context_is_built_once_per_ca_bundle(tmp_path, monkeypatch):
     """A context costs ~30 ms (the bundle is parsed): one per CA source and process, shared by every client."""
-    from jumpcloud.client import shared_ssl_context
+    from jumpcloud.tls import shared_ssl_context
 
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
@@ -102,7 +102,7 @@ def test_ssl_context_is_built_once_per_ca_bundle(tmp_path, monkeypatch):
 
 
 def test_a_replaced_ca_bundle_is_read_again(tmp_path):
-    from jumpcloud.client import shared_ssl_context
+    from jumpcloud.tls import shared_ssl_context
 
     bundle = tmp_path / "ca.pem"
     bundle.write_bytes(Path(certifi.where()).read_bytes())

@@ -37,7 +37,7 @@ def test_good_config_loads_with_defaults(tmp_path, monkeypatch):
     assert settings.database_url == "sqlite:///x.db"
     assert settings.broker_url == "redis://elsewhere:6379/1"  # the environment wins over the file
     acme, beta = settings.connectors
-    assert acme.interval_seconds == 900
+    assert parse_duration(acme.interval).total_seconds() == 900
     assert acme.resource_types == ("user", "admin", "group", "app", "role")
     assert beta.resource_types == ("user", "group")
     assert beta.schedule.minute == set(range(0, 60, 30))

@@ -143,9 +143,9 @@ def test_token_bucket_refills_at_rps():
     assert bucket.take(100.2) is None
 
 
-def test_decide_reports_the_reason():
+def test_the_plan_reports_the_reason():
     faults = Faults(rate_limit=RateLimit(rps=1, burst=1, retry_after="auto"))
-    assert faults.decide("GET", "/api/x", now=10.0) is None
-    decision = faults.decide("GET", "/api/x", now=10.2)
+    assert faults.plan("GET", "/api/x", now=10.0).decision is None
+    decision = faults.plan("GET", "/api/x", now=10.2).decision
     assert decision is not None
     assert (decision.status, decision.reason, decision.retry_after) == (429, "rate_limit", "1")

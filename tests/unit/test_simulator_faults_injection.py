@@ -352,6 +352,19 @@ def test_member_mutation_without_a_group_is_logged_as_skipped(sim):
     assert sim.events(kind="member_added")[0]["group"] == gid
 
 
+def test_a_group_id_in_upper_case_in_the_path_names_no_group(sim):
+    """A path's group id counts only in JumpCloud's form (24 lowercase hex digits): the request for the
+    upper-case spelling finds no group, and the mutation must not change the group it does not reach."""
+    group = next(g for g in sim.dump()["groups"] if g["members"])
+    upper = group["id"].upper()
+    sim.rules({"path": "/members$", "times": 1, "mutate": {"add_members": 1}})
+    assert sim.api.get(f"/api/v2/usergroups/{upper}/members").status_code == 404
+    assert sim.events(kind="member_added") == []
+    (skipped,) = sim.events(kind="mutate_skipped")
+    assert "no group" in skipped["reason"]
+    assert next(g for g in sim.dump()["groups"] if g["id"] == group["id"])["members"] == group["members"]
+
+
 # ---- a key revoked mid-sync ------------------------------------------------------------------------------------
 
 

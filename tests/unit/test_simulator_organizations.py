@@ -192,8 +192,17 @@ def test_added_org_defaults_and_a_chosen_id(msp):
     assert (len(tenant.users), len(tenant.admins), len(tenant.groups), len(tenant.apps)) == (20, 3, 4, 2)
     chosen = msp.admin.add_org(org_id="ABCDEF0123456789ABCDEF01", users=0, admins=0, groups=0, apps=0)
     assert chosen["org_id"] == "abcdef0123456789abcdef01"
-    assert msp.get("/api/systemusers", headers={"x-org-id": "ABCDEF0123456789ABCDEF01"}).json()["totalCount"] == 0
+    assert msp.get("/api/systemusers", headers={"x-org-id": "abcdef0123456789abcdef01"}).json()["totalCount"] == 0
     assert listed(msp)["totalCount"] == 5
+
+
+def test_x_org_id_in_upper_case_is_a_malformed_id_as_in_jumpcloud(msp):
+    """JumpCloud's ids are 24 lowercase hex digits (``jumpcloud.ids``): the same digits in upper case name no org,
+    and a malformed ``x-org-id`` is a 400."""
+    org = sorted(msp.state.orgs)[0]
+    assert msp.get("/api/systemusers", headers={"x-org-id": org}).status_code == 200
+    resp = msp.get("/api/systemusers", headers={"x-org-id": org.upper()})
+    assert resp.status_code == 400 and "x-org-id" in resp.json()["message"]
 
 
 @pytest.mark.parametrize("body,field", [
