@@ -22,8 +22,8 @@ from uuid import uuid4
 
 from sqlalchemy import Connection, Engine, delete, select
 
+from models.bulk import dialect_insert
 from models.dataversion import CurrentVersion, DataVersion, data_version
-from models.store import dialect_insert
 from models.tables import AccessSnapshot, AccessSnapshotBlock, utcnow
 
 _HEADERS = AccessSnapshot.__table__

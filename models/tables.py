@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, LargeBinary, UniqueConstraint, text
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, LargeBinary, Table, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from models.columns import UTCDateTime
@@ -19,6 +19,11 @@ from models.columns import UTCDateTime
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core ``Table`` of a table model, for bulk statements that bypass the ORM."""
+    return model.__table__  # type: ignore[attr-defined]  # SQLModel's stubs do not declare __table__
 
 
 def _ts(nullable: bool = False, **kwargs: Any) -> Any:

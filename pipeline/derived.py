@@ -163,9 +163,7 @@ def derive_app_via_group_part(engine: Engine, connector_id: int, run_id: int | N
     binding or membership went marked deleted, each with its history (none for the first, baseline sync).
     With a ``scope``, only the access of those users, groups and apps (an incremental refresh)."""
     now = utcnow()
-    writer = GrantWriter(engine, connector_id, "app", VIA_GROUP, now, run_id)
-    if scope is not None:
-        writer.baseline = False
+    writer = GrantWriter(engine, connector_id, "app", VIA_GROUP, now, run_id, incremental=scope is not None)
     if writer.baseline:  # nothing to diff against and no history to write: one INSERT ... SELECT
         grants = Grant.__table__
         derived = _access_via_groups(connector_id).subquery("derived")
@@ -177,14 +175,13 @@ def derive_app_via_group_part(engine: Engine, connector_id: int, run_id: int | N
                  "via", "source", "first_seen_at"], rows),
                 execution_options={"preserve_rowcount": True}).rowcount  # psycopg 3 forgets it otherwise
             commit_write(session, connector_id, run_id)
-        writer.counts["grants_created"] += inserted
-        writer.counts["rows_written"] += inserted
+        writer.record_bulk_insert(inserted)
         return writer.counts
     with Session(engine) as session:
         changed = [("created" if row_id is None else "undeleted",
                     GrantRecord("app", app_id, "access", "user", user_id, via=group_id))
                    for app_id, user_id, group_id, row_id in session.execute(_new_or_back(connector_id, scope))]
-        writer.doomed.extend(row_id for (row_id,) in session.execute(_gone(connector_id, scope)))
+        writer.plan_row_deletions(row_id for (row_id,) in session.execute(_gone(connector_id, scope)))
     writer.insert_changes(changed)
     writer.apply_deletions()
     return writer.counts

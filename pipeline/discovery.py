@@ -40,7 +40,7 @@ from config.values import NAME_MAX
 from connector.organizations import Organization, list_organizations
 from jumpcloud.client import JumpCloudClient
 from models import queries
-from models.store import bulk_upsert
+from models.bulk import bulk_upsert
 from models.tables import Connector, MspListing, MspOrganization, utcnow
 from pipeline.parts import describe_error, make_client
 

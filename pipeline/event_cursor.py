@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, or_, update
 from sqlmodel import Session
 
-from models.store import dialect_insert
+from models.bulk import dialect_insert
 from models.tables import EventCursor, utcnow
 
 _TABLE = EventCursor.__table__

@@ -167,16 +167,13 @@ def apply(engine: Engine, connector_id: int, run_id: int, touched: Touched, foun
         writer.delete(gone[kind])
         counts += writer.counts
     if found.admins is not None:
-        writer = ResourceWriter(engine, connector_id, "admin", now, run_id)
-        writer.baseline = False
+        writer = ResourceWriter(engine, connector_id, "admin", now, run_id, incremental=True)
         writer.write(found.admins)
         writer.delete(touched.deleted_admins - {admin.id for admin in found.admins})
         counts += writer.counts
 
-    members = GrantWriter(engine, connector_id, "group", "group", now, run_id)
-    bindings = GrantWriter(engine, connector_id, "app", "app", now, run_id)
-    for writer in (members, bindings):
-        writer.baseline = False
+    members = GrantWriter(engine, connector_id, "group", "group", now, run_id, incremental=True)
+    bindings = GrantWriter(engine, connector_id, "app", "app", now, run_id, incremental=True)
     members.write_principal_scopes("user", {u: g for u, g in found.memberships.items() if g is not None},
                                    touched.edges["member"])
     members.plan_deletion(resource_ids=gone["group"], principal_ids=gone["user"])

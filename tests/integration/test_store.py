@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from connector.records import GrantRecord, ResourceRecord
-from models import store
+from models import bulk, store
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Connector, Grant, Resource
 from tests.dbhelpers import add_connector
@@ -16,7 +16,7 @@ from tests.dbhelpers import add_connector
 @pytest.fixture(autouse=True, params=["executemany", "copy"])
 def upsert_path(request, monkeypatch):
     """Every test through both PostgreSQL upsert paths (SQLite has only the executemany)."""
-    monkeypatch.setattr(store, "COPY_MIN_ROWS", 1 if request.param == "copy" else 10**9)
+    monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 1 if request.param == "copy" else 10**9)
     return request.param
 
 
