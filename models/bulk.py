@@ -18,6 +18,8 @@ from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session
 
 T = TypeVar("T")
+#: An ``INSERT`` with ``ON CONFLICT``: both dialects' own forms have it.
+UpsertInsert = sqlite.Insert | postgresql.Insert
 
 #: Rows per statement or ``IN`` list: well under SQLite's bound-parameter limit for the widest table.
 CHUNK = 500
@@ -34,7 +36,7 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 COPY_MIN_ROWS = 200
 
 
-def dialect_insert(dialect: str, table: Table) -> Insert:
+def dialect_insert(dialect: str, table: Table) -> UpsertInsert:
     """``INSERT`` into ``table`` in the dialect's own form, which has ``ON CONFLICT`` (SQLite, PostgreSQL)."""
     if dialect == "sqlite":
         return sqlite.insert(table)
@@ -46,7 +48,7 @@ def dialect_insert(dialect: str, table: Table) -> Insert:
 @lru_cache(maxsize=64)
 def _upsert_statement(dialect: str, table: Table, keys: tuple[str, ...], update_columns: tuple[str, ...]) -> Insert:
     """Built once per table and dialect: building it (``excluded`` columns) costs more than a one-row upsert."""
-    statement: Any = dialect_insert(dialect, table)
+    statement = dialect_insert(dialect, table)
     return statement.on_conflict_do_update(
         index_elements=list(keys), set_={column: statement.excluded[column] for column in update_columns})
 
