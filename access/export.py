@@ -31,7 +31,7 @@ from sqlmodel import Session
 from access.collector import collector_paused
 from models.columns import iso
 from models.queries import connector_id
-from models.tables import Grant
+from models.tables import Grant, table_of
 
 EXPORT_COLUMNS = (
     "principal_type", "principal_id", "principal_name", "principal_email", "principal_status",
@@ -153,6 +153,6 @@ def _datetime_reader(connection: Connection) -> Callable[[Any], datetime | None]
     """What the column type makes of a raw timestamp of this database (SQLite stores text; psycopg gives
     datetimes): an aware UTC datetime, as an ORM read gives."""
     dialect = connection.dialect
-    grants: Table = Grant.__table__  # type: ignore[attr-defined]  # SQLModel's stubs do not declare __table__
+    grants: Table = table_of(Grant)
     processor = grants.c.first_seen_at.type.dialect_impl(dialect).result_processor(dialect, None)
     return processor or (lambda value: value)

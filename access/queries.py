@@ -21,11 +21,11 @@ from sqlmodel import Session
 from models.names import lookup_key
 from models.queries import connector_id
 from models.resolver import candidate, resolve, resolve_person
-from models.tables import Grant, Resource
+from models.tables import Grant, Resource, table_of
 
 # SQLModel's stubs do not declare __table__.
-R: Table = Resource.__table__  # type: ignore[attr-defined]
-G: Table = Grant.__table__  # type: ignore[attr-defined]
+R: Table = table_of(Resource)
+G: Table = table_of(Grant)
 
 #: Resource types ``who_has`` answers for, and the order ``access`` lists holdings in.
 HELD_TYPES = ("group", "app", "role")

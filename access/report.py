@@ -18,10 +18,10 @@ from sqlmodel import Session
 
 from access.collector import collector_paused
 from access.queries import HELD_TYPES, G, R, live, ref
+from models.bulk import chunks
 from models.columns import iso
 from models.names import lookup_key
 from models.queries import connector_id
-from models.store import chunks
 
 #: Statuses of users who should hold no application access.
 INACTIVE_USER_STATUSES = ("suspended", "staged")

@@ -22,13 +22,13 @@ from uuid import uuid4
 
 from sqlalchemy import Connection, Engine, Table, delete, select
 
+from models.bulk import dialect_insert
 from models.dataversion import CurrentVersion, DataVersion, data_version
-from models.store import dialect_insert
-from models.tables import AccessSnapshot, AccessSnapshotBlock, utcnow
+from models.tables import AccessSnapshot, AccessSnapshotBlock, table_of, utcnow
 
 # SQLModel's stubs do not declare __table__.
-_HEADERS: Table = AccessSnapshot.__table__  # type: ignore[attr-defined]
-_BLOCKS: Table = AccessSnapshotBlock.__table__  # type: ignore[attr-defined]
+_HEADERS: Table = table_of(AccessSnapshot)
+_BLOCKS: Table = table_of(AccessSnapshotBlock)
 
 
 @dataclass(frozen=True)

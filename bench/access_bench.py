@@ -49,9 +49,10 @@ from connector.groups import map_group  # noqa: E402
 from connector.records import GrantRecord  # noqa: E402
 from connector.users import map_user  # noqa: E402
 from models import history  # noqa: E402
+from models.bulk import chunks  # noqa: E402
 from models.db import make_engine  # noqa: E402
 from models.migrate import upgrade  # noqa: E402
-from models.store import GrantWriter, ResourceWriter, chunks  # noqa: E402
+from models.store import GrantWriter, ResourceWriter  # noqa: E402
 from models.tables import Connector, Grant, Resource  # noqa: E402
 from pipeline.derived import derive_admin_links_part, derive_app_via_group_part, derive_roles_part  # noqa: E402
 from simulator.generator import TenantSpec, generate_tenant  # noqa: E402

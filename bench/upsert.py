@@ -27,6 +27,7 @@ from sqlalchemy import MetaData, Table, UniqueConstraint, insert, select
 from connector.groups import member_grants
 from connector.records import GrantRecord, ResourceRecord
 from connector.users import map_user
+from models.bulk import chunks, dialect_insert
 from models.db import make_engine
 from models.migrate import upgrade
 from models.store import (
@@ -35,8 +36,6 @@ from models.store import (
     RESOURCE_UPDATE,
     GrantWriter,
     ResourceWriter,
-    chunks,
-    dialect_insert,
     grant_row,
     resource_row,
 )

@@ -24,9 +24,9 @@ from cli import (
     resources,
     startup,  # first: it pauses the garbage collector while the command line is imported
     sync,
-    up,
 )
 from cli.common import err
+from cli.up import command as up
 from config.settings import ConfigError
 
 app = typer.Typer(help="Keep a database in step with JumpCloud organisations.", no_args_is_help=True,

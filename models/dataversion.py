@@ -24,15 +24,16 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, bindparam, select, update
 from sqlmodel import Session
 
-from models.tables import ACTIVE_RUN_STATUSES, EVENTS_TRIGGER, Connector, SyncRun
+from models.states import ACTIVE_RUN_STATUSES, RunStatus, Trigger
+from models.tables import Connector, SyncRun, table_of
 
-_CONNECTORS = Connector.__table__
-_RUNS = SyncRun.__table__
+_CONNECTORS = table_of(Connector)
+_RUNS = table_of(SyncRun)
 
 #: Ordered by id, which only grows: ``started_at`` comes from each host's clock.
 _LATEST_RUN = (select(_RUNS.c.id, _RUNS.c.status)
-               .where(_RUNS.c.connector_id == bindparam("cid"), _RUNS.c.status != "skipped",
-                      _RUNS.c.trigger != EVENTS_TRIGGER)
+               .where(_RUNS.c.connector_id == bindparam("cid"), _RUNS.c.status != RunStatus.SKIPPED,
+                      _RUNS.c.trigger != Trigger.EVENTS)
                .order_by(_RUNS.c.id.desc()).limit(1))
 _COUNTER = select(_CONNECTORS.c.data_version).where(_CONNECTORS.c.id == bindparam("cid"))
 _BUMP = (update(_CONNECTORS).where(_CONNECTORS.c.id == bindparam("cid"))
@@ -90,6 +91,6 @@ def commit_write(session: Session, connector_id: int, run_id: int | None) -> Non
             session.rollback()
             raise RunEnded(f"sync run {run_id} is no longer active (the reaper ended it): this part's writes "
                            "are dropped")
-        if trigger == EVENTS_TRIGGER:
+        if trigger == Trigger.EVENTS:
             bump_data_version(connection, connector_id)
     session.commit()

@@ -7,15 +7,15 @@ and data cannot disagree. ``prune`` drops what is older than the retention; ``ch
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, delete, func, insert, select
-from sqlmodel import Session
+from sqlalchemy import CursorResult, Engine, delete, func, insert, select
+from sqlmodel import Session, col
 
 from connector.records import GrantRecord, ResourceRecord
 from models.columns import iso
 from models.queries import UnknownConnector
-from models.tables import Change, Connector
+from models.tables import Change, Connector, table_of
 
 #: Resource columns compared for an update; the profile is compared key by key ("profile.department").
 _COLUMNS = ("name", "email", "status")
@@ -54,12 +54,13 @@ def grant_change(connector_id: int, change: str, grant: GrantRecord, at: datetim
 
 def record(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(Change.__table__), rows)
+        session.execute(insert(table_of(Change)), rows)
 
 
 def prune(engine: Engine, older_than: datetime) -> int:
     with Session(engine) as session:
-        result = session.execute(delete(Change.__table__).where(Change.__table__.c.at < older_than))
+        table = table_of(Change)
+        result = cast(CursorResult[Any], session.execute(delete(table).where(table.c.at < older_than)))
         session.commit()
         return result.rowcount or 0
 
@@ -67,7 +68,7 @@ def prune(engine: Engine, older_than: datetime) -> int:
 def changes(engine: Engine, connector: str, *, since: datetime | None = None, resource_type: str | None = None,
             limit: int = 10000) -> list[dict[str, Any]]:
     """Changes of a connector, oldest first (the stable JSON shape of ``jumpsync changes --json``)."""
-    table = Change.__table__
+    table = table_of(Change)
     with Session(engine) as session:
         query = _matching(session, connector, since, resource_type, select(table))
         rows = session.execute(query.order_by(table.c.at, table.c.id).limit(limit)).mappings().all()
@@ -84,13 +85,13 @@ def count_changes(engine: Engine, connector: str, *, since: datetime | None = No
     more there are, without reading them)."""
     with Session(engine) as session:
         return session.execute(_matching(session, connector, since, resource_type,
-                                         select(func.count()).select_from(Change.__table__))).scalar_one()
+                                         select(func.count()).select_from(table_of(Change)))).scalar_one()
 
 
 def _matching(session: Session, connector: str, since: datetime | None, resource_type: str | None, query):
     """``query`` restricted to the connector's changes (UnknownConnector if it has none), since a time, of a type."""
-    table = Change.__table__
-    cid = session.execute(select(Connector.id).where(Connector.name == connector)).scalar_one_or_none()
+    table = table_of(Change)
+    cid = session.execute(select(col(Connector.id)).where(col(Connector.name) == connector)).scalar_one_or_none()
     if cid is None:
         raise UnknownConnector(f"connector {connector!r} has never been synced (no rows in the database)")
     query = query.where(table.c.connector_id == cid)

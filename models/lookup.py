@@ -38,6 +38,6 @@ def rows_by_keys(connection: Connection, table: Table, key: tuple[str, ...], key
     rows: list[Any] = []
     for start in range(0, len(keys), MAX_KEYS):
         part = keys[start:start + MAX_KEYS]
-        parameters = {f"{name}_{i}": value for i, values in enumerate(part) for name, value in zip(key, values)}
+        parameters = {f"{name}_{i}": value for i, values in enumerate(part) for name, value in zip(key, values, strict=True)}
         rows.extend(connection.execute(_by_keys(table, key, columns, len(part), live_only), parameters))
     return rows

@@ -24,9 +24,9 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, or_, select, union_all
 
 from models.names import lookup_key
-from models.tables import Resource
+from models.tables import Resource, table_of
 
-R = Resource.__table__
+R = table_of(Resource)
 
 #: Matches kept when a reference is ambiguous, and candidates offered when it matches nothing.
 MAX_CANDIDATES = 5

@@ -11,14 +11,21 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, LargeBinary, UniqueConstraint, text
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, LargeBinary, Table, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from models import states
 from models.columns import UTCDateTime
+from models.states import PartStatus, RequestStatus
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core ``Table`` of a table model, for bulk statements that bypass the ORM."""
+    return model.__table__  # type: ignore[attr-defined]  # SQLModel's stubs do not declare __table__
 
 
 def _ts(nullable: bool = False, **kwargs: Any) -> Any:
@@ -101,24 +108,25 @@ class Grant(SQLModel, table=True):
     deleted_at: datetime | None = _ts(nullable=True, default=None)
 
 
-ACTIVE_RUN_STATUSES = ("running", "finalizing")
-#: The trigger of an incremental run: a refresh from Directory Insights events (pipeline.incremental).
-EVENTS_TRIGGER = "events"
+#: The states live in models.states; these names stay for the modules that import them from here.
+ACTIVE_RUN_STATUSES = states.ACTIVE_RUN_STATUSES
+EVENTS_TRIGGER = states.Trigger.EVENTS
+#: The partial unique index's predicate: a run in one of these holds its connector's one active slot.
+_ACTIVE_RUN_PREDICATE = "status IN ({})".format(", ".join(f"'{status}'" for status in ACTIVE_RUN_STATUSES))
 
 
 class SyncRun(SQLModel, table=True):
     """One sync of one connector.
 
-    status: ``running`` → ``finalizing`` → ``succeeded`` | ``partial`` | ``failed``; or ``skipped`` when another
-    run of the connector was active. A partial unique index allows one active run per connector, which is
-    what makes a second trigger (a second beat, a manual sync) a recorded skip instead of a duplicate run.
+    ``status`` is a ``models.states.RunStatus`` and moves only as ``models.states.RUNS`` lists; ``trigger`` is a
+    ``models.states.Trigger``. A partial unique index allows one active run per connector, which is what makes a
+    second trigger (a second beat, a manual sync) a recorded skip instead of a duplicate run.
     """
 
     __tablename__ = "sync_runs"
     __table_args__ = (
         Index("uq_sync_runs_one_active", "connector_id", unique=True,
-              sqlite_where=text("status IN ('running', 'finalizing')"),
-              postgresql_where=text("status IN ('running', 'finalizing')")),
+              sqlite_where=text(_ACTIVE_RUN_PREDICATE), postgresql_where=text(_ACTIVE_RUN_PREDICATE)),
         Index("ix_sync_runs_connector_started", "connector_id", "started_at"),
     )
 
@@ -133,7 +141,11 @@ class SyncRun(SQLModel, table=True):
 
 
 class SyncPart(SQLModel, table=True):
-    """One resource type (a ``fetch`` part) or one derived step (a ``derive`` part) of a run."""
+    """One resource type (a ``fetch`` part) or one derived step (a ``derive`` part) of a run.
+
+    ``phase`` is a ``models.states.PartPhase``; ``status`` a ``models.states.PartStatus``, which moves only as
+    ``models.states.PARTS`` lists.
+    """
 
     __tablename__ = "sync_parts"
     __table_args__ = (UniqueConstraint("run_id", "name", name="uq_sync_parts_run_name"),)
@@ -142,7 +154,7 @@ class SyncPart(SQLModel, table=True):
     run_id: int = Field(sa_column=Column(Integer, ForeignKey("sync_runs.id"), nullable=False, index=True))
     name: str = Field(max_length=32)
     phase: str = Field(max_length=8)
-    status: str = Field(default="pending", max_length=16)
+    status: str = Field(default=PartStatus.PENDING, max_length=16)
     attempt: int = 0
     started_at: datetime | None = _ts(nullable=True, default=None)
     finished_at: datetime | None = _ts(nullable=True, default=None)
@@ -151,16 +163,17 @@ class SyncPart(SQLModel, table=True):
     error: str | None = None
 
 
-REQUEST_STATUSES = ("pending", "running", "succeeded", "failed", "rejected")
-ENDED_REQUEST_STATUSES = ("succeeded", "failed", "rejected")
+#: The request statuses as plain words, for messages that list them.
+REQUEST_STATUSES: tuple[str, ...] = tuple(status.value for status in RequestStatus)
+ENDED_REQUEST_STATUSES = states.ENDED_REQUEST_STATUSES
 
 
 class ProvisioningRequest(SQLModel, table=True):
     """One access change asked of one connector, from acceptance to outcome.
 
     The row is written before any message is sent, so nothing accepted is lost: a message that never reached
-    the broker is sent again by the relay. ``pending → running → succeeded | failed | rejected``; ``rejected``
-    means the request could never succeed as given (invalid, unknown name, refused by policy).
+    the broker is sent again by the relay. ``status`` is a ``models.states.RequestStatus`` and moves only as
+    ``models.states.REQUESTS`` lists.
     ``connector`` is the name as asked, so a request for an unknown connector is recorded too.
     """
 
@@ -176,7 +189,7 @@ class ProvisioningRequest(SQLModel, table=True):
     params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     idempotency_key: str | None = Field(default=None, max_length=256)
     requested_by: str | None = Field(default=None, max_length=256)
-    status: str = Field(default="pending", max_length=16)
+    status: str = Field(default=RequestStatus.PENDING, max_length=16)
     dry_run: bool = False
     attempts: int = 0
     last_error: str | None = None
@@ -245,7 +258,7 @@ class EventCursor(SQLModel, table=True):
     cursor: datetime | None = _ts(nullable=True, default=None)
     seen: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
     refreshed_at: datetime | None = _ts(nullable=True, default=None)
-    #: quiet | applied | skipped | waiting | full_sync | failed (docs/incremental.md)
+    #: A ``models.states.RefreshOutcome`` (docs/incremental.md).
     outcome: str | None = Field(default=None, max_length=16)
     reason: str | None = None
     run_id: int | None = None

@@ -17,14 +17,14 @@ from config.settings import Settings, parse_duration
 from connector.client_factory import ClientFactory, describe_error, make_client
 from connector.organizations import Organization, list_organizations
 from jumpcloud.client import JumpCloudClient
+from models.bulk import bulk_upsert
 from models.states import ListingOutcome
-from models.store import bulk_upsert
-from models.tables import Connector, MspListing, MspOrganization, utcnow
+from models.tables import Connector, MspListing, MspOrganization, table_of, utcnow
 from msp.names import connector_name
 
 log = logging.getLogger(__name__)
 
-_LISTINGS: Table = MspListing.__table__  # type: ignore[attr-defined]  # SQLModel's stubs do not declare __table__
+_LISTINGS: Table = table_of(MspListing)
 
 
 @dataclass

@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-from sqlalchemy import Engine, and_, false, insert, literal, or_, select, update
-from sqlmodel import Session
+from sqlalchemy import CursorResult, Engine, and_, false, insert, literal, or_, select, update
+from sqlmodel import Session, col
 
 from connector.admins import link_admins
 from connector.client_factory import describe_error
@@ -26,9 +27,9 @@ from connector.records import GrantRecord
 from connector.roles import derive_roles
 from models.dataversion import commit_write
 from models.names import lookup_key
-from models.states import USABLE_PART_STATUSES
+from models.states import USABLE_PART_STATUSES, PartStatus, RunStatus
 from models.store import GrantWriter, ResourceWriter
-from models.tables import Grant, Resource, SyncPart, utcnow
+from models.tables import Grant, Resource, SyncPart, table_of, utcnow
 from pipeline.claims import claim_part, end_part
 from pipeline.plan import DERIVED_PARTS
 from telemetry import metrics
@@ -37,14 +38,14 @@ VIA_GROUP = "app_via_group"
 
 
 def _live(connector_id: int, resource_type: str, *columns):
-    table = Resource.__table__
+    table = table_of(Resource)
     return select(*columns).where(table.c.connector_id == connector_id, table.c.type == resource_type,
                                   table.c.deleted_at.is_(None))
 
 
 def derive_roles_part(engine: Engine, connector_id: int, run_id: int | None = None) -> Counter:
     now = utcnow()
-    table = Resource.__table__
+    table = table_of(Resource)
     with Session(engine) as session:
         admins = [(admin_id, list((profile or {}).get("role_names", []))) for admin_id, profile in
                   session.execute(_live(connector_id, "admin", table.c.external_id, table.c.profile))]
@@ -65,7 +66,7 @@ def derive_admin_links_part(engine: Engine, connector_id: int, run_id: int | Non
     """Link each admin to the user with its email. Only the users with an admin's email are read (by the
     email index), not every user."""
     counts: Counter = Counter()
-    table = Resource.__table__
+    table = table_of(Resource)
     with Session(engine) as session:
         admins = session.execute(_live(connector_id, "admin", table.c.external_id, table.c.email,
                                        table.c.linked_user_id)).all()
@@ -104,7 +105,7 @@ class AccessScope:
 
 def _access_via_groups(connector_id: int, scope: AccessScope | None = None):
     """(app id, user id, group id): every live member of every group bound to a live app."""
-    grants, apps = Grant.__table__, Resource.__table__
+    grants, apps = table_of(Grant), table_of(Resource)
     binding, member, app = grants.alias("binding"), grants.alias("member"), apps.alias("app")
     query = (
         select(binding.c.resource_id.label("app_id"), member.c.principal_id.label("user_id"),
@@ -126,7 +127,7 @@ def _access_via_groups(connector_id: int, scope: AccessScope | None = None):
 
 def _stored(connector_id: int, scope: AccessScope | None = None):
     """(app id, user id, group id) of the live access-through-group rows."""
-    row = Grant.__table__.alias("stored")
+    row = table_of(Grant).alias("stored")
     query = select(row.c.resource_id, row.c.principal_id, row.c.via).where(
         row.c.connector_id == connector_id, row.c.source == VIA_GROUP, row.c.deleted_at.is_(None))
     if scope is not None:
@@ -136,7 +137,7 @@ def _stored(connector_id: int, scope: AccessScope | None = None):
 
 def _by_key(connector_id: int, keys):
     """Join (app, user, group) ``keys`` to their grant rows by the grants' unique key."""
-    row = Grant.__table__.alias("row")
+    row = table_of(Grant).alias("row")
     return row, and_(row.c.connector_id == connector_id, row.c.resource_type == "app",
                      row.c.resource_id == keys.c[0], row.c.entitlement == "access", row.c.principal_type == "user",
                      row.c.principal_id == keys.c[1], row.c.via == keys.c[2])
@@ -165,28 +166,27 @@ def derive_app_via_group_part(engine: Engine, connector_id: int, run_id: int | N
     binding or membership went marked deleted, each with its history (none for the first, baseline sync).
     With a ``scope``, only the access of those users, groups and apps (an incremental refresh)."""
     now = utcnow()
-    writer = GrantWriter(engine, connector_id, "app", VIA_GROUP, now, run_id)
-    if scope is not None:
-        writer.baseline = False
+    writer = GrantWriter(engine, connector_id, "app", VIA_GROUP, now, run_id, incremental=scope is not None)
     if writer.baseline:  # nothing to diff against and no history to write: one INSERT ... SELECT
-        grants = Grant.__table__
+        grants = table_of(Grant)
         derived = _access_via_groups(connector_id).subquery("derived")
         rows = select(literal(connector_id), literal("app"), derived.c.app_id, literal("access"), literal("user"),
-                      derived.c.user_id, derived.c.group_id, literal(VIA_GROUP), literal(now, grants.c.first_seen_at.type))
+                      derived.c.user_id, derived.c.group_id, literal(VIA_GROUP),
+                      literal(now, grants.c.first_seen_at.type))
         with Session(engine) as session:
-            inserted = session.execute(insert(grants).from_select(
+            result = cast(CursorResult[Any], session.execute(insert(grants).from_select(
                 ["connector_id", "resource_type", "resource_id", "entitlement", "principal_type", "principal_id",
                  "via", "source", "first_seen_at"], rows),
-                execution_options={"preserve_rowcount": True}).rowcount  # psycopg 3 forgets it otherwise
+                execution_options={"preserve_rowcount": True}))  # psycopg 3 forgets the row count otherwise
+            inserted = result.rowcount
             commit_write(session, connector_id, run_id)
-        writer.counts["grants_created"] += inserted
-        writer.counts["rows_written"] += inserted
+        writer.record_bulk_insert(inserted)
         return writer.counts
     with Session(engine) as session:
         changed = [("created" if row_id is None else "undeleted",
                     GrantRecord("app", app_id, "access", "user", user_id, via=group_id))
                    for app_id, user_id, group_id, row_id in session.execute(_new_or_back(connector_id, scope))]
-        writer.doomed.extend(row_id for (row_id,) in session.execute(_gone(connector_id, scope)))
+        writer.plan_row_deletions(row_id for (row_id,) in session.execute(_gone(connector_id, scope)))
     writer.insert_changes(changed)
     writer.apply_deletions()
     return writer.counts
@@ -217,27 +217,27 @@ def refresh_statistics(engine: Engine, rows_written: int) -> bool:
 def run_derived_parts(engine: Engine, run_id: int) -> None:
     """Run each derived part whose inputs all succeeded in this run; skip (and delete nothing) otherwise."""
     with Session(engine) as session:
-        parts = {p.name: p for p in session.exec(select(SyncPart).where(SyncPart.run_id == run_id)).scalars()}
-    if any(part.status == "pending" for name, part in parts.items() if name in DERIVED_PARTS):
+        parts = {p.name: p for p in session.execute(select(SyncPart).where(col(SyncPart.run_id) == run_id)).scalars()}
+    if any(part.status == PartStatus.PENDING for name, part in parts.items() if name in DERIVED_PARTS):
         refresh_statistics(engine, sum((part.counts or {}).get("rows_written", 0) for name, part in parts.items()
                                        if name not in DERIVED_PARTS))
     for name, inputs in DERIVED_PARTS.items():
-        if name not in parts or parts[name].status != "pending":
+        if name not in parts or parts[name].status != PartStatus.PENDING:
             continue
-        claim = claim_part(engine, run_id, name, run_status="finalizing")
-        if claim.attempt is None:
+        claim = claim_part(engine, run_id, name, run_status=RunStatus.FINALIZING)
+        if claim.attempt is None or claim.connector_id is None or claim.connector_name is None:
             continue
         not_ok = [i for i in inputs if parts.get(i) is None or parts[i].status not in USABLE_PART_STATUSES]
         if not_ok:
-            end_part(engine, run_id, name, claim.attempt, status="skipped",
+            end_part(engine, run_id, name, claim.attempt, status=PartStatus.SKIPPED,
                      error=f"input part(s) {', '.join(not_ok)} did not succeed; nothing derived or deleted")
             continue
         clock = metrics.Stopwatch()
         try:
             counts = DERIVERS[name](engine, claim.connector_id, run_id)
         except Exception as exc:  # noqa: BLE001
-            end_part(engine, run_id, name, claim.attempt, status="failed", error=describe_error(exc))
-            metrics.observe_part(claim.connector_name, name, "failed", clock.seconds)
+            end_part(engine, run_id, name, claim.attempt, status=PartStatus.FAILED, error=describe_error(exc))
+            metrics.observe_part(claim.connector_name, name, PartStatus.FAILED, clock.seconds)
             continue
-        end_part(engine, run_id, name, claim.attempt, status="succeeded", counts=dict(counts))
-        metrics.observe_part(claim.connector_name, name, "succeeded", clock.seconds)
+        end_part(engine, run_id, name, claim.attempt, status=PartStatus.SUCCEEDED, counts=dict(counts))
+        metrics.observe_part(claim.connector_name, name, PartStatus.SUCCEEDED, clock.seconds)

@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, Table, or_, update
 from sqlmodel import Session
 
-from models.store import dialect_insert
-from models.tables import EventCursor, utcnow
+from models.bulk import dialect_insert
+from models.tables import EventCursor, table_of, utcnow
 
-_TABLE: Table = EventCursor.__table__  # type: ignore[attr-defined]  # SQLModel's stubs do not declare __table__
+_TABLE: Table = table_of(EventCursor)
 
 
 def epoch_ms(moment: datetime) -> int:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -44,12 +44,13 @@ from jumpcloud.client import JumpCloudClient
 from jumpcloud.errors import BadResponseError
 from jumpcloud.events import event_pages
 from models.connectors import registered_connector_id
+from models.states import RefreshOutcome, RunStatus
 from models.store import GrantWriter, ResourceWriter
 from models.tables import utcnow
 from pipeline import event_cursor
 from pipeline.derived import AccessScope, derive_admin_links_part, derive_app_via_group_part, derive_roles_part
 from pipeline.events_runs import end_events_run, open_events_run
-from pipeline.runs import active_run, last_complete_sync
+from pipeline.runs import FullSync, active_run, last_complete_sync
 from telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,9 @@ MAX_READS = 2000
 
 @dataclass
 class RefreshResult:
-    """What one refresh did (the ``outcome`` values are in docs/incremental.md)."""
+    """What one refresh did (the outcomes are ``models.states.RefreshOutcome``, described in docs/incremental.md)."""
 
-    outcome: str
+    outcome: RefreshOutcome
     reason: str | None = None
     run_id: int | None = None
     event_requests: int = 0
@@ -142,7 +143,7 @@ async def read_back(client: JumpCloudClient, touched: Touched) -> ReadBack:
         results = await asyncio.gather(*(job for _, _, job in jobs),
                                        collect(FETCH_SYNCERS["admin"](client).resources()) if touched.admins
                                        else _none())
-    for (target, object_id, _), result in zip(jobs, results):
+    for (target, object_id, _), result in zip(jobs, results[:-1], strict=True):
         target[object_id] = result
     out.admins = results[-1]
     return out
@@ -169,16 +170,13 @@ def apply(engine: Engine, connector_id: int, run_id: int, touched: Touched, foun
         writer.delete(gone[kind])
         counts += writer.counts
     if found.admins is not None:
-        writer = ResourceWriter(engine, connector_id, "admin", now, run_id)
-        writer.baseline = False
+        writer = ResourceWriter(engine, connector_id, "admin", now, run_id, incremental=True)
         writer.write(found.admins)
         writer.delete(touched.deleted_admins - {admin.id for admin in found.admins})
         counts += writer.counts
 
-    members = GrantWriter(engine, connector_id, "group", "group", now, run_id)
-    bindings = GrantWriter(engine, connector_id, "app", "app", now, run_id)
-    for writer in (members, bindings):
-        writer.baseline = False
+    members = GrantWriter(engine, connector_id, "group", "group", now, run_id, incremental=True)
+    bindings = GrantWriter(engine, connector_id, "app", "app", now, run_id, incremental=True)
     members.write_principal_scopes("user", {u: g for u, g in found.memberships.items() if g is not None},
                                    touched.edges["member"])
     members.plan_deletion(resource_ids=gone["group"], principal_ids=gone["user"])
@@ -187,9 +185,9 @@ def apply(engine: Engine, connector_id: int, run_id: int, touched: Touched, foun
     bindings.write_principal_scopes("group", {g: b for g, b in found.group_bindings.items() if b is not None},
                                     touched.edges["group_app"])
     bindings.plan_deletion(resource_ids=gone["app"], principal_ids=gone["user"] | gone["group"])
-    for writer in (members, bindings):
-        writer.apply_deletions()
-        counts += writer.counts
+    for grants in (members, bindings):
+        grants.apply_deletions()
+        counts += grants.counts
 
     types = set(resource_types)
     if found.admins is not None and "role" in types:
@@ -212,118 +210,183 @@ def refresh(engine: Engine, connector: ConnectorConfig, *, broker_url: str | Non
     events_client_factory = events_client_factory or partial(events_client, broker_url=broker_url)
     connector_id = registered_connector_id(engine, connector)
     state = event_cursor.load(engine, connector_id)
-    result = _refresh(engine, connector, connector_id, state, client_factory, events_client_factory)
+    result = _Refresh(engine, connector, connector_id, state, client_factory, events_client_factory).run()
     log_extra = {"connector": connector.name, "outcome": result.outcome, "reason": result.reason,
                  "requests": result.requests, "events": result.events, "reads": result.reads}
-    (log.warning if result.outcome in ("failed", "full_sync") else log.info)("incremental refresh", extra=log_extra)
+    noteworthy = result.outcome in (RefreshOutcome.FAILED, RefreshOutcome.FULL_SYNC)
+    (log.warning if noteworthy else log.info)("incremental refresh", extra=log_extra)
     return result
 
 
-def _refresh(engine: Engine, connector: ConnectorConfig, connector_id: int, state: event_cursor.CursorState,
-             client_factory: ClientFactory, events_client_factory: ClientFactory) -> RefreshResult:
-    overlap = parse_duration(connector.events_overlap)
+class _Ended(Exception):
+    """A step ended the refresh early; ``result`` is already recorded."""
 
-    rebased = False
+    def __init__(self, result: RefreshResult) -> None:
+        super().__init__(result.outcome)
+        self.result = result
 
-    def finish(result: RefreshResult, *, moved: bool = False, lags: list[float] = ()) -> RefreshResult:
-        event_cursor.record(engine, state, result.outcome, reason=result.reason, moved=moved or rebased,
-                            run_id=result.run_id,
-                            requests=result.requests, events=result.events, reads=result.reads,
-                            lag_seconds=result.lag_seconds, asked_full_sync=result.full_sync)
-        metrics.observe_refresh(connector.name, result.outcome, result.event_requests, result.read_requests,
+
+class _Refresh:
+    """One refresh of one connector: the cursor state it reads and moves, and one method per step of the module's
+    docstring. A step that ends the refresh raises ``_Ended`` with the recorded result."""
+
+    def __init__(self, engine: Engine, connector: ConnectorConfig, connector_id: int,
+                 state: event_cursor.CursorState, client_factory: ClientFactory,
+                 events_client_factory: ClientFactory) -> None:
+        self.engine = engine
+        self.connector = connector
+        self.connector_id = connector_id
+        self.state = state
+        self.client_factory = client_factory
+        self.events_client_factory = events_client_factory
+        self.overlap = parse_duration(connector.events_overlap)
+        #: The cursor moved up to a full sync's start: recorded even if the refresh then fails.
+        self.rebased = False
+        #: The end of the events' window, and the cursor's next position.
+        self.now = utcnow()
+        self.event_requests = 0
+        self.fresh: list[dict[str, Any]] = []
+
+    def run(self) -> RefreshResult:
+        try:
+            baseline = self._full_sync()
+            self._read_events(baseline)
+            touched = self._interpret(baseline)
+        except _Ended as ended:
+            return ended.result
+        if not touched:
+            self._advance()
+            return self._finish(self._result(RefreshOutcome.QUIET), moved=True)
+        return self._apply(touched, baseline)
+
+    # --- the steps ----------------------------------------------------------------------------------------------
+
+    def _full_sync(self) -> FullSync:
+        """The full sync the events apply on top of, with the cursor moved up to its start."""
+        active = active_run(self.engine, self.connector_id)
+        if active is not None:
+            raise _Ended(self._finish(self._result(RefreshOutcome.SKIPPED, f"run {active[0]} ({active[1]}) is active")))
+        baseline = last_complete_sync(self.engine, self.connector_id)
+        if baseline is None:
+            raise _Ended(self._finish(self._result(
+                RefreshOutcome.WAITING, "no full sync has read every type yet: events apply on top of one")))
+        self.rebased = self.state.rebase(baseline.started_at, self.overlap)
+        return baseline
+
+    def _read_events(self, baseline: FullSync) -> None:
+        """The events of the window not applied yet, into ``fresh``."""
+        self.now = utcnow()
+        # Before a full sync's start, read back only CLOCK_SKEW: that start is the worker's clock, the events'
+        # timestamps JumpCloud's; older events are in the sync's data. Events applied since are skipped by id.
+        start = max(self._cursor - self.overlap, baseline.started_at - CLOCK_SKEW)
+        if start < self.now - parse_duration(self.connector.events_retention):
+            raise _Ended(self._ask_full_sync(
+                f"the cursor ({self._cursor.isoformat(timespec='seconds')}) is older than the events' retention "
+                f"({self.connector.events_retention})"))
+        client = None
+        try:
+            client = self.events_client_factory(self.connector)  # reads the key: a missing one fails this refresh only
+            self.fresh = asyncio.run(read_new_events(client, start, self.now, self.state.seen))
+        except BadResponseError as exc:  # the listing broke off: events may be missing, so a full sync decides
+            self.event_requests = client.stats.requests if client else 0
+            raise _Ended(self._ask_full_sync(
+                f"gap: the events listing was inconsistent ({describe_error(exc)})")) from exc
+        except Exception as exc:  # noqa: BLE001  (the cursor stays; the next refresh reads the same window)
+            self.event_requests = client.stats.requests if client else 0
+            raise _Ended(self._fail(f"reading events: {describe_error(exc)}")) from exc
+        self.event_requests = client.stats.requests
+
+    def _interpret(self, baseline: FullSync) -> Touched:
+        """The objects the events name, unless reading them back cannot be trusted or costs too much."""
+        touched = reduce_events(self.fresh, self.connector.resource_types)
+        # An event older than the last full sync's start is in its data even if it cannot be read: no reason to
+        # ask.
+        unreadable = touched.uninterpretable and reduce_events(
+            [e for e in self.fresh if (event_time(e) or self.now) >= baseline.started_at],
+            self.connector.resource_types).uninterpretable
+        if unreadable:
+            more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+            raise _Ended(self._ask_full_sync(f"an event cannot be interpreted: {unreadable[0]}{more}"))
+        budget = min(baseline.requests, MAX_READS)
+        if touched.reads > budget:
+            yardstick = "requests of the last full sync" if budget == baseline.requests else "a refresh reads"
+            raise _Ended(self._ask_full_sync(
+                f"the events name {touched.reads} objects to read back, more than the {budget} {yardstick}"))
+        return touched
+
+    def _apply(self, touched: Touched, baseline: FullSync) -> RefreshResult:
+        """Read back what the events name and write it in an incremental run; then move the cursor."""
+        run_id = open_events_run(self.engine, self.connector_id)
+        if run_id is None:
+            return self._finish(self._result(RefreshOutcome.SKIPPED, "a run of the connector began meanwhile"))
+        client = None
+        try:
+            client = self.client_factory(self.connector)
+            found = asyncio.run(read_back(client, touched))
+            counts = apply(self.engine, self.connector_id, run_id, touched, found, self.connector.resource_types)
+        except Exception as exc:  # noqa: BLE001  (nothing moves; the next refresh reads the same events again)
+            spent = client.stats.requests if client else 0
+            end_events_run(self.engine, run_id, status=RunStatus.FAILED, counts={},
+                           requests=self.event_requests + spent, error=describe_error(exc))
+            return self._fail(f"reading back: {describe_error(exc)}", run_id=run_id, read_requests=spent,
+                              reads=touched.reads)
+        counts.update(events=len(self.fresh), ignored=touched.ignored, reads=touched.reads,
+                      event_requests=self.event_requests)
+        read_requests = client.stats.requests
+        if not end_events_run(self.engine, run_id, status=RunStatus.SUCCEEDED, counts=dict(counts),
+                              requests=self.event_requests + read_requests):
+            return self._fail(f"run {run_id} was ended by the reaper before this refresh ended it", run_id=run_id,
+                              read_requests=read_requests, reads=touched.reads)
+        written = utcnow()
+        # The lag of what this refresh brought: not of events a full sync had already brought (read again for skew).
+        lags = [(written - moment).total_seconds() for moment in touched.times if moment >= baseline.started_at]
+        self._advance()
+        return self._finish(self._result(RefreshOutcome.APPLIED, run_id=run_id, read_requests=read_requests,
+                                         reads=touched.reads, rows_written=counts.get("rows_written", 0),
+                                         lag_seconds=round(max(lags), 3) if lags else None),
+                            moved=True, lags=lags)
+
+    # --- the cursor and the outcome -----------------------------------------------------------------------------
+
+    @property
+    def _cursor(self) -> datetime:
+        cursor = self.state.cursor
+        assert cursor is not None, "rebase sets the cursor before any event is read"
+        return cursor
+
+    def _advance(self) -> None:
+        """Move the cursor to the window's end, remembering the events applied that the next window overlaps."""
+        applied = {e["id"]: event_cursor.epoch_ms(event_time(e) or self.now) for e in self.fresh
+                   if isinstance(e.get("id"), str)}
+        self.state.seen = event_cursor.window({**self.state.seen, **applied}, self.now, self.overlap)
+        self.state.cursor = self.now
+
+    def _result(self, outcome: RefreshOutcome, reason: str | None = None, **details: Any) -> RefreshResult:
+        """A result with what was read of the events so far."""
+        return RefreshResult(outcome, reason, event_requests=self.event_requests, events=len(self.fresh), **details)
+
+    def _finish(self, result: RefreshResult, *, moved: bool = False, lags: Sequence[float] = ()) -> RefreshResult:
+        event_cursor.record(self.engine, self.state, result.outcome, reason=result.reason,
+                            moved=moved or self.rebased, run_id=result.run_id, requests=result.requests,
+                            events=result.events, reads=result.reads, lag_seconds=result.lag_seconds,
+                            asked_full_sync=result.full_sync)
+        metrics.observe_refresh(self.connector.name, result.outcome, result.event_requests, result.read_requests,
                                 list(lags))
         return result
 
-    def fail(reason: str, **known: Any) -> RefreshResult:
+    def _fail(self, reason: str, **details: Any) -> RefreshResult:
         """A refresh that could not finish: the next one tries the same window; stuck too long, a full sync."""
-        if utcnow() - state.cursor > STUCK_AFTER:
-            return ask_full_sync(f"no refresh has succeeded since {state.cursor.isoformat(timespec='seconds')}: "
-                                 f"{reason}", **known)
-        return finish(RefreshResult("failed", reason, **known))
+        if utcnow() - self._cursor > STUCK_AFTER:
+            return self._ask_full_sync(f"no refresh has succeeded since {self._cursor.isoformat(timespec='seconds')}: "
+                                       f"{reason}", **details)
+        return self._finish(self._result(RefreshOutcome.FAILED, reason, **details))
 
-    def ask_full_sync(reason: str, **known: Any) -> RefreshResult:
+    def _ask_full_sync(self, reason: str, **details: Any) -> RefreshResult:
         now = utcnow()
-        if state.full_sync_asked_at is not None and now - state.full_sync_asked_at < FULL_SYNC_ASK_AGAIN:
-            return finish(RefreshResult("waiting", f"{reason}; a full sync was asked for at "
-                                                   f"{state.full_sync_asked_at.isoformat(timespec='seconds')}",
-                                        **known))
-        state.full_sync_asked_at = now
-        return finish(RefreshResult("full_sync", reason, full_sync=True, **known))
-
-    active = active_run(engine, connector_id)
-    if active is not None:
-        return finish(RefreshResult("skipped", f"run {active[0]} ({active[1]}) is active"))
-    baseline = last_complete_sync(engine, connector_id)
-    if baseline is None:
-        return finish(RefreshResult("waiting", "no full sync has read every type yet: events apply on top of one"))
-    rebased = state.rebase(baseline.started_at, overlap)
-
-    now = utcnow()
-    # Before a full sync's start, read back only CLOCK_SKEW: that start is the worker's clock, the events'
-    # timestamps JumpCloud's; older events are in the sync's data. Events applied since are skipped by id.
-    start = max(state.cursor - overlap, baseline.started_at - CLOCK_SKEW)
-    retention = parse_duration(connector.events_retention)
-    if start < now - retention:
-        return ask_full_sync(f"the cursor ({state.cursor.isoformat(timespec='seconds')}) is older than the events' "
-                             f"retention ({connector.events_retention})")
-    client = None
-    try:
-        client = events_client_factory(connector)  # reads the key: a missing one fails this refresh only
-        fresh = asyncio.run(read_new_events(client, start, now, state.seen))
-    except BadResponseError as exc:  # the listing broke off: events may be missing, so a full sync decides
-        return ask_full_sync(f"gap: the events listing was inconsistent ({describe_error(exc)})",
-                             event_requests=client.stats.requests)
-    except Exception as exc:  # noqa: BLE001  (the cursor stays; the next refresh reads the same window)
-        return fail(f"reading events: {describe_error(exc)}", event_requests=client.stats.requests if client else 0)
-    event_requests = client.stats.requests
-    touched = reduce_events(fresh, connector.resource_types)
-    known = {"event_requests": event_requests, "events": len(fresh)}
-    # An event older than the last full sync's start is in its data even if it cannot be read: no reason to ask.
-    unreadable = touched.uninterpretable and reduce_events(
-        [e for e in fresh if (event_time(e) or now) >= baseline.started_at], connector.resource_types).uninterpretable
-    if unreadable:
-        more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
-        return ask_full_sync(f"an event cannot be interpreted: {unreadable[0]}{more}", **known)
-    budget = min(baseline.requests, MAX_READS)
-    if touched.reads > budget:
-        return ask_full_sync(f"the events name {touched.reads} objects to read back, more than the {budget} "
-                             f"{'requests of the last full sync' if budget == baseline.requests else 'a refresh reads'}",
-                             **known)
-
-    def advance() -> None:
-        state.seen = event_cursor.window(
-            {**state.seen, **{e["id"]: event_cursor.epoch_ms(event_time(e) or now) for e in fresh
-                              if isinstance(e.get("id"), str)}}, now, overlap)
-        state.cursor = now
-
-    if not touched:
-        advance()
-        return finish(RefreshResult("quiet", None, **known), moved=True)
-    run_id = open_events_run(engine, connector_id)
-    if run_id is None:
-        return finish(RefreshResult("skipped", "a run of the connector began meanwhile", **known))
-    client = None
-    try:
-        client = client_factory(connector)
-        found = asyncio.run(read_back(client, touched))
-        counts = apply(engine, connector_id, run_id, touched, found, connector.resource_types)
-    except Exception as exc:  # noqa: BLE001  (nothing moves; the next refresh reads the same events again)
-        spent = client.stats.requests if client else 0
-        end_events_run(engine, run_id, status="failed", counts={}, requests=event_requests + spent,
-                       error=describe_error(exc))
-        return fail(f"reading back: {describe_error(exc)}", run_id=run_id, read_requests=spent,
-                    reads=touched.reads, **known)
-    counts.update(events=len(fresh), ignored=touched.ignored, reads=touched.reads,
-                  event_requests=event_requests)
-    if not end_events_run(engine, run_id, status="succeeded", counts=dict(counts),
-                          requests=event_requests + client.stats.requests):
-        return fail(f"run {run_id} was ended by the reaper before this refresh ended it", run_id=run_id,
-                    read_requests=client.stats.requests, reads=touched.reads, **known)
-    written = utcnow()
-    # The lag of what this refresh brought: not of events a full sync had already brought (read again for skew).
-    lags = [(written - moment).total_seconds() for moment in touched.times if moment >= baseline.started_at]
-    advance()
-    return finish(RefreshResult("applied", None, run_id=run_id, read_requests=client.stats.requests,
-                                reads=touched.reads, rows_written=counts.get("rows_written", 0),
-                                lag_seconds=round(max(lags), 3) if lags else None, **known),
-                  moved=True, lags=lags)
+        asked = self.state.full_sync_asked_at
+        if asked is not None and now - asked < FULL_SYNC_ASK_AGAIN:
+            return self._finish(self._result(
+                RefreshOutcome.WAITING,
+                f"{reason}; a full sync was asked for at {asked.isoformat(timespec='seconds')}", **details))
+        self.state.full_sync_asked_at = now
+        return self._finish(self._result(RefreshOutcome.FULL_SYNC, reason, full_sync=True, **details))

@@ -107,8 +107,7 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
         if inconsistent:
             # The data changed while it was listed (or a total was wrong): what was seen is written, but an
             # absence proves nothing. The next sync, with a clean listing, deletes what is really gone.
-            resources.counts["inconsistent_pages"] = inconsistent
-            resources.counts["deletions_deferred"] = 1
+            resources.note_inconsistent_listing(inconsistent)
             log.warning("listing changed while it was read; deletions deferred to the next sync",
                         extra={"connector": connector.name, "run_id": run_id, "part": resource_type,
                                "inconsistent_pages": inconsistent})

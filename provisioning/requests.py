@@ -18,10 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from config.settings import ConfigError, Settings
+from models.bulk import dialect_insert
 from models.columns import iso
 from models.connectors import registered_connector_id
 from models.db import autocommit
-from models.store import dialect_insert
 from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest, utcnow
 from provisioning.params import InvalidRequest, validate_params
 

@@ -23,10 +23,11 @@ from connector.records import GrantRecord, ResourceRecord
 from connector.roles import derive_roles, role_id
 from connector.users import map_user
 from models import history
+from models.bulk import chunks
 from models.dataversion import bump_data_version
 from models.db import session_on
 from models.lookup import rows_by_keys
-from models.store import GRANT_KEY, chunks, grant_row, resource_row, upsert_grant_rows, upsert_resource_rows
+from models.store import GRANT_KEY, grant_row, resource_row, upsert_grant_rows, upsert_resource_rows
 from models.tables import Grant, Resource, utcnow
 
 #: The columns of a grant's unique key within its connector (``uq_grants_key``).

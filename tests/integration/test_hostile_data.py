@@ -13,7 +13,7 @@ from connector.admins import map_admin
 from connector.apps import map_app
 from connector.groups import map_group
 from connector.users import map_user
-from models import queries, store
+from models import bulk, queries, store
 from models.tables import Connector, utcnow
 
 HOSTILE = st.one_of(
@@ -63,7 +63,7 @@ def test_hostile_records_are_stored_as_data(engine, records, monkeypatch):
     # On PostgreSQL, both upsert paths: the executemany of small batches and the COPY of large ones.
     paths = (10**9, 1) if engine.dialect.name == "postgresql" else (10**9,)
     for copy_min_rows in paths:
-        monkeypatch.setattr(store, "COPY_MIN_ROWS", copy_min_rows)
+        monkeypatch.setattr(bulk, "COPY_MIN_ROWS", copy_min_rows)
         cid, name = _connector(engine)
         for mapper, rtype in ((map_user, "user"), (map_admin, "admin"), (map_group, "group"), (map_app, "app")):
             mapped = []

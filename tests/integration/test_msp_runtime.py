@@ -93,7 +93,7 @@ def test_beat_schedules_each_msp_tables_discovery_and_each_discovered_connector(
 def test_up_waits_for_every_msp_listing_then_for_the_discovered_connectors(process):
     from datetime import timedelta
 
-    from cli.up_supervisor import _discovered_names
+    from cli.up.supervisor import _discovered_names
 
     settings, engine = runtime._settings.get(), runtime.engine()
     since = discovery.utcnow() - timedelta(seconds=1)

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from connector.records import GrantRecord, ResourceRecord
-from models import store
+from models import bulk, store
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Connector, Grant, Resource
 from tests.support.databases import add_connector
@@ -16,7 +16,7 @@ from tests.support.databases import add_connector
 @pytest.fixture(autouse=True, params=["executemany", "copy"])
 def upsert_path(request, monkeypatch):
     """Every test through both PostgreSQL upsert paths (SQLite has only the executemany)."""
-    monkeypatch.setattr(store, "COPY_MIN_ROWS", 1 if request.param == "copy" else 10**9)
+    monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 1 if request.param == "copy" else 10**9)
     return request.param
 
 
@@ -217,3 +217,38 @@ def test_sqlite_connections_are_set_up_for_several_writers_and_bulk_writes(tmp_p
     engine.dispose()
     assert settings == {"journal_mode": "wal", "synchronous": 1, "wal_autocheckpoint": 10000, "busy_timeout": 60000,
                         "foreign_keys": 1}
+
+
+def _history_count(engine) -> int:
+    from models.tables import Change
+
+    with Session(engine) as session:
+        return session.execute(select(func.count()).select_from(Change)).scalar_one()
+
+
+def test_an_incremental_writer_is_never_the_baseline(engine):
+    """The first write of a type records no history, unless it applies on top of a full sync (incremental)."""
+    cid = _connector(engine)
+    first = GrantWriter(engine, cid, "group", "group", _now(0))
+    assert first.baseline
+    first.write_scopes({"g1": [member("g1", "a")]})
+    assert _history_count(engine) == 0
+    resources = ResourceWriter(engine, cid, "admin", _now(1), incremental=True)
+    grants = GrantWriter(engine, cid, "app", "app", _now(1), incremental=True)
+    assert not resources.baseline and not grants.baseline
+    resources.write([ResourceRecord(type="admin", id="x", name="x")])
+    grants.write_scopes({"p1": [GrantRecord("app", "p1", "access", "user", "a")]})
+    assert _history_count(engine) == 2
+
+
+def test_writers_counts_change_only_through_their_methods(engine):
+    cid = _connector(engine)
+    resources = ResourceWriter(engine, cid, "user", _now(0))
+    resources.write([user("a")])
+    resources.counts["created"] += 5  # a copy: the writer's own counts are unchanged
+    resources.note_inconsistent_listing(3)
+    assert dict(resources.counts) == {"seen": 1, "created": 1, "rows_written": 1, "inconsistent_pages": 3,
+                                      "deletions_deferred": 1}
+    grants = GrantWriter(engine, cid, "group", "group", _now(0))
+    grants.record_bulk_insert(0)  # an INSERT ... SELECT that inserted nothing still shows in the counts
+    assert dict(grants.counts) == {"grants_created": 0, "rows_written": 0}

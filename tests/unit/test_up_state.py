@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cli import up_state
-from cli.up_state import AlreadyRunning, PidFile, UpRecord, adopt_running_up, running_up
+from cli.up import state as up_state
+from cli.up.state import AlreadyRunning, PidFile, UpRecord, adopt_running_up, running_up
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ def test_commands_take_the_settings_of_the_running_up_that_are_not_given():
 
 def test_the_watchdog_kills_the_groups_left_once_its_pipe_closes():
     read_end, write_end = os.pipe()
-    watchdog = subprocess.Popen([sys.executable, "-m", "cli.up_watchdog", str(read_end), "1"], cwd=ROOT,
+    watchdog = subprocess.Popen([sys.executable, "-m", "cli.up.watchdog", str(read_end), "1"], cwd=ROOT,
                                 pass_fds=(read_end,))
     os.close(read_end)
     stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
@@ -99,7 +99,7 @@ def test_the_watchdog_kills_the_groups_left_once_its_pipe_closes():
 
 def test_the_watchdog_exits_at_once_when_nothing_is_left():
     read_end, write_end = os.pipe()
-    watchdog = subprocess.Popen([sys.executable, "-m", "cli.up_watchdog", str(read_end), "30"], cwd=ROOT,
+    watchdog = subprocess.Popen([sys.executable, "-m", "cli.up.watchdog", str(read_end), "30"], cwd=ROOT,
                                 pass_fds=(read_end,))
     os.close(read_end)
     gone = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)

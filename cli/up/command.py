@@ -1,7 +1,7 @@
-"""``jumpsync up``: the whole thing on one machine (cli.up_supervisor), and the commands run beside it.
+"""``jumpsync up``: the whole thing on one machine (cli.up.supervisor), and the commands run beside it.
 
 A client command run in the folder of a running ``up`` uses that run's broker, config and database
-(cli.up_state.adopt_running_up); the processes of a deployment never do.
+(cli.up.state.adopt_running_up); the processes of a deployment never do.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def up(once: bool = typer.Option(False, "--once", help="Wait for the first sync 
        flower_port: int = typer.Option(5555, help="Flower's port (loopback only)."),
        concurrency: int = typer.Option(4, help="Worker processes.")) -> None:
     """Run the whole thing locally: broker, worker, beat and Flower (and a simulated org when none is configured)."""
-    from cli.up_supervisor import run_up
+    from cli.up.supervisor import run_up
 
     if config is not None:
         os.environ["JUMPSYNC_CONFIG"] = str(config)
@@ -39,12 +39,12 @@ def up(once: bool = typer.Option(False, "--once", help="Wait for the first sync 
 def adopt_running_up(argv: list[str]) -> None:
     """A client command run in the folder of a running ``jumpsync up`` uses that run's broker, config and
     database (for those not set in the environment or by ``--config``), and says so on stderr."""
-    from cli import up_state
+    from cli.up import state
 
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     if command is None or command in SERVER_COMMANDS:
         return
     config_given = "--config" in argv or any(arg.startswith("--config=") for arg in argv)
-    said = up_state.adopt_running_up(given=("JUMPSYNC_CONFIG",) if config_given else ())
+    said = state.adopt_running_up(given=("JUMPSYNC_CONFIG",) if config_given else ())
     if said is not None:
         err.print(Text(said), highlight=False, soft_wrap=True)

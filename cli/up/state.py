@@ -130,7 +130,7 @@ class PidFile:
                 + (f", or kill {other.pid}" if other else "") + "), or start this one from another folder") from None
         earlier = _read(fd)
         leftovers = leftovers_of(earlier) if earlier else {}
-        if leftovers:
+        if earlier is not None and leftovers:
             os.close(fd)
             listed = ", ".join(f"{name} {pid}" for pid, name in leftovers.items())
             raise AlreadyRunning(
