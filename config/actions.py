@@ -1,7 +1,7 @@
 """The provisioning actions by name, without their parameter models.
 
-The settings (a connector's ``allowed_actions``) and the command line need only the names; importing the
-pydantic models of ``provisioning.params`` for them cost every CLI command ~50ms of start-up.
+The settings (a connector's ``allowed_actions``) and the command line need only the names, and every CLI command
+loads the settings: the pydantic models of ``provisioning.params`` stay out of their start-up.
 ``provisioning.params`` checks at import that its models cover exactly these actions, in this order.
 """
 

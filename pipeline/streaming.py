@@ -1,8 +1,8 @@
 """Keeping a fetch part's requests in flight while the database takes its rows.
 
-A part is one event loop. Two things used to stall it: database writes run on the loop (no new request is sent
-while SQLite or PostgreSQL takes a batch), and the grants of a page of resources were fetched page by page (the
-last slow listings of a page held back the next page). ``WriteBehind`` moves the writes to a thread of their own,
+A part is one event loop. Two things would stall it: database writes on the loop (no new request is sent while
+SQLite or PostgreSQL takes a batch), and fetching the grants of a page of resources page by page (the last slow
+listings of a page would hold back the next page). ``WriteBehind`` moves the writes to a thread of their own,
 in order; ``FetchWindow`` keeps the per-resource grant listings of *all* pages in one bounded window. Both bound
 what they hold, so memory stays flat however large the tenant.
 """
@@ -37,7 +37,7 @@ class WriteBehind:
 
     #: The GIL switch interval while writes run behind the loop. At Python's default (5 ms) the writer thread,
     #: busy building rows, keeps the GIL that long each time the loop gives it up for a socket call, and every
-    #: request the loop sends waits for it; 1 ms made the group part of ``large`` about 10% faster here.
+    #: request the loop sends waits for it. A shorter interval hands the GIL back to the loop sooner.
     switch_interval = 0.001
 
     def __init__(self, max_pending: int = 4) -> None:

@@ -44,7 +44,7 @@ class SimulatorServer:
         """Bind the listening socket (port 0 picks a free one) and remember the port."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP, and
-        # without it every small response waits ~40 ms for a delayed ACK (Nagle).
+        # without it a small response can wait for the client's delayed ACK (Nagle's algorithm).
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))

@@ -207,7 +207,7 @@ def test_statistics_are_refreshed_on_postgresql_after_a_bulk_load(engine):
 
 def test_sqlite_connections_are_set_up_for_several_writers_and_bulk_writes(tmp_path):
     """WAL with a busy timeout (several worker processes write), and checkpoints every 10,000 pages rather than
-    every 1,000 (models/db.py: each one syncs the file; bulk writes were 25% slower at the default)."""
+    every 1,000 (models/db.py: each checkpoint syncs the file, so fewer of them speed up bulk writes)."""
     from models.db import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'pragmas.db'}")

@@ -76,7 +76,7 @@ def test_verify_accepts_ca_bundle_path(tmp_path):
 
 
 def test_ssl_context_is_built_once_per_ca_bundle(tmp_path, monkeypatch):
-    """A context costs ~30 ms (the bundle is parsed): one per CA source and process, shared by every client."""
+    """Building a context parses the CA bundle: one per CA source and process, shared by every client."""
     from jumpcloud.tls import shared_ssl_context
 
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)

@@ -572,7 +572,7 @@ def test_max_in_flight_sees_concurrent_requests():
 
 
 def test_small_responses_are_not_held_back_by_nagle(api):
-    """Without TCP_NODELAY on accepted sockets every response waits ~40 ms for a delayed ACK; benchmarks at
+    """Without TCP_NODELAY on accepted sockets a small response waits for a delayed ACK; benchmarks at
     20 ms of simulated latency would measure the stack, not the client."""
     api.get("/api/systemusers")
     started = time.perf_counter()
