@@ -21,13 +21,16 @@ from cli import output
 from cli.common import ConfigOption, print_json, usage_error, use_config
 from cli.output import Col
 from config.actions import ACTION_NAMES
+from models.states import ENDED_REQUEST_STATUSES, RequestStatus
 
 console = output.stdout()
 err = output.stderr()
 
-ENDED_STATUSES = ("succeeded", "failed", "rejected")
+ENDED_STATUSES = ENDED_REQUEST_STATUSES
 #: Without --wait, a request in one of these states was accepted (a repeated idempotency key may find it done).
-ACCEPTED_STATUSES = ("pending", "running", "succeeded")
+ACCEPTED_STATUSES = (RequestStatus.PENDING, RequestStatus.RUNNING, RequestStatus.SUCCEEDED)
+#: The status a bulk line shows when it could not be read, nor recorded as a request.
+INVALID_LINE = "invalid"
 MAX_TEXT = 256  # idempotency keys and requested_by, as the database stores them
 
 
@@ -103,7 +106,7 @@ def finish_request(request: dict, *, waited: bool, timeout: float, as_json: bool
         err.print(f"[red]timed out[/red] after {timeout:g}s: request {escape(request['id'])} is still "
                   f"{escape(request['status'])}")
         raise typer.Exit(1)
-    ok = request["status"] == "succeeded" if waited else request["status"] in ACCEPTED_STATUSES
+    ok = request["status"] == RequestStatus.SUCCEEDED if waited else request["status"] in ACCEPTED_STATUSES
     raise typer.Exit(0 if ok else 1)
 
 
@@ -233,7 +236,7 @@ def provision_bulk(file: Path = typer.Argument(..., help="CSV or JSON-lines file
     summary: dict[str, int] = {}
     for row in rows:
         summary[row["status"]] = summary.get(row["status"], 0) + 1
-    wanted = ("succeeded",) if wait else ACCEPTED_STATUSES
+    wanted = (RequestStatus.SUCCEEDED,) if wait else ACCEPTED_STATUSES
     ok = all(row["status"] in wanted for row in rows)
     if as_json:
         print_json({"file": str(file), "ok": ok, "summary": summary, "requests": rows})
@@ -294,6 +297,6 @@ def submit_bulk(parsed, *, source: str, requested_by: str) -> list[dict]:
 def _bulk_row(outcome: dict) -> dict:
     request = outcome["request"]
     if request is None:
-        return {"line": outcome["line"], "id": None, "status": "invalid", "error": outcome["error"], "request": None}
+        return {"line": outcome["line"], "id": None, "status": INVALID_LINE, "error": outcome["error"], "request": None}
     return {"line": outcome["line"], "id": request["id"], "status": request["status"],
             "error": request["last_error"], "request": request}

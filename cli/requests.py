@@ -32,13 +32,13 @@ def requests_list(ctx: typer.Context,
         return
     use_config(config)
     from models.resolver import suggest
-    from models.tables import REQUEST_STATUSES
+    from models.states import RequestStatus
     from provisioning import requests as prequests
     from worker import runtime
 
-    if status is not None and status not in REQUEST_STATUSES:
-        raise usage_error(f"--status {status!r} is not one of {', '.join(REQUEST_STATUSES)}"
-                          + suggest(status, REQUEST_STATUSES))
+    statuses = [state.value for state in RequestStatus]
+    if status is not None and status not in statuses:
+        raise usage_error(f"--status {status!r} is not one of {', '.join(statuses)}" + suggest(status, statuses))
     if action is not None and action not in ACTION_NAMES:
         raise usage_error(f"--action {action!r} is not an action{suggest(action, ACTION_NAMES)}")
     engine = runtime.engine()
@@ -48,7 +48,7 @@ def requests_list(ctx: typer.Context,
         if connector not in known:
             raise usage_error(f"--connector {connector!r} is neither configured nor named by any request"
                               + suggest(connector, sorted(known)))
-    data = prequests.listing(engine, status=status, connector=connector, action=action, limit=limit)
+    data = prequests.listing(engine, status=RequestStatus(status) if status else None, connector=connector, action=action, limit=limit)
     shown = output.choose(output_, wide=wide, as_json=as_json)
     if shown is Output.json:
         print_json(data)

@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from models.tables import ENDED_REQUEST_STATUSES
+from models.states import ENDED_REQUEST_STATUSES
 from provisioning import requests
 from worker import runtime
 from worker.names import TaskName

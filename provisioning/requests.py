@@ -15,14 +15,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from config.settings import ConfigError, Settings
 from models.bulk import dialect_insert
 from models.columns import iso
 from models.connectors import registered_connector_id
 from models.db import autocommit
-from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest, utcnow
+from models.states import ENDED_REQUEST_STATUSES, REQUESTS, RequestStatus
+from models.tables import ProvisioningRequest, utcnow
 from provisioning.params import InvalidRequest, validate_params
 
 
@@ -57,7 +58,8 @@ def _reject(session: Session, *, connector: str, action: str, params: Any, key: 
     now = utcnow()
     row = ProvisioningRequest(id=_new_id(), connector=str(connector)[:128], action=str(action)[:64],
                               params=params if isinstance(params, dict) else {"raw": repr(params)[:2000]},
-                              idempotency_key=key, requested_by=requested_by, status="rejected",
+                              idempotency_key=key, requested_by=requested_by,
+                              status=REQUESTS.create(RequestStatus.REJECTED),
                               last_error=reason, created_at=now, updated_at=now, finished_at=now)
     session.add(row)
     try:
@@ -125,7 +127,7 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
     now = utcnow()
     row = {"id": _new_id(), "connector": connector, "action": action,
            "params": validated.model_dump(exclude_none=True), "idempotency_key": idempotency_key,
-           "requested_by": requested_by, "status": "pending", "dry_run": policy.dry_run, "attempts": 0,
+           "requested_by": requested_by, "status": REQUESTS.create(RequestStatus.PENDING), "dry_run": policy.dry_run, "attempts": 0,
            "last_error": None, "result": None, "claimed_by": None, "created_at": now, "updated_at": now,
            "enqueued_at": now, "started_at": None, "finished_at": None}
     with engine.connect() as connection, autocommit(connection):
@@ -138,17 +140,18 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
 
 
 _REQUESTS = ProvisioningRequest.__table__
+_PENDING, _RUNNING = RequestStatus.PENDING, RequestStatus.RUNNING
 
 #: The claim, built once (Core, not the ORM: its bookkeeping costs more than the SQL). A pending request is taken
 #: by anyone; a running one by the same message delivered again (its worker process died and Celery gave the
-#: message back) or by anyone once its lease has run out.
+#: message back) or by anyone once its lease has run out. ``claim_on`` names the move each time it runs it.
 _CLAIM = update(_REQUESTS).where(
     _REQUESTS.c.id == bindparam("request_id"),
-    or_(_REQUESTS.c.status == "pending",
-        (_REQUESTS.c.status == "running") & (_REQUESTS.c.claimed_by == bindparam("claimant")),
-        (_REQUESTS.c.status == "running") & (_REQUESTS.c.started_at < bindparam("lease_began_before"))),
-).values(status="running", claimed_by=bindparam("claimant"), started_at=bindparam("now"), updated_at=bindparam("now"),
-         attempts=_REQUESTS.c.attempts + 1).returning(*_REQUESTS.c)
+    or_(_REQUESTS.c.status == _PENDING,
+        (_REQUESTS.c.status == _RUNNING) & (_REQUESTS.c.claimed_by == bindparam("claimant")),
+        (_REQUESTS.c.status == _RUNNING) & (_REQUESTS.c.started_at < bindparam("lease_began_before"))),
+).values(status=bindparam("claimed"), claimed_by=bindparam("claimant"), started_at=bindparam("now"),
+         updated_at=bindparam("now"), attempts=_REQUESTS.c.attempts + 1).returning(*_REQUESTS.c)
 
 
 def claim(engine: Engine, request_id: str, claimant: str, lease: timedelta) -> Row | None:
@@ -164,33 +167,37 @@ def claim_on(connection: Connection, request_id: str, claimant: str, lease: time
     One ``UPDATE … RETURNING`` (PostgreSQL; SQLite since 3.35) both takes the row and reads it back. Being a
     single statement, it runs in autocommit mode: on PostgreSQL no BEGIN and COMMIT round trips around it.
     """
+    claimed = REQUESTS.move((_PENDING, _RUNNING), _RUNNING)
     now = utcnow()
     with autocommit(connection):
         returned = connection.execute(_CLAIM, {"request_id": request_id, "claimant": claimant, "now": now,
-                                               "lease_began_before": now - lease}).first()
+                                               "lease_began_before": now - lease, "claimed": claimed}).first()
     return returned
 
 
-def _outcome_values(status: str, result: dict | None, error: str | None) -> dict[str, Any]:
+def _outcome_values(status: RequestStatus, result: dict | None, error: str | None) -> dict[str, Any]:
+    """The columns an outcome sets; the update moves the request from running (``_outcome_statement``)."""
+    status = REQUESTS.move(_RUNNING, RequestStatus(status))
     now = utcnow()
     values: dict[str, Any] = {"status": status, "updated_at": now, "last_error": error}
     if status in ENDED_REQUEST_STATUSES:
         values["finished_at"] = now
     if result is not None:
         values["result"] = result
-    if status == "pending":
+    if status is _PENDING:
         values["enqueued_at"] = now
     return values
 
 
-def finish(engine: Engine, request_id: str, claimant: str, *, status: str, result: dict | None = None,
+def finish(engine: Engine, request_id: str, claimant: str, *, status: RequestStatus, result: dict | None = None,
            error: str | None = None) -> bool:
     """Record the outcome (its own transaction), if ``claimant`` still owns the request."""
     with engine.begin() as connection:
         return _record_outcome(connection, request_id, claimant, _outcome_values(status, result, error))
 
 
-def finish_in(session: Session, request_id: str, claimant: str, *, status: str, result: dict | None = None,
+def finish_in(session: Session, request_id: str, claimant: str, *, status: RequestStatus,
+              result: dict | None = None,
               error: str | None = None) -> bool:
     """Record the outcome in ``session``'s transaction, if ``claimant`` still owns the request; neither commits
     nor rolls back: the caller commits it together with the request's write-through, or rolls both back when
@@ -203,7 +210,7 @@ def _outcome_statement(columns: frozenset[str]):
     """The update that records an outcome setting ``columns``, if the request is still the claimant's; built once
     for each set of columns (an outcome sets 3 to 5 of them)."""
     return update(_REQUESTS).where(
-        _REQUESTS.c.id == bindparam("request_id"), _REQUESTS.c.status == "running",
+        _REQUESTS.c.id == bindparam("request_id"), _REQUESTS.c.status == _RUNNING,
         _REQUESTS.c.claimed_by == bindparam("claimant"),
     ).values({name: bindparam(f"new_{name}", type_=_REQUESTS.c[name].type) for name in sorted(columns)})
 
@@ -220,14 +227,15 @@ def due_for_relay(engine: Engine, *, relay_after: timedelta, lease: timedelta) -
     Their ``enqueued_at`` is bumped so that the next relay run leaves them alone for a while."""
     now = utcnow()
     with Session(engine) as session:
+        not_enqueued_lately = or_(col(ProvisioningRequest.enqueued_at).is_(None),
+                                  col(ProvisioningRequest.enqueued_at) < now - relay_after)
         ids = list(session.execute(select(ProvisioningRequest.id).where(or_(
-            (ProvisioningRequest.status == "pending") & or_(ProvisioningRequest.enqueued_at.is_(None),
-                                                             ProvisioningRequest.enqueued_at < now - relay_after),
-            (ProvisioningRequest.status == "running") & (ProvisioningRequest.started_at < now - lease)
-            & or_(ProvisioningRequest.enqueued_at.is_(None), ProvisioningRequest.enqueued_at < now - relay_after),
+            (col(ProvisioningRequest.status) == _PENDING) & not_enqueued_lately,
+            (col(ProvisioningRequest.status) == _RUNNING) & (col(ProvisioningRequest.started_at) < now - lease)
+            & not_enqueued_lately,
         )).limit(1000)).scalars())
         if ids:
-            session.execute(update(ProvisioningRequest).where(ProvisioningRequest.id.in_(ids))
+            session.execute(update(ProvisioningRequest).where(col(ProvisioningRequest.id).in_(ids))
                             .values(enqueued_at=now))
             session.commit()
         return ids
@@ -239,12 +247,13 @@ def retry(engine: Engine, request_id: str) -> dict[str, Any]:
         row = session.get(ProvisioningRequest, request_id)
         if row is None:
             raise LookupError(f"no provisioning request {request_id!r}")
-        if row.status != "failed":
+        if row.status != RequestStatus.FAILED:  # running -> pending is a worker's move, not an operator's
             raise ValueError(f"request {request_id} is {row.status}; only a failed request can be retried")
+        retried = REQUESTS.move(RequestStatus.FAILED, _PENDING)
         now = utcnow()
         session.execute(update(ProvisioningRequest).where(
-            ProvisioningRequest.id == request_id, ProvisioningRequest.status == "failed").values(
-            status="pending", attempts=0, last_error=None, finished_at=None, updated_at=now, enqueued_at=now))
+            col(ProvisioningRequest.id) == request_id, col(ProvisioningRequest.status) == RequestStatus.FAILED).values(
+            status=retried, attempts=0, last_error=None, finished_at=None, updated_at=now, enqueued_at=now))
         session.commit()
         session.refresh(row)
         return view(row)
@@ -256,17 +265,17 @@ def get(engine: Engine, request_id: str) -> dict[str, Any] | None:
         return view(row) if row else None
 
 
-def listing(engine: Engine, *, status: str | None = None, connector: str | None = None, action: str | None = None,
+def listing(engine: Engine, *, status: RequestStatus | None = None, connector: str | None = None, action: str | None = None,
             limit: int = 100) -> list[dict[str, Any]]:
     with Session(engine) as session:
         query = select(ProvisioningRequest)
         if status:
-            query = query.where(ProvisioningRequest.status == status)
+            query = query.where(col(ProvisioningRequest.status) == status)
         if connector:
-            query = query.where(ProvisioningRequest.connector == connector)
+            query = query.where(col(ProvisioningRequest.connector) == connector)
         if action:
-            query = query.where(ProvisioningRequest.action == action)
-        rows = session.execute(query.order_by(ProvisioningRequest.created_at.desc()).limit(limit)).scalars()
+            query = query.where(col(ProvisioningRequest.action) == action)
+        rows = session.execute(query.order_by(col(ProvisioningRequest.created_at).desc()).limit(limit)).scalars()
         return [view(row) for row in rows]
 
 

@@ -32,6 +32,7 @@ from config.settings import ConfigError, Settings, parse_duration
 from connector.client_factory import describe_error
 from jumpcloud.errors import BadResponseError, JumpCloudError, RateLimitedError, ServerError, TransportError
 from models.connectors import registered_connector_id
+from models.states import RequestStatus
 from provisioning import requests
 from provisioning.actions import ACTIONS, ActionContext
 from provisioning.clients import ProcessClients, for_process
@@ -47,7 +48,7 @@ TRANSIENT = (RateLimitedError, ServerError, TransportError, BadResponseError, Op
 
 @dataclass(frozen=True)
 class Execution:
-    status: str | None            # None: not claimed (done already, or owned by another worker), or taken
+    status: RequestStatus | None  # None: not claimed (done already, or owned by another worker), or taken
                                   # over by another worker before it ended
     retry_in: float | None = None  # seconds, when the request went back to pending
 
@@ -91,18 +92,18 @@ def execute(engine: Engine, settings: Settings, request_id: str, claimant: str,
     return execution
 
 
-def _transient(settings: Settings, row, exc: BaseException) -> tuple[str, str, float | None]:
+def _transient(settings: Settings, row, exc: BaseException) -> tuple[RequestStatus, str, float | None]:
     """Back to pending with a delay, or failed once the connector's attempts are spent."""
     try:
         max_attempts = settings.connector(row.connector).provisioning.max_attempts
     except ConfigError:
         max_attempts = 1
     if row.attempts >= max_attempts:
-        return "failed", f"gave up after {row.attempts} attempts: {describe_error(exc)}", None
-    return "pending", describe_error(exc), backoff(row.attempts)
+        return RequestStatus.FAILED, f"gave up after {row.attempts} attempts: {describe_error(exc)}", None
+    return RequestStatus.PENDING, describe_error(exc), backoff(row.attempts)
 
 
-def _finish(session: Session, row, claimant: str, *, status: str, result: dict | None = None,
+def _finish(session: Session, row, claimant: str, *, status: RequestStatus, result: dict | None = None,
             error: str | None = None) -> bool:
     """Record the outcome and commit it with what the request wrote; or, if the request is no longer ours
     (another worker took it over once its lease ran out), roll both back and return False."""
@@ -121,26 +122,26 @@ def _execute(engine: Engine, connection: Connection, session: Session, settings:
     try:
         result = clients.run(lambda: _run(engine, connection, session, settings, row, clients))
         try:
-            owned = _finish(session, row, claimant, status="succeeded", result=result)
-            return Execution("succeeded" if owned else None)
+            owned = _finish(session, row, claimant, status=RequestStatus.SUCCEEDED, result=result)
+            return Execution(RequestStatus.SUCCEEDED if owned else None)
         except OperationalError as exc:  # the database, at the commit: the change is in JumpCloud, not here yet
             session.rollback()
             status, error, retry_in = _transient(settings, row, exc)
     except (InvalidRequest, ConfigError) as exc:
         session.rollback()
         log.info("provisioning request rejected", extra={**context, "error": str(exc)})
-        status, error, retry_in = "rejected", str(exc), None
+        status, error, retry_in = RequestStatus.REJECTED, str(exc), None
     except TRANSIENT as exc:
         session.rollback()
         status, error, retry_in = _transient(settings, row, exc)
     except JumpCloudError as exc:
         session.rollback()
         log.warning("provisioning request failed", extra={**context, "error": describe_error(exc)})
-        status, error, retry_in = "failed", describe_error(exc), None
+        status, error, retry_in = RequestStatus.FAILED, describe_error(exc), None
     except Exception as exc:  # noqa: BLE001  (a bug must not leave the request running forever)
         session.rollback()
         log.exception("provisioning request failed unexpectedly", extra=context)
-        status, error, retry_in = "failed", describe_error(exc), None
+        status, error, retry_in = RequestStatus.FAILED, describe_error(exc), None
     if not _finish(session, row, claimant, status=status, error=error):
         return Execution(None)
     return Execution(status, retry_in=retry_in)

@@ -3,6 +3,7 @@ against the simulator over HTTP."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from config.settings import ConnectorConfig, FileConfig, ProvisioningPolicy, Settings
 from connector.client_factory import make_client
 from models import connectors, history, queries
+from models.states import REQUESTS, IllegalTransition, RequestStatus
 from pipeline import sync
 from provisioning import requests, runner
 from provisioning.clients import ProcessClients
@@ -89,6 +91,29 @@ def test_claim_finish_lease_relay_and_retry(engine, db_url):
     due = requests.due_for_relay(engine, relay_after=timedelta(0), lease=LEASE)
     assert rid in due
     assert requests.due_for_relay(engine, relay_after=timedelta(minutes=1), lease=LEASE) == []
+
+
+def test_a_move_the_table_does_not_list_is_refused_and_writes_nothing(engine, db_url, monkeypatch):
+    """claim, finish and retry name their move in models.states.REQUESTS before the update: with a table that
+    lists no move at all, each raises IllegalTransition and the request stays as it was."""
+    settings = settings_for(db_url)
+    rid = requests.accept(engine, settings, connector="acme", action="group.add-member", params=ADD).request["id"]
+    no_moves = dataclasses.replace(REQUESTS, moves={state: frozenset() for state in RequestStatus})
+
+    def refused(move: str, call) -> None:
+        before = requests.get(engine, rid)
+        with monkeypatch.context() as patched:
+            patched.setattr(requests, "REQUESTS", no_moves)
+            with pytest.raises(IllegalTransition, match=move):
+                call()
+        assert requests.get(engine, rid) == before
+
+    refused("pending -> running", lambda: requests.claim(engine, rid, "task-1", LEASE))
+    assert requests.claim(engine, rid, "task-1", LEASE) is not None
+    refused("running -> failed", lambda: requests.finish(engine, rid, "task-1", status=RequestStatus.FAILED))
+    assert requests.finish(engine, rid, "task-1", status=RequestStatus.FAILED, error="boom")
+    refused("failed -> pending", lambda: requests.retry(engine, rid))
+    assert requests.retry(engine, rid)["status"] == RequestStatus.PENDING
 
 
 def test_claim_returns_the_claimed_row_in_one_statement(engine, db_url):
