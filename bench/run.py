@@ -29,6 +29,9 @@ from bench import report
 from bench.fleet import CONNECTOR, LIMITED_CONNECTOR, Fleet, Sampler, Simulator
 from bench.profiles import SYNC_TIMEOUT, describe
 from bench.tenant import apply_change, r_min_parts, shape
+from models.columns import iso
+from models.read_records import PartRecord, RunRecord
+from models.states import PartPhase
 from worker.names import TaskName
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,32 +103,25 @@ def wait_quiet(max_wait: float, busy_share: float = 0.25, window: float = 3.0) -
 
 # --- one sync ------------------------------------------------------------------------------------------------
 
-def _time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def wait_run(engine, task_id: str, timeout: float) -> dict:
+def wait_run(engine, task_id: str, timeout: float) -> RunRecord:
     from models import queries
 
     run = queries.wait_for_run(engine, task_id, timeout)
     if run is None:
         seen = queries.run_by_task_id(engine, task_id)
-        raise TimeoutError(f"the run of task {task_id} did not end within {timeout:.0f}s (last seen: "
-                           f"{ {k: seen[k] for k in ('status', 'started_at')} if seen else 'not started'})")
+        last_seen = {"status": str(seen.status), "started_at": iso(seen.started_at)} if seen else "not started"
+        raise TimeoutError(f"the run of task {task_id} did not end within {timeout:.0f}s (last seen: {last_seen})")
     return run
 
 
-def part_summary(part: dict) -> dict:
-    started, finished = _time(part["started_at"]), _time(part["finished_at"])
-    counts = part["counts"] or {}
+def part_summary(part: PartRecord) -> dict:
+    started, finished = part.started_at, part.finished_at
+    counts = part.counts or {}
     grant_rows = sum(counts.get(k, 0) for k in ("grants_created", "grants_undeleted", "grants_deleted"))
     return {
-        "name": part["name"], "phase": part["phase"], "status": part["status"], "requests": part["requests"],
+        "name": part.name, "phase": part.phase, "status": part.status, "requests": part.requests,
         "seconds": round((finished - started).total_seconds(), 3) if started and finished else None,
-        "started_at": part["started_at"], "finished_at": part["finished_at"],
+        "started_at": iso(started), "finished_at": iso(finished),
         "rows_written": counts.get("rows_written", 0), "grant_rows": grant_rows,
         "resource_rows": counts.get("rows_written", 0) - grant_rows, "counts": counts,
     }
@@ -153,18 +149,20 @@ def run_sync(kind: str, fleet: Fleet, sim: Simulator, engine, timeout: float, pr
         memory = sampler.stop()
         profile = recorder.stop() if recorder else None
     stats = sim.stats()
-    started, finished = _time(run["started_at"]), _time(run["finished_at"])
-    parts = [part_summary(p) for p in run["parts"]]
-    fetch = [p for p in parts if p["phase"] == "fetch"]
-    derive = [p for p in parts if p["phase"] != "fetch"]
-    last_fetch_end = max((_time(p["finished_at"]) for p in fetch if p["finished_at"]), default=None)
+    started, finished = run.started_at, run.finished_at
+    assert finished is not None  # wait_run returns an ended run
+    parts = [part_summary(p) for p in run.parts]
+    fetch = [p for p in parts if p["phase"] == PartPhase.FETCH]
+    derive_ends = [p.finished_at for p in run.parts if p.phase != PartPhase.FETCH and p.finished_at]
+    last_fetch_end = max((p.finished_at for p in run.parts if p.phase == PartPhase.FETCH and p.finished_at),
+                         default=None)
     if last_fetch_end is not None:
         # Which phase the memory peak belongs to: the fetch parts, or the derived parts after them (sampled
         # VmRSS, so a spike shorter than the sampling interval can be missed; VmHWM above cannot).
         memory["pool_rss_fetch_mb"] = sampler.rss_between(started.timestamp(), last_fetch_end.timestamp())
         memory["pool_rss_derive_mb"] = sampler.rss_between(last_fetch_end.timestamp(), finished.timestamp() + 1)
     result = {
-        "kind": kind, "run_id": run["id"], "status": run["status"], "error": run["error"],
+        "kind": kind, "run_id": run.id, "status": run.status, "error": run.error,
         "wall_s": round((finished - started).total_seconds(), 3),
         "send_to_start_s": round(started.timestamp() - sent, 3),
         "observed_after_s": round(observed - finished.timestamp(), 3),
@@ -176,9 +174,8 @@ def run_sync(kind: str, fleet: Fleet, sim: Simulator, engine, timeout: float, pr
         "resource_rows": sum(p["resource_rows"] for p in parts),
         "grant_rows": sum(p["grant_rows"] for p in parts),
         "parts": parts,
-        "finalize_s": (round((max(_time(p["finished_at"]) for p in derive if p["finished_at"])
-                              - last_fetch_end).total_seconds(), 3)
-                       if derive and last_fetch_end and any(p["finished_at"] for p in derive) else None),
+        "finalize_s": (round((max(derive_ends) - last_fetch_end).total_seconds(), 3)
+                       if derive_ends and last_fetch_end else None),
         "tenant": shape(dump),
         "memory_cpu": memory,
     }
@@ -323,9 +320,9 @@ def sync_after_refreshes(fleet: Fleet, engine, timeout: float) -> dict:
     listed). What it wrote, by part, says where they differ."""
     task = fleet.send(TaskName.SYNC_CONNECTOR, CONNECTOR, trigger="manual")
     run = wait_run(engine, task.id, timeout)
-    parts = [part_summary(p) for p in run["parts"]]
+    parts = [part_summary(p) for p in run.parts]
     wait_rendered(engine, CONNECTOR, timeout)
-    return {"run_id": run["id"], "status": run["status"], "rows_written": sum(p["rows_written"] for p in parts),
+    return {"run_id": run.id, "status": run.status, "rows_written": sum(p["rows_written"] for p in parts),
             "by_part": {p["name"]: {k: v for k, v in p["counts"].items() if v and k != "rows_written"}
                         for p in parts if p["rows_written"]}}
 

@@ -27,13 +27,12 @@ def held(as_json: bool = JsonOption, wide: bool = WideOption, output_: Optional[
     rows = held_parts(runtime.engine())
     shown = output.choose(output_, wide=wide, as_json=as_json)
     if shown is Output.json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        sys.stdout.write(json.dumps([row.to_json() for row in rows], indent=2) + "\n")
         return
     if not rows:
         output.note("no deletions are held", shown)
         return
-    output.print_rows(HELD_COLUMNS, ((r["connector"], r["run_id"], r["part"], r["finished_at"], r["error"])
-                                     for r in rows), shown)
+    output.print_rows(HELD_COLUMNS, ((r.connector, r.run_id, r.part, r.finished_at, r.error) for r in rows), shown)
 
 
 HELD_COLUMNS = (Col("connector", identity=True), Col("run"), Col("type"), Col("finished", time=True, drop=1),

@@ -26,11 +26,10 @@ def resources(name: str = typer.Argument(..., help="Connector name."), config: O
     data = connector_query(queries.resources, name, type_, include_deleted=not live)
     shown = output.choose(output_, wide=wide, as_json=as_json)
     if shown is Output.json:
-        print_json(data)
+        print_json([item.to_json() for item in data])
         return
-    output.print_rows(RESOURCE_COLUMNS, ((item["type"], item["id"], item["name"], item.get("email"),
-                                          item.get("status"), "yes" if item["deleted"] else "") for item in data),
-                      shown)
+    output.print_rows(RESOURCE_COLUMNS, ((item.type, item.id, item.name, item.email, item.status,
+                                          "yes" if item.deleted else "") for item in data), shown)
 
 
 RESOURCE_COLUMNS = (Col("type"), Col("id", identity=True), Col("name", identity=True), Col("email", identity=True),
@@ -48,11 +47,11 @@ def grants(name: str = typer.Argument(..., help="Connector name."), config: Opti
     data = connector_query(queries.grants, name, include_deleted=not live)
     shown = output.choose(output_, wide=wide, as_json=as_json)
     if shown is Output.json:
-        print_json(data)
+        print_json([g.to_json() for g in data])
         return
-    output.print_rows(GRANT_COLUMNS, ((f"{g['resource_type']}:{g['resource_id']}", g["entitlement"],
-                                       f"{g['principal_type']}:{g['principal_id']}", g["via"],
-                                       "yes" if g["deleted"] else "") for g in data), shown)
+    output.print_rows(GRANT_COLUMNS, ((f"{g.resource_type}:{g.resource_id}", g.entitlement,
+                                       f"{g.principal_type}:{g.principal_id}", g.via,
+                                       "yes" if g.deleted else "") for g in data), shown)
 
 
 GRANT_COLUMNS = (Col("resource", identity=True), Col("entitlement"), Col("principal", identity=True),

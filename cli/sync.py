@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.text import Text
@@ -12,7 +12,11 @@ from cli import output
 from cli.common import ConfigOption, print_json, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption, cell
 from config.settings import ConfigError
+from models.states import RefreshOutcome, RunStatus
 from worker.names import TaskName
+
+if TYPE_CHECKING:
+    from models.read_records import ConnectorStatus, RefreshRecord, RunRecord
 
 console = output.stdout()
 err = output.stderr()
@@ -48,10 +52,10 @@ def sync(name: str = typer.Argument(..., help="Connector name."), config: Option
         err.print(f"[red]timed out[/red] after {timeout:.0f}s waiting for the sync of {name}")
         raise typer.Exit(1)
     if as_json:
-        print_json(run)
+        print_json(run.to_json())
     else:
         print_run(name, run)
-    raise typer.Exit(0 if run["status"] == "succeeded" else 1)
+    raise typer.Exit(0 if run.status is RunStatus.SUCCEEDED else 1)
 
 
 def refresh_now(name: str, enabled: bool, wait: bool, timeout: float, as_json: bool) -> None:
@@ -75,15 +79,16 @@ def refresh_now(name: str, enabled: bool, wait: bool, timeout: float, as_json: b
         err.print(f"[red]timed out[/red] after {timeout:.0f}s waiting for the refresh of {name}")
         raise typer.Exit(1)
     if as_json:
-        print_json(refresh)
+        print_json(refresh.to_json())
     else:
-        line = Text(f"{name}: refresh ") + Text(refresh["outcome"], style=output.status_style(refresh["outcome"]))
-        details = f" — {refresh['requests']} requests, {refresh['events']} new events, {refresh['reads']} read back"
-        console.print(line + cell(details + (f": {refresh['reason']}" if refresh["reason"] else "")))
-    raise typer.Exit(0 if refresh["outcome"] in ("quiet", "applied") else 1)
+        outcome = str(refresh.outcome)
+        line = Text(f"{name}: refresh ") + Text(outcome, style=output.status_style(outcome))
+        details = f" — {refresh.requests} requests, {refresh.events} new events, {refresh.reads} read back"
+        console.print(line + cell(details + (f": {refresh.reason}" if refresh.reason else "")))
+    raise typer.Exit(0 if refresh.outcome in (RefreshOutcome.QUIET, RefreshOutcome.APPLIED) else 1)
 
 
-def wait_for_run(task_id: str, timeout: float) -> dict | None:
+def wait_for_run(task_id: str, timeout: float) -> RunRecord | None:
     """Poll the database until the run started by ``task_id`` has ended (or was skipped)."""
     from models import queries
     from worker import runtime
@@ -95,14 +100,14 @@ RUN_PARTS = (Col("part", identity=True), Col("status", identity=True, style=outp
              Col("requests", drop=2), Col("counts", drop=3), Col("error", wrap=True, drop=1))
 
 
-def print_run(name: str, run: dict) -> None:
+def print_run(name: str, run: RunRecord) -> None:
     """A run's outcome, then a table of its parts."""
-    line = Text(f"{name}: run {run['id']} ") + Text(run["status"], style=output.status_style(run["status"]))
-    console.print(line + cell(f" — {run['error']}" if run.get("error") else ""))
-    if run["parts"]:
-        output.print_rows(RUN_PARTS, ((part["name"], part["status"], part["requests"],
-                                       ", ".join(f"{k}={v}" for k, v in sorted(part["counts"].items())),
-                                       part["error"]) for part in run["parts"]), output.choose())
+    line = Text(f"{name}: run {run.id} ") + Text(run.status, style=output.status_style(run.status))
+    console.print(line + cell(f" — {run.error}" if run.error else ""))
+    if run.parts:
+        output.print_rows(RUN_PARTS, ((part.name, part.status, part.requests,
+                                       ", ".join(f"{k}={v}" for k, v in sorted(part.counts.items())),
+                                       part.error) for part in run.parts), output.choose())
 
 
 def status(config: Optional[Path] = ConfigOption, as_json: bool = JsonOption, wide: bool = WideOption,
@@ -115,27 +120,31 @@ def status(config: Optional[Path] = ConfigOption, as_json: bool = JsonOption, wi
 
     connectors = {c.name: c for c in runtime.settings().connectors}
     data = queries.status(runtime.engine(), list(connectors))
-    for entry, next_at in zip(data, _next_syncs([e["connector"] for e in data])):
-        entry["next_sync_at"] = next_at
-        entry["access_rendering"] = rendering_state(runtime.engine(), entry["connector"])
-        configured = connectors.get(entry["connector"])
-        entry["events"] = configured.events if configured is not None else False
-        entry["msp"] = configured.msp if configured is not None else None
+    # What the database does not know: beat's schedule, the stored report, the connector's configuration.
+    extras: list[dict[str, Any]] = []
+    for entry, next_at in zip(data, _next_syncs([e.connector for e in data]), strict=True):
+        configured = connectors.get(entry.connector)
+        extras.append({"next_sync_at": next_at,
+                       "access_rendering": rendering_state(runtime.engine(), entry.connector),
+                       "events": configured.events if configured is not None else False,
+                       "msp": configured.msp if configured is not None else None})
     shown = output.choose(output_, wide=wide, as_json=as_json)
     if shown is Output.json:
-        print_json(data)
+        print_json([entry.to_json() | extra for entry, extra in zip(data, extras, strict=True)])
         return
-    rows = []
-    for entry in data:
-        run = entry["last_run"] or {}
-        rows.append((entry["connector"] + ("" if entry["configured"] else " (not configured)"),
-                     run.get("status", "never") + (f" #{run['id']}" if run else ""), run.get("finished_at"),
-                     entry["last_success_at"], entry["next_sync_at"] or "unknown",
-                     ", ".join(f"{k}={v}" for k, v in sorted(entry["resources"].items())), entry["grants"],
-                     ", ".join(f"{k}={v}" for k, v in sorted(entry["provisioning"].items())),
-                     _incremental(entry, shown), _rendering(entry["access_rendering"], shown),
-                     run.get("error")))
+    rows = (_status_row(entry, extra, shown) for entry, extra in zip(data, extras, strict=True))
     output.print_rows(STATUS_COLUMNS, rows, shown)
+
+
+def _status_row(entry: ConnectorStatus, extra: dict[str, Any], shown: Output) -> tuple:
+    run = entry.last_run
+    return (entry.connector + ("" if entry.configured else " (not configured)"),
+            f"{run.status} #{run.id}" if run else "never", run.finished_at if run else None,
+            entry.last_success_at, extra["next_sync_at"] or "unknown",
+            ", ".join(f"{k}={v}" for k, v in sorted(entry.resources.items())), entry.grants,
+            ", ".join(f"{k}={v}" for k, v in sorted(entry.provisioning.items())),
+            _incremental(extra["events"], entry.incremental, shown), _rendering(extra["access_rendering"], shown),
+            run.error if run else None)
 
 
 #: At 80 columns: connector, last run, finished, next sync and the error (the others are dropped in this order).
@@ -146,22 +155,25 @@ STATUS_COLUMNS = (Col("connector", identity=True), Col("last run", identity=True
                   Col("error", wrap=True, drop=1))
 
 
-def _incremental(entry: dict, shown: Output) -> str:
+#: Refresh outcomes whose reason ``status`` shows.
+_EXPLAINED = (RefreshOutcome.FAILED, RefreshOutcome.FULL_SYNC, RefreshOutcome.WAITING, RefreshOutcome.SKIPPED)
+
+
+def _incremental(events: bool, last: RefreshRecord | None, shown: Output) -> str:
     """The last incremental refresh: its outcome and when, the lag of what it applied, and the cursor
     (docs/incremental.md)."""
-    last = entry.get("incremental")
-    if not entry["events"]:
+    if not events:
         return "off"
-    if last is None or last["refreshed_at"] is None:
+    if last is None or last.refreshed_at is None:
         return "never"
     when = output.full_time if shown is Output.tsv else output.short_time
-    text = f"{last['outcome']} {when(last['refreshed_at'])}"
-    if last["lag_seconds"] is not None:
-        text += f", lag {last['lag_seconds']:.0f}s"
-    if last["cursor"] is not None:
-        text += f", cursor {when(last['cursor'])}"
-    if last["outcome"] in ("failed", "full_sync", "waiting", "skipped") and last["reason"]:
-        text += f": {last['reason']}"
+    text = f"{last.outcome} {when(last.refreshed_at)}"
+    if last.lag_seconds is not None:
+        text += f", lag {last.lag_seconds:.0f}s"
+    if last.cursor is not None:
+        text += f", cursor {when(last.cursor)}"
+    if last.outcome in _EXPLAINED and last.reason:
+        text += f": {last.reason}"
     return text
 
 

@@ -1,17 +1,41 @@
-"""Read-side queries behind the CLI's JSON output. The dict shapes here are a documented, stable interface
-(docs/cli-json.md): add keys, never rename or remove them."""
+"""Read-side queries behind the CLI and the metrics exporter. They return the typed records of
+``models.read_records``, whose ``to_json()`` is the CLI's documented JSON (docs/cli-json.md)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TypeVar
 
 from sqlalchemy import Engine, case, func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from models.columns import iso
-from models.tables import EVENTS_TRIGGER, Connector, EventCursor, Grant, Resource, SyncPart, SyncRun
+from models.read_records import (
+    ConnectorStatus,
+    GrantRecord,
+    HeldPart,
+    MetricsSnapshot,
+    MspSnapshot,
+    PartRecord,
+    RefreshRecord,
+    ResourceRecord,
+    RunRecord,
+)
+from models.states import ListingOutcome, PartPhase, PartStatus, RefreshOutcome, RequestStatus, RunStatus, Trigger
+from models.tables import (
+    Connector,
+    EventCursor,
+    Grant,
+    MspListing,
+    MspOrganization,
+    ProvisioningRequest,
+    Resource,
+    SyncPart,
+    SyncRun,
+)
+
+T = TypeVar("T")
 
 
 class UnknownConnector(LookupError):
@@ -19,13 +43,14 @@ class UnknownConnector(LookupError):
 
 
 def synced_connector_names(session: Session) -> list[str]:
-    return list(session.execute(select(Connector.name).order_by(Connector.name)).scalars())
+    return list(session.execute(select(col(Connector.name)).order_by(col(Connector.name))).scalars())
 
 
 def connector_id(session: Session, name: str) -> int:
     """The connector's row id; its name is lowercase, so ``ACME`` finds ``acme``. UnknownConnector names the
     closest known ones."""
-    found = session.execute(select(Connector.id).where(Connector.name.in_({name, name.lower()}))).scalar_one_or_none()
+    found = session.execute(select(col(Connector.id)).where(col(Connector.name).in_({name, name.lower()}))
+                            ).scalar_one_or_none()
     if found is None:
         from models.resolver import suggest
 
@@ -36,80 +61,66 @@ def connector_id(session: Session, name: str) -> int:
 
 
 def resources(engine: Engine, connector: str, resource_type: str | None = None,
-              include_deleted: bool = True) -> list[dict[str, Any]]:
+              include_deleted: bool = True) -> list[ResourceRecord]:
     with Session(engine) as session:
         cid = connector_id(session, connector)
-        query = select(Resource).where(Resource.connector_id == cid)
+        query = select(Resource).where(col(Resource.connector_id) == cid)
         if resource_type:
-            query = query.where(Resource.type == resource_type)
+            query = query.where(col(Resource.type) == resource_type)
         if not include_deleted:
-            query = query.where(Resource.deleted_at.is_(None))
-        rows = session.execute(query.order_by(Resource.type, Resource.external_id)).scalars()
-        out = []
-        for row in rows:
-            item: dict[str, Any] = {"type": row.type, "id": row.external_id, "name": row.name}
-            if row.type in ("user", "admin"):
-                item["email"] = row.email
-                item["status"] = row.status
-            if row.type == "admin":
-                item["linked_user_id"] = row.linked_user_id
-            if row.type == "app":
-                item["status"] = row.status
-            item["deleted"] = row.deleted_at is not None
-            item["deleted_at"] = iso(row.deleted_at)
-            item["first_seen_at"] = iso(row.first_seen_at)
-            item["updated_at"] = iso(row.updated_at)
-            item["profile"] = row.profile
-            out.append(item)
-        return out
+            query = query.where(col(Resource.deleted_at).is_(None))
+        rows = session.execute(query.order_by(col(Resource.type), col(Resource.external_id))).scalars()
+        return [ResourceRecord(type=row.type, id=row.external_id, name=row.name, email=row.email, status=row.status,
+                               linked_user_id=row.linked_user_id, deleted_at=row.deleted_at,
+                               first_seen_at=row.first_seen_at, updated_at=row.updated_at, profile=row.profile)
+                for row in rows]
 
 
-def grants(engine: Engine, connector: str, include_deleted: bool = True) -> list[dict[str, Any]]:
+def grants(engine: Engine, connector: str, include_deleted: bool = True) -> list[GrantRecord]:
     with Session(engine) as session:
         cid = connector_id(session, connector)
-        query = select(Grant).where(Grant.connector_id == cid)
+        query = select(Grant).where(col(Grant.connector_id) == cid)
         if not include_deleted:
-            query = query.where(Grant.deleted_at.is_(None))
-        rows = session.execute(query.order_by(Grant.resource_type, Grant.resource_id, Grant.principal_id,
-                                              Grant.via)).scalars()
-        return [{
-            "resource_type": g.resource_type, "resource_id": g.resource_id, "entitlement": g.entitlement,
-            "principal_type": g.principal_type, "principal_id": g.principal_id, "via": g.via or None,
-            "deleted": g.deleted_at is not None, "deleted_at": iso(g.deleted_at),
-            "first_seen_at": iso(g.first_seen_at),
-        } for g in rows]
+            query = query.where(col(Grant.deleted_at).is_(None))
+        rows = session.execute(query.order_by(col(Grant.resource_type), col(Grant.resource_id),
+                                              col(Grant.principal_id), col(Grant.via))).scalars()
+        return [GrantRecord(resource_type=g.resource_type, resource_id=g.resource_id, entitlement=g.entitlement,
+                            principal_type=g.principal_type, principal_id=g.principal_id, via=g.via or None,
+                            deleted_at=g.deleted_at, first_seen_at=g.first_seen_at) for g in rows]
 
 
-def run_record(session: Session, run: SyncRun) -> dict[str, Any]:
-    parts = session.execute(select(SyncPart).where(SyncPart.run_id == run.id).order_by(SyncPart.id)).scalars()
-    return {
-        "id": run.id, "status": run.status, "trigger": run.trigger, "task_id": run.task_id,
-        "started_at": iso(run.started_at), "finished_at": iso(run.finished_at), "error": run.error,
-        "parts": [{"name": p.name, "phase": p.phase, "status": p.status, "attempt": p.attempt,
-                   "requests": p.requests, "counts": p.counts, "error": p.error,
-                   "started_at": iso(p.started_at), "finished_at": iso(p.finished_at)} for p in parts],
-    }
+def run_record(session: Session, run: SyncRun) -> RunRecord:
+    parts = session.execute(select(SyncPart).where(col(SyncPart.run_id) == run.id).order_by(col(SyncPart.id))).scalars()
+    assert run.id is not None  # a stored run
+    return RunRecord(
+        id=run.id, status=RunStatus(run.status), trigger=Trigger(run.trigger), task_id=run.task_id,
+        started_at=run.started_at, finished_at=run.finished_at, error=run.error,
+        parts=tuple(PartRecord(name=p.name, phase=PartPhase(p.phase), status=PartStatus(p.status),
+                               attempt=p.attempt, requests=p.requests, counts=p.counts, error=p.error,
+                               started_at=p.started_at, finished_at=p.finished_at) for p in parts))
 
 
-def incremental_record(cursor: EventCursor | None) -> dict[str, Any] | None:
+def incremental_record(cursor: EventCursor | None) -> RefreshRecord | None:
     """The last incremental refresh of a connector (``status``'s ``incremental``; docs/cli-json.md)."""
     if cursor is None:
         return None
     lag = None
     if cursor.cursor is not None:
         lag = round((datetime.now(timezone.utc) - cursor.cursor).total_seconds(), 1)
-    return {"refreshed_at": iso(cursor.refreshed_at), "outcome": cursor.outcome, "reason": cursor.reason,
-            "cursor": iso(cursor.cursor), "cursor_age_seconds": lag, "run_id": cursor.run_id,
-            "requests": cursor.requests, "events": cursor.events, "reads": cursor.reads,
-            "lag_seconds": cursor.lag_seconds, "full_sync_asked_at": iso(cursor.full_sync_asked_at)}
+    return RefreshRecord(refreshed_at=cursor.refreshed_at,
+                         outcome=RefreshOutcome(cursor.outcome) if cursor.outcome is not None else None,
+                         reason=cursor.reason, cursor=cursor.cursor, cursor_age_seconds=lag, run_id=cursor.run_id,
+                         requests=cursor.requests, events=cursor.events, reads=cursor.reads,
+                         lag_seconds=cursor.lag_seconds, full_sync_asked_at=cursor.full_sync_asked_at)
 
 
 def wait_for_refresh(engine: Engine, connector: str, since: datetime, timeout: float,
-                     poll: float = 0.2) -> dict[str, Any] | None:
+                     poll: float = 0.2) -> RefreshRecord | None:
     """Poll until the connector's incremental refresh has ended after ``since``; its record, or None on timeout."""
-    def ended() -> dict[str, Any] | None:
+    def ended() -> RefreshRecord | None:
         with Session(engine) as session:
-            cid = session.execute(select(Connector.id).where(Connector.name == connector)).scalar_one_or_none()
+            cid = session.execute(select(col(Connector.id)).where(col(Connector.name) == connector)
+                                  ).scalar_one_or_none()
             cursor = session.get(EventCursor, cid) if cid is not None else None
             if cursor is not None and cursor.refreshed_at is not None and cursor.refreshed_at >= since:
                 return incremental_record(cursor)
@@ -118,10 +129,8 @@ def wait_for_refresh(engine: Engine, connector: str, since: datetime, timeout: f
     return poll_until(ended, timeout, poll)
 
 
-def poll_until(read: Callable[[], dict[str, Any] | None], timeout: float, poll: float) -> dict[str, Any] | None:
+def poll_until(read: Callable[[], T | None], timeout: float, poll: float) -> T | None:
     """``read()`` every ``poll`` seconds until it gives something; None after ``timeout``."""
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         found = read()
@@ -132,125 +141,129 @@ def poll_until(read: Callable[[], dict[str, Any] | None], timeout: float, poll: 
         time.sleep(poll)
 
 
-def run_by_task_id(engine: Engine, task_id: str) -> dict[str, Any] | None:
+def run_by_task_id(engine: Engine, task_id: str) -> RunRecord | None:
     with Session(engine) as session:
-        run = session.execute(select(SyncRun).where(SyncRun.task_id == task_id).order_by(SyncRun.id)).scalars().first()
+        run = session.execute(select(SyncRun).where(col(SyncRun.task_id) == task_id).order_by(col(SyncRun.id))
+                              ).scalars().first()
         return run_record(session, run) if run else None
 
 
-def wait_for_run(engine: Engine, task_id: str, timeout: float, poll: float = 0.2) -> dict[str, Any] | None:
+def wait_for_run(engine: Engine, task_id: str, timeout: float, poll: float = 0.2) -> RunRecord | None:
     """Poll until the run opened by trigger task ``task_id`` has ended (or was skipped); None on timeout."""
-    def ended() -> dict[str, Any] | None:
+    def ended() -> RunRecord | None:
         run = run_by_task_id(engine, task_id)
-        return run if run is not None and run["finished_at"] is not None else None
+        return run if run is not None and run.finished_at is not None else None
 
     return poll_until(ended, timeout, poll)
 
 
 #: A full sync run, not an incremental refresh (``jumpsync status`` shows those apart, from ``event_cursors``).
-_FULL_RUN = SyncRun.trigger != EVENTS_TRIGGER
+_FULL_RUN = col(SyncRun.trigger) != Trigger.EVENTS
+_NOT_SKIPPED = col(SyncRun.status) != RunStatus.SKIPPED
 
 
-def latest_run(engine: Engine, connector: str, *, finished: bool = False) -> dict[str, Any] | None:
+def latest_run(engine: Engine, connector: str, *, finished: bool = False) -> RunRecord | None:
     """The connector's latest full sync run (incremental runs aside)."""
     with Session(engine) as session:
         cid = connector_id(session, connector)
-        query = select(SyncRun).where(SyncRun.connector_id == cid, SyncRun.status != "skipped", _FULL_RUN)
+        query = select(SyncRun).where(col(SyncRun.connector_id) == cid, _NOT_SKIPPED, _FULL_RUN)
         if finished:
-            query = query.where(SyncRun.finished_at.is_not(None))
-        run = session.execute(query.order_by(SyncRun.id.desc()).limit(1)).scalars().first()
+            query = query.where(col(SyncRun.finished_at).is_not(None))
+        run = session.execute(query.order_by(col(SyncRun.id).desc()).limit(1)).scalars().first()
         return run_record(session, run) if run else None
 
 
-def status(engine: Engine, configured: list[str]) -> list[dict[str, Any]]:
+#: The request statuses ``jumpsync status`` counts per connector.
+_COUNTED_REQUESTS = (RequestStatus.PENDING, RequestStatus.RUNNING, RequestStatus.FAILED)
+
+
+def status(engine: Engine, configured: list[str]) -> list[ConnectorStatus]:
     """One entry per connector, configured or seen in the database."""
     with Session(engine) as session:
-        from models.tables import ProvisioningRequest
-
-        known = {name: cid for cid, name in session.execute(select(Connector.id, Connector.name))}
-        provisioning: dict[str, dict[str, int]] = {}
+        known = {name: cid for cid, name in session.execute(select(col(Connector.id), col(Connector.name)))}
+        provisioning: dict[str, dict[RequestStatus, int]] = {}
         for name, state, count in session.execute(
-                select(ProvisioningRequest.connector, ProvisioningRequest.status, func.count())
-                .where(ProvisioningRequest.status.in_(("pending", "running", "failed")))
-                .group_by(ProvisioningRequest.connector, ProvisioningRequest.status)):
-            provisioning.setdefault(name, {})[state] = count
+                select(col(ProvisioningRequest.connector), col(ProvisioningRequest.status), func.count())
+                .where(col(ProvisioningRequest.status).in_(_COUNTED_REQUESTS))
+                .group_by(col(ProvisioningRequest.connector), col(ProvisioningRequest.status))):
+            provisioning.setdefault(name, {})[RequestStatus(state)] = count
         out = []
         for name in sorted(set(configured) | set(known)):
-            entry: dict[str, Any] = {"connector": name, "configured": name in configured,
-                                     "last_run": None, "last_success_at": None, "resources": {}, "grants": 0,
-                                     "provisioning": provisioning.get(name, {})}
             cid = known.get(name)
-            if cid is not None:
-                last = session.execute(select(SyncRun).where(SyncRun.connector_id == cid,
-                                                             SyncRun.status != "skipped", _FULL_RUN)
-                                       .order_by(SyncRun.id.desc()).limit(1)).scalars().first()
-                entry["last_run"] = run_record(session, last) if last else None
-                success = session.execute(select(func.max(SyncRun.finished_at)).where(
-                    SyncRun.connector_id == cid, SyncRun.status == "succeeded", _FULL_RUN)).scalar_one_or_none()
-                entry["last_success_at"] = iso(success)
-                entry["incremental"] = incremental_record(session.get(EventCursor, cid))
-                entry["resources"] = dict(session.execute(
-                    select(Resource.type, func.count()).where(Resource.connector_id == cid,
-                                                              Resource.deleted_at.is_(None))
-                    .group_by(Resource.type)).all())
-                entry["grants"] = session.execute(select(func.count()).select_from(Grant).where(
-                    Grant.connector_id == cid, Grant.deleted_at.is_(None))).scalar_one()
-            out.append(entry)
+            requests = provisioning.get(name, {})
+            if cid is None:
+                out.append(ConnectorStatus(connector=name, configured=name in configured, provisioning=requests))
+                continue
+            last = session.execute(select(SyncRun).where(col(SyncRun.connector_id) == cid, _NOT_SKIPPED, _FULL_RUN)
+                                   .order_by(col(SyncRun.id).desc()).limit(1)).scalars().first()
+            success = session.execute(select(func.max(col(SyncRun.finished_at))).where(
+                col(SyncRun.connector_id) == cid, col(SyncRun.status) == RunStatus.SUCCEEDED, _FULL_RUN)
+            ).scalar_one_or_none()
+            live_resources = session.execute(
+                select(col(Resource.type), func.count()).where(col(Resource.connector_id) == cid,
+                                                          col(Resource.deleted_at).is_(None))
+                .group_by(col(Resource.type))).all()
+            live_grants = session.execute(select(func.count()).select_from(Grant).where(
+                col(Grant.connector_id) == cid, col(Grant.deleted_at).is_(None))).scalar_one()
+            out.append(ConnectorStatus(
+                connector=name, configured=name in configured, synced=True,
+                last_run=run_record(session, last) if last else None, last_success_at=success,
+                resources={rtype: count for rtype, count in live_resources}, grants=live_grants,
+                provisioning=requests, incremental=incremental_record(session.get(EventCursor, cid))))
         return out
 
 
-def metrics_snapshot(engine: Engine) -> dict[str, Any]:
+def metrics_snapshot(engine: Engine) -> MetricsSnapshot:
     """What the metrics exporter reports from the database (see telemetry.metrics.DatabaseCollector)."""
-    from models.tables import ProvisioningRequest
-
     with Session(engine) as session:
-        names = dict(session.execute(select(Connector.id, Connector.name)).all())
+        names: dict[int | None, str] = {cid: name for cid, name in session.execute(
+            select(col(Connector.id), col(Connector.name)))}
         resources = {(names[cid], rtype): count for cid, rtype, count in session.execute(
-            select(Resource.connector_id, Resource.type, func.count()).where(Resource.deleted_at.is_(None))
-            .group_by(Resource.connector_id, Resource.type))}
+            select(col(Resource.connector_id), col(Resource.type), func.count())
+            .where(col(Resource.deleted_at).is_(None))
+            .group_by(col(Resource.connector_id), col(Resource.type)))}
         grants = {(names[cid], rtype): count for cid, rtype, count in session.execute(
-            select(Grant.connector_id, Grant.resource_type, func.count()).where(Grant.deleted_at.is_(None))
-            .group_by(Grant.connector_id, Grant.resource_type))}
+            select(col(Grant.connector_id), col(Grant.resource_type), func.count())
+            .where(col(Grant.deleted_at).is_(None))
+            .group_by(col(Grant.connector_id), col(Grant.resource_type)))}
         last_success = {}
-        for cid, finished in session.execute(select(SyncRun.connector_id, func.max(SyncRun.finished_at))
-                                             .where(SyncRun.status == "succeeded", _FULL_RUN)
-                                             .group_by(SyncRun.connector_id)):
+        for cid, finished in session.execute(select(col(SyncRun.connector_id), func.max(col(SyncRun.finished_at)))
+                                             .where(col(SyncRun.status) == RunStatus.SUCCEEDED, _FULL_RUN)
+                                             .group_by(col(SyncRun.connector_id))):
             if finished is not None:
                 last_success[names[cid]] = finished.timestamp()
-        oldest = session.execute(select(func.min(ProvisioningRequest.created_at))
-                                 .where(ProvisioningRequest.status == "pending")).scalar_one_or_none()
+        oldest = session.execute(select(func.min(col(ProvisioningRequest.created_at)))
+                                 .where(col(ProvisioningRequest.status) == RequestStatus.PENDING)
+                                 ).scalar_one_or_none()
         msp = msp_snapshot(session)
     age = (datetime.now(timezone.utc) - oldest).total_seconds() if oldest is not None else 0.0
-    return {"resources": resources, "grants": grants, "last_success": last_success,
-            "oldest_pending_seconds": max(age, 0.0), **msp}
+    return MetricsSnapshot(resources=resources, grants=grants, last_success=last_success,
+                           oldest_pending_seconds=max(age, 0.0), msp=msp)
 
 
-def msp_snapshot(session: Session) -> dict[str, Any]:
+def msp_snapshot(session: Session) -> MspSnapshot:
     """Per MSP key: its organisations by state (``listed``, ``missing``, ``removed``; include/exclude aside) and
     its last listing (outcome, when)."""
-    from models.tables import MspListing, MspOrganization
-
-    state = case((MspOrganization.removed_at.is_not(None), "removed"),
-                 (MspOrganization.missing_since.is_not(None), "missing"), else_="listed")
+    state = case((col(MspOrganization.removed_at).is_not(None), "removed"),
+                 (col(MspOrganization.missing_since).is_not(None), "missing"), else_="listed")
     organizations = {(msp, label): count for msp, label, count in session.execute(
-        select(MspOrganization.msp, state, func.count()).group_by(MspOrganization.msp, state))}
-    listings = {row.msp: (row.outcome == "ok", row.listed_at.timestamp())
+        select(col(MspOrganization.msp), state, func.count()).group_by(col(MspOrganization.msp), state))}
+    listings = {row.msp: (row.outcome == ListingOutcome.OK, row.listed_at.timestamp())
                 for row in session.execute(select(MspListing)).scalars()}
-    return {"msp_organizations": organizations, "msp_listings": listings}
+    return MspSnapshot(organizations=organizations, listings=listings)
 
 
-
-
-def held_parts(engine: Engine) -> list[dict[str, Any]]:
+def held_parts(engine: Engine) -> list[HeldPart]:
     """Parts held by the deletion safety valve, in the latest finished run of each connector."""
     with Session(engine) as session:
-        latest = (select(SyncRun.connector_id, func.max(SyncRun.id).label("run_id"))
-                  .where(SyncRun.status != "skipped", SyncRun.finished_at.is_not(None), _FULL_RUN)
-                  .group_by(SyncRun.connector_id).subquery())
-        rows = session.execute(select(Connector.name, SyncPart.run_id, SyncPart.name, SyncPart.finished_at,
-                                      SyncPart.error)
-                               .join(latest, latest.c.run_id == SyncPart.run_id)
-                               .join(Connector, Connector.id == latest.c.connector_id)
-                               .where(SyncPart.status == "held").order_by(Connector.name, SyncPart.name)).all()
-        return [{"connector": name, "run_id": run_id, "part": part, "finished_at": iso(finished), "error": error}
+        latest = (select(col(SyncRun.connector_id), func.max(col(SyncRun.id)).label("run_id"))
+                  .where(_NOT_SKIPPED, col(SyncRun.finished_at).is_not(None), _FULL_RUN)
+                  .group_by(col(SyncRun.connector_id)).subquery())
+        rows = session.execute(select(col(Connector.name), col(SyncPart.run_id), col(SyncPart.name),
+                                      col(SyncPart.finished_at), col(SyncPart.error))
+                               .join(latest, latest.c.run_id == col(SyncPart.run_id))
+                               .join(Connector, col(Connector.id) == latest.c.connector_id)
+                               .where(col(SyncPart.status) == PartStatus.HELD)
+                               .order_by(col(Connector.name), col(SyncPart.name))).all()
+        return [HeldPart(connector=name, run_id=run_id, part=part, finished_at=finished, error=error)
                 for name, run_id, part, finished, error in rows]

@@ -114,16 +114,16 @@ class DatabaseCollector:
             up.add_metric([], 0)
             yield up
             return
-        for (connector, rtype), value in snapshot["resources"].items():
+        for (connector, rtype), value in snapshot.resources.items():
             resources.add_metric([connector, rtype], value)
-        for (connector, rtype), value in snapshot["grants"].items():
+        for (connector, rtype), value in snapshot.grants.items():
             grants.add_metric([connector, rtype], value)
-        for connector, when in snapshot["last_success"].items():
+        for connector, when in snapshot.last_success.items():
             last.add_metric([connector], when)
-        pending.add_metric([], snapshot["oldest_pending_seconds"])
-        for (msp, state), value in snapshot["msp_organizations"].items():
+        pending.add_metric([], snapshot.oldest_pending_seconds)
+        for (msp, state), value in snapshot.msp.organizations.items():
             organizations.add_metric([msp, state], value)
-        for msp, (ok, when) in snapshot["msp_listings"].items():
+        for msp, (ok, when) in snapshot.msp.listings.items():
             listing_ok.add_metric([msp], 1 if ok else 0)
             listed_at.add_metric([msp], when)
         up.add_metric([], 1)

@@ -249,7 +249,7 @@ def _progress(engine: Engine, names: list[str] | None, since: datetime, printed:
                 .order_by(col(SyncRun.id)).limit(1)).scalars().first()
             if run is None:
                 continue
-            record = run_record(session, run)
+            record = run_record(session, run).to_json()
             for part in record["parts"]:
                 key = (name, part["name"], part["status"])
                 if key not in printed and part["status"] != PartStatus.PENDING:

@@ -90,7 +90,7 @@ def test_a_part_that_outlived_its_run_writes_nothing_and_other_writes_move_the_v
         writer.write([ResourceRecord("group", "g-late", "Late Team")])
     with pytest.raises(RunEnded):
         writer.delete_unseen()  # a late part's deletions are refused too
-    names = {r["id"] for r in queries.resources(engine, "acme", "group", include_deleted=False)}
+    names = {r.id for r in queries.resources(engine, "acme", "group", include_deleted=False)}
     assert "g-new" in names and "g-late" not in names and "g-eng" in names
     assert served(engine, "export.csv") == before  # nothing changed, and the rendering says so
 

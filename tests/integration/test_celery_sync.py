@@ -47,7 +47,7 @@ def test_worker_syncs_the_tenant_then_every_change(fleet, fleet_engine, simulato
     run = sync_now(fleet, fleet_engine, name)
     assert run["status"] == "succeeded", run
     assert_same(state(fleet_engine, name), expected_state(sim.dump()))
-    deleted = {(r["type"], r["id"]) for r in queries.resources(fleet_engine, name) if r["deleted"]}
+    deleted = {(r.type, r.id) for r in queries.resources(fleet_engine, name) if r.deleted}
     assert ("user", dump["users"][5]["_id"]) in deleted
 
 
@@ -97,7 +97,7 @@ def test_failed_part_deletes_nothing_and_run_is_partial(fleet, fleet_engine, sim
     sim = simulator()
     name = new_connector(fleet, sim)
     assert sync_now(fleet, fleet_engine, name)["status"] == "succeeded"
-    groups_before = {r["id"] for r in queries.resources(fleet_engine, name, "group", include_deleted=False)}
+    groups_before = {r.id for r in queries.resources(fleet_engine, name, "group", include_deleted=False)}
     sim.api("DELETE", f"/api/v2/usergroups/{sim.dump()['groups'][0]['id']}")
     sim.set_faults({"rules": [{"path": "^/api/v2/usergroups$", "status": 500}]})
     run = sync_now(fleet, fleet_engine, name)
@@ -105,7 +105,7 @@ def test_failed_part_deletes_nothing_and_run_is_partial(fleet, fleet_engine, sim
     parts = {p["name"]: p for p in run["parts"]}
     assert parts["group"]["status"] == "failed" and "500" in parts["group"]["error"]
     assert parts["user"]["status"] == "succeeded" and parts["app_via_group"]["status"] == "skipped"
-    assert {r["id"] for r in queries.resources(fleet_engine, name, "group", include_deleted=False)} == groups_before
+    assert {r.id for r in queries.resources(fleet_engine, name, "group", include_deleted=False)} == groups_before
 
 
 def test_concurrent_trigger_is_skipped(fleet, fleet_engine, simulator):
@@ -114,7 +114,7 @@ def test_concurrent_trigger_is_skipped(fleet, fleet_engine, simulator):
     name = new_connector(fleet, sim)
     first = fleet.send("jumpsync.sync.connector", name, trigger="manual")
     deadline = time.monotonic() + 30
-    while (queries.run_by_task_id(fleet_engine, first.id) or {}).get("status") != "running":
+    while getattr(queries.run_by_task_id(fleet_engine, first.id), "status", None) != "running":
         assert time.monotonic() < deadline, "the first run never started"
         time.sleep(0.05)
     second = fleet.send("jumpsync.sync.connector", name, trigger="manual")

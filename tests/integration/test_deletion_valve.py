@@ -29,7 +29,7 @@ def test_hold_reason_thresholds(deleting, live, held):
 
 
 def live_ids(engine, rtype):
-    return {r["id"] for r in queries.resources(engine, NAME, rtype, include_deleted=False)}
+    return {r.id for r in queries.resources(engine, NAME, rtype, include_deleted=False)}
 
 
 def test_mass_deletion_is_held_until_approved(engine, db_url, simulator):
@@ -37,8 +37,8 @@ def test_mass_deletion_is_held_until_approved(engine, db_url, simulator):
     settings = make_settings(db_url, sim.url)
     assert run_sync(settings, engine).status == "succeeded"
     users_before = live_ids(engine, "user")
-    members_before = {(g["resource_id"], g["principal_id"]) for g in queries.grants(engine, NAME, False)
-                      if g["resource_type"] == "group"}
+    members_before = {(g.resource_id, g.principal_id) for g in queries.grants(engine, NAME, False)
+                      if g.resource_type == "group"}
     gone = [u["_id"] for u in sim.dump()["users"][:40]]  # 40% of the users vanish at once
     for user_id in gone:
         sim.delete_user(user_id)
@@ -49,9 +49,9 @@ def test_mass_deletion_is_held_until_approved(engine, db_url, simulator):
     assert "jumpsync deletions approve acme --type user" in held.error
     assert held.parts["group"] == "held"  # the vanished users' memberships are over the share as well
     assert live_ids(engine, "user") == users_before  # nothing deleted
-    assert {(g["resource_id"], g["principal_id"]) for g in queries.grants(engine, NAME, False)
-            if g["resource_type"] == "group"} == members_before
-    assert [(p["connector"], p["part"]) for p in queries.held_parts(engine)] == [(NAME, "group"), (NAME, "user")]
+    assert {(g.resource_id, g.principal_id) for g in queries.grants(engine, NAME, False)
+            if g.resource_type == "group"} == members_before
+    assert [(p.connector, p.part) for p in queries.held_parts(engine)] == [(NAME, "group"), (NAME, "user")]
 
     assert run_sync(settings, engine).status == "partial"  # still held without an approval
     with Session(engine) as session:

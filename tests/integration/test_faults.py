@@ -84,9 +84,9 @@ def db_state(engine, name: str = NAME):
 def wrongly_deleted(engine, dump, name: str = NAME) -> int:
     """Rows marked deleted whose record still exists in the tenant."""
     expected = expected_state(dump)
-    deleted = {(r["type"], r["id"]) for r in queries.resources(engine, name) if r["deleted"]}
-    deleted_grants = {(g["resource_type"], g["resource_id"], g["entitlement"], g["principal_type"],
-                       g["principal_id"], g["via"]) for g in queries.grants(engine, name) if g["deleted"]}
+    deleted = {(r.type, r.id) for r in queries.resources(engine, name) if r.deleted}
+    deleted_grants = {(g.resource_type, g.resource_id, g.entitlement, g.principal_type,
+                       g.principal_id, g.via) for g in queries.grants(engine, name) if g.deleted}
     return len(deleted & expected.resources) + len(deleted_grants & expected.grants)
 
 
@@ -161,16 +161,16 @@ def test_bad_pages_fail_or_defer_only_their_part(engine, db_url, simulator, repo
     ]})
     summary = run_sync(settings, engine)
     dump = sim.dump()
-    parts = {p["name"]: p for p in queries.latest_run(engine, NAME)["parts"]}
+    parts = {p.name: p for p in queries.latest_run(engine, NAME).parts}
     report.rows.append(Row("malformed JSON on every group page; the first user page under-reports its total by 60",
                            faults_injected(sim), sim.stats()["requests"], summary.status,
                            0, wrongly_deleted(engine, dump),
                            "group part failed; user part wrote what it saw and deferred deletions"))
     assert summary.status == "partial" and summary.parts["group"] == "failed"
     assert summary.parts["admin"] == summary.parts["app"] == "succeeded"
-    assert parts["user"]["counts"]["deletions_deferred"] == 1
+    assert parts["user"].counts["deletions_deferred"] == 1
     assert wrongly_deleted(engine, dump) == 0
-    assert victim in {r["id"] for r in queries.resources(engine, NAME, "group", include_deleted=False)}
+    assert victim in {r.id for r in queries.resources(engine, NAME, "group", include_deleted=False)}
     sim.clear_faults()
     assert run_sync(settings, engine).status == "succeeded"
     assert_same(db_state(engine), expected_state(sim.dump()))
@@ -253,7 +253,7 @@ def test_redis_restarted_in_the_middle_of_a_run(tmp_path_factory, simulator, rep
         name = new_connector(fleet, sim)
         task = fleet.send("jumpsync.sync.connector", name, trigger="manual")
         deadline = time.monotonic() + 60
-        while not any(p["status"] == "running" for p in (queries.run_by_task_id(engine, task.id) or {}).get("parts", [])):
+        while not any(p.status == "running" for p in getattr(queries.run_by_task_id(engine, task.id), "parts", ())):
             assert time.monotonic() < deadline, "the run never started"
             time.sleep(0.05)
         broker.stop()  # SIGTERM: Redis writes its append-only file and exits

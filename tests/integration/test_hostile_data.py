@@ -74,8 +74,8 @@ def test_hostile_records_are_stored_as_data(engine, records, monkeypatch):
                 mapped.append(resource)
             writer = store.ResourceWriter(engine, cid, rtype, utcnow())
             writer.write(mapped)
-            stored = {r["id"]: r for r in queries.resources(engine, name, rtype)}
+            stored = {r.id: r for r in queries.resources(engine, name, rtype)}
             for resource in mapped:
                 row = stored[resource.id]
-                assert (row["name"], row.get("email"), row["profile"]) == (
+                assert (row.name, row.email, row.profile) == (
                     resource.name, resource.email, resource.profile)

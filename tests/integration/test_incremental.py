@@ -84,17 +84,17 @@ def test_every_kind_of_change_is_applied_and_equals_a_full_sync(engine, db_url, 
     assert result.event_requests == 1 and result.read_requests == result.reads  # every listing fits one page
     assert_same_state(engine, full_sync_of(sim, tmp_path))
 
-    resources = {(r["type"], r["id"]): r for r in queries.resources(engine, NAME)}
-    assert resources[("user", users[3])]["deleted"] is True
-    assert resources[("group", doomed_group)]["deleted"] is True
-    assert resources[("user", users[1])]["status"] == "suspended"
+    resources = {(r.type, r.id): r for r in queries.resources(engine, NAME)}
+    assert resources[("user", users[3])].deleted is True
+    assert resources[("group", doomed_group)].deleted is True
+    assert resources[("user", users[1])].status == "suspended"
     with Session(engine) as session:
         changes = session.execute(select(Change.change, Change.resource_type, Change.resource_id)
                                   .where(Change.run_id == result.run_id)).all()
         run = session.get(SyncRun, result.run_id)
     assert run.trigger == "events" and run.status == "succeeded"
     assert ("deleted", "user", users[3]) in changes and ("created", "user", newcomer) in changes
-    assert queries.latest_run(engine, NAME)["trigger"] == "manual"  # an incremental run is not the last sync
+    assert queries.latest_run(engine, NAME).trigger == "manual"  # an incremental run is not the last sync
 
     sim.reset_stats()
     again = refresh(settings, engine)  # the same events are in the overlap window: applied once
@@ -111,11 +111,11 @@ def test_a_delete_event_of_an_object_that_is_back_deletes_nothing(engine, db_url
     sim.state.orgs[sim.org_id].insights._events[-1][1]["resource"]["id"] = sim.dump()["users"][1]["_id"]
     result = refresh(settings, engine)
     assert result.outcome == "applied"
-    live = {r["id"] for r in queries.resources(engine, NAME, "user", include_deleted=False)}
+    live = {r.id for r in queries.resources(engine, NAME, "user", include_deleted=False)}
     assert sim.dump()["users"][0]["_id"] in live  # the user the forged event named is still there
     assert user in live  # and the deleted one, named by no event, waits for the full sync
     run_sync(settings, engine)
-    assert user not in {r["id"] for r in queries.resources(engine, NAME, "user", include_deleted=False)}
+    assert user not in {r.id for r in queries.resources(engine, NAME, "user", include_deleted=False)}
 
 
 def test_an_event_that_cannot_be_interpreted_asks_for_a_full_sync(engine, db_url, simulator):
@@ -152,9 +152,9 @@ def test_a_cursor_older_than_retention_and_too_many_reads_ask_for_a_full_sync(en
     for user in sim.dump()["users"][:4]:
         sim.suspend_user(user["_id"])
     with Session(engine) as session:  # as if the last full sync had cost 3 requests
-        session.execute(update(SyncPart).where(SyncPart.run_id == queries.latest_run(engine, NAME)["id"])
+        session.execute(update(SyncPart).where(SyncPart.run_id == queries.latest_run(engine, NAME).id)
                         .values(requests=0))
-        session.execute(update(SyncPart).where(SyncPart.run_id == queries.latest_run(engine, NAME)["id"],
+        session.execute(update(SyncPart).where(SyncPart.run_id == queries.latest_run(engine, NAME).id,
                                                SyncPart.name == "user").values(requests=3))
         session.commit()
     result = refresh(cheap, engine)

@@ -45,7 +45,7 @@ def test_beat_and_a_worker_apply_changes_from_events(fleet, fleet_engine, simula
     try:
         def synced() -> bool:
             try:
-                return (queries.latest_run(fleet_engine, name, finished=True) or {}).get("status") == "succeeded"
+                return getattr(queries.latest_run(fleet_engine, name, finished=True), "status", None) == "succeeded"
             except queries.UnknownConnector:  # beat has not triggered it yet
                 return False
 
@@ -65,7 +65,7 @@ def test_beat_and_a_worker_apply_changes_from_events(fleet, fleet_engine, simula
     assert_same(state(fleet_engine, name), expected)
     runs = events_runs(fleet_engine, name)
     assert runs and all(status == "succeeded" for _, status in runs)
-    assert [run["trigger"] for run in [queries.latest_run(fleet_engine, name)]] == ["schedule"]  # still the first
+    assert [run.trigger for run in [queries.latest_run(fleet_engine, name)]] == ["schedule"]  # still the first
 
     status = json.loads(subprocess.run([sys.executable, "-m", "cli", "status", "--json"], env=fleet.env, cwd=ROOT,
                                        capture_output=True, text=True, check=True).stdout)

@@ -123,8 +123,8 @@ def test_an_absence_without_an_event_deletes_nothing(engine, synced, tmp_path):
     sim.group_member(joined, user, "add")
     result = refresh(settings, engine)
     assert result.outcome == "applied" and result.reads == 1
-    memberships = {g["resource_id"] for g in queries.grants(engine, NAME) if g["principal_id"] == user
-                   and g["entitlement"] == "member" and not g["deleted"]}
+    memberships = {g.resource_id for g in queries.grants(engine, NAME) if g.principal_id == user
+                   and g.entitlement == "member" and not g.deleted}
     assert {left, joined} <= memberships
     run_sync(settings, engine)
     assert_same_state(engine, full_sync_of(sim, tmp_path))

@@ -133,8 +133,8 @@ def test_discover_lists_every_page_over_http_and_a_failed_listing_changes_nothin
     assert len(removed.removed) == 1 and removed.listed == 104
     assert gone not in {c.org_id for c in discovered_connectors(engine, settings.file)}
     snapshot = metrics_snapshot(engine)
-    assert snapshot["msp_organizations"] == {("acme", "listed"): 104, ("acme", "removed"): 1}
-    assert snapshot["msp_listings"]["acme"][0] is True
+    assert snapshot.msp.organizations == {("acme", "listed"): 104, ("acme", "removed"): 1}
+    assert snapshot.msp.listings["acme"][0] is True
 
     sim.sim("PUT", "/_sim/api-key", json={"api_key": None})  # the key is revoked
     failed = discover(engine, settings, "acme", now=t0 + timedelta(minutes=90))
@@ -142,8 +142,8 @@ def test_discover_lists_every_page_over_http_and_a_failed_listing_changes_nothin
     assert TEST_API_KEY not in failed.error
     assert len(discovered_connectors(engine, settings.file)) == 104  # nothing missing, nothing removed
     snapshot = metrics_snapshot(engine)
-    assert snapshot["msp_organizations"] == {("acme", "listed"): 104, ("acme", "removed"): 1}
-    assert snapshot["msp_listings"]["acme"][0] is False
+    assert snapshot.msp.organizations == {("acme", "listed"): 104, ("acme", "removed"): 1}
+    assert snapshot.msp.listings["acme"][0] is False
 
 
 def test_an_organisation_two_msp_tables_reach_is_synced_once_and_shown_shadowed(engine, tmp_path):

@@ -61,7 +61,7 @@ def organisations(fleet) -> dict[str, dict]:
 
 def synced(engine, name: str) -> bool:
     try:
-        return (queries.latest_run(engine, name, finished=True) or {}).get("status") == "succeeded"
+        return getattr(queries.latest_run(engine, name, finished=True), "status", None) == "succeeded"
     except queries.UnknownConnector:
         return False
 

@@ -16,6 +16,8 @@ from sqlmodel import Session
 
 from config.settings import load_settings
 from models import queries
+from models.read_records import ResourceRecord
+from models.states import RunStatus
 from models.tables import ProvisioningRequest, utcnow
 from provisioning import requests as prequests
 from simulator.generator import TenantSpec
@@ -34,12 +36,12 @@ def unique(items, key):
 
 
 def grant_live(engine, connector, **match) -> bool:
-    return any(all(g[k] == v for k, v in match.items()) and not g["deleted"]
+    return any(all(getattr(g, k) == v for k, v in match.items()) and not g.deleted
                for g in queries.grants(engine, connector))
 
 
-def resource(engine, connector, rtype, rid) -> dict:
-    return next(r for r in queries.resources(engine, connector, rtype) if r["id"] == rid)
+def resource(engine, connector, rtype, rid) -> ResourceRecord:
+    return next(r for r in queries.resources(engine, connector, rtype) if r.id == rid)
 
 
 @pytest.fixture
@@ -94,24 +96,24 @@ def test_every_action_end_to_end_and_the_next_sync_agrees(fleet, fleet_engine, s
     ok("role.set", admin=admin["email"], role="help desk")
     assert next(a for a in sim.dump()["admins"] if a["_id"] == admin["_id"])["roleName"].casefold() == "help desk"
     assert grant_live(fleet_engine, name, resource_type="role", resource_id="help-desk", principal_id=admin["_id"])
-    assert [g["resource_id"] for g in queries.grants(fleet_engine, name, include_deleted=False)
-            if g["principal_id"] == admin["_id"]] == ["help-desk"]
+    assert [g.resource_id for g in queries.grants(fleet_engine, name, include_deleted=False)
+            if g.principal_id == admin["_id"]] == ["help-desk"]
 
     # Accounts: create (staged), activate, suspend, unsuspend, delete.
     created = ok("user.create", email="new.hire@example.org", username="new.hire", firstname="New",
                  lastname="Hire", department="Ops")
     user_id = created["result"]["user_id"]
     assert next(u for u in sim.dump()["users"] if u["_id"] == user_id)["state"] == "STAGED"
-    assert resource(fleet_engine, name, "user", user_id)["status"] == "staged"
+    assert resource(fleet_engine, name, "user", user_id).status == "staged"
     for action, sim_state, db_status in [("user.activate", "ACTIVATED", "active"),
                                          ("user.suspend", "SUSPENDED", "suspended"),
                                          ("user.unsuspend", "ACTIVATED", "active")]:
         ok(action, user="new.hire@example.org")
         assert next(u for u in sim.dump()["users"] if u["_id"] == user_id)["state"] == sim_state
-        assert resource(fleet_engine, name, "user", user_id)["status"] == db_status
+        assert resource(fleet_engine, name, "user", user_id).status == db_status
     ok("user.delete", user="new.hire")
     assert user_id not in {u["_id"] for u in sim.dump()["users"]}
-    assert resource(fleet_engine, name, "user", user_id)["deleted"] is True
+    assert resource(fleet_engine, name, "user", user_id).deleted is True
 
     # The next sync finds the database already right: it equals the tenant and writes no row.
     run = sync_now(fleet, fleet_engine, name)
@@ -263,7 +265,7 @@ def test_provisioning_is_prompt_while_a_long_sync_runs(fleet, fleet_engine, simu
     sim.set_faults({"latency_ms": 150})  # a sync of some 20 seconds
     sync_task = fleet.send("jumpsync.sync.connector", name, trigger="manual")
     deadline = time.monotonic() + 30
-    while (queries.run_by_task_id(fleet_engine, sync_task.id) or {}).get("status") != "running":
+    while getattr(queries.run_by_task_id(fleet_engine, sync_task.id), "status", None) != RunStatus.RUNNING:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     group = dump["groups"][0]
@@ -272,6 +274,6 @@ def test_provisioning_is_prompt_while_a_long_sync_runs(fleet, fleet_engine, simu
     request = provision(fleet, fleet_engine, name, "group.add-member", group=group["id"], user=user)
     took = time.monotonic() - started
     assert request["status"] == "succeeded", request
-    assert queries.run_by_task_id(fleet_engine, sync_task.id)["finished_at"] is None, "the sync was not long enough"
+    assert queries.run_by_task_id(fleet_engine, sync_task.id).finished_at is None, "the sync was not long enough"
     assert took < 10, f"provisioning waited {took:.1f}s behind the sync"
     sim.set_faults({"latency_ms": 0})

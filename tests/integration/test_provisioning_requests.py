@@ -145,7 +145,7 @@ def _member_request(engine, settings, sim) -> tuple[str, str, str]:
 
 
 def _live(engine, group_id: str, user_id: str) -> bool:
-    return (group_id, user_id) in {(g["resource_id"], g["principal_id"])
+    return (group_id, user_id) in {(g.resource_id, g.principal_id)
                                    for g in queries.grants(engine, "acme", include_deleted=False)}
 
 
@@ -242,7 +242,7 @@ def test_runner_applies_writes_through_and_dry_runs(engine, db_url, simulator):
     assert runner.execute(engine, settings, real["id"], "t-1").status == "succeeded"
     assert runner.execute(engine, settings, real["id"], "t-2").status is None  # done: a repeat does nothing
     assert user["_id"] in next(g for g in sim.dump()["groups"] if g["id"] == group["id"])["members"]
-    live = {(g["resource_id"], g["principal_id"]) for g in queries.grants(engine, "acme", include_deleted=False)}
+    live = {(g.resource_id, g.principal_id) for g in queries.grants(engine, "acme", include_deleted=False)}
     assert (group["id"], user["_id"]) in live
     assert requests.get(engine, real["id"])["result"] == {"group_id": group["id"], "user_id": user["_id"],
                                                           "changed": True}

@@ -56,8 +56,8 @@ def test_lost_parts_and_finalizers_are_found_and_stale_runs_failed(engine, db_ur
     backdate(engine, second.run_id, 180)
     assert reaper.reap(engine, stale_after).failed_runs == 1
     run = queries.latest_run(engine, NAME)
-    assert run["id"] == second.run_id and run["status"] == "failed" and "abandoned" in run["error"]
-    assert all(p["status"] in ("failed", "pending") or p["phase"] == "derive" for p in run["parts"])
+    assert run.id == second.run_id and run.status == "failed" and "abandoned" in run.error
+    assert all(p.status in ("failed", "pending") or p.phase == "derive" for p in run.parts)
     assert not sync.begin(settings, engine, NAME, trigger="manual").skipped
 
 

@@ -204,7 +204,7 @@ def test_two_workers_one_beat_share_the_syncs_and_survive_a_killed_worker(scale_
             return len({"group", "app"} & set(active.get(fleet.node(worker), [])))
 
         def parts_on_a_worker():
-            active = active_parts(fleet, workers, run["id"])
+            active = active_parts(fleet, workers, run.id)
             return active if any(long_parts(active, w) for w in workers) else None
 
         active = wait_for(parts_on_a_worker, "a long part of the manual run running on a worker", fleet, names, 30)
@@ -214,26 +214,26 @@ def test_two_workers_one_beat_share_the_syncs_and_survive_a_killed_worker(scale_
         procs[victim].wait(timeout=10)
         killed_at = time.monotonic()
         sim.set_faults({"latency_ms": FAST_MS})
-        at_kill = {p["name"]: p for p in queries.run_by_task_id(engine, task_id)["parts"]}
+        at_kill = {p.name: p for p in queries.run_by_task_id(engine, task_id).parts}
         # Parts that were running on the dead worker and had not ended: only a redelivery can end them now.
-        interrupted = {p for p in active[fleet.node(victim)] if at_kill[p]["status"] == "running"}
+        interrupted = {p for p in active[fleet.node(victim)] if at_kill[p].status == "running"}
         assert interrupted, f"no part was interrupted by the kill: {active}, {at_kill}"
 
         def run_ended():
             current = queries.run_by_task_id(engine, task_id)
-            return current if current["finished_at"] else None
+            return current if current.finished_at else None
 
         finished = wait_for(run_ended, f"the run of {name} after {victim} was killed "
                             f"(interrupted parts {sorted(interrupted)})", fleet, names)
         recovery = time.monotonic() - killed_at
-        assert finished["status"] == "succeeded", finished
-        parts = {p["name"]: p for p in finished["parts"]}
-        assert {p["status"] for p in parts.values()} == {"succeeded"}, parts  # none left running or pending
+        assert finished.status == "succeeded", finished
+        parts = {p.name: p for p in finished.parts}
+        assert {p.status for p in parts.values()} == {"succeeded"}, parts  # none left running or pending
         for part in interrupted:  # taken over by the redelivered message: a second attempt, which succeeded
-            assert parts[part]["attempt"] == 2, parts[part]
+            assert parts[part].attempt == 2, parts[part]
         assert recovery >= visibility - 15, f"redelivered after {recovery:.0f}s, before the visibility timeout"
         assert_same(state(engine, name), expected_state(sim.dump()))
-        deleted = {(r["type"], r["id"]) for r in queries.resources(engine, name) if r["deleted"]}
+        deleted = {(r.type, r.id) for r in queries.resources(engine, name) if r.deleted}
         assert deleted == {("user", user_id) for user_id in gone}, deleted  # no row wrongly deleted
         # The other connectors are untouched, and still nothing ran twice or was skipped.
         for other in CONNECTORS:

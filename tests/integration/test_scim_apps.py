@@ -25,7 +25,7 @@ def expected_provisioning(app: dict) -> str:
 
 
 def apps(engine) -> dict[str, dict]:
-    return {r["id"]: r["profile"] for r in queries.resources(engine, NAME, "app", include_deleted=False)}
+    return {r.id: r.profile for r in queries.resources(engine, NAME, "app", include_deleted=False)}
 
 
 def test_a_full_sync_keeps_each_apps_provisioning(engine, db_url, simulator):

@@ -54,14 +54,14 @@ def test_resync_reflects_every_change_including_deletions(engine, db_url, simula
     summary = run_sync(settings, engine)
     assert summary.status == "succeeded", summary
     assert_same(db_state(engine), expected_state(sim.dump()))
-    rows = {(r["type"], r["id"]): r for r in queries.resources(engine, NAME)}
-    assert rows[("user", removed_user)]["deleted"] is True
-    assert rows[("user", newcomer)]["deleted"] is False
-    assert rows[("user", suspended_user)]["status"] == "suspended"
+    rows = {(r.type, r.id): r for r in queries.resources(engine, NAME)}
+    assert rows[("user", removed_user)].deleted is True
+    assert rows[("user", newcomer)].deleted is False
+    assert rows[("user", suspended_user)].status == "suspended"
     grants = queries.grants(engine, NAME)
-    unbound = [g for g in grants if g["resource_id"] == app["_id"] and
-               (g["principal_id"] == unbound_group or g["via"] == unbound_group)]
-    assert unbound and all(g["deleted"] for g in unbound)
+    unbound = [g for g in grants if g.resource_id == app["_id"] and
+               (g.principal_id == unbound_group or g.via == unbound_group)]
+    assert unbound and all(g.deleted for g in unbound)
 
 
 def test_unchanged_resync_writes_nothing_and_undelete_works(engine, db_url, simulator):
@@ -70,17 +70,17 @@ def test_unchanged_resync_writes_nothing_and_undelete_works(engine, db_url, simu
     run_sync(settings, engine)
     run_sync(settings, engine)
     run = queries.latest_run(engine, NAME)
-    assert sum(p["counts"].get("rows_written", 0) for p in run["parts"]) == 0
-    assert all(p["status"] == "succeeded" for p in run["parts"])
+    assert sum(p.counts.get("rows_written", 0) for p in run.parts) == 0
+    assert all(p.status == "succeeded" for p in run.parts)
 
 
 def test_a_failing_part_deletes_nothing_of_its_type(engine, db_url, simulator):
     sim = simulator()
     settings = make_settings(db_url, sim.url)
     run_sync(settings, engine)
-    groups_before = {r["id"] for r in queries.resources(engine, NAME, "group", include_deleted=False)}
-    members_before = {(g["resource_id"], g["principal_id"]) for g in queries.grants(engine, NAME, False)
-                      if g["resource_type"] == "group"}
+    groups_before = {r.id for r in queries.resources(engine, NAME, "group", include_deleted=False)}
+    members_before = {(g.resource_id, g.principal_id) for g in queries.grants(engine, NAME, False)
+                      if g.resource_type == "group"}
     victim = sim.dump()["groups"][0]["id"]
     sim.api("DELETE", f"/api/v2/usergroups/{victim}")
     sim.set_faults({"rules": [{"path": "^/api/v2/usergroups/[^/]+/members$", "status": 500}]})
@@ -90,13 +90,13 @@ def test_a_failing_part_deletes_nothing_of_its_type(engine, db_url, simulator):
     assert summary.parts["group"] == "failed" and summary.parts["app_via_group"] == "skipped"
     assert summary.parts["user"] == summary.parts["app"] == "succeeded"
     assert "connector 'acme'" in summary.error and "500" in summary.error
-    assert {r["id"] for r in queries.resources(engine, NAME, "group", include_deleted=False)} == groups_before
-    assert {(g["resource_id"], g["principal_id"]) for g in queries.grants(engine, NAME, False)
-            if g["resource_type"] == "group"} == members_before
+    assert {r.id for r in queries.resources(engine, NAME, "group", include_deleted=False)} == groups_before
+    assert {(g.resource_id, g.principal_id) for g in queries.grants(engine, NAME, False)
+            if g.resource_type == "group"} == members_before
 
     sim.clear_faults()
     assert run_sync(settings, engine).status == "succeeded"
-    assert victim not in {r["id"] for r in queries.resources(engine, NAME, "group", include_deleted=False)}
+    assert victim not in {r.id for r in queries.resources(engine, NAME, "group", include_deleted=False)}
 
 
 def test_a_second_trigger_while_running_is_recorded_as_skipped(engine, db_url, simulator):
@@ -129,7 +129,7 @@ def test_resource_types_subset(engine, db_url, simulator):
     settings = make_settings(db_url, sim.url, resource_types=("user", "group"))
     summary = run_sync(settings, engine)
     assert set(summary.parts) == {"user", "group"}
-    assert {r["type"] for r in queries.resources(engine, NAME)} == {"user", "group"}
+    assert {r.type for r in queries.resources(engine, NAME)} == {"user", "group"}
 
 
 def r_min(dump: dict) -> int:
@@ -150,7 +150,7 @@ def test_a_sync_makes_exactly_r_min_requests(engine, db_url, simulator):
     stats = sim.stats()
     assert stats["requests"] == r_min(dump), stats["by_route"]
     run = queries.latest_run(engine, NAME)
-    assert sum(p["requests"] for p in run["parts"]) == stats["requests"]
+    assert sum(p.requests for p in run.parts) == stats["requests"]
 
 
 def test_a_redelivered_trigger_reuses_its_run(engine, db_url, simulator):

@@ -9,7 +9,7 @@ import uuid
 
 from config.actions import ACTION_NAMES
 from models import queries
-from models.tables import ENDED_REQUEST_STATUSES
+from models.states import ENDED_REQUEST_STATUSES
 from provisioning import requests
 from tests.support.expected import actual_state
 
@@ -26,9 +26,10 @@ def new_connector(fleet, sim, extra: str = "") -> str:
 
 
 def wait_run(engine, task_id: str, timeout: float = 120) -> dict:
+    """The run, once it ended, as ``sync --wait --json`` prints it."""
     run = queries.wait_for_run(engine, task_id, timeout)
     assert run is not None, f"run of task {task_id} did not end within {timeout}s: {queries.run_by_task_id(engine, task_id)}"
-    return run
+    return run.to_json()
 
 
 def sync_now(fleet, engine, name: str) -> dict:

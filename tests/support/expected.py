@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from models.read_records import GrantRecord, ResourceRecord
+
 BUILTIN_ROLE_IDS = {"administrator-with-billing", "administrator", "manager", "command-runner-with-billing",
                     "command-runner", "help-desk", "billing-only", "read-only"}
 
@@ -84,22 +86,21 @@ def expected_state(dump: dict) -> Expected:
     return out
 
 
-def actual_state(resources: list[dict], grants: list[dict]) -> Expected:
-    """The same shape, read from ``jumpsync resources/grants --json`` output (live rows only)."""
+def actual_state(resources: list[ResourceRecord], grants: list[GrantRecord]) -> Expected:
+    """The same shape, read from what ``jumpsync resources/grants`` show (live rows only)."""
     out = Expected()
     for r in resources:
-        if r["deleted"]:
+        if r.deleted:
             continue
-        out.resources.add((r["type"], r["id"]))
-        if r["type"] == "user":
-            out.user_status[r["id"]] = r["status"]
-            out.user_email[r["id"]] = r["email"]
-        if r["type"] == "admin":
-            out.admin_link[r["id"]] = r["linked_user_id"]
+        out.resources.add((r.type, r.id))
+        if r.type == "user":
+            out.user_status[r.id] = r.status
+            out.user_email[r.id] = r.email
+        if r.type == "admin":
+            out.admin_link[r.id] = r.linked_user_id
     for g in grants:
-        if not g["deleted"]:
-            out.grants.add((g["resource_type"], g["resource_id"], g["entitlement"], g["principal_type"],
-                            g["principal_id"], g["via"]))
+        if not g.deleted:
+            out.grants.add((g.resource_type, g.resource_id, g.entitlement, g.principal_type, g.principal_id, g.via))
     return out
 
 
