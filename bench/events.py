@@ -13,7 +13,7 @@ import statistics
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import httpx
 from sqlalchemy import func, select
@@ -188,10 +188,8 @@ def plan_writes(dump: dict, n: int, window_s: float, seed: int = 7) -> list[Writ
 # --- watching the database -----------------------------------------------------------------------------------
 
 def epoch(value: datetime | None) -> float | None:
-    """A database timestamp as epoch seconds (SQLite gives them back naive: they are UTC)."""
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    """A database timestamp (aware: ``models.columns.UTCDateTime``) as epoch seconds."""
+    return None if value is None else value.timestamp()
 
 
 class Watcher:

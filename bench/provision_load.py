@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -34,11 +34,8 @@ CONNECTOR = "bench"
 
 
 def _ts(value: datetime | None) -> float | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite hands back naive datetimes; the store writes UTC
-        value = value.replace(tzinfo=timezone.utc)
-    return value.timestamp()
+    """A database timestamp (aware: ``models.columns.UTCDateTime``) as epoch seconds."""
+    return None if value is None else value.timestamp()
 
 
 def _rows(ids: list[str]) -> list[ProvisioningRequest]:

@@ -13,6 +13,7 @@ from cli import output
 from cli.common import check_resource_type, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from config.settings import parse_duration
+from models.columns import as_utc
 
 err = output.stderr()
 
@@ -27,7 +28,7 @@ def parse_since(text: str) -> datetime:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise typer.BadParameter(f"{text!r} is neither an ISO time (2026-11-01T08:00Z) nor an age (24h, 7d)") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return as_utc(value)  # a time given without an offset is UTC, as the database keeps it
 
 
 def changes(name: str = typer.Argument(..., help="Connector name."),

@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Optional
 
 import typer
@@ -33,6 +33,8 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from models.columns import as_utc
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -122,9 +124,7 @@ def _parse_time(value: Any) -> Optional[datetime]:
             moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except ValueError:
             return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)  # the database keeps UTC
-    return moment.astimezone()
+    return as_utc(moment).astimezone()  # a time without an offset is UTC, as the database keeps it
 
 
 def short_time(value: Any, now: Optional[datetime] = None) -> str:
@@ -208,12 +208,12 @@ def print_rows(cols: Sequence[Col], rows: Iterable[Sequence[Any]], output: Outpu
     out = console or stdout()
     if output is Output.tsv:
         lines = ["\t".join(col.tsv_header for col in cols)] if show_header else []
-        lines += ["\t".join(_tsv_value(col, value) for col, value in zip(cols, row)) for row in rows]
+        lines += ["\t".join(_tsv_value(col, value) for col, value in zip(cols, row, strict=False)) for row in rows]
         out.file.write("".join(line + "\n" for line in lines))
         return
-    texts = [[_table_value(col, value) for col, value in zip(cols, row)] for row in rows]
+    texts = [[_table_value(col, value) for col, value in zip(cols, row, strict=False)] for row in rows]
     natural = [max([cell_len(col.header) if show_header else 1] + [t.cell_len for t in column])
-               for col, column in zip(cols, zip(*texts) if texts else [()] * len(cols))]
+               for col, column in zip(cols, zip(*texts, strict=False) if texts else [()] * len(cols), strict=False)]
     wide = output is Output.wide
     widths = natural if wide else fit(cols, natural, out.width - 1)  # - 1: the last column's padding
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0),
