@@ -12,7 +12,7 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -125,31 +125,33 @@ def _parse_param_options(pairs: list[str], params: dict[str, str]) -> dict[str, 
     return out
 
 
-def _param(help_text: str):
-    return typer.Option(None, help=help_text, rich_help_panel="Parameters")
+def _param(help_text: str) -> typer.models.OptionInfo:
+    """A parameter of the action, in the help's "Parameters" panel (a type's metadata: no call in a default)."""
+    return typer.Option(help=help_text, rich_help_panel="Parameters")
 
 
 def provision(connector: str = typer.Argument(..., help="Connector name."),
               action: str = typer.Argument(..., help="One of: " + ", ".join(ACTION_NAMES) + "."),
-              user: Optional[str] = _param("User account: id, email or username."),
-              group: Optional[str] = _param("User group: id or name."),
+              user: Annotated[Optional[str], _param("User account: id, email or username.")] = None,
+              group: Annotated[Optional[str], _param("User group: id or name.")] = None,
               app_: Optional[str] = typer.Option(None, "--app", help="Application: id or name.",
                                                  rich_help_panel="Parameters"),
-              admin: Optional[str] = _param("Admin account: id or email (role.set)."),
-              role: Optional[str] = _param("Admin role name (role.set)."),
-              email: Optional[str] = _param("Email of a new user (user.create)."),
-              username: Optional[str] = _param("Username of a new user (user.create)."),
-              state: Optional[UserState] = _param("State of a new user (user.create; default staged)."),
-              firstname: Optional[str] = _param("user.create profile field."),
-              lastname: Optional[str] = _param("user.create profile field."),
-              displayname: Optional[str] = _param("user.create profile field."),
-              department: Optional[str] = _param("user.create profile field."),
-              job_title: Optional[str] = _param("user.create profile field."),
-              employee_type: Optional[str] = _param("user.create profile field."),
-              employee_id: Optional[str] = _param("user.create profile field."),
-              company: Optional[str] = _param("user.create profile field."),
-              cost_center: Optional[str] = _param("user.create profile field."),
-              location: Optional[str] = _param("user.create profile field."),
+              admin: Annotated[Optional[str], _param("Admin account: id or email (role.set).")] = None,
+              role: Annotated[Optional[str], _param("Admin role name (role.set).")] = None,
+              email: Annotated[Optional[str], _param("Email of a new user (user.create).")] = None,
+              username: Annotated[Optional[str], _param("Username of a new user (user.create).")] = None,
+              state: Annotated[Optional[UserState],
+                               _param("State of a new user (user.create; default staged).")] = None,
+              firstname: Annotated[Optional[str], _param("user.create profile field.")] = None,
+              lastname: Annotated[Optional[str], _param("user.create profile field.")] = None,
+              displayname: Annotated[Optional[str], _param("user.create profile field.")] = None,
+              department: Annotated[Optional[str], _param("user.create profile field.")] = None,
+              job_title: Annotated[Optional[str], _param("user.create profile field.")] = None,
+              employee_type: Annotated[Optional[str], _param("user.create profile field.")] = None,
+              employee_id: Annotated[Optional[str], _param("user.create profile field.")] = None,
+              company: Annotated[Optional[str], _param("user.create profile field.")] = None,
+              cost_center: Annotated[Optional[str], _param("user.create profile field.")] = None,
+              location: Annotated[Optional[str], _param("user.create profile field.")] = None,
               param: list[str] = typer.Option([], "--param", metavar="KEY=VALUE",
                                               help="Any parameter, repeatable (- in KEY reads as _).",
                                               rich_help_panel="Parameters"),

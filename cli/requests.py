@@ -48,7 +48,8 @@ def requests_list(ctx: typer.Context,
         if connector not in known:
             raise usage_error(f"--connector {connector!r} is neither configured nor named by any request"
                               + suggest(connector, sorted(known)))
-    data = prequests.listing(engine, status=RequestStatus(status) if status else None, connector=connector, action=action, limit=limit)
+    data = prequests.listing(engine, status=RequestStatus(status) if status else None, connector=connector,
+                             action=action, limit=limit)
     shown = output.choose(output_, wide=wide, as_json=as_json)
     if shown is Output.json:
         print_json(data)

@@ -168,7 +168,7 @@ def _header_problem(header: list[str]) -> str | None:
 
 
 def _csv_row(header: list[str], row: list[str]) -> BulkItem | BulkError:
-    cells = [(name, value.strip()) for name, value in zip(header, row)]
+    cells = [(name, value.strip()) for name, value in zip(header, row, strict=False)]  # checked below
     given = {name: value for name, value in cells if name and value}
     connector, action = given.get("connector"), given.get("action")
     params = {name: value for name, value in given.items() if name not in RESERVED_COLUMNS}

@@ -127,7 +127,8 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
     now = utcnow()
     row = {"id": _new_id(), "connector": connector, "action": action,
            "params": validated.model_dump(exclude_none=True), "idempotency_key": idempotency_key,
-           "requested_by": requested_by, "status": REQUESTS.create(RequestStatus.PENDING), "dry_run": policy.dry_run, "attempts": 0,
+           "requested_by": requested_by, "status": REQUESTS.create(RequestStatus.PENDING),
+           "dry_run": policy.dry_run, "attempts": 0,
            "last_error": None, "result": None, "claimed_by": None, "created_at": now, "updated_at": now,
            "enqueued_at": now, "started_at": None, "finished_at": None}
     with engine.connect() as connection, autocommit(connection):
@@ -265,8 +266,8 @@ def get(engine: Engine, request_id: str) -> dict[str, Any] | None:
         return view(row) if row else None
 
 
-def listing(engine: Engine, *, status: RequestStatus | None = None, connector: str | None = None, action: str | None = None,
-            limit: int = 100) -> list[dict[str, Any]]:
+def listing(engine: Engine, *, status: RequestStatus | None = None, connector: str | None = None,
+            action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     with Session(engine) as session:
         query = select(ProvisioningRequest)
         if status:
