@@ -192,7 +192,7 @@ def export(connector: str = ConnectorArgument,
     from access.snapshots import export_artifact
 
     rendered = _rendered(connector, export_artifact(fmt), live)
-    lines = _query(export_lines, connector, fmt) if rendered is None else None
+    lines = _query(export_lines, connector, fmt) if rendered is None else iter(())  # read only without a render
     if output is None:
         if rendered is not None:
             _write_bytes(rendered)

@@ -226,7 +226,7 @@ def print_rows(cols: Sequence[Col], rows: Iterable[Sequence[Any]], output: Outpu
     for row in texts:
         table.add_row(*(row[i] for i in kept))
     if wide:  # as wide as the rows are: the terminal wraps long lines, nothing is cut
-        out.width = max(out.width, sum(widths[i] for i in kept) + GAP * len(kept))
+        out.width = max(out.width, sum(widths[i] or 0 for i in kept) + GAP * len(kept))
     out.print(table, crop=not wide)
 
 

@@ -17,7 +17,6 @@ from provisioning.params import (
     AppAccessParams,
     GroupMemberParams,
     InvalidRequest,
-    Params,
     RoleParams,
     UserCreateParams,
     UserRefParams,
@@ -35,6 +34,13 @@ class ActionContext:
     @property
     def dry_run(self) -> bool:
         return self.client is None
+
+    @property
+    def api(self) -> JumpCloudClient:
+        """The client, for an action past its dry-run check."""
+        if self.client is None:
+            raise RuntimeError("a dry run sends nothing to JumpCloud")
+        return self.client
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ async def _group_member(ctx: ActionContext, p: GroupMemberParams, op: str) -> Ou
     result = {"group_id": group_id, "user_id": user_id}
     if ctx.dry_run:
         return Outcome(False, result)
-    changed = await graph_change(ctx.client, GROUP_MEMBERS, group_id, op, "user", user_id, "/api/v2/usergroups/{id}")
+    changed = await graph_change(ctx.api, GROUP_MEMBERS, group_id, op, "user", user_id, "/api/v2/usergroups/{id}")
     ctx.write.group_member(group_id, user_id, present=op == "add")
     return Outcome(changed, result)
 
@@ -86,11 +92,12 @@ async def _app_access(ctx: ActionContext, p: AppAccessParams, op: str) -> Outcom
     if p.user is not None:
         kind, principal_type, principal_id = "user", "user", await ctx.resolve.user(p.user)
     else:
+        assert p.group is not None  # exactly one of user and group (AppAccessParams)
         kind, principal_type, principal_id = "user_group", "group", await ctx.resolve.group(p.group)
     result = {"app_id": app_id, f"{principal_type}_id": principal_id}
     if ctx.dry_run:
         return Outcome(False, result)
-    changed = await graph_change(ctx.client, APP_ASSOCIATIONS, app_id, op, kind, principal_id,
+    changed = await graph_change(ctx.api, APP_ASSOCIATIONS, app_id, op, kind, principal_id,
                                  "/api/applications/{id}")
     ctx.write.app_access(app_id, principal_type, principal_id, present=op == "add")
     return Outcome(changed, result)
@@ -118,20 +125,20 @@ async def set_role(ctx: ActionContext, p: RoleParams) -> Outcome:
     if ctx.dry_run:
         return Outcome(False, result)
     # JumpCloud documents no GET of one admin; the PUT is idempotent and returns the record.
-    record = await ctx.client.request("PUT", "/api/users/{id}", path_params={"id": admin_id}, json={"roleName": role})
+    record = await ctx.api.request("PUT", "/api/users/{id}", path_params={"id": admin_id}, json={"roleName": role})
     ctx.write.admin_record(record.json())
     return Outcome(True, result)
 
 
 async def _get_user(ctx: ActionContext, user_id: str) -> dict:
-    return await ctx.client.get_json(USER, path_params={"id": user_id})
+    return await ctx.api.get_json(USER, path_params={"id": user_id})
 
 
 async def create_user(ctx: ActionContext, p: UserCreateParams) -> Outcome:
     if ctx.dry_run:
         return Outcome(False, {"email": p.email, "username": p.username})
     try:
-        response = await ctx.client.request("POST", "/api/systemusers", json=p.body())
+        response = await ctx.api.request("POST", "/api/systemusers", json=p.body())
         record, changed = response.json(), True
     except (ConflictError, BadRequestError) as exc:
         # JumpCloud answers a duplicate with 409 or 400: the user exists, maybe created by our own earlier
@@ -149,7 +156,7 @@ async def create_user(ctx: ActionContext, p: UserCreateParams) -> Outcome:
 
 async def _existing_user(ctx: ActionContext, p: UserCreateParams) -> dict | None:
     for field_name, value in (("email", p.email), ("username", p.username)):
-        async for page in ctx.client.list_v1("/api/systemusers", params={"filter": f"{field_name}:$eq:{value}"}):
+        async for page in ctx.api.list_v1("/api/systemusers", params={"filter": f"{field_name}:$eq:{value}"}):
             if page:
                 return page[0]
     return None
@@ -174,21 +181,21 @@ async def _activate(ctx: ActionContext, user_id: str, record: dict) -> bool:
         return False
     if state == "SUSPENDED" or record.get("suspended"):
         raise InvalidRequest(f"user.activate: user {user_id} is suspended; use user.unsuspend")
-    await ctx.client.request("POST", "/api/systemusers/{id}/state/activate", path_params={"id": user_id}, json={})
+    await ctx.api.request("POST", "/api/systemusers/{id}/state/activate", path_params={"id": user_id}, json={})
     return True
 
 
 async def _suspend(ctx: ActionContext, user_id: str, record: dict) -> bool:
     if record.get("state") == "SUSPENDED" and record.get("suspended") is True:
         return False
-    await ctx.client.request("PUT", USER, path_params={"id": user_id}, json={"suspended": True, "state": "SUSPENDED"})
+    await ctx.api.request("PUT", USER, path_params={"id": user_id}, json={"suspended": True, "state": "SUSPENDED"})
     return True
 
 
 async def _unsuspend(ctx: ActionContext, user_id: str, record: dict) -> bool:
     if record.get("state") != "SUSPENDED" and not record.get("suspended"):
         return False
-    await ctx.client.request("PUT", USER, path_params={"id": user_id}, json={"suspended": False, "state": "ACTIVATED"})
+    await ctx.api.request("PUT", USER, path_params={"id": user_id}, json={"suspended": False, "state": "ACTIVATED"})
     return True
 
 
@@ -209,7 +216,7 @@ async def delete_user(ctx: ActionContext, p: UserRefParams) -> Outcome:
     if ctx.dry_run:
         return Outcome(False, {"user_id": user_id})
     try:
-        await ctx.client.request("DELETE", USER, path_params={"id": user_id})
+        await ctx.api.request("DELETE", USER, path_params={"id": user_id})
         changed = True
     except NotFoundError:
         changed = False  # already deleted (perhaps by our own earlier attempt)
@@ -217,7 +224,8 @@ async def delete_user(ctx: ActionContext, p: UserRefParams) -> Outcome:
     return Outcome(changed, {"user_id": user_id})
 
 
-ACTIONS: dict[str, Callable[[ActionContext, Params], Awaitable[Outcome]]] = {
+#: Each action takes the parameters of its own ``Params`` class, as ``validate_params`` gives them.
+ACTIONS: dict[str, Callable[[ActionContext, Any], Awaitable[Outcome]]] = {
     "group.add-member": add_member,
     "group.remove-member": remove_member,
     "app.grant": grant_app,

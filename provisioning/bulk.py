@@ -187,6 +187,7 @@ def _csv_row(header: list[str], row: list[str]) -> BulkItem | BulkError:
     too_long = [key for key in ("idempotency_key", "requested_by") if len(given.get(key, "")) > MAX_TEXT]
     if too_long:
         return error(f"{', '.join(too_long)} longer than {MAX_TEXT} characters")
+    assert connector is not None and action is not None  # neither is missing
     return BulkItem(connector=connector, action=action, params=params,
                     idempotency_key=given.get("idempotency_key"), requested_by=given.get("requested_by"))
 

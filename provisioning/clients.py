@@ -29,9 +29,9 @@ import hmac
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from config.settings import ConnectorConfig
 from connector.client_factory import make_client
@@ -71,7 +71,7 @@ class ProcessClients:
             self._loop, self._entries = asyncio.new_event_loop(), {}
         return self._loop
 
-    def run(self, make: Callable[[], Awaitable[T]]) -> T:
+    def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Run ``make()`` to completion on the process's loop."""
         loop = self._current_loop()
         task = loop.create_task(make())

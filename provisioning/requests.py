@@ -13,7 +13,7 @@ from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, or_, select, update
+from sqlalchemy import Connection, Engine, Row, Table, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -27,7 +27,7 @@ from models.tables import ProvisioningRequest, utcnow
 from provisioning.params import InvalidRequest, validate_params
 
 
-def view(row: ProvisioningRequest) -> dict[str, Any]:
+def view(row: ProvisioningRequest | Row[Any] | SimpleNamespace) -> dict[str, Any]:
     """The request as the CLI, the Python API and tests see it (a documented, stable shape)."""
     return {
         "id": row.id, "connector": row.connector, "action": row.action, "params": row.params,
@@ -50,7 +50,8 @@ def _new_id() -> str:
 
 def _find_by_key(session: Session, connector: str, key: str) -> ProvisioningRequest | None:
     return session.execute(select(ProvisioningRequest).where(
-        ProvisioningRequest.connector == connector, ProvisioningRequest.idempotency_key == key)).scalars().first()
+        col(ProvisioningRequest.connector) == connector, col(ProvisioningRequest.idempotency_key) == key)
+    ).scalars().first()
 
 
 def _reject(session: Session, *, connector: str, action: str, params: Any, key: str | None,
@@ -91,11 +92,15 @@ def _repeat(session: Session, existing: ProvisioningRequest, action: str, params
     return Accepted(view(existing), enqueue=False)
 
 
+_REQUESTS: Table = ProvisioningRequest.__table__  # type: ignore[attr-defined]  # SQLModel's stubs lack __table__
+_PENDING, _RUNNING = RequestStatus.PENDING, RequestStatus.RUNNING
+
+
 @lru_cache(maxsize=None)
 def _insert_new(dialect: str):
     """Insert a request unless its idempotency key is taken, returning its id if it was inserted."""
-    return dialect_insert(dialect, ProvisioningRequest.__table__).on_conflict_do_nothing(
-        index_elements=["connector", "idempotency_key"]).returning(ProvisioningRequest.__table__.c.id)
+    return dialect_insert(dialect, _REQUESTS).on_conflict_do_nothing(
+        index_elements=["connector", "idempotency_key"]).returning(_REQUESTS.c.id)
 
 
 def accept(engine: Engine, settings: Settings, *, connector: str, action: str, params: Any,
@@ -119,7 +124,7 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
     except (ConfigError, InvalidRequest) as exc:
         with Session(engine, expire_on_commit=False) as session:
             existing = _find_by_key(session, connector, idempotency_key) if idempotency_key else None
-            if existing is not None:
+            if existing is not None and idempotency_key:
                 return _repeat(session, existing, action, params, idempotency_key, requested_by)
             return _reject(session, connector=connector, action=action, params=params, key=idempotency_key,
                            requested_by=requested_by, reason=str(exc))
@@ -136,12 +141,11 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
     if inserted is not None:
         return Accepted(view(SimpleNamespace(**row)), enqueue=True)
     with Session(engine, expire_on_commit=False) as session:  # the key is taken (perhaps just now, by another)
-        return _repeat(session, _find_by_key(session, connector, idempotency_key), action, params,
-                       idempotency_key, requested_by)
+        # Only a taken idempotency key makes the insert do nothing: NULL keys never conflict.
+        existing = _find_by_key(session, connector, idempotency_key) if idempotency_key else None
+        assert existing is not None and idempotency_key, "the insert did nothing, yet no request has the key"
+        return _repeat(session, existing, action, params, idempotency_key, requested_by)
 
-
-_REQUESTS = ProvisioningRequest.__table__
-_PENDING, _RUNNING = RequestStatus.PENDING, RequestStatus.RUNNING
 
 #: The claim, built once (Core, not the ORM: its bookkeeping costs more than the SQL). A pending request is taken
 #: by anyone; a running one by the same message delivered again (its worker process died and Celery gave the
@@ -230,7 +234,7 @@ def due_for_relay(engine: Engine, *, relay_after: timedelta, lease: timedelta) -
     with Session(engine) as session:
         not_enqueued_lately = or_(col(ProvisioningRequest.enqueued_at).is_(None),
                                   col(ProvisioningRequest.enqueued_at) < now - relay_after)
-        ids = list(session.execute(select(ProvisioningRequest.id).where(or_(
+        ids = list(session.execute(select(col(ProvisioningRequest.id)).where(or_(
             (col(ProvisioningRequest.status) == _PENDING) & not_enqueued_lately,
             (col(ProvisioningRequest.status) == _RUNNING) & (col(ProvisioningRequest.started_at) < now - lease)
             & not_enqueued_lately,
@@ -283,15 +287,15 @@ def listing(engine: Engine, *, status: RequestStatus | None = None, connector: s
 def connector_names(engine: Engine) -> list[str]:
     """Every connector some request names (configured or not any more)."""
     with Session(engine) as session:
-        return list(session.execute(select(ProvisioningRequest.connector).distinct()).scalars())
+        return list(session.execute(select(col(ProvisioningRequest.connector)).distinct()).scalars())
 
 
 def accept_malformed(engine: Engine, message: Any, reason: str) -> dict[str, Any]:
     """Record a message that is not a request at all, so that its sender can find out why."""
     body = message if isinstance(message, dict) else {}
-    connector = body.get("connector") if isinstance(body.get("connector"), str) else "(unknown)"
-    action = body.get("action") if isinstance(body.get("action"), str) else "(unknown)"
+    connector, action, requested_by = body.get("connector"), body.get("action"), body.get("requested_by")
     with Session(engine) as session:
-        return _reject(session, connector=connector, action=action, params=body.get("params"), key=None,
-                       requested_by=body.get("requested_by") if isinstance(body.get("requested_by"), str) else None,
+        return _reject(session, connector=connector if isinstance(connector, str) else "(unknown)",
+                       action=action if isinstance(action, str) else "(unknown)", params=body.get("params"),
+                       key=None, requested_by=requested_by if isinstance(requested_by, str) else None,
                        reason=reason).request

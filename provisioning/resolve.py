@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Table, select
 
 from connector.admins import map_admin
 from connector.apps import map_app
@@ -31,6 +31,8 @@ from models.lookup import rows_by_keys
 from models.store import RESOURCE_KEY
 from models.tables import Resource
 from provisioning.params import InvalidRequest, Params
+
+_RESOURCES: Table = Resource.__table__  # type: ignore[attr-defined]  # SQLModel's stubs lack __table__
 
 #: The parameters that name a resource, and its type.
 REFERENCE_TYPES = {"group": "group", "user": "user", "app": "app", "admin": "admin"}
@@ -87,7 +89,7 @@ class Resolver:
             return
         with self._connection() as connection:
             found = {(kind, rid) for _, kind, rid in rows_by_keys(
-                connection, Resource.__table__, RESOURCE_KEY, [(self.connector_id, kind, ref) for kind, ref in wanted],
+                connection, _RESOURCES, RESOURCE_KEY, [(self.connector_id, kind, ref) for kind, ref in wanted],
                 RESOURCE_KEY, live_only=True)}
         self._known_ids.update({key: key in found for key in wanted})
 
@@ -96,6 +98,11 @@ class Resolver:
         if known is not None:
             return [ref] if known else []
         return self._db(resource_type, ref)
+
+    async def _by_id(self, resource_type: str, ref: str, path: str) -> str | None:
+        """``ref``, if the synced database or else JumpCloud (at ``path``) has an object with that id."""
+        known = self._db_by_id(resource_type, ref)
+        return known[0] if known else await self._api_exists(resource_type, ref, path)
 
     def _db(self, resource_type: str, ref: str) -> list[str]:
         """Ids of the live resources that ``ref`` names in the synced database (models.resolver's rules)."""
@@ -140,9 +147,9 @@ class Resolver:
     # --- per kind ---------------------------------------------------------------------------------------------
     async def user(self, ref: str) -> str:
         if is_object_id(ref):
-            found = self._db_by_id("user", ref) or [await self._api_exists("user", ref, "/api/systemusers/{id}")]
-            if found[0]:
-                return found[0]
+            by_id = await self._by_id("user", ref, "/api/systemusers/{id}")
+            if by_id:
+                return by_id
             raise self._unknown("user", ref, "id")
         field, how = ("email", "email") if "@" in ref else ("username", "username")
         found = _one("user", ref, self._db("user", ref), "the synced database")
@@ -174,9 +181,9 @@ class Resolver:
 
     async def group(self, ref: str) -> str:
         if is_object_id(ref):
-            found = self._db_by_id("group", ref) or [await self._api_exists("group", ref, "/api/v2/usergroups/{id}")]
-            if found[0]:
-                return found[0]
+            by_id = await self._by_id("group", ref, "/api/v2/usergroups/{id}")
+            if by_id:
+                return by_id
         found = _one("group", ref, self._db("group", ref), "the synced database")
         if found:
             return found
@@ -190,9 +197,9 @@ class Resolver:
 
     async def app(self, ref: str) -> str:
         if is_object_id(ref):
-            found = self._db_by_id("app", ref) or [await self._api_exists("app", ref, "/api/applications/{id}")]
-            if found[0]:
-                return found[0]
+            by_id = await self._by_id("app", ref, "/api/applications/{id}")
+            if by_id:
+                return by_id
         found = _one("application", ref, self._db("app", ref), "the synced database")
         if found:
             return found
@@ -211,7 +218,7 @@ class Resolver:
         for name in BUILTIN_ROLES:
             if role_id(name) == wanted:
                 return name
-        table = Resource.__table__
+        table = _RESOURCES
         with self._connection() as connection:
             known = connection.execute(select(table.c.external_id, table.c.name).where(
                 table.c.connector_id == self.connector_id, table.c.type == "role",

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, Table, bindparam, select, update
 from sqlmodel import Session
 
 from connector.admins import map_admin
@@ -39,7 +39,9 @@ def _identity(grant: GrantRecord) -> tuple[str, str, str, str, str, str]:
     return (grant.resource_type, grant.resource_id, *grant.key)
 
 
-_GRANTS = Grant.__table__
+# SQLModel's stubs lack __table__.
+_GRANTS: Table = Grant.__table__  # type: ignore[attr-defined]
+_RESOURCES: Table = Resource.__table__  # type: ignore[attr-defined]
 #: The apps a group is bound to (live), and a group's members (live): built once, run by every membership or
 #: group binding change.
 _APPS_BOUND_TO_GROUP = select(_GRANTS.c.resource_id).where(
@@ -118,11 +120,12 @@ class WriteThrough:
             self._set_grants(session, grants, present)
 
     def _upsert(self, session: Session, record: ResourceRecord) -> None:
-        table = Resource.__table__
+        table = _RESOURCES
         now = utcnow()
         old = session.execute(select(table.c.name, table.c.email, table.c.status, table.c.profile, table.c.deleted_at)
                               .where(table.c.connector_id == self.connector_id, table.c.type == record.type,
                                      table.c.external_id == record.id)).mappings().first()
+        kind: str | None
         if old is None:
             kind, fields = "created", None
         else:
@@ -142,7 +145,7 @@ class WriteThrough:
     def user_deleted(self, user_id: str) -> None:
         """The account and every grant it held are gone."""
         now = utcnow()
-        resources, grants = Resource.__table__, Grant.__table__
+        resources, grants = _RESOURCES, _GRANTS
         with self._transaction() as session:
             held = session.execute(select(grants.c.resource_type, grants.c.resource_id, grants.c.entitlement,
                                           grants.c.principal_type, grants.c.principal_id, grants.c.via).where(
@@ -164,7 +167,7 @@ class WriteThrough:
         admin = map_admin(record)
         roles, assigned = derive_roles([(admin.id, list(admin.profile.get("role_names", [])))])
         held = {g.resource_id for g in assigned}
-        table = Grant.__table__
+        table = _GRANTS
         with self._transaction() as session:
             self._upsert(session, admin)
             for role in roles:  # a custom role seen for the first time; built-in ones are already there
@@ -179,7 +182,7 @@ class WriteThrough:
             self._set_grants(session, [(g, "role") for g in assigned], present=True)
 
     def _upsert_if_missing(self, session: Session, role: ResourceRecord) -> None:
-        table = Resource.__table__
+        table = _RESOURCES
         exists = session.execute(select(table.c.id).where(
             table.c.connector_id == self.connector_id, table.c.type == "role",
             table.c.external_id == role_id(role.name), table.c.deleted_at.is_(None))).first()

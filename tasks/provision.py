@@ -45,8 +45,8 @@ def provision_submit(self, *args: Any, **kwargs: Any) -> dict:
         message = SubmitMessage.model_validate(kwargs)
     except (ValidationError, ValueError) as exc:
         reason = f"malformed {self.name} message: {exc}".replace("\n", "; ")[:2000]
-        accepted = requests.accept_malformed(engine, kwargs, reason)
-        return {"id": accepted["id"], "status": accepted["status"], "error": reason}
+        rejected = requests.accept_malformed(engine, kwargs, reason)
+        return {"id": rejected["id"], "status": rejected["status"], "error": reason}
     accepted = requests.accept(engine, runtime.settings_for(message.connector), connector=message.connector,
                                action=message.action, params=message.params, requested_by=message.requested_by,
                                idempotency_key=message.idempotency_key or f"celery-task:{self.request.id}")
