@@ -51,6 +51,8 @@ from models.states import ListingOutcome, PartStatus, RunStatus
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from models.read_records import RunRecord
+
 DEMO_CONFIG = VAR / "jumpsync.demo.toml"
 DEMO_KEY_ENV = "JUMPSYNC_DEMO_API_KEY"
 PR_SET_PDEATHSIG = 1
@@ -233,7 +235,7 @@ def _discovered_names(settings, engine, since) -> tuple[list[str] | None, list[s
     return [c.name for c in settings.with_discovered(discovered_connectors(engine, settings.file)).connectors], failed
 
 
-def _progress(engine: Engine, names: list[str] | None, since: datetime, printed: dict) -> dict[str, dict]:
+def _progress(engine: Engine, names: list[str] | None, since: datetime, printed: dict) -> dict[str, RunRecord]:
     """Print part changes of each connector's first run since ``since``; return the runs that ended."""
     from sqlalchemy import select
     from sqlmodel import Session, col
@@ -249,18 +251,18 @@ def _progress(engine: Engine, names: list[str] | None, since: datetime, printed:
                 .order_by(col(SyncRun.id)).limit(1)).scalars().first()
             if run is None:
                 continue
-            record = run_record(session, run).to_json()
-            for part in record["parts"]:
-                key = (name, part["name"], part["status"])
-                if key not in printed and part["status"] != PartStatus.PENDING:
+            record = run_record(session, run)
+            for part in record.parts:
+                key = (name, part.name, part.status)
+                if key not in printed and part.status != PartStatus.PENDING:
                     printed[key] = True
-                    detail = part["error"] or ""
-                    if part["status"] == PartStatus.SUCCEEDED:
+                    detail = part.error or ""
+                    if part.status == PartStatus.SUCCEEDED:
                         shown = {"seen": "resources", "grants_seen": "grants", "admins_linked": "admins linked"}
-                        detail = ", ".join([f"{part['requests']} requests"] + [
-                            f"{part['counts'][key]} {label}" for key, label in shown.items() if key in part["counts"]])
-                    print(f"  {name}: {part['name']:<14} {part['status']:<10} {detail}", flush=True)
-            if record["finished_at"] is not None:
+                        detail = ", ".join([f"{part.requests} requests"] + [
+                            f"{part.counts[key]} {label}" for key, label in shown.items() if key in part.counts])
+                    print(f"  {name}: {part.name:<14} {part.status:<10} {detail}", flush=True)
+            if record.finished_at is not None:
                 ended[name] = record
     return ended
 
@@ -371,7 +373,7 @@ class _FirstSyncs:
         self.names = names
         self.printed: dict = {}
         self.reported: set[str] = set()
-        self.ended: dict[str, dict] = {}
+        self.ended: dict[str, RunRecord] = {}
 
     def watch(self, children: Children, stop: dict, *, once: bool) -> int:
         """Until stopped (or, with ``once``, every first sync ended): the exit code of ``up``."""
@@ -403,9 +405,9 @@ class _FirstSyncs:
         for name, run in self.ended.items():
             if name not in self.reported:
                 self.reported.add(name)
-                colour = "green" if run["status"] == RunStatus.SUCCEEDED else "red"
-                self.console.print(f"{name}: first sync [{colour}]{run['status']}[/{colour}]"
-                                   + (f" — {run['error']}" if run["error"] else ""))
+                colour = "green" if run.status == RunStatus.SUCCEEDED else "red"
+                self.console.print(f"{name}: first sync [{colour}]{run.status}[/{colour}]"
+                                   + (f" — {run.error}" if run.error else ""))
 
     def _summary(self) -> int:
         from cli.sync import print_run
@@ -417,5 +419,5 @@ class _FirstSyncs:
                 print_run(name, self.ended[name])
             else:
                 self.console.print(f"{name}: [red]no completed sync[/red]")
-        ok = len(self.ended) == len(names) and all(r["status"] == RunStatus.SUCCEEDED for r in self.ended.values())
+        ok = len(self.ended) == len(names) and all(r.status == RunStatus.SUCCEEDED for r in self.ended.values())
         return 0 if ok else 1
