@@ -13,7 +13,7 @@ from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Table, bindparam, or_, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -23,7 +23,7 @@ from models.columns import iso
 from models.connectors import registered_connector_id
 from models.db import autocommit
 from models.states import ENDED_REQUEST_STATUSES, REQUESTS, RequestStatus
-from models.tables import ProvisioningRequest, utcnow
+from models.tables import ProvisioningRequest, table_of, utcnow
 from provisioning.params import InvalidRequest, validate_params
 
 
@@ -92,7 +92,7 @@ def _repeat(session: Session, existing: ProvisioningRequest, action: str, params
     return Accepted(view(existing), enqueue=False)
 
 
-_REQUESTS: Table = ProvisioningRequest.__table__  # type: ignore[attr-defined]  # SQLModel's stubs lack __table__
+_REQUESTS = table_of(ProvisioningRequest)
 _PENDING, _RUNNING = RequestStatus.PENDING, RequestStatus.RUNNING
 
 

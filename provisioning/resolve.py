@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, select
 
 from connector.admins import map_admin
 from connector.apps import map_app
@@ -29,10 +29,10 @@ from models import resolver
 from models.db import autocommit
 from models.lookup import rows_by_keys
 from models.store import RESOURCE_KEY
-from models.tables import Resource
+from models.tables import Resource, table_of
 from provisioning.params import InvalidRequest, Params
 
-_RESOURCES: Table = Resource.__table__  # type: ignore[attr-defined]  # SQLModel's stubs lack __table__
+_RESOURCES = table_of(Resource)
 
 #: The parameters that name a resource, and its type.
 REFERENCE_TYPES = {"group": "group", "user": "user", "app": "app", "admin": "admin"}

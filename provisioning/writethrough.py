@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, Table, bindparam, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlmodel import Session
 
 from connector.admins import map_admin
@@ -28,7 +28,7 @@ from models.dataversion import bump_data_version
 from models.db import session_on
 from models.lookup import rows_by_keys
 from models.store import GRANT_KEY, grant_row, resource_row, upsert_grant_rows, upsert_resource_rows
-from models.tables import Grant, Resource, utcnow
+from models.tables import Grant, Resource, table_of, utcnow
 
 #: The columns of a grant's unique key within its connector (``uq_grants_key``).
 _IDENTITY = GRANT_KEY[1:]
@@ -39,9 +39,7 @@ def _identity(grant: GrantRecord) -> tuple[str, str, str, str, str, str]:
     return (grant.resource_type, grant.resource_id, *grant.key)
 
 
-# SQLModel's stubs lack __table__.
-_GRANTS: Table = Grant.__table__  # type: ignore[attr-defined]
-_RESOURCES: Table = Resource.__table__  # type: ignore[attr-defined]
+_GRANTS, _RESOURCES = table_of(Grant), table_of(Resource)
 #: The apps a group is bound to (live), and a group's members (live): built once, run by every membership or
 #: group binding change.
 _APPS_BOUND_TO_GROUP = select(_GRANTS.c.resource_id).where(
