@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run run-once status shell test test-unit bench reliability clean
+.PHONY: install run run-once status shell test test-unit check lint typecheck bench reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q $(XDIST) tests/unit $(PYTEST_ARGS)
+
+# The gate CI runs before the tests: both must report nothing.
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache jumpsync.db

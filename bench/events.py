@@ -19,7 +19,8 @@ import httpx
 from sqlalchemy import func, select
 
 from connector.roles import role_id
-from models.tables import EVENTS_TRIGGER, Connector, EventCursor, Grant, Resource, SyncPart, SyncRun
+from models.states import Trigger
+from models.tables import Connector, EventCursor, Grant, Resource, SyncPart, SyncRun
 
 #: The writes, in the proportions they are made (cycled, then shuffled): one of each kind the refresh reads back
 #: differently (a user, a user's memberships, a user's or a group's app bindings, the admins' listing).
@@ -244,7 +245,7 @@ class Watcher:
         query = (select(_RUNS.c.id, _RUNS.c.status, _RUNS.c.started_at, _RUNS.c.finished_at, _PARTS.c.requests,
                         _PARTS.c.counts)
                  .join(_PARTS, _PARTS.c.run_id == _RUNS.c.id)
-                 .where(_RUNS.c.connector_id == self.connector_id, _RUNS.c.trigger == EVENTS_TRIGGER,
+                 .where(_RUNS.c.connector_id == self.connector_id, _RUNS.c.trigger == Trigger.EVENTS,
                         _RUNS.c.id > after_run_id).order_by(_RUNS.c.id))
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
@@ -255,7 +256,7 @@ class Watcher:
         make the simulator's counts more than the refreshes'."""
         with self.engine.connect() as connection:
             return [tuple(r) for r in connection.execute(select(_RUNS.c.id, _RUNS.c.trigger).where(
-                _RUNS.c.connector_id == self.connector_id, _RUNS.c.trigger != EVENTS_TRIGGER,
+                _RUNS.c.connector_id == self.connector_id, _RUNS.c.trigger != Trigger.EVENTS,
                 _RUNS.c.id > after_run_id))]
 
 
@@ -276,7 +277,7 @@ def wait_full_sync(engine, connector_id: int, after_run_id: int, timeout: float)
     start after it, or it would read their changes itself and a refresh would wait for it."""
     deadline = time.monotonic() + timeout
     query = select(_RUNS.c.id, _RUNS.c.trigger, _RUNS.c.status, _RUNS.c.started_at, _RUNS.c.finished_at).where(
-        _RUNS.c.connector_id == connector_id, _RUNS.c.trigger != EVENTS_TRIGGER, _RUNS.c.id > after_run_id,
+        _RUNS.c.connector_id == connector_id, _RUNS.c.trigger != Trigger.EVENTS, _RUNS.c.id > after_run_id,
         _RUNS.c.finished_at.is_not(None)).order_by(_RUNS.c.id).limit(1)
     while time.monotonic() < deadline:
         with engine.connect() as connection:

@@ -25,7 +25,8 @@ from bench import fleet as fleet_mod
 from bench.events import epoch, percentile
 from bench.fleet import KEY_ENV, SYNC_TABLE, Fleet, Simulator, Stack
 from bench.tenant import r_min_parts
-from models.tables import ACTIVE_RUN_STATUSES, Connector, MspListing, MspOrganization, SyncPart, SyncRun
+from models.states import ACTIVE_RUN_STATUSES
+from models.tables import Connector, MspListing, MspOrganization, SyncPart, SyncRun
 from worker.beat import entry_name
 
 #: The ``[[msp]]`` table's name: the discovered connectors are ``msp-<slug of the org's name>``.

@@ -27,7 +27,8 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from jumpsync.api import submit_request
-from models.tables import ENDED_REQUEST_STATUSES, ProvisioningRequest
+from models.states import ENDED_REQUEST_STATUSES
+from models.tables import ProvisioningRequest
 from worker import runtime
 
 CONNECTOR = "bench"

@@ -13,14 +13,14 @@ from sqlmodel import Session, col
 
 from models.read_records import (
     ConnectorStatus,
-    GrantRecord,
     HeldPart,
     MetricsSnapshot,
     MspSnapshot,
     PartRecord,
     RefreshRecord,
-    ResourceRecord,
     RunRecord,
+    StoredGrant,
+    StoredResource,
 )
 from models.states import ListingOutcome, PartPhase, PartStatus, RefreshOutcome, RequestStatus, RunStatus, Trigger
 from models.tables import (
@@ -61,7 +61,7 @@ def connector_id(session: Session, name: str) -> int:
 
 
 def resources(engine: Engine, connector: str, resource_type: str | None = None,
-              include_deleted: bool = True) -> list[ResourceRecord]:
+              include_deleted: bool = True) -> list[StoredResource]:
     with Session(engine) as session:
         cid = connector_id(session, connector)
         query = select(Resource).where(col(Resource.connector_id) == cid)
@@ -70,13 +70,13 @@ def resources(engine: Engine, connector: str, resource_type: str | None = None,
         if not include_deleted:
             query = query.where(col(Resource.deleted_at).is_(None))
         rows = session.execute(query.order_by(col(Resource.type), col(Resource.external_id))).scalars()
-        return [ResourceRecord(type=row.type, id=row.external_id, name=row.name, email=row.email, status=row.status,
+        return [StoredResource(type=row.type, id=row.external_id, name=row.name, email=row.email, status=row.status,
                                linked_user_id=row.linked_user_id, deleted_at=row.deleted_at,
                                first_seen_at=row.first_seen_at, updated_at=row.updated_at, profile=row.profile)
                 for row in rows]
 
 
-def grants(engine: Engine, connector: str, include_deleted: bool = True) -> list[GrantRecord]:
+def grants(engine: Engine, connector: str, include_deleted: bool = True) -> list[StoredGrant]:
     with Session(engine) as session:
         cid = connector_id(session, connector)
         query = select(Grant).where(col(Grant.connector_id) == cid)
@@ -84,7 +84,7 @@ def grants(engine: Engine, connector: str, include_deleted: bool = True) -> list
             query = query.where(col(Grant.deleted_at).is_(None))
         rows = session.execute(query.order_by(col(Grant.resource_type), col(Grant.resource_id),
                                               col(Grant.principal_id), col(Grant.via))).scalars()
-        return [GrantRecord(resource_type=g.resource_type, resource_id=g.resource_id, entitlement=g.entitlement,
+        return [StoredGrant(resource_type=g.resource_type, resource_id=g.resource_id, entitlement=g.entitlement,
                             principal_type=g.principal_type, principal_id=g.principal_id, via=g.via or None,
                             deleted_at=g.deleted_at, first_seen_at=g.first_seen_at) for g in rows]
 
@@ -162,14 +162,17 @@ _FULL_RUN = col(SyncRun.trigger) != Trigger.EVENTS
 _NOT_SKIPPED = col(SyncRun.status) != RunStatus.SKIPPED
 
 
+def _latest_full_run(session: Session, cid: int, *, finished: bool = False) -> SyncRun | None:
+    query = select(SyncRun).where(col(SyncRun.connector_id) == cid, _NOT_SKIPPED, _FULL_RUN)
+    if finished:
+        query = query.where(col(SyncRun.finished_at).is_not(None))
+    return session.execute(query.order_by(col(SyncRun.id).desc()).limit(1)).scalars().first()
+
+
 def latest_run(engine: Engine, connector: str, *, finished: bool = False) -> RunRecord | None:
-    """The connector's latest full sync run (incremental runs aside)."""
+    """The connector's latest full sync run (incremental runs aside): ``jumpsync status``'s ``last_run``."""
     with Session(engine) as session:
-        cid = connector_id(session, connector)
-        query = select(SyncRun).where(col(SyncRun.connector_id) == cid, _NOT_SKIPPED, _FULL_RUN)
-        if finished:
-            query = query.where(col(SyncRun.finished_at).is_not(None))
-        run = session.execute(query.order_by(col(SyncRun.id).desc()).limit(1)).scalars().first()
+        run = _latest_full_run(session, connector_id(session, connector), finished=finished)
         return run_record(session, run) if run else None
 
 
@@ -194,8 +197,7 @@ def status(engine: Engine, configured: list[str]) -> list[ConnectorStatus]:
             if cid is None:
                 out.append(ConnectorStatus(connector=name, configured=name in configured, provisioning=requests))
                 continue
-            last = session.execute(select(SyncRun).where(col(SyncRun.connector_id) == cid, _NOT_SKIPPED, _FULL_RUN)
-                                   .order_by(col(SyncRun.id).desc()).limit(1)).scalars().first()
+            last = _latest_full_run(session, cid)
             success = session.execute(select(func.max(col(SyncRun.finished_at))).where(
                 col(SyncRun.connector_id) == cid, col(SyncRun.status) == RunStatus.SUCCEEDED, _FULL_RUN)
             ).scalar_one_or_none()

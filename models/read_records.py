@@ -20,7 +20,7 @@ ACCOUNT_TYPES = ("user", "admin")
 
 
 @dataclass(frozen=True)
-class ResourceRecord:
+class StoredResource:
     """A stored resource (``jumpsync resources``). ``status`` is JumpCloud's word for an account or an app."""
 
     type: str
@@ -54,7 +54,7 @@ class ResourceRecord:
 
 
 @dataclass(frozen=True)
-class GrantRecord:
+class StoredGrant:
     """A stored grant (``jumpsync grants``); ``via`` is None for a direct grant."""
 
     resource_type: str

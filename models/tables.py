@@ -108,11 +108,8 @@ class Grant(SQLModel, table=True):
     deleted_at: datetime | None = _ts(nullable=True, default=None)
 
 
-#: The states live in models.states; these names stay for the modules that import them from here.
-ACTIVE_RUN_STATUSES = states.ACTIVE_RUN_STATUSES
-EVENTS_TRIGGER = states.Trigger.EVENTS
 #: The partial unique index's predicate: a run in one of these holds its connector's one active slot.
-_ACTIVE_RUN_PREDICATE = "status IN ({})".format(", ".join(f"'{status}'" for status in ACTIVE_RUN_STATUSES))
+_ACTIVE_RUN_PREDICATE = "status IN ({})".format(", ".join(f"'{status}'" for status in states.ACTIVE_RUN_STATUSES))
 
 
 class SyncRun(SQLModel, table=True):
@@ -163,9 +160,6 @@ class SyncPart(SQLModel, table=True):
     error: str | None = None
 
 
-#: The request statuses as plain words, for messages that list them.
-REQUEST_STATUSES: tuple[str, ...] = tuple(status.value for status in RequestStatus)
-ENDED_REQUEST_STATUSES = states.ENDED_REQUEST_STATUSES
 
 
 class ProvisioningRequest(SQLModel, table=True):

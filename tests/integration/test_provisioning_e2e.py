@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from config.settings import load_settings
 from models import queries
-from models.read_records import ResourceRecord
+from models.read_records import StoredResource
 from models.states import RunStatus
 from models.tables import ProvisioningRequest, utcnow
 from provisioning import requests as prequests
@@ -40,7 +40,7 @@ def grant_live(engine, connector, **match) -> bool:
                for g in queries.grants(engine, connector))
 
 
-def resource(engine, connector, rtype, rid) -> ResourceRecord:
+def resource(engine, connector, rtype, rid) -> StoredResource:
     return next(r for r in queries.resources(engine, connector, rtype) if r.id == rid)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from models.read_records import GrantRecord, ResourceRecord
+from models.read_records import StoredGrant, StoredResource
 
 BUILTIN_ROLE_IDS = {"administrator-with-billing", "administrator", "manager", "command-runner-with-billing",
                     "command-runner", "help-desk", "billing-only", "read-only"}
@@ -86,7 +86,7 @@ def expected_state(dump: dict) -> Expected:
     return out
 
 
-def actual_state(resources: list[ResourceRecord], grants: list[GrantRecord]) -> Expected:
+def actual_state(resources: list[StoredResource], grants: list[StoredGrant]) -> Expected:
     """The same shape, read from what ``jumpsync resources/grants`` show (live rows only)."""
     out = Expected()
     for r in resources:
