@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache, partial
 from itertools import islice
 from pathlib import Path
@@ -140,13 +141,26 @@ def render(engine: Engine, connector: str) -> Rendering:
     return Rendering(artifacts, rows[ExportFormat.csv])
 
 
+class SnapshotOutcome(StrEnum):
+    """What ``refresh`` did for a connector (the ``jumpsync.access.refresh`` task's result says it)."""
+
+    RENDERED = "rendered"
+    #: Nothing to do: the stored rendering is current.
+    CURRENT = "current"
+    #: A sync run is active: its data is still moving, and the run's end asks again.
+    BUSY = "busy"
+    NEVER_SYNCED = "never synced"
+    #: Another worker holds the connector's lock.
+    RENDERING_ELSEWHERE = "rendering elsewhere"
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class Refreshed:
-    """What ``refresh`` did: ``rendered``, ``current`` (nothing to do), ``busy`` (a sync run is active),
-    ``never synced``, ``rendering elsewhere`` (another worker holds the connector's lock) or ``failed``."""
+    """What ``refresh`` did for one connector, and what it cost."""
 
     connector: str
-    outcome: str
+    outcome: SnapshotOutcome
     seconds: float = 0.0
     compressed_bytes: int = 0
     error: str | None = None
@@ -162,17 +176,17 @@ def refresh(engine: Engine, connector: str, *, force: bool = False) -> Refreshed
         try:
             cid = connector_id(session, connector)
         except UnknownConnector:
-            return Refreshed(connector, "never synced")
+            return Refreshed(connector, SnapshotOutcome.NEVER_SYNCED)
         version = data_version(connection, cid)  # before the data (models.dataversion)
         if version.run_active:
-            return Refreshed(connector, "busy")
+            return Refreshed(connector, SnapshotOutcome.BUSY)
         if not force and snapshots.is_current(snapshots.stored(connection, cid), version, renderer_version()):
-            return Refreshed(connector, "current")
+            return Refreshed(connector, SnapshotOutcome.CURRENT)
     rendering = render(engine, connector)
     seconds = time.perf_counter() - clock
     snapshots.save(engine, cid, version, rendering.artifacts, renderer=renderer_version(),
                    export_rows=rendering.export_rows, seconds=seconds)
-    return Refreshed(connector, "rendered", round(seconds, 3),
+    return Refreshed(connector, SnapshotOutcome.RENDERED, round(seconds, 3),
                      sum(len(block) for blocks in rendering.artifacts.values() for block in blocks))
 
 
@@ -190,13 +204,13 @@ def refresh_connectors(engine: Engine, connectors: list[str], redis_client: Redi
     for name in connectors:
         lock = redis_client.lock(f"jumpsync:access-refresh:{name}", timeout=RENDER_LOCK_SECONDS, blocking=False)
         if not lock.acquire():
-            out.append(Refreshed(name, "rendering elsewhere"))
+            out.append(Refreshed(name, SnapshotOutcome.RENDERING_ELSEWHERE))
             continue
         try:
             out.append(refresh(engine, name))
         except Exception as exc:  # noqa: BLE001  (logged with its traceback; the next refresh tries again)
             log.exception("rendering the report and export of %s failed", name)
-            out.append(Refreshed(name, "failed", error=f"{type(exc).__name__}: {exc}"[:500]))
+            out.append(Refreshed(name, SnapshotOutcome.FAILED, error=f"{type(exc).__name__}: {exc}"[:500]))
         finally:
             try:
                 lock.release()

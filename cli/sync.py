@@ -12,7 +12,7 @@ from cli import output
 from cli.common import ConfigOption, print_json, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption, cell
 from config.settings import ConfigError
-from models.states import RefreshOutcome, RunStatus
+from models.states import RefreshOutcome, RunStatus, Trigger
 from worker.names import TaskName
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def sync(name: str = typer.Argument(..., help="Connector name."), config: Option
     if events:
         refresh_now(name, connector.events, wait, timeout, as_json)
         return
-    sent = celery_app.send_task(TaskName.SYNC_CONNECTOR, args=[name], kwargs={"trigger": "manual"},
+    sent = celery_app.send_task(TaskName.SYNC_CONNECTOR, args=[name], kwargs={"trigger": Trigger.MANUAL},
                                  queue=TaskName.SYNC_CONNECTOR.queue)
     if not wait:
         print_json({"task_id": sent.id}) if as_json else console.print(f"queued sync of {name} (task {sent.id})")
