@@ -67,9 +67,24 @@ def upsert_grant_rows(session: Session, rows: list[dict]) -> None:
     bulk_upsert(session, table_of(Grant), rows, GRANT_KEY, ("source", "deleted_at"))
 
 
+class _Writer:
+    """What both writers keep: their counts, read by the part as a copy, and whether this is the baseline (the
+    first sync of the type or source, which records no history: everything would be "created")."""
+
+    _counts: Counter[str]
+    _baseline: bool
+
+    @property
+    def counts(self) -> Counter[str]:
+        """What this writer saw and wrote, by kind (a copy: the part's counts in its run's JSON)."""
+        return Counter(self._counts)
+
+    @property
+    def baseline(self) -> bool:
+        return self._baseline
 
 
-class ResourceWriter:
+class ResourceWriter(_Writer):
     """Writes the resources of one type of one connector, as one part sees them.
 
     Its state (what it saw, what is stored, its counts) is its own: callers read ``counts`` and say what
@@ -99,15 +114,6 @@ class ResourceWriter:
                 self._existing.update((r[0], (r[1], r[2] is not None)) for r in rows)
         #: The first sync of a type is the baseline: it records no history (everything would be "created").
         self._baseline = not incremental and only is None and not self._existing
-
-    @property
-    def counts(self) -> Counter[str]:
-        """What this writer saw and wrote, by kind (a copy: the part's counts in its run's JSON)."""
-        return Counter(self._counts)
-
-    @property
-    def baseline(self) -> bool:
-        return self._baseline
 
     def note_inconsistent_listing(self, pages: int) -> None:
         """The listing changed while it was read (``pages`` were inconsistent): an absence proves nothing, so the
@@ -189,7 +195,7 @@ class ResourceWriter:
         return len(gone)
 
 
-class GrantWriter:
+class GrantWriter(_Writer):
     """Writes the grants one source (a part) owns, one resource (a "scope") at a time.
 
     Each scope written is the complete set of grants on that resource: what is new is inserted and what came
@@ -218,15 +224,6 @@ class GrantWriter:
         self._counts: Counter[str] = Counter()
         #: ids of live grant rows this part found gone, not yet marked deleted
         self._doomed: list[int] = []
-
-    @property
-    def counts(self) -> Counter[str]:
-        """What this writer saw and wrote, by kind (a copy: the part's counts in its run's JSON)."""
-        return Counter(self._counts)
-
-    @property
-    def baseline(self) -> bool:
-        return self._baseline
 
     @property
     def doomed(self) -> tuple[int, ...]:
