@@ -12,7 +12,6 @@ for JumpCloud (the request's transaction begins with its write-through, after Ju
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -25,6 +24,7 @@ from connector.roles import BUILTIN_ROLES, role_id
 from connector.users import map_user
 from jumpcloud.client import JumpCloudClient
 from jumpcloud.errors import NotFoundError
+from jumpcloud.ids import is_object_id
 from models import resolver
 from models.db import autocommit
 from models.lookup import rows_by_keys
@@ -36,13 +36,6 @@ _RESOURCES = table_of(Resource)
 
 #: The parameters that name a resource, and its type.
 REFERENCE_TYPES = {"group": "group", "user": "user", "app": "app", "admin": "admin"}
-
-_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
-
-
-def is_object_id(ref: str) -> bool:
-    return bool(_OBJECT_ID.match(ref))
-
 
 class UnknownName(InvalidRequest):
     pass

@@ -43,3 +43,8 @@ def test_config_and_the_org_listing_check_by_it():
         check_org_id(ID.upper())
     assert map_organization({"_id": ID.upper()}).id == ID  # what the listing sends is folded first
     assert map_organization({"_id": ID[:-1]}) is None
+
+
+def test_a_trailing_newline_is_not_part_of_an_id():
+    """``$`` matches before a final newline; the check must not (a name could then pass for an id)."""
+    assert not is_object_id("5f0c1b2a3d4e5f6a7b8c9d0e\n")
