@@ -7,7 +7,6 @@ the way the product does (a sync run, provisioning's write-through) and checks w
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
@@ -16,7 +15,7 @@ from sqlmodel import Session
 
 from access import snapshot_store as snapshots
 from access import snapshots as stored
-from access.render import ExportFormat, ReportFormat, export_lines, report_head, write_export, write_report
+from access.render import ExportFormat, ReportFormat, report_head
 from access.report import FINDING_KINDS, report
 from connector.records import GrantRecord, ResourceRecord
 from models import queries
@@ -24,7 +23,8 @@ from models.dataversion import RunEnded
 from models.store import GrantWriter, ResourceWriter
 from models.tables import AccessSnapshot, SyncRun, utcnow
 from provisioning.writethrough import WriteThrough
-from tests.integration.test_access import build_tenant
+from tests.support.access_tenant import build_tenant
+from tests.support.renderings import live, served
 
 ARTIFACTS = [stored.report_artifact(f) for f in (ReportFormat.json, ReportFormat.csv)] + [
     stored.export_artifact(f) for f in ExportFormat]
@@ -33,22 +33,6 @@ ARTIFACTS = [stored.report_artifact(f) for f in (ReportFormat.json, ReportFormat
 @pytest.fixture
 def tenant(engine):
     return engine, build_tenant(engine)
-
-
-def live(engine, artifact: str, connector: str = "acme") -> bytes:
-    """What the command writes when it computes the answer from the tables."""
-    kind, fmt = artifact.split(".")
-    out = io.StringIO(newline="")
-    if kind == "report":
-        write_report(out, report(engine, connector), ReportFormat(fmt))
-    else:
-        write_export(out, export_lines(engine, connector, ExportFormat(fmt)), ExportFormat(fmt))
-    return out.getvalue().encode()
-
-
-def served(engine, artifact: str, connector: str = "acme") -> bytes | None:
-    found = stored.stored_artifact(engine, connector, artifact)
-    return found.read() if found else None
 
 
 def add_run(engine, cid: int, status: str) -> int:

@@ -18,10 +18,10 @@ from models import queries
 from models.db import make_engine
 from models.migrate import upgrade
 from simulator.generator import TenantSpec
-from tests.integration.test_access_snapshots import live, served
 from tests.support.constants import ROOT
 from tests.support.e2e import new_connector, provision, state, sync_now, wait_run
 from tests.support.expected import assert_same, expected_state
+from tests.support.renderings import live, served
 
 pytestmark = pytest.mark.integration
 

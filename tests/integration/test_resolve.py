@@ -9,7 +9,7 @@ import pytest
 
 from models.tables import Resource
 from provisioning.resolve import AmbiguousName, Resolver, UnknownName
-from tests.integration.test_access import build_tenant
+from tests.support.access_tenant import build_tenant
 
 
 @pytest.fixture

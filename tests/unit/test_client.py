@@ -14,8 +14,7 @@ import pytest
 import respx
 
 from jumpcloud import BadResponseError, ClientStats, JumpCloudClient, NotFoundError
-
-from .test_client_helpers import BASE, KEY, json_response, make_client, run
+from tests.support.fake_jumpcloud import BASE, KEY, fake_client, json_response, run
 
 
 def _echo(request):
@@ -131,7 +130,7 @@ def test_headers_sent():
         seen.append(request)
         return json_response(200, {})
 
-    client, _ = make_client(handler, org_id="5f0c2a9e8b7d4c3a2b1a0f9e")
+    client, _ = fake_client(handler, org_id="5f0c2a9e8b7d4c3a2b1a0f9e")
     run(client.get_json("/api/systemusers"))
     h = seen[0].headers
     assert h["x-api-key"] == KEY
@@ -144,14 +143,14 @@ def test_headers_sent():
 
 def test_no_org_header_for_single_tenant():
     seen = []
-    client, _ = make_client(lambda r: seen.append(r) or json_response(200, {}))
+    client, _ = fake_client(lambda r: seen.append(r) or json_response(200, {}))
     run(client.get_json("/api/systemusers"))
     assert "x-org-id" not in seen[0].headers
 
 
 def test_key_read_from_a_file_is_stripped():
     seen = []
-    client, _ = make_client(lambda r: seen.append(r) or json_response(200, {}), api_key=KEY + "\n")
+    client, _ = fake_client(lambda r: seen.append(r) or json_response(200, {}), api_key=KEY + "\n")
     run(client.get_json("/api/x"))
     assert seen[0].headers["x-api-key"] == KEY
 
@@ -178,7 +177,7 @@ def test_request_sends_json_body_and_returns_response():
         seen.append(request)
         return httpx.Response(204)
 
-    client, _ = make_client(handler)
+    client, _ = fake_client(handler)
     body = {"op": "add", "type": "user", "id": "u1"}
     resp = run(client.request("post", "/api/v2/usergroups/g1/members", json=body))
     assert resp.status_code == 204
@@ -188,25 +187,25 @@ def test_request_sends_json_body_and_returns_response():
 
 def test_empty_object_body_is_sent():
     seen = []
-    client, _ = make_client(lambda r: seen.append(r) or json_response(200, {}))
+    client, _ = fake_client(lambda r: seen.append(r) or json_response(200, {}))
     run(client.request("POST", "/api/systemusers/u1/state/activate", json={}))
     assert seen[0].content == b"{}"
 
 
 def test_none_params_dropped():
     seen = []
-    client, _ = make_client(lambda r: seen.append(r) or json_response(200, []))
+    client, _ = fake_client(lambda r: seen.append(r) or json_response(200, []))
     run(client.get_json("/api/v2/applications/a1/associations", {"targets": "user", "filter": None}))
     assert dict(seen[0].url.params) == {"targets": "user"}
 
 
 def test_get_json_empty_body_is_none():
-    client, _ = make_client(lambda r: httpx.Response(204))
+    client, _ = fake_client(lambda r: httpx.Response(204))
     assert run(client.get_json("/api/x")) is None
 
 
 def test_get_json_invalid_json():
-    client, _ = make_client(lambda r: httpx.Response(200, content=b"<html>"))
+    client, _ = fake_client(lambda r: httpx.Response(200, content=b"<html>"))
     with pytest.raises(BadResponseError, match="invalid JSON") as info:
         run(client.get_json("/api/x"))
     assert str(info.value).startswith("GET /api/x: bad response (HTTP 200): invalid JSON")
@@ -215,14 +214,14 @@ def test_get_json_invalid_json():
 @pytest.mark.parametrize("path", ["https://evil.example/api/x", "//evil.example/api/x", "api/x", ""])
 def test_path_must_be_relative(path):
     seen = []
-    client, _ = make_client(lambda r: seen.append(r) or json_response(200, {}))
+    client, _ = fake_client(lambda r: seen.append(r) or json_response(200, {}))
     with pytest.raises(ValueError):
         run(client.get_json(path))
     assert seen == []
 
 
 def test_unfilled_template_refused():
-    client, _ = make_client(_echo)
+    client, _ = fake_client(_echo)
     with pytest.raises(ValueError, match="placeholders"):
         run(client.get_json("/api/v2/usergroups/{id}"))
 
@@ -234,14 +233,14 @@ def test_redirect_not_followed():
         seen.append(request)
         return httpx.Response(302, headers={"location": "https://elsewhere.example/steal"})
 
-    client, _ = make_client(handler)
+    client, _ = fake_client(handler)
     with pytest.raises(BadResponseError, match="redirect"):
         run(client.get_json("/api/x"))
     assert len(seen) == 1
 
 
 def test_context_manager_closes():
-    client, _ = make_client(_echo)
+    client, _ = fake_client(_echo)
 
     async def go():
         async with client as c:
@@ -317,7 +316,7 @@ def test_max_in_flight_shared_by_concurrent_listings():
 def test_stats_and_on_response_hook():
     events = []
     answers = iter([json_response(429, {}), json_response(200, {}), json_response(404, {"message": "no"})])
-    client, _ = make_client(lambda r: next(answers), on_response=lambda *a: events.append(a))
+    client, _ = fake_client(lambda r: next(answers), on_response=lambda *a: events.append(a))
 
     async def go():
         async with client:
@@ -343,7 +342,7 @@ def test_broken_hook_does_not_break_requests():
     def hook(*args):
         raise RuntimeError("metrics down")
 
-    client, _ = make_client(_echo, on_response=hook)
+    client, _ = fake_client(_echo, on_response=hook)
     assert run(client.get_json("/api/x")) == {"ok": True}
 
 
@@ -357,7 +356,7 @@ def test_transport_failures_counted():
             raise exc
         return json_response(200, {})
 
-    client, _ = make_client(handler, on_response=lambda *a: events.append(a[2]))
+    client, _ = fake_client(handler, on_response=lambda *a: events.append(a[2]))
     run(client.get_json("/api/x"))
     assert client.stats.by_status == {"transport": 1, 200: 1}
     assert events == ["transport", 200]

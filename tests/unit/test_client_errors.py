@@ -22,12 +22,11 @@ from jumpcloud import (
     TransportError,
     errors,
 )
-
-from .test_client_helpers import BASE, KEY, collect, json_response, make_client, run
+from tests.support.fake_jumpcloud import BASE, KEY, collect, fake_client, json_response, run
 
 
 def _fail(handler, call=None, **kwargs) -> JumpCloudError:
-    client, _ = make_client(handler, retry=RetryPolicy(max_attempts=2, rng=lambda: 0.0), **kwargs)
+    client, _ = fake_client(handler, retry=RetryPolicy(max_attempts=2, rng=lambda: 0.0), **kwargs)
 
     async def go():
         async with client:
@@ -176,7 +175,7 @@ def test_key_never_in_listing_errors():
 
 
 def test_key_not_in_client_repr_or_vars():
-    client, _ = make_client(lambda r: json_response(200, {}))
+    client, _ = fake_client(lambda r: json_response(200, {}))
     assert KEY not in repr(client)
     assert KEY not in repr(client._http.headers)
     assert KEY not in repr(client._http.auth)
@@ -200,7 +199,7 @@ def test_key_never_logged(caplog):
             raise step
         return step or json_response(200, {"totalCount": 0, "results": []})
 
-    client, _ = make_client(handler)
+    client, _ = fake_client(handler)
     with caplog.at_level("DEBUG"):
         run(collect(client.list_v1("/api/systemusers")))
     assert "retrying" in caplog.text

@@ -20,8 +20,7 @@ from jumpcloud import (
     V2HeaderPaginator,
     page_offsets,
 )
-
-from .test_client_helpers import FakeJumpCloud, collect, json_response, make_client, run
+from tests.support.fake_jumpcloud import FakeJumpCloud, collect, fake_client, json_response, run
 
 
 def _resp(status=200, *, json=None, content=None, headers=None) -> httpx.Response:
@@ -133,7 +132,7 @@ def test_page_offsets_examples():
 
 
 def _list(fake: FakeJumpCloud, path: str = "/api/systemusers", params=None, **kwargs):
-    client, _ = make_client(fake, **kwargs)
+    client, _ = fake_client(fake, **kwargs)
 
     async def go():
         async with client:
@@ -215,7 +214,7 @@ def test_smaller_page_size():
 @pytest.mark.parametrize("size", [0, 101, 1000, -1])
 def test_page_size_bounds(size):
     with pytest.raises(ValueError, match="page_size"):
-        make_client(FakeJumpCloud(0), page_size=size)
+        fake_client(FakeJumpCloud(0), page_size=size)
 
 
 def test_pages_fetched_concurrently_and_bounded():
@@ -229,7 +228,7 @@ def test_pages_fetched_concurrently_and_bounded():
 def test_fetch_window_bounded_while_consumer_is_slow():
     """A consumer that sits on a page does not let the client fetch the whole listing."""
     fake = FakeJumpCloud(10_000)
-    client, _ = make_client(fake, max_in_flight=3)
+    client, _ = fake_client(fake, max_in_flight=3)
 
     async def go():
         async with client:
@@ -259,7 +258,7 @@ def test_error_on_a_later_page_propagates_and_cancels_the_rest():
             return json_response(404, {"message": "gone"})
         return json_response(200, {"totalCount": 1000, "results": [{"_id": str(skip)}] * 100})
 
-    client, _ = make_client(handler, max_in_flight=8)
+    client, _ = fake_client(handler, max_in_flight=8)
 
     async def go():
         async with client:
@@ -285,7 +284,7 @@ def test_bad_first_page_through_client(v2, response, match):
         calls.append(request)
         return response
 
-    client, _ = make_client(handler)
+    client, _ = fake_client(handler)
 
     async def go():
         async with client:
@@ -301,7 +300,7 @@ def test_bad_first_page_through_client(v2, response, match):
 def test_list_path_template():
     fake = FakeJumpCloud(3, v2=True)
     labels = []
-    client, _ = make_client(fake, on_response=lambda m, p, s, e: labels.append(p))
+    client, _ = fake_client(fake, on_response=lambda m, p, s, e: labels.append(p))
 
     async def go():
         async with client:
@@ -318,7 +317,7 @@ def test_list_path_template():
        v2=st.booleans())
 def test_listing_property(total, page_size, in_flight, v2):
     fake = FakeJumpCloud(total, v2=v2)
-    client, _ = make_client(fake, page_size=page_size, max_in_flight=in_flight)
+    client, _ = fake_client(fake, page_size=page_size, max_in_flight=in_flight)
 
     async def go():
         async with client:
@@ -346,7 +345,7 @@ def test_list_pages_with_custom_paginator():
         skip = int(request.url.params["skip"])
         return json_response(200, {"count": 120, "data": [{"i": i} for i in range(skip, min(skip + 100, 120))]})
 
-    client, _ = make_client(handler)
+    client, _ = fake_client(handler)
 
     async def go():
         async with client:
@@ -364,7 +363,7 @@ def test_a_bad_body_then_a_good_one_recovers():
     def handler(request):
         return answers.pop(0)
 
-    client, _ = make_client(handler)
+    client, _ = fake_client(handler)
 
     async def go():
         async with client:
@@ -389,7 +388,7 @@ def test_inconsistent_listings_are_counted(first_total, later_total, rows_on_pag
         return json_response(200, {"totalCount": later_total,
                                    "results": [{"_id": f"p{i}"} for i in range(rows_on_page_two)]})
 
-    client, _ = make_client(handler)
+    client, _ = fake_client(handler)
 
     async def go():
         async with client:

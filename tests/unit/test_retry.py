@@ -21,8 +21,7 @@ from jumpcloud import (
     TransportError,
 )
 from jumpcloud.retry import is_retryable_status, parse_retry_after
-
-from .test_client_helpers import json_response, make_client, run
+from tests.support.fake_jumpcloud import fake_client, json_response, run
 
 NOW = 1_800_000_000.0
 
@@ -141,7 +140,7 @@ class Script:
 
 
 def _get(handler, **kwargs):
-    client, sleeps = make_client(handler, **kwargs)
+    client, sleeps = fake_client(handler, **kwargs)
 
     async def go():
         async with client:
@@ -261,7 +260,7 @@ def test_no_retry_on_4xx(status, error):
 
 
 def _post(handler, **kwargs):
-    client, sleeps = make_client(handler, **kwargs)
+    client, sleeps = fake_client(handler, **kwargs)
 
     async def go():
         async with client:
@@ -315,7 +314,7 @@ def test_backoff_releases_the_slot():
         state["released"] = gate()
         await state["released"].wait()
 
-    client, _ = make_client(handler, max_in_flight=1, sleep=sleep)
+    client, _ = fake_client(handler, max_in_flight=1, sleep=sleep)
 
     async def go():
         async with client:

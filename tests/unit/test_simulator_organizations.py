@@ -14,7 +14,7 @@ from simulator.generator import org_display_name
 from simulator.server import SimulatorServer
 from simulator.state import SimulatorState
 from simulator.tenant import TenantSpec, generate_tenant
-from tests.unit.test_spec_conformance import check, check_op, error_schema
+from tests.support.spec import check, check_op, error_schema
 
 KEY = "orgs-test-key-81d0"
 ORGS = "/api/organizations"

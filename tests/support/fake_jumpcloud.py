@@ -1,4 +1,4 @@
-"""Shared fakes for the JumpCloud client unit tests (no tests in here).
+"""Fakes for the JumpCloud client unit tests: a client over a mock transport, a fake listing API.
 
 ``FakeJumpCloud`` is a tiny in-process stand-in for the listing endpoints,
 served through ``httpx.MockTransport``: it records every request so tests can
@@ -33,7 +33,7 @@ class Sleeps:
         await asyncio.sleep(0)
 
 
-def make_client(handler: Callable, **kwargs: Any) -> tuple[JumpCloudClient, Sleeps]:
+def fake_client(handler: Callable, **kwargs: Any) -> tuple[JumpCloudClient, Sleeps]:
     sleeps = Sleeps()
     kwargs.setdefault("base_url", BASE)
     kwargs.setdefault("api_key", KEY)
