@@ -1,8 +1,8 @@
 """Reads that make objects by the hundred thousand (the access export, the report's findings).
 
 CPython's cyclic garbage collector runs a full collection when enough new container objects have survived,
-and each full collection traverses every object of the process: an export of 465k grants set off collections
-that cost 0.2-0.3s, and they found nothing, since rows, parts and findings hold no reference cycles.
+and each full collection traverses every object of the process: a large export sets off collections that
+find nothing, since rows, parts and findings hold no reference cycles.
 """
 
 from __future__ import annotations

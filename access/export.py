@@ -1,13 +1,14 @@
 """The access review export: every live grant with its principal and resource (docs/access.md, ``export``).
 
-At 100k users that is 465k grants, so the export is built for speed (measured in bench/access_bench.py):
+A large tenant has hundreds of thousands of grants, so the export is built for speed (bench/access_bench.py
+measures it; docs/benchmarks.md has the numbers):
 
 - one plain read of the live grants and one of the connector's resources, joined in Python through dicts.
-  Joined in the database it cost 4–6s at xl: SQLite has no hash join (a B-tree search per grant and per
-  joined resource), and PostgreSQL sorted 465k wide rows on disk;
-- rows straight from the DBAPI cursor and sorted by Python: SQLAlchemy's Row objects cost 0.5s more to
-  fetch and 3s more to sort, and the database's ``ORDER BY`` on the grants' key (SQLite: the unique index,
-  a table lookup per row; PostgreSQL: a sort spilled to disk) took longer than ``list.sort``. The order is
+  Joined in the database it is slower on both: SQLite has no hash join (a B-tree search per grant and per
+  joined resource), and PostgreSQL sorts the wide joined rows on disk;
+- rows straight from the DBAPI cursor and sorted by Python: SQLAlchemy's Row objects are slower to fetch
+  and to sort, and the database's ``ORDER BY`` on the grants' key (SQLite: the unique index, a table lookup
+  per row; PostgreSQL: a sort spilled to disk) is slower than ``list.sort``. The order is
   Python's string order (code points) on both databases;
 - each principal, resource, via group, entitlement and timestamp is rendered once (``part``), and a row is
   only assembled from the rendered parts (``row``): a CSV or JSON line costs one string join, not thirteen

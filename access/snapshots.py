@@ -1,7 +1,7 @@
 """The access report and export rendered ahead of time, so that the commands answer at once (docs/access.md).
 
-On the xl tenant (100k users, 465k grants) the export took 3.5s and the report 1.1s computed from the tables;
-most of it is the rows themselves, not the queries. The worker renders both, in every file format, after each
+On a large tenant, computing the export and the report from the tables takes seconds, most of it the rows
+themselves, not the queries. The worker renders both, in every file format, after each
 sync and on a schedule when provisioning changed the data (``refresh``, task ``jumpsync.access.refresh``);
 ``jumpsync report`` and ``jumpsync export`` write the stored bytes while they are current (``stored_artifact``), and
 compute the answer as before when they are not. The bytes are the same either way (tests compare them).

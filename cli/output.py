@@ -237,8 +237,8 @@ def note(text: str, output: Output, console: Optional[Console] = None) -> None:
     target.print(cell(text))
 
 
-#: Rows a table draws at most. Rich draws about a thousand rows a second, and a longer list is read with --json or
-#: in a pipe anyway (the report's 25k findings on the xl tenant took 40 s as one table); a pipe gets every row.
+#: Rows a table draws at most. Rich lays out every row of a table before drawing it, and a longer list is read
+#: with --json or in a pipe anyway; a pipe gets every row.
 TABLE_ROWS = 200
 
 

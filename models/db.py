@@ -2,8 +2,8 @@
 
 SQLite is put in WAL mode with a busy timeout, because several worker processes write to it at once. Its WAL is
 checkpointed every 10,000 pages (40 MB) rather than SQLite's 1,000: a sync writes in 1,000-row transactions that
-rewrite the same index pages, and each checkpoint copies them into the database and syncs it to disk; at the
-default, resource writes took 25% longer (bench/upsert on `large`). The file is cut back to 64 MB after a
+rewrite the same index pages, and each checkpoint copies them into the database and syncs it to disk, so fewer
+checkpoints mean faster bulk writes (bench/upsert measures them). The file is cut back to 64 MB after a
 checkpoint. With ``synchronous=NORMAL`` a power cut or an OS crash (not a process crash) may lose the
 transactions since the last checkpoint; the database stays consistent, a sync writes them again, and
 provisioning actions are idempotent.

@@ -162,18 +162,12 @@ _FULL_RUN = col(SyncRun.trigger) != Trigger.EVENTS
 _NOT_SKIPPED = col(SyncRun.status) != RunStatus.SKIPPED
 
 
-def _latest_full_run(session: Session, cid: int, *, finished: bool = False) -> SyncRun | None:
+def last_full_run(session: Session, cid: int, *, finished: bool = False) -> SyncRun | None:
+    """A connector's latest full sync run, skips and incremental runs aside (``status``'s ``last_run``)."""
     query = select(SyncRun).where(col(SyncRun.connector_id) == cid, _NOT_SKIPPED, _FULL_RUN)
     if finished:
         query = query.where(col(SyncRun.finished_at).is_not(None))
     return session.execute(query.order_by(col(SyncRun.id).desc()).limit(1)).scalars().first()
-
-
-def latest_run(engine: Engine, connector: str, *, finished: bool = False) -> RunRecord | None:
-    """The connector's latest full sync run (incremental runs aside): ``jumpsync status``'s ``last_run``."""
-    with Session(engine) as session:
-        run = _latest_full_run(session, connector_id(session, connector), finished=finished)
-        return run_record(session, run) if run else None
 
 
 #: The request statuses ``jumpsync status`` counts per connector.
@@ -197,7 +191,7 @@ def status(engine: Engine, configured: list[str]) -> list[ConnectorStatus]:
             if cid is None:
                 out.append(ConnectorStatus(connector=name, configured=name in configured, provisioning=requests))
                 continue
-            last = _latest_full_run(session, cid)
+            last = last_full_run(session, cid)
             success = session.execute(select(func.max(col(SyncRun.finished_at))).where(
                 col(SyncRun.connector_id) == cid, col(SyncRun.status) == RunStatus.SUCCEEDED, _FULL_RUN)
             ).scalar_one_or_none()

@@ -205,8 +205,8 @@ ANALYZE_MIN_ROWS = 10_000
 
 def refresh_statistics(engine: Engine, rows_written: int) -> bool:
     """PostgreSQL plans the derivations' joins from table statistics, which autovacuum gathers only some time
-    after a bulk load (a first sync writes every row at once). ``ANALYZE`` samples a fixed number of rows: about
-    a quarter to half a second on ``large`` and ``xl`` here. SQLite plans by its indexes and needs none."""
+    after a bulk load (a first sync writes every row at once). ``ANALYZE`` samples a fixed number of rows, so its
+    cost does not grow with the tenant. SQLite plans by its indexes and needs none."""
     if engine.dialect.name != "postgresql" or rows_written < ANALYZE_MIN_ROWS:
         return False
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:

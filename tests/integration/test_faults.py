@@ -20,6 +20,7 @@ from simulator.generator import TenantSpec
 from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
 from tests.support.direct_sync import NAME, make_settings, run_sync
 from tests.support.expected import actual_state, assert_same, expected_state
+from tests.support.runs import latest_run
 
 SPEC = TenantSpec(seed=81, users=260, admins=8, groups=14, apps=9)
 
@@ -161,7 +162,7 @@ def test_bad_pages_fail_or_defer_only_their_part(engine, db_url, simulator, repo
     ]})
     summary = run_sync(settings, engine)
     dump = sim.dump()
-    parts = {p.name: p for p in queries.latest_run(engine, NAME).parts}
+    parts = {p.name: p for p in latest_run(engine, NAME).parts}
     report.rows.append(Row("malformed JSON on every group page; the first user page under-reports its total by 60",
                            faults_injected(sim), sim.stats()["requests"], summary.status,
                            0, wrongly_deleted(engine, dump),

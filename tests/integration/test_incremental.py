@@ -17,6 +17,7 @@ from pipeline import incremental
 from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
 from tests.support.direct_sync import NAME, make_settings, run_sync
 from tests.support.incremental import assert_same_state, scratch_sqlite
+from tests.support.runs import latest_run
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +95,7 @@ def test_every_kind_of_change_is_applied_and_equals_a_full_sync(engine, db_url, 
         run = session.get(SyncRun, result.run_id)
     assert run.trigger == "events" and run.status == "succeeded"
     assert ("deleted", "user", users[3]) in changes and ("created", "user", newcomer) in changes
-    assert queries.latest_run(engine, NAME).trigger == "manual"  # an incremental run is not the last sync
+    assert latest_run(engine, NAME).trigger == "manual"  # an incremental run is not the last sync
 
     sim.reset_stats()
     again = refresh(settings, engine)  # the same events are in the overlap window: applied once
@@ -152,9 +153,9 @@ def test_a_cursor_older_than_retention_and_too_many_reads_ask_for_a_full_sync(en
     for user in sim.dump()["users"][:4]:
         sim.suspend_user(user["_id"])
     with Session(engine) as session:  # as if the last full sync had cost 3 requests
-        session.execute(update(SyncPart).where(SyncPart.run_id == queries.latest_run(engine, NAME).id)
+        session.execute(update(SyncPart).where(SyncPart.run_id == latest_run(engine, NAME).id)
                         .values(requests=0))
-        session.execute(update(SyncPart).where(SyncPart.run_id == queries.latest_run(engine, NAME).id,
+        session.execute(update(SyncPart).where(SyncPart.run_id == latest_run(engine, NAME).id,
                                                SyncPart.name == "user").values(requests=3))
         session.commit()
     result = refresh(cheap, engine)

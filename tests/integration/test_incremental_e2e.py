@@ -18,6 +18,7 @@ from simulator.generator import TenantSpec
 from tests.support.constants import ROOT
 from tests.support.e2e import new_connector, state, sync_now
 from tests.support.expected import assert_same, expected_state
+from tests.support.runs import latest_run
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +46,7 @@ def test_beat_and_a_worker_apply_changes_from_events(fleet, fleet_engine, simula
     try:
         def synced() -> bool:
             try:
-                return getattr(queries.latest_run(fleet_engine, name, finished=True), "status", None) == "succeeded"
+                return getattr(latest_run(fleet_engine, name, finished=True), "status", None) == "succeeded"
             except queries.UnknownConnector:  # beat has not triggered it yet
                 return False
 
@@ -65,7 +66,7 @@ def test_beat_and_a_worker_apply_changes_from_events(fleet, fleet_engine, simula
     assert_same(state(fleet_engine, name), expected)
     runs = events_runs(fleet_engine, name)
     assert runs and all(status == "succeeded" for _, status in runs)
-    assert [run.trigger for run in [queries.latest_run(fleet_engine, name)]] == ["schedule"]  # still the first
+    assert [run.trigger for run in [latest_run(fleet_engine, name)]] == ["schedule"]  # still the first
 
     status = json.loads(subprocess.run([sys.executable, "-m", "cli", "status", "--json"], env=fleet.env, cwd=ROOT,
                                        capture_output=True, text=True, check=True).stdout)

@@ -20,6 +20,7 @@ from tests.support.constants import ROOT, TEST_API_KEY, TEST_KEY_ENV
 from tests.support.e2e import provision, state
 from tests.support.expected import assert_same, expected_state
 from tests.support.fleet import WorkerFleet
+from tests.support.runs import latest_run
 from tests.support.simulators import SimulatorHandle
 
 pytestmark = pytest.mark.integration
@@ -61,7 +62,7 @@ def organisations(fleet) -> dict[str, dict]:
 
 def synced(engine, name: str) -> bool:
     try:
-        return getattr(queries.latest_run(engine, name, finished=True), "status", None) == "succeeded"
+        return getattr(latest_run(engine, name, finished=True), "status", None) == "succeeded"
     except queries.UnknownConnector:
         return False
 

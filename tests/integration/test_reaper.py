@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from models import queries
 from models.tables import SyncPart, SyncRun, utcnow
 from pipeline import reaper, sync
 from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
 from tests.support.direct_sync import NAME, make_settings
+from tests.support.runs import latest_run
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +55,7 @@ def test_lost_parts_and_finalizers_are_found_and_stale_runs_failed(engine, db_ur
     second = sync.begin(settings, engine, NAME, trigger="manual")
     backdate(engine, second.run_id, 180)
     assert reaper.reap(engine, stale_after).failed_runs == 1
-    run = queries.latest_run(engine, NAME)
+    run = latest_run(engine, NAME)
     assert run.id == second.run_id and run.status == "failed" and "abandoned" in run.error
     assert all(p.status in ("failed", "pending") or p.phase == "derive" for p in run.parts)
     assert not sync.begin(settings, engine, NAME, trigger="manual").skipped

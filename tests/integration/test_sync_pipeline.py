@@ -13,6 +13,7 @@ from simulator.generator import TenantSpec
 from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
 from tests.support.direct_sync import NAME, make_settings, run_sync
 from tests.support.expected import actual_state, assert_same, expected_state
+from tests.support.runs import latest_run
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +70,7 @@ def test_unchanged_resync_writes_nothing_and_undelete_works(engine, db_url, simu
     settings = make_settings(db_url, sim.url)
     run_sync(settings, engine)
     run_sync(settings, engine)
-    run = queries.latest_run(engine, NAME)
+    run = latest_run(engine, NAME)
     assert sum(p.counts.get("rows_written", 0) for p in run.parts) == 0
     assert all(p.status == "succeeded" for p in run.parts)
 
@@ -149,7 +150,7 @@ def test_a_sync_makes_exactly_r_min_requests(engine, db_url, simulator):
     run_sync(make_settings(db_url, sim.url), engine)
     stats = sim.stats()
     assert stats["requests"] == r_min(dump), stats["by_route"]
-    run = queries.latest_run(engine, NAME)
+    run = latest_run(engine, NAME)
     assert sum(p.requests for p in run.parts) == stats["requests"]
 
 
