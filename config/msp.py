@@ -1,5 +1,5 @@
 """An ``[[msp]]`` table: one multi-tenant (MSP) administrator key whose organisations are discovered from
-``GET /api/organizations`` and synced as connectors of their own (``pipeline.discovery``, docs/msp.md).
+``GET /api/organizations`` and synced as connectors of their own (``msp.discovery``, docs/msp.md).
 
 The table says where the API is and the key (``KeyOptions``: the rate and in-flight limits are shared by every
 organisation the key reaches), which organisations to take (``include`` / ``exclude``: shell-style patterns

@@ -3,7 +3,7 @@
 It sits beside the connector, below every package that makes requests (``pipeline``, ``provisioning``,
 ``msp``), so none of them imports another for it. Metrics are a higher layer (``telemetry`` reads the database
 through ``models``), so this module does not import them: the process that exports metrics installs the
-per-connector response observer once (``observe_responses``; ``worker.celery_app`` does it with
+per-connector response observer once (``observe_responses``; ``worker.signals`` does it with
 ``telemetry.metrics.api_observer``), and every client built after that reports its responses to it. A process
 that installs none (a CLI command, a test) builds clients that report nothing.
 """

@@ -1,5 +1,5 @@
 """The organisations an MSP administrator's key reaches: ``GET /api/organizations`` (v1 envelope, records
-``{"_id", "displayName", "logoUrl"}``), listed without ``x-org-id``. What ``pipeline.discovery`` turns into
+``{"_id", "displayName", "logoUrl"}``), listed without ``x-org-id``. What ``msp.discovery`` turns into
 connectors."""
 
 from __future__ import annotations

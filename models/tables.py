@@ -264,7 +264,7 @@ class EventCursor(SQLModel, table=True):
 
 
 class MspOrganization(SQLModel, table=True):
-    """An organisation an ``[[msp]]`` key listed (pipeline.discovery), and the connector name it was given.
+    """An organisation an ``[[msp]]`` key listed (msp.discovery), and the connector name it was given.
 
     The name is chosen once, when the organisation is first listed, and kept: a renamed organisation keeps its
     connector (and its data); a name is never given to another organisation. The connector runs while the

@@ -1,5 +1,5 @@
 """Driving a running simulator through its ``/_sim`` admin endpoints (loopback only, no API key): the tenant dump,
-request counters, fault knobs and the orgs. One home for the tests' in-thread simulator (``tests/simhelpers.py``)
+request counters, fault knobs and the orgs. One home for the tests' in-thread simulator (``tests/support/simulators.py``)
 and the benchmark's simulator process (``bench/fleet.py``), which both mix it in."""
 
 from __future__ import annotations
