@@ -25,7 +25,7 @@ from bench import fleet as fleet_mod
 from bench.events import epoch, percentile
 from bench.fleet import KEY_ENV, SYNC_TABLE, Fleet, Simulator, Stack
 from bench.tenant import r_min_parts
-from models.states import ACTIVE_RUN_STATUSES
+from models.states import ACTIVE_RUN_STATUSES, RunStatus
 from models.tables import Connector, MspListing, MspOrganization, SyncPart, SyncRun
 from worker.beat import entry_name
 
@@ -249,7 +249,7 @@ def measure(stack: Stack, settings: MspSettings, log: Callable[[str], None]) -> 
             f"{discovery.scheduled - discovery.beat_started:.1f}s; watching {settings.window_s:.0f}s")
 
         def progress(seconds: float) -> None:
-            done = [r for r in read_runs(engine, set(discovery.connectors)) if r.status == "succeeded"]
+            done = [r for r in read_runs(engine, set(discovery.connectors)) if r.status == RunStatus.SUCCEEDED]
             log(f"msp: {seconds:.0f}s: {len(done)} syncs succeeded, {len({r.connector for r in done})} "
                 f"organisations synced at least once")
 
@@ -362,8 +362,8 @@ def _runs(runs: list[Run], window: Window) -> dict:
     active; expected while saturated) and by trigger."""
     started = [r for r in runs if window.start <= r.started <= window.end]
     return {"by_status": dict(Counter(r.status for r in started)), "by_trigger": dict(Counter(r.trigger for r in started)),
-            "skipped": sum(r.status == "skipped" for r in started),
-            "not_succeeded": sum(r.status in ("failed", "partial") for r in started)}
+            "skipped": sum(r.status == RunStatus.SKIPPED for r in started),
+            "not_succeeded": sum(r.status in (RunStatus.FAILED, RunStatus.PARTIAL) for r in started)}
 
 
 def _budget_bound(settings: MspSettings, requests_per_sync: float | None) -> int | None:
@@ -384,7 +384,7 @@ def figures(runs: list[Run], discovery: Discovery, window: Window, settings: Msp
     from config.settings import parse_duration
 
     connectors = sorted(discovery.connectors)
-    succeeded = [r for r in runs if r.status == "succeeded" and r.finished is not None]
+    succeeded = [r for r in runs if r.status == RunStatus.SUCCEEDED and r.finished is not None]
     first = {}
     for run in sorted(succeeded, key=lambda r: r.finished):
         first.setdefault(run.connector, run.finished)

@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from jumpsync.api import submit_request
-from models.states import ENDED_REQUEST_STATUSES
+from models.states import ENDED_REQUEST_STATUSES, RequestStatus
 from models.tables import ProvisioningRequest
 from worker import runtime
 
@@ -68,7 +68,7 @@ def _submit(pair: list[str]) -> str:
     group, user = pair
     request = submit_request(CONNECTOR, "group.add-member", {"group": group, "user": user},
                              idempotency_key=f"bench-{uuid.uuid4().hex}", requested_by="bench")
-    if request["status"] == "rejected":
+    if request["status"] == RequestStatus.REJECTED:
         raise RuntimeError(f"request rejected: {request.get('last_error')}")
     return request["id"]
 
@@ -85,7 +85,7 @@ def burst(pairs: list[list[str]], timeout: float) -> dict:
     last = max((_ts(r.finished_at) for r in ended), default=None)
     span = (last - first) if last else None
     return {
-        "requests": len(ids), "ended": len(ended), "succeeded": sum(r.status == "succeeded" for r in ended),
+        "requests": len(ids), "ended": len(ended), "succeeded": sum(r.status == RequestStatus.SUCCEEDED for r in ended),
         "statuses": {s: sum(r.status == s for r in rows) for s in {r.status for r in rows}},
         "seconds": round(span, 3) if span else None,
         "throughput_per_s": round(len(ended) / span, 1) if span else None,
@@ -104,7 +104,7 @@ def sequential(pairs: list[list[str]], timeout: float) -> dict:
         while _unfinished([request_id]) and time.monotonic() < deadline:
             time.sleep(0.002)
         row = _rows([request_id])[0]
-        if row.status != "succeeded":
+        if row.status != RequestStatus.SUCCEEDED:
             failed += 1
             continue
         created, started, finished = _ts(row.created_at), _ts(row.started_at), _ts(row.finished_at)

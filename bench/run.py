@@ -31,7 +31,7 @@ from bench.profiles import SYNC_TIMEOUT, describe
 from bench.tenant import apply_change, r_min_parts, shape
 from models.columns import iso
 from models.read_records import PartRecord, RunRecord
-from models.states import PartPhase
+from models.states import PartPhase, Trigger
 from worker.names import TaskName
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +141,7 @@ def run_sync(kind: str, fleet: Fleet, sim: Simulator, engine, timeout: float, pr
         recorder = Recorder(sync_pids, profiler_dir / f"pyspy-{kind}", root=("sync_part", "sync_finalize"))
         time.sleep(1.0)  # let py-spy attach before the sync starts
     sent = time.time()
-    task = fleet.send(TaskName.SYNC_CONNECTOR, connector, trigger="manual")
+    task = fleet.send(TaskName.SYNC_CONNECTOR, connector, trigger=Trigger.MANUAL)
     try:
         run = wait_run(engine, task.id, timeout)
     finally:
@@ -318,7 +318,7 @@ def sync_after_refreshes(fleet: Fleet, engine, timeout: float) -> dict:
     """A full sync once the refreshes have applied every change: it writes nothing if they left the database as a
     full sync would (the same rows, deletions and content: an object read back one by one hashes as it does
     listed). What it wrote, by part, says where they differ."""
-    task = fleet.send(TaskName.SYNC_CONNECTOR, CONNECTOR, trigger="manual")
+    task = fleet.send(TaskName.SYNC_CONNECTOR, CONNECTOR, trigger=Trigger.MANUAL)
     run = wait_run(engine, task.id, timeout)
     parts = [part_summary(p) for p in run.parts]
     wait_rendered(engine, CONNECTOR, timeout)

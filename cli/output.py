@@ -124,7 +124,7 @@ def _parse_time(value: Any) -> Optional[datetime]:
             moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except ValueError:
             return None
-    return as_utc(moment).astimezone()  # a time without an offset is UTC, as the database keeps it
+    return as_utc(moment).astimezone()  # text without an offset (a JSON field, a typed value) reads as UTC
 
 
 def short_time(value: Any, now: Optional[datetime] = None) -> str:
