@@ -208,7 +208,7 @@ def refresh_connectors(engine: Engine, connectors: list[str], redis_client: Redi
             continue
         try:
             out.append(refresh(engine, name))
-        except Exception as exc:  # noqa: BLE001  (logged with its traceback; the next refresh tries again)
+        except Exception as exc:  # logged with its traceback; the next refresh tries again
             log.exception("rendering the report and export of %s failed", name)
             out.append(Refreshed(name, SnapshotOutcome.FAILED, error=f"{type(exc).__name__}: {exc}"[:500]))
         finally:

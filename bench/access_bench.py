@@ -38,24 +38,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import event, func, select, text, update  # noqa: E402
-from sqlmodel import Session  # noqa: E402
+from sqlalchemy import event, func, select, text, update
+from sqlmodel import Session
 
-from access import export, report  # noqa: E402
-from access import queries as access  # noqa: E402
-from connector.admins import map_admin  # noqa: E402
-from connector.apps import map_app  # noqa: E402
-from connector.groups import map_group  # noqa: E402
-from connector.records import GrantRecord  # noqa: E402
-from connector.users import map_user  # noqa: E402
-from models import history  # noqa: E402
-from models.bulk import chunks  # noqa: E402
-from models.db import make_engine  # noqa: E402
-from models.migrate import upgrade  # noqa: E402
-from models.store import GrantWriter, ResourceWriter  # noqa: E402
-from models.tables import Connector, Grant, Resource  # noqa: E402
-from pipeline.derived import derive_admin_links_part, derive_app_via_group_part, derive_roles_part  # noqa: E402
-from simulator.generator import TenantSpec, generate_tenant  # noqa: E402
+from access import export, report
+from access import queries as access
+from connector.admins import map_admin
+from connector.apps import map_app
+from connector.groups import map_group
+from connector.records import GrantRecord
+from connector.users import map_user
+from models import history
+from models.bulk import chunks
+from models.db import make_engine
+from models.migrate import upgrade
+from models.store import GrantWriter, ResourceWriter
+from models.tables import Connector, Grant, Resource
+from pipeline.derived import derive_admin_links_part, derive_app_via_group_part, derive_roles_part
+from simulator.generator import TenantSpec, generate_tenant
 
 CONNECTOR = "bench"
 SCOPES_PER_WRITE = 500

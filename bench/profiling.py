@@ -121,8 +121,8 @@ def summarize(files: list[Path], root: tuple[str, ...], rate: int, top: int = 12
                 if any(marker in frame for marker in OURS):
                     inclusive[frame] += n
             categories[next(name for name, test in CATEGORIES if test(frames))] += n
-    seconds = lambda n: round(n / rate, 2)  # noqa: E731
-    share = lambda n: round(n / total, 3) if total else 0.0  # noqa: E731
+    seconds = lambda n: round(n / rate, 2)
+    share = lambda n: round(n / total, 3) if total else 0.0
     return {
         "rate_hz": rate, "task_samples": total, "task_process_seconds": seconds(total),
         "files": [str(p) for p in files],

@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.connector import ALL_RESOURCE_TYPES, ConnectorConfig, ProvisioningPolicy  # noqa: F401  (re-exported)
 from config.msp import MspConfig
-from config.values import ConfigError, Duration, parse_duration  # noqa: F401  (re-exported)
+from config.values import ConfigError, Duration, parse_duration
 
 DEFAULT_DATABASE_URL = "sqlite:///./jumpsync.db"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"

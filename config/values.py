@@ -57,7 +57,7 @@ def parse_cron(text: str):
     try:
         return crontab(minute=minute, hour=hour, day_of_month=day_of_month,
                        month_of_year=month_of_year, day_of_week=day_of_week)
-    except Exception as exc:  # celery raises ValueError or its own ParseException
+    except Exception as exc:  # noqa: BLE001  celery raises ValueError or its own ParseException
         raise ValueError(f"{text!r} is not a valid cron expression: {exc}") from None
 
 

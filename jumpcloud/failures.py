@@ -30,7 +30,7 @@ def error_message(response: httpx.Response, scrub: Callable[[str], str]) -> str:
     if message is None:
         try:
             message = response.text.strip()[:200]
-        except Exception:  # undecodable body
+        except Exception:  # noqa: BLE001  an undecodable body has no message to show
             message = ""
     return scrub(str(message).strip())
 
@@ -52,7 +52,7 @@ def transport_error(
     error = errors.TransportError(None, method, where, message, attempts=attempts)
     try:
         cause: BaseException | None = type(failure)(text)
-    except Exception:
+    except Exception:  # noqa: BLE001  an exception type that takes other arguments: no cause, the message stays
         cause = None
     error.__cause__ = cause
     error.__suppress_context__ = True

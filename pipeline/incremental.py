@@ -291,7 +291,7 @@ class _Refresh:
             self.event_requests = client.stats.requests if client else 0
             raise _Ended(self._ask_full_sync(
                 f"gap: the events listing was inconsistent ({describe_error(exc)})")) from exc
-        except Exception as exc:  # noqa: BLE001  (the cursor stays; the next refresh reads the same window)
+        except Exception as exc:  # the cursor stays; the next refresh reads the same window
             self.event_requests = client.stats.requests if client else 0
             raise _Ended(self._fail(f"reading events: {describe_error(exc)}")) from exc
         self.event_requests = client.stats.requests

@@ -125,7 +125,7 @@ class ProcessClients:
             for entry in entries:
                 loop.run_until_complete(_close_quietly(entry.client))
             loop.run_until_complete(loop.shutdown_asyncgens())
-        except BaseException:  # noqa: BLE001  (closing is best effort; the loop goes in any case)
+        except BaseException:  # closing is best effort; the loop goes in any case
             log.warning("could not close the provisioning clients cleanly", exc_info=True)
         finally:
             loop.close()
@@ -139,7 +139,7 @@ class ProcessClients:
 async def _close_quietly(client: JumpCloudClient) -> None:
     try:
         await client.aclose()
-    except Exception:  # noqa: BLE001  (a connection that is already gone)
+    except Exception:  # a connection that is already gone
         log.warning("closing a JumpCloud client failed", exc_info=True)
 
 

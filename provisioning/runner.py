@@ -138,7 +138,7 @@ def _execute(engine: Engine, connection: Connection, session: Session, settings:
         session.rollback()
         log.warning("provisioning request failed", extra={**context, "error": describe_error(exc)})
         status, error, retry_in = RequestStatus.FAILED, describe_error(exc), None
-    except Exception as exc:  # noqa: BLE001  (a bug must not leave the request running forever)
+    except Exception as exc:  # a bug must not leave the request running forever
         session.rollback()
         log.exception("provisioning request failed unexpectedly", extra=context)
         status, error, retry_in = RequestStatus.FAILED, describe_error(exc), None

@@ -136,7 +136,7 @@ def test_resource_types_subset(engine, db_url, simulator):
 def r_min(dump: dict) -> int:
     """The fewest requests that return the whole tenant at 100 records a page (an empty listing is one); apps are
     listed twice (v1 records, v2 provisioning)."""
-    pages = lambda n: max(1, math.ceil(n / 100))  # noqa: E731
+    pages = lambda n: max(1, math.ceil(n / 100))
     return (pages(len(dump["users"])) + pages(len(dump["admins"])) + pages(len(dump["groups"]))
             + sum(pages(len(g["members"])) for g in dump["groups"]) + 2 * pages(len(dump["apps"]))
             + sum(pages(len(a["users"])) + pages(len(a["groups"])) for a in dump["apps"]))

@@ -155,7 +155,7 @@ def test_the_events_endpoint_needs_the_key(sim):
 
 def test_late_duplicated_and_lost_events(sim):
     group = sim.dump()["groups"][0]["id"]
-    rename = lambda name: sim.put(f"/api/v2/usergroups/{group}", json={"name": name})  # noqa: E731
+    rename = lambda name: sim.put(f"/api/v2/usergroups/{group}", json={"name": name})
     sim.put("/_sim/faults", json={"insights": {"delay_seconds": 1.0}})
     rename("late")
     assert all_events(sim) == []  # not visible yet, though its timestamp has passed
