@@ -26,13 +26,13 @@ from cli import (
     sync,
 )
 from cli.common import err
-from cli.up import command as up
+from cli.up import command as up_command
 from config.settings import ConfigError
 
 app = typer.Typer(help="Keep a database in step with JumpCloud organisations.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 
-for command in (up.up, processes.worker, processes.beat, processes.flower, processes.simulator, sync.sync,
+for command in (up_command.up, processes.worker, processes.beat, processes.flower, processes.simulator, sync.sync,
                 sync.status, resources.resources, resources.grants, provision.provision):
     app.command()(command)
 app.add_typer(requests.requests_app, name="requests")
@@ -54,7 +54,7 @@ def main() -> None:
     from models.migrate import SchemaOutOfDate
 
     startup.frozen()
-    up.adopt_running_up(sys.argv[1:])
+    up_command.adopt_running_up(sys.argv[1:])
     try:
         app()
     except (SchemaOutOfDate, ConfigError) as exc:

@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 
 from . import errors
-from .credentials import ApiKeyAuth, check_api_key, check_org_id, scrub
+from .credentials import ApiKeyAuth, check_api_key, check_org_header, scrub
 from .failures import response_error, transport_error
 from .limits import Limiter
 from .paging import ConcurrentPages, Paginator, V1EnvelopePaginator, V2HeaderPaginator, page_offsets, parse_json
@@ -127,7 +127,7 @@ class JumpCloudClient:
     ) -> None:
         url = check_base_url(base_url)
         key = check_api_key(api_key)
-        org_id = check_org_id(org_id)
+        org_id = check_org_header(org_id)
         _check_limits(max_in_flight, page_size, timeout)
 
         self.base_url = str(url)

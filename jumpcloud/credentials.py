@@ -12,7 +12,7 @@ from collections.abc import Generator
 
 import httpx
 
-__all__ = ["ApiKeyAuth", "check_api_key", "check_org_id", "scrub"]
+__all__ = ["ApiKeyAuth", "check_api_key", "check_org_header", "scrub"]
 
 
 class ApiKeyAuth(httpx.Auth):
@@ -48,7 +48,7 @@ def check_api_key(api_key: str) -> str:
     return key
 
 
-def check_org_id(org_id: str | None) -> str | None:
+def check_org_header(org_id: str | None) -> str | None:
     """The ``x-org-id`` value, stripped, or None for a single-tenant key; refused when it cannot go in a header."""
     if org_id is None:
         return None

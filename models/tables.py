@@ -108,8 +108,11 @@ class Grant(SQLModel, table=True):
     deleted_at: datetime | None = _ts(nullable=True, default=None)
 
 
-#: The partial unique index's predicate: a run in one of these holds its connector's one active slot.
-_ACTIVE_RUN_PREDICATE = "status IN ({})".format(", ".join(f"'{status}'" for status in states.ACTIVE_RUN_STATUSES))
+def active_run_predicate(column: str = "status") -> str:
+    """The predicate of the partial unique index ``uq_sync_runs_one_active`` (a run in one of these statuses
+    holds its connector's one active slot), as literal SQL. SQLite uses a partial index only for a query that
+    states its predicate with the same literals (bound parameters do not), so queries take it from here."""
+    return "{} IN ({})".format(column, ", ".join(f"'{status}'" for status in states.ACTIVE_RUN_STATUSES))
 
 
 class SyncRun(SQLModel, table=True):
@@ -123,7 +126,7 @@ class SyncRun(SQLModel, table=True):
     __tablename__ = "sync_runs"
     __table_args__ = (
         Index("uq_sync_runs_one_active", "connector_id", unique=True,
-              sqlite_where=text(_ACTIVE_RUN_PREDICATE), postgresql_where=text(_ACTIVE_RUN_PREDICATE)),
+              sqlite_where=text(active_run_predicate()), postgresql_where=text(active_run_predicate())),
         Index("ix_sync_runs_connector_started", "connector_id", "started_at"),
     )
 

@@ -249,7 +249,7 @@ class _Refresh:
 
     def run(self) -> RefreshResult:
         try:
-            baseline = self._full_sync()
+            baseline = self._baseline()
             self._read_events(baseline)
             touched = self._interpret(baseline)
         except _Ended as ended:
@@ -261,7 +261,7 @@ class _Refresh:
 
     # --- the steps ----------------------------------------------------------------------------------------------
 
-    def _full_sync(self) -> FullSync:
+    def _baseline(self) -> FullSync:
         """The full sync the events apply on top of, with the cursor moved up to its start."""
         active = active_run(self.engine, self.connector_id)
         if active is not None:

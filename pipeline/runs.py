@@ -23,7 +23,7 @@ from models.states import (
     RunStatus,
     Trigger,
 )
-from models.tables import SyncPart, SyncRun, utcnow
+from models.tables import SyncPart, SyncRun, active_run_predicate, utcnow
 from pipeline.events_runs import EVENTS_RUN_STALE_AFTER
 from pipeline.plan import plan_parts
 from telemetry import metrics
@@ -39,9 +39,9 @@ class StartResult:
     retry: bool = False
 
 
-#: The predicate of the partial index ``uq_sync_runs_one_active`` as a literal: SQLite uses a partial index only
-#: for a query that states its predicate (bound parameters do not), and incremental runs add a row a minute.
-ACTIVE_RUN_PREDICATE = text("sync_runs.status IN ({})".format(", ".join(f"'{s}'" for s in ACTIVE_RUN_STATUSES)))
+#: A run holding its connector's active slot, in the words of the partial index (incremental runs add a row a
+#: minute: the index keeps finding the active run cheap).
+ACTIVE_RUN_PREDICATE = text(active_run_predicate("sync_runs.status"))
 #: A stale run's parts that had not ended.
 _OPEN_PART_STATUSES = (PartStatus.PENDING, PartStatus.RUNNING)
 

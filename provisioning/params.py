@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from config.actions import ACTION_NAMES, DEFAULT_ALLOWED_ACTIONS, DESTRUCTIVE_ACTIONS  # noqa: F401
+from config.actions import ACTION_NAMES
 
 Ref = Field(min_length=1, max_length=256)
 

@@ -4,7 +4,7 @@
 |---|---|---|
 | ``command`` | the ``up`` command; client commands adopting a running ``up`` | ``up``, ``adopt_running_up`` |
 | ``supervisor`` | starts the broker, workers, beat and Flower; prints the first syncs | ``run_up`` |
-| ``state`` | the locked pid file; the settings file other commands adopt | ``PidFile``, ``adopt_running_up`` |
+| ``state`` | the locked pid file; the settings file other commands adopt | ``PidFile``, ``adopt_settings`` |
 | ``watchdog`` | ends what ``up`` started once ``up`` is gone, however it ended | ``python -m cli.up.watchdog`` |
 
 ``python -m cli.up.watchdog`` imports this file, and must start fast: keep it free of imports.

@@ -1,7 +1,7 @@
 """``jumpsync up``: the whole thing on one machine (cli.up.supervisor), and the commands run beside it.
 
 A client command run in the folder of a running ``up`` uses that run's broker, config and database
-(cli.up.state.adopt_running_up); the processes of a deployment never do.
+(cli.up.state.adopt_settings); the processes of a deployment never do.
 """
 
 from __future__ import annotations
@@ -45,6 +45,6 @@ def adopt_running_up(argv: list[str]) -> None:
     if command is None or command in SERVER_COMMANDS:
         return
     config_given = "--config" in argv or any(arg.startswith("--config=") for arg in argv)
-    said = state.adopt_running_up(given=("JUMPSYNC_CONFIG",) if config_given else ())
+    said = state.adopt_settings(given=("JUMPSYNC_CONFIG",) if config_given else ())
     if said is not None:
         err.print(Text(said), highlight=False, soft_wrap=True)

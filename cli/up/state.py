@@ -192,7 +192,7 @@ def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
     return values
 
 
-def adopt_running_up(environ: dict[str, str] | None = None, given: tuple[str, ...] = ()) -> str | None:
+def adopt_settings(environ: dict[str, str] | None = None, given: tuple[str, ...] = ()) -> str | None:
     """Point this process at the ``up`` running in the current folder, for the settings not already set in
     ``environ`` (default ``os.environ``) nor named in ``given`` (such as ``JUMPSYNC_CONFIG`` for ``--config``).
 

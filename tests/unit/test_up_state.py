@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cli.up import state as up_state
-from cli.up.state import AlreadyRunning, PidFile, UpRecord, adopt_running_up, running_up
+from cli.up.state import AlreadyRunning, PidFile, UpRecord, adopt_settings, running_up
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,13 +73,13 @@ def test_commands_take_the_settings_of_the_running_up_that_are_not_given():
     up_state.write_env_file({"JUMPSYNC_BROKER_URL": "redis://127.0.0.1:6390/0", "JUMPSYNC_CONFIG": "/x/demo.toml",
                              "JUMPSYNC_DATABASE_URL": "sqlite:////x/jumpsync.db"})
     environ = {"JUMPSYNC_DATABASE_URL": "postgresql://mine/db"}
-    said = adopt_running_up(environ, given=("JUMPSYNC_CONFIG",))
+    said = adopt_settings(environ, given=("JUMPSYNC_CONFIG",))
     assert environ == {"JUMPSYNC_DATABASE_URL": "postgresql://mine/db", "JUMPSYNC_BROKER_URL": "redis://127.0.0.1:6390/0"}
     assert said == (f"using the settings of the jumpsync up running here (pid {os.getpid()}, var/jumpsync.env): "
                     "broker_url=redis://127.0.0.1:6390/0")
-    assert adopt_running_up(dict(environ), given=("JUMPSYNC_CONFIG",)) is None  # everything given: nothing said
+    assert adopt_settings(dict(environ), given=("JUMPSYNC_CONFIG",)) is None  # everything given: nothing said
     held.release(remove=True)
-    assert adopt_running_up({}) is None  # the env file without a running up is not used
+    assert adopt_settings({}) is None  # the env file without a running up is not used
 
 
 def test_the_watchdog_kills_the_groups_left_once_its_pipe_closes():
