@@ -157,8 +157,8 @@ def test_json_output_is_the_request_view(env):
                                    "--idempotency-key", "T-1", "--requested-by", "servicedesk")
     assert code == 0
     assert request == get(request["id"])
-    assert set(request) == {"id", "connector", "action", "params", "idempotency_key", "requested_by", "status",
-                            "dry_run", "attempts", "last_error", "result", "created_at", "updated_at",
+    assert set(request) == {"id", "connector", "action", "params", "idempotency_key", "requested_by", "on_behalf_of",
+                            "status", "dry_run", "attempts", "last_error", "result", "created_at", "updated_at",
                             "started_at", "finished_at"}
     assert request["requested_by"] == "servicedesk" and request["idempotency_key"] == "T-1"
 
