@@ -8,13 +8,22 @@ behalf it is asked, in ``on_behalf_of``). A token's requester is ``auth.scopes.P
 from __future__ import annotations
 
 import getpass
+import os
 
 
 def login_name() -> str:
-    """The OS login name; ``unknown`` in the containers that have none."""
+    """The login name of the process's user id: not ``getpass.getuser()`` first, which believes ``LOGNAME`` and
+    ``USER``, variables the caller sets. Where the uid has no passwd entry (a container run as an arbitrary uid)
+    or there is no ``pwd`` (Windows), ``getpass.getuser()``; ``unknown`` if that fails too."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        pass
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001  (KeyError or OSError when there is no passwd entry nor LOGNAME)
+    except Exception:  # noqa: BLE001  (OSError or KeyError when there is no login name at all)
         return "unknown"
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import re
 
 from sqlalchemy import text
 
-from auth import tokens
+from auth import local, tokens
 from auth.tokens import RefusalReason, TokenRefused
 
 TOKEN = re.compile(r"jst_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
@@ -30,7 +29,7 @@ def test_create_prints_a_token_that_authenticates(run, engine):
     assert principal.name == "ticketing" and [str(s) for s in principal.scopes] == [
         "provision:acme:group.add-member", "read:*"]
     [info] = tokens.list_tokens(engine)
-    assert info.created_by == f"cli:{getpass.getuser()}"
+    assert info.created_by == f"cli:{local.login_name()}"
     assert info.expires_at is not None and 29 < (info.expires_at - info.created_at).total_seconds() / 86400 <= 30
 
 

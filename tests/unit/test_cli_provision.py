@@ -7,7 +7,6 @@ own SQLite database and config file.
 
 from __future__ import annotations
 
-import getpass
 import json
 import time
 
@@ -16,6 +15,7 @@ from rich.console import Console
 from sqlmodel import Session
 from typer.testing import CliRunner
 
+from auth import local
 from cli import common, provision
 from cli import main as cli
 
@@ -76,7 +76,7 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setattr(provision, "console", Console(width=250))
     for module in (provision, common):
         monkeypatch.setattr(module, "err", Console(width=250, stderr=True))
-    monkeypatch.setattr(getpass, "getuser", lambda: "tester")
+    monkeypatch.setattr(local, "login_name", lambda: "tester")
     runner = CliRunner()
 
     def run(*args: str, input: str | None = None):
