@@ -186,6 +186,9 @@ class ProvisioningRequest(SQLModel, table=True):
     params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     idempotency_key: str | None = Field(default=None, max_length=256)
     requested_by: str | None = Field(default=None, max_length=256)
+    #: Whom a caller (a ticketing system's token) says it asks for; recorded as said, apart from
+    #: ``requested_by``, which names the caller itself and is never the caller's own words.
+    on_behalf_of: str | None = Field(default=None, max_length=256)
     status: str = Field(default=RequestStatus.PENDING, max_length=16)
     dry_run: bool = False
     attempts: int = 0
@@ -197,6 +200,25 @@ class ProvisioningRequest(SQLModel, table=True):
     enqueued_at: datetime | None = _ts(nullable=True, default=None)
     started_at: datetime | None = _ts(nullable=True, default=None)
     finished_at: datetime | None = _ts(nullable=True, default=None)
+
+
+class ApiToken(SQLModel, table=True):
+    """An API token (auth.tokens): its public id, name and scopes, and the SHA-256 digest of its secret, never
+    the secret itself. A name is never reused, so ``token:<name>`` in ``requested_by`` names one token."""
+
+    __tablename__ = "api_tokens"
+
+    id: str = Field(primary_key=True, max_length=12)
+    name: str = Field(unique=True, max_length=128)
+    secret_hash: str = Field(max_length=64)
+    #: The scopes as canonical text (auth.scopes), e.g. ``["provision:acme:group.add-member", "read:*"]``.
+    scopes: list[str] = Field(default_factory=list, sa_type=JSON)
+    created_at: datetime = _ts(default_factory=utcnow)
+    created_by: str = Field(max_length=256)
+    expires_at: datetime | None = _ts(nullable=True, default=None)
+    revoked_at: datetime | None = _ts(nullable=True, default=None)
+    #: Written at most once a minute per token (auth.tokens.LAST_USED_RESOLUTION).
+    last_used_at: datetime | None = _ts(nullable=True, default=None)
 
 
 class DeletionApproval(SQLModel, table=True):

@@ -31,7 +31,8 @@ def view(row: ProvisioningRequest | Row[Any] | SimpleNamespace) -> dict[str, Any
     """The request as the CLI, the Python API and tests see it (a documented, stable shape)."""
     return {
         "id": row.id, "connector": row.connector, "action": row.action, "params": row.params,
-        "idempotency_key": row.idempotency_key, "requested_by": row.requested_by, "status": row.status,
+        "idempotency_key": row.idempotency_key, "requested_by": row.requested_by,
+        "on_behalf_of": row.on_behalf_of, "status": row.status,
         "dry_run": row.dry_run, "attempts": row.attempts, "last_error": row.last_error, "result": row.result,
         "created_at": iso(row.created_at), "updated_at": iso(row.updated_at),
         "started_at": iso(row.started_at), "finished_at": iso(row.finished_at),
@@ -55,11 +56,11 @@ def _find_by_key(session: Session, connector: str, key: str) -> ProvisioningRequ
 
 
 def _reject(session: Session, *, connector: str, action: str, params: Any, key: str | None,
-            requested_by: str | None, reason: str) -> Accepted:
+            requested_by: str | None, reason: str, on_behalf_of: str | None = None) -> Accepted:
     now = utcnow()
     row = ProvisioningRequest(id=_new_id(), connector=str(connector)[:128], action=str(action)[:64],
                               params=params if isinstance(params, dict) else {"raw": repr(params)[:2000]},
-                              idempotency_key=key, requested_by=requested_by,
+                              idempotency_key=key, requested_by=requested_by, on_behalf_of=on_behalf_of,
                               status=REQUESTS.create(RequestStatus.REJECTED),
                               last_error=reason, created_at=now, updated_at=now, finished_at=now)
     session.add(row)
@@ -82,11 +83,11 @@ def _normalized(action: str, params: Any) -> Any:
 
 
 def _repeat(session: Session, existing: ProvisioningRequest, action: str, params: Any, key: str,
-            requested_by: str | None) -> Accepted:
+            requested_by: str | None, on_behalf_of: str | None) -> Accepted:
     """A request whose idempotency key was used already: the first one, if it asked for the same."""
     if (existing.action, existing.params) != (action, _normalized(action, params)):
         return _reject(session, connector=existing.connector, action=action, params=params, key=None,
-                       requested_by=requested_by,
+                       requested_by=requested_by, on_behalf_of=on_behalf_of,
                        reason=f"idempotency key {key!r} was used for request {existing.id} "
                               "with a different action or parameters")
     return Accepted(view(existing), enqueue=False)
@@ -104,8 +105,12 @@ def _insert_new(dialect: str):
 
 
 def accept(engine: Engine, settings: Settings, *, connector: str, action: str, params: Any,
-           idempotency_key: str | None = None, requested_by: str | None = None) -> Accepted:
+           idempotency_key: str | None = None, requested_by: str | None = None,
+           on_behalf_of: str | None = None) -> Accepted:
     """Record a request: ``pending`` if it is valid and allowed, ``rejected`` with the reason otherwise.
+
+    ``requested_by`` is the caller as the entry point knows it (``token:<name>``, ``cli:<login>``), never text
+    the caller chose; ``on_behalf_of`` is whom the caller says it asks for, recorded as said.
 
     The same idempotency key again returns the first request (and asks for no second effect); reused for a
     different action or parameters, it is rejected.
@@ -125,15 +130,15 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
         with Session(engine, expire_on_commit=False) as session:
             existing = _find_by_key(session, connector, idempotency_key) if idempotency_key else None
             if existing is not None and idempotency_key:
-                return _repeat(session, existing, action, params, idempotency_key, requested_by)
+                return _repeat(session, existing, action, params, idempotency_key, requested_by, on_behalf_of)
             return _reject(session, connector=connector, action=action, params=params, key=idempotency_key,
-                           requested_by=requested_by, reason=str(exc))
+                           requested_by=requested_by, on_behalf_of=on_behalf_of, reason=str(exc))
     registered_connector_id(engine, config)  # once per process
     now = utcnow()
     row = {"id": _new_id(), "connector": connector, "action": action,
            "params": validated.model_dump(exclude_none=True), "idempotency_key": idempotency_key,
-           "requested_by": requested_by, "status": REQUESTS.create(RequestStatus.PENDING),
-           "dry_run": policy.dry_run, "attempts": 0,
+           "requested_by": requested_by, "on_behalf_of": on_behalf_of,
+           "status": REQUESTS.create(RequestStatus.PENDING), "dry_run": policy.dry_run, "attempts": 0,
            "last_error": None, "result": None, "claimed_by": None, "created_at": now, "updated_at": now,
            "enqueued_at": now, "started_at": None, "finished_at": None}
     with engine.connect() as connection, autocommit(connection):
@@ -144,7 +149,7 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
         # Only a taken idempotency key makes the insert do nothing: NULL keys never conflict.
         existing = _find_by_key(session, connector, idempotency_key) if idempotency_key else None
         assert existing is not None and idempotency_key, "the insert did nothing, yet no request has the key"
-        return _repeat(session, existing, action, params, idempotency_key, requested_by)
+        return _repeat(session, existing, action, params, idempotency_key, requested_by, on_behalf_of)
 
 
 #: The claim, built once (Core, not the ORM: its bookkeeping costs more than the SQL). A pending request is taken
@@ -290,7 +295,8 @@ def connector_names(engine: Engine) -> list[str]:
         return list(session.execute(select(col(ProvisioningRequest.connector)).distinct()).scalars())
 
 
-def accept_malformed(engine: Engine, message: Any, reason: str) -> dict[str, Any]:
+def accept_malformed(engine: Engine, message: Any, reason: str, *,
+                     on_behalf_of: str | None = None) -> dict[str, Any]:
     """Record a message that is not a request at all, so that its sender can find out why."""
     body = message if isinstance(message, dict) else {}
     connector, action, requested_by = body.get("connector"), body.get("action"), body.get("requested_by")
@@ -298,4 +304,4 @@ def accept_malformed(engine: Engine, message: Any, reason: str) -> dict[str, Any
         return _reject(session, connector=connector if isinstance(connector, str) else "(unknown)",
                        action=action if isinstance(action, str) else "(unknown)", params=body.get("params"),
                        key=None, requested_by=requested_by if isinstance(requested_by, str) else None,
-                       reason=reason).request
+                       on_behalf_of=on_behalf_of, reason=reason).request

@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config",),                                # settings
     ("connector", "simulator"),                 # one syncer per resource type, the client factory; the simulator
     ("models",),                                # tables, store, history, name resolution, connector registration
-    ("access", "telemetry"),                    # access insight; logs and metrics
+    ("access", "auth", "telemetry"),            # access insight; API tokens and scopes; logs and metrics
     ("msp", "pipeline", "provisioning"),        # MSP discovery; a sync run and its parts; requests and actions
     ("worker",),                                # the Celery app, its signals, beat, the process's settings
     ("jumpsync",),                              # the Python interface: submit a request
