@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import statistics
+import threading
 import time
 
 import httpx
@@ -562,10 +564,17 @@ def test_a_request_is_counted_before_its_client_can_read_the_answer():
 
 
 def test_max_in_flight_sees_concurrent_requests():
-    with start(TenantSpec(seed=2, users=30), faults=Faults(latency_ms=200)) as srv:
+    """Six requests released together, each held a second and a half: however busy the machine, they overlap."""
+    with start(TenantSpec(seed=2, users=30), faults=Faults(latency_ms=1500)) as srv:
+        ready = threading.Barrier(6)
+
+        def get(_: int) -> int:
+            with httpx.Client(headers={"x-api-key": KEY}) as client:
+                ready.wait()
+                return client.get(srv.url + "/api/systemusers").status_code
+
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
-            codes = list(pool.map(lambda _: httpx.get(srv.url + "/api/systemusers",
-                                                      headers={"x-api-key": KEY}).status_code, range(6)))
+            codes = list(pool.map(get, range(6)))
         assert codes == [200] * 6
         stats = httpx.get(srv.url + "/_sim/stats").json()
         assert stats["max_in_flight"] >= 4 and stats["requests"] == 6
@@ -575,10 +584,12 @@ def test_small_responses_are_not_held_back_by_nagle(api):
     """Without TCP_NODELAY on accepted sockets a small response waits for a delayed ACK; benchmarks at
     20 ms of simulated latency would measure the stack, not the client."""
     api.get("/api/systemusers")
-    started = time.perf_counter()
+    took = []
     for _ in range(20):
+        started = time.perf_counter()
         api.get("/api/systemusers", params={"limit": 5})
-    assert (time.perf_counter() - started) / 20 < 0.025
+        took.append(time.perf_counter() - started)
+    assert statistics.median(took) < 0.035  # a delayed ACK holds every response back by about 40 ms
 
 
 # ---- command line --------------------------------------------------------------------------------------
