@@ -9,9 +9,9 @@ Three rules, each closing a way in that plain ``celery flower`` leaves open:
   these three endpoints answer 403 for *every* task name, not only for provisioning: a sync started from Flower
   would be as unaccountable, and a list of allowed names would have to be kept in step with the tasks.
   Flower's controls that start nothing (revoke, rate limits, pool size, consumers) stay.
-* **Auth is on unless switched off on loopback.** The basic-auth users come from ``$JUMPSYNC_FLOWER_BASIC_AUTH``
-  or the file named by ``$JUMPSYNC_FLOWER_BASIC_AUTH_FILE`` (``user:password[,user:password]``), or Flower's
-  own OAuth settings (``$FLOWER_AUTH_PROVIDER``). Without them Flower refuses to start; ``--no-auth`` allows it
+* **Auth is on unless switched off on loopback.** The basic-auth users come from ``$JUMPSYNC_FLOWER_BASIC_AUTH``,
+  the file named by ``$JUMPSYNC_FLOWER_BASIC_AUTH_FILE`` or Flower's own ``$FLOWER_BASIC_AUTH``
+  (``user:password[,user:password]``), or Flower's own OAuth settings (``$FLOWER_AUTH_PROVIDER``). Without them Flower refuses to start; ``--no-auth`` allows it
   on a loopback address only, never on one that others can reach.
 * **No secret in the process arguments.** The users reach Flower through its ``FLOWER_BASIC_AUTH`` environment
   variable, never ``--basic-auth`` (which every local user reads in ``ps``). Flower runs inside this process
@@ -57,9 +57,11 @@ def valid_basic_auth(value: str) -> bool:
 
 
 def basic_auth(environ: Mapping[str, str]) -> str | None:
-    """The basic-auth users from the environment or the file it names; None when neither is set."""
+    """The basic-auth users from the environment or the file it names; None when none is set."""
     value = environ.get(AUTH_ENV, "").strip()
     source = AUTH_ENV
+    if not value and environ.get(FLOWER_AUTH_ENV):
+        value, source = environ[FLOWER_AUTH_ENV].strip(), FLOWER_AUTH_ENV
     if not value and environ.get(AUTH_FILE_ENV):
         path = Path(environ[AUTH_FILE_ENV])
         source = f"{AUTH_FILE_ENV} ({path})"
@@ -88,8 +90,6 @@ def flower_environment(environ: Mapping[str, str], *, address: str, no_auth: boo
         if not is_loopback(address):
             raise FlowerRefused(f"--no-auth on {address or 'every interface'}: Flower without authentication "
                                 "may listen on a loopback address only (127.0.0.1)")
-        if environ.get(FLOWER_AUTH_ENV):
-            raise FlowerRefused(f"--no-auth, but {FLOWER_AUTH_ENV} is set: unset one of them")
     return {FLOWER_AUTH_ENV: users} if users else {}
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
+from cli.flower import AUTH_ENV, AUTH_FILE_ENV, FLOWER_AUTH_ENV, valid_basic_auth
 from cli.up.state import (
     ENV_FILE,
     FLOWER_AUTH_FILE,
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 
 DEMO_CONFIG = VAR / "jumpsync.demo.toml"
 DEMO_KEY_ENV = "JUMPSYNC_DEMO_API_KEY"
+#: The variables that carry a Flower login: given to Flower only.
+FLOWER_LOGIN_ENV = (AUTH_ENV, AUTH_FILE_ENV, FLOWER_AUTH_ENV)
 PR_SET_PDEATHSIG = 1
 
 
@@ -215,13 +218,13 @@ def redis_config(*, port: int, directory: Path, password: str) -> str:
             f"dir {quoted(str(directory))}\nrequirepass {quoted(password)}\n")
 
 
-def _flower_login() -> dict[str, str]:
-    """Flower's login for this run: the one the environment names, else ``up``'s own in var/flower-auth
-    (generated once, mode 600, kept across runs; never printed, since what ``up`` prints may end up in logs)."""
-    from cli.flower import AUTH_ENV, AUTH_FILE_ENV, valid_basic_auth
-
-    if os.environ.get(AUTH_ENV) or os.environ.get(AUTH_FILE_ENV):
-        return {}
+def _flower_login() -> tuple[dict[str, str], bool]:
+    """Flower's login for this run, as variables for its environment, and whether it is ``up``'s own: the one
+    the environment names, else ``up``'s in var/flower-auth (generated once, mode 600, kept across runs; never
+    printed, since what ``up`` prints may end up in logs)."""
+    given = {name: os.environ[name] for name in FLOWER_LOGIN_ENV if os.environ.get(name)}
+    if given:
+        return given, False
     try:
         kept = FLOWER_AUTH_FILE.read_text().strip()
         usable = valid_basic_auth(kept) and not FLOWER_AUTH_FILE.stat().st_mode & 0o077
@@ -229,7 +232,7 @@ def _flower_login() -> dict[str, str]:
         usable = False
     if not usable:
         write_private(FLOWER_AUTH_FILE, f"jumpsync:{secrets.token_urlsafe(24)}\n")
-    return {AUTH_FILE_ENV: str(FLOWER_AUTH_FILE.resolve())}
+    return {AUTH_FILE_ENV: str(FLOWER_AUTH_FILE.resolve())}, True
 
 
 def _start_demo_simulator(children: Children, env: dict[str, str], console: Console) -> bool:
@@ -238,7 +241,8 @@ def _start_demo_simulator(children: Children, env: dict[str, str], console: Cons
     env["JUMPSYNC_SIM_API_KEY"] = key
     env[DEMO_KEY_ENV] = key
     children.start("simulator", [sys.executable, "-m", "cli", "simulator", "--port", str(port),
-                                 "--users", "500", "--admins", "12", "--groups", "40", "--apps", "15"], env)
+                                 "--users", "500", "--admins", "12", "--groups", "40", "--apps", "15"],
+                   {name: value for name, value in env.items() if name != "JUMPSYNC_BROKER_URL"})  # not its business
     if not wait_for_port(port):
         console.print("[red]The simulator did not start; see var/log/simulator.log[/red]")
         return False
@@ -312,7 +316,8 @@ def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console) 
     except AlreadyRunning as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 1
-    env = dict(os.environ, **{MARKER_ENV: marker})
+    # Flower's login goes to Flower only (_start_processes), not to every child.
+    env = {k: v for k, v in os.environ.items() if k not in FLOWER_LOGIN_ENV} | {MARKER_ENV: marker}
     children = Children(console, env, on_start=lambda pids: pid_file.write(
         UpRecord(record.pid, record.marker, record.started_at, pids,
                  {name: start_ticks(pid) or 0 for name, pid in pids.items()})))
@@ -356,13 +361,13 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     engine = make_engine(settings.database_url)
     upgrade(engine)
     since = datetime.now(timezone.utc).replace(microsecond=0)
-    flower_env = _flower_login()
+    flower_env, own_login = _flower_login()
     _start_processes(children, env, flower_env, key_variables(settings), flower_port=flower_port,
                      concurrency=concurrency)
     write_env_file({"JUMPSYNC_BROKER_URL": env["JUMPSYNC_BROKER_URL"],
                     "JUMPSYNC_CONFIG": str(settings.config_path.resolve()),
                     "JUMPSYNC_DATABASE_URL": absolute_sqlite_url(settings.database_url)})
-    _print_up(console, flower_port, own_login=bool(flower_env))
+    _print_up(console, flower_port, own_login=own_login)
     return _FirstSyncs(console, settings, engine, since, names).watch(children, stop, once=once)
 
 

@@ -313,6 +313,9 @@ def test_up_keeps_its_secrets_to_itself(up, tmp_path):
         assert demo_key in _environ(children[name]).values(), name
     for name in ("beat", "flower"):
         assert demo_key not in _environ(children[name]).values(), f"{name} was given the API key"
+    # Flower's login only to Flower; the broker URL not to the simulator.
+    assert {name for name in children if "JUMPSYNC_FLOWER_BASIC_AUTH_FILE" in _environ(children[name])} == {"flower"}
+    assert "JUMPSYNC_BROKER_URL" not in _environ(children["simulator"])
 
     # Redis wants the password; Flower a login, and then starts no provisioning.
     port = int(re.search(r"^port (\d+)$", conf, re.M).group(1))

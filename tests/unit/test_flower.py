@@ -26,6 +26,11 @@ def test_loopback_addresses(address, loopback):
 def test_the_login_reaches_flower_through_its_environment_only():
     assert flower.flower_environment({flower.AUTH_ENV: LOGIN}, address="0.0.0.0", no_auth=False) == {
         flower.FLOWER_AUTH_ENV: LOGIN}
+    # Flower's own variable is a login too (and checked the same way).
+    assert flower.flower_environment({flower.FLOWER_AUTH_ENV: LOGIN}, address="0.0.0.0", no_auth=False) == {
+        flower.FLOWER_AUTH_ENV: LOGIN}
+    with pytest.raises(flower.FlowerRefused, match=flower.FLOWER_AUTH_ENV):
+        flower.flower_environment({flower.FLOWER_AUTH_ENV: "ops"}, address="127.0.0.1", no_auth=True)
 
 
 def test_the_login_from_a_private_file(tmp_path):
