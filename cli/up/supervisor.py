@@ -2,8 +2,10 @@
 
 Starts, as child processes: a Redis server unless ``JUMPSYNC_BROKER_URL`` (or the config) names a broker;
 the simulator with a demo tenant when no connector is configured; a sync worker, a provisioning worker, beat
-and Flower. It then
-prints the progress of the first sync of each connector. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops
+and Flower. Its Redis
+and its Flower want passwords, generated into files of mode 600 in ``var/`` (``cli.up.state``), passed to the
+children by environment or file and never printed, nor put in a command line; beat and Flower get no API key.
+It then prints the progress of the first sync of each connector. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops
 every child cleanly; with ``--once`` it stops them after the first syncs and exits 0 only if all succeeded.
 
 Children die with ``up`` even when it is killed with SIGKILL, in two steps. Each child is started with the
