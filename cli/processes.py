@@ -45,13 +45,19 @@ def beat(config: Optional[Path] = ConfigOption, loglevel: str = typer.Option("IN
 
 
 def flower(config: Optional[Path] = ConfigOption, port: int = typer.Option(5555),
-           address: str = typer.Option("127.0.0.1")) -> None:
-    """Start Flower. Basic auth from $JUMPSYNC_FLOWER_BASIC_AUTH (user:password[,user:password])."""
+           address: str = typer.Option("127.0.0.1"),
+           no_auth: bool = typer.Option(False, "--no-auth",
+                                        help="Run without authentication: on a loopback address only.")) -> None:
+    """Start Flower, which starts no tasks. Basic auth from $JUMPSYNC_FLOWER_BASIC_AUTH (user:password[,…]) or
+    the file named by $JUMPSYNC_FLOWER_BASIC_AUTH_FILE; without either it refuses to start (see --no-auth)."""
+    from cli import flower as dashboard
+
     use_config(config)
-    args = ["flower", f"--port={port}", f"--address={address}"]
-    if os.environ.get("JUMPSYNC_FLOWER_BASIC_AUTH"):
-        args.append(f"--basic-auth={os.environ['JUMPSYNC_FLOWER_BASIC_AUTH']}")
-    _celery(*args)
+    try:
+        dashboard.run(port=port, address=address, no_auth=no_auth)
+    except dashboard.FlowerRefused as exc:
+        output.stderr().print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def simulator(host: str = typer.Option("127.0.0.1", help="Listen address (keep it on loopback)."),

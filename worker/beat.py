@@ -76,8 +76,16 @@ def announce_discovery(broker_url: str) -> None:
         client.close()
 
 
+def redbeat_on_broker(app) -> None:
+    """RedBeat keeps its entries in the broker's Redis. Set in the processes that use RedBeat (beat, ``status``)
+    rather than in the app's settings: a worker answers ``inspect conf`` (Flower's worker page) with its
+    settings, which Celery censors for ``broker_url`` but not for ``redbeat_redis_url``."""
+    app.conf.redbeat_redis_url = app.conf.broker_url
+
+
 def next_syncs(app, names: list[str]) -> dict[str, str | None]:
     """When beat will next trigger each connector (ISO time), read from its entry in Redis."""
+    redbeat_on_broker(app)
     ensure_conf(app)
     out: dict[str, str | None] = {}
     for name in names:
@@ -95,6 +103,7 @@ class ConnectorScheduler(RedBeatScheduler):
     def __init__(self, *args, **kwargs) -> None:
         self._next_reload = 0.0
         self._discovery_seen: bytes | None = None
+        redbeat_on_broker(kwargs.get("app") or args[0])
         super().__init__(*args, **kwargs)
 
     @property

@@ -48,7 +48,8 @@ def create_app() -> Celery:
         worker_hijack_root_logger=False,
         # The beat scheduler keeps its entries in Redis, with a lock so that only one beat sends.
         beat_scheduler="worker.beat:ConnectorScheduler",
-        redbeat_redis_url=current.broker_url,
+        # (redbeat_redis_url is set where RedBeat is used, worker.beat.redbeat_on_broker: not here, where a worker
+        # would hand it, password and all, to `celery inspect conf` and Flower's worker page.)
         redbeat_key_prefix="jumpsync:beat:",
         redbeat_lock_timeout=60,
         beat_max_loop_interval=5,

@@ -6,6 +6,10 @@ it ends, so a pid file left by a killed ``up`` is never taken for a live one. Ev
 ``JUMPSYNC_UP_ID`` in its environment (children of children inherit it), which is how a later ``up`` finds the
 leftovers of an earlier one. Redis rewrites its own environment for its process title, so the pid file also
 records each child's pid with its start time (which tells it from a later process given the same pid).
+
+The settings file holds the broker URL with the password of ``up``'s Redis, so it is written mode 600, like the
+other secrets ``up`` keeps in ``var/`` (Redis's config, Flower's login); the note that says which settings a
+command took from it shows the URLs with their passwords as ``***``.
 """
 
 from __future__ import annotations
@@ -17,11 +21,17 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from config.redact import redact_url
+
 VAR = Path("var")
 PID_FILE = VAR / "up.pid"
 ENV_FILE = VAR / "jumpsync.env"
+#: The local Redis's configuration, with its password (``requirepass``).
+REDIS_CONF = VAR / "redis.conf"
+#: Flower's login under ``up``, ``user:password``: kept across runs, never printed.
+FLOWER_AUTH_FILE = VAR / "flower-auth"
 MARKER_ENV = "JUMPSYNC_UP_ID"
-#: The settings ``up`` hands to other commands through ``ENV_FILE`` (no secret among them).
+#: The settings ``up`` hands to other commands through ``ENV_FILE`` (the broker URL carries a password).
 SHARED_SETTINGS = ("JUMPSYNC_BROKER_URL", "JUMPSYNC_CONFIG", "JUMPSYNC_DATABASE_URL")
 
 
@@ -173,10 +183,21 @@ def running_up(path: Path = PID_FILE) -> UpRecord | None:
         os.close(fd)
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by this user only (mode 600, also when the file existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
 def write_env_file(values: dict[str, str], path: Path = ENV_FILE) -> None:
-    lines = ["# Written by `jumpsync up`: the settings other jumpsync commands use beside it (no secrets).\n"]
+    lines = ["# Written by `jumpsync up`: the settings other jumpsync commands use beside it. The broker URL "
+             "holds the password of up's Redis: keep this file private (mode 600).\n"]
     lines += [f"export {key}={values[key]}\n" for key in SHARED_SETTINGS if values.get(key)]
-    path.write_text("".join(lines))
+    write_private(path, "".join(lines))
 
 
 def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
@@ -207,5 +228,5 @@ def adopt_settings(environ: dict[str, str] | None = None, given: tuple[str, ...]
     if not values:
         return None
     env.update(values)
-    used = ", ".join(f"{k.removeprefix('JUMPSYNC_').lower()}={v}" for k, v in sorted(values.items()))
+    used = ", ".join(f"{k.removeprefix('JUMPSYNC_').lower()}={redact_url(v)}" for k, v in sorted(values.items()))
     return f"using the settings of the jumpsync up running here (pid {up.pid}, {ENV_FILE}): {used}"

@@ -2,8 +2,10 @@
 
 Starts, as child processes: a Redis server unless ``JUMPSYNC_BROKER_URL`` (or the config) names a broker;
 the simulator with a demo tenant when no connector is configured; a sync worker, a provisioning worker, beat
-and Flower. It then
-prints the progress of the first sync of each connector. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops
+and Flower. Its Redis
+and its Flower want passwords, generated into files of mode 600 in ``var/`` (``cli.up.state``), passed to the
+children by environment or file and never printed, nor put in a command line; beat and Flower get no API key.
+It then prints the progress of the first sync of each connector. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops
 every child cleanly; with ``--once`` it stops them after the first syncs and exits 0 only if all succeeded.
 
 Children die with ``up`` even when it is killed with SIGKILL, in two steps. Each child is started with the
@@ -33,9 +35,12 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
+from cli.flower import AUTH_ENV, AUTH_FILE_ENV, FLOWER_AUTH_ENV, valid_basic_auth
 from cli.up.state import (
     ENV_FILE,
+    FLOWER_AUTH_FILE,
     MARKER_ENV,
+    REDIS_CONF,
     VAR,
     AlreadyRunning,
     PidFile,
@@ -44,7 +49,9 @@ from cli.up.state import (
     new_marker,
     start_ticks,
     write_env_file,
+    write_private,
 )
+from config.redact import redact_url
 from config.settings import ConfigError, Settings, load_settings
 from models.states import ListingOutcome, PartStatus, RunStatus
 
@@ -55,6 +62,8 @@ if TYPE_CHECKING:
 
 DEMO_CONFIG = VAR / "jumpsync.demo.toml"
 DEMO_KEY_ENV = "JUMPSYNC_DEMO_API_KEY"
+#: The variables that carry a Flower login: given to Flower only.
+FLOWER_LOGIN_ENV = (AUTH_ENV, AUTH_FILE_ENV, FLOWER_AUTH_ENV)
 PR_SET_PDEATHSIG = 1
 
 
@@ -175,7 +184,7 @@ class Children:
 
 def _start_broker(children: Children, env: dict[str, str], console: Console) -> bool:
     if os.environ.get("JUMPSYNC_BROKER_URL"):
-        console.print(f"broker: {os.environ['JUMPSYNC_BROKER_URL']} (from JUMPSYNC_BROKER_URL)")
+        console.print(f"broker: {redact_url(os.environ['JUMPSYNC_BROKER_URL'])} (from JUMPSYNC_BROKER_URL)")
         return True
     found = find_redis_server()
     if found is None:
@@ -186,16 +195,46 @@ def _start_broker(children: Children, env: dict[str, str], console: Console) -> 
     port = 6379 if _port_free(6379) else free_port()  # the default broker URL, when it can be had
     data = VAR / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    children.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(data.resolve())], env)
+    password = secrets.token_urlsafe(32)
+    # Every setting in a file of mode 600: the password never in Redis's command line, which any user reads.
+    write_private(REDIS_CONF, redis_config(port=port, directory=data.resolve(), password=password))
+    children.start("redis", [binary, str(REDIS_CONF.resolve())], env)
     if not wait_for_port(port):
         console.print("[red]Redis did not start; see var/log/redis.log[/red]")
         return False
-    env["JUMPSYNC_BROKER_URL"] = f"redis://127.0.0.1:{port}/0"
+    env["JUMPSYNC_BROKER_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
     console.rule("[bold yellow]broker")
     console.print(f"[bold yellow]No JUMPSYNC_BROKER_URL set: started a local Redis ({origin}) at "
-                  f"redis://127.0.0.1:{port}/0 — in-memory, not persistent, for this run only.[/bold yellow]")
+                  f"{redact_url(env['JUMPSYNC_BROKER_URL'])} (password in {REDIS_CONF}) — in-memory, not "
+                  "persistent, for this run only.[/bold yellow]")
     return True
+
+
+def redis_config(*, port: int, directory: Path, password: str) -> str:
+    """The local Redis's configuration: loopback, no persistence, a password."""
+    def quoted(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return (f"# Written by `jumpsync up` for the Redis it starts (mode 600: it holds the password).\n"
+            f"port {port}\nbind 127.0.0.1\nprotected-mode yes\nsave \"\"\nappendonly no\n"
+            f"dir {quoted(str(directory))}\nrequirepass {quoted(password)}\n")
+
+
+def _flower_login() -> tuple[dict[str, str], bool]:
+    """Flower's login for this run, as variables for its environment, and whether it is ``up``'s own: the one
+    the environment names, else ``up``'s in var/flower-auth (generated once, mode 600, kept across runs; never
+    printed, since what ``up`` prints may end up in logs)."""
+    given = {name: os.environ[name] for name in FLOWER_LOGIN_ENV if os.environ.get(name)}
+    if given:
+        return given, False
+    try:
+        kept = FLOWER_AUTH_FILE.read_text().strip()
+        usable = valid_basic_auth(kept) and not FLOWER_AUTH_FILE.stat().st_mode & 0o077
+    except OSError:
+        usable = False
+    if not usable:
+        write_private(FLOWER_AUTH_FILE, f"jumpsync:{secrets.token_urlsafe(24)}\n")
+    return {AUTH_FILE_ENV: str(FLOWER_AUTH_FILE.resolve())}, True
 
 
 def _start_demo_simulator(children: Children, env: dict[str, str], console: Console) -> bool:
@@ -204,7 +243,8 @@ def _start_demo_simulator(children: Children, env: dict[str, str], console: Cons
     env["JUMPSYNC_SIM_API_KEY"] = key
     env[DEMO_KEY_ENV] = key
     children.start("simulator", [sys.executable, "-m", "cli", "simulator", "--port", str(port),
-                                 "--users", "500", "--admins", "12", "--groups", "40", "--apps", "15"], env)
+                                 "--users", "500", "--admins", "12", "--groups", "40", "--apps", "15"],
+                   {name: value for name, value in env.items() if name != "JUMPSYNC_BROKER_URL"})  # not its business
     if not wait_for_port(port):
         console.print("[red]The simulator did not start; see var/log/simulator.log[/red]")
         return False
@@ -269,6 +309,7 @@ def _progress(engine: Engine, names: list[str] | None, since: datetime, printed:
 
 def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console) -> int:
     VAR.mkdir(exist_ok=True)
+    VAR.chmod(0o700)  # its secrets, logs (names, emails) and Redis data are this user's only
     marker = new_marker()
     record = UpRecord(pid=os.getpid(), marker=marker, started_at=datetime.now().astimezone().isoformat("T", "seconds"))
     pid_file = PidFile()
@@ -277,7 +318,8 @@ def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console) 
     except AlreadyRunning as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 1
-    env = dict(os.environ, **{MARKER_ENV: marker})
+    # Flower's login goes to Flower only (_start_processes), not to every child.
+    env = {k: v for k, v in os.environ.items() if k not in FLOWER_LOGIN_ENV} | {MARKER_ENV: marker}
     children = Children(console, env, on_start=lambda pids: pid_file.write(
         UpRecord(record.pid, record.marker, record.started_at, pids,
                  {name: start_ticks(pid) or 0 for name, pid in pids.items()})))
@@ -294,6 +336,7 @@ def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console) 
     finally:
         children.stop()
         ENV_FILE.unlink(missing_ok=True)
+        REDIS_CONF.unlink(missing_ok=True)
         # Kept when something it started outlived the stop, so that the next ``up`` names it.
         pid_file.release(remove=not leftovers_of(pid_file.record or record))
 
@@ -310,7 +353,7 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     os.environ.update({k: v for k, v in env.items() if k.startswith("JUMPSYNC_") and k != MARKER_ENV})
     settings = load_settings()
     names = [c.name for c in settings.connectors]
-    console.print(f"database: {settings.database_url}")
+    console.print(f"database: {redact_url(settings.database_url)}")
     shown = ", ".join(names + [f"those [[msp]] {m.name} discovers" for m in settings.file.msp])
     console.print(escape(f"connectors: {shown} (config {settings.config_path})"))
 
@@ -320,11 +363,13 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     engine = make_engine(settings.database_url)
     upgrade(engine)
     since = datetime.now(timezone.utc).replace(microsecond=0)
-    _start_processes(children, env, flower_port=flower_port, concurrency=concurrency)
+    flower_env, own_login = _flower_login()
+    _start_processes(children, env, flower_env, key_variables(settings), flower_port=flower_port,
+                     concurrency=concurrency)
     write_env_file({"JUMPSYNC_BROKER_URL": env["JUMPSYNC_BROKER_URL"],
                     "JUMPSYNC_CONFIG": str(settings.config_path.resolve()),
                     "JUMPSYNC_DATABASE_URL": absolute_sqlite_url(settings.database_url)})
-    _print_up(console, flower_port)
+    _print_up(console, flower_port, own_login=own_login)
     return _FirstSyncs(console, settings, engine, since, names).watch(children, stop, once=once)
 
 
@@ -338,20 +383,32 @@ def _start_broker_and_simulator(children: Children, env: dict[str, str], setting
     return bool(settings.connectors or settings.file.msp) or _start_demo_simulator(children, env, console)
 
 
-def _start_processes(children: Children, env: dict[str, str], *, flower_port: int, concurrency: int) -> None:
+def key_variables(settings: Settings) -> set[str]:
+    """The environment variables that hold API keys: only the workers (and the simulator) get them."""
+    named = [c.api_key_env for c in settings.connectors] + [m.api_key_env for m in settings.file.msp]
+    return {name for name in named if name} | {DEMO_KEY_ENV, "JUMPSYNC_SIM_API_KEY"}
+
+
+def _start_processes(children: Children, env: dict[str, str], flower_env: dict[str, str], keys: set[str], *,
+                     flower_port: int, concurrency: int) -> None:
     celery = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
     # One worker per queue, as deployed: a long sync never holds up a provisioning request.
     jumpsync = [sys.executable, "-m", "cli"]
     children.start("worker", jumpsync + ["worker", "-Q", "sync", "-c", str(concurrency)], env)
     children.start("provisioning-worker", jumpsync + ["worker", "-Q", "provisioning", "-c", "2"], env)
-    children.start("beat", celery + ["beat", "-l", "INFO"], env)
-    children.start("flower", celery + ["flower", f"--port={flower_port}", "--address=127.0.0.1"], env)
+    keyless = {name: value for name, value in env.items() if name not in keys}
+    children.start("beat", celery + ["beat", "-l", "INFO"], keyless)
+    # jumpsync's Flower (cli.flower): auth on, no task started from it, its login in the environment only.
+    children.start("flower", jumpsync + ["flower", f"--port={flower_port}", "--address=127.0.0.1"],
+                   {**keyless, **flower_env})
     wait_for_port(flower_port, timeout=20)
 
 
-def _print_up(console: Console, flower_port: int) -> None:
+def _print_up(console: Console, flower_port: int, *, own_login: bool) -> None:
     console.rule("[bold green]jumpsync is up")
-    console.print(f"Flower:  http://127.0.0.1:{flower_port}")
+    login = (f"log in as the user:password in {FLOWER_AUTH_FILE} (cat it; never printed)" if own_login
+             else "basic auth from your JUMPSYNC_FLOWER_BASIC_AUTH(_FILE)")
+    console.print(f"Flower:  http://127.0.0.1:{flower_port} — {login}")
     console.print(f"Logs:    {VAR / 'log'}/{{worker,provisioning-worker,beat,flower}}.log")
     console.print("Status:  make status   (or .venv/bin/jumpsync status: any jumpsync command run in this folder "
                   f"uses this run's settings, {ENV_FILE}; make shell opens a shell with jumpsync on its PATH)")

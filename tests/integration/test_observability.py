@@ -107,6 +107,13 @@ def test_health_passes_against_a_live_deployment_and_names_a_missing_worker(obse
     assert result["broker"]["ok"] and result["database"]["ok"]
 
 
+def _request_count(engine) -> int:
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT count(*) FROM provisioning_requests")).scalar_one()
+
+
 def test_flower_shows_tasks_behind_basic_auth_and_never_the_key(observed_fleet, simulator):
     import subprocess
     import sys
@@ -141,6 +148,27 @@ def test_flower_shows_tasks_behind_basic_auth_and_never_the_key(observed_fleet, 
         assert all(name in t["args"] for t in parts)  # the connector shows in the arguments
         assert TEST_API_KEY not in response.text
         assert {"jumpsync.sync.connector", "jumpsync.sync.finalize"} <= {t.get("name") for t in tasks}
+
+        # No task is started from Flower: every provisioning task (and a sync) refused on each endpoint that
+        # starts one, even with a valid login; the request it carried never reaches a worker.
+        from worker.names import TaskName
+
+        user = next(u["_id"] for u in sim.dump()["users"])
+        submit = {"kwargs": {"connector": name, "action": "user.suspend", "params": {"user": user},
+                             "requested_by": "flower"}}
+        requests_before = _request_count(engine)
+        names = [t for t in TaskName if t.startswith("jumpsync.provision")] + [TaskName.SYNC_CONNECTOR]
+        for task in names:
+            for endpoint in ("async-apply", "send-task", "apply"):
+                url = f"{base}/api/task/{endpoint}/{task}"
+                assert httpx.post(url, json=submit, timeout=10).status_code == 401
+                refused = httpx.post(url, json=submit, auth=("ops", "s3cret-pass"), timeout=10)
+                assert refused.status_code == 403, (endpoint, task, refused.text)
+                assert "starts no tasks" in refused.json()["error"]
+        time.sleep(1)
+        after = httpx.get(f"{base}/api/tasks", auth=("ops", "s3cret-pass"), timeout=10).json().values()
+        assert not [t for t in after if str(t.get("name", "")).startswith("jumpsync.provision")]
+        assert _request_count(engine) == requests_before
     finally:
         flower.terminate()
         flower.wait(timeout=30)

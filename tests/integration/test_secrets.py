@@ -1,13 +1,17 @@
-"""The API key never leaves the worker's memory: after a sync, a failed sync (401) and a provisioning request
-with a recognisable key, search for it in everything an attacker or a curious operator could read: the broker
-(every Redis key: queues, unacked messages, beat's schedule), the database (every table), the logs, Flower's
-API and the Prometheus metrics."""
+"""The API key never leaves the worker's memory, and the broker's password and Flower's login stay where they
+are given: after a sync, a failed sync (401) and a provisioning request with a recognisable key, through a
+password-protected broker and a Flower with a recognisable login, search for all three in everything an
+attacker or a curious operator could read: the broker (every Redis key: queues, unacked messages, beat's
+schedule), the database (every table), the logs, Flower's API (tasks, workers and their configuration, the
+broker page), the Prometheus metrics, and the command lines of the worker and Flower (which `ps` shows to every
+user)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,11 +23,32 @@ from simulator.generator import TenantSpec
 from tests.support.constants import ROOT, TEST_KEY_ENV
 from tests.support.e2e import ALL_ACTIONS_POLICY, new_connector, provision, sync_now
 from tests.support.fleet import WorkerFleet
-from tests.support.servers import free_port, wait_for_port
+from tests.support.servers import free_port, redis_binary, wait_for_port
 
 pytestmark = pytest.mark.integration
 
 KEY = "jc-SECRET-7f3a9c1e5b2d4f6a8c0e"
+BROKER_PASSWORD = "broker-SECRET-3b5d7f9a1c2e4"
+FLOWER_PASSWORD = "flower-SECRET-8e6c4a2f0d9b7"
+
+
+@pytest.fixture
+def protected_broker(tmp_path):
+    """A Redis that wants a password, given on its standard input (as docker-compose.yml starts it)."""
+    port = free_port()
+    proc = subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    proc.stdin.write(f"requirepass {BROKER_PASSWORD}\n".encode())
+    proc.stdin.close()
+    wait_for_port(port)
+    yield f"redis://:{BROKER_PASSWORD}@127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def command_line(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
 def redis_text(url: str) -> str:
@@ -59,18 +84,20 @@ def database_text(url: str) -> str:
     return "\n".join(out)
 
 
-def test_the_key_is_nowhere_to_be_found(redis_url, tmp_path_factory, simulator):
+def test_the_secrets_are_nowhere_to_be_found(protected_broker, tmp_path_factory, simulator):
     directory = tmp_path_factory.mktemp("secrets")
-    fleet = WorkerFleet(directory, redis_url.rsplit("/", 1)[0] + "/9", f"sqlite:///{directory / 'jumpsync.db'}")
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis.from_url(protected_broker.replace(f":{BROKER_PASSWORD}@", "")).ping()
+    fleet = WorkerFleet(directory, protected_broker, f"sqlite:///{directory / 'jumpsync.db'}")
     metrics_port, flower_port = free_port(), free_port()
     fleet.extra_env = {TEST_KEY_ENV: KEY, "JUMPSYNC_METRICS_PORT": str(metrics_port),
                        "JUMPSYNC_METRICS_ADDRESS": "127.0.0.1", "JUMPSYNC_LOG_FORMAT": "json",
                        "JUMPSYNC_LOG_LEVEL": "DEBUG"}
     fleet.migrate()
-    fleet.start_worker("s1", queues="sync,provisioning", concurrency=2)
+    worker = fleet.start_worker("s1", queues="sync,provisioning", concurrency=2)
     flower = subprocess.Popen([sys.executable, "-m", "cli", "flower", "--port", str(flower_port),
                                "--address", "127.0.0.1"],
-                              env={**fleet.env, "JUMPSYNC_FLOWER_BASIC_AUTH": "ops:pw"}, cwd=ROOT,
+                              env={**fleet.env, "JUMPSYNC_FLOWER_BASIC_AUTH": f"ops:{FLOWER_PASSWORD}"}, cwd=ROOT,
                               stdout=open(directory / "flower.log", "wb"), stderr=subprocess.STDOUT)
     engine = make_engine(fleet.database_url)
     try:
@@ -90,19 +117,28 @@ def test_the_key_is_nowhere_to_be_found(redis_url, tmp_path_factory, simulator):
         assert rejected["status"] == "failed" and "401" in rejected["last_error"]
         time.sleep(1)
 
+        login = ("ops", FLOWER_PASSWORD)
+        flower_url = f"http://127.0.0.1:{flower_port}"
         places = {
             "broker": redis_text(fleet.broker_url),
             "database": database_text(fleet.database_url),
             "worker log": (directory / "s1.log").read_text(),
             "flower log": (directory / "flower.log").read_text(),
-            "flower api": httpx.get(f"http://127.0.0.1:{flower_port}/api/tasks", auth=("ops", "pw"), timeout=10).text,
+            "flower api": httpx.get(f"{flower_url}/api/tasks", auth=login, timeout=10).text,
+            "flower workers": httpx.get(f"{flower_url}/api/workers?refresh=1", auth=login, timeout=30).text,
+            "flower broker page": httpx.get(f"{flower_url}/broker", auth=login, timeout=30).text,
             "metrics": httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text,
+            "worker command line": command_line(worker.pid),
+            "flower command line": command_line(flower.pid),
         }
         assert len(places["flower api"]) > 1000 and "jumpsync.sync.part" in places["flower api"]
+        assert "s1@" in places["flower workers"] and "broker_url" in places["flower workers"]
         assert name in places["worker log"] and name in places["database"] and name in places["metrics"]
         for place, content in places.items():
             assert KEY not in content, f"the API key leaked into the {place}"
             assert KEY[3:19] not in content, f"part of the API key leaked into the {place}"
+            assert BROKER_PASSWORD not in content, f"the broker's password leaked into the {place}"
+            assert FLOWER_PASSWORD not in content, f"Flower's password leaked into the {place}"
     finally:
         flower.terminate()
         flower.wait(timeout=30)

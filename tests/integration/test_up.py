@@ -18,7 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+import redis
 
 from tests.support.servers import free_port
 
@@ -84,7 +86,8 @@ class Up:
         self.folder = folder
         self.out = folder / "up.out"
         self.master: int | None = None
-        args = JUMPSYNC + ["up", "--flower-port", str(free_port()), "--concurrency", "2"]
+        self.flower_port = free_port()
+        args = JUMPSYNC + ["up", "--flower-port", str(self.flower_port), "--concurrency", "2"]
         if terminal:
             self.master, slave = pty.openpty()
             self.proc = subprocess.Popen(args, cwd=folder, env=_clean_env(), stdin=slave, stdout=slave,
@@ -271,3 +274,73 @@ def test_commands_in_the_folder_of_a_running_up_use_its_settings(up, tmp_path):
     after = subprocess.run(JUMPSYNC + ["status", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=60)
     assert "using the settings" not in after.stderr  # up has stopped: its settings are not used any more
+
+
+def _environ(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return dict(item.decode(errors="replace").partition("=")[::2] for item in f.read().split(b"\0") if item)
+
+
+def test_up_keeps_its_secrets_to_itself(up, tmp_path):
+    """Redis and Flower need a password; every password is in a file of mode 600 under var/, in no process's
+    command line, not in what up prints nor in its logs; the API key only in the workers' and simulator's
+    environment; and Flower starts no provisioning."""
+    handle = up()
+    record = handle.wait_for_first_sync()
+    var = tmp_path / "var"
+    conf = (var / "redis.conf").read_text()
+    broker_password = re.search(r'^requirepass "([^"]+)"$', conf, re.M).group(1)
+    login = (var / "flower-auth").read_text().strip()
+    user, _, flower_password = login.partition(":")
+    children = record["children"]
+    demo_key = _environ(children["worker"])["JUMPSYNC_DEMO_API_KEY"]
+    hidden = {"broker password": broker_password, "Flower password": flower_password, "API key": demo_key}
+    assert all(len(secret) >= 20 for secret in hidden.values())
+    for path in (var, var / "redis.conf", var / "flower-auth", var / "jumpsync.env"):
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is open to other users"
+    assert broker_password in (var / "jumpsync.env").read_text()
+
+    # No secret in any command line (every local user reads them in ps).
+    for pid, _ in tree(handle.proc.pid) | marked(record["marker"]):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        for name, secret in hidden.items():
+            assert secret not in cmdline, f"the {name} is in the command line of pid {pid}: {cmdline!r}"
+    # The key only where it is used.
+    for name in ("worker", "provisioning-worker", "simulator"):
+        assert demo_key in _environ(children[name]).values(), name
+    for name in ("beat", "flower"):
+        assert demo_key not in _environ(children[name]).values(), f"{name} was given the API key"
+    # Flower's login only to Flower; the broker URL not to the simulator.
+    assert {name for name in children if "JUMPSYNC_FLOWER_BASIC_AUTH_FILE" in _environ(children[name])} == {"flower"}
+    assert "JUMPSYNC_BROKER_URL" not in _environ(children["simulator"])
+
+    # Redis wants the password; Flower a login, and then starts no provisioning.
+    port = int(re.search(r"^port (\d+)$", conf, re.M).group(1))
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port).ping()
+    assert redis.Redis(port=port, password=broker_password).ping()
+    base = f"http://127.0.0.1:{handle.flower_port}"
+    assert httpx.get(f"{base}/api/workers", timeout=10).status_code == 401
+    assert httpx.get(f"{base}/api/workers", auth=(user, flower_password), timeout=30).status_code == 200
+    refused = httpx.post(f"{base}/api/task/async-apply/jumpsync.provision.submit", auth=(user, flower_password),
+                         json={"args": [1]}, timeout=10)
+    assert refused.status_code == 403
+
+    # What up printed, its logs and the note of a command run beside it name where secrets are, not what.
+    status = subprocess.run(JUMPSYNC + ["status", "--json"], cwd=tmp_path, env=_clean_env(), capture_output=True,
+                            text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    printed = handle.output()
+    assert "redis://:***@127.0.0.1" in printed and "var/flower-auth" in printed
+    assert "broker_url=redis://:***@127.0.0.1" in " ".join(status.stderr.split())
+    places = {"up's output": printed, "status note": status.stderr,
+              **{f"var/log/{p.name}": p.read_text(errors="replace") for p in (var / "log").glob("*.log")}}
+    for place, text in places.items():
+        for name, secret in hidden.items():
+            assert secret not in text, f"the {name} is in {place}"
+    handle.proc.send_signal(signal.SIGTERM)
+    assert handle.proc.wait(timeout=60) == 0
+    assert not (var / "redis.conf").exists()  # its Redis is gone: so is its password

@@ -4,8 +4,9 @@ What is read: every YAML file (docker compose and Kubernetes, multi-document), t
 Dockerfile and .dockerignore, the env and config examples, and the Grafana dashboard. What is checked:
 every jumpsync command they run exists in the CLI with the options given (parsed by the CLI's own parser),
 images are set, probes and grace periods fit the task limits, exactly one beat, KEDA scales Deployments that
-exist on the right queue, no secret is inlined, Flower has basic auth, the broker Redis is persistent, and the
-dashboard queries only jumpsync's metrics.
+exist on the right queue, no secret is inlined nor in a command line, Flower has basic auth, the broker Redis is
+persistent and wants a password, the JumpCloud keys reach the workers only (env files, Secret references), and
+the dashboard queries only jumpsync's metrics.
 
 The YAML is read by PyYAML's SafeLoader with two refusals added: a mapping key given twice (PyYAML keeps the
 last one silently), and a plain scalar that YAML 1.1 and YAML 1.2 read differently (yes/no/on/off, 0700,
@@ -546,6 +547,16 @@ def _check_compose_worker(service: dict, name: str, queue: str, migrate: str) ->
             f"{name}: PROMETHEUS_MULTIPROC_DIR must be an empty tmpfs"
 
 
+def redis_server_start(command: list[str]) -> tuple[list[str], str]:
+    """The redis-server command line a compose `sh -c` script runs, and the configuration it feeds on stdin."""
+    assert command[:2] == ["sh", "-c"], f"Redis starts through sh, which feeds it its password: {command}"
+    first, _, rest = command[2].replace("$$", "$").partition("\n")  # $$: compose's escape for a literal $
+    words = shlex.split(first)
+    assert words[-1] == "<<EOF" and rest.rstrip().endswith("EOF"), f"a here-document holds the config: {first!r}"
+    argv = words[words.index("redis-server"):-1]
+    return argv, rest.rstrip().removesuffix("EOF")
+
+
 def test_compose_file(tmp_path):
     """The structure of docker-compose.yml; `docker compose config` too where the compose plugin (or the old
     docker-compose) is installed. Where neither is, the checks below are all there is, and they always run."""
@@ -554,14 +565,23 @@ def test_compose_file(tmp_path):
     _check_compose_interpolation(COMPOSE)
     part_limit = part_time_limit((DEPLOY / "jumpsync.example.toml").read_text())
 
-    # Redis: the broker must keep its messages.
+    # Redis: the broker must keep its messages, and wants a password that is in no command line.
     redis = services["redis"]
-    command = redis["command"]
-    command = shlex.split(command) if isinstance(command, str) else command
-    options = {command[i]: command[i + 1] for i in range(1, len(command) - 1) if command[i].startswith("--")}
+    argv, config = redis_server_start(redis["command"])
+    options = {argv[i]: argv[i + 1] for i in range(1, len(argv) - 1) if argv[i].startswith("--")}
     assert options.get("--appendonly") == "yes", "Redis needs the append-only file on"
     assert options.get("--maxmemory-policy") == "noeviction", "Redis must never evict the broker's keys"
     assert any(v.endswith(":/data") for v in redis["volumes"]), "Redis data on a volume"
+    assert "--requirepass" not in argv and argv[-1] == "-", \
+        "Redis's password goes in its configuration on stdin ('-', last: the image's entrypoint adds options)"
+    password = re.fullmatch(r"requirepass \$\{(\w+):\?[^}]+\}", config.strip())
+    assert password, f"Redis reads requirepass from a variable, and refuses to start without it: {config!r}"
+    redis_env = {k: v for f in redis.get("env_file", []) for k, v in env_file_values(DEPLOY / f"{f}.example").items()}
+    assert password.group(1) in redis_env, f"{password.group(1)} is in none of Redis's env files"
+    health = " ".join(redis["healthcheck"]["test"])
+    assert "REDISCLI_AUTH=" in health and " -a " not in health, "redis-cli's password from REDISCLI_AUTH, not -a"
+    broker_url = env_file_values(DEPLOY / "jumpsync.env.example")["JUMPSYNC_BROKER_URL"]
+    assert re.match(r"redis://:[^@]+@redis:", broker_url), f"the broker URL carries Redis's password: {broker_url}"
     assert services["postgres"]["volumes"] and "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
 
     _check_compose_services(compose)
@@ -694,7 +714,7 @@ def test_kustomization_lists_every_manifest():
     for path, doc in k8s_documents():
         assert doc.get("apiVersion") and doc.get("kind") and doc.get("metadata", {}).get("name"), path
         assert "namespace" not in doc["metadata"], f"{path}: namespace-less manifests"
-    assert [doc["kind"] for path, doc in k8s_documents() if path.name.endswith(".example.yaml")] == ["Secret"]
+    assert {doc["kind"] for path, doc in k8s_documents() if path.name.endswith(".example.yaml")} == {"Secret"}
 
     # What the kustomization builds, and each file outside it (the Secret example, extras/) applied alone:
     # one object per kind and name, as kustomize and `kubectl apply` require.
@@ -968,7 +988,9 @@ def test_systemd_units(tmp_path):
     flower = units["jumpsync-flower.service"]
     args = shlex.split(unit_value(flower, "Service", "ExecStart"))
     assert args[args.index("--address") + 1] == "127.0.0.1", "Flower on loopback, behind a TLS proxy"
-    assert "JUMPSYNC_FLOWER_BASIC_AUTH" in env_file_values(DEPLOY / "jumpsync.env.example")
+    assert "JUMPSYNC_FLOWER_BASIC_AUTH" in env_file_values(DEPLOY / "flower.env.example")
+    assert "/etc/jumpsync/flower.env" in unit_values(flower, "Service", "EnvironmentFile"), \
+        "Flower's login file is required (no '-'): without it the unit does not start"
     for example in SYSTEMD.glob("worker-*.env.example"):
         queue = example.name[len("worker-"): -len(".env.example")]
         assert queue in QUEUES and int(env_file_values(example)["JUMPSYNC_WORKER_CONCURRENCY"]) >= 1
@@ -1093,3 +1115,160 @@ def test_grafana_dashboard_queries_only_jumpsync_metrics():
         for t in p.get("targets", []):
             if "connector" in t["expr"] and "jumpsync_provisioning_oldest" not in t["expr"]:
                 assert '$connector' in t["expr"], f"{p['title']}: filter by $connector"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Secrets in command lines, and keys only where a process needs them
+# --------------------------------------------------------------------------------------------------------
+
+#: Options that put a secret into a command line, which every user of the host reads (`ps`, /proc/PID/cmdline).
+SECRET_OPTIONS = {"--basic-auth", "--requirepass", "--masterauth", "-a", "--pass", "--password", "--user", "-u"}
+
+
+def every_command_line() -> Iterator[tuple[str, list[str]]]:
+    """Every command line of deploy/ (compose commands and healthchecks of every service, Kubernetes commands,
+    arguments and probes, systemd Exec lines), with each `sh -c` script split into its words too."""
+    lines = [*compose_invocations(COMPOSE), *compose_invocations(COMPOSE_DEMO), *k8s_invocations(),
+             *systemd_invocations()]
+    for where, argv in lines:
+        yield where, argv
+        if len(argv) >= 3 and Path(argv[0]).name in ("sh", "bash", "dash") and argv[1] == "-c":
+            for line in argv[2].splitlines():
+                yield f"{where} (script)", shlex.split(line, comments=True)
+
+
+def secrets_in_command_lines(lines: Iterator[tuple[str, list[str]]]) -> list[str]:
+    problems = []
+    for where, argv in lines:
+        for arg in argv:
+            option = arg.split("=", 1)[0]
+            if option in SECRET_OPTIONS:
+                problems.append(f"{where}: {option} puts a secret in the command line: pass it by environment")
+            if re.search(r"://[^/@:\s]+:[^/@\s]+@|://:[^/@\s]+@", arg):
+                problems.append(f"{where}: a URL with a password in the command line")
+        if argv[:1] == ["requirepass"] or "requirepass" in argv[1:]:
+            if not any(a.startswith("$") for a in argv):
+                problems.append(f"{where}: requirepass with a literal value")
+    return problems
+
+
+def test_no_secret_in_a_command_line():
+    """Flower's login, Redis's password, URLs with passwords: never in argv, in any deployment; and no
+    deployment runs Flower without authentication."""
+    assert not secrets_in_command_lines(every_command_line()), "\n".join(secrets_in_command_lines(every_command_line()))
+    flowers = [(where, args) for where, args in all_invocations() if args[:1] == ["flower"]]
+    assert len(flowers) == 3 and not [where for where, args in flowers if "--no-auth" in args], flowers
+
+
+def test_the_command_line_check_catches_mistakes():
+    for argv in (["jumpsync", "flower", "--basic-auth=admin:pw"], ["redis-server", "--requirepass", "pw"],
+                 ["redis-cli", "-a", "pw", "ping"], ["celery", "--broker", "redis://:pw@redis:6379/0"],
+                 ["sh", "-c", "redis-cli -u redis://user:pw@redis ping"]):
+        assert secrets_in_command_lines(iter([("x", argv)])), argv
+    assert secrets_in_command_lines(iter([("x", ["requirepass", "pw"])]))
+    assert not secrets_in_command_lines(iter([("x", ["requirepass", "${REDIS_PASSWORD:?}"])]))
+
+
+def key_variables() -> set[str]:
+    """The variables that hold JumpCloud API keys: those the deployments' configs name (api_key_env)."""
+    tomls = [p.read_text() for p in DEPLOY.glob("*.toml")] + [_configmap_toml()]
+    names = {table.get("api_key_env") for text in tomls for kind in ("connectors", "msp")
+             for table in tomllib.loads(text).get(kind, [])}
+    return {name for name in names if name}
+
+
+#: Who may hold what: a secret variable → the roles that may get it (anything else must not).
+SECRET_HOLDERS = {"JUMPSYNC_FLOWER_BASIC_AUTH": {"flower"}, "REDIS_PASSWORD": {"redis"}}
+
+
+def _compose_role(name: str, service: dict) -> str:
+    command = service.get("command") or []
+    if "jumpsync" not in service.get("image", ""):
+        return name  # redis, postgres
+    return f"worker:{worker_queue(command)}" if command[:1] == ["worker"] else command[0] if command else name
+
+
+def misplaced_secrets(holdings: dict[str, set[str]], keys: set[str]) -> list[str]:
+    """``holdings``: role → the secret variables it gets. API keys only for workers (and the demo simulator,
+    which checks the demo's key); each other secret only for its holders."""
+    problems = []
+    for role, variables in sorted(holdings.items()):
+        for variable in sorted(variables):
+            if variable in keys and not (role.startswith("worker:") or role == "simulator"):
+                problems.append(f"{role} gets the API key {variable}")
+            if role not in SECRET_HOLDERS.get(variable, {role}):
+                problems.append(f"{role} gets {variable}, which is for {sorted(SECRET_HOLDERS[variable])} only")
+    return problems
+
+
+def compose_holdings() -> dict[str, set[str]]:
+    base, demo = load_yaml(COMPOSE)["services"], load_yaml(COMPOSE_DEMO)["services"]
+    holdings: dict[str, set[str]] = {}
+    for name in sorted(set(base) | set(demo)):
+        service = {**base.get(name, {}), **demo.get(name, {})}
+        files = set(base.get(name, {}).get("env_file", [])) | set(demo.get(name, {}).get("env_file", []))
+        variables = {k for f in files for k in env_file_values(DEPLOY / f"{f}.example")}
+        variables |= set(compose_environment(base.get(name, {}))) | set(compose_environment(demo.get(name, {})))
+        holdings.setdefault(_compose_role(name, service), set()).update(variables)
+    return holdings
+
+
+def systemd_holdings() -> dict[str, set[str]]:
+    holdings = {}
+    for name, unit in systemd_units().items():
+        variables = set()
+        for line in unit_values(unit, "Service", "EnvironmentFile"):
+            file = Path(line.lstrip("-")).name
+            if "%i" in file:
+                examples = [SYSTEMD / f"{file.replace('%i', queue)}.example" for queue in QUEUES]
+            else:
+                examples = [p for p in (DEPLOY / f"{file}.example", SYSTEMD / f"{file}.example") if p.exists()]
+            assert examples and all(p.exists() for p in examples), f"{name}: {file} has no example"
+            variables |= {k for example in examples for k in env_file_values(example)}
+        role = name.removeprefix("jumpsync-").removesuffix(".service")
+        holdings["worker:%i" if role == "worker@" else role] = variables
+    return holdings
+
+
+def k8s_holdings() -> dict[str, set[str]]:
+    secrets = k8s_by_kind("Secret")
+    holdings: dict[str, set[str]] = {}
+    entry = dockerfile_entrypoint()
+    for where, _doc, _spec, container in k8s_containers():
+        argv = list(container.get("command") or entry) + list(container.get("args") or [])
+        (args,) = jumpsync_invocations(argv, where)
+        role = f"worker:{worker_queue(args)}" if args[0] == "worker" else args[0]
+        variables = {item["name"] for item in container.get("env", []) if "secretKeyRef" in item.get("valueFrom", {})}
+        for source in container.get("envFrom", []):
+            variables |= set(secrets[source["secretRef"]["name"]]["stringData"])
+        holdings[role] = variables
+    return holdings
+
+
+def test_keys_only_where_a_process_needs_them():
+    """The JumpCloud keys reach the workers only (compose env files, systemd EnvironmentFile, Kubernetes Secret
+    references); Flower's login only Flower, the broker's password (on its own) only Redis."""
+    keys = key_variables()
+    assert {"ACME_JUMPCLOUD_KEY", "JUMPSYNC_SIM_API_KEY"} <= keys
+    compose, systemd, k8s = compose_holdings(), systemd_holdings(), k8s_holdings()
+    problems = misplaced_secrets(compose, keys) + misplaced_secrets(systemd, keys) + misplaced_secrets(k8s, keys)
+    assert not problems, "\n".join(problems)
+    # ... and they do reach the processes that need them.
+    for holdings in (compose, k8s):
+        assert "ACME_JUMPCLOUD_KEY" in holdings["worker:sync"] and "ACME_JUMPCLOUD_KEY" in holdings["worker:provisioning"]
+    assert "ACME_JUMPCLOUD_KEY" in systemd["worker:%i"]
+    assert "JUMPSYNC_FLOWER_BASIC_AUTH" in compose["flower"] and "JUMPSYNC_FLOWER_BASIC_AUTH" in systemd["flower"]
+    assert "JUMPSYNC_FLOWER_BASIC_AUTH" in k8s["flower"] and "REDIS_PASSWORD" in compose["redis"]
+    # Kubernetes: a pod other than a worker takes Secret keys by name, never a whole Secret.
+    for where, _doc, _spec, container in k8s_containers():
+        if not any(args[:1] == ["worker"] for args in jumpsync_invocations(
+                list(container.get("command") or []) + list(container.get("args") or []), where)):
+            assert not container.get("envFrom"), f"{where}: envFrom gives it every key of the Secret"
+
+
+def test_the_key_placement_check_catches_mistakes():
+    keys = {"ACME_JUMPCLOUD_KEY"}
+    assert misplaced_secrets({"flower": {"ACME_JUMPCLOUD_KEY"}}, keys)
+    assert misplaced_secrets({"beat": {"JUMPSYNC_FLOWER_BASIC_AUTH"}}, keys)
+    assert misplaced_secrets({"worker:sync": {"REDIS_PASSWORD"}}, keys)
+    assert not misplaced_secrets({"worker:sync": {"ACME_JUMPCLOUD_KEY", "JUMPSYNC_BROKER_URL"}}, keys)

@@ -82,6 +82,42 @@ def test_commands_take_the_settings_of_the_running_up_that_are_not_given():
     assert adopt_settings({}) is None  # the env file without a running up is not used
 
 
+def test_the_settings_file_is_private_and_the_note_hides_the_password():
+    held = PidFile()
+    held.acquire(_record())
+    path = Path("var/jumpsync.env")
+    path.write_text("old\n")
+    path.chmod(0o644)  # as an earlier up left it
+    up_state.write_env_file({"JUMPSYNC_BROKER_URL": "redis://:Pw-4f9c2e@127.0.0.1:6390/0"})
+    assert path.stat().st_mode & 0o777 == 0o600 and "Pw-4f9c2e" in path.read_text()
+    environ: dict[str, str] = {}
+    said = adopt_running_up(environ)
+    assert environ == {"JUMPSYNC_BROKER_URL": "redis://:Pw-4f9c2e@127.0.0.1:6390/0"}
+    assert said is not None and said.endswith("broker_url=redis://:***@127.0.0.1:6390/0") and "Pw-4f9c2e" not in said
+    held.release(remove=True)
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("redis://:s3cret@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+    ("rediss://default:s3cret@redis.internal:6380/1", "rediss://default:***@redis.internal:6380/1"),
+    ("postgresql://jumpsync:s3cret@db:5432/jumpsync", "postgresql://jumpsync:***@db:5432/jumpsync"),
+    ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ("sqlite:////var/lib/jumpsync/jumpsync.db", "sqlite:////var/lib/jumpsync/jumpsync.db"),
+])
+def test_urls_are_shown_without_their_password(url, shown):
+    from config.redact import redact_url
+
+    assert redact_url(url) == shown
+
+
+def test_the_local_redis_reads_its_password_from_its_config():
+    from cli.up.supervisor import redis_config
+
+    text = redis_config(port=6390, directory=Path('/tmp/a "b"'), password="Pw-4f9c2e")
+    assert "port 6390\n" in text and "bind 127.0.0.1\n" in text and 'requirepass "Pw-4f9c2e"\n' in text
+    assert 'dir "/tmp/a \\"b\\""\n' in text
+
+
 def test_the_watchdog_kills_the_groups_left_once_its_pipe_closes():
     read_end, write_end = os.pipe()
     watchdog = subprocess.Popen([sys.executable, "-m", "cli.up.watchdog", str(read_end), "1"], cwd=ROOT,
