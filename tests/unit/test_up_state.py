@@ -91,7 +91,7 @@ def test_the_settings_file_is_private_and_the_note_hides_the_password():
     up_state.write_env_file({"JUMPSYNC_BROKER_URL": "redis://:Pw-4f9c2e@127.0.0.1:6390/0"})
     assert path.stat().st_mode & 0o777 == 0o600 and "Pw-4f9c2e" in path.read_text()
     environ: dict[str, str] = {}
-    said = adopt_running_up(environ)
+    said = adopt_settings(environ)
     assert environ == {"JUMPSYNC_BROKER_URL": "redis://:Pw-4f9c2e@127.0.0.1:6390/0"}
     assert said is not None and said.endswith("broker_url=redis://:***@127.0.0.1:6390/0") and "Pw-4f9c2e" not in said
     held.release(remove=True)
