@@ -39,10 +39,13 @@ def enqueue(request_id: str) -> bool:
 
 
 def submit_request(connector: str, action: str, params: dict[str, Any], *, idempotency_key: str | None = None,
-                   requested_by: str | None = None, wait: bool = False, timeout: float = 120.0) -> dict[str, Any]:
-    """Record a request (or find the one with this idempotency key), enqueue it, optionally wait for it."""
+                   requested_by: str | None = None, on_behalf_of: str | None = None, dry_run: bool = False,
+                   wait: bool = False, timeout: float = 120.0) -> dict[str, Any]:
+    """Record a request (or find the one with this idempotency key), enqueue it, optionally wait for it.
+    ``dry_run`` asks for a dry run even where the connector's policy applies changes."""
     accepted = requests.accept(runtime.engine(), runtime.settings(), connector=connector, action=action,
-                               params=params, idempotency_key=idempotency_key, requested_by=requested_by)
+                               params=params, idempotency_key=idempotency_key, requested_by=requested_by,
+                               on_behalf_of=on_behalf_of, dry_run=dry_run)
     if accepted.enqueue:
         enqueue(accepted.request["id"])
     if wait:
