@@ -51,6 +51,9 @@ api_key_env = "ACME_KEY"
 [[connectors]]
 name = "other"
 api_key_env = "OTHER_KEY"
+
+[connectors.provisioning]
+dry_run = true
 """
 
 ADD = {"group": "Engineering", "user": "alice@example.com"}
@@ -240,10 +243,13 @@ def test_a_policy_refusal_is_recorded_and_answered_422(served):
     assert prequests.get(served.engine, error["request"]["id"])["status"] == "rejected"
 
 
-def test_dry_run_is_recorded(served):
+def test_a_dry_run_when_asked_for_or_when_the_policy_says_so(served):
     client = served.client(served.token("provision:acme")[0])
     assert submit(client, dry_run=True).json()["dry_run"] is True
     assert submit(client).json()["dry_run"] is False
+    # A connector whose policy is dry_run: no caller turns it off.
+    other = served.client(served.token("provision:other")[0])
+    assert submit(other, connector="other", dry_run=False).json()["dry_run"] is True
 
 
 def test_one_idempotency_key_is_one_request_across_the_api_and_the_cli(served, tmp_path):
