@@ -24,5 +24,6 @@ usable, and key stretching (bcrypt, scrypt, Argon2) would only make every API ca
 no protection. The database holds the digest only; the token text is shown once, when it is created.
 
 Modules: ``auth.scopes`` (the grammar and ``Principal.may``), ``auth.tokens`` (create, authenticate, revoke,
-list). This package imports ``config`` and ``models`` only (layer 4 in docs/architecture.md).
+list), ``auth.local`` (the ``cli:``/``python:`` requesters). This package imports ``config`` and ``models`` only
+(layer 4 in docs/architecture.md).
 """

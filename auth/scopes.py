@@ -66,7 +66,9 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
 
 def parse_scope(text: str) -> Scope:
     """The scope ``text`` names; ``InvalidScope`` (a ``ValueError``) says what is wrong with it."""
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str):
+        raise InvalidScope(f"a scope is text, not {type(text).__name__}")
+    if not text:
         raise InvalidScope("empty scope; expected provision:<connector|*>[:<action|*>], read:<connector|*> or "
                            "approve:<connector|*>")
     verb_text, *rest = text.split(":")

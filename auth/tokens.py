@@ -113,7 +113,7 @@ def hash_secret(secret: str) -> str:
 _NO_SUCH_HASH = hash_secret(secrets.token_urlsafe(SECRET_BYTES))
 
 
-def check_name(name: str) -> str:
+def check_token_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise TokenError(f"token name {name!r} is not valid ({NAME_RULE})")
     return name
@@ -125,7 +125,7 @@ def create_token(engine: Engine, name: str, scopes: Sequence[str], expires_in: t
 
     ``scopes`` must hold at least one scope; a bad one raises ``InvalidScope``, a name in use ``TokenError``.
     """
-    check_name(name)
+    check_token_name(name)
     if isinstance(scopes, str):
         raise TokenError("scopes must be a list of scopes, not one string")
     parsed = parse_scopes(scopes)

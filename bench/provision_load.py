@@ -67,7 +67,7 @@ def _pct(values: list[float], q: int) -> float:
 def _submit(pair: list[str]) -> str:
     group, user = pair
     request = submit_request(CONNECTOR, "group.add-member", {"group": group, "user": user},
-                             idempotency_key=f"bench-{uuid.uuid4().hex}", requested_by="bench")
+                             idempotency_key=f"bench-{uuid.uuid4().hex}", on_behalf_of="bench")
     if request["status"] == "rejected":
         raise RuntimeError(f"request rejected: {request.get('last_error')}")
     return request["id"]

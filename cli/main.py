@@ -25,6 +25,7 @@ from cli import (
     resources,
     startup,  # first: it pauses the garbage collector while the command line is imported
     sync,
+    tokens,
 )
 from cli.common import err
 from cli.up import command as up
@@ -43,6 +44,7 @@ app.command()(api.api)  # the HTTP API (docs/api.md)
 app.add_typer(db.db_app, name="db")
 app.add_typer(deletions.deletions_app, name="deletions")
 app.add_typer(msp.msp_app, name="msp")
+app.add_typer(tokens.tokens_app, name="tokens")
 app.command()(changes.changes)
 app.command()(access.access)  # access insight (docs/access.md)
 app.command("who-has")(access.who_has)

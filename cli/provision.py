@@ -5,7 +5,6 @@ The request printing and exit rules here are also those of ``jumpsync requests r
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import sys
@@ -31,7 +30,7 @@ ENDED_STATUSES = ENDED_REQUEST_STATUSES
 ACCEPTED_STATUSES = (RequestStatus.PENDING, RequestStatus.RUNNING, RequestStatus.SUCCEEDED)
 #: The status a bulk line shows when it could not be read, nor recorded as a request.
 INVALID_LINE = "invalid"
-MAX_TEXT = 256  # idempotency keys and requested_by, as the database stores them
+MAX_TEXT = 256  # idempotency keys and on_behalf_of, as the database stores them
 
 
 class UserState(str, Enum):
@@ -62,16 +61,6 @@ def show_provisioning_warnings() -> None:
 def _status(status: str) -> str:
     colour = output.status_style(status)
     return f"[{colour}]{escape(status)}[/{colour}]"
-
-
-def _requester(given: Optional[str]) -> str:
-    if given:
-        return given
-    try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001  (no login name in some containers)
-        user = "unknown"
-    return f"cli:{user}"
 
 
 def _check_text(option: str, value: Optional[str]) -> None:
@@ -159,7 +148,9 @@ def provision(connector: str = typer.Argument(..., help="Connector name."),
               timeout: float = typer.Option(120.0, help="Seconds to wait with --wait."),
               idempotency_key: Optional[str] = typer.Option(
                   None, help="The same key again (for this connector) gives the same request, not a second one."),
-              requested_by: Optional[str] = typer.Option(None, help="Who asks (default: cli:<your login name>)."),
+              on_behalf_of: Optional[str] = typer.Option(
+                  None, help="Whom the change is asked for (a ticket's requester); recorded apart from who runs "
+                             "the command (always cli:<your login name>)."),
               as_json: bool = typer.Option(False, "--json"),
               config: Optional[Path] = ConfigOption) -> None:
     """Ask for an access change; it is recorded, then applied to JumpCloud by a worker.
@@ -174,17 +165,18 @@ def provision(connector: str = typer.Argument(..., help="Connector name."),
         raise usage_error(f"unknown action {action!r}{suggest(action, ACTION_NAMES)}; known actions: "
                           f"{', '.join(ACTION_NAMES)}")
     _check_text("--idempotency-key", idempotency_key)
-    _check_text("--requested-by", requested_by)
+    _check_text("--on-behalf-of", on_behalf_of)
     named = {"user": user, "group": group, "app": app_, "admin": admin, "role": role, "email": email,
              "username": username, "state": state.value if state is not None else None, "firstname": firstname,
              "lastname": lastname, "displayname": displayname, "department": department, "job_title": job_title,
              "employee_type": employee_type, "employee_id": employee_id, "company": company,
              "cost_center": cost_center, "location": location}
     params = _parse_param_options(param, {k: v for k, v in named.items() if v is not None})
-    from jumpsync.api import submit_request
+    from auth.local import cli_requester
+    from jumpsync.api import submit_as
 
-    request = submit_request(connector, action, params, idempotency_key=idempotency_key,
-                             requested_by=_requester(requested_by), wait=wait, timeout=timeout)
+    request = submit_as(cli_requester(), connector, action, params, idempotency_key=idempotency_key,
+                        on_behalf_of=on_behalf_of, wait=wait, timeout=timeout)
     finish_request(request, waited=wait, timeout=timeout, as_json=as_json)
 
 
@@ -205,28 +197,35 @@ def provision_bulk(file: Path = typer.Argument(..., help="CSV or JSON-lines file
                    wait: bool = typer.Option(False, "--wait",
                                              help="Wait for every outcome; exit 1 unless all succeeded."),
                    timeout: float = typer.Option(600.0, help="Seconds to wait for all of them with --wait."),
-                   requested_by: Optional[str] = typer.Option(
-                       None, help="For lines that name no requester (default: cli:<your login name>)."),
+                   on_behalf_of: Optional[str] = typer.Option(
+                       None, help="Whom the changes are asked for, for lines that name no on_behalf_of (who "
+                                  "submits is always cli:<your login name>)."),
                    as_json: bool = typer.Option(False, "--json"),
                    config: Optional[Path] = ConfigOption) -> None:
     """Submit one request per CSV row or JSON line; each is recorded and tracked on its own.
 
     A line that cannot be read is reported with its number and does not stop the others (and is recorded as
     a rejected request when it names at least a connector and an action). Exit 0 only if every line was
-    accepted (or, with --wait, succeeded).
+    accepted (or, with --wait, succeeded). A file that names requested_by is refused whole (exit 2, nothing
+    recorded): who submits is recorded by the command; a line may give on_behalf_of.
     """
     use_config(config)
     show_provisioning_warnings()
     from provisioning import bulk
 
-    _check_text("--requested-by", requested_by)
+    _check_text("--on-behalf-of", on_behalf_of)
     chosen = fmt.value if fmt is not None else bulk.format_for(file.name)
     if chosen is None:
         raise usage_error(f"cannot tell the format of {file} from its name; give --format csv or --format jsonl")
-    parsed = bulk.parse(_read_bulk_file(file), chosen)
+    try:
+        parsed = bulk.parse(_read_bulk_file(file), chosen)
+    except bulk.RequesterInFile as exc:
+        raise usage_error(f"{file} {exc}") from None
     if not parsed:
         raise usage_error(f"{file}: no requests in it")
-    outcomes = submit_bulk(parsed, source=str(file), requested_by=_requester(requested_by))
+    from auth.local import cli_requester
+
+    outcomes = submit_bulk(parsed, source=str(file), requested_by=cli_requester(), on_behalf_of=on_behalf_of)
     if wait:
         from jumpsync.api import wait_for_request
 
@@ -256,7 +255,7 @@ BULK_COLUMNS = (Col("line"), Col("request id", identity=True), Col("status", ide
                 Col("error", wrap=True))
 
 
-def submit_bulk(parsed, *, source: str, requested_by: str) -> list[dict]:
+def submit_bulk(parsed, *, source: str, requested_by: str, on_behalf_of: Optional[str] = None) -> list[dict]:
     """Record every line (a request, or a rejected one for a line that named its connector and action), then
     enqueue the accepted ones. After the first enqueue that fails, the rest are left to the relay rather than
     waiting on an unreachable broker once per line."""
@@ -276,13 +275,15 @@ def submit_bulk(parsed, *, source: str, requested_by: str) -> list[dict]:
             if isinstance(item, BulkItem):
                 accepted = prequests.accept(engine, settings, connector=item.connector, action=item.action,
                                             params=item.params, idempotency_key=item.idempotency_key,
-                                            requested_by=item.requested_by or requested_by)
+                                            requested_by=requested_by,
+                                            on_behalf_of=item.on_behalf_of or on_behalf_of)
                 outcome["request"] = accepted.request
                 if accepted.enqueue:
                     to_send.append(accepted.request["id"])
             elif item.recordable:
-                body = {"requested_by": requested_by, **item.body}
-                outcome["request"] = prequests.accept_malformed(engine, body, f"{source} line {line_no}: {item.message}")
+                body = {**item.body, "requested_by": requested_by}
+                outcome["request"] = prequests.accept_malformed(engine, body, f"{source} line {line_no}: {item.message}",
+                                                                on_behalf_of=_said_for(item.body, on_behalf_of))
             else:
                 outcome["error"] = item.message
         except SQLAlchemyError as exc:
@@ -294,6 +295,12 @@ def submit_bulk(parsed, *, source: str, requested_by: str) -> list[dict]:
                       "request(s) stay pending and the relay will send them")
             break
     return outcomes
+
+
+def _said_for(body: dict, default: Optional[str]) -> Optional[str]:
+    """A line's on_behalf_of if it is one that can be recorded, else the command's."""
+    value = body.get("on_behalf_of")
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_TEXT else default
 
 
 def _bulk_row(outcome: dict) -> dict:

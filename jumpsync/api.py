@@ -2,8 +2,11 @@
 
     from jumpsync.api import submit_request
     request = submit_request("acme", "group.add-member", {"group": "Engineering", "user": "alice@example.com"},
-                             idempotency_key="ticket-4711", requested_by="helpdesk", wait=True)
+                             idempotency_key="ticket-4711", on_behalf_of="alice@example.com", wait=True)
     request["status"]  # "succeeded", "failed" or "rejected"; request["last_error"] says why
+
+``requested_by`` is recorded as ``python:<OS login>``: the caller says on whose behalf it asks
+(``on_behalf_of``), not who it is.
 
 The request is recorded in the database before its message is sent; if the broker cannot be reached, it stays
 ``pending`` and the relay sends it later, so a request accepted here is never lost.
@@ -15,6 +18,7 @@ import logging
 import time
 from typing import Any
 
+from auth.local import python_requester
 from models.states import ENDED_REQUEST_STATUSES
 from provisioning import requests
 from worker import runtime
@@ -39,12 +43,22 @@ def enqueue(request_id: str) -> bool:
 
 
 def submit_request(connector: str, action: str, params: dict[str, Any], *, idempotency_key: str | None = None,
-                   requested_by: str | None = None, on_behalf_of: str | None = None, dry_run: bool = False,
-                   wait: bool = False, timeout: float = 120.0) -> dict[str, Any]:
+                   on_behalf_of: str | None = None, dry_run: bool = False, wait: bool = False,
+                   timeout: float = 120.0) -> dict[str, Any]:
     """Record a request (or find the one with this idempotency key), enqueue it, optionally wait for it.
-    ``dry_run`` asks for a dry run even where the connector's policy applies changes."""
+    ``requested_by`` is ``python:<OS login>``; ``dry_run`` asks for a dry run even where the connector's policy
+    applies changes."""
+    return submit_as(python_requester(), connector, action, params, idempotency_key=idempotency_key,
+                     on_behalf_of=on_behalf_of, dry_run=dry_run, wait=wait, timeout=timeout)
+
+
+def submit_as(requester: str, connector: str, action: str, params: dict[str, Any], *,
+              idempotency_key: str | None = None, on_behalf_of: str | None = None, dry_run: bool = False,
+              wait: bool = False, timeout: float = 120.0) -> dict[str, Any]:
+    """``submit_request`` for an entry point that knows its caller and records it as ``requester``
+    (the CLI: ``cli:<OS login>``; the HTTP API: ``token:<name>``); never a name the caller typed."""
     accepted = requests.accept(runtime.engine(), runtime.settings(), connector=connector, action=action,
-                               params=params, idempotency_key=idempotency_key, requested_by=requested_by,
+                               params=params, idempotency_key=idempotency_key, requested_by=requester,
                                on_behalf_of=on_behalf_of, dry_run=dry_run)
     if accepted.enqueue:
         enqueue(accepted.request["id"])

@@ -4,12 +4,16 @@ Plain functions, no database and no broker: ``parse_jsonl(text)`` and ``parse_cs
 order, ``(line_no, BulkItem | BulkError)`` for every request line (blank lines are skipped). A line that
 cannot be read becomes a ``BulkError`` naming the problem; it never stops the lines after it.
 
-JSON lines (the shape of the ``jumpsync.provision.submit`` Celery kwargs)::
+A file never says who asks: ``requested_by`` is the entry point's to record (``cli:<login>``). A line may say
+on whose behalf it asks (``on_behalf_of``); a file that names ``requested_by`` anywhere is refused whole
+(``RequesterInFile``, naming the lines), before anything is recorded.
+
+JSON lines::
 
     {"connector": "acme", "action": "group.add-member", "params": {"group": "Engineering", "user": "alice@example.com"}}
-    {"connector": "acme", "action": "user.suspend", "params": {"user": "bob"}, "idempotency_key": "HR-1029", "requested_by": "hr"}
+    {"connector": "acme", "action": "user.suspend", "params": {"user": "bob"}, "idempotency_key": "HR-1029", "on_behalf_of": "hr"}
 
-CSV: a header with ``connector`` and ``action`` (and optionally ``idempotency_key``, ``requested_by``); every
+CSV: a header with ``connector`` and ``action`` (and optionally ``idempotency_key``, ``on_behalf_of``); every
 other column is a parameter, and an empty cell is no parameter at all, so one file can mix actions::
 
     connector,action,group,user,app,idempotency_key
@@ -28,9 +32,21 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-RESERVED_COLUMNS = ("connector", "action", "idempotency_key", "requested_by")
-JSONL_KEYS = ("connector", "action", "params", "idempotency_key", "requested_by")
-MAX_TEXT = 256  # idempotency_key and requested_by, as the database stores them
+RESERVED_COLUMNS = ("connector", "action", "idempotency_key", "on_behalf_of")
+JSONL_KEYS = ("connector", "action", "params", "idempotency_key", "on_behalf_of")
+#: What a file may not say: the command records who asks.
+REQUESTER_KEY = "requested_by"
+MAX_TEXT = 256  # idempotency_key and on_behalf_of, as the database stores them
+
+
+class RequesterInFile(ValueError):
+    """A file that names ``requested_by``: refused whole, since the requester is not the file's to say."""
+
+    def __init__(self, lines: list[int]) -> None:
+        shown = ", ".join(map(str, lines[:10])) + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
+        super().__init__(f"line{'s' if len(lines) > 1 else ''} {shown}: {REQUESTER_KEY} cannot be set in a bulk "
+                         "file (jumpsync records who submits it); use on_behalf_of to say whom a request is for")
+        self.lines = lines
 
 
 @dataclass(frozen=True)
@@ -41,7 +57,7 @@ class BulkItem:
     action: str
     params: dict[str, Any]
     idempotency_key: str | None = None
-    requested_by: str | None = None
+    on_behalf_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +102,7 @@ def _jsonl_line(body: Any) -> BulkItem | BulkError:
         problems.append("params is required (an object)")
     elif not isinstance(body["params"], dict):
         problems.append(f"params must be an object, not {_json_type(body['params'])}")
-    for key in ("idempotency_key", "requested_by"):
+    for key in ("idempotency_key", "on_behalf_of"):
         value = body.get(key)
         if value is not None and not _text(value):
             problems.append(f"{key} must be a non-empty string or null")
@@ -98,7 +114,7 @@ def _jsonl_line(body: Any) -> BulkItem | BulkError:
     if problems:
         return BulkError("; ".join(problems), connector=connector, action=action, body=body)
     return BulkItem(connector=body["connector"].strip(), action=body["action"].strip(), params=body["params"],
-                    idempotency_key=body.get("idempotency_key"), requested_by=body.get("requested_by"))
+                    idempotency_key=body.get("idempotency_key"), on_behalf_of=body.get("on_behalf_of"))
 
 
 def _json_type(value: Any) -> str:
@@ -107,8 +123,10 @@ def _json_type(value: Any) -> str:
 
 
 def parse_jsonl(text: str) -> Parsed:
-    """One request per non-blank line; line numbers count every line of the file from 1."""
+    """One request per non-blank line; line numbers count every line of the file from 1. A line (an object)
+    with a ``requested_by`` key raises ``RequesterInFile`` once the whole file is read."""
     out: Parsed = []
+    naming_requester: list[int] = []
     # Only \n ends a line: str.splitlines would also split at U+2028 and others, which JSON strings may hold.
     for line_no, line in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
         if not line.strip():
@@ -118,7 +136,11 @@ def parse_jsonl(text: str) -> Parsed:
         except json.JSONDecodeError as exc:
             out.append((line_no, BulkError(f"not valid JSON: {exc.msg} (column {exc.colno})")))
             continue
+        if isinstance(body, dict) and REQUESTER_KEY in body:
+            naming_requester.append(line_no)
         out.append((line_no, _jsonl_line(body)))
+    if naming_requester:
+        raise RequesterInFile(naming_requester)
     return out
 
 
@@ -126,7 +148,7 @@ def parse_csv(text: str) -> Parsed:
     """One request per non-blank row after the header; a row's number is the file line it starts on.
 
     A header without ``connector`` and ``action`` (or with a column named twice) is one error on the header
-    line, and no row is read.
+    line, and no row is read; a header with a ``requested_by`` column raises ``RequesterInFile``.
     """
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     out: Parsed = []
@@ -147,6 +169,8 @@ def parse_csv(text: str) -> Parsed:
             continue
         if header is None:
             header, header_line = [normalize_key(name) for name in row], start
+            if REQUESTER_KEY in header:
+                raise RequesterInFile([header_line])
             problem = _header_problem(header)
             if problem:
                 return [(header_line, BulkError(problem))]
@@ -184,12 +208,12 @@ def _csv_row(header: list[str], row: list[str]) -> BulkItem | BulkError:
     missing = [name for name in ("connector", "action") if not given.get(name)]
     if missing:
         return error(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} empty")
-    too_long = [key for key in ("idempotency_key", "requested_by") if len(given.get(key, "")) > MAX_TEXT]
+    too_long = [key for key in ("idempotency_key", "on_behalf_of") if len(given.get(key, "")) > MAX_TEXT]
     if too_long:
         return error(f"{', '.join(too_long)} longer than {MAX_TEXT} characters")
     assert connector is not None and action is not None  # neither is missing
     return BulkItem(connector=connector, action=action, params=params,
-                    idempotency_key=given.get("idempotency_key"), requested_by=given.get("requested_by"))
+                    idempotency_key=given.get("idempotency_key"), on_behalf_of=given.get("on_behalf_of"))
 
 
 def parse(text: str, fmt: str) -> Parsed:

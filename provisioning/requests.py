@@ -296,7 +296,8 @@ def connector_names(engine: Engine) -> list[str]:
         return list(session.execute(select(col(ProvisioningRequest.connector)).distinct()).scalars())
 
 
-def accept_malformed(engine: Engine, message: Any, reason: str) -> dict[str, Any]:
+def accept_malformed(engine: Engine, message: Any, reason: str, *,
+                     on_behalf_of: str | None = None) -> dict[str, Any]:
     """Record a message that is not a request at all, so that its sender can find out why."""
     body = message if isinstance(message, dict) else {}
     connector, action, requested_by = body.get("connector"), body.get("action"), body.get("requested_by")
@@ -304,4 +305,4 @@ def accept_malformed(engine: Engine, message: Any, reason: str) -> dict[str, Any
         return _reject(session, connector=connector if isinstance(connector, str) else "(unknown)",
                        action=action if isinstance(action, str) else "(unknown)", params=body.get("params"),
                        key=None, requested_by=requested_by if isinstance(requested_by, str) else None,
-                       reason=reason).request
+                       on_behalf_of=on_behalf_of, reason=reason).request

@@ -23,7 +23,7 @@ from config.settings import ConfigError
 from httpapi.errors import ApiError, invalid, not_found
 from httpapi.principals import Caller, forbidden, require
 from httpapi.schemas import CONNECTOR_PATTERN, Action, RequestView, SubmitRequest, errors
-from jumpsync.api import enqueue, submit_request
+from jumpsync.api import enqueue, submit_as
 from models.states import RequestStatus
 from provisioning import requests as prequests
 from provisioning.params import InvalidRequest, validate_params
@@ -53,8 +53,8 @@ def submit(body: SubmitRequest, caller: Caller) -> dict[str, Any]:
     of a repeated idempotency key, whatever its status now). Poll ``GET /v1/requests/{id}`` for the outcome."""
     require(caller, Verb.PROVISION, body.connector, body.action)
     _check_submittable(body)
-    request = submit_request(body.connector, body.action, dict(body.params), idempotency_key=body.idempotency_key,
-                             requested_by=caller.requester, on_behalf_of=body.on_behalf_of, dry_run=body.dry_run)
+    request = submit_as(caller.requester, body.connector, body.action, dict(body.params),
+                        idempotency_key=body.idempotency_key, on_behalf_of=body.on_behalf_of, dry_run=body.dry_run)
     if request["status"] == RequestStatus.REJECTED:
         raise ApiError(422, "rejected", request["last_error"] or "the request was rejected", request=request)
     return request

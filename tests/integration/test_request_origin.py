@@ -3,11 +3,22 @@ caller says), recorded apart on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from config.settings import ConnectorConfig, FileConfig, Settings
 from provisioning import requests
-from tests.integration.test_provisioning_requests import ADD, settings_for
 from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
+
+ADD = {"group": "g", "user": "u"}
+
+
+def settings_for(db_url: str) -> Settings:
+    """One connector, ``acme``, with the default provisioning policy (nothing is applied here)."""
+    connector = ConnectorConfig(name="acme", base_url="http://127.0.0.1:9", api_key_env=TEST_KEY_ENV)
+    return Settings(config_path=Path("t.toml"), database_url=db_url, broker_url="redis://unused",
+                    file=FileConfig(connectors=(connector,)))
 
 
 @pytest.fixture(autouse=True)

@@ -190,3 +190,15 @@ def test_list_shows_every_token_and_no_secret(engine):
     flat = repr(as_json)
     for presented in (text_a, text_b):
         assert presented[len("jst_") + 13:] not in flat
+
+
+def test_two_processes_in_the_same_minute_write_last_use_once(engine):
+    """Each read the token before the other wrote: the update is conditional, so the second matches no row."""
+    _, info = make(engine)
+    first = utcnow()
+    with Session(engine) as session:
+        tokens._record_use(session, info.id, first)
+    with Session(engine) as session:
+        tokens._record_use(session, info.id, first + timedelta(seconds=5))
+        stored = session.execute(select(col(ApiToken.last_used_at)).where(col(ApiToken.id) == info.id)).scalar_one()
+    assert stored == first

@@ -4,7 +4,16 @@ import json
 
 import pytest
 
-from provisioning.bulk import BulkError, BulkItem, format_for, normalize_key, parse, parse_csv, parse_jsonl
+from provisioning.bulk import (
+    BulkError,
+    BulkItem,
+    RequesterInFile,
+    format_for,
+    normalize_key,
+    parse,
+    parse_csv,
+    parse_jsonl,
+)
 
 
 def line(obj) -> str:
@@ -18,11 +27,11 @@ def test_jsonl_good_lines():
         line({"connector": "acme", "action": "group.add-member",
               "params": {"group": "Engineering", "user": "alice@example.com"}}),
         line({"connector": "acme", "action": "user.suspend", "params": {"user": "bob"},
-              "idempotency_key": "HR-1029", "requested_by": "hr"}),
+              "idempotency_key": "HR-1029", "on_behalf_of": "hr"}),
     ])
     assert parse_jsonl(text) == [
         (1, BulkItem("acme", "group.add-member", {"group": "Engineering", "user": "alice@example.com"})),
-        (2, BulkItem("acme", "user.suspend", {"user": "bob"}, idempotency_key="HR-1029", requested_by="hr")),
+        (2, BulkItem("acme", "user.suspend", {"user": "bob"}, idempotency_key="HR-1029", on_behalf_of="hr")),
     ]
 
 
@@ -106,7 +115,7 @@ def test_jsonl_connector_and_action_must_be_non_empty_strings(field, value):
     assert not error.recordable
 
 
-@pytest.mark.parametrize("field", ["idempotency_key", "requested_by"])
+@pytest.mark.parametrize("field", ["idempotency_key", "on_behalf_of"])
 def test_jsonl_optional_text_fields(field):
     base = {"connector": "acme", "action": "user.suspend", "params": {"user": "bob"}}
     [(_, ok)] = parse_jsonl(line({**base, field: None}))
@@ -131,14 +140,14 @@ def test_jsonl_empty_file():
 # --- CSV --------------------------------------------------------------------------------------------------------
 
 def test_csv_good_rows_and_empty_cells_ignored():
-    text = ("connector,action,group,user,app,idempotency_key,requested_by\n"
+    text = ("connector,action,group,user,app,idempotency_key,on_behalf_of\n"
             "acme,group.add-member,Engineering,alice@example.com,,T-1,\n"
             "acme,app.grant,,alice@example.com,Slack,,helpdesk\n"
             "beta,app.grant,Sales,,Slack,,\n")
     assert parse_csv(text) == [
         (2, BulkItem("acme", "group.add-member", {"group": "Engineering", "user": "alice@example.com"},
                      idempotency_key="T-1")),
-        (3, BulkItem("acme", "app.grant", {"user": "alice@example.com", "app": "Slack"}, requested_by="helpdesk")),
+        (3, BulkItem("acme", "app.grant", {"user": "alice@example.com", "app": "Slack"}, on_behalf_of="helpdesk")),
         (4, BulkItem("beta", "app.grant", {"group": "Sales", "app": "Slack"})),
     ]
 
@@ -243,3 +252,30 @@ def test_parse_dispatches_and_rejects_unknown_format():
 
 def test_normalize_key():
     assert normalize_key(" Job-Title ") == "job_title"
+
+
+# --- who asks is not the file's to say --------------------------------------------------------------------------
+
+def test_a_jsonl_file_naming_requested_by_is_refused_whole_naming_the_lines():
+    good = line({"connector": "acme", "action": "user.suspend", "params": {"user": "bob"}})
+    naming = line({"connector": "acme", "action": "user.suspend", "params": {"user": "bob"}, "requested_by": "hr"})
+    null = line({"connector": "acme", "action": "user.suspend", "params": {"user": "bob"}, "requested_by": None})
+    with pytest.raises(RequesterInFile) as caught:
+        parse_jsonl("\n".join([good, naming, "{not json", good, null]))
+    assert caught.value.lines == [2, 5]
+    assert str(caught.value).startswith("lines 2, 5: requested_by cannot be set in a bulk file")
+    assert "use on_behalf_of" in str(caught.value)
+    with pytest.raises(RequesterInFile, match="^line 1: requested_by"):
+        parse("\n".join([naming, good]), "jsonl")
+
+
+def test_many_lines_naming_requested_by_are_summed_up():
+    naming = line({"connector": "acme", "action": "user.suspend", "params": {}, "requested_by": "x"})
+    with pytest.raises(RequesterInFile, match="^lines 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 2 more: "):
+        parse_jsonl("\n".join([naming] * 12))
+
+
+@pytest.mark.parametrize("header", ["connector,action,user,requested_by", "connector,action,user, Requested-By "])
+def test_a_csv_file_with_a_requested_by_column_is_refused(header):
+    with pytest.raises(RequesterInFile, match="^line 2: requested_by cannot be set"):
+        parse_csv(f"\n{header}\nacme,user.suspend,bob,\n")

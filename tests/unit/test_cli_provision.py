@@ -7,7 +7,6 @@ own SQLite database and config file.
 
 from __future__ import annotations
 
-import getpass
 import json
 import time
 
@@ -16,6 +15,7 @@ from rich.console import Console
 from sqlmodel import Session
 from typer.testing import CliRunner
 
+from auth import local
 from cli import common, provision
 from cli import main as cli
 
@@ -76,7 +76,7 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setattr(provision, "console", Console(width=250))
     for module in (provision, common):
         monkeypatch.setattr(module, "err", Console(width=250, stderr=True))
-    monkeypatch.setattr(getpass, "getuser", lambda: "tester")
+    monkeypatch.setattr(local, "login_name", lambda: "tester")
     runner = CliRunner()
 
     def run(*args: str, input: str | None = None):
@@ -154,13 +154,14 @@ def test_unreachable_broker_with_the_default_app(env, monkeypatch):
 
 def test_json_output_is_the_request_view(env):
     code, request = provision_json(env, "acme", "app.grant", "--app", "Slack", "--group", "Sales",
-                                   "--idempotency-key", "T-1", "--requested-by", "servicedesk")
+                                   "--idempotency-key", "T-1", "--on-behalf-of", "servicedesk")
     assert code == 0
     assert request == get(request["id"])
     assert set(request) == {"id", "connector", "action", "params", "idempotency_key", "requested_by", "on_behalf_of",
                             "status", "dry_run", "attempts", "last_error", "result", "created_at", "updated_at",
                             "started_at", "finished_at"}
-    assert request["requested_by"] == "servicedesk" and request["idempotency_key"] == "T-1"
+    assert request["requested_by"] == "cli:tester" and request["on_behalf_of"] == "servicedesk"
+    assert request["idempotency_key"] == "T-1"
 
 
 def test_missing_field_is_rejected_naming_it(env):
@@ -424,7 +425,7 @@ def test_bulk_jsonl_all_accepted(env, tmp_path):
     path.write_text(jsonl(
         {"connector": "acme", "action": "group.add-member", "params": {"group": "Eng", "user": "alice"}},
         {"connector": "acme", "action": "user.suspend", "params": {"user": "bob"}, "idempotency_key": "HR-1",
-         "requested_by": "hr"},
+         "on_behalf_of": "hr"},
     ))
     result = env("provision-bulk", str(path), "--json")
     assert result.exit_code == 0, result.output
@@ -434,8 +435,9 @@ def test_bulk_jsonl_all_accepted(env, tmp_path):
     recorded = {r["id"]: r for r in all_requests()}
     assert all(recorded[r["id"]]["status"] == "pending" for r in out["requests"])
     first, second = (recorded[r["id"]] for r in out["requests"])
-    assert first["requested_by"] == "cli:tester"
-    assert second["requested_by"] == "hr" and second["idempotency_key"] == "HR-1"
+    assert first["requested_by"] == "cli:tester" and first["on_behalf_of"] is None
+    assert second["requested_by"] == "cli:tester" and second["on_behalf_of"] == "hr"
+    assert second["idempotency_key"] == "HR-1"
 
 
 def test_bulk_mixed_file_reports_each_line_and_goes_on(env, tmp_path):
@@ -589,3 +591,79 @@ def test_bulk_wait_exits_1_unless_all_succeeded(env, tmp_path, monkeypatch):
     result = env("provision-bulk", str(path), "--wait", "--json")
     assert result.exit_code == 1
     assert json.loads(result.stdout)["summary"] == {"failed": 1}
+
+
+# --- who asks, and for whom -------------------------------------------------------------------------------------
+
+def test_requested_by_is_the_login_and_on_behalf_of_is_recorded_apart(env):
+    code, request = provision_json(env, "acme", "user.suspend", "--user", "bob", "--on-behalf-of", "alice@example.com")
+    assert code == 0
+    assert get(request["id"])["requested_by"] == "cli:tester"
+    assert get(request["id"])["on_behalf_of"] == "alice@example.com"
+
+
+def test_requested_by_is_no_longer_an_option(env):
+    for command in (("provision", "acme", "user.suspend", "--user", "bob"), ("provision-bulk", "x.jsonl")):
+        result = env(*command, "--requested-by", "someone-else")
+        assert result.exit_code == 2 and "No such option: --requested-by" in result.stderr
+    assert all_requests() == []
+
+
+def test_on_behalf_of_is_checked_like_other_text(env, tmp_path):
+    result = env("provision", "acme", "user.suspend", "--user", "bob", "--on-behalf-of", "x" * 257)
+    assert result.exit_code == 2 and "--on-behalf-of must be 1 to 256 characters" in result.stderr
+    path = tmp_path / "r.jsonl"
+    path.write_text(jsonl({"connector": "acme", "action": "user.suspend", "params": {"user": "bob"}}))
+    result = env("provision-bulk", str(path), "--on-behalf-of", "")
+    assert result.exit_code == 2 and "--on-behalf-of must be 1 to 256 characters" in result.stderr
+    assert all_requests() == []
+
+
+def test_a_bulk_file_naming_requested_by_is_refused_before_anything_is_recorded(env, tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_text(jsonl(
+        {"connector": "acme", "action": "user.suspend", "params": {"user": "bob"}},
+        {"connector": "acme", "action": "user.suspend", "params": {"user": "carol"}, "requested_by": "hr"},
+        {"connector": "acme", "action": "user.suspend", "params": {"user": "dave"}},
+    ))
+    result = env("provision-bulk", str(path), "--json")
+    assert result.exit_code == 2
+    assert f"{path} line 2: requested_by cannot be set in a bulk file" in result.stderr
+    assert "use on_behalf_of" in result.stderr
+    assert result.stdout == "" and all_requests() == []
+
+
+def test_a_bulk_csv_with_a_requested_by_column_is_refused(env, tmp_path):
+    path = tmp_path / "requests.csv"
+    path.write_text("connector,action,user,requested_by\nacme,user.suspend,bob,\n")
+    result = env("provision-bulk", str(path))
+    assert result.exit_code == 2 and f"{path} line 1: requested_by cannot be set" in result.stderr
+    assert all_requests() == []
+
+
+def test_bulk_on_behalf_of_per_line_and_by_default(env, tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_text(jsonl(
+        {"connector": "acme", "action": "user.suspend", "params": {"user": "bob"}},
+        {"connector": "acme", "action": "user.suspend", "params": {"user": "carol"}, "on_behalf_of": "hr"},
+        {"connector": "acme", "action": "user.suspend", "params": ["x"], "on_behalf_of": "it"},  # recorded, rejected
+    ))
+    result = env("provision-bulk", str(path), "--on-behalf-of", "ticket-7", "--json")
+    assert result.exit_code == 1
+    rows = json.loads(result.stdout)["requests"]
+    recorded = [get(row["id"]) for row in rows]
+    assert [r["on_behalf_of"] for r in recorded] == ["ticket-7", "hr", "it"]
+    assert [r["requested_by"] for r in recorded] == ["cli:tester"] * 3
+    assert recorded[2]["status"] == "rejected"
+
+
+def test_the_python_interface_records_the_login_and_on_behalf_of(env, monkeypatch):
+    import inspect
+
+    from jumpsync import api
+
+    assert "requested_by" not in inspect.signature(api.submit_request).parameters
+    monkeypatch.setattr(api, "enqueue", lambda request_id: False)
+    request = api.submit_request("acme", "user.suspend", {"user": "bob"}, on_behalf_of="alice@example.com")
+    assert request["requested_by"] == "python:tester" and request["on_behalf_of"] == "alice@example.com"
+    assert get(request["id"]) == request

@@ -57,6 +57,11 @@ def test_bad_scopes_name_the_problem(text, message):
     assert isinstance(caught.value, ValueError)
 
 
+def test_a_scope_is_text():
+    with pytest.raises(InvalidScope, match="a scope is text, not int"):
+        parse_scope(7)  # type: ignore[arg-type]
+
+
 def test_parse_scopes_keeps_order_and_drops_repeats():
     assert parse_scopes(["read:*", "approve:acme", "read:*"]) == (Scope(Verb.READ, "*"), Scope(Verb.APPROVE, "acme"))
     with pytest.raises(InvalidScope, match="unknown verb 'x'"):
@@ -77,7 +82,7 @@ def test_canonical_text_round_trips(text):
 
 @given(st.builds(Scope, st.sampled_from(list(Verb)), connectors,
                  st.one_of(st.just("*"), st.sampled_from(ACTION_NAMES))))
-def test_every_provision_scope_round_trips_through_its_text(scope):
+def test_every_scope_round_trips_through_its_text(scope):
     if scope.verb is not Verb.PROVISION and scope.action != "*":
         return  # read and approve have no action part: not a scope parse_scope can give
     assert parse_scope(str(scope)) == scope
