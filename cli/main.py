@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from cli import (
     access,
+    api,
     changes,
     db,
     deletions,
@@ -39,6 +40,7 @@ for command in (up_command.up, processes.worker, processes.beat, processes.flowe
 app.add_typer(requests.requests_app, name="requests")
 app.command("provision-bulk")(provision.provision_bulk)
 app.command()(processes.health)
+app.command()(api.api)  # the HTTP API (docs/api.md)
 app.add_typer(db.db_app, name="db")
 app.add_typer(deletions.deletions_app, name="deletions")
 app.add_typer(msp.msp_app, name="msp")

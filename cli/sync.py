@@ -114,25 +114,14 @@ def status(config: Optional[Path] = ConfigOption, as_json: bool = JsonOption, wi
            output_: Optional[Output] = OutputOption) -> None:
     """Connectors: last run and its outcome, next scheduled sync, live counts, pending provisioning."""
     use_config(config)
-    from access.snapshots import rendering_state
-    from models import queries
-    from worker import runtime
+    from jumpsync.status import connector_status_records
 
-    connectors = {c.name: c for c in runtime.settings().connectors}
-    data = queries.status(runtime.engine(), list(connectors))
-    # What the database does not know: beat's schedule, the stored report, the connector's configuration.
-    extras: list[dict[str, Any]] = []
-    for entry, next_at in zip(data, _next_syncs([e.connector for e in data]), strict=True):
-        configured = connectors.get(entry.connector)
-        extras.append({"next_sync_at": next_at,
-                       "access_rendering": rendering_state(runtime.engine(), entry.connector),
-                       "events": configured.events if configured is not None else False,
-                       "msp": configured.msp if configured is not None else None})
+    records = connector_status_records()
     shown = output.choose(output_, wide=wide, as_json=as_json)
     if shown is Output.json:
-        print_json([entry.to_json() | extra for entry, extra in zip(data, extras, strict=True)])
+        print_json([entry.to_json() | extra for entry, extra in records])
         return
-    rows = (_status_row(entry, extra, shown) for entry, extra in zip(data, extras, strict=True))
+    rows = (_status_row(entry, extra, shown) for entry, extra in records)
     output.print_rows(STATUS_COLUMNS, rows, shown)
 
 
@@ -183,15 +172,3 @@ def _rendering(state: dict | None, shown: Output) -> str:
         return "never rendered"
     at = output.full_time(state["rendered_at"]) if shown is Output.tsv else output.short_time(state["rendered_at"])
     return f"{'current' if state['current'] else 'stale'}, {at}"
-
-
-def _next_syncs(names: list[str]) -> list[str | None]:
-    """Next trigger per connector from beat's entries in Redis; None for all when Redis cannot be read."""
-    try:
-        from worker.beat import next_syncs
-        from worker.celery_app import app as celery_app
-
-        found = next_syncs(celery_app, names)
-        return [found.get(name) for name in names]
-    except Exception:  # noqa: BLE001  (status must work with the broker down)
-        return [None] * len(names)

@@ -43,21 +43,23 @@ def enqueue(request_id: str) -> bool:
 
 
 def submit_request(connector: str, action: str, params: dict[str, Any], *, idempotency_key: str | None = None,
-                   on_behalf_of: str | None = None, wait: bool = False, timeout: float = 120.0) -> dict[str, Any]:
+                   on_behalf_of: str | None = None, dry_run: bool = False, wait: bool = False,
+                   timeout: float = 120.0) -> dict[str, Any]:
     """Record a request (or find the one with this idempotency key), enqueue it, optionally wait for it.
-    ``requested_by`` is ``python:<OS login>``."""
+    ``requested_by`` is ``python:<OS login>``; ``dry_run`` asks for a dry run even where the connector's policy
+    applies changes."""
     return submit_as(python_requester(), connector, action, params, idempotency_key=idempotency_key,
-                     on_behalf_of=on_behalf_of, wait=wait, timeout=timeout)
+                     on_behalf_of=on_behalf_of, dry_run=dry_run, wait=wait, timeout=timeout)
 
 
 def submit_as(requester: str, connector: str, action: str, params: dict[str, Any], *,
-              idempotency_key: str | None = None, on_behalf_of: str | None = None, wait: bool = False,
-              timeout: float = 120.0) -> dict[str, Any]:
+              idempotency_key: str | None = None, on_behalf_of: str | None = None, dry_run: bool = False,
+              wait: bool = False, timeout: float = 120.0) -> dict[str, Any]:
     """``submit_request`` for an entry point that knows its caller and records it as ``requester``
-    (the CLI: ``cli:<OS login>``); never a name the caller typed."""
+    (the CLI: ``cli:<OS login>``; the HTTP API: ``token:<name>``); never a name the caller typed."""
     accepted = requests.accept(runtime.engine(), runtime.settings(), connector=connector, action=action,
                                params=params, idempotency_key=idempotency_key, requested_by=requester,
-                               on_behalf_of=on_behalf_of)
+                               on_behalf_of=on_behalf_of, dry_run=dry_run)
     if accepted.enqueue:
         enqueue(accepted.request["id"])
     if wait:

@@ -106,11 +106,12 @@ def _insert_new(dialect: str):
 
 def accept(engine: Engine, settings: Settings, *, connector: str, action: str, params: Any,
            idempotency_key: str | None = None, requested_by: str | None = None,
-           on_behalf_of: str | None = None) -> Accepted:
+           on_behalf_of: str | None = None, dry_run: bool = False) -> Accepted:
     """Record a request: ``pending`` if it is valid and allowed, ``rejected`` with the reason otherwise.
 
     ``requested_by`` is the caller as the entry point knows it (``token:<name>``, ``cli:<login>``), never text
-    the caller chose; ``on_behalf_of`` is whom the caller says it asks for, recorded as said.
+    the caller chose; ``on_behalf_of`` is whom the caller says it asks for, recorded as said. ``dry_run`` asks
+    for a dry run; a connector whose policy is ``dry_run`` makes every request one, whatever the caller asks.
 
     The same idempotency key again returns the first request (and asks for no second effect); reused for a
     different action or parameters, it is rejected.
@@ -138,7 +139,7 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
     row = {"id": _new_id(), "connector": connector, "action": action,
            "params": validated.model_dump(exclude_none=True), "idempotency_key": idempotency_key,
            "requested_by": requested_by, "on_behalf_of": on_behalf_of,
-           "status": REQUESTS.create(RequestStatus.PENDING), "dry_run": policy.dry_run, "attempts": 0,
+           "status": REQUESTS.create(RequestStatus.PENDING), "dry_run": policy.dry_run or dry_run, "attempts": 0,
            "last_error": None, "result": None, "claimed_by": None, "created_at": now, "updated_at": now,
            "enqueued_at": now, "started_at": None, "finished_at": None}
     with engine.connect() as connection, autocommit(connection):

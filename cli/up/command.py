@@ -21,19 +21,24 @@ err = output.stderr()
 
 #: Commands that are processes of a deployment (or ``up`` itself), not clients of one: they never take the
 #: settings of an ``up`` running in the folder.
-SERVER_COMMANDS = ("up", "worker", "beat", "flower", "simulator")
+SERVER_COMMANDS = ("up", "worker", "beat", "flower", "simulator", "api")
 
 
 def up(once: bool = typer.Option(False, "--once", help="Wait for the first sync of every connector, then exit."),
        config: Optional[Path] = ConfigOption,
        flower_port: int = typer.Option(5555, help="Flower's port (loopback only)."),
+       api_port: Optional[int] = typer.Option(None, min=1, max=65535,
+                                              help="The HTTP API's port (loopback only; default 8787, or a free "
+                                                   "one when 8787 is taken)."),
        concurrency: int = typer.Option(4, help="Worker processes.")) -> None:
-    """Run the whole thing locally: broker, worker, beat and Flower (and a simulated org when none is configured)."""
+    """Run the whole thing locally: broker, worker, beat, Flower and the HTTP API (and a simulated org when none
+    is configured)."""
     from cli.up.supervisor import run_up
 
     if config is not None:
         os.environ["JUMPSYNC_CONFIG"] = str(config)
-    raise typer.Exit(run_up(once=once, flower_port=flower_port, concurrency=concurrency, console=console))
+    raise typer.Exit(run_up(once=once, flower_port=flower_port, concurrency=concurrency, console=console,
+                            api_port=api_port))
 
 
 def adopt_running_up(argv: list[str]) -> None:

@@ -1,11 +1,11 @@
 """``jumpsync up``: everything on one machine, for a first run and for demos.
 
 Starts, as child processes: a Redis server unless ``JUMPSYNC_BROKER_URL`` (or the config) names a broker;
-the simulator with a demo tenant when no connector is configured; a sync worker, a provisioning worker, beat
-and Flower. Its Redis
+the simulator with a demo tenant when no connector is configured; a sync worker, a provisioning worker, beat,
+Flower and the HTTP API (both on loopback). Its Redis
 and its Flower want passwords, generated into files of mode 600 in ``var/`` (``cli.up.state``), passed to the
-children by environment or file and never printed, nor put in a command line; beat and Flower get no API key.
-It then prints the progress of the first sync of each connector. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops
+children by environment or file and never printed, nor put in a command line; beat, Flower and the API get no API
+key. It then prints the progress of the first sync of each connector. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops
 every child cleanly; with ``--once`` it stops them after the first syncs and exits 0 only if all succeeded.
 
 Children die with ``up`` even when it is killed with SIGKILL, in two steps. Each child is started with the
@@ -307,7 +307,7 @@ def _progress(engine: Engine, names: list[str] | None, since: datetime, printed:
     return ended
 
 
-def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console) -> int:
+def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console, api_port: int | None = None) -> int:
     VAR.mkdir(exist_ok=True)
     VAR.chmod(0o700)  # its secrets, logs (names, emails) and Redis data are this user's only
     marker = new_marker()
@@ -332,7 +332,7 @@ def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console) 
         signal.signal(sig, _signal)
     try:
         return _supervise(children, env, stop, once=once, flower_port=flower_port, concurrency=concurrency,
-                          console=console)
+                          console=console, api_port=api_port)
     finally:
         children.stop()
         ENV_FILE.unlink(missing_ok=True)
@@ -342,7 +342,7 @@ def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console) 
 
 
 def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: bool, flower_port: int,
-               concurrency: int, console: Console) -> int:
+               concurrency: int, console: Console, api_port: int | None) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -364,12 +364,13 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     upgrade(engine)
     since = datetime.now(timezone.utc).replace(microsecond=0)
     flower_env, own_login = _flower_login()
-    _start_processes(children, env, flower_env, key_variables(settings), flower_port=flower_port,
-                     concurrency=concurrency)
+    keys = key_variables(settings)
+    _start_processes(children, env, flower_env, keys, flower_port=flower_port, concurrency=concurrency)
+    api_url = _start_api(children, {name: value for name, value in env.items() if name not in keys}, api_port)
     write_env_file({"JUMPSYNC_BROKER_URL": env["JUMPSYNC_BROKER_URL"],
                     "JUMPSYNC_CONFIG": str(settings.config_path.resolve()),
                     "JUMPSYNC_DATABASE_URL": absolute_sqlite_url(settings.database_url)})
-    _print_up(console, flower_port, own_login=own_login)
+    _print_up(console, flower_port, api_url, own_login=own_login)
     return _FirstSyncs(console, settings, engine, since, names).watch(children, stop, once=once)
 
 
@@ -404,12 +405,27 @@ def _start_processes(children: Children, env: dict[str, str], flower_env: dict[s
     wait_for_port(flower_port, timeout=20)
 
 
-def _print_up(console: Console, flower_port: int, *, own_login: bool) -> None:
+def _start_api(children: Children, keyless_env: dict[str, str], port: int | None) -> str:
+    """The HTTP API on loopback (``port``, else 8787 unless taken, else any free port); its URL.
+
+    It records and enqueues, the workers apply: it gets the database and the broker, not the connectors' keys."""
+    from httpapi.server import DEFAULT_PORT
+
+    if port is None:
+        port = DEFAULT_PORT if _port_free(DEFAULT_PORT) else free_port()
+    children.start("api", [sys.executable, "-m", "cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+                   keyless_env)
+    wait_for_port(port, timeout=20)
+    return f"http://127.0.0.1:{port}"
+
+
+def _print_up(console: Console, flower_port: int, api_url: str, *, own_login: bool) -> None:
     console.rule("[bold green]jumpsync is up")
     login = (f"log in as the user:password in {FLOWER_AUTH_FILE} (cat it; never printed)" if own_login
              else "basic auth from your JUMPSYNC_FLOWER_BASIC_AUTH(_FILE)")
     console.print(f"Flower:  http://127.0.0.1:{flower_port} — {login}")
-    console.print(f"Logs:    {VAR / 'log'}/{{worker,provisioning-worker,beat,flower}}.log")
+    console.print(f"API:     {api_url}   (docs/api.md; a token: jumpsync tokens create NAME --scope ...)")
+    console.print(f"Logs:    {VAR / 'log'}/{{worker,provisioning-worker,beat,flower,api}}.log")
     console.print("Status:  make status   (or .venv/bin/jumpsync status: any jumpsync command run in this folder "
                   f"uses this run's settings, {ENV_FILE}; make shell opens a shell with jumpsync on its PATH)")
     console.print("Stop:    Ctrl-C")

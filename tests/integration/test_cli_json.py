@@ -131,8 +131,8 @@ def cli(sqlite_url, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from cli import main as cli_main
-    from cli import sync as cli_sync
     from config.settings import SettingsCache
+    from jumpsync import status as status_document
     from models.db import get_engine
     from worker import runtime
     from worker.celery_app import app as celery_app
@@ -143,7 +143,7 @@ def cli(sqlite_url, tmp_path, monkeypatch):
     monkeypatch.setenv("JUMPSYNC_CONFIG", str(config))
     monkeypatch.setenv("JUMPSYNC_DATABASE_URL", sqlite_url)
     monkeypatch.setattr(runtime, "_settings", SettingsCache())
-    monkeypatch.setattr(cli_sync, "_next_syncs", lambda names: [
+    monkeypatch.setattr(status_document, "next_syncs", lambda names: [
         "2026-12-01T00:00:00+00:00" if name == "acme" else None for name in names])
     # ``sync --wait`` finds the run its task opened: the task id is a finished run's.
     monkeypatch.setattr(celery_app, "send_task", lambda *args, **kwargs: SimpleNamespace(id="task-2"))

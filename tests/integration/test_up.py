@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import httpx
@@ -87,7 +88,8 @@ class Up:
         self.out = folder / "up.out"
         self.master: int | None = None
         self.flower_port = free_port()
-        args = JUMPSYNC + ["up", "--flower-port", str(self.flower_port), "--concurrency", "2"]
+        args = JUMPSYNC + ["up", "--flower-port", str(self.flower_port), "--api-port", str(free_port()),
+                           "--concurrency", "2"]
         if terminal:
             self.master, slave = pty.openpty()
             self.proc = subprocess.Popen(args, cwd=folder, env=_clean_env(), stdin=slave, stdout=slave,
@@ -168,9 +170,13 @@ def test_nothing_up_started_outlives_it(up, how):
     record = handle.wait_for_first_sync()
     marker = record["marker"]
     started = tree(handle.proc.pid) | marked(marker)
-    # Redis, simulator, two workers, beat, Flower: six children, and the workers' pool processes under them.
-    assert set(record["children"]) == {"redis", "simulator", "worker", "provisioning-worker", "beat", "flower"}
-    assert set(record["children"].values()) <= {pid for pid, _ in started} and len(started) >= 6 + 2 + 2
+    # Redis, simulator, two workers, beat, Flower, the API: seven children, and the workers' pool processes.
+    assert set(record["children"]) == {"redis", "simulator", "worker", "provisioning-worker", "beat", "flower", "api"}
+    assert set(record["children"].values()) <= {pid for pid, _ in started} and len(started) >= 7 + 2 + 2
+    api_url = re.search(r"API: +(http://127\.0\.0\.1:\d+)", handle.output())
+    assert api_url, handle.output()  # the API on loopback, its URL printed
+    with urllib.request.urlopen(f"{api_url.group(1)}/healthz", timeout=10) as answer:
+        assert json.loads(answer.read()) == {"ok": True}
     if how == "SIGHUP":  # the terminal window closes: its side of the terminal goes, then the hang-up
         os.close(handle.master)
         handle.master = None
@@ -188,7 +194,8 @@ def test_a_second_up_beside_a_running_one_refuses_to_start(up, tmp_path):
     first = up()
     record = first.wait_for_first_sync()
     before = tree(first.proc.pid)
-    second = subprocess.run(JUMPSYNC + ["up", "--flower-port", str(free_port())], cwd=tmp_path, env=_clean_env(),
+    second = subprocess.run(JUMPSYNC + ["up", "--flower-port", str(free_port()), "--api-port", str(free_port())],
+                            cwd=tmp_path, env=_clean_env(),
                             capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
     assert f"jumpsync up is already running in this folder (pid {record['pid']}" in second.stdout

@@ -45,6 +45,10 @@ DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 DASHBOARD = DEPLOY / "grafana" / "jumpsync-dashboard.json"
 
 QUEUES = ("sync", "provisioning")
+API_UNIT = "jumpsync-api.service"
+#: What the HTTP API may be given: it records and enqueues, the workers apply; no JumpCloud key.
+API_ENVIRONMENT = {"JUMPSYNC_CONFIG", "JUMPSYNC_DATABASE_URL", "JUMPSYNC_BROKER_URL", "JUMPSYNC_LOG_FORMAT",
+                   "JUMPSYNC_LOG_LEVEL"}
 PLACEHOLDER = "CHANGE-ME"
 SECRETISH_NAME = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|TOKEN|AUTH|CREDENTIAL", re.I)
 
@@ -411,7 +415,7 @@ def test_every_jumpsync_command_in_deploy_exists_in_the_cli():
     assert not errors, "\n".join(errors)
     used = {tuple(a for a in args if not a.startswith("-"))[:2] for _, args in found}
     # What the deployments are made of: each of these runs somewhere (worker per queue checked elsewhere).
-    for needed in [("db", "upgrade"), ("worker",), ("beat",), ("flower",), ("health",), ("simulator",)]:
+    for needed in [("db", "upgrade"), ("worker",), ("beat",), ("flower",), ("health",), ("simulator",), ("api",)]:
         assert any(u[: len(needed)] == needed for u in used), f"no deployment runs jumpsync {' '.join(needed)}"
 
 
@@ -785,7 +789,7 @@ def _check_k8s_role(role: str, spec: dict, container: dict, part_limit: float) -
 
 def test_kubernetes_workloads():
     roles = _deployments_by_role()
-    assert sorted(roles) == ["beat", "flower", "worker:provisioning", "worker:sync"], sorted(roles)
+    assert sorted(roles) == ["api", "beat", "flower", "worker:provisioning", "worker:sync"], sorted(roles)
     configmaps, secrets = k8s_by_kind("ConfigMap"), k8s_by_kind("Secret")
     part_limit = part_time_limit(_configmap_toml())
 
@@ -1272,3 +1276,49 @@ def test_the_key_placement_check_catches_mistakes():
     assert misplaced_secrets({"beat": {"JUMPSYNC_FLOWER_BASIC_AUTH"}}, keys)
     assert misplaced_secrets({"worker:sync": {"REDIS_PASSWORD"}}, keys)
     assert not misplaced_secrets({"worker:sync": {"ACME_JUMPCLOUD_KEY", "JUMPSYNC_BROKER_URL"}}, keys)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The HTTP API
+# --------------------------------------------------------------------------------------------------------
+
+def _api_args(argv: list[str]) -> list[str]:
+    (args,) = jumpsync_invocations(argv, "api")
+    assert args[0] == "api"
+    return args
+
+
+def _plain_http_allowed(args: list[str]) -> bool:
+    """Loopback, TLS of its own, or a TLS proxy said to be in front (what `jumpsync api` itself requires)."""
+    host = args[args.index("--host") + 1] if "--host" in args else "127.0.0.1"
+    return host in ("127.0.0.1", "::1", "localhost") or "--tls-certfile" in args or "--behind-tls-proxy" in args
+
+
+def test_the_api_gets_the_database_and_broker_but_no_jumpcloud_key():
+    """Compose, systemd and Kubernetes run the API with only the variables it needs, on loopback or behind TLS,
+    with a health probe; its Kubernetes Service stays inside the cluster."""
+    compose = load_yaml(COMPOSE)["services"]["api"]
+    args = _api_args(list(compose.get("entrypoint", dockerfile_entrypoint())) + compose["command"])
+    assert _plain_http_allowed(args)
+    env = {**{k: v for f in compose["env_file"] for k, v in env_file_values(DEPLOY / f"{f}.example").items()},
+           **compose_environment(compose)}
+    assert set(env) <= API_ENVIRONMENT, f"compose api: {sorted(set(env) - API_ENVIRONMENT)}"
+    assert all(str(port).startswith("127.0.0.1:") for port in compose["ports"]), "publish the API on loopback"
+    assert compose["read_only"] is True and "/healthz" in " ".join(compose["healthcheck"]["test"])
+
+    unit = systemd_units()[API_UNIT]
+    assert unit_values(unit, "Service", "EnvironmentFile") == ["/etc/jumpsync/jumpsync.env"]
+    (exec_start,) = [argv for where, argv in systemd_invocations() if where.startswith(API_UNIT)]
+    assert _plain_http_allowed(_api_args(exec_start))
+    assert set(env_file_values(DEPLOY / "jumpsync.env.example")) <= API_ENVIRONMENT
+
+    doc, container = _deployments_by_role()["api"]
+    assert _plain_http_allowed(_api_args(list(container.get("command") or dockerfile_entrypoint())
+                                         + list(container.get("args") or [])))
+    assert not container.get("envFrom"), "envFrom would hand the API every key of the Secret"
+    assert set(_container_env(container)) <= API_ENVIRONMENT
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz", probe
+    labels = doc["spec"]["template"]["metadata"]["labels"]
+    services = [s for s in k8s_by_kind("Service").values() if s["spec"]["selector"].items() <= labels.items()]
+    assert services and all(s["spec"].get("type", "ClusterIP") == "ClusterIP" for s in services)

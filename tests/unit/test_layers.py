@@ -20,6 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("msp", "pipeline", "provisioning"),        # MSP discovery; a sync run and its parts; requests and actions
     ("worker",),                                # the Celery app, its signals, beat, the process's settings
     ("jumpsync",),                              # the Python interface: submit a request
+    ("httpapi",),                               # the HTTP API: the same, for tokens and their scopes
     ("tasks",),                                 # thin Celery tasks
     ("cli",),                                   # the jumpsync command
 )

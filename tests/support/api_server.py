@@ -1,0 +1,60 @@
+"""``jumpsync api`` as a deployment runs it, for the tests: a real process on a free loopback port, spoken to
+over real HTTP, with the database and broker URLs in its environment and no JumpCloud key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.constants import ROOT, TEST_KEY_ENV
+from tests.support.servers import free_port
+
+
+class ApiServer:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.env = {name: value for name, value in env.items() if name != TEST_KEY_ENV}
+        self.env["PYTHONPATH"] = str(ROOT)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> ApiServer:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "cli", "api", "--port", str(self.port)],
+                                         env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jumpsync api exited {self.proc.returncode}: {self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"jumpsync api did not answer within {timeout}s: {self.log.read_text()}")
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def process_env(config: Path, database_url: str, broker_url: str) -> dict[str, str]:
+    """The environment of a jumpsync process on this config, database and broker."""
+    return {**os.environ, "JUMPSYNC_CONFIG": str(config), "JUMPSYNC_DATABASE_URL": database_url,
+            "JUMPSYNC_BROKER_URL": broker_url}
