@@ -164,13 +164,14 @@ def _decide(engine: Engine, request_id: str, decided_by: str, decision: str, com
             if approvals >= (row.approvals_required or 1):
                 _move(session, request_id, REQUESTS.move(_AWAITING, RequestStatus.PENDING),
                       updated_at=now, enqueued_at=now)
+        session.refresh(row)
+        decided = detail_view(session, row)  # as this transaction leaves it: a later approver's move is theirs
         try:
             session.commit()
         except IntegrityError:  # the unique (request, principal): the same principal, at the same moment
             session.rollback()
             raise DuplicateDecision(f"{decided_by} already decided request {request_id}") from None
-        session.refresh(row)
-        return detail_view(session, row)
+        return decided
 
 
 def _move(session: Session, request_id: str, status: RequestStatus, **values: Any) -> None:
