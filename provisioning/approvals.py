@@ -1,11 +1,8 @@
-"""Approvals: which requests wait for people other than their requester, and those people's decisions.
+"""Approvals: the decisions of the people other than its requester that a request awaits, and its expiry.
 
-A connector's ``[[connectors.provisioning.approval]]`` rules (config.connector.ApprovalRule) name actions and
-target patterns; a request that one matches is recorded as ``awaiting_approval`` and not enqueued. The strictest
-matching rule wins (two approvers over one). Patterns match the NAME of what the request changes (the group,
-app, role or user), case-insensitively, as the synced database knows it: a request that names a target by id is
-matched by that id's names, and an id the database does not know matches every pattern (it cannot be shown not
-to be an admin group, so it waits).
+A request that the connector's approval rules match (provisioning.approval_policy) is accepted as
+``awaiting_approval`` and not enqueued; enough distinct approvers move it to ``pending``, one denial to
+``denied``, the beat task ``expire_due`` to ``expired`` once its time ran out.
 
 A decision is one transaction that first takes the request's row (a conditional update of a request still
 awaiting approval: the row lock on PostgreSQL, the write lock on SQLite), so two approvers deciding at once are
