@@ -76,3 +76,12 @@ def test_refusals_exit_2_naming_the_problem(approving):
     unknown = run("requests", "deny", "nope")
     assert unknown.exit_code == 2 and "no provisioning request 'nope'" in unknown.stderr
     assert sent == []
+
+
+def test_provision_accepts_a_request_that_awaits_approval(approving):
+    run, sent = approving
+    result = run("provision", "acme", "group.add-member", "--group", "Domain Admins", "--user", "carol", "--json")
+    assert result.exit_code == 0, result.output
+    request = json.loads(result.stdout)
+    assert request["status"] == "awaiting_approval" and request["requested_by"] == "cli:bob"
+    assert sent == []  # not sent to the workers until approved
