@@ -106,7 +106,7 @@ STATUS_COLOUR = {"succeeded": "green", "active": "green", "current": "green", "p
                  "running": "yellow", "skipped": "yellow", "partial": "yellow", "never": "yellow", "staged": "yellow",
                  "suspended": "yellow", "stale": "yellow", "deleted": "red", "quiet": "green", "applied": "green",
                  "waiting": "yellow", "off": "yellow", "syncing": "green", "missing": "yellow", "excluded": "yellow",
-                 "shadowed": "yellow"}
+                 "shadowed": "yellow", "awaiting_approval": "yellow"}
 
 
 def status_style(text: str) -> str:

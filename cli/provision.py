@@ -27,7 +27,8 @@ err = output.stderr()
 
 ENDED_STATUSES = ENDED_REQUEST_STATUSES
 #: Without --wait, a request in one of these states was accepted (a repeated idempotency key may find it done).
-ACCEPTED_STATUSES = (RequestStatus.PENDING, RequestStatus.RUNNING, RequestStatus.SUCCEEDED)
+ACCEPTED_STATUSES = (RequestStatus.PENDING, RequestStatus.RUNNING, RequestStatus.SUCCEEDED,
+                     RequestStatus.AWAITING_APPROVAL)
 #: The status a bulk line shows when it could not be read, nor recorded as a request.
 INVALID_LINE = "invalid"
 MAX_TEXT = 256  # idempotency keys and on_behalf_of, as the database stores them

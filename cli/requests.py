@@ -1,4 +1,5 @@
-"""``jumpsync requests [show ID | retry ID]``: the provisioning requests, as recorded."""
+"""``jumpsync requests [show ID | retry ID | approve ID | deny ID]``: the provisioning requests, as recorded,
+and the approvers' decisions on those that await approval (provisioning.approvals)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,22 @@ from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from cli.provision import compact, finish_request, show_provisioning_warnings
 from config.actions import ACTION_NAMES
 
-requests_app = typer.Typer(help="List provisioning requests (newest first); show one; retry a failed one.")
+requests_app = typer.Typer(help="List provisioning requests (newest first); show one; retry a failed one; "
+                                "approve or deny one that awaits approval.")
 
 
 @requests_app.callback(invoke_without_command=True)
 def requests_list(ctx: typer.Context,
-                  status: Optional[str] = typer.Option(None, help="pending, running, succeeded, failed or rejected."),
+                  status: Optional[str] = typer.Option(
+                      None, help="pending, running, succeeded, failed, rejected, awaiting_approval, denied or "
+                                 "expired."),
                   connector: Optional[str] = typer.Option(None, help="Only this connector's requests."),
                   action: Optional[str] = typer.Option(None, help="Only requests for this action, e.g. app.grant."),
                   limit: int = typer.Option(50, min=1, help="At most this many, newest first."),
                   as_json: bool = JsonOption, wide: bool = WideOption,
                   output_: Optional[Output] = OutputOption,
                   config: Optional[Path] = ConfigOption) -> None:
-    """List provisioning requests, newest first (or: requests show ID, requests retry ID)."""
+    """List provisioning requests, newest first (or: requests show ID | retry ID | approve ID | deny ID)."""
     if ctx.invoked_subcommand is not None:
         if config is not None:
             use_config(config)
@@ -79,10 +83,10 @@ REQUEST_COLUMNS = (Col("id", identity=True), Col("connector", identity=True), Co
 
 
 def _get_request(request_id: str) -> dict:
-    from provisioning import requests as prequests
+    from provisioning import approvals
     from worker import runtime
 
-    request = prequests.get(runtime.engine(), request_id)
+    request = approvals.detail(runtime.engine(), request_id)
     if request is None:
         raise usage_error(f"no provisioning request {request_id!r}")
     return request
@@ -98,11 +102,23 @@ def requests_show(request_id: str = typer.Argument(..., metavar="ID"),
     if as_json:
         print_json(request)
         return
+    _print_fields(request)
+
+
+def _print_fields(request: dict) -> None:
+    """The request's fields, one a line; then its approvers' decisions, if it needed approval."""
+    decisions = request.get("decisions")
+    fields = {key: value for key, value in request.items() if key != "decisions"}
     output.print_rows(FIELD_COLUMNS, ((key, compact(value) if isinstance(value, (dict, list, bool)) else value)
-                                      for key, value in request.items()), output.choose(), show_header=False)
+                                      for key, value in fields.items()), output.choose(), show_header=False)
+    if decisions is not None:
+        output.print_rows(DECISION_COLUMNS, ((d["decision"], d["decided_by"], d["decided_at"], d["comment"])
+                                             for d in decisions), output.choose())
 
 
 FIELD_COLUMNS = (Col("field"), Col("value", wrap=True))
+DECISION_COLUMNS = (Col("decision", identity=True), Col("decided by", identity=True), Col("at", time=True),
+                    Col("comment", wrap=True, drop=1))
 
 
 @requests_app.command("retry")
@@ -126,3 +142,45 @@ def requests_retry(request_id: str = typer.Argument(..., metavar="ID"),
     if wait:
         request = wait_for_request(request["id"], timeout)
     finish_request(request, waited=wait, timeout=timeout, as_json=as_json)
+
+
+CommentOption = typer.Option(None, "--comment", help="Why, recorded with the decision (up to 2000 characters).")
+
+
+def _decide(request_id: str, comment: Optional[str], as_json: bool, decision: str) -> None:
+    """Record the decision as ``cli:<login>`` (auth.local), print the request and its decisions; exit 2 when it
+    is refused (unknown id, not awaiting approval, own request, decided already)."""
+    from auth.local import cli_requester
+    from jumpsync.api import approve_request, deny_request
+    from provisioning.approvals import ApprovalError
+
+    show_provisioning_warnings()
+    decide = approve_request if decision == "approve" else deny_request
+    try:
+        request = decide(request_id, cli_requester(), comment)
+    except ApprovalError as exc:
+        raise usage_error(str(exc)) from None
+    if as_json:
+        print_json(request)
+        return
+    _print_fields(request)
+
+
+@requests_app.command("approve")
+def requests_approve(request_id: str = typer.Argument(..., metavar="ID"), comment: Optional[str] = CommentOption,
+                     as_json: bool = typer.Option(False, "--json"),
+                     config: Optional[Path] = ConfigOption) -> None:
+    """Approve a request that awaits approval (as cli:<login>; not your own). With enough approvers it is sent
+    to the workers."""
+    use_config(config)
+    _decide(request_id, comment, as_json, "approve")
+
+
+@requests_app.command("deny")
+def requests_deny(request_id: str = typer.Argument(..., metavar="ID"), comment: Optional[str] = CommentOption,
+                  as_json: bool = typer.Option(False, "--json"),
+                  config: Optional[Path] = ConfigOption) -> None:
+    """Deny a request that awaits approval (as cli:<login>): it is never applied."""
+    use_config(config)
+    _decide(request_id, comment, as_json, "deny")
+

@@ -28,22 +28,60 @@ ResourceType = Literal["user", "admin", "group", "app", "role"]
 ALL_RESOURCE_TYPES: tuple[ResourceType, ...] = ("user", "admin", "group", "app", "role")
 
 
+def _known_actions(value: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [a for a in value if a not in ACTION_NAMES]
+    if unknown:
+        raise ValueError(f"unknown action(s) {', '.join(map(repr, unknown))}; known: {', '.join(ACTION_NAMES)}")
+    return value
+
+
+class ApprovalRule(BaseModel):
+    """``[[connectors.provisioning.approval]]``: requests for these actions on these targets wait for
+    ``approvers`` people other than their requester (provisioning.approvals). No ``actions``: every action; no
+    ``targets``: every target. A target pattern is a glob (``*admin*``, ``AWS*``) matched case-insensitively
+    against the name of the group, app, role or user the request changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    actions: tuple[str, ...] = ACTION_NAMES
+    targets: tuple[str, ...] = ("*",)
+    approvers: Literal[1, 2] = 1
+
+    @field_validator("actions")
+    @classmethod
+    def _actions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must name at least one action (leave actions out for every action)")
+        return _known_actions(value)
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must name at least one pattern (leave targets out for every target)")
+        blank = [pattern for pattern in value if not pattern.strip()]
+        if blank:
+            raise ValueError("a target pattern must not be empty; use \"*\" for every target")
+        return tuple(pattern.strip() for pattern in value)
+
+
 class ProvisioningPolicy(BaseModel):
-    """What a connector lets provisioning do. Destructive actions (user.delete, role.set) are off by default."""
+    """What a connector lets provisioning do. Destructive actions (user.delete, role.set) are off by default.
+    ``approval`` rules name the requests that wait for approvers; unapproved ones expire after
+    ``approval_expires``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     allowed_actions: tuple[str, ...] = DEFAULT_ALLOWED_ACTIONS
     dry_run: bool = False
     max_attempts: int = Field(default=5, ge=1, le=50)
+    approval: tuple[ApprovalRule, ...] = ()
+    approval_expires: Duration = "72h"
 
     @field_validator("allowed_actions")
     @classmethod
     def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [a for a in value if a not in ACTION_NAMES]
-        if unknown:
-            raise ValueError(f"unknown action(s) {', '.join(map(repr, unknown))}; known: {', '.join(ACTION_NAMES)}")
-        return value
+        return _known_actions(value)
 
 
 class SyncOptions(BaseModel):

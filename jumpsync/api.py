@@ -19,8 +19,8 @@ import time
 from typing import Any
 
 from auth.local import python_requester
-from models.states import ENDED_REQUEST_STATUSES
-from provisioning import requests
+from models.states import ENDED_REQUEST_STATUSES, RequestStatus
+from provisioning import approvals, requests
 from worker import runtime
 from worker.names import TaskName
 
@@ -77,3 +77,19 @@ def wait_for_request(request_id: str, timeout: float = 120.0) -> dict[str, Any]:
         if current["status"] in ENDED_REQUEST_STATUSES or time.monotonic() >= deadline:
             return current
         time.sleep(0.1)
+
+
+def approve_request(request_id: str, decided_by: str, comment: str | None = None) -> dict[str, Any]:
+    """Record ``decided_by``'s approval (``cli:<login>``, ``token:<name>``: the entry point's principal, never
+    text its caller chose); once enough approvers agreed, the request is pending and is sent to the workers
+    here (by the one approval that released it). ``provisioning.approvals.ApprovalError`` names a refusal."""
+    decided = approvals.approve(runtime.engine(), runtime.settings(), request_id, decided_by, comment)
+    if decided["status"] == RequestStatus.PENDING:  # only the approval that moved it sees it pending
+        enqueue(request_id)
+    return decided
+
+
+def deny_request(request_id: str, decided_by: str, comment: str | None = None) -> dict[str, Any]:
+    """Record ``decided_by``'s denial: the request ends ``denied`` and is never applied."""
+    return approvals.deny(runtime.engine(), runtime.settings(), request_id, decided_by, comment)
+

@@ -228,13 +228,23 @@ def metrics_snapshot(engine: Engine) -> MetricsSnapshot:
                                              .group_by(col(SyncRun.connector_id))):
             if finished is not None:
                 last_success[names[cid]] = finished.timestamp()
-        oldest = session.execute(select(func.min(col(ProvisioningRequest.created_at)))
-                                 .where(col(ProvisioningRequest.status) == RequestStatus.PENDING)
-                                 ).scalar_one_or_none()
+        oldest = _oldest_request(session, RequestStatus.PENDING)
+        awaiting = _oldest_request(session, RequestStatus.AWAITING_APPROVAL)
         msp = msp_snapshot(session)
-    age = (datetime.now(timezone.utc) - oldest).total_seconds() if oldest is not None else 0.0
     return MetricsSnapshot(resources=resources, grants=grants, last_success=last_success,
-                           oldest_pending_seconds=max(age, 0.0), msp=msp)
+                           oldest_pending_seconds=_age(oldest), msp=msp,
+                           oldest_awaiting_approval_seconds=_age(awaiting))
+
+
+def _oldest_request(session: Session, state: RequestStatus) -> datetime | None:
+    """When the oldest request in ``state`` was accepted (the status index has it)."""
+    return session.execute(select(func.min(col(ProvisioningRequest.created_at)))
+                           .where(col(ProvisioningRequest.status) == state)).scalar_one_or_none()
+
+
+def _age(since: datetime | None) -> float:
+    """Seconds since ``since``; 0 for none."""
+    return max((datetime.now(timezone.utc) - since).total_seconds(), 0.0) if since is not None else 0.0
 
 
 def msp_snapshot(session: Session) -> MspSnapshot:

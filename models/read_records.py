@@ -200,3 +200,5 @@ class MetricsSnapshot:
     last_success: dict[str, float]
     oldest_pending_seconds: float
     msp: MspSnapshot
+    #: Age of the oldest request awaiting approval (0 when none): approvers are not deciding.
+    oldest_awaiting_approval_seconds: float = 0.0

@@ -65,6 +65,12 @@ class RequestStatus(StrEnum):
     FAILED = "failed"
     #: It could never succeed as given: invalid, an unknown name, refused by policy.
     REJECTED = "rejected"
+    #: The connector's policy wants approvers for it (provisioning.approvals): recorded, not enqueued.
+    AWAITING_APPROVAL = "awaiting_approval"
+    #: An approver said no: it is never applied.
+    DENIED = "denied"
+    #: Nobody approved it within the policy's ``approval_expires``: it is never applied.
+    EXPIRED = "expired"
 
 
 class RefreshOutcome(StrEnum):
@@ -149,13 +155,16 @@ PARTS: StateMachine[PartStatus] = _machine("sync part", (_P.PENDING, _P.RUNNING)
 })
 
 _Q = RequestStatus
-REQUESTS: StateMachine[RequestStatus] = _machine("provisioning request", (_Q.PENDING, _Q.REJECTED), {
+REQUESTS: StateMachine[RequestStatus] = _machine("provisioning request",
+                                                 (_Q.PENDING, _Q.REJECTED, _Q.AWAITING_APPROVAL), {
     # A worker claims it; a claim whose lease ran out is taken over (running -> running); a transient error
-    # sends it back to pending for another attempt; an operator's retry sends a failed one back.
+    # sends it back to pending for another attempt; an operator's retry sends a failed one back. One that
+    # needs approval waits until enough approvers released it (pending), one denied it, or its time ran out.
+    _Q.AWAITING_APPROVAL: (_Q.PENDING, _Q.DENIED, _Q.EXPIRED),
     _Q.PENDING: (_Q.RUNNING,),
     _Q.RUNNING: (_Q.RUNNING, _Q.PENDING, _Q.SUCCEEDED, _Q.FAILED, _Q.REJECTED),
     _Q.FAILED: (_Q.PENDING,),
-    _Q.SUCCEEDED: (), _Q.REJECTED: (),
+    _Q.SUCCEEDED: (), _Q.REJECTED: (), _Q.DENIED: (), _Q.EXPIRED: (),
 })
 
 #: The statuses of a run that hold the connector's one active slot (the partial unique index).
@@ -165,4 +174,5 @@ ENDED_PART_STATUSES: tuple[PartStatus, ...] = (_P.SUCCEEDED, _P.FAILED, _P.SKIPP
 #: What derived parts may read: every row of such a part is fresh or still live.
 USABLE_PART_STATUSES: tuple[PartStatus, ...] = (_P.SUCCEEDED, _P.HELD)
 #: A request in one of these has its outcome.
-ENDED_REQUEST_STATUSES: tuple[RequestStatus, ...] = (_Q.SUCCEEDED, _Q.FAILED, _Q.REJECTED)
+ENDED_REQUEST_STATUSES: tuple[RequestStatus, ...] = (_Q.SUCCEEDED, _Q.FAILED, _Q.REJECTED, _Q.DENIED,
+                                                     _Q.EXPIRED)

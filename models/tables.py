@@ -189,7 +189,7 @@ class ProvisioningRequest(SQLModel, table=True):
     #: Whom a caller (a ticketing system's token) says it asks for; recorded as said, apart from
     #: ``requested_by``, which names the caller itself and is never the caller's own words.
     on_behalf_of: str | None = Field(default=None, max_length=256)
-    status: str = Field(default=RequestStatus.PENDING, max_length=16)
+    status: str = Field(default=RequestStatus.PENDING, max_length=32)
     dry_run: bool = False
     attempts: int = 0
     last_error: str | None = None
@@ -200,6 +200,28 @@ class ProvisioningRequest(SQLModel, table=True):
     enqueued_at: datetime | None = _ts(nullable=True, default=None)
     started_at: datetime | None = _ts(nullable=True, default=None)
     finished_at: datetime | None = _ts(nullable=True, default=None)
+    #: How many distinct approvers the connector's policy wanted when the request was accepted (None: none),
+    #: and when it expires unless they approved it by then (provisioning.approvals).
+    approvals_required: int | None = None
+    approval_expires_at: datetime | None = _ts(nullable=True, default=None)
+
+
+class ProvisioningDecision(SQLModel, table=True):
+    """One approver's decision on a request that awaited approval: ``approve`` or ``deny``, by whom, when.
+
+    A principal decides a request once (the unique constraint); the rows are never updated or removed, so they
+    are the record of who let an access change through.
+    """
+
+    __tablename__ = "provisioning_decisions"
+    __table_args__ = (UniqueConstraint("request_id", "decided_by", name="uq_provisioning_decision_by"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(foreign_key="provisioning_requests.id", max_length=32)
+    decision: str = Field(max_length=16)
+    decided_by: str = Field(max_length=256)
+    decided_at: datetime = _ts(default_factory=utcnow)
+    comment: str | None = Field(default=None, max_length=2000)
 
 
 class ApiToken(SQLModel, table=True):

@@ -17,13 +17,14 @@ from sqlalchemy import Connection, Engine, Row, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from config.settings import ConfigError, Settings
+from config.settings import ConfigError, Settings, parse_duration
 from models.bulk import dialect_insert
 from models.columns import iso
 from models.connectors import registered_connector_id
 from models.db import autocommit
 from models.states import ENDED_REQUEST_STATUSES, REQUESTS, RequestStatus
 from models.tables import ProvisioningRequest, table_of, utcnow
+from provisioning.approval_policy import approvers_required
 from provisioning.params import InvalidRequest, validate_params
 
 
@@ -107,7 +108,8 @@ def _insert_new(dialect: str):
 def accept(engine: Engine, settings: Settings, *, connector: str, action: str, params: Any,
            idempotency_key: str | None = None, requested_by: str | None = None,
            on_behalf_of: str | None = None, dry_run: bool = False) -> Accepted:
-    """Record a request: ``pending`` if it is valid and allowed, ``rejected`` with the reason otherwise.
+    """Record a request: ``pending`` if it is valid and allowed, ``awaiting_approval`` (not to be enqueued) if
+    the connector's approval rules match it, ``rejected`` with the reason otherwise.
 
     ``requested_by`` is the caller as the entry point knows it (``token:<name>``, ``cli:<login>``), never text
     the caller chose; ``on_behalf_of`` is whom the caller says it asks for, recorded as said. ``dry_run`` asks
@@ -134,18 +136,24 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
                 return _repeat(session, existing, action, params, idempotency_key, requested_by, on_behalf_of)
             return _reject(session, connector=connector, action=action, params=params, key=idempotency_key,
                            requested_by=requested_by, on_behalf_of=on_behalf_of, reason=str(exc))
-    registered_connector_id(engine, config)  # once per process
+    cid = registered_connector_id(engine, config)  # once per process
     now = utcnow()
     row = {"id": _new_id(), "connector": connector, "action": action,
            "params": validated.model_dump(exclude_none=True), "idempotency_key": idempotency_key,
            "requested_by": requested_by, "on_behalf_of": on_behalf_of,
            "status": REQUESTS.create(RequestStatus.PENDING), "dry_run": policy.dry_run or dry_run, "attempts": 0,
            "last_error": None, "result": None, "claimed_by": None, "created_at": now, "updated_at": now,
-           "enqueued_at": now, "started_at": None, "finished_at": None}
+           "enqueued_at": now, "started_at": None, "finished_at": None, "approvals_required": None,
+           "approval_expires_at": None}
     with engine.connect() as connection, autocommit(connection):
+        approvers = approvers_required(connection, cid, policy, action, validated) if policy.approval else 0
+        if approvers:  # recorded, not enqueued: it waits for its approvers (provisioning.approvals)
+            row.update(status=REQUESTS.create(RequestStatus.AWAITING_APPROVAL), enqueued_at=None,
+                       approvals_required=approvers,
+                       approval_expires_at=now + parse_duration(policy.approval_expires))
         inserted = connection.execute(_insert_new(engine.dialect.name), row).first()
     if inserted is not None:
-        return Accepted(view(SimpleNamespace(**row)), enqueue=True)
+        return Accepted(view(SimpleNamespace(**row)), enqueue=not approvers)
     with Session(engine, expire_on_commit=False) as session:  # the key is taken (perhaps just now, by another)
         # Only a taken idempotency key makes the insert do nothing: NULL keys never conflict.
         existing = _find_by_key(session, connector, idempotency_key) if idempotency_key else None

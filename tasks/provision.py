@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.settings import parse_duration
 from jumpsync.api import enqueue
-from provisioning import requests, runner
+from provisioning import approvals, requests, runner
 from worker import runtime
 from worker.names import TaskName
 
@@ -74,3 +74,11 @@ def provision_relay() -> dict:
     for request_id in ids:
         enqueue(request_id)
     return {"relayed": len(ids)}
+
+
+@shared_task(name=TaskName.PROVISION_EXPIRE)
+def provision_expire() -> dict:
+    """End the requests that awaited approval longer than their connector's ``approval_expires``."""
+    expired = approvals.expire_due(runtime.engine())
+    return {"expired": len(expired)}
+

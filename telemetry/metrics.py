@@ -100,6 +100,8 @@ class DatabaseCollector:
                                  "When the last successful sync of a connector ended.", labels=["connector"])
         pending = GaugeMetricFamily("jumpsync_provisioning_oldest_pending_seconds",
                                     "Age of the oldest pending provisioning request (0 when none).")
+        awaiting = GaugeMetricFamily("jumpsync_provisioning_oldest_awaiting_approval_seconds",
+                                     "Age of the oldest provisioning request awaiting approval (0 when none).")
         up = GaugeMetricFamily("jumpsync_database_up", "1 when the exporter could read the database.")
         organizations = GaugeMetricFamily("jumpsync_msp_organizations", "Organisations an MSP key listed, by state "
                                           "(listed, missing, removed).", labels=["msp", "state"])
@@ -121,13 +123,14 @@ class DatabaseCollector:
         for connector, when in snapshot.last_success.items():
             last.add_metric([connector], when)
         pending.add_metric([], snapshot.oldest_pending_seconds)
+        awaiting.add_metric([], snapshot.oldest_awaiting_approval_seconds)
         for (msp, state), value in snapshot.msp.organizations.items():
             organizations.add_metric([msp, state], value)
         for msp, (ok, when) in snapshot.msp.listings.items():
             listing_ok.add_metric([msp], 1 if ok else 0)
             listed_at.add_metric([msp], when)
         up.add_metric([], 1)
-        yield from (resources, grants, last, pending, organizations, listing_ok, listed_at, up)
+        yield from (resources, grants, last, pending, awaiting, organizations, listing_ok, listed_at, up)
 
 
 def start_exporter(port: int, engine_factory: Callable, address: str = "0.0.0.0") -> None:

@@ -69,6 +69,9 @@ def _beat_schedule(current: Settings) -> dict:
             "schedule": parse_duration(current.file.provisioning.relay_interval).total_seconds(),
             "options": {"queue": Queue.PROVISIONING},
         },
+        # Requests nobody approved in time end expired; a minute late at most.
+        "provisioning-expire": {"task": TaskName.PROVISION_EXPIRE, "schedule": 60.0,
+                                "options": {"queue": Queue.PROVISIONING}},
     }
     if current.file.access.snapshots:
         interval = parse_duration(current.file.access.refresh_interval).total_seconds()

@@ -29,6 +29,7 @@ class TaskName(StrEnum):
     PROVISION_SUBMIT = "jumpsync.provision.submit"
     PROVISION_APPLY = "jumpsync.provision"
     PROVISION_RELAY = "jumpsync.provision.relay"
+    PROVISION_EXPIRE = "jumpsync.provision.expire"
 
     @property
     def queue(self) -> Queue:

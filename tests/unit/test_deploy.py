@@ -63,6 +63,7 @@ METRICS = {
     "jumpsync_api_retries_total": "counter",
     "jumpsync_provisioning_requests_total": "counter",
     "jumpsync_provisioning_oldest_pending_seconds": "gauge",
+    "jumpsync_provisioning_oldest_awaiting_approval_seconds": "gauge",
     "jumpsync_last_successful_sync_timestamp_seconds": "gauge",
     "jumpsync_events_refreshes_total": "counter",
     "jumpsync_events_refresh_requests_total": "counter",

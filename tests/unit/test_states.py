@@ -50,7 +50,8 @@ def test_rows_start_only_in_an_initial_state():
 
 def test_ended_states_are_terminal():
     assert RUNS.terminal == {RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.SKIPPED}
-    assert REQUESTS.terminal == {RequestStatus.SUCCEEDED, RequestStatus.REJECTED}  # failed may be retried
+    assert REQUESTS.terminal == {RequestStatus.SUCCEEDED, RequestStatus.REJECTED,  # failed may be retried
+                                 RequestStatus.DENIED, RequestStatus.EXPIRED}
 
 
 def test_the_one_active_run_index_names_the_active_statuses():

@@ -17,4 +17,5 @@ def test_the_registered_tasks_are_the_named_ones_on_their_queues():
 
 def test_provisioning_has_its_own_queue():
     assert {task for task in TaskName if task.queue is Queue.PROVISIONING} == {
-        TaskName.PROVISION_SUBMIT, TaskName.PROVISION_APPLY, TaskName.PROVISION_RELAY}
+        TaskName.PROVISION_SUBMIT, TaskName.PROVISION_APPLY, TaskName.PROVISION_RELAY,
+        TaskName.PROVISION_EXPIRE}
