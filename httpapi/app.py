@@ -6,14 +6,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from httpapi import errors
-from httpapi.routes import connectors, health, requests
+from httpapi.routes import approvals, connectors, health, requests
 
 TITLE = "jumpsync"
 VERSION = "1"
 
-#: Mounted in this order. Approvals (issue 24, slice 3) add ``approvals.router`` here: POST
-#: /v1/requests/{id}/approve and /deny, scope approve:<connector>.
-ROUTERS = (health.router, requests.router, connectors.router)
+#: Mounted in this order.
+ROUTERS = (health.router, requests.router, approvals.router, connectors.router)
 
 
 def create_app() -> FastAPI:

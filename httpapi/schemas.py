@@ -71,6 +71,32 @@ class RequestView(BaseModel):
     finished_at: str | None
 
 
+class DecisionView(BaseModel):
+    """One approver's decision (``provisioning.approvals.decision_view``)."""
+
+    decision: str
+    decided_by: str
+    decided_at: str | None
+    comment: str | None
+
+
+class RequestDetail(RequestView):
+    """A request with its approval, for a request that needed one (``provisioning.approvals.detail``): how many
+    approvers, until when, and every decision in order. Left out for a request that needed none."""
+
+    approvals_required: int | None = None
+    approval_expires_at: str | None = None
+    decisions: list[DecisionView] | None = None
+
+
+class DecisionBody(BaseModel):
+    """An approval or a denial; who decides is the token, never the body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str | None = Field(default=None, max_length=2000, description="Why, for the audit trail.")
+
+
 class Problem(BaseModel):
     """One field that did not validate: where (``body.params``, ``query.limit``) and what is wrong."""
 

@@ -8,8 +8,8 @@ What can be refused up front is refused before anything is written (422, 404): a
 an unknown connector, parameters the action does not take. What the connector's policy refuses is recorded as a
 ``rejected`` request, as for every other entry point, and answered 422 with the request.
 
-Approvals (issue 24, slice 3) add ``POST /v1/requests/{id}/approve`` and ``/deny`` in their own module
-(``httpapi/routes/approvals.py``, mounted in ``httpapi.app.ROUTERS``), with scope ``approve:<connector>``.
+A request that matches the connector's approval rules is recorded ``awaiting_approval`` and sent to the workers
+only once approved (``httpapi/routes/approvals.py``); ``GET /v1/requests/{id}`` shows its decisions.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from auth.scopes import Principal, Verb
 from config.settings import ConfigError
 from httpapi.errors import ApiError, invalid, not_found
 from httpapi.principals import Caller, forbidden, require
-from httpapi.schemas import CONNECTOR_PATTERN, Action, RequestView, SubmitRequest, errors
+from httpapi.schemas import CONNECTOR_PATTERN, Action, RequestDetail, RequestView, SubmitRequest, errors
 from jumpsync.api import enqueue, submit_as
 from models.states import RequestStatus
+from provisioning import approvals
 from provisioning import requests as prequests
 from provisioning.params import InvalidRequest, validate_params
 from worker import runtime
@@ -66,7 +67,7 @@ def _readable(caller: Principal, request: dict[str, Any]) -> bool:
 
 
 def _get(caller: Principal, request_id: str) -> dict[str, Any]:
-    request = prequests.get(runtime.engine(), request_id)
+    request = approvals.detail(runtime.engine(), request_id)
     if request is None:
         raise not_found(f"no provisioning request {request_id!r}")
     if not _readable(caller, request):
@@ -74,7 +75,8 @@ def _get(caller: Principal, request_id: str) -> dict[str, Any]:
     return request
 
 
-@router.get("/{request_id}", response_model=RequestView, responses=errors(401, 403, 404, 422),
+@router.get("/{request_id}", response_model=RequestDetail, response_model_exclude_unset=True,
+            responses=errors(401, 403, 404, 422),
             summary="One request (scope read:<connector>, or the token that submitted it)")
 def show(request_id: RequestId, caller: Caller) -> dict[str, Any]:
     return _get(caller, request_id)
