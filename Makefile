@@ -28,9 +28,11 @@ shell: $(STAMP)
 	@echo "a shell with jumpsync on its PATH (exit to leave); in this folder it uses the settings of a running make run"
 	@PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))" $${SHELL:-/bin/bash}
 
-# One pytest process per core (pytest-xdist); a test file runs whole in one of them, so a module's shared
-# servers and fleets stay in one process. Each process starts its own Redis and PostgreSQL servers.
-XDIST := -n auto --maxprocesses 4 --dist loadfile
+# Four pytest processes (pytest-xdist), whatever the cores: most integration tests wait on the processes they
+# start (workers, servers, jumpsync up), and more test processes overlap those waits. A test file runs whole in
+# one of them, so a module's shared servers and fleets stay in one process; each process starts its own Redis and
+# PostgreSQL servers.
+XDIST := -n 4 --dist loadfile
 
 test: $(STAMP)
 	bash scripts/ensure-servers.sh

@@ -129,3 +129,21 @@ def fleet_engine(fleet):
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def up(tmp_path):
+    """``up(folder=None, terminal=False)`` starts ``jumpsync up`` in a folder (the test's own by default) and
+    stops every one started when the test ends."""
+    from tests.support.up_process import Up
+
+    started: list[Up] = []
+
+    def start(folder: Path | None = None, **kwargs):
+        handle = Up(folder or tmp_path, **kwargs)
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
