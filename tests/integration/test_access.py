@@ -1,18 +1,7 @@
 """Access insight (access/queries.py and export.py, cli/access.py and access/render.py) on a hand-built
-tenant whose answers are known.
+tenant whose answers are known (tests/support/access_tenant.py describes it).
 
-Every test runs on SQLite and on a real PostgreSQL server (the ``engine`` fixture). The tenant:
-
-- Alice: user ``u-alice`` (Alice@Example.com) and admin ``a-alice`` (alice@EXAMPLE.COM, linked), role
-  Administrator; member of Engineering and Operations; GitHub directly and through both groups. Her direct
-  Slack grant was deleted.
-- Bob: suspended, Slack directly. Carol: staged, GitHub through Engineering.
-- Dave (MFA false) and Frank (no MFA field): users whose linked admin accounts hold Help Desk and Manager.
-- Olga: admin only (Read Only), no user account.
-- Erin: user deleted in JumpCloud, still granted Slack directly, Ghost Team membership and Wiki through it.
-- ``u-missing``: never synced, still a member of Contractors.
-- Wiki is bound to Empty Team (no members) and Ghost Team (only Erin). Two apps are named Docs.
-- Two users have usernames ``sam`` and ``SAM``.
+Every test runs on SQLite and on a real PostgreSQL server (the ``engine`` fixture).
 """
 
 from __future__ import annotations
