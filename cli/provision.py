@@ -92,6 +92,10 @@ def finish_request(request: dict, *, waited: bool, timeout: float, as_json: bool
         print_json(request)
     else:
         _print_request(request)
+    if waited and request["status"] == RequestStatus.AWAITING_APPROVAL:
+        err.print(f"request {escape(request['id'])} awaits approval: `jumpsync requests approve` by someone else "
+                  "(or a token with approve:), then it is applied")
+        raise typer.Exit(1)
     if waited and request["status"] not in ENDED_STATUSES:
         err.print(f"[red]timed out[/red] after {timeout:g}s: request {escape(request['id'])} is still "
                   f"{escape(request['status'])}")
@@ -247,7 +251,10 @@ def provision_bulk(file: Path = typer.Argument(..., help="CSV or JSON-lines file
         output.print_rows(BULK_COLUMNS, ((row["line"], row["id"] or "-", row["status"], row["error"]) for row in rows),
                           shown)
         output.note(", ".join(f"{count} {status}" for status, count in sorted(summary.items())), shown)
-    if wait and any(row["request"] and row["status"] not in ENDED_STATUSES for row in rows):
+    if wait and any(row["status"] == RequestStatus.AWAITING_APPROVAL for row in rows):
+        err.print("some requests await approval (jumpsync requests --status awaiting_approval)")
+    if wait and any(row["request"] and row["status"] not in (*ENDED_STATUSES, RequestStatus.AWAITING_APPROVAL)
+                    for row in rows):
         err.print(f"[red]timed out[/red] after {timeout:g}s with requests still pending or running")
     raise typer.Exit(0 if ok else 1)
 

@@ -68,13 +68,15 @@ def submit_as(requester: str, connector: str, action: str, params: dict[str, Any
 
 
 def wait_for_request(request_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    """Poll until the request has ended; returns it as it is when the timeout runs out."""
+    """Poll until the request has ended, or waits for approvers (people, not workers: no use polling for them);
+    returns it as it is when the timeout runs out."""
     deadline = time.monotonic() + timeout
     while True:
         current = requests.get(runtime.engine(), request_id)
         if current is None:
             raise LookupError(f"no provisioning request {request_id!r}")
-        if current["status"] in ENDED_REQUEST_STATUSES or time.monotonic() >= deadline:
+        if (current["status"] in ENDED_REQUEST_STATUSES or current["status"] == RequestStatus.AWAITING_APPROVAL
+                or time.monotonic() >= deadline):
             return current
         time.sleep(0.1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -85,3 +86,14 @@ def test_provision_accepts_a_request_that_awaits_approval(approving):
     request = json.loads(result.stdout)
     assert request["status"] == "awaiting_approval" and request["requested_by"] == "cli:bob"
     assert sent == []  # not sent to the workers until approved
+
+
+def test_provision_wait_does_not_poll_for_approvers(approving):
+    """Approvers are people: --wait says the request awaits approval at once (exit 1: not applied), instead of
+    polling until its timeout."""
+    run, sent = approving
+    started = time.monotonic()
+    result = run("provision", "acme", "group.add-member", "--group", "Domain Admins", "--user", "carol", "--wait",
+                 "--timeout", "60")
+    assert result.exit_code == 1 and "awaits approval" in result.stderr, result.output
+    assert time.monotonic() - started < 30 and sent == []
