@@ -171,7 +171,7 @@ def last_full_run(session: Session, cid: int, *, finished: bool = False) -> Sync
 
 
 #: The request statuses ``jumpsync status`` counts per connector.
-_COUNTED_REQUESTS = (RequestStatus.PENDING, RequestStatus.RUNNING, RequestStatus.FAILED)
+_COUNTED_REQUESTS = (RequestStatus.AWAITING_APPROVAL, RequestStatus.PENDING, RequestStatus.RUNNING, RequestStatus.FAILED)
 
 
 def status(engine: Engine, configured: list[str]) -> list[ConnectorStatus]:

@@ -97,3 +97,12 @@ def test_provision_wait_does_not_poll_for_approvers(approving):
                  "--timeout", "60")
     assert result.exit_code == 1 and "awaits approval" in result.stderr, result.output
     assert time.monotonic() - started < 30 and sent == []
+
+
+def test_status_counts_the_requests_that_await_approval(approving):
+    run, _ = approving
+    _ask("token:ticketing")
+    shown = run("status", "--json")
+    assert shown.exit_code == 0, shown.output
+    (acme,) = [entry for entry in json.loads(shown.stdout) if entry["connector"] == "acme"]
+    assert acme["provisioning"] == {"awaiting_approval": 1}
