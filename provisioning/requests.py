@@ -6,6 +6,7 @@ original) can never both own a request: the loser's update matches no row.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +27,13 @@ from models.states import ENDED_REQUEST_STATUSES, REQUESTS, RequestStatus
 from models.tables import ProvisioningRequest, table_of, utcnow
 from provisioning.approval_policy import approvers_required
 from provisioning.params import InvalidRequest, validate_params
+
+log = logging.getLogger(__name__)
+
+#: ``requested_by`` of a request proposed by a broker message: what the message claims, after this prefix, so that
+#: nobody takes the claim for an identity (an authenticated principal is ``token:…`` or ``cli:…``, never this).
+BROKER_REQUESTER_PREFIX = "broker:"
+_REQUESTED_BY_MAX = 256
 
 
 def view(row: ProvisioningRequest | Row[Any] | SimpleNamespace) -> dict[str, Any]:
@@ -107,13 +115,15 @@ def _insert_new(dialect: str):
 
 def accept(engine: Engine, settings: Settings, *, connector: str, action: str, params: Any,
            idempotency_key: str | None = None, requested_by: str | None = None,
-           on_behalf_of: str | None = None, dry_run: bool = False) -> Accepted:
+           on_behalf_of: str | None = None, dry_run: bool = False, approval_floor: int = 0) -> Accepted:
     """Record a request: ``pending`` if it is valid and allowed, ``awaiting_approval`` (not to be enqueued) if
     the connector's approval rules match it, ``rejected`` with the reason otherwise.
 
     ``requested_by`` is the caller as the entry point knows it (``token:<name>``, ``cli:<login>``), never text
     the caller chose; ``on_behalf_of`` is whom the caller says it asks for, recorded as said. ``dry_run`` asks
     for a dry run; a connector whose policy is ``dry_run`` makes every request one, whatever the caller asks.
+    ``approval_floor`` is the fewest approvers a valid request waits for, whatever the connector's rules (the
+    rules may ask more): an entry point that cannot authenticate its caller proposes, and a principal decides.
 
     The same idempotency key again returns the first request (and asks for no second effect); reused for a
     different action or parameters, it is rejected.
@@ -146,7 +156,8 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
            "enqueued_at": now, "started_at": None, "finished_at": None, "approvals_required": None,
            "approval_expires_at": None}
     with engine.connect() as connection, autocommit(connection):
-        approvers = approvers_required(connection, cid, policy, action, validated) if policy.approval else 0
+        approvers = max(approval_floor,
+                        approvers_required(connection, cid, policy, action, validated) if policy.approval else 0)
         if approvers:  # recorded, not enqueued: it waits for its approvers (provisioning.approvals)
             row.update(status=REQUESTS.create(RequestStatus.AWAITING_APPROVAL), enqueued_at=None,
                        approvals_required=approvers,
@@ -302,6 +313,37 @@ def connector_names(engine: Engine) -> list[str]:
     """Every connector some request names (configured or not any more)."""
     with Session(engine) as session:
         return list(session.execute(select(col(ProvisioningRequest.connector)).distinct()).scalars())
+
+
+def broker_requester(claimed: Any) -> str:
+    """``requested_by`` for what a broker message claims to be its requester (``broker:unknown`` if nothing)."""
+    claim = claimed if isinstance(claimed, str) and claimed else "unknown"
+    return f"{BROKER_REQUESTER_PREFIX}{claim}"[:_REQUESTED_BY_MAX]
+
+
+def propose_from_broker(engine: Engine, settings: Settings, *, connector: str, action: str, params: Any,
+                        idempotency_key: str, claimed_requester: str | None) -> Accepted:
+    """Record a request that a broker message asks for: it always awaits approval (at least one approver, more if
+    the connector's rules ask), never ``pending`` straight away.
+
+    Anyone who can write to the broker can send the message, and it names nobody who can be checked, so it may
+    propose a change but never grant one: an authenticated principal (a token with ``approve:<connector>``, a CLI
+    user) releases it. Its requester is ``broker:<claim>``, which no principal's name equals, so every proposal
+    needs an approver other than whoever sent it. Logged (ids, never parameters: they name people and groups).
+    """
+    accepted = accept(engine, settings, connector=connector, action=action, params=params,
+                      idempotency_key=idempotency_key, requested_by=broker_requester(claimed_requester),
+                      approval_floor=1)
+    log.warning("provisioning request proposed over the broker; it waits for an approver",
+                extra={"request_id": accepted.request["id"], "connector": connector, "action": action,
+                       "claimed_requester": claimed_requester, "status": accepted.request["status"]})
+    return accepted
+
+
+def reject_from_broker(engine: Engine, message: Any, reason: str) -> dict[str, Any]:
+    """Record a broker message that is not a request at all, its claimed requester labelled as a claim."""
+    body = message if isinstance(message, dict) else {}
+    return accept_malformed(engine, {**body, "requested_by": broker_requester(body.get("requested_by"))}, reason)
 
 
 def accept_malformed(engine: Engine, message: Any, reason: str, *,

@@ -82,6 +82,7 @@ def execute(engine: Engine, settings: Settings, request_id: str, claimant: str,
     with engine.connect() as connection:  # one checkout (and one pre-ping) for the whole request
         row = requests.claim_on(connection, request_id, claimant, lease)
         if row is None:
+            _not_claimed(engine, request_id)
             return Execution(None)
         if settings_for is not None:
             settings = settings_for(row.connector)
@@ -90,6 +91,24 @@ def execute(engine: Engine, settings: Settings, request_id: str, claimant: str,
     if execution.status is not None:
         metrics.provisioning_outcome(row.connector, row.action, execution.status)
     return execution
+
+
+#: States no apply message is ever sent for: a message naming such a request (or no request) was not sent by
+#: jumpsync, and applies nothing. Other unclaimable states are a redelivery's or a relay's ordinary leftovers.
+_NEVER_SENT = frozenset({RequestStatus.AWAITING_APPROVAL, RequestStatus.DENIED, RequestStatus.EXPIRED,
+                         RequestStatus.REJECTED})
+
+
+def _not_claimed(engine: Engine, request_id: str) -> None:
+    """Log an apply message that named a request not pending (nor ours to run again)."""
+    found = requests.get(engine, request_id)
+    if found is None or found["status"] in _NEVER_SENT:
+        log.warning("apply message for a request that is not pending; nothing applied",
+                    extra={"request_id": request_id, "status": found["status"] if found else "unknown id",
+                           "connector": found["connector"] if found else None})
+    else:
+        log.info("apply message for a request already taken; nothing to do",
+                 extra={"request_id": request_id, "status": found["status"]})
 
 
 def _transient(settings: Settings, row, exc: BaseException) -> tuple[RequestStatus, str, float | None]:

@@ -5,10 +5,12 @@ For services that do not import jumpsync, ``jumpsync.provision.submit`` takes JS
     {"connector": "acme", "action": "group.add-member",
      "params": {"group": "Engineering", "user": "alice@example.com"},
      "idempotency_key": "ticket-4711",          # optional; defaults to the Celery task id
-     "requested_by": "servicedesk"}             # optional
+     "requested_by": "servicedesk"}             # optional: a claim, recorded as "broker:servicedesk"
 
-A malformed message is recorded as a ``rejected`` request with the reason; it never raises, so it is never
-retried and never takes a worker down.
+A broker message authenticates nobody, so the request it records always awaits an approver's decision
+(``provisioning.requests.propose_from_broker``); ``jumpsync.provision`` applies only requests the database
+holds as pending. A malformed message is recorded as a ``rejected`` request with the reason; it never raises,
+so it is never retried and never takes a worker down.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class SubmitMessage(BaseModel):
 
 @shared_task(name=TaskName.PROVISION_SUBMIT, bind=True)
 def provision_submit(self, *args: Any, **kwargs: Any) -> dict:
-    """Validate and record a request from any Celery client, then enqueue it."""
+    """Validate and record a request from any Celery client; it waits for an approver (it is not enqueued)."""
     engine = runtime.engine()
     try:
         if args:
@@ -45,13 +47,12 @@ def provision_submit(self, *args: Any, **kwargs: Any) -> dict:
         message = SubmitMessage.model_validate(kwargs)
     except (ValidationError, ValueError) as exc:
         reason = f"malformed {self.name} message: {exc}".replace("\n", "; ")[:2000]
-        rejected = requests.accept_malformed(engine, kwargs, reason)
+        rejected = requests.reject_from_broker(engine, kwargs, reason)
         return {"id": rejected["id"], "status": rejected["status"], "error": reason}
-    accepted = requests.accept(engine, runtime.settings_for(message.connector), connector=message.connector,
-                               action=message.action, params=message.params, requested_by=message.requested_by,
-                               idempotency_key=message.idempotency_key or f"celery-task:{self.request.id}")
-    if accepted.enqueue:
-        enqueue(accepted.request["id"])
+    accepted = requests.propose_from_broker(
+        engine, runtime.settings_for(message.connector), connector=message.connector, action=message.action,
+        params=message.params, claimed_requester=message.requested_by,
+        idempotency_key=message.idempotency_key or f"celery-task:{self.request.id}")
     return {"id": accepted.request["id"], "status": accepted.request["status"]}
 
 

@@ -17,7 +17,7 @@ from config.settings import load_settings
 from models.tables import ProvisioningRequest, utcnow
 from provisioning import approvals
 from simulator.generator import TenantSpec
-from tests.support.e2e import find_request, new_connector, sync_now, wait_request
+from tests.support.e2e import find_request, new_connector, sync_now, wait_request, wait_status
 
 pytestmark = pytest.mark.integration
 
@@ -25,17 +25,6 @@ pytestmark = pytest.mark.integration
 def _policy(pattern: str) -> str:
     return ('[connectors.provisioning]\nallowed_actions = ["group.add-member"]\n\n'
             f'[[connectors.provisioning.approval]]\ntargets = [{json.dumps(pattern)}]\napprovers = 2\n')
-
-
-def _wait_status(engine, name: str, key: str, status: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    current = None
-    while time.monotonic() < deadline:
-        current = find_request(engine, name, key)
-        if current and current["status"] == status:
-            return current
-        time.sleep(0.1)
-    raise AssertionError(f"request {key} of {name} is not {status} after {timeout}s: {current}")
 
 
 def _membership_posts(sim) -> int:
@@ -53,7 +42,7 @@ def test_an_approved_request_is_applied_once_and_a_forged_apply_does_nothing(fle
 
     fleet.send("jumpsync.provision.submit", queue="provisioning", connector=name, action="group.add-member",
                params={"group": group["id"], "user": user}, idempotency_key="approve-me", requested_by="tests")
-    waiting = _wait_status(fleet_engine, name, "approve-me", "awaiting_approval")  # by id: its name matched
+    waiting = wait_status(fleet_engine, name, "approve-me", "awaiting_approval")  # by id: its name matched
     fleet.send("jumpsync.provision", waiting["id"], queue="provisioning")  # an apply message, straight to the broker
     time.sleep(2)
     assert find_request(fleet_engine, name, "approve-me")["status"] == "awaiting_approval"
@@ -61,7 +50,7 @@ def test_an_approved_request_is_applied_once_and_a_forged_apply_does_nothing(fle
 
     settings = load_settings(fleet.config_path)
     with pytest.raises(approvals.SelfApproval):
-        approvals.approve(fleet_engine, settings, waiting["id"], "tests")
+        approvals.approve(fleet_engine, settings, waiting["id"], "broker:tests")
     start = threading.Barrier(2)
     released: list[dict] = []
 
@@ -94,7 +83,7 @@ def test_the_expire_task_ends_unapproved_requests(fleet, fleet_engine, simulator
     fleet.send("jumpsync.provision.submit", queue="provisioning", connector=name, action="group.add-member",
                params={"group": group["name"], "user": sim.dump()["users"][0]["email"]},
                idempotency_key="too-late", requested_by="tests")
-    waiting = _wait_status(fleet_engine, name, "too-late", "awaiting_approval")
+    waiting = wait_status(fleet_engine, name, "too-late", "awaiting_approval")
     with Session(fleet_engine) as session:  # as if 72 hours went by
         session.execute(update(ProvisioningRequest).where(col(ProvisioningRequest.id) == waiting["id"])
                         .values(approval_expires_at=utcnow() - timedelta(seconds=1)))

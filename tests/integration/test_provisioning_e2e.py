@@ -21,7 +21,16 @@ from models.states import RunStatus
 from models.tables import ProvisioningRequest, utcnow
 from provisioning import requests as prequests
 from simulator.generator import TenantSpec
-from tests.support.e2e import ALL_ACTIONS_POLICY, find_request, new_connector, provision, state, sync_now, wait_request
+from tests.support.e2e import (
+    ALL_ACTIONS_POLICY,
+    find_request,
+    new_connector,
+    provision,
+    release,
+    state,
+    sync_now,
+    wait_request,
+)
 from tests.support.expected import assert_same, expected_state
 
 pytestmark = pytest.mark.integration
@@ -139,6 +148,8 @@ def test_repeats_have_one_effect(fleet, fleet_engine, synced):
     other = {**kwargs, "idempotency_key": None, "params": {"group": group["id"], "user": user}}
     for _ in range(2):
         fleet.client.send_task("jumpsync.provision.submit", kwargs=other, queue="provisioning", task_id=task_id)
+    release(fleet, fleet_engine, name, key)
+    release(fleet, fleet_engine, name, f"celery-task:{task_id}")
     first = wait_request(fleet_engine, name, key)
     second = wait_request(fleet_engine, name, f"celery-task:{task_id}")
     assert first["status"] == second["status"] == "succeeded"
@@ -160,6 +171,7 @@ def test_a_worker_killed_mid_request_redelivers_and_completes_once(fleet, fleet_
     key = uuid.uuid4().hex
     fleet.send("jumpsync.provision.submit", queue="provisioning", connector=name, action="group.add-member",
                params={"group": group["id"], "user": user}, idempotency_key=key)
+    release(fleet, fleet_engine, name, key)
     deadline = time.monotonic() + 30
     while (find_request(fleet_engine, name, key) or {}).get("status") != "running":
         assert time.monotonic() < deadline, "the request never started"
@@ -231,6 +243,7 @@ def test_invalid_requests_are_recorded_with_their_reason(fleet, fleet_engine, sy
     for kwargs, status, message in cases:
         key = uuid.uuid4().hex
         fleet.send("jumpsync.provision.submit", queue="provisioning", idempotency_key=key, **kwargs)
+        release(fleet, fleet_engine, kwargs["connector"], key)
         request = wait_request(fleet_engine, kwargs["connector"], key)
         assert request["status"] == status and message in request["last_error"], (kwargs, request)
 

@@ -8,9 +8,10 @@ import time
 import uuid
 
 from config.actions import ACTION_NAMES
+from config.settings import load_settings
 from models import queries
 from models.states import ENDED_REQUEST_STATUSES
-from provisioning import requests
+from provisioning import approvals, requests
 from tests.support.expected import actual_state
 
 _names = itertools.count()
@@ -61,9 +62,42 @@ def wait_request(engine, connector: str, key: str, timeout: float = 60) -> dict:
     raise AssertionError(f"request {key} of {connector} did not end within {timeout}s: {current}")
 
 
+def wait_status(engine, connector: str, key: str, status: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    current = None
+    while time.monotonic() < deadline:
+        current = find_request(engine, connector, key)
+        if current and current["status"] == status:
+            return current
+        time.sleep(0.1)
+    raise AssertionError(f"request {key} of {connector} is not {status} after {timeout}s: {current}")
+
+
+def approve_and_send(fleet, engine, request_id: str, approver: str = "cli:tests") -> dict:
+    """Approve as an authenticated principal would, and send the released request to the workers."""
+    decided = approvals.approve(engine, load_settings(fleet.config_path), request_id, approver)
+    if decided["status"] == "pending":
+        fleet.send("jumpsync.provision", request_id, queue="provisioning")
+    return decided
+
+
+def release(fleet, engine, connector: str, key: str, timeout: float = 60) -> dict:
+    """Wait until a request sent over the broker is recorded; if it awaits approval (every valid one does: a
+    broker message grants nothing), approve it as a CLI user and send it to the workers. The request as found."""
+    deadline = time.monotonic() + timeout
+    while (current := find_request(engine, connector, key)) is None:
+        assert time.monotonic() < deadline, f"request {key} of {connector} not recorded within {timeout}s"
+        time.sleep(0.05)
+    if current["status"] == "awaiting_approval":
+        approve_and_send(fleet, engine, current["id"])
+    return current
+
+
 def provision(fleet, engine, connector: str, action: str, timeout: float = 60, **params) -> dict:
-    """Submit through ``jumpsync.provision.submit`` as any Celery client would, and wait for the outcome."""
+    """Submit through ``jumpsync.provision.submit`` as any Celery client would, approve it as a CLI user, and
+    wait for the outcome."""
     key = uuid.uuid4().hex
     fleet.send("jumpsync.provision.submit", queue="provisioning", connector=connector, action=action,
                params=params, idempotency_key=key, requested_by="tests")
+    release(fleet, engine, connector, key, timeout)
     return wait_request(engine, connector, key, timeout)
