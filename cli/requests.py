@@ -129,12 +129,13 @@ def requests_retry(request_id: str = typer.Argument(..., metavar="ID"),
                    config: Optional[Path] = ConfigOption) -> None:
     """Put a failed request back to pending (attempts counted afresh) and send it to the workers."""
     use_config(config)
+    from auth.local import cli_requester
     from jumpsync.api import enqueue, wait_for_request
     from provisioning import requests as prequests
     from worker import runtime
 
     try:
-        request = prequests.retry(runtime.engine(), request_id)
+        request = prequests.retry(runtime.engine(), request_id, cli_requester())
     except (LookupError, ValueError) as exc:
         raise usage_error(str(exc)) from None
     show_provisioning_warnings()

@@ -224,6 +224,18 @@ class ProvisioningDecision(SQLModel, table=True):
     comment: str | None = Field(default=None, max_length=2000)
 
 
+class ProvisioningRetry(SQLModel, table=True):
+    """One retry of a failed request: by whom, when (``provisioning.requests.retry``). Written in the transaction
+    that puts the request back to pending and never changed, so the audit names who sent a change again."""
+
+    __tablename__ = "provisioning_retries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(foreign_key="provisioning_requests.id", max_length=32, index=True)
+    retried_by: str = Field(max_length=256)
+    retried_at: datetime = _ts(default_factory=utcnow, index=True)
+
+
 class ApiToken(SQLModel, table=True):
     """An API token (auth.tokens): its public id, name and scopes, and the SHA-256 digest of its secret, never
     the secret itself. A name is never reused, so ``token:<name>`` in ``requested_by`` names one token."""

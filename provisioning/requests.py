@@ -24,7 +24,7 @@ from models.columns import iso
 from models.connectors import registered_connector_id
 from models.db import autocommit
 from models.states import ENDED_REQUEST_STATUSES, REQUESTS, RequestStatus
-from models.tables import ProvisioningRequest, table_of, utcnow
+from models.tables import ProvisioningRequest, ProvisioningRetry, table_of, utcnow
 from provisioning.approval_policy import approvers_required
 from provisioning.params import InvalidRequest, validate_params
 
@@ -271,8 +271,9 @@ def due_for_relay(engine: Engine, *, relay_after: timedelta, lease: timedelta) -
         return ids
 
 
-def retry(engine: Engine, request_id: str) -> dict[str, Any]:
-    """Put a failed request back to pending, with a fresh count of attempts."""
+def retry(engine: Engine, request_id: str, retried_by: str) -> dict[str, Any]:
+    """Put a failed request back to pending, with a fresh count of attempts, and record who retried it
+    (``retried_by``: the entry point's principal, ``cli:<login>`` or ``token:<name>``) in the same transaction."""
     with Session(engine) as session:
         row = session.get(ProvisioningRequest, request_id)
         if row is None:
@@ -281,9 +282,13 @@ def retry(engine: Engine, request_id: str) -> dict[str, Any]:
             raise ValueError(f"request {request_id} is {row.status}; only a failed request can be retried")
         retried = REQUESTS.move(RequestStatus.FAILED, _PENDING)
         now = utcnow()
-        session.execute(update(ProvisioningRequest).where(
+        moved = session.execute(update(ProvisioningRequest).where(
             col(ProvisioningRequest.id) == request_id, col(ProvisioningRequest.status) == RequestStatus.FAILED).values(
             status=retried, attempts=0, last_error=None, finished_at=None, updated_at=now, enqueued_at=now))
+        # A retry racing this one may have moved it first: theirs is the one recorded.
+        if moved.rowcount == 1:  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
+            session.add(ProvisioningRetry(request_id=request_id, retried_by=retried_by[:_REQUESTED_BY_MAX],
+                                          retried_at=now))
         session.commit()
         session.refresh(row)
         return view(row)

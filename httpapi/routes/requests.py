@@ -82,16 +82,16 @@ def show(request_id: RequestId, caller: Caller) -> dict[str, Any]:
     return _get(caller, request_id)
 
 
-def _known_connectors() -> set[str]:
+def known_connectors() -> set[str]:
     """Every connector a filter may name: configured, or named by a recorded request (as the CLI's)."""
     return {c.name for c in runtime.settings().connectors} | set(prequests.connector_names(runtime.engine()))
 
 
-def _readable_connectors(caller: Principal) -> list[str] | None:
+def readable_connectors(caller: Principal) -> list[str] | None:
     """The connectors whose requests ``caller`` may list; None for every connector (``read:*``)."""
     if caller.may(Verb.READ, "*"):
         return None
-    return sorted(c for c in _known_connectors() if caller.may(Verb.READ, c))
+    return sorted(c for c in known_connectors() if caller.may(Verb.READ, c))
 
 
 @router.get("", response_model=list[RequestView], responses=errors(401, 403, 404, 422),
@@ -106,10 +106,10 @@ def listing(caller: Caller,
     engine = runtime.engine()
     if connector is not None:
         require(caller, Verb.READ, connector)
-        if connector not in _known_connectors():
+        if connector not in known_connectors():
             raise not_found(f"connector {connector!r} is neither configured nor named by any request")
         return prequests.listing(engine, status=status, connector=connector, action=action, limit=limit)
-    readable = _readable_connectors(caller)
+    readable = readable_connectors(caller)
     if readable is None:
         return prequests.listing(engine, status=status, action=action, limit=limit)
     found = [r for name in readable
@@ -126,7 +126,7 @@ def retry(request_id: RequestId, caller: Caller) -> dict[str, Any]:
         raise not_found(f"no provisioning request {request_id!r}")
     require(caller, Verb.PROVISION, request["connector"], request["action"])
     try:
-        retried = prequests.retry(runtime.engine(), request_id)
+        retried = prequests.retry(runtime.engine(), request_id, caller.requester)
     except LookupError as exc:
         raise not_found(str(exc)) from None
     except ValueError as exc:

@@ -80,11 +80,11 @@ def test_claim_finish_lease_relay_and_retry(engine, db_url):
     assert requests.get(engine, rid)["status"] == "failed"
     with pytest.raises(ValueError, match="only a failed request can be retried"):
         requests.retry(engine, requests.accept(engine, settings, connector="acme", action="group.add-member",
-                                               params=ADD).request["id"])
-    retried = requests.retry(engine, rid)
+                                               params=ADD).request["id"], "cli:tester")
+    retried = requests.retry(engine, rid, "cli:tester")
     assert (retried["status"], retried["attempts"], retried["last_error"]) == ("pending", 0, None)
     with pytest.raises(LookupError):
-        requests.retry(engine, "no-such-id")
+        requests.retry(engine, "no-such-id", "cli:tester")
     # The relay: nothing is due right after enqueueing; everything pending is due once relay_after has passed,
     # and a relayed request is not relayed again at once.
     assert requests.due_for_relay(engine, relay_after=timedelta(minutes=1), lease=LEASE) == []
@@ -112,8 +112,8 @@ def test_a_move_the_table_does_not_list_is_refused_and_writes_nothing(engine, db
     assert requests.claim(engine, rid, "task-1", LEASE) is not None
     refused("running -> failed", lambda: requests.finish(engine, rid, "task-1", status=RequestStatus.FAILED))
     assert requests.finish(engine, rid, "task-1", status=RequestStatus.FAILED, error="boom")
-    refused("failed -> pending", lambda: requests.retry(engine, rid))
-    assert requests.retry(engine, rid)["status"] == RequestStatus.PENDING
+    refused("failed -> pending", lambda: requests.retry(engine, rid, "cli:tester"))
+    assert requests.retry(engine, rid, "cli:tester")["status"] == RequestStatus.PENDING
 
 
 def test_claim_returns_the_claimed_row_in_one_statement(engine, db_url):
@@ -291,7 +291,7 @@ def test_runner_retries_transient_errors_then_fails(engine, db_url, simulator):
     final = requests.get(engine, rid)
     assert final["status"] == "failed" and "gave up after 2 attempts" in final["last_error"]
     sim.clear_faults()
-    requests.retry(engine, rid)
+    requests.retry(engine, rid, "cli:tester")
     assert runner.execute(engine, settings, rid, "t-3").status == "succeeded"
 
 
