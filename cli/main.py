@@ -15,6 +15,7 @@ from rich.markup import escape
 from cli import (
     access,
     api,
+    audit,
     changes,
     db,
     deletions,
@@ -46,6 +47,7 @@ app.add_typer(deletions.deletions_app, name="deletions")
 app.add_typer(msp.msp_app, name="msp")
 app.add_typer(tokens.tokens_app, name="tokens")
 app.command()(changes.changes)
+app.command()(audit.audit)  # the provisioning audit trail
 app.command()(access.access)  # access insight (docs/access.md)
 app.command("who-has")(access.who_has)
 app.command()(access.report)
