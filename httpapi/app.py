@@ -6,13 +6,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from httpapi import errors
-from httpapi.routes import approvals, connectors, health, requests
+from httpapi.routes import approvals, audit, connectors, health, requests
 
 TITLE = "jumpsync"
 VERSION = "1"
 
 #: Mounted in this order.
-ROUTERS = (health.router, requests.router, approvals.router, connectors.router)
+ROUTERS = (health.router, requests.router, approvals.router, audit.router, connectors.router)
 
 
 def create_app() -> FastAPI:

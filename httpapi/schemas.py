@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from config.actions import ACTION_NAMES
 from models.states import RequestStatus
+from provisioning.audit import AuditKind
 
 #: An action's name, as the body and the filters take it.
 Action = Literal[ACTION_NAMES]  # type: ignore[valid-type]  # (the tuple of names, one Literal per action)
@@ -87,6 +88,20 @@ class RequestDetail(RequestView):
     approvals_required: int | None = None
     approval_expires_at: str | None = None
     decisions: list[DecisionView] | None = None
+
+
+class AuditEventView(BaseModel):
+    """One event of the provisioning audit trail (``provisioning.audit.AuditEvent``)."""
+
+    at: str = Field(description="When, ISO 8601 in UTC.")
+    kind: AuditKind
+    request_id: str
+    connector: str
+    action: str
+    actor: str | None = Field(description="Who submitted, decided or retried; null for the workers' outcomes "
+                                          "and expiry.")
+    on_behalf_of: str | None
+    detail: str | None = Field(description="A decision's comment, an error, or what was applied.")
 
 
 class DecisionBody(BaseModel):
