@@ -178,6 +178,9 @@ class ProvisioningRequest(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("connector", "idempotency_key", name="uq_provisioning_idempotency"),
         Index("ix_provisioning_status_enqueued", "status", "enqueued_at"),
+        # The audit trail (provisioning.audit) reads submissions and outcomes by time.
+        Index("ix_provisioning_created_at", "created_at"),
+        Index("ix_provisioning_finished_at", "finished_at"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -214,7 +217,8 @@ class ProvisioningDecision(SQLModel, table=True):
     """
 
     __tablename__ = "provisioning_decisions"
-    __table_args__ = (UniqueConstraint("request_id", "decided_by", name="uq_provisioning_decision_by"),)
+    __table_args__ = (UniqueConstraint("request_id", "decided_by", name="uq_provisioning_decision_by"),
+                      Index("ix_provisioning_decisions_decided_at", "decided_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     request_id: str = Field(foreign_key="provisioning_requests.id", max_length=32)
