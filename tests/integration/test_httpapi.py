@@ -17,9 +17,7 @@ import os
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -31,15 +29,14 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import Engine, update
+from sqlalchemy import update
 from sqlmodel import col
 
-from auth.tokens import create_token, revoke
+from auth.tokens import revoke
 from models.tables import ApiToken, ProvisioningRequest, table_of, utcnow
 from provisioning import requests as prequests
-from tests.support.api_server import ApiServer, process_env
+from tests.support.api_server import ServedApi, served_api
 from tests.support.constants import ROOT
-from tests.support.databases import fresh_postgres_database
 
 OPENAPI = ROOT / "docs" / "openapi.json"
 
@@ -59,51 +56,16 @@ dry_run = true
 ADD = {"group": "Engineering", "user": "alice@example.com"}
 
 
-@dataclass
-class Served:
-    server: ApiServer
-    engine: Engine
-    env: dict[str, str]
-    directory: Path
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def token(self, *scopes: str, expires_in: timedelta | None = None) -> tuple[str, str]:
-        """A new token with these scopes: (its text, its name)."""
-        name = f"t-{uuid.uuid4().hex[:10]}"
-        text, _info = create_token(self.engine, name, list(scopes), expires_in, created_by="tests")
-        return text, name
-
-    def client(self, token: str | None = None) -> httpx.Client:
-        return self.server.client(token)
-
-    def count(self) -> int:
-        return len(prequests.listing(self.engine, limit=100_000))
+def count(served: ServedApi) -> int:
+    """Requests recorded so far."""
+    return len(prequests.listing(served.engine, limit=100_000))
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def served(request, tmp_path_factory, redis_url):
-    """``jumpsync api`` on a migrated database with connectors acme and other; its broker a Redis database
-    of its own (the requests it enqueues are not consumed here)."""
-    from models.db import make_engine
-    from models.migrate import upgrade
-
-    directory = tmp_path_factory.mktemp(f"api-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{directory / 'jumpsync.db'}"
-    else:
-        url = fresh_postgres_database(request.getfixturevalue("postgres_server_url"))
-    engine = make_engine(url)
-    upgrade(engine)
-    config = directory / "jumpsync.toml"
-    config.write_text(CONFIG)
-    env = process_env(config, url, redis_url.rsplit("/", 1)[0] + "/7")
-    server = ApiServer(env, directory / "api.log").start()
-    yield Served(server, engine, env, directory)
-    server.stop()
-    engine.dispose()
+    """``jumpsync api`` on a migrated database with connectors acme and other."""
+    with served_api(request, tmp_path_factory, redis_url, CONFIG, redis_db=7) as api:
+        yield api
 
 
 def submit(client: httpx.Client, connector: str = "acme", action: str = "group.add-member", **body) -> httpx.Response:
@@ -124,13 +86,13 @@ ROUTES = [("GET", "/v1/requests"), ("POST", "/v1/requests"), ("GET", "/v1/reques
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_every_route_but_healthz_needs_a_token(served, method, path):
-    before = served.count()
+    before = count(served)
     answer = httpx.request(method, f"{served.url}{path}", json={"connector": "acme", "action": "group.add-member",
                                                                  "params": ADD} if method == "POST" else None)
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"].startswith("Bearer")
     assert answer.json()["error"]["reason"] == "missing"
-    assert served.count() == before
+    assert count(served) == before
 
 
 def test_refused_tokens_say_why_and_never_echo_the_token(served):
@@ -161,14 +123,14 @@ def test_refused_tokens_say_why_and_never_echo_the_token(served):
 def test_provision_scopes_narrow_by_connector_and_action(served):
     token, name = served.token("provision:acme:group.add-member")
     client = served.client(token)
-    before = served.count()
+    before = count(served)
     wrong_action = submit(client, action="group.remove-member")
     assert wrong_action.status_code == 403
     assert wrong_action.json()["error"]["missing_scope"] == "provision:acme:group.remove-member"
     wrong_connector = submit(client, connector="other")
     assert wrong_connector.status_code == 403
     assert wrong_connector.json()["error"]["missing_scope"] == "provision:other:group.add-member"
-    assert served.count() == before, "a request outside the token's scopes writes nothing"
+    assert count(served) == before, "a request outside the token's scopes writes nothing"
     accepted = submit(client)
     assert accepted.status_code == 202, accepted.text
     request = accepted.json()
@@ -203,11 +165,11 @@ def test_read_scopes_filter_what_is_listed(served):
 def test_requested_by_is_the_token_and_on_behalf_of_the_body(served):
     token, name = served.token("provision:acme")
     client = served.client(token)
-    before = served.count()
+    before = count(served)
     forged = submit(client, requested_by="cli:alice")
     assert forged.status_code == 422
     assert forged.json()["error"]["problems"][0]["location"] == "body.requested_by"
-    assert served.count() == before
+    assert count(served) == before
     request = submit(client, on_behalf_of="bob@example.com", idempotency_key=f"TICKET-{uuid.uuid4().hex}").json()
     assert request["requested_by"] == f"token:{name}" and request["on_behalf_of"] == "bob@example.com"
     assert prequests.get(served.engine, request["id"])["on_behalf_of"] == "bob@example.com"
@@ -215,7 +177,7 @@ def test_requested_by_is_the_token_and_on_behalf_of_the_body(served):
 
 def test_usage_errors_are_refused_before_anything_is_written(served):
     client = served.client(served.token("provision:*")[0])
-    before = served.count()
+    before = count(served)
     cases = [
         ({"connector": "acme", "action": "group.explode", "params": ADD}, 422, "body.action"),
         ({"connector": "acme", "params": ADD}, 422, "body.action"),
@@ -231,7 +193,7 @@ def test_usage_errors_are_refused_before_anything_is_written(served):
         assert named in answer.json()["error"]["message"], answer.json()
     not_json = client.post("/v1/requests", content=b"{", headers={"Content-Type": "application/json"})
     assert not_json.status_code == 422 and not_json.json()["error"]["code"] == "invalid_request"
-    assert served.count() == before
+    assert count(served) == before
 
 
 def test_a_policy_refusal_is_recorded_and_answered_422(served):

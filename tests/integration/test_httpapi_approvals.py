@@ -7,13 +7,9 @@ once; the second distinct approval makes it pending; a denial ends it. The decis
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from auth.tokens import create_token
-from tests.support.api_server import ApiServer, process_env
-from tests.support.databases import fresh_postgres_database
+from tests.support.api_server import served_api
 
 CONFIG = """\
 [[connectors]]
@@ -32,25 +28,9 @@ approvers = 2
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def api(request, tmp_path_factory, redis_url):
-    from models.db import make_engine
-    from models.migrate import upgrade
-
-    directory = tmp_path_factory.mktemp(f"api-approvals-{request.param}")
-    url = (f"sqlite:///{directory / 'jumpsync.db'}" if request.param == "sqlite"
-           else fresh_postgres_database(request.getfixturevalue("postgres_server_url")))
-    engine = make_engine(url)
-    upgrade(engine)
-    config = directory / "jumpsync.toml"
-    config.write_text(CONFIG)
-    server = ApiServer(process_env(config, url, redis_url.rsplit("/", 1)[0] + "/8"), directory / "api.log").start()
-
-    def client(*scopes: str):
-        text, _ = create_token(engine, f"t-{uuid.uuid4().hex[:10]}", list(scopes), None, created_by="tests")
-        return server.client(text)
-
-    yield client
-    server.stop()
-    engine.dispose()
+    """``api(*scopes)``: a client of the served API with a new token of these scopes."""
+    with served_api(request, tmp_path_factory, redis_url, CONFIG, redis_db=8) as served:
+        yield lambda *scopes: served.client(served.token(*scopes)[0])
 
 
 def _submit(client, group: str) -> dict:

@@ -3,15 +3,11 @@ approved and retried; a token reads only the connectors it may read; bad filters
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from sqlalchemy import update
 
-from auth.tokens import create_token
 from models.tables import ProvisioningRequest
-from tests.support.api_server import ApiServer, process_env
-from tests.support.databases import fresh_postgres_database
+from tests.support.api_server import served_api
 
 CONFIG = """\
 [[connectors]]
@@ -34,26 +30,14 @@ api_key_env = "OTHER_KEY"
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def api(request, tmp_path_factory, redis_url):
-    from models.db import make_engine
-    from models.migrate import upgrade
+    """``client(*scopes)`` (a client with a new token of these scopes, and the requester it records), and the
+    engine."""
+    with served_api(request, tmp_path_factory, redis_url, CONFIG, redis_db=8) as served:
+        def client(*scopes: str):
+            text, name = served.token(*scopes)
+            return served.client(text), f"token:{name}"
 
-    directory = tmp_path_factory.mktemp(f"api-audit-{request.param}")
-    url = (f"sqlite:///{directory / 'jumpsync.db'}" if request.param == "sqlite"
-           else fresh_postgres_database(request.getfixturevalue("postgres_server_url")))
-    engine = make_engine(url)
-    upgrade(engine)
-    config = directory / "jumpsync.toml"
-    config.write_text(CONFIG)
-    server = ApiServer(process_env(config, url, redis_url.rsplit("/", 1)[0] + "/8"), directory / "api.log").start()
-
-    def client(*scopes: str):
-        name = f"t-{uuid.uuid4().hex[:10]}"
-        text, _ = create_token(engine, name, list(scopes), None, created_by="tests")
-        return server.client(text), f"token:{name}"
-
-    yield client, engine
-    server.stop()
-    engine.dispose()
+        yield client, served.engine
 
 
 def test_the_trail_names_each_token_and_stays_within_scope(api):

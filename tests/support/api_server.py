@@ -7,11 +7,19 @@ import os
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
+from sqlalchemy import Engine
 
 from tests.support.constants import ROOT, TEST_KEY_ENV
+from tests.support.databases import fresh_postgres_database
 from tests.support.servers import free_port
 
 
@@ -58,3 +66,51 @@ def process_env(config: Path, database_url: str, broker_url: str) -> dict[str, s
     """The environment of a jumpsync process on this config, database and broker."""
     return {**os.environ, "JUMPSYNC_CONFIG": str(config), "JUMPSYNC_DATABASE_URL": database_url,
             "JUMPSYNC_BROKER_URL": broker_url}
+
+
+@dataclass
+class ServedApi:
+    """A running ``jumpsync api`` on a migrated database of its own, and that database's engine."""
+
+    server: ApiServer
+    engine: Engine
+    env: dict[str, str]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def token(self, *scopes: str, expires_in: timedelta | None = None) -> tuple[str, str]:
+        """A new token with these scopes, as ``jumpsync tokens create`` makes one: (its text, its name)."""
+        from auth.tokens import create_token
+
+        name = f"t-{uuid.uuid4().hex[:10]}"
+        text, _info = create_token(self.engine, name, list(scopes), expires_in, created_by="tests")
+        return text, name
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        return self.server.client(token)
+
+
+@contextmanager
+def served_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str,
+               config: str, *, redis_db: int) -> Iterator[ServedApi]:
+    """``jumpsync api`` on ``config``, on SQLite or PostgreSQL as ``request.param`` says, its broker database
+    ``redis_db`` of the test Redis (what it enqueues is not consumed)."""
+    from models.db import make_engine
+    from models.migrate import upgrade
+
+    directory = tmp_path_factory.mktemp(f"api-{request.param}")
+    url = (f"sqlite:///{directory / 'jumpsync.db'}" if request.param == "sqlite"
+           else fresh_postgres_database(request.getfixturevalue("postgres_server_url")))
+    engine = make_engine(url)
+    upgrade(engine)
+    (directory / "jumpsync.toml").write_text(config)
+    env = process_env(directory / "jumpsync.toml", url, redis_url.rsplit("/", 1)[0] + f"/{redis_db}")
+    server = ApiServer(env, directory / "api.log").start()
+    try:
+        yield ServedApi(server, engine, env, directory)
+    finally:
+        server.stop()
+        engine.dispose()
