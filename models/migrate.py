@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from models.db import missing_sqlite_file
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -30,6 +32,10 @@ HEAD = "0010"
 
 class SchemaOutOfDate(RuntimeError):
     pass
+
+
+class NoDatabase(SchemaOutOfDate):
+    """The configured SQLite file does not exist: nothing was set up here yet (the same remedy as an old schema)."""
 
 
 def alembic_config(connection=None) -> Config:
@@ -84,7 +90,12 @@ def check(engine: Engine) -> None:
 
     A revision this code does not know is newer: a rolling upgrade migrated the database while older workers
     still run. Migrations are written to stay compatible with the previous release, so that is allowed.
+    A SQLite file that does not exist is NoDatabase, and is not created: checking writes nothing.
     """
+    missing = missing_sqlite_file(engine.url)
+    if missing is not None:
+        raise NoDatabase(f"no database yet: {missing} does not exist; run `jumpsync db upgrade` to create it "
+                         "(or `jumpsync up` to run everything here)")
     if _at_head(engine):
         return
     from alembic.script import ScriptDirectory

@@ -23,9 +23,9 @@ def check_database(url: str) -> dict[str, Any]:
 
     try:
         engine = get_engine(url)
+        check(engine)  # first: it connects only to a database that exists (a probe creates no SQLite file)
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        check(engine)
         return {"ok": True}
     except SchemaOutOfDate as exc:
         return {"ok": False, "error": str(exc)}
