@@ -7,9 +7,11 @@ it ends, so a pid file left by a killed ``up`` is never taken for a live one. Ev
 leftovers of an earlier one. Redis rewrites its own environment for its process title, so the pid file also
 records each child's pid with its start time (which tells it from a later process given the same pid).
 
-The settings file holds the broker URL with the password of ``up``'s Redis, so it is written mode 600, like the
-other secrets ``up`` keeps in ``var/`` (Redis's config, Flower's login); the note that says which settings a
-command took from it names them, never their values.
+The settings file holds the broker URL with the password of ``up``'s Redis (or of the broker it was given) and
+the database URL with its password, if it has one: a command run later in another shell connects with them, and
+has nowhere else to read them from. So it is a secret file, written mode 600 and saying so, like the other
+secrets ``up`` keeps in ``var/`` (Redis's config, Flower's login); the note that says which settings a command
+took from it names them, never their values.
 """
 
 from __future__ import annotations
@@ -194,8 +196,8 @@ def write_private(path: Path, text: str) -> None:
 
 
 def write_env_file(values: dict[str, str], path: Path = ENV_FILE) -> None:
-    lines = ["# Written by `jumpsync up`: the settings other jumpsync commands use beside it. The broker URL "
-             "holds the password of up's Redis: keep this file private (mode 600).\n"]
+    lines = ["# Written by `jumpsync up`: the settings other jumpsync commands use beside it, removed when it stops.\n",
+             "# SECRETS: the broker and database URLs carry their passwords. Keep this file private (mode 600).\n"]
     lines += [f"export {key}={values[key]}\n" for key in SHARED_SETTINGS if values.get(key)]
     write_private(path, "".join(lines))
 

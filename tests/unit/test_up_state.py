@@ -135,11 +135,27 @@ def test_a_command_beside_a_running_up_says_so_in_one_short_line_only_when_it_us
     ("postgresql://jumpsync:s3cret@db:5432/jumpsync", "postgresql://jumpsync:***@db:5432/jumpsync"),
     ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
     ("sqlite:////var/lib/jumpsync/jumpsync.db", "sqlite:////var/lib/jumpsync/jumpsync.db"),
+    ("redis://:Bk@Tail@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),  # a raw @: up to the last one
+    ("redis://:s3cret@127.0.0.1, mail bob@example.com", "redis://:***@127.0.0.1, mail bob@example.com"),
+    ("failed: 'postgresql://u:s3cret@db/x' and redis://:p@w@r/0", "failed: 'postgresql://u:***@db/x' and redis://:***@r/0"),
 ])
 def test_urls_are_shown_without_their_password(url, shown):
-    from config.redact import redact_url
+    from config.redact import redact
 
-    assert redact_url(url) == shown
+    assert redact(url) == shown
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_a_log_line_that_quotes_a_url_hides_its_password(fmt):
+    """Whatever logs it (a library's message, an exception's text), in either format."""
+    code = ("import logging; from telemetry import logs; logs.configure(%r)\n"
+            "log = logging.getLogger('kombu')\n"
+            "log.error('cannot connect to %%s', 'redis://:Pw-4f9c2e@10.0.0.9:6379/0')\n"
+            "try:\n    raise OSError('postgresql://jumpsync:Pw-4f9c2e@db/jumpsync refused')\n"
+            "except OSError:\n    log.exception('database down')\n") % fmt
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "redis://:***@10.0.0.9:6379/0" in result.stderr and "postgresql://jumpsync:***@db" in result.stderr
+    assert "Pw-4f9c2e" not in result.stderr
 
 
 def test_the_local_redis_reads_its_password_from_its_config():
