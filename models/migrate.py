@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from models.db import missing_sqlite_file
-
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -92,6 +90,8 @@ def check(engine: Engine) -> None:
     still run. Migrations are written to stay compatible with the previous release, so that is allowed.
     A SQLite file that does not exist is NoDatabase, and is not created: checking writes nothing.
     """
+    from models.db import missing_sqlite_file  # here: cli.main imports this module for SchemaOutOfDate alone
+
     missing = missing_sqlite_file(engine.url)
     if missing is not None:
         raise NoDatabase(f"no database yet: {missing} does not exist; run `jumpsync db upgrade` to create it "
