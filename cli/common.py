@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from cli import output
+from config.redact import redact
 from config.settings import ALL_RESOURCE_TYPES, ConfigError
 
 err = output.stderr()
@@ -29,7 +30,7 @@ def use_config(config: Optional[Path]) -> None:
     try:
         runtime.settings()
     except ConfigError as exc:
-        err.print(f"[red]config error:[/red] {escape(str(exc))}", highlight=False)
+        err.print(f"[red]config error:[/red] {escape(redact(str(exc)))}", highlight=False)
         raise typer.Exit(2) from None
 
 

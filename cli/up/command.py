@@ -43,8 +43,10 @@ def up(once: bool = typer.Option(False, "--once", help="Wait for the first sync 
 
 def adopt_running_up(argv: list[str]) -> None:
     """A client command run in the folder of a running ``jumpsync up`` uses that run's broker, config and
-    database (for those not set in the environment or by ``--config``), and says so on stderr."""
+    database (for those not set in the environment or by ``--config``), and says so on stderr in one line, once
+    it reads its settings: ``--help``, or a command line refused before, uses none of them and says nothing."""
     from cli.up import state
+    from config.settings import when_first_loaded
 
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     if command is None or command in SERVER_COMMANDS:
@@ -52,4 +54,4 @@ def adopt_running_up(argv: list[str]) -> None:
     config_given = "--config" in argv or any(arg.startswith("--config=") for arg in argv)
     said = state.adopt_settings(given=("JUMPSYNC_CONFIG",) if config_given else ())
     if said is not None:
-        err.print(Text(said), highlight=False, soft_wrap=True)
+        when_first_loaded(lambda: err.print(Text(said), highlight=False, soft_wrap=True))

@@ -76,7 +76,8 @@ def still_alive(started: set[tuple[int, int]]) -> set[tuple[int, int]]:
 class Up:
     """A ``jumpsync up`` in ``folder``, its output to a file or to a pseudo-terminal."""
 
-    def __init__(self, folder: Path, *, terminal: bool = False) -> None:
+    def __init__(self, folder: Path, *, terminal: bool = False, env: dict[str, str] | None = None) -> None:
+        """``env``: settings added to a person's clean environment (``clean_env``)."""
         self.folder = folder
         self.out = folder / "up.out"
         self.master: int | None = None
@@ -85,12 +86,12 @@ class Up:
                            "--concurrency", "2"]
         if terminal:
             self.master, slave = pty.openpty()
-            self.proc = subprocess.Popen(args, cwd=folder, env=clean_env(), stdin=slave, stdout=slave,
+            self.proc = subprocess.Popen(args, cwd=folder, env=clean_env() | (env or {}), stdin=slave, stdout=slave,
                                          stderr=slave, start_new_session=True)
             os.close(slave)
         else:
             with open(self.out, "wb") as out:
-                self.proc = subprocess.Popen(args, cwd=folder, env=clean_env(), stdin=subprocess.DEVNULL,
+                self.proc = subprocess.Popen(args, cwd=folder, env=clean_env() | (env or {}), stdin=subprocess.DEVNULL,
                                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.screen = b""
 
