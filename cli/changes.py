@@ -12,6 +12,7 @@ import typer
 from cli import output
 from cli.common import check_resource_type, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
+from cli.refs import named
 from config.settings import parse_duration
 from models.columns import as_utc
 
@@ -67,7 +68,8 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
     if not total:
         output.note("no changes", shown)
         return
-    output.print_rows(CHANGE_COLUMNS, (_change_row(row) for row in rows), shown)
+    ids = shown is not Output.table  # wide and tsv carry the ids beside the names (cli.refs)
+    output.print_rows(CHANGE_COLUMNS, (_change_row(row, ids) for row in rows), shown)
     if total > len(rows):
         output.note(f"… and {total - len(rows):,} more changes (--json lists them all; --since and --type "
                     "narrow them down)", shown)
@@ -77,11 +79,12 @@ CHANGE_COLUMNS = (Col("at", time=True), Col("by", drop=2), Col("change"), Col("w
                   Col("details", wrap=True, drop=1))
 
 
-def _change_row(row: dict) -> tuple:
-    what = f"{row['resource_type']}:{row['resource_id']}"
+def _change_row(row: dict, ids: bool) -> tuple:
+    what = named(row["resource_type"], row["resource_id"], row["resource_name"], with_id=ids)
     if row["subject"] == "grant":
-        what += f" {row['entitlement']} {row['principal_type']}:{row['principal_id']}"
-        what += f" via {row['via']}" if row["via"] else ""
+        what += f" {row['entitlement']} " + named(row["principal_type"], row["principal_id"], row["principal_name"],
+                                                   with_id=ids)
+        what += " via " + named("group", row["via"], row["via_name"], with_id=ids) if row["via"] else ""
     details = "; ".join(f"{k}: {old!r} → {new!r}" for k, (old, new) in (row["fields"] or {}).items())
     by = f"run {row['run_id']}" if row["run_id"] else (f"request {row['request_id']}" if row["request_id"] else "")
     return row["at"], by, row["change"], what, details

@@ -14,7 +14,7 @@ from sqlmodel import Session, col
 
 from connector.records import GrantRecord, ResourceRecord
 from models.columns import iso
-from models.queries import UnknownConnector
+from models.queries import UnknownConnector, resource_name
 from models.tables import Change, Connector, table_of
 
 #: Resource columns compared for an update; the profile is compared key by key ("profile.department").
@@ -70,13 +70,22 @@ def changes(engine: Engine, connector: str, *, since: datetime | None = None, re
     """Changes of a connector, oldest first (the stable JSON shape of ``jumpsync changes --json``)."""
     table = table_of(Change)
     with Session(engine) as session:
-        query = _matching(session, connector, since, resource_type, select(table))
-        rows = session.execute(query.order_by(table.c.at, table.c.id).limit(limit)).mappings().all()
+        # The names are looked up for the rows of the page only: a table of 200 changes probes 600 names at most.
+        page = _matching(session, connector, since, resource_type, select(table)).order_by(
+            table.c.at, table.c.id).limit(limit).subquery()
+        named = select(page, resource_name(page.c.connector_id, page.c.resource_type,
+                                           page.c.resource_id).label("resource_name"),
+                       resource_name(page.c.connector_id, page.c.principal_type,
+                                     page.c.principal_id).label("principal_name"),
+                       resource_name(page.c.connector_id, "group", page.c.via).label("via_name"))
+        rows = session.execute(named.order_by(page.c.at, page.c.id)).mappings().all()
 
     return [{"at": iso(r["at"]), "run_id": r["run_id"], "request_id": r["request_id"], "subject": r["subject"],
              "change": r["change"], "resource_type": r["resource_type"], "resource_id": r["resource_id"],
              "entitlement": r["entitlement"], "principal_type": r["principal_type"],
-             "principal_id": r["principal_id"], "via": r["via"], "fields": r["fields"]} for r in rows]
+             "principal_id": r["principal_id"], "via": r["via"], "fields": r["fields"],
+             "resource_name": r["resource_name"], "principal_name": r["principal_name"],
+             "via_name": r["via_name"]} for r in rows]
 
 
 def count_changes(engine: Engine, connector: str, *, since: datetime | None = None,
