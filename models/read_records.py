@@ -85,6 +85,23 @@ class StoredGrant:
 
 
 @dataclass(frozen=True)
+class BaselineRecord:
+    """What a run stored as the baseline of the types it synced first (``jumpsync changes``): those rows were
+    stored without history, so the history of those types starts at this run. ``first``: the connector's
+    earliest baseline, its first sync."""
+
+    run_id: int
+    started_at: datetime
+    first: bool
+    resources: dict[str, int]
+    grants: int
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return tuple(self.resources)
+
+
+@dataclass(frozen=True)
 class PartRecord:
     """One part of a sync run."""
 
