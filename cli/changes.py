@@ -100,7 +100,8 @@ def baseline_note(baseline: BaselineRecord, drawn: bool) -> str:
     """What a first sync stored, which history does not list: ``first sync (run 1, 09:13:43) stored 500
     users, 12 groups and 830 grants: history starts there ...``. An operator must not read "no changes" when
     500 accounts appeared."""
-    what = "first sync" if baseline.first else "first sync of " + ", ".join(_plural(t) for t in baseline.types)
+    later = ", ".join(_plural(t) for t in baseline.types) or "grants"  # a type added to the connector later
+    what = "first sync" if baseline.first else f"first sync of {later}"
     when = output.short_time(baseline.started_at) if drawn else output.full_time(baseline.started_at)
     counts = [f"{n:,} {_plural(t) if n != 1 else t}" for t, n in baseline.resources.items()]
     counts += [f"{baseline.grants:,} grant{'s' if baseline.grants != 1 else ''}"] if baseline.grants else []
