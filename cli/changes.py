@@ -62,13 +62,14 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
         shown_all = not drawn or len(rows) < min(limit, output.TABLE_ROWS)
         total = len(rows) if shown_all else min(limit, count_changes(runtime.engine(), name, since=after,
                                                                      resource_type=type_))
-        if shown is Output.json:  # the recorded changes only; the part counts say what a baseline stored
-            write_json_array(sys.stdout, rows)
-            return
-        starts = baselines(runtime.engine(), name, since=after, resource_type=type_)
     except UnknownConnector as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(2) from None
+    if shown is Output.json:
+        write_json_array(sys.stdout, rows)
+        return
+    # The JSON above is the recorded changes only; a table or pipe also says what each baseline stored.
+    starts = baselines(runtime.engine(), name, since=after, resource_type=type_)
     for baseline in starts:  # where history starts comes first, as the list is oldest first
         output.note(baseline_note(baseline, drawn), shown)
     if not total:
