@@ -30,6 +30,7 @@ from access.render import (
 from cli import output
 from cli.common import ConfigOption, ConnectorArgument, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
+from cli.refs import name_and_id
 
 console = output.stdout()
 err = output.stderr()
@@ -67,9 +68,7 @@ def _query(fn: Callable, *args: Any) -> Any:
 
 
 def _ref(value: dict | None) -> str:
-    if value is None:
-        return ""
-    return f"{value['name']} ({value['id']})" if value.get("name") else value["id"]
+    return "" if value is None else name_and_id(value.get("name"), value["id"])
 
 
 def access(connector: str = ConnectorArgument,

@@ -10,6 +10,7 @@ import typer
 from cli import output
 from cli.common import ConfigOption, check_resource_type, connector_query, print_json, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
+from cli.refs import named
 from config.settings import ALL_RESOURCE_TYPES
 
 
@@ -49,8 +50,11 @@ def grants(name: str = typer.Argument(..., help="Connector name."), config: Opti
     if shown is Output.json:
         print_json([g.to_json() for g in data])
         return
-    output.print_rows(GRANT_COLUMNS, ((f"{g.resource_type}:{g.resource_id}", g.entitlement,
-                                       f"{g.principal_type}:{g.principal_id}", g.via,
+    ids = shown is not Output.table  # wide and tsv carry the ids beside the names (cli.refs)
+    output.print_rows(GRANT_COLUMNS, ((named(g.resource_type, g.resource_id, g.resource_name, with_id=ids),
+                                       g.entitlement,
+                                       named(g.principal_type, g.principal_id, g.principal_name, with_id=ids),
+                                       named("group", g.via, g.via_name, with_id=ids) if g.via else "",
                                        "yes" if g.deleted else "") for g in data), shown)
 
 

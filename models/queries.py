@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TypeVar
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import ColumnElement, Engine, ScalarSelect, case, func, select
 from sqlmodel import Session, col
 
 from models.read_records import (
@@ -33,6 +33,7 @@ from models.tables import (
     Resource,
     SyncPart,
     SyncRun,
+    table_of,
 )
 
 T = TypeVar("T")
@@ -76,17 +77,34 @@ def resources(engine: Engine, connector: str, resource_type: str | None = None,
                 for row in rows]
 
 
+def resource_name(connector: ColumnElement[int], kind: ColumnElement[str] | str,
+                  rid: ColumnElement[str]) -> ScalarSelect[str]:
+    """The stored name of the resource a row refers to by type and id (NULL when there is none): the one way
+    the grants and the change history put names beside their ids. A correlated lookup on the resources' unique
+    key, so it costs an index probe per row and reads the name whether the resource is live or deleted."""
+    table = table_of(Resource)
+    return (select(table.c.name).where(table.c.connector_id == connector, table.c.type == kind,
+                                       table.c.external_id == rid).scalar_subquery())
+
+
 def grants(engine: Engine, connector: str, include_deleted: bool = True) -> list[StoredGrant]:
+    table = table_of(Grant)
     with Session(engine) as session:
         cid = connector_id(session, connector)
-        query = select(Grant).where(col(Grant.connector_id) == cid)
+        query = select(table.c.resource_type, table.c.resource_id, table.c.entitlement, table.c.principal_type,
+                       table.c.principal_id, table.c.via, table.c.deleted_at, table.c.first_seen_at,
+                       resource_name(table.c.connector_id, table.c.resource_type, table.c.resource_id),
+                       resource_name(table.c.connector_id, table.c.principal_type, table.c.principal_id),
+                       resource_name(table.c.connector_id, "group", table.c.via)).where(table.c.connector_id == cid)
         if not include_deleted:
-            query = query.where(col(Grant.deleted_at).is_(None))
-        rows = session.execute(query.order_by(col(Grant.resource_type), col(Grant.resource_id),
-                                              col(Grant.principal_id), col(Grant.via))).scalars()
-        return [StoredGrant(resource_type=g.resource_type, resource_id=g.resource_id, entitlement=g.entitlement,
-                            principal_type=g.principal_type, principal_id=g.principal_id, via=g.via or None,
-                            deleted_at=g.deleted_at, first_seen_at=g.first_seen_at) for g in rows]
+            query = query.where(table.c.deleted_at.is_(None))
+        rows = session.execute(query.order_by(table.c.resource_type, table.c.resource_id, table.c.principal_id,
+                                              table.c.via))
+        return [StoredGrant(resource_type=rtype, resource_id=rid, entitlement=entitlement, principal_type=ptype,
+                            principal_id=pid, via=via or None, deleted_at=deleted_at, first_seen_at=first_seen_at,
+                            resource_name=rname, principal_name=pname, via_name=vname if via else None)
+                for (rtype, rid, entitlement, ptype, pid, via, deleted_at, first_seen_at, rname, pname, vname)
+                in rows]
 
 
 def run_record(session: Session, run: SyncRun) -> RunRecord:
