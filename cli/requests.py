@@ -12,6 +12,7 @@ from cli import output
 from cli.common import ConfigOption, print_json, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from cli.provision import compact, finish_request, show_provisioning_warnings
+from cli.waiting import task_failed
 from config.actions import ACTION_NAMES
 
 requests_app = typer.Typer(help="List provisioning requests (newest first); show one; retry a failed one; "
@@ -139,9 +140,14 @@ def requests_retry(request_id: str = typer.Argument(..., metavar="ID"),
     except (LookupError, ValueError) as exc:
         raise usage_error(str(exc)) from None
     show_provisioning_warnings()
-    enqueue(request["id"])  # when the broker cannot be reached, it warns; the request stays pending for the relay
+    task_id = enqueue(request["id"])  # an unreachable broker: it warns; the request stays pending for the relay
     if wait:
-        request = wait_for_request(request["id"], timeout)
+        from worker.waiting import TaskFailed
+
+        try:
+            request = wait_for_request(request["id"], timeout, task_id=task_id)
+        except TaskFailed as exc:
+            raise task_failed(f"request {request['id']}", exc) from None
     finish_request(request, waited=wait, timeout=timeout, as_json=as_json)
 
 

@@ -132,19 +132,15 @@ def incremental_record(cursor: EventCursor | None) -> RefreshRecord | None:
                          lag_seconds=cursor.lag_seconds, full_sync_asked_at=cursor.full_sync_asked_at)
 
 
-def wait_for_refresh(engine: Engine, connector: str, since: datetime, timeout: float,
-                     poll: float = 0.2) -> RefreshRecord | None:
-    """Poll until the connector's incremental refresh has ended after ``since``; its record, or None on timeout."""
-    def ended() -> RefreshRecord | None:
-        with Session(engine) as session:
-            cid = session.execute(select(col(Connector.id)).where(col(Connector.name) == connector)
-                                  ).scalar_one_or_none()
-            cursor = session.get(EventCursor, cid) if cid is not None else None
-            if cursor is not None and cursor.refreshed_at is not None and cursor.refreshed_at >= since:
-                return incremental_record(cursor)
-            return None
-
-    return poll_until(ended, timeout, poll)
+def refresh_since(engine: Engine, connector: str, since: datetime) -> RefreshRecord | None:
+    """The connector's incremental refresh if one ended at ``since`` or later (what ``sync --events --wait``
+    waits for)."""
+    with Session(engine) as session:
+        cid = session.execute(select(col(Connector.id)).where(col(Connector.name) == connector)).scalar_one_or_none()
+        cursor = session.get(EventCursor, cid) if cid is not None else None
+        if cursor is not None and cursor.refreshed_at is not None and cursor.refreshed_at >= since:
+            return incremental_record(cursor)
+        return None
 
 
 def poll_until(read: Callable[[], T | None], timeout: float, poll: float) -> T | None:
@@ -166,13 +162,15 @@ def run_by_task_id(engine: Engine, task_id: str) -> RunRecord | None:
         return run_record(session, run) if run else None
 
 
+def ended_run(engine: Engine, task_id: str) -> RunRecord | None:
+    """The run opened by trigger task ``task_id`` once it has ended (or was skipped); None before."""
+    run = run_by_task_id(engine, task_id)
+    return run if run is not None and run.finished_at is not None else None
+
+
 def wait_for_run(engine: Engine, task_id: str, timeout: float, poll: float = 0.2) -> RunRecord | None:
     """Poll until the run opened by trigger task ``task_id`` has ended (or was skipped); None on timeout."""
-    def ended() -> RunRecord | None:
-        run = run_by_task_id(engine, task_id)
-        return run if run is not None and run.finished_at is not None else None
-
-    return poll_until(ended, timeout, poll)
+    return poll_until(lambda: ended_run(engine, task_id), timeout, poll)
 
 
 #: A full sync run, not an incremental refresh (``jumpsync status`` shows those apart, from ``event_cursors``).
