@@ -33,8 +33,8 @@ def _time(option: str, text: Optional[str], *, age: bool) -> Optional[datetime]:
         raise usage_error(f"{option} {text!r} is not {accepted}") from None
 
 
-AUDIT_COLUMNS = (Col("at", time=True), Col("event"), Col("request", identity=True), Col("connector", drop=2),
-                 Col("action", drop=3), Col("actor", identity=True), Col("on behalf of", drop=4),
+AUDIT_COLUMNS = (Col("at", time=True), Col("event", category=True), Col("request"), Col("connector", category=True, drop=2),
+                 Col("action", drop=3), Col("actor"), Col("on behalf of", drop=4),
                  Col("detail", wrap=True, drop=1))
 
 
