@@ -114,11 +114,16 @@ def test_lists_in_a_pipe_have_every_row(run, tenant, monkeypatch, terminal):
     assert len(piped.stdout.splitlines()) == 1 + 60
     assert len(json.loads(run("requests", "--json").stdout)) == 60
     assert len(run("requests", "--limit", "7", "-o", "csv").stdout.splitlines()) == 1 + 7  # asked for
+    events = json.loads(run("audit", "-o", "json").stdout)  # audit takes -o as every listing does
+    assert len(events) == 60 and {e["kind"] for e in events} == {"submitted"}
+    assert len(run("audit", "-o", "csv").stdout.splitlines()) == 1 + 60
     monkeypatch.setattr(output, "TABLE_ROWS", 20)
     assert len(run("resources", "acme", "-o", "wide").stdout.splitlines()) == 2 + USERS + 1  # a pipe: all
+    assert len(run("audit").stdout.splitlines()) == 1 + 60
     terminal(250)
     table = run("requests")
     assert "… and 40 more requests (--json lists them all" in table.stdout
+    assert "… and 40 more events (--json lists them all" in run("audit").stdout
 
 
 def test_o_is_the_format_of_every_listing_csv_included(run, tenant):
