@@ -53,6 +53,9 @@ def legacy_format(old: Optional[enum.Enum], new: Optional[Output]) -> Optional[O
     still taken this release, with a warning."""
     if old is None:
         return new
+    if old.value == Output.table.value:  # the report's default view: a table at a terminal, TSV in a pipe
+        deprecated("--format table", "no option: a table is the default at a terminal")
+        return new
     deprecated(f"--format {old.value}", f"-o {old.value}")
     if new is not None and new.value != old.value:
         raise usage_error(f"--format {old.value} and -o {new.value} ask for different outputs")

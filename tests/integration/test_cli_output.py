@@ -93,6 +93,8 @@ def test_report_gives_every_finding_in_a_pipe_and_in_every_machine_format(run, t
     old = run("report", "acme", "--format", "csv")  # the old spelling: still the same CSV, with a warning
     assert old.exit_code == 0 and old.stdout == as_csv.stdout
     assert "--format csv is deprecated" in old.stderr and "use -o csv" in old.stderr
+    old_default = run("report", "acme", "--format", "table")  # was the default: still TSV in a pipe
+    assert old_default.stdout == piped.stdout and "--format table is deprecated" in old_default.stderr
 
     terminal(250)  # only a table at a terminal is cut short, and it says so there
     table = run("report", "acme")
