@@ -295,7 +295,7 @@ def print_rows(cols: Sequence[Col], rows: Iterable[Sequence[Any]], output: Outpu
         return
     if output is Output.json:
         raise ValueError("JSON is the command's own document, not rows")
-    texts = [[_table_value(col, value) for col, value in zip(cols, row, strict=False)] for row in rows]
+    texts = [[_table_value(col, row[i] if i < len(row) else None) for i, col in enumerate(cols)] for row in rows]
     found = measure(cols, texts, show_header)
     wide = output is Output.wide
     terminal = out.width
