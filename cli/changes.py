@@ -39,7 +39,8 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
             config: Optional[Path] = typer.Option(None, "--config", help="Config file."),
             since: Optional[str] = typer.Option(None, help="From this ISO time or age (24h, 7d)."),
             type_: Optional[str] = typer.Option(None, "--type", help="Only this resource type."),
-            limit: int = typer.Option(10000, help="At most this many changes (oldest first)."),
+            limit: Optional[int] = typer.Option(None, min=1, help="At most this many changes (oldest first); "
+                                                                  "default all."),
             as_json: bool = JsonOption, wide: bool = WideOption,
             output_: Optional[Output] = OutputOption) -> None:
     """Resources and grants created, updated (fields old → new), deleted and undeleted, by sync or request."""
@@ -53,15 +54,15 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
     check_resource_type(type_)
     after = parse_since(since) if since else None
     shown = output.choose(output_, wide=wide, as_json=as_json)
-    drawn = output.drawn(shown)
+    # A table at a terminal reads only the rows it shows (rich draws about a thousand rows a second), and counts
+    # the others; a pipe and a machine format get every row (or the --limit asked for).
+    cap = output.TABLE_ROWS if output.capped(shown) else None
+    read = limit if cap is None else min(cap, limit or cap)
     try:
-        # A table reads only the rows it shows (rich draws about a thousand rows a second; --json and a pipe are
-        # for long lists), and counts the others.
-        rows = read_changes(runtime.engine(), name, since=after, resource_type=type_,
-                            limit=min(limit, output.TABLE_ROWS) if drawn else limit)
-        shown_all = not drawn or len(rows) < min(limit, output.TABLE_ROWS)
-        total = len(rows) if shown_all else min(limit, count_changes(runtime.engine(), name, since=after,
-                                                                     resource_type=type_))
+        rows = read_changes(runtime.engine(), name, since=after, resource_type=type_, limit=read)
+        cut = cap is not None and len(rows) == read and read != limit  # the table's cap ended the list, not --limit
+        total = min(limit or sys.maxsize, count_changes(runtime.engine(), name, since=after,
+                                                        resource_type=type_)) if cut else len(rows)
     except UnknownConnector as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(2) from None
@@ -71,7 +72,7 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
     # The JSON above is the recorded changes only; a table or pipe also says what each baseline stored.
     starts = baselines(runtime.engine(), name, since=after, resource_type=type_)
     for baseline in starts:  # where history starts comes first, as the list is oldest first
-        output.note(baseline_note(baseline, drawn), shown)
+        output.note(baseline_note(baseline, cap is not None), shown)
     if not total:
         output.note(f"no changes since run {starts[-1].run_id}" if starts else "no changes", shown)
         return
@@ -82,7 +83,7 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
                     "narrow them down)", shown)
 
 
-CHANGE_COLUMNS = (Col("at", time=True), Col("by", drop=2), Col("change"), Col("what", identity=True),
+CHANGE_COLUMNS = (Col("at", time=True), Col("by", drop=2), Col("change", category=True), Col("what", wrap=True),
                   Col("details", wrap=True, drop=1))
 
 

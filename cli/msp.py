@@ -19,7 +19,7 @@ msp_app = typer.Typer(help="MSP keys: the organisations they reach, each synced 
                       no_args_is_help=True)
 console = output.stdout()
 
-ORG_COLUMNS = (Col("msp"), Col("connector", identity=True), Col("organisation", wrap=True),
+ORG_COLUMNS = (Col("msp", category=True), Col("connector"), Col("organisation", wrap=True),
                Col("state", style=output.status_style), Col("org id", drop=2), Col("last seen", time=True, drop=1))
 
 

@@ -262,7 +262,7 @@ def provision_bulk(file: Path = typer.Argument(..., help="CSV or JSON-lines file
     raise typer.Exit(0 if ok else 1)
 
 
-BULK_COLUMNS = (Col("line"), Col("request id", identity=True), Col("status", identity=True, style=output.status_style),
+BULK_COLUMNS = (Col("line"), Col("request id"), Col("status", style=output.status_style),
                 Col("error", wrap=True))
 
 

@@ -26,7 +26,8 @@ def requests_list(ctx: typer.Context,
                                  "expired."),
                   connector: Optional[str] = typer.Option(None, help="Only this connector's requests."),
                   action: Optional[str] = typer.Option(None, help="Only requests for this action, e.g. app.grant."),
-                  limit: int = typer.Option(50, min=1, help="At most this many, newest first."),
+                  limit: Optional[int] = typer.Option(None, min=1, help="At most this many, newest first; default "
+                                                                        "all."),
                   as_json: bool = JsonOption, wide: bool = WideOption,
                   output_: Optional[Output] = OutputOption,
                   config: Optional[Path] = ConfigOption) -> None:
@@ -59,8 +60,12 @@ def requests_list(ctx: typer.Context,
     if shown is Output.json:
         print_json(data)
         return
+    rows = output.rows_shown(data, shown)
     output.print_rows(REQUEST_COLUMNS, ((r["id"], r["connector"], r["action"], r["status"], r["attempts"],
-                                         r["created_at"], r["last_error"]) for r in data), shown)
+                                         r["created_at"], r["last_error"]) for r in rows), shown)
+    if len(data) > len(rows):
+        output.note(f"… and {len(data) - len(rows):,} more requests (--json lists them all; --status, --connector "
+                    "and --limit narrow them down)", shown)
 
 
 def _known_connectors() -> set[str]:
@@ -78,9 +83,8 @@ def _known_connectors() -> set[str]:
 
 
 #: At 80 columns: id, connector, action, status and when; ``requests show ID`` has the error in full.
-REQUEST_COLUMNS = (Col("id", identity=True), Col("connector", identity=True), Col("action"),
-                   Col("status", identity=True, style=output.status_style), Col("attempts", drop=2),
-                   Col("created", time=True, drop=1), Col("error", wrap=True, drop=3))
+REQUEST_COLUMNS = (Col("id"), Col("connector", category=True), Col("action"), Col("status", style=output.status_style),
+                   Col("attempts", drop=2), Col("created", time=True, drop=1), Col("error", wrap=True, drop=3))
 
 
 def _get_request(request_id: str) -> dict:
@@ -118,7 +122,7 @@ def _print_fields(request: dict) -> None:
 
 
 FIELD_COLUMNS = (Col("field"), Col("value", wrap=True))
-DECISION_COLUMNS = (Col("decision", identity=True), Col("decided by", identity=True), Col("at", time=True),
+DECISION_COLUMNS = (Col("decision"), Col("decided by"), Col("at", time=True),
                     Col("comment", wrap=True, drop=1))
 
 

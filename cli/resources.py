@@ -33,8 +33,10 @@ def resources(name: str = typer.Argument(..., help="Connector name."), config: O
                                           "yes" if item.deleted else "") for item in data), shown)
 
 
-RESOURCE_COLUMNS = (Col("type"), Col("id", identity=True), Col("name", identity=True), Col("email", identity=True),
-                    Col("status", identity=True, style=output.status_style), Col("deleted", drop=1))
+#: At 80 columns: id and name always; then email, status and type as they fit (type first to go when it is the
+#: same in every row, as with --type).
+RESOURCE_COLUMNS = (Col("type", category=True, drop=3), Col("id"), Col("name", wrap=True), Col("email", drop=1),
+                    Col("status", style=output.status_style, drop=2), Col("deleted", drop=4))
 
 
 def grants(name: str = typer.Argument(..., help="Connector name."), config: Optional[Path] = ConfigOption,
@@ -58,5 +60,5 @@ def grants(name: str = typer.Argument(..., help="Connector name."), config: Opti
                                        "yes" if g.deleted else "") for g in data), shown)
 
 
-GRANT_COLUMNS = (Col("resource", identity=True), Col("entitlement"), Col("principal", identity=True),
-                 Col("via", identity=True, drop=1), Col("deleted", drop=2))
+GRANT_COLUMNS = (Col("resource"), Col("entitlement", category=True), Col("principal"), Col("via", drop=1),
+                 Col("deleted", drop=2))

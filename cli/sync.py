@@ -93,8 +93,8 @@ def _no_refresh(result: Any) -> str:
     return f"the workers recorded no refresh (outcome {outcome})"
 
 
-RUN_PARTS = (Col("part", identity=True), Col("status", identity=True, style=output.status_style),
-             Col("requests", drop=2), Col("counts", drop=3), Col("error", wrap=True, drop=1))
+RUN_PARTS = (Col("part"), Col("status", style=output.status_style), Col("requests", drop=2),
+             Col("counts", wrap=True, drop=3), Col("error", wrap=True, drop=1))
 
 
 def print_run(name: str, run: RunRecord) -> None:
@@ -133,12 +133,12 @@ def _status_row(entry: ConnectorStatus, extra: dict[str, Any], shown: Output) ->
             run.error if run else None)
 
 
-#: At 80 columns: connector, last run, finished, next sync and the error (the others are dropped in this order).
-STATUS_COLUMNS = (Col("connector", identity=True), Col("last run", identity=True, style=output.status_style),
+#: At 80 columns: connector, last run, finished, next sync and the error (the others are left out in this order).
+STATUS_COLUMNS = (Col("connector", wrap=True), Col("last run", style=output.status_style),
                   Col("finished", time=True, drop=2), Col("last success", time=True, drop=7),
-                  Col("next sync", time=True, drop=3), Col("resources", drop=8), Col("grants", drop=4),
-                  Col("provisioning", drop=6), Col("events", drop=5), Col("report/export", drop=9),
-                  Col("error", wrap=True, drop=1))
+                  Col("next sync", time=True, drop=3), Col("resources", wrap=True, drop=8), Col("grants", drop=4),
+                  Col("provisioning", wrap=True, drop=6), Col("events", wrap=True, drop=5),
+                  Col("report/export", wrap=True, drop=9), Col("error", wrap=True, drop=1))
 
 
 #: Refresh outcomes whose reason ``status`` shows.

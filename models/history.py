@@ -75,8 +75,9 @@ def prune(engine: Engine, older_than: datetime) -> int:
 
 
 def changes(engine: Engine, connector: str, *, since: datetime | None = None, resource_type: str | None = None,
-            limit: int = 10000) -> list[dict[str, Any]]:
-    """Changes of a connector, oldest first (the stable JSON shape of ``jumpsync changes --json``)."""
+            limit: int | None = 10000) -> list[dict[str, Any]]:
+    """Changes of a connector, oldest first (the stable JSON shape of ``jumpsync changes --json``); all of them
+    when ``limit`` is None."""
     table = table_of(Change)
     with Session(engine) as session:
         # The names are looked up for the rows of the page only: a table of 200 changes probes 600 names at most.
