@@ -7,7 +7,8 @@ trigger of its connector a recorded skip until ``stale_run_after``. ``up`` there
 reason, before its workers start (its beat then triggers every connector at once: each schedule entry is new in
 the new Redis). This holds only when ``up`` started the broker: with ``JUMPSYNC_BROKER_URL`` the messages may
 still be queued, and the reaper moves those runs on (``pipeline.reaper``); ``up`` then sends the first sync
-itself for a connector whose last run ended without succeeding, since beat's schedule carries on from that run.
+itself for a connector whose last run ended without succeeding, since beat's schedule there carries on from
+that run (on a Redis beat never used, beat sends one at once too: the later is recorded skipped, no harm).
 
 It takes the database to be its own for its connectors: ``up`` with its own Redis must not share a database
 with a running deployment that syncs the same connectors (their syncs would skip each other anyway).

@@ -48,7 +48,7 @@ def _up_once(folder, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, 
     return done, time.monotonic() - started
 
 
-def _wait_for(handle, text: str, timeout: float = 90.0) -> None:
+def _wait_for(handle, text: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if text in handle.output():
