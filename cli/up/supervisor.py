@@ -357,16 +357,22 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     shown = ", ".join(names + [f"those [[msp]] {m.name} discovers" for m in settings.file.msp])
     console.print(escape(f"connectors: {shown} (config {settings.config_path})"))
 
+    from cli.up.recovery import abandon_runs_of_earlier_up, trigger_unfinished
     from models.db import make_engine
     from models.migrate import upgrade
 
     engine = make_engine(settings.database_url)
     upgrade(engine)
+    own_broker = any(name == "redis" for name, _ in children.procs)  # new and empty: no earlier message in it
+    if own_broker:
+        abandon_runs_of_earlier_up(engine, settings, console)
     since = datetime.now(timezone.utc).replace(microsecond=0)
     flower_env, own_login = _flower_login()
     keys = key_variables(settings)
     _start_processes(children, env, flower_env, keys, flower_port=flower_port, concurrency=concurrency)
     api_url = _start_api(children, {name: value for name, value in env.items() if name not in keys}, api_port)
+    if not own_broker:  # beat's schedule carries on from the last run (cli.up.recovery)
+        trigger_unfinished(engine, settings, console)
     write_env_file({"JUMPSYNC_BROKER_URL": env["JUMPSYNC_BROKER_URL"],
                     "JUMPSYNC_CONFIG": str(settings.config_path.resolve()),
                     "JUMPSYNC_DATABASE_URL": absolute_sqlite_url(settings.database_url)})
