@@ -6,6 +6,7 @@ workers and nothing is left behind.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -57,11 +58,12 @@ def run_up(folder: Path, *args: str, env: dict[str, str] | None = None,
 
 
 def test_a_busy_flower_port_moves_flower_to_a_free_one(up):
-    """Someone's listener on 5555: the banner shows the port our Flower serves, and it is ours (our login)."""
+    """Someone's listener on 5555: the banner shows the port our Flower serves, and it is ours (our login). When
+    Flower dies later, ``up`` says so with its status and the last lines of its log."""
     listener = hold(FLOWER_DEFAULT)
     try:
         handle = up(default_ports=True)
-        handle.wait_for_first_sync()
+        record = handle.wait_for_first_sync()
         shown = re.search(r"Flower: +http://127\.0\.0\.1:(\d+)", handle.output())
         assert shown, handle.output()
         port = int(shown.group(1))
@@ -71,8 +73,11 @@ def test_a_busy_flower_port_moves_flower_to_a_free_one(up):
         assert httpx.get(f"{base}/api/workers", timeout=10).status_code == 401
         assert httpx.get(f"{base}/api/workers", auth=(user, password), timeout=30).status_code == 200
         assert handle.proc.poll() is None, handle.output()
-        handle.proc.send_signal(signal.SIGINT)
-        assert handle.proc.wait(timeout=60) == 0, handle.output()
+        os.kill(record["children"]["flower"], signal.SIGKILL)
+        assert handle.proc.wait(timeout=60) == 1, handle.output()
+        said = " ".join(handle.output().split())
+        assert "flower exited unexpectedly (status -9)" in said
+        assert "the last lines of var/log/flower.log:" in said
     finally:
         if listener is not None:
             listener.close()
