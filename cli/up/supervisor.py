@@ -2,7 +2,8 @@
 
 Starts, as child processes: a Redis server unless ``JUMPSYNC_BROKER_URL`` (or the config) names a broker;
 the simulator with a demo tenant when no connector is configured; a sync worker, a provisioning worker, beat,
-Flower and the HTTP API (both on loopback). Its Redis
+Flower (not with ``--once``) and the HTTP API (both on loopback; their ports and when each child is ready:
+``cli.up.listeners``). Its Redis
 and its Flower want passwords, generated into files of mode 600 in ``var/`` (``cli.up.state``), passed to the
 children by environment or file and never printed, nor put in a command line; beat, Flower and the API get no API
 key. It then prints the progress of the first sync of each connector. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops
