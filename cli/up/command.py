@@ -26,13 +26,15 @@ SERVER_COMMANDS = ("up", "worker", "beat", "flower", "simulator", "api")
 
 def up(once: bool = typer.Option(False, "--once", help="Wait for the first sync of every connector, then exit."),
        config: Optional[Path] = ConfigOption,
-       flower_port: int = typer.Option(5555, help="Flower's port (loopback only)."),
+       flower_port: Optional[int] = typer.Option(None, min=1, max=65535,
+                                                 help="Flower's port (loopback only; default 5555, or a free one "
+                                                      "when 5555 is taken). No Flower with --once."),
        api_port: Optional[int] = typer.Option(None, min=1, max=65535,
                                               help="The HTTP API's port (loopback only; default 8787, or a free "
                                                    "one when 8787 is taken)."),
        concurrency: int = typer.Option(4, help="Worker processes.")) -> None:
     """Run the whole thing locally: broker, worker, beat, Flower and the HTTP API (and a simulated org when none
-    is configured)."""
+    is configured). A port given here and taken by another program stops it before it starts anything (exit 2)."""
     from cli.up.supervisor import run_up
 
     if config is not None:
