@@ -47,7 +47,7 @@ def create_app(state: SimulatorState) -> Starlette:
         routes=[*routes_v1.ROUTES, *routes_v2.ROUTES, *routes_insights.ROUTES, *routes_sim.ROUTES],
         exception_handlers={
             ApiError: _api_error,
-            QueryError: _status_handler(400),
+            QueryError: _query_error,
             Conflict: _status_handler(409),
             Missing: _status_handler(404),
             HTTPException: _http_exception,
@@ -261,6 +261,11 @@ def _status_handler(status: int) -> Callable[[Request, Exception], Awaitable[Res
         return error_response(status, str(exc))
 
     return handler
+
+
+async def _query_error(request: Request, exc: Exception) -> Response:
+    """A refused query parameter: 400 with the `Bad Request:` prefix every other 400 message carries."""
+    return error_response(400, f"Bad Request: {exc}")
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
