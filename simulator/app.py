@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jumpcloud.ids import is_object_id
-from simulator import inject, mutate, routes_insights, routes_sim, routes_v1, routes_v2
+from simulator import inject, mutate, routes_insights, routes_search, routes_sim, routes_v1, routes_v2
 from simulator.faults import UNAUTHORIZED_MESSAGE, FaultDecision, FaultRule
 from simulator.model import Conflict, Missing
 from simulator.query import QueryError
@@ -44,7 +44,7 @@ CLIENT_GONE = 499  # recorded in stats when the client left during a delay (ngin
 
 def create_app(state: SimulatorState) -> Starlette:
     app = Starlette(
-        routes=[*routes_v1.ROUTES, *routes_v2.ROUTES, *routes_insights.ROUTES, *routes_sim.ROUTES],
+        routes=[*routes_v1.ROUTES, *routes_search.ROUTES, *routes_v2.ROUTES, *routes_insights.ROUTES, *routes_sim.ROUTES],
         exception_handlers={
             ApiError: _api_error,
             QueryError: _query_error,
@@ -54,6 +54,7 @@ def create_app(state: SimulatorState) -> Starlette:
         },
     )
     app.state.simulator = state
+    app.router.redirect_slashes = False  # the gate answers `/api/...x/` as `/api/...x` (`_without_trailing_slash`)
     app.add_middleware(Gate, state=state, routes=app.router.routes)
     return app
 
@@ -80,7 +81,7 @@ class Gate:
         if not (path == "/api" or path.startswith(("/api/", "/insights/"))):
             await self.app(scope, receive, send)
             return
-        await self._api(scope, receive, send)
+        await self._api(_without_trailing_slash(scope), receive, send)
 
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
         state, stats, faults = self.state, self.state.stats, self.state.faults
@@ -224,6 +225,18 @@ class Gate:
             return error_response(404, ORG_NOT_FOUND)
         scope["jumpcloud.tenant"] = tenant
         return None
+
+
+def _without_trailing_slash(scope: Scope) -> Scope:
+    """The request with its path's trailing slashes removed: JumpCloud answers `/api/v2/usergroups/` as
+    `/api/v2/usergroups`, where a router would redirect (307 with an empty body, which clients that do not follow
+    redirects take for the answer). Both spellings route, count and match fault rules as one."""
+    path: str = scope["path"]
+    if not path.endswith("/"):
+        return scope
+    trimmed = path.rstrip("/") or "/"
+    raw = scope.get("raw_path")
+    return {**scope, "path": trimmed, "raw_path": raw.rstrip(b"/") or b"/" if raw is not None else raw}
 
 
 def _fault_response(decision: FaultDecision) -> Response:

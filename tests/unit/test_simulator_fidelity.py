@@ -11,7 +11,8 @@ from simulator.state import SimulatorState
 from simulator.tenant import TenantSpec, generate_tenant
 
 KEY = "sim-fidelity-key-81d0"
-SPEC = TenantSpec(seed=26, users=60, admins=4, groups=8, apps=4, avg_members_per_group=6)
+SPEC = TenantSpec(seed=26, users=60, admins=4, groups=8, apps=4, avg_members_per_group=6, users_per_app=8,
+                  groups_per_app=3)
 
 
 @pytest.fixture
@@ -75,3 +76,135 @@ def test_suspended_or_state_alone_suspends_and_keeps_the_record_consistent(sim):
     for body in ({"suspended": True, "state": "ACTIVATED"}, {"suspended": False, "state": "SUSPENDED"},
                  {"state": "STAGED"}, {"suspended": "yes"}):
         assert sim.put(path, json=body).status_code == 400, body
+
+
+# ---- row 2: every group -------------------------------------------------------------------------------------
+
+
+def test_groups_lists_the_user_groups_as_group_objects(sim):
+    groups = sim.dump()["groups"]
+    resp = sim.get("/api/v2/groups", params={"limit": 100})
+    assert resp.status_code == 200 and resp.headers["x-total-count"] == str(len(groups))
+    assert resp.json() == [{k: g[k] for k in ("attributes", "description", "email", "id", "name", "type")}
+                           for g in groups]
+    named = sim.get("/api/v2/groups", params={"filter": f"name:eq:{groups[2]['name']}"}).json()
+    assert [g["id"] for g in named] == [groups[2]["id"]]
+    by_name = sim.get("/api/v2/groups", params={"sort": "-name", "limit": 3, "fields": "name"}).json()
+    assert [g["name"] for g in by_name] == sorted((g["name"] for g in groups), reverse=True)[:3]
+
+
+# ---- row 3: the search endpoint -----------------------------------------------------------------------------
+
+
+def test_search_systemusers_takes_filter_searchfilter_fields_limit_skip(sim):
+    users = sim.dump()["users"]
+    dept = next(u["department"] for u in users if u.get("department"))
+    in_dept = [u["_id"] for u in users if u.get("department") == dept]
+    found = sim.post("/api/search/systemusers", json={"filter": [{"department": dept}], "limit": 100}).json()
+    assert [u["_id"] for u in found["results"]] == in_dept and found["totalCount"] == len(in_dept)
+    either = sim.post("/api/search/systemusers", json={
+        "filter": {"or": [{"username": users[0]["username"]}, {"username": users[1]["username"]}]},
+        "fields": "email username"}).json()
+    assert [u["_id"] for u in either["results"]] == [users[0]["_id"], users[1]["_id"]]
+    assert set(either["results"][0]) == {"_id", "id", "email", "username"}
+    both = sim.post("/api/search/systemusers", json={"filter": {"and": [{"username": users[0]["username"]},
+                                                                       {"email": users[1]["email"]}]}}).json()
+    assert both == {"totalCount": 0, "results": []}
+    term = users[3]["email"].split("@")[1].upper()
+    text = sim.post("/api/search/systemusers", json={"searchFilter": {"searchTerm": [term, "zzz-none"],
+                                                                      "fields": ["email"]}, "limit": 100}).json()
+    assert text["totalCount"] == sum(1 for u in users if term.lower() in (u.get("email") or "").lower())
+    paged = sim.post("/api/search/systemusers", params={"limit": 5}, json={"skip": 10}).json()
+    assert [u["_id"] for u in paged["results"]] == [u["_id"] for u in users[10:15]]
+    assert paged["totalCount"] == len(users)
+    for body in ({"filter": {"xor": []}}, {"filter": "department:eq:x"}, {"searchFilter": {"searchTerm": "x"}},
+                 {"limit": 101}, {"limit": "ten"}):
+        assert sim.post("/api/search/systemusers", json=body).status_code == 400, body
+
+
+# ---- rows 6 and 7: user group PUT replaces; sort=id refused -------------------------------------------------
+
+
+def test_usergroup_put_replaces_the_group(sim):
+    group = sim.post("/api/v2/usergroups", json={"name": "Full", "description": "d", "email": "full@example.org",
+                                                 "attributes": {"sudo": {"enabled": True}},
+                                                 "membershipMethod": "STATIC"}).json()
+    replaced = sim.put(f"/api/v2/usergroups/{group['id']}", json={"name": "Full", "description": "new"})
+    assert replaced.status_code == 200
+    assert replaced.json() == {**group, "description": "new", "email": "", "attributes": None,
+                               "membershipMethod": "NOTSET"}
+    assert sim.get(f"/api/v2/usergroups/{group['id']}").json() == replaced.json()
+    echoed = sim.put(f"/api/v2/usergroups/{group['id']}", json={**replaced.json(), "email": "e@example.org"})
+    assert echoed.json() == {**replaced.json(), "email": "e@example.org"}  # its own record echoed back is taken
+    assert sim.put(f"/api/v2/usergroups/{group['id']}", json={"description": "no name"}).status_code == 400
+
+
+def test_usergroups_refuse_sort_by_id(sim):
+    for sort in ("id", "-id", "name,id"):
+        resp = sim.get("/api/v2/usergroups", params={"sort": sort})
+        assert resp.status_code == 400 and resp.json()["message"] == "invalid sort field: id", sort
+    names = [g["name"] for g in sim.get("/api/v2/usergroups", params={"sort": "name", "limit": 100}).json()]
+    assert names == sorted(names)
+
+
+# ---- row 8: trailing slashes --------------------------------------------------------------------------------
+
+
+def test_a_trailing_slash_is_answered_not_redirected(sim):
+    listed = sim.get("/api/v2/usergroups/")
+    assert listed.status_code == 200 and listed.json() == sim.get("/api/v2/usergroups").json()
+    assert listed.headers["x-total-count"] == str(len(sim.dump()["groups"]))
+    created = sim.post("/api/systemusers/", json={"username": "slash", "email": "slash@example.org"})
+    assert created.status_code == 200 and created.json()["username"] == "slash"
+    assert sim.get(f"/api/systemusers/{created.json()['_id']}/").json()["username"] == "slash"
+    assert sim.get("/api/nothing-here/").status_code == 404
+    stats = httpx.get(str(sim.base_url) + "/_sim/stats").json()
+    assert "GET /api/v2/usergroups" in str(stats) and "/api/v2/usergroups/" not in str(stats)
+
+
+# ---- row 9: several targets in one call ---------------------------------------------------------------------
+
+
+def test_associations_take_comma_joined_targets(sim):
+    app = next(a for a in sim.dump()["apps"] if a["users"] and a["groups"])
+    path = f"/api/v2/applications/{app['_id']}/associations"
+    for params in ({"targets": "user,user_group"}, {"targets": ["user", "user_group"]}):
+        resp = sim.get(path, params=params)
+        assert resp.status_code == 200
+        expected = [("user", u) for u in app["users"]] + [("user_group", g) for g in app["groups"]]
+        assert [(c["to"]["type"], c["to"]["id"]) for c in resp.json()] == expected[:10]
+        assert resp.headers["x-total-count"] == str(len(expected))
+    assert sim.get(path, params={"targets": "user,system"}).status_code == 400
+    group = app["groups"][0]
+    mixed = sim.get(f"/api/v2/usergroups/{group}/associations", params={"targets": "system,application"})
+    bound = [a["_id"] for a in sim.dump()["apps"] if group in a["groups"]]
+    assert [(c["to"]["type"], c["to"]["id"]) for c in mixed.json()] == [("application", a) for a in bound]
+
+
+# ---- row 10: SCIM apps in multi-tenant mode -----------------------------------------------------------------
+
+
+def test_multi_tenant_orgs_have_scim_apps_as_single_tenant_orgs_do():
+    """A guard (the rule held at this commit already): the generator's third of SCIM apps is the same whether
+    the org is served alone, as one of several, or added at runtime."""
+    from simulator.cli import build_state
+
+    state = build_state(api_key=KEY, seed=3, orgs=6, apps=3, users=10, groups=2)
+    generated = list(state.orgs)
+    with SimulatorServer(state) as srv:
+        srv_url = srv.url
+        added = [httpx.post(srv_url + "/_sim/orgs", json={"apps": 3, "users": 5}).json()["org_id"] for _ in range(3)]
+        kinds = []
+        for org in [*generated, *added]:
+            apps = httpx.get(srv_url + "/api/v2/applications", headers={"x-api-key": KEY, "x-org-id": org}).json()
+            kinds += [(a.get("provision") or {}).get("type") for a in apps]
+    assert len(kinds) == 27 and 5 <= kinds.count("scim") <= 14
+
+
+# ---- row 11: directories ------------------------------------------------------------------------------------
+
+
+def test_directories_are_listed(sim):
+    resp = sim.get("/api/v2/directories")
+    assert resp.status_code == 200 and resp.json() == [] and resp.headers["x-total-count"] == "0"
+    assert sim.get("/api/v2/directories", params={"limit": 101}).status_code == 400
