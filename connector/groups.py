@@ -42,7 +42,8 @@ class GroupSyncer:
         self.client = client
 
     async def resources(self) -> AsyncIterator[list[ResourceRecord]]:
-        async for page in self.client.list_v2("/api/v2/usergroups", params={"sort": "id"}):
+        # `name` is unique per org and is what the real service sorts user groups by: it refuses `sort=id`.
+        async for page in self.client.list_v2("/api/v2/usergroups", params={"sort": "name"}):
             yield [map_group(record) for record in page]
 
     async def grants(self, group: ResourceRecord) -> list[GrantRecord]:

@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jumpcloud.ids import is_object_id
-from simulator import inject, mutate, routes_insights, routes_sim, routes_v1, routes_v2
+from simulator import inject, mutate, routes_insights, routes_search, routes_sim, routes_v1, routes_v2
 from simulator.faults import UNAUTHORIZED_MESSAGE, FaultDecision, FaultRule
 from simulator.model import Conflict, Missing
 from simulator.query import QueryError
@@ -44,16 +44,17 @@ CLIENT_GONE = 499  # recorded in stats when the client left during a delay (ngin
 
 def create_app(state: SimulatorState) -> Starlette:
     app = Starlette(
-        routes=[*routes_v1.ROUTES, *routes_v2.ROUTES, *routes_insights.ROUTES, *routes_sim.ROUTES],
+        routes=[*routes_v1.ROUTES, *routes_search.ROUTES, *routes_v2.ROUTES, *routes_insights.ROUTES, *routes_sim.ROUTES],
         exception_handlers={
             ApiError: _api_error,
-            QueryError: _status_handler(400),
+            QueryError: _query_error,
             Conflict: _status_handler(409),
             Missing: _status_handler(404),
             HTTPException: _http_exception,
         },
     )
     app.state.simulator = state
+    app.router.redirect_slashes = False  # the gate answers `/api/...x/` as `/api/...x` (`_without_trailing_slash`)
     app.add_middleware(Gate, state=state, routes=app.router.routes)
     return app
 
@@ -80,7 +81,7 @@ class Gate:
         if not (path == "/api" or path.startswith(("/api/", "/insights/"))):
             await self.app(scope, receive, send)
             return
-        await self._api(scope, receive, send)
+        await self._api(_without_trailing_slash(scope), receive, send)
 
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
         state, stats, faults = self.state, self.state.stats, self.state.faults
@@ -226,6 +227,18 @@ class Gate:
         return None
 
 
+def _without_trailing_slash(scope: Scope) -> Scope:
+    """The request with its path's trailing slashes removed: JumpCloud answers `/api/v2/usergroups/` as
+    `/api/v2/usergroups`, where a router would redirect (307 with an empty body, which clients that do not follow
+    redirects take for the answer). Both spellings route, count and match fault rules as one."""
+    path: str = scope["path"]
+    if not path.endswith("/"):
+        return scope
+    trimmed = path.rstrip("/") or "/"
+    raw = scope.get("raw_path")
+    return {**scope, "path": trimmed, "raw_path": raw.rstrip(b"/") or b"/" if raw is not None else raw}
+
+
 def _fault_response(decision: FaultDecision) -> Response:
     """What an injected failure looks like. 502/503/504 come from a load balancer on the real service, so their
     bodies are HTML, not JSON: a client must not assume an error body parses."""
@@ -261,6 +274,11 @@ def _status_handler(status: int) -> Callable[[Request, Exception], Awaitable[Res
         return error_response(status, str(exc))
 
     return handler
+
+
+async def _query_error(request: Request, exc: Exception) -> Response:
+    """A refused query parameter: 400 with the `Bad Request:` prefix every other 400 message carries."""
+    return error_response(400, f"Bad Request: {exc}")
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

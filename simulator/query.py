@@ -1,7 +1,8 @@
 """List query parameters of the JumpCloud API: limit, skip, sort, fields, filter, in both dialects.
 
 v1 (`/api/...`): `sort` and `fields` are space-separated, filters are `field:$op:value` with
-`$eq $ne $gt $gte $lt $lte`. v2 (`/api/v2/...`): `sort` and `fields` are comma-separated, filters are
+`$eq $ne $gt $gte $lt $lte`, and the v2 form `field:op:value` works too (a public client resolves names with
+`username:eq:x` on the real service). v2 (`/api/v2/...`): `sort` and `fields` are comma-separated, filters are
 `field:op:value` with `eq ne gt ge lt le in search` (`in` takes `a|b|c`). In both, `-field` sorts descending and
 several `filter` parameters must all hold. `limit` defaults to 10 and may not exceed 100.
 
@@ -112,10 +113,10 @@ def parse_filter(text: str, dialect: str, aliases: Mapping[str, str] | None = No
     if len(parts) != 3 or not parts[0]:
         raise QueryError(f"invalid filter {text!r}: expected field:operator:value")
     field, op, value = parts
-    if dialect == V1:
-        if op not in _V1_OPS:
-            raise QueryError(f"invalid filter operator {op!r}: use one of {', '.join(_V1_OPS)}")
+    if dialect == V1 and op in _V1_OPS:
         op = _V1_OPS[op]
+    elif dialect == V1 and op not in _V2_OPS:
+        raise QueryError(f"invalid filter operator {op!r}: use one of {', '.join(_V1_OPS)} (or the v2 operators)")
     elif op not in _V2_OPS:
         raise QueryError(f"invalid filter operator {op!r}: use one of {', '.join(sorted(_V2_OPS))}")
     return Filter(_alias(field, aliases), op, value)

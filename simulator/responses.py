@@ -82,3 +82,9 @@ def v2_list(records: Sequence[Mapping[str, Any]], query: ListQuery, keep: Sequen
 def v2_connections(ids: Sequence[str], kind: str, query: ListQuery) -> Response:
     """Graph connections (group members, app associations): built only for the page asked for."""
     return JSONResponse([connection(kind, i) for i in page(ids, query)], headers={"x-total-count": str(len(ids))})
+
+
+def v2_typed_connections(edges: Sequence[tuple[str, str]], query: ListQuery) -> Response:
+    """Graph connections of several kinds (`targets=user,user_group`): (kind, id) pairs, in the order given."""
+    return JSONResponse([connection(kind, i) for kind, i in page(edges, query)],
+                        headers={"x-total-count": str(len(edges))})

@@ -3,7 +3,9 @@
 Writes keep JumpCloud's rules and status codes: create needs a unique email and username (400 / 409), suspend
 and unsuspend send `suspended` and `state` together and in agreement (400 otherwise), only a STAGED user can be
 activated (400 otherwise), delete answers 200 with the deleted record. Unknown body fields are ignored, as the
-service does; known fields of the wrong type are refused with 400.
+service does; known fields of the wrong type are refused with 400, except integer booleans (1/0), which JumpCloud
+takes for true/false (a public client sends them to the real service). Suspension: `suspended` or `state` alone
+is enough (the spec requires neither with the other); sent together they must agree (400 otherwise).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def _profile_changes(body: dict[str, Any]) -> dict[str, Any]:
         if key in _STRING_FIELDS:
             ok = value is None or isinstance(value, str)
         elif key in _BOOL_FIELDS:
-            ok = isinstance(value, bool)
+            value = as_bool(value)
+            ok = value is not None
         elif key in _LIST_FIELDS:
             ok = value is None or (isinstance(value, list) and all(isinstance(v, dict) for v in value))
         elif key in _OBJECT_FIELDS:
@@ -70,6 +73,15 @@ def _profile_changes(body: dict[str, Any]) -> dict[str, Any]:
         changes["account_locked_date"] = None
         changes["badLoginAttempts"] = 0
     return changes
+
+
+def as_bool(value: Any) -> bool | None:
+    """A JSON boolean, or the integers 1 and 0 JumpCloud takes for one; None for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    return None
 
 
 def _fields_param(request: Request) -> tuple[str, ...]:
@@ -121,20 +133,26 @@ async def update_systemuser(request: Request) -> Response:
     body = await json_body(request)
     changes = _profile_changes(body)
     if "state" in body or "suspended" in body:
-        changes.update(_suspension_change(body))
+        changes.update(_suspension_change(body, record))
     tenant.update_user(record["_id"], changes)
     return JSONResponse(record)
 
 
-def _suspension_change(body: dict[str, Any]) -> dict[str, Any]:
-    """Suspend: {"suspended": true, "state": "SUSPENDED"}; unsuspend: {"suspended": false, "state": "ACTIVATED"}."""
-    suspended, state = body.get("suspended"), body.get("state")
-    if suspended is True and state == "SUSPENDED":
+def _suspension_change(body: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """Suspend with `suspended: true` or `state: "SUSPENDED"` (or both); unsuspend with `suspended: false` or
+    `state: "ACTIVATED"`. Sent together, they must agree. The other flag follows, so the record stays consistent;
+    unsuspending a user that is not suspended changes nothing."""
+    suspended = as_bool(body["suspended"]) if "suspended" in body else None
+    state = body.get("state")
+    if ("suspended" in body and suspended is None) or ("state" in body and state not in ("ACTIVATED", "SUSPENDED")):
+        raise ApiError(400, "Bad Request: invalid value for suspended or state (true/SUSPENDED, false/ACTIVATED)")
+    if suspended is not None and state is not None and suspended != (state == "SUSPENDED"):
+        raise ApiError(400, 'Bad Request: "suspended" and "state" disagree (true/SUSPENDED or false/ACTIVATED)')
+    if suspended is True or state == "SUSPENDED":
         return {"suspended": True, "state": "SUSPENDED"}
-    if suspended is False and state == "ACTIVATED":
+    if state == "ACTIVATED" or record.get("state") == "SUSPENDED" or record.get("suspended"):
         return {"suspended": False, "state": "ACTIVATED", "activated": True}
-    raise ApiError(400, 'Bad Request: send "suspended" and "state" together and in agreement '
-                        '(true/SUSPENDED or false/ACTIVATED)')
+    return {"suspended": False}
 
 
 async def delete_systemuser(request: Request) -> Response:

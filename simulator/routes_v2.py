@@ -15,7 +15,15 @@ from starlette.routing import Route
 
 from simulator.model import USER, USER_GROUP, Tenant
 from simulator.query import V2, parse_list_query
-from simulator.responses import ApiError, json_body, selected, tenant_of, v2_connections, v2_list
+from simulator.responses import (
+    ApiError,
+    json_body,
+    selected,
+    tenant_of,
+    v2_connections,
+    v2_list,
+    v2_typed_connections,
+)
 
 _MEMBERSHIP_METHODS = ("NOTSET", "STATIC", "DYNAMIC_REVIEW_REQUIRED", "DYNAMIC_AUTOMATED")
 _GRAPH_FILTER_ALIASES = {"object_id": "id"}  # the filter field name the spec documents for traversals
@@ -24,32 +32,66 @@ _GRAPH_FILTER_ALIASES = {"object_id": "id"}  # the filter field name the spec do
 # ---- user groups ---------------------------------------------------------------------------------------
 
 
+#: Sort fields `/api/v2/usergroups` refuses although they exist (observed by a public client on the real service:
+#: `sort=id` answers 400 `invalid sort field: id`; `name` is the unique field it sorts by).
+_UNSORTABLE_GROUP_FIELDS = frozenset({"id"})
+
+
 async def list_usergroups(request: Request) -> Response:
     tenant = tenant_of(request)
     query = parse_list_query(request.query_params, V2)
+    for field, _ in query.sort:
+        if field in _UNSORTABLE_GROUP_FIELDS:
+            raise ApiError(400, f"invalid sort field: {field}")
     return v2_list(selected(tenant, "groups", lambda: tenant.records("groups"), query), query)
+
+
+#: The fields of the spec's `Group` that a user group has (`/api/v2/groups` lists user and system groups).
+_GROUP_FIELDS = ("attributes", "description", "email", "id", "name", "type")
+
+
+async def list_groups(request: Request) -> Response:
+    """`Group_List`: every group of the org, user and system groups alike, as `Group` objects; the simulator
+    keeps no systems, so only user groups are listed."""
+    tenant = tenant_of(request)
+    query = parse_list_query(request.query_params, V2)
+    records = selected(tenant, "all-groups", lambda: tenant.cached(("all-groups",), lambda: [
+        {k: g.get(k) for k in _GROUP_FIELDS} for g in tenant.records("groups")]), query)
+    return v2_list(records, query)
+
+
+async def list_directories(request: Request) -> Response:
+    """`Directories_List`: the org's directories (Active Directory, Google Workspace, Microsoft 365, LDAP,
+    Workday). The simulator keeps none: an empty list, paged and counted as every v2 list is."""
+    query = parse_list_query(request.query_params, V2, filterable=False)
+    return v2_list([], query)
 
 
 async def get_usergroup(request: Request) -> Response:
     return JSONResponse(_group(request))
 
 
+#: What a user group's writable fields are when a body leaves them out (create, and replace by PUT).
+_GROUP_DEFAULTS: dict[str, Any] = {"attributes": None, "description": "", "email": "", "membershipMethod": "NOTSET"}
+
+
 async def create_usergroup(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await json_body(request)
     fields = _group_fields(body)
-    record = {"attributes": None, "description": "", "email": "", "id": tenant.new_id(),
-              "membershipMethod": "NOTSET", "name": "", "type": "user_group"}
+    record = {**_GROUP_DEFAULTS, "id": tenant.new_id(), "name": "", "type": "user_group"}
     record.update(fields)
     tenant.add_group(record)
     return JSONResponse(record, status_code=201)
 
 
 async def update_usergroup(request: Request) -> Response:
+    """A v2 PUT replaces the group: a writable field the body leaves out goes back to its default (a public client
+    found this writing to a real organisation, and reads the group first to merge its change)."""
     tenant = tenant_of(request)
     group = _group(request)
     fields = _group_fields(await json_body(request))
-    return JSONResponse(tenant.update_group(group["id"], fields))
+    return JSONResponse(tenant.update_group(group["id"], {**_GROUP_DEFAULTS, **fields}))
 
 
 async def delete_usergroup(request: Request) -> Response:
@@ -147,13 +189,21 @@ async def list_group_associations(request: Request) -> Response:
 
 
 def _object_associations(request: Request, app_ids: list[str]) -> Response:
-    targets = request.query_params.get("targets")
-    if not targets:
-        raise ApiError(400, "Bad Request: targets is required")
-    if targets not in _ASSOCIATION_TARGETS:
-        raise ApiError(400, f"Bad Request: invalid targets {targets!r}")
+    targets = _targets(request, _ASSOCIATION_TARGETS)
     query = parse_list_query(request.query_params, V2, sortable=False, filterable=False, projectable=False)
-    return v2_connections(app_ids if targets == "application" else [], targets, query)
+    return v2_typed_connections([(t, i) for t in targets for i in (app_ids if t == "application" else [])], query)
+
+
+def _targets(request: Request, allowed: tuple[str, ...]) -> list[str]:
+    """The `targets` of an associations listing (required): one, several comma-joined (`user,user_group`, as
+    generated SDKs send an array), or the parameter repeated; each one of `allowed`, duplicates dropped."""
+    names = [n.strip() for v in request.query_params.getlist("targets") for n in v.split(",") if n.strip()]
+    if not names:
+        raise ApiError(400, f"Bad Request: targets is required ({', '.join(allowed)})")
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ApiError(400, f"Bad Request: invalid targets {','.join(unknown)!r}: use {', '.join(allowed)}")
+    return list(dict.fromkeys(names))
 
 
 # ---- applications --------------------------------------------------------------------------------------
@@ -190,14 +240,13 @@ async def get_application_v2(request: Request) -> Response:
 async def list_associations(request: Request) -> Response:
     tenant = tenant_of(request)
     aid = _app(request)
-    targets = request.query_params.get("targets")
-    if not targets:
-        raise ApiError(400, "Bad Request: targets is required (user or user_group)")
-    if targets not in (USER, USER_GROUP):
-        raise ApiError(400, f"Bad Request: invalid targets {targets!r}: use user or user_group")
+    targets = _targets(request, (USER, USER_GROUP))
     query = parse_list_query(request.query_params, V2, sortable=False, filterable=False, projectable=False)
-    ids = tenant.app_users[aid] if targets == USER else tenant.app_groups[aid]
-    return v2_connections(ids.as_list(), targets, query)
+    if len(targets) == 1:  # the common case: paged without building a list of the whole set
+        ids = tenant.app_users[aid] if targets[0] == USER else tenant.app_groups[aid]
+        return v2_connections(ids.as_list(), targets[0], query)
+    edges = {USER: tenant.app_users[aid], USER_GROUP: tenant.app_groups[aid]}
+    return v2_typed_connections([(t, i) for t in targets for i in edges[t].as_list()], query)
 
 
 async def change_associations(request: Request) -> Response:
@@ -248,6 +297,8 @@ def _graph_operation(body: dict[str, Any], kinds: tuple[str, ...]) -> tuple[str,
 
 
 ROUTES = [
+    Route("/api/v2/groups", list_groups, methods=["GET"]),
+    Route("/api/v2/directories", list_directories, methods=["GET"]),
     Route("/api/v2/usergroups", list_usergroups, methods=["GET"]),
     Route("/api/v2/usergroups", create_usergroup, methods=["POST"]),
     Route("/api/v2/usergroups/{id}", get_usergroup, methods=["GET"]),

@@ -68,7 +68,9 @@ class SimulatorHandle(SimulatorAdmin):
         return self.api("POST", "/api/v2/usergroups", json={"name": name}).json()
 
     def rename_group(self, group_id: str, name: str) -> None:
-        self.api("PUT", f"/api/v2/usergroups/{group_id}", json={"name": name})
+        """A v2 PUT replaces the group: send it whole, with the new name, as a client of JumpCloud must."""
+        group = self.api("GET", f"/api/v2/usergroups/{group_id}").json()
+        self.api("PUT", f"/api/v2/usergroups/{group_id}", json={**group, "name": name})
 
     def delete_group(self, group_id: str) -> None:
         self.api("DELETE", f"/api/v2/usergroups/{group_id}")

@@ -103,8 +103,9 @@ def test_sim_mutations_record_events_too(sim):
 
 def test_pages_follow_x_search_after_to_the_last_short_page(sim):
     group = sim.dump()["groups"][0]["id"]
+    record = sim.get(f"/api/v2/usergroups/{group}").json()  # a v2 PUT replaces: send the whole group
     for n in range(23):
-        sim.put(f"/api/v2/usergroups/{group}", json={"name": f"renamed {n}"})
+        sim.put(f"/api/v2/usergroups/{group}", json={**record, "name": f"renamed {n}"})
     first = query(sim, limit=10)
     assert first.headers["X-Limit"] == "10" and first.headers["X-Result-Count"] == "10"
     assert first.headers["X-Sort"] == "ASC" and first.headers["X-Request-Id"]
@@ -155,7 +156,8 @@ def test_the_events_endpoint_needs_the_key(sim):
 
 def test_late_duplicated_and_lost_events(sim):
     group = sim.dump()["groups"][0]["id"]
-    rename = lambda name: sim.put(f"/api/v2/usergroups/{group}", json={"name": name})
+    record = sim.get(f"/api/v2/usergroups/{group}").json()  # a v2 PUT replaces: send the whole group
+    rename = lambda name: sim.put(f"/api/v2/usergroups/{group}", json={**record, "name": name})
     sim.put("/_sim/faults", json={"insights": {"delay_seconds": 1.0}})
     rename("late")
     assert all_events(sim) == []  # not visible yet, though its timestamp has passed

@@ -32,7 +32,8 @@ def test_separators_differ_between_dialects():
 def test_filter_operators_per_dialect():
     assert q(V1, filter="email:$eq:a:b@c").filters == (Filter("email", "eq", "a:b@c"),)
     assert q(V2, filter="n:ge:3").filters == (Filter("n", "ge", "3"),)
-    for dialect, text in ((V1, "a:eq:1"), (V2, "a:$eq:1"), (V2, "a:between:1"), (V1, "a"), (V2, ":eq:1")):
+    assert q(V1, filter="username:eq:x").filters == (Filter("username", "eq", "x"),)  # v2 form on v1
+    for dialect, text in ((V1, "a:like:1"), (V2, "a:$eq:1"), (V2, "a:between:1"), (V1, "a"), (V2, ":eq:1")):
         with pytest.raises(QueryError):
             q(dialect, filter=text)
 

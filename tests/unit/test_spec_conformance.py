@@ -138,6 +138,16 @@ def test_usergroups_list_and_items(sim):
         assert check_op("v2", "/usergroups/{id}", "get", sim.get(f"/api/v2/usergroups/{group['id']}")) == group
 
 
+def test_groups_directories_and_search_match_the_specs(sim):
+    """`Group_List`, `Directories_List` and `User_Search`: listed by public clients, not by jumpsync."""
+    groups = all_v2_pages(sim, "/api/v2/groups", "/groups")
+    assert [g["id"] for g in groups] == [g["id"] for g in sim.dump["groups"]]
+    assert all_v2_pages(sim, "/api/v2/directories", "/directories") == []
+    found = check_op("v1", "/search/systemusers", "post", sim.post("/api/search/systemusers", json={
+        "filter": [{"state": "ACTIVATED"}], "fields": "email username state", "limit": 100}))
+    assert found["results"] and all(u["state"] == "ACTIVATED" for u in found["results"])
+
+
 def test_members_and_membership(sim):
     for group in sim.dump["groups"]:
         members = all_v2_pages(sim, f"/api/v2/usergroups/{group['id']}/members", "/usergroups/{group_id}/members")
