@@ -235,7 +235,8 @@ def provision_bulk(file: Path = typer.Argument(..., help="CSV or JSON-lines file
         raise usage_error(f"{file}: no requests in it")
     from auth.local import cli_requester
 
-    outcomes = submit_bulk(parsed, source=str(file), requested_by=cli_requester(), on_behalf_of=on_behalf_of)
+    outcomes = submit_bulk(parsed, source=str(file), requested_by=cli_requester(), on_behalf_of=on_behalf_of,
+                           keep_results=wait)
     if wait:
         deadline = time.monotonic() + timeout
         for outcome in outcomes:
@@ -266,7 +267,8 @@ BULK_COLUMNS = (Col("line"), Col("request id"), Col("status", style=output.statu
                 Col("error", wrap=True))
 
 
-def submit_bulk(parsed, *, source: str, requested_by: str, on_behalf_of: Optional[str] = None) -> list[dict]:
+def submit_bulk(parsed, *, source: str, requested_by: str, on_behalf_of: Optional[str] = None,
+                keep_results: bool = False) -> list[dict]:
     """Record every line (a request, or a rejected one for a line that named its connector and action), then
     enqueue the accepted ones. After the first enqueue that fails, the rest are left to the relay rather than
     waiting on an unreachable broker once per line."""
@@ -301,7 +303,7 @@ def submit_bulk(parsed, *, source: str, requested_by: str, on_behalf_of: Optiona
             outcome["error"] = f"could not be recorded: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
         outcomes.append(outcome)
     for index, outcome in enumerate(to_send):
-        outcome["task_id"] = enqueue(outcome["request"]["id"])
+        outcome["task_id"] = enqueue(outcome["request"]["id"], keep_result=keep_results)
         if outcome["task_id"] is None:
             err.print(f"[yellow]warning:[/yellow] the broker could not be reached; {len(to_send) - index} "
                       "request(s) stay pending and the relay will send them")

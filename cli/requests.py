@@ -144,7 +144,7 @@ def requests_retry(request_id: str = typer.Argument(..., metavar="ID"),
     except (LookupError, ValueError) as exc:
         raise usage_error(str(exc)) from None
     show_provisioning_warnings()
-    task_id = enqueue(request["id"])  # an unreachable broker: it warns; the request stays pending for the relay
+    task_id = enqueue(request["id"], keep_result=wait)  # an unreachable broker: it warns; the request stays pending for the relay
     if wait:
         from worker.waiting import TaskFailed
 

@@ -29,15 +29,21 @@ from worker.names import TaskName
 log = logging.getLogger(__name__)
 
 
-def enqueue(request_id: str) -> str | None:
+def enqueue(request_id: str, *, keep_result: bool = False) -> str | None:
     """Send the apply message; its task id, or None (and the request left for the relay) when the broker is
-    unreachable."""
+    unreachable. ``keep_result`` for a caller that waits (``--wait``): the task's state is then kept, so that
+    the wait sees the task fail (``worker.waiting``); storing it costs the worker two Redis writes and a read a
+    request, so no other sender asks for it."""
+    # A short publish retry: a broker that is down must not hold the caller for kombu's default connect
+    # timeout (seconds per request); the request is already recorded and the relay will send it.
+    retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
     try:
-        # A short publish retry: a broker that is down must not hold the caller for kombu's default connect
-        # timeout (seconds per request); the request is already recorded and the relay will send it.
-        return waiting.send(TaskName.PROVISION_APPLY, request_id,
-                            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
-                                          "interval_max": 0.2})
+        if keep_result:
+            return waiting.send(TaskName.PROVISION_APPLY, request_id, retry_policy=retry_policy)
+        from worker.celery_app import app
+
+        return app.send_task(TaskName.PROVISION_APPLY, args=[request_id], queue=TaskName.PROVISION_APPLY.queue,
+                             retry=True, retry_policy=retry_policy).id
     except Exception as exc:  # noqa: BLE001  (kombu raises several kinds; all mean "not sent now")
         log.warning("could not enqueue provisioning request %s (the relay will): %s", request_id, exc)
         return None
@@ -61,7 +67,7 @@ def submit_as(requester: str, connector: str, action: str, params: dict[str, Any
     accepted = requests.accept(runtime.engine(), runtime.settings(), connector=connector, action=action,
                                params=params, idempotency_key=idempotency_key, requested_by=requester,
                                on_behalf_of=on_behalf_of, dry_run=dry_run)
-    task_id = enqueue(accepted.request["id"]) if accepted.enqueue else None
+    task_id = enqueue(accepted.request["id"], keep_result=wait) if accepted.enqueue else None
     if wait:
         return wait_for_request(accepted.request["id"], timeout, task_id=task_id)
     return accepted.request

@@ -23,7 +23,7 @@ def approving(run, tmp_path, monkeypatch):
     monkeypatch.setenv("ACME_KEY", "k")
     monkeypatch.setattr(local, "login_name", lambda: "bob")
     sent: list[str] = []
-    monkeypatch.setattr("jumpsync.api.enqueue", lambda request_id: sent.append(request_id) or True)
+    monkeypatch.setattr("jumpsync.api.enqueue", lambda request_id, **_options: sent.append(request_id) or True)
     return run, sent
 
 

@@ -37,6 +37,17 @@ def wait_ended(client, request_id: str, timeout: float = 60) -> dict:
     raise AssertionError(f"request {request_id} did not end within {timeout}s")
 
 
+def task_results(fleet) -> set[bytes]:
+    """The task states kept in the result backend (the broker's Redis)."""
+    import redis
+
+    client = redis.Redis.from_url(fleet.env["JUMPSYNC_BROKER_URL"])
+    try:
+        return set(client.scan_iter(match="celery-task-meta-*", count=1000))
+    finally:
+        client.close()
+
+
 def cli_json(fleet, *args: str):
     done = subprocess.run([sys.executable, "-m", "cli", *args, "--json"], env=fleet.env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
@@ -58,6 +69,7 @@ def test_a_request_submitted_over_http_is_applied_and_the_views_agree_with_the_c
     token, _ = create_token(fleet_engine, f"helpdesk-{name}", [f"provision:{name}:group.add-member", f"read:{name}"],
                             None, created_by="tests")
     client = api.client(token)
+    results_before = task_results(fleet)
 
     accepted = client.post("/v1/requests", json={
         "connector": name, "action": "group.add-member", "params": {"group": group["name"], "user": user["email"]},
@@ -67,6 +79,8 @@ def test_a_request_submitted_over_http_is_applied_and_the_views_agree_with_the_c
     assert request["status"] == "succeeded", request
     assert request["requested_by"] == f"token:helpdesk-{name}" and request["dry_run"] is False
     assert user["_id"] in next(g for g in sim.dump()["groups"] if g["id"] == group["id"])["members"]
+    # Nobody waits on the apply task of an API request: the worker stores no state for it (only --wait asks).
+    assert task_results(fleet) == results_before
 
     access = client.get(f"/v1/connectors/{name}/access/{user['email']}")
     assert access.status_code == 200

@@ -93,7 +93,7 @@ def test_the_cli_lists_the_trail_as_a_table_and_as_json_lines(run, monkeypatch):
 
     monkeypatch.setenv("ACME_KEY", "k")
     monkeypatch.setattr(local, "login_name", lambda: "bob")
-    monkeypatch.setattr("jumpsync.api.enqueue", lambda request_id: True)
+    monkeypatch.setattr("jumpsync.api.enqueue", lambda request_id, **_options: True)
     engine = runtime.engine()
     rid = requests.accept(engine, runtime.settings(), connector="acme", action="group.add-member",
                           params={"group": "Engineering", "user": "carol"}, requested_by="token:desk").request["id"]

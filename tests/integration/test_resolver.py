@@ -140,7 +140,7 @@ def test_provision_dry_run_resolves_by_the_same_rules(cli, tmp_path, monkeypatch
     from worker import runtime
 
     monkeypatch.setattr(jumpsync.api, "enqueue",  # the real runner, in this process
-                        lambda request_id: bool(runner.execute(runtime.engine(), runtime.settings(), request_id, "t")))
+                        lambda request_id, **_options: bool(runner.execute(runtime.engine(), runtime.settings(), request_id, "t")))
     granted = cli("provision", "barcheck", "app.grant", "--app", "Slack", "--user", "ALICE.ANDERS", "--json",
                   "--wait", "--timeout", "10")
     request = json.loads(granted.stdout)

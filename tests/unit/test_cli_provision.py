@@ -282,7 +282,7 @@ def _fake_worker(monkeypatch, status: str, result: dict | None = None, error: st
     import jumpsync.api
     from provisioning import requests
 
-    def enqueue(request_id: str) -> bool:
+    def enqueue(request_id: str, **_options) -> bool:
         requests.claim(engine(), request_id, "fake-task", timedelta(minutes=5))
         requests.finish(engine(), request_id, "fake-task", status=status, result=result, error=error)
         return True
@@ -312,7 +312,7 @@ def test_wait_with_a_dry_run_worker_in_process(env, monkeypatch):
     from worker import runtime
 
     monkeypatch.setattr(jumpsync.api, "enqueue",
-                        lambda request_id: bool(runner.execute(engine(), runtime.settings(), request_id, "t1")))
+                        lambda request_id, **_options: bool(runner.execute(engine(), runtime.settings(), request_id, "t1")))
     code, request = provision_json(env, "beta", "user.create", "--email", "x@example.com", "--username", "x",
                                    "--wait", "--timeout", "10")
     assert code == 0, request
@@ -560,7 +560,7 @@ def test_bulk_tries_the_unreachable_broker_once_only(env, tmp_path, monkeypatch)
 
     calls = []
     real = jumpsync.api.enqueue
-    monkeypatch.setattr(jumpsync.api, "enqueue", lambda request_id: calls.append(request_id) or real(request_id))
+    monkeypatch.setattr(jumpsync.api, "enqueue", lambda request_id, **options: calls.append(request_id) or real(request_id, **options))
     path = tmp_path / "requests.csv"
     path.write_text("connector,action,user\n" + "".join(f"acme,user.suspend,user{i}\n" for i in range(5)))
     result = env("provision-bulk", str(path))
@@ -663,7 +663,7 @@ def test_the_python_interface_records_the_login_and_on_behalf_of(env, monkeypatc
     from jumpsync import api
 
     assert "requested_by" not in inspect.signature(api.submit_request).parameters
-    monkeypatch.setattr(api, "enqueue", lambda request_id: False)
+    monkeypatch.setattr(api, "enqueue", lambda request_id, **_options: False)
     request = api.submit_request("acme", "user.suspend", {"user": "bob"}, on_behalf_of="alice@example.com")
     assert request["requested_by"] == "python:tester" and request["on_behalf_of"] == "alice@example.com"
     assert get(request["id"]) == request
