@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from cli import output
-from cli.common import check_resource_type, use_config
+from cli.common import check_resource_type, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from config.settings import parse_duration
 from models.columns import as_utc
@@ -59,8 +59,7 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
         total = len(rows) if shown_all else min(limit, count_changes(runtime.engine(), name, since=after,
                                                                      resource_type=type_))
     except UnknownConnector as exc:
-        err.print(f"error: {exc}")
-        raise typer.Exit(2) from None
+        raise usage_error(str(exc)) from None
     if shown is Output.json:
         write_json_array(sys.stdout, rows)
         return

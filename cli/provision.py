@@ -178,10 +178,15 @@ def provision(connector: str = typer.Argument(..., help="Connector name."),
              "cost_center": cost_center, "location": location}
     params = _parse_param_options(param, {k: v for k, v in named.items() if v is not None})
     from auth.local import cli_requester
+    from config.settings import ConfigError
     from jumpsync.api import submit_as
+    from provisioning.params import InvalidRequest
 
-    request = submit_as(cli_requester(), connector, action, params, idempotency_key=idempotency_key,
-                        on_behalf_of=on_behalf_of, wait=wait, timeout=timeout)
+    try:
+        request = submit_as(cli_requester(), connector, action, params, idempotency_key=idempotency_key,
+                            on_behalf_of=on_behalf_of, wait=wait, timeout=timeout)
+    except (ConfigError, InvalidRequest) as exc:  # a usage error: refused before anything is recorded
+        raise usage_error(str(exc)) from None
     finish_request(request, waited=wait, timeout=timeout, as_json=as_json)
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from cli import output
-from cli.common import ConfigOption, print_json, usage_error, use_config
+from cli.common import ConfigOption, print_json, requests_connector, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from cli.provision import compact, finish_request, show_provisioning_warnings
 from config.actions import ACTION_NAMES
@@ -47,11 +47,7 @@ def requests_list(ctx: typer.Context,
         raise usage_error(f"--action {action!r} is not an action{suggest(action, ACTION_NAMES)}")
     engine = runtime.engine()
     if connector is not None:
-        connector = connector.lower()
-        known = _known_connectors()
-        if connector not in known:
-            raise usage_error(f"--connector {connector!r} is neither configured nor named by any request"
-                              + suggest(connector, sorted(known)))
+        connector = requests_connector(connector)
     data = prequests.listing(engine, status=RequestStatus(status) if status else None, connector=connector,
                              action=action, limit=limit)
     shown = output.choose(output_, wide=wide, as_json=as_json)
@@ -60,20 +56,6 @@ def requests_list(ctx: typer.Context,
         return
     output.print_rows(REQUEST_COLUMNS, ((r["id"], r["connector"], r["action"], r["status"], r["attempts"],
                                          r["created_at"], r["last_error"]) for r in data), shown)
-
-
-def _known_connectors() -> set[str]:
-    """Every connector a request may name: configured, synced once, or named by a recorded request."""
-    from sqlmodel import Session
-
-    from models.queries import synced_connector_names
-    from provisioning import requests as prequests
-    from worker import runtime
-
-    engine = runtime.engine()
-    with Session(engine) as session:
-        known = {c.name for c in runtime.settings().connectors} | set(synced_connector_names(session))
-    return known | set(prequests.connector_names(engine))
 
 
 #: At 80 columns: id, connector, action, status and when; ``requests show ID`` has the error in full.

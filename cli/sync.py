@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from cli import output
-from cli.common import ConfigOption, print_json, use_config
+from cli.common import ConfigOption, print_json, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption, cell
 from config.settings import ConfigError
 from models.states import RefreshOutcome, RunStatus, Trigger
@@ -37,8 +37,8 @@ def sync(name: str = typer.Argument(..., help="Connector name."), config: Option
     try:
         connector = runtime.settings().connector(name)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise usage_error(str(exc)) from None
+    name = connector.name  # as configured: ``DEMO`` is ``demo``
     if events:
         refresh_now(name, connector.events, wait, timeout, as_json)
         return

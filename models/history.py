@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, delete, func, insert, select
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from connector.records import GrantRecord, ResourceRecord
 from models.columns import iso
-from models.queries import UnknownConnector
-from models.tables import Change, Connector, table_of
+from models.queries import connector_id
+from models.tables import Change, table_of
 
 #: Resource columns compared for an update; the profile is compared key by key ("profile.department").
 _COLUMNS = ("name", "email", "status")
@@ -91,9 +91,7 @@ def count_changes(engine: Engine, connector: str, *, since: datetime | None = No
 def _matching(session: Session, connector: str, since: datetime | None, resource_type: str | None, query):
     """``query`` restricted to the connector's changes (UnknownConnector if it has none), since a time, of a type."""
     table = table_of(Change)
-    cid = session.execute(select(col(Connector.id)).where(col(Connector.name) == connector)).scalar_one_or_none()
-    if cid is None:
-        raise UnknownConnector(f"connector {connector!r} has never been synced (no rows in the database)")
+    cid = connector_id(session, connector)
     query = query.where(table.c.connector_id == cid)
     if since is not None:
         query = query.where(table.c.at >= since)

@@ -113,6 +113,16 @@ def _insert_new(dialect: str):
         index_elements=["connector", "idempotency_key"]).returning(_REQUESTS.c.id)
 
 
+def check_submission(settings: Settings, connector: str, action: str, params: Any) -> str:
+    """The configured name of the connector a person's request names (``config.names``: ``ACME`` is ``acme``),
+    after checking what an entry point refuses before anything is written: ConfigError for an unknown connector
+    (with the closest names), InvalidRequest for an unknown action or parameters the action does not take or
+    lacks. What passes is a well-formed request; ``accept`` records it, ``rejected`` if the policy refuses it."""
+    name = settings.connector(connector).name
+    validate_params(action, params)
+    return name
+
+
 def accept(engine: Engine, settings: Settings, *, connector: str, action: str, params: Any,
            idempotency_key: str | None = None, requested_by: str | None = None,
            on_behalf_of: str | None = None, dry_run: bool = False, approval_floor: int = 0) -> Accepted:
@@ -133,6 +143,7 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
     """
     try:
         config = settings.connector(connector)
+        connector = config.name  # as configured: a request for ``ACME`` is one for ``acme``
         validated = validate_params(action, params)
         policy = config.provisioning
         if action not in policy.allowed_actions:

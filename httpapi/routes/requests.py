@@ -27,7 +27,7 @@ from jumpsync.api import enqueue, submit_as
 from models.states import RequestStatus
 from provisioning import approvals
 from provisioning import requests as prequests
-from provisioning.params import InvalidRequest, validate_params
+from provisioning.params import InvalidRequest
 from worker import runtime
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
@@ -38,11 +38,9 @@ RequestId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="T
 def _check_submittable(body: SubmitRequest) -> None:
     """A usage error is answered before anything is written: an unknown connector, parameters that do not fit."""
     try:
-        runtime.settings().connector(body.connector)
+        prequests.check_submission(runtime.settings(), body.connector, body.action, body.params)
     except ConfigError:
         raise not_found(f"connector {body.connector!r} is not configured") from None
-    try:
-        validate_params(body.action, body.params)
     except InvalidRequest as exc:
         raise invalid(str(exc)) from None
 
