@@ -14,6 +14,8 @@ from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from cli.provision import compact, finish_request, show_provisioning_warnings
 from config.actions import ACTION_NAMES
 
+IdArgument = typer.Argument(..., metavar="ID", help="The request's id, or 8 or more of its first characters.")
+
 requests_app = typer.Typer(help="List provisioning requests (newest first); show one; retry a failed one; "
                                 "approve or deny one that awaits approval.")
 
@@ -54,28 +56,44 @@ def requests_list(ctx: typer.Context,
     if shown is Output.json:
         print_json(data)
         return
-    output.print_rows(REQUEST_COLUMNS, ((r["id"], r["connector"], r["action"], r["status"], r["attempts"],
-                                         r["created_at"], r["last_error"]) for r in data), shown)
+    from provisioning.targets import targets
+
+    output.print_rows(REQUEST_COLUMNS, ((r["id"], r["connector"], r["action"], r["status"], target, r["attempts"],
+                                         r["created_at"], r["last_error"])
+                                        for r, target in zip(data, targets(engine, data), strict=True)), shown)
 
 
-#: At 80 columns: id, connector, action, status and when; ``requests show ID`` has the error in full.
+#: At 80 columns: id, connector, action, status and what it targets (when, if room); ``requests show ID`` has the
+#: error in full.
 REQUEST_COLUMNS = (Col("id", identity=True), Col("connector", identity=True), Col("action"),
-                   Col("status", identity=True, style=output.status_style), Col("attempts", drop=2),
-                   Col("created", time=True, drop=1), Col("error", wrap=True, drop=3))
+                   Col("status", identity=True, style=output.status_style), Col("target", wrap=True, drop=1),
+                   Col("attempts", drop=3), Col("created", time=True, drop=2), Col("error", wrap=True, drop=4))
+
+
+def full_request_id(ref: str) -> str:
+    """The id of the request ``ref`` names: its id, or a unique prefix of 8 or more characters (as git takes a
+    commit's); exit 2 naming the problem otherwise."""
+    from provisioning import requests as prequests
+    from worker import runtime
+
+    try:
+        return prequests.full_id(runtime.engine(), ref)
+    except LookupError as exc:
+        raise usage_error(str(exc)) from None
 
 
 def _get_request(request_id: str) -> dict:
     from provisioning import approvals
     from worker import runtime
 
-    request = approvals.detail(runtime.engine(), request_id)
+    request = approvals.detail(runtime.engine(), full_request_id(request_id))
     if request is None:
         raise usage_error(f"no provisioning request {request_id!r}")
     return request
 
 
 @requests_app.command("show")
-def requests_show(request_id: str = typer.Argument(..., metavar="ID"),
+def requests_show(request_id: str = IdArgument,
                   as_json: bool = typer.Option(False, "--json"),
                   config: Optional[Path] = ConfigOption) -> None:
     """One request with everything recorded about it."""
@@ -104,7 +122,7 @@ DECISION_COLUMNS = (Col("decision", identity=True), Col("decided by", identity=T
 
 
 @requests_app.command("retry")
-def requests_retry(request_id: str = typer.Argument(..., metavar="ID"),
+def requests_retry(request_id: str = IdArgument,
                    wait: bool = typer.Option(False, "--wait", help="Wait for the outcome; exit 1 unless it succeeded."),
                    timeout: float = typer.Option(120.0, help="Seconds to wait with --wait."),
                    as_json: bool = typer.Option(False, "--json"),
@@ -117,7 +135,7 @@ def requests_retry(request_id: str = typer.Argument(..., metavar="ID"),
     from worker import runtime
 
     try:
-        request = prequests.retry(runtime.engine(), request_id, cli_requester())
+        request = prequests.retry(runtime.engine(), full_request_id(request_id), cli_requester())
     except (LookupError, ValueError) as exc:
         raise usage_error(str(exc)) from None
     show_provisioning_warnings()
@@ -140,7 +158,7 @@ def _decide(request_id: str, comment: Optional[str], as_json: bool, decision: st
     show_provisioning_warnings()
     decide = approve_request if decision == "approve" else deny_request
     try:
-        request = decide(request_id, cli_requester(), comment)
+        request = decide(full_request_id(request_id), cli_requester(), comment)
     except ApprovalError as exc:
         raise usage_error(str(exc)) from None
     if as_json:
@@ -150,7 +168,7 @@ def _decide(request_id: str, comment: Optional[str], as_json: bool, decision: st
 
 
 @requests_app.command("approve")
-def requests_approve(request_id: str = typer.Argument(..., metavar="ID"), comment: Optional[str] = CommentOption,
+def requests_approve(request_id: str = IdArgument, comment: Optional[str] = CommentOption,
                      as_json: bool = typer.Option(False, "--json"),
                      config: Optional[Path] = ConfigOption) -> None:
     """Approve a request that awaits approval (as cli:<login>; not your own). With enough approvers it is sent
@@ -160,7 +178,7 @@ def requests_approve(request_id: str = typer.Argument(..., metavar="ID"), commen
 
 
 @requests_app.command("deny")
-def requests_deny(request_id: str = typer.Argument(..., metavar="ID"), comment: Optional[str] = CommentOption,
+def requests_deny(request_id: str = IdArgument, comment: Optional[str] = CommentOption,
                   as_json: bool = typer.Option(False, "--json"),
                   config: Optional[Path] = ConfigOption) -> None:
     """Deny a request that awaits approval (as cli:<login>): it is never applied."""

@@ -305,6 +305,31 @@ def retry(engine: Engine, request_id: str, retried_by: str) -> dict[str, Any]:
         return view(row)
 
 
+#: The shortest prefix of a request id that names it (as git takes a commit's).
+MIN_ID_PREFIX = 8
+
+
+def full_id(engine: Engine, ref: str) -> str:
+    """The id of the one request whose id is ``ref`` or, given ``MIN_ID_PREFIX`` characters or more, begins with
+    it (case-insensitively: ids are lowercase hex); LookupError naming the problem otherwise."""
+    text = ref.strip().lower()
+    with Session(engine) as session:
+        if session.get(ProvisioningRequest, ref) is not None:
+            return ref
+        if len(text) < MIN_ID_PREFIX:
+            raise LookupError(f"no provisioning request {ref!r} (give its id, or {MIN_ID_PREFIX} or more of its "
+                              "first characters)")
+        found = list(session.execute(select(col(ProvisioningRequest.id)).where(
+            col(ProvisioningRequest.id).startswith(text, autoescape=True)).order_by(col(ProvisioningRequest.id))
+            .limit(5)).scalars())
+    if not found:
+        raise LookupError(f"no provisioning request {ref!r}")
+    if len(found) > 1:
+        raise LookupError(f"{ref!r} begins the ids of several requests ({', '.join(found)}"
+                          f"{', …' if len(found) == 5 else ''}); give more of it")
+    return found[0]
+
+
 def get(engine: Engine, request_id: str) -> dict[str, Any] | None:
     with Session(engine) as session:
         row = session.get(ProvisioningRequest, request_id)

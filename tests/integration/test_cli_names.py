@@ -86,3 +86,38 @@ def test_a_name_that_begins_or_contains_what_was_typed_is_offered(synced, engine
     offered = [said.index(label) for label in ("Google Workspace (SAML)", "Google Workspace Admin",
                                                "Mail (Google Workspace)")]
     assert offered[2] > max(offered[:2])  # names that begin with it before those that only contain it
+
+
+def insert_request(engine, request_id: str, **values) -> None:
+    from provisioning import requests as prequests
+
+    recorded = prequests.accept_malformed(engine, {"connector": "acme", "action": "user.suspend"}, "test row")
+    with engine.begin() as connection:
+        connection.execute(ProvisioningRequest.__table__.update().where(
+            ProvisioningRequest.__table__.c.id == recorded["id"]).values(id=request_id, **values))
+
+
+def test_a_request_is_named_by_a_unique_prefix_of_its_id(synced, engine):
+    insert_request(engine, "deadbeef" + "0" * 24)
+    insert_request(engine, "deadbeef" + "1" * 24, status="succeeded")
+    shown = synced.run("requests", "show", "DEADBEEF1", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert f'"id": "deadbeef{"1" * 24}"' in shown.stdout
+    several = synced.run("requests", "show", "deadbeef")
+    assert several.exit_code == 2 and "begins the ids of several requests" in several.stderr
+    short = synced.run("requests", "show", "deadbee")
+    assert short.exit_code == 2 and "8 or more of its first characters" in short.stderr
+    retried = synced.run("requests", "retry", "deadbeef1")
+    assert retried.exit_code == 2, retried.output
+    assert f"request deadbeef{'1' * 24} is succeeded; only a failed request can be retried" in retried.stderr
+
+
+def test_requests_lists_what_each_request_targets_by_name(synced, engine):
+    dump = synced.sim.dump()
+    group, user = dump["groups"][0], dump["users"][0]
+    result = synced.run("provision", "acme", "group.add-member", "--group", group["id"], "--user", user["email"])
+    assert result.exit_code == 0, result.output
+    listed = synced.run("requests", "-o", "tsv")
+    header, row = listed.stdout.splitlines()[:2]
+    target = row.split("\t")[header.split("\t").index("target")]
+    assert target == f"group:{group['name']} user:{user['email']}"

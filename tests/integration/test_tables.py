@@ -96,7 +96,7 @@ def test_a_pipe_gets_tab_separated_rows_with_a_header(cli):
     assert "─" in drawn.stdout and "\t" not in drawn.stdout
 
 
-def test_requests_at_80_columns_keep_the_id_whole_and_show_local_times(cli, engine, terminal, monkeypatch):
+def test_requests_at_80_columns_keep_the_id_whole_and_the_target_and_show_local_times(cli, engine, terminal, monkeypatch):
     import time
 
     from provisioning import requests as prequests
@@ -112,18 +112,19 @@ def test_requests_at_80_columns_keep_the_id_whole_and_show_local_times(cli, engi
         result = cli("requests")
         assert all(len(line) <= 80 for line in result.stdout.splitlines())
         names, rows = parse(result.stdout)
-        assert names[:4] == ["id", "connector", "action", "status"] and "error" not in names
+        # what a request targets is kept before when it was made
+        assert names[:5] == ["id", "connector", "action", "status", "target"] and "error" not in names
         assert [r["id"] for r in rows] == [r["id"] for r in recorded]
-        local = datetime.fromisoformat(recorded[0]["created_at"]).astimezone()
-        if local.date() == datetime.now().astimezone().date():
-            assert rows[0]["created"] == local.strftime("%H:%M:%S")
         terminal(160)
         wide = parse(cli("requests").stdout)
         assert "error" in wide[0] and wide[1][0]["error"].startswith("reason 2: a long")
+        local = datetime.fromisoformat(recorded[0]["created_at"]).astimezone()
+        if local.date() == datetime.now().astimezone().date():
+            assert wide[1][0]["created"] == local.strftime("%H:%M:%S")
         monkeypatch.setenv("TTY_COMPATIBLE", "0")
         piped = cli("requests", "--connector", "ACME")
-        assert piped.stdout.splitlines()[0] == "id\tconnector\taction\tstatus\tattempts\tcreated\terror"
-        assert piped.stdout.splitlines()[1].split("\t")[5] == local.isoformat(timespec="seconds")
+        assert piped.stdout.splitlines()[0] == "id\tconnector\taction\tstatus\ttarget\tattempts\tcreated\terror"
+        assert piped.stdout.splitlines()[1].split("\t")[6] == local.isoformat(timespec="seconds")
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
