@@ -20,6 +20,7 @@ from cli import output
 from cli.common import ConfigOption, print_json, usage_error, use_config
 from cli.output import Col
 from config.actions import ACTION_NAMES
+from config.words import plural
 from models.states import ENDED_REQUEST_STATUSES, RequestStatus
 
 console = output.stdout()
@@ -304,8 +305,10 @@ def submit_bulk(parsed, *, source: str, requested_by: str, on_behalf_of: Optiona
         outcomes.append(outcome)
     for index, request_id in enumerate(to_send):
         if not enqueue(request_id):
-            err.print(f"[yellow]warning:[/yellow] the broker could not be reached; {len(to_send) - index} "
-                      "request(s) stay pending and the relay will send them")
+            left = len(to_send) - index
+            err.print(f"[yellow]warning:[/yellow] the broker could not be reached; {plural(left, 'request')} "
+                      f"{'stays' if left == 1 else 'stay'} pending and the relay will send "
+                      f"{'it' if left == 1 else 'them'}")
             break
     return outcomes
 

@@ -12,6 +12,7 @@ from cli import output
 from cli.common import ConfigOption, print_json, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption, cell
 from config.settings import ConfigError
+from config.words import plural
 from models.states import RefreshOutcome, RunStatus, Trigger
 from worker.names import TaskName
 
@@ -83,7 +84,8 @@ def refresh_now(name: str, enabled: bool, wait: bool, timeout: float, as_json: b
     else:
         outcome = str(refresh.outcome)
         line = Text(f"{name}: refresh ") + Text(outcome, style=output.status_style(outcome))
-        details = f" — {refresh.requests} requests, {refresh.events} new events, {refresh.reads} read back"
+        details = (f" — {plural(refresh.requests, 'request')}, {plural(refresh.events, 'new event')}, "
+                   f"{refresh.reads:,} read back")
         console.print(line + cell(details + (f": {refresh.reason}" if refresh.reason else "")))
     raise typer.Exit(0 if refresh.outcome in (RefreshOutcome.QUIET, RefreshOutcome.APPLIED) else 1)
 

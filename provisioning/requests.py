@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from config.settings import ConfigError, Settings, parse_duration
+from config.words import state
 from models.bulk import dialect_insert
 from models.columns import iso
 from models.connectors import registered_connector_id
@@ -290,7 +291,7 @@ def retry(engine: Engine, request_id: str, retried_by: str) -> dict[str, Any]:
         if row is None:
             raise LookupError(f"no provisioning request {request_id!r}")
         if row.status != RequestStatus.FAILED:  # running -> pending is a worker's move, not an operator's
-            raise ValueError(f"request {request_id} is {row.status}; only a failed request can be retried")
+            raise ValueError(f"request {request_id} {state(row.status)}; only a failed request can be retried")
         retried = REQUESTS.move(RequestStatus.FAILED, _PENDING)
         now = utcnow()
         moved = session.execute(update(ProvisioningRequest).where(

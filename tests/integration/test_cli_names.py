@@ -109,7 +109,7 @@ def test_a_request_is_named_by_a_unique_prefix_of_its_id(synced, engine):
     assert short.exit_code == 2 and "8 or more of its first characters" in short.stderr
     retried = synced.run("requests", "retry", "deadbeef1")
     assert retried.exit_code == 2, retried.output
-    assert f"request deadbeef{'1' * 24} is succeeded; only a failed request can be retried" in retried.stderr
+    assert f"request deadbeef{'1' * 24} has succeeded; only a failed request can be retried" in retried.stderr
 
 
 def test_requests_lists_what_each_request_targets_by_name(synced, engine):
@@ -121,3 +121,12 @@ def test_requests_lists_what_each_request_targets_by_name(synced, engine):
     header, row = listed.stdout.splitlines()[:2]
     target = row.split("\t")[header.split("\t").index("target")]
     assert target == f"group:{group['name']} user:{user['email']}"
+
+
+def test_counts_read_in_the_singular_for_one(synced, engine, monkeypatch):
+    from models import queries
+
+    monkeypatch.setattr(queries, "wait_for_refresh", lambda *a, **k: SimpleNamespace(
+        outcome="quiet", requests=1, events=1, reads=0, reason=None))
+    result = synced.run("sync", "acme", "--events", "--wait")
+    assert "refresh quiet — 1 request, 1 new event, 0 read back" in " ".join(result.stdout.split()), result.output

@@ -102,7 +102,7 @@ def test_jsonl_unknown_key():
     [(_, error)] = parse_jsonl(line({"connector": "acme", "action": "user.suspend", "params": {"user": "b"},
                                      "priority": "high"}))
     assert isinstance(error, BulkError)
-    assert "unknown key(s) 'priority'" in error.message and "known: connector, action, params" in error.message
+    assert "unknown key 'priority'" in error.message and "known: connector, action, params" in error.message
 
 
 @pytest.mark.parametrize("field", ["connector", "action"])

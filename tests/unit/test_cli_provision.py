@@ -384,7 +384,8 @@ def test_requests_retry_of_a_request_that_did_not_fail_exits_2(env):
     for request in (pending, rejected):
         result = env("requests", "retry", request["id"])
         assert result.exit_code == 2
-        assert f"is {request['status']}; only a failed request can be retried" in result.stderr
+        said = {"pending": "is pending", "rejected": "was rejected"}[request["status"]]
+        assert f"request {request['id']} {said}; only a failed request can be retried" in result.stderr
         assert get(request["id"])["status"] == request["status"]
 
 
@@ -564,7 +565,7 @@ def test_bulk_tries_the_unreachable_broker_once_only(env, tmp_path, monkeypatch)
     result = env("provision-bulk", str(path))
     assert result.exit_code == 0
     assert len(calls) == 1
-    assert "5 request(s) stay pending and the relay will send them" in result.stderr
+    assert "5 requests stay pending and the relay will send them" in result.stderr
     assert [r["status"] for r in all_requests()] == ["pending"] * 5
 
 
