@@ -22,7 +22,7 @@ from auth.scopes import Principal, Verb
 from config.settings import ConfigError
 from httpapi.errors import ApiError, invalid, not_found
 from httpapi.principals import Caller, forbidden, require
-from httpapi.schemas import CONNECTOR_PATTERN, Action, RequestDetail, RequestView, SubmitRequest, errors
+from httpapi.schemas import CONNECTOR_PATTERN, Action, ConnectorKey, RequestDetail, RequestView, SubmitRequest, errors
 from jumpsync.api import enqueue, submit_as
 from models.states import RequestStatus
 from provisioning import approvals
@@ -97,7 +97,7 @@ def readable_connectors(caller: Principal) -> list[str] | None:
 def listing(caller: Caller,
             status: Annotated[RequestStatus | None, Query(description="Only requests in this state.")] = None,
             connector: Annotated[str | None, Query(pattern=CONNECTOR_PATTERN,
-                                                   description="Only this connector's requests.")] = None,
+                                                   description="Only this connector's requests."), ConnectorKey] = None,
             action: Annotated[Action | None, Query(description="Only requests for this action.")] = None,
             limit: Annotated[int, Query(ge=1, le=1000, description="At most this many, newest first.")] = 50,
             ) -> list[dict[str, Any]]:

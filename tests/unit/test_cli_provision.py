@@ -666,3 +666,18 @@ def test_the_python_interface_records_the_login_and_on_behalf_of(env, monkeypatc
     request = api.submit_request("acme", "user.suspend", {"user": "bob"}, on_behalf_of="alice@example.com")
     assert request["requested_by"] == "python:tester" and request["on_behalf_of"] == "alice@example.com"
     assert get(request["id"]) == request
+
+
+def test_the_python_interface_takes_connector_names_as_the_cli_does(env, monkeypatch):
+    from config.settings import ConfigError
+    from jumpsync import api
+    from provisioning.params import InvalidRequest
+
+    monkeypatch.setattr(api, "enqueue", lambda request_id: False)
+    request = api.submit_request("ACME", "user.suspend", {"user": "bob"})
+    assert request["connector"] == "acme" and request["status"] == "pending"
+    with pytest.raises(ConfigError, match="unknown connector 'acm'; did you mean 'acme'"):
+        api.submit_request("acm", "user.suspend", {"user": "bob"})
+    with pytest.raises(InvalidRequest, match="user is required"):
+        api.submit_request("acme", "user.suspend", {})
+    assert [r["id"] for r in all_requests()] == [request["id"]]
