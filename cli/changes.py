@@ -13,6 +13,7 @@ from cli import output
 from cli.common import check_resource_type, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from config.settings import parse_duration
+from config.words import plural
 from models.columns import as_utc
 
 err = output.stderr()
@@ -68,7 +69,7 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
         return
     output.print_rows(CHANGE_COLUMNS, (_change_row(row) for row in rows), shown)
     if total > len(rows):
-        output.note(f"… and {total - len(rows):,} more changes (--json lists them all; --since and --type "
+        output.note(f"… and {plural(total - len(rows), 'more change')} (--json lists them all; --since and --type "
                     "narrow them down)", shown)
 
 
