@@ -14,11 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# ARGS go to `jumpsync up`, e.g. make run ARGS="--flower-port 5600".
 run: $(STAMP)
-	$(BIN)/jumpsync up
+	$(BIN)/jumpsync up $(ARGS)
 
 run-once: $(STAMP)
-	$(BIN)/jumpsync up --once
+	$(BIN)/jumpsync up --once $(ARGS)
 
 # Beside a running `make run` (a second terminal, same folder): jumpsync commands find its settings in var/.
 status: $(STAMP)

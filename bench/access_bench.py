@@ -333,9 +333,10 @@ def main() -> None:
          ["who-has", CONNECTOR, group, "--json"]),
         ("who-has biggest app", lambda: access.who_has(engine, CONNECTOR, app),
          ["who-has", CONNECTOR, app, "--json"]),
-        ("report", lambda: report.report(engine, CONNECTOR), ["report", CONNECTOR, "--format", "json"]),
-        ("export", lambda: list(export.iter_export(engine, CONNECTOR)), ["export", CONNECTOR, "--format", "csv"]),
-        ("changes (10,000 of 20,000)", lambda: history.changes(engine, CONNECTOR), ["changes", CONNECTOR, "--json"]),
+        ("report", lambda: report.report(engine, CONNECTOR), ["report", CONNECTOR, "-o", "json"]),
+        ("export", lambda: list(export.iter_export(engine, CONNECTOR)), ["export", CONNECTOR, "-o", "csv"]),
+        ("changes (10,000 of 20,000)", lambda: history.changes(engine, CONNECTOR), ["changes", CONNECTOR, "--limit", "10000",
+                                                                                   "--json"]),
     ]
     rendered: dict[str, Callable[[], object]] = {
         "access by id": lambda: _render_json(access.access(engine, CONNECTOR, info["person_id"])),

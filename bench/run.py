@@ -440,6 +440,53 @@ def run_provisioning_phase(profile: str, args: argparse.Namespace, fleet, sim, d
     return provisioning
 
 
+# --- the API phase -------------------------------------------------------------------------------------------
+
+def run_api(args: argparse.Namespace, stamp: str, pg) -> dict:
+    """The API phase (bench/api_phase.py): the small tenant synced once, then provisioning through ``jumpsync
+    api`` at API latency 0, with one provisioning worker (2 processes)."""
+    from bench import api_phase
+
+    directory = run_directory(stamp, "api")
+    timeout = SYNC_TIMEOUT["small"] * args.timeout_scale
+    started = time.monotonic()
+    log(f"api: simulator (small), Redis, database ({args.database}), a sync worker, a provisioning worker; "
+        f"files in {directory.relative_to(ROOT)}")
+
+    def make_fleet(broker: str, database: str, sim: Simulator) -> Fleet:
+        group = api_phase.approval_group(sim.dump())
+        return api_phase.ApiFleet(directory, broker, database, sim, args.in_flight, group["name"])
+
+    with fleet_mod.started(directory, profile="small", latency_ms=args.latency_ms, api_key=secrets.token_hex(20),
+                           pg=pg, make_fleet=make_fleet, sync_workers=1, sync_concurrency=args.sync_concurrency,
+                           keep=args.keep) as stack:
+        sim, fleet, engine = stack.sim, stack.fleet, stack.engine
+        sync = run_sync("full", fleet, sim, engine, timeout, None, stack.servers)
+        log(f"api: full sync {sync['status']} in {sync['wall_s']:.2f}s")
+        sim.set_latency(0)
+        quiet = wait_quiet(args.wait_quiet) if args.wait_quiet else None
+        server = api_phase.ApiServer(fleet)
+        try:
+            server.wait_ready()
+            sizes = {"sequential": args.api_sequential, "burst": args.api_burst, "approvals": args.api_approvals,
+                     "clients": args.api_clients}
+            log(f"api: {sizes['sequential']} requests one at a time, {sizes['burst']} from {sizes['clients']} "
+                f"connections, {sizes['approvals']} through an approval, token checks")
+            figures = api_phase.run_load(fleet, sim, engine, server, directory, stack.servers, sizes)
+        finally:
+            server.stop()
+    seq, burst, appr = figures["sequential"], figures["burst"], figures["approval"]
+    log(f"api: POST → applied p50 {seq['latency_ms'].get('p50')} ms (p95 {seq['latency_ms'].get('p95')}); burst "
+        f"{burst['throughput_per_s']}/s; approval overhead {appr.get('overhead_ms')} ms; token check "
+        f"{figures['token_check']['authenticate_ms']} ms")
+    return {"profile": {"name": "api", "tenant": describe("small")}, "database": args.database, "stamp": stamp,
+            "settings": {"latency_ms_sync": args.latency_ms, "latency_ms_provisioning": 0,
+                         "provisioning_worker_processes": 2, "api_processes": 1},
+            "api": figures, "sync": {k: sync[k] for k in ("status", "wall_s", "requests")},
+            "quiet_before": quiet, "bench_seconds": round(time.monotonic() - started, 1),
+            "run_directory": str(directory)}
+
+
 # --- the MSP phase -------------------------------------------------------------------------------------------
 
 def run_msp(args: argparse.Namespace, stamp: str, pg) -> dict:
@@ -475,8 +522,8 @@ def run_msp(args: argparse.Namespace, stamp: str, pg) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", default="small,large,msp",
-                        help="comma-separated: small, large, xl (opt-in), msp (the MSP phase)")
+    parser.add_argument("--profiles", default="small,large,api,msp",
+                        help="comma-separated: small, large, xl (opt-in), api (the HTTP API), msp (the MSP phase)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="simulated API latency per request")
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--workers", type=int, default=2, help="sync worker processes (celery worker instances)")
@@ -489,6 +536,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="shared_max_in_flight of the budget phase's connector")
     parser.add_argument("--provision-burst", type=int, default=500, help="requests for the throughput (0: skip)")
     parser.add_argument("--provision-sequential", type=int, default=50, help="requests for the latency")
+    parser.add_argument("--api-sequential", type=int, default=100,
+                        help="the API phase: requests one at a time, for the latency")
+    parser.add_argument("--api-burst", type=int, default=1000, help="the API phase: requests for the throughput")
+    parser.add_argument("--api-clients", type=int, default=8, help="the API phase: the burst's connections")
+    parser.add_argument("--api-approvals", type=int, default=50,
+                        help="the API phase: requests through an approval, one at a time")
     parser.add_argument("--events-changes", type=int, default=30,
                         help="changes timed through the incremental refresh, with beat (0: skip the phase)")
     parser.add_argument("--events-window", type=float, default=180.0,
@@ -516,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.msp_orgs:
         profiles = [p for p in profiles if p != "msp"]
     for profile in profiles:
-        describe(profile)  # unknown names stop here
+        if profile != "api":
+            describe(profile)  # unknown names stop here
     if args.py_spy:
         from bench.profiling import available
 
@@ -534,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
         info = machine(args.database, pg.url if pg else None)
         for profile in profiles:
             try:
-                result = run_msp(args, stamp, pg) if profile == "msp" else run_profile(profile, args, stamp, pg)
+                phase = {"msp": run_msp, "api": run_api}.get(profile)
+                result = phase(args, stamp, pg) if phase else run_profile(profile, args, stamp, pg)
             except Exception as exc:  # noqa: BLE001  (report it, go on with the next profile)
                 log(f"{profile}: FAILED: {type(exc).__name__}: {exc}")
                 import traceback

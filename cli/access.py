@@ -28,8 +28,9 @@ from access.render import (
     write_report,
 )
 from cli import output
-from cli.common import ConfigOption, ConnectorArgument, use_config
+from cli.common import ConfigOption, ConnectorArgument, format_or_file, legacy_format, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
+from cli.refs import name_and_id
 
 console = output.stdout()
 err = output.stderr()
@@ -67,9 +68,7 @@ def _query(fn: Callable, *args: Any) -> Any:
 
 
 def _ref(value: dict | None) -> str:
-    if value is None:
-        return ""
-    return f"{value['name']} ({value['id']})" if value.get("name") else value["id"]
+    return "" if value is None else name_and_id(value.get("name"), value["id"])
 
 
 def access(connector: str = ConnectorArgument,
@@ -101,8 +100,9 @@ def access(connector: str = ConnectorArgument,
     _more(len(data["access"]) - len(rows), "groups, apps and roles", "--json", shown)
 
 
-ACCESS_COLUMNS = (Col("type"), Col("name", identity=True), Col("id", identity=True), Col("entitlement", drop=3),
-                  Col("via", drop=1), Col("account", drop=2))
+ACCESS_COLUMNS = (Col("type", category=True, drop=4), Col("name", wrap=True), Col("id"),
+                  Col("entitlement", category=True, drop=3), Col("via", wrap=True, drop=1),
+                  Col("account", wrap=True, drop=2))
 
 
 def who_has(connector: str = ConnectorArgument,
@@ -133,48 +133,63 @@ def who_has(connector: str = ConnectorArgument,
     _more(len(data["holders"]) - len(rows), "holders", "--json", shown)
 
 
-HOLDER_COLUMNS = (Col("type"), Col("name", identity=True), Col("id", identity=True), Col("email", identity=True),
-                  Col("status", identity=True, style=output.status_style), Col("entitlement", drop=3),
-                  Col("via", drop=1), Col("linked user", drop=2))
+#: At 80 columns: name and id always; then status, email and type as they fit.
+HOLDER_COLUMNS = (Col("type", category=True, drop=3), Col("name", wrap=True), Col("id"), Col("email", drop=2),
+                  Col("status", style=output.status_style, drop=1), Col("entitlement", category=True, drop=6),
+                  Col("via", wrap=True, drop=4), Col("linked user", wrap=True, drop=5))
 
 
 def report(connector: str = ConnectorArgument,
-           fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="table, json or csv."),
-           wide: bool = WideOption,
+           as_json: bool = JsonOption, wide: bool = WideOption, output_: Optional[Output] = OutputOption,
+           fmt: Optional[ReportFormat] = typer.Option(None, "--format", hidden=True,
+                                                      help="Deprecated: -o table|json|csv."),
            live: bool = LiveOption,
            config: Optional[Path] = ConfigOption) -> None:
     """Identity hygiene findings: accounts, access and groups that need a look (kinds in docs/access.md)."""
     use_config(config)
-    from access.report import report as compute_report
-    from access.snapshots import REPORT_HEAD, report_artifact
-
-    if fmt is not ReportFormat.table:
-        rendered = _rendered(connector, report_artifact(fmt), live)
-        if rendered is not None:
-            _write_bytes(rendered)
-            return
-        data = _query(compute_report, connector)
-        with _utf8_stdout() as out:
-            write_report(out, data, fmt)
+    shown = output.choose(legacy_format(fmt, output_), wide=wide, as_json=as_json)
+    if shown in (Output.json, Output.csv):
+        _report_file(connector, ReportFormat(shown.value), live)
         return
-    # The stored table data holds the first findings of each kind only, with the full summary.
-    head = _rendered(connector, REPORT_HEAD, live)
-    data = json.loads(head.read()) if head else _query(compute_report, connector)
-    shown = output.choose(wide=wide)
+    capped = output.capped(shown)  # a table at a terminal: the first findings of each kind, every kind in view
+    data = _report_data(connector, live, head=capped)
     for kind, count in data["summary"].items():
         output.note(f"{kind:<28} {count}", shown)
     if not data["findings"]:
         return
-    findings = report_head(data, REPORT_ROWS_PER_KIND)["findings"]  # the first of each kind: every kind is seen
+    findings = report_head(data, REPORT_ROWS_PER_KIND)["findings"] if capped else data["findings"]
     output.print_rows(FINDING_COLUMNS, ((f["kind"], f"{f['subject']['type']} {_ref(f['subject'])}",
                                          _ref(f["related"]), _ref(f["via"]), f["detail"]) for f in findings), shown)
     for kind, count in data["summary"].items():
-        _more(count - sum(1 for f in findings if f["kind"] == kind), f"{kind} findings", "--format csv or json",
-              shown)
+        _more(count - sum(1 for f in findings if f["kind"] == kind), f"{kind} findings", "-o csv or -o json", shown)
 
 
-FINDING_COLUMNS = (Col("kind"), Col("subject", identity=True), Col("related", drop=2), Col("via", drop=3),
-                   Col("detail", wrap=True, drop=1))
+def _report_file(connector: str, fmt: ReportFormat, live: bool) -> None:
+    """The report's JSON or CSV, every finding: the stored rendering when current, else computed now."""
+    from access.report import report as compute_report
+    from access.snapshots import report_artifact
+
+    rendered = _rendered(connector, report_artifact(fmt), live)
+    if rendered is not None:
+        _write_bytes(rendered)
+        return
+    data = _query(compute_report, connector)
+    with _utf8_stdout() as out:
+        write_report(out, data, fmt)
+
+
+def _report_data(connector: str, live: bool, *, head: bool) -> dict[str, Any]:
+    """The report as its JSON reads: every finding, or with ``head`` the stored table data when current (the
+    first findings of each kind, with the full summary)."""
+    from access.report import report as compute_report
+    from access.snapshots import REPORT_HEAD, report_artifact
+
+    stored = _rendered(connector, REPORT_HEAD if head else report_artifact(ReportFormat.json), live)
+    return json.loads(stored.read()) if stored else _query(compute_report, connector)
+
+
+FINDING_COLUMNS = (Col("kind", category=True), Col("subject", wrap=True), Col("related", wrap=True, drop=2),
+                   Col("via", wrap=True, drop=3), Col("detail", wrap=True, drop=1))
 
 
 def _more(count: int, what: str, full: str, shown: Output) -> None:
@@ -183,17 +198,22 @@ def _more(count: int, what: str, full: str, shown: Output) -> None:
 
 
 def export(connector: str = ConnectorArgument,
-           fmt: ExportFormat = typer.Option(ExportFormat.csv, "--format", help="csv or json."),
-           output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+           output_: Optional[str] = typer.Option(None, "--output", "-o", metavar="csv|json",
+                                                 help="csv (default) or json. -o FILE, the old spelling of --file, "
+                                                      "still writes FILE this release, with a warning."),
+           file: Optional[Path] = typer.Option(None, "--file", "-f", help="Write here instead of stdout."),
+           fmt_: Optional[ExportFormat] = typer.Option(None, "--format", hidden=True, help="Deprecated: -o csv|json."),
            live: bool = LiveOption,
            config: Optional[Path] = ConfigOption) -> None:
     """Every live grant with principal and resource details, for access reviews (CSV columns: docs/access.md)."""
+    chosen, file = format_or_file(output_, file, (Output.csv, Output.json))
+    fmt = ExportFormat((legacy_format(fmt_, chosen) or Output.csv).value)
     use_config(config)
     from access.snapshots import export_artifact
 
     rendered = _rendered(connector, export_artifact(fmt), live)
     lines = _query(export_lines, connector, fmt) if rendered is None else iter(())  # read only without a render
-    if output is None:
+    if file is None:
         if rendered is not None:
             _write_bytes(rendered)
         else:
@@ -202,15 +222,15 @@ def export(connector: str = ConnectorArgument,
         return
     try:
         if rendered is not None:
-            with open(output, "wb") as binary:
+            with open(file, "wb") as binary:
                 rendered.write_to(binary)
             count = rendered.header.export_rows
         else:
-            with open(output, "w", newline="", encoding="utf-8") as out:
+            with open(file, "w", newline="", encoding="utf-8") as out:
                 count = write_export(out, lines, fmt)
     except OSError as exc:
-        raise _fail(f"{output}: {exc.strerror}") from None
-    err.print(Text(f"wrote {count} grants to {output}"))
+        raise _fail(f"{file}: {exc.strerror}") from None
+    err.print(Text(f"wrote {count} grants to {file}"))
 
 
 def _rendered(connector: str, artifact: str, live: bool):

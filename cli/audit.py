@@ -1,6 +1,7 @@
 """``jumpsync audit``: who submitted, approved, denied and retried provisioning requests, and what came of it.
 
-A table by default; ``--jsonl`` writes one JSON object a line, for a SIEM to ingest (provisioning.audit).
+A table at a terminal, TSV in a pipe, ``-o json|csv`` as every listing (cli.output); ``--jsonl`` writes one JSON
+object a line, for a SIEM to ingest (provisioning.audit).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import typer
 
 from cli import output
 from cli.common import ConfigOption, requests_connector, usage_error, use_config
-from cli.output import Col
+from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 
 
 def _time(option: str, text: Optional[str], *, age: bool) -> Optional[datetime]:
@@ -33,8 +34,8 @@ def _time(option: str, text: Optional[str], *, age: bool) -> Optional[datetime]:
         raise usage_error(f"{option} {text!r} is not {accepted}") from None
 
 
-AUDIT_COLUMNS = (Col("at", time=True), Col("event"), Col("request", identity=True), Col("connector", drop=2),
-                 Col("action", drop=3), Col("actor", identity=True), Col("on behalf of", drop=4),
+AUDIT_COLUMNS = (Col("at", time=True), Col("event", category=True), Col("request"), Col("connector", category=True, drop=2),
+                 Col("action", drop=3), Col("actor"), Col("on behalf of", drop=4),
                  Col("detail", wrap=True, drop=1))
 
 
@@ -43,6 +44,7 @@ def audit(connector: Optional[str] = typer.Option(None, "--connector", help="Onl
           until: Optional[str] = typer.Option(None, help="Before this ISO time."),
           limit: Optional[int] = typer.Option(None, min=1, help="At most this many events (oldest first)."),
           jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object a line (for a SIEM)."),
+          as_json: bool = JsonOption, wide: bool = WideOption, output_: Optional[Output] = OutputOption,
           config: Optional[Path] = ConfigOption) -> None:
     """Who submitted, approved, denied and retried provisioning requests, and their outcomes, oldest first."""
     use_config(config)
@@ -56,9 +58,18 @@ def audit(connector: Optional[str] = typer.Option(None, "--connector", help="Onl
     if jsonl:
         sys.stdout.write("".join(event.to_json() + "\n" for event in found))
         return
-    shown = output.choose()
+    shown = output.choose(output_, wide=wide, as_json=as_json)
+    if shown is Output.json:
+        from access.render import write_json_array
+
+        write_json_array(sys.stdout, [event.as_dict() for event in found])
+        return
     if not found:
         output.note("no audit events", shown)
         return
+    rows = output.rows_shown(found, shown)
     output.print_rows(AUDIT_COLUMNS, ((e.at.isoformat(), e.kind.value, e.request_id, e.connector, e.action,
-                                       e.actor, e.on_behalf_of, e.detail) for e in found), shown)
+                                       e.actor, e.on_behalf_of, e.detail) for e in rows), shown)
+    if len(found) > len(rows):
+        output.note(f"… and {len(found) - len(rows):,} more events (--json lists them all; --since and "
+                    "--connector narrow them down)", shown)

@@ -38,7 +38,10 @@ def downgrade(revision: str = typer.Argument(..., help='Target revision ("base" 
 def current() -> None:
     """Print the schema's revision and whether it is the one this version needs; exit 1 if not."""
     from models import migrate
+    from models.db import missing_sqlite_file
 
-    at, head = migrate.current_revision(_engine()), migrate.head_revision()
-    console.print(f"current: {at or 'none'}; needed: {head}")
+    engine = _engine()
+    missing = missing_sqlite_file(engine.url)
+    at, head = None if missing else migrate.current_revision(engine), migrate.head_revision()
+    console.print(f"current: {at or 'none'}{f' (no database yet: {missing})' if missing else ''}; needed: {head}")
     raise typer.Exit(0 if at == head else 1)

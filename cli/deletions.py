@@ -35,7 +35,7 @@ def held(as_json: bool = JsonOption, wide: bool = WideOption, output_: Optional[
     output.print_rows(HELD_COLUMNS, ((r.connector, r.run_id, r.part, r.finished_at, r.error) for r in rows), shown)
 
 
-HELD_COLUMNS = (Col("connector", identity=True), Col("run"), Col("type"), Col("finished", time=True, drop=1),
+HELD_COLUMNS = (Col("connector"), Col("run"), Col("type", category=True), Col("finished", time=True, drop=1),
                 Col("why", wrap=True))
 
 

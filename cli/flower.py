@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+DEFAULT_PORT = 5555
 AUTH_ENV = "JUMPSYNC_FLOWER_BASIC_AUTH"
 AUTH_FILE_ENV = "JUMPSYNC_FLOWER_BASIC_AUTH_FILE"
 #: Flower's own variables: what it reads its basic-auth users and OAuth provider from.

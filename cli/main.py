@@ -30,6 +30,7 @@ from cli import (
 )
 from cli.common import err
 from cli.up import command as up_command
+from config.redact import redact
 from config.settings import ConfigError
 
 app = typer.Typer(help="Keep a database in step with JumpCloud organisations.", no_args_is_help=True,
@@ -64,5 +65,5 @@ def main() -> None:
     try:
         app()
     except (SchemaOutOfDate, ConfigError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        err.print(f"[red]error:[/red] {escape(redact(str(exc)))}")
         sys.exit(2)

@@ -11,6 +11,7 @@ import typer
 from cli import output
 from cli.common import ConfigOption, print_json, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
+from cli.waiting import wait_or_exit
 from config.settings import ConfigError
 from config.words import plural
 from worker.names import TaskName
@@ -18,9 +19,8 @@ from worker.names import TaskName
 msp_app = typer.Typer(help="MSP keys: the organisations they reach, each synced as a connector.",
                       no_args_is_help=True)
 console = output.stdout()
-err = output.stderr()
 
-ORG_COLUMNS = (Col("msp"), Col("connector", identity=True), Col("organisation", wrap=True),
+ORG_COLUMNS = (Col("msp", category=True), Col("connector"), Col("organisation", wrap=True),
                Col("state", style=output.status_style), Col("org id", drop=2), Col("last seen", time=True, drop=1))
 
 
@@ -60,23 +60,22 @@ def discover(name: str = typer.Argument(..., help="The [[msp]] table's name."),
              as_json: bool = JsonOption) -> None:
     """List an MSP key's organisations now (beat does it every discover_interval)."""
     use_config(config)
-    from msp.views import wait_for_listing
+    from msp.views import listing_since
     from worker import runtime
-    from worker.celery_app import app as celery_app
+    from worker.waiting import send
 
     try:
         runtime.settings().file.msp_table(name)
     except ConfigError as exc:
         raise usage_error(str(exc)) from None
     since = datetime.now(timezone.utc)
-    sent = celery_app.send_task(TaskName.MSP_DISCOVER, args=[name], queue=TaskName.MSP_DISCOVER.queue)
+    task_id = send(TaskName.MSP_DISCOVER, name)
     if not wait:
-        print_json({"task_id": sent.id}) if as_json else console.print(f"queued discovery of {name} (task {sent.id})")
+        print_json({"task_id": task_id}) if as_json else console.print(f"queued discovery of {name} (task {task_id})")
         return
-    table = wait_for_listing(runtime.engine(), runtime.settings().file, name, since, timeout)
-    if table is None:
-        err.print(f"[red]timed out[/red] after {timeout:.0f}s waiting for the discovery of {name}")
-        raise typer.Exit(1)
+    file = runtime.settings().file
+    table = wait_or_exit(lambda: listing_since(runtime.engine(), file, name, since), task_id, timeout,
+                         f"the discovery of {name}")
     listing = table["listing"]
     if as_json:
         print_json(table)

@@ -1,16 +1,25 @@
-"""How every command prints rows: a table for a person at a terminal, tab-separated text for a pipe, JSON on ask.
+"""How every command prints rows: a table for a person at a terminal, tab-separated text for a pipe, JSON or CSV on
+ask. Every command that lists rows takes the same ``-o/--output`` (kubectl's meaning: the format, never a file).
 
 | output | when | what |
 |---|---|---|
-| ``table`` | stdout is a terminal (default) | columns fitted to the width; less important ones dropped first |
-| ``wide`` | ``--wide`` / ``-o wide`` | every column, nothing shortened; lines may be longer than the terminal |
+| ``table`` | stdout is a terminal (default) | columns fitted to the width; redundant and less important ones left out |
+| ``wide`` | ``--wide`` / ``-o wide`` | every column; lines may be longer than the terminal |
 | ``tsv`` | stdout is not a terminal (default), ``-o tsv`` | a header line, then one line per row, full values, no styling |
 | ``json`` | ``--json`` / ``-o json`` | the command's documented JSON (docs/cli-json.md) |
+| ``csv`` | ``-o csv`` | a header, then one row per line (Python's ``csv``), formula-safe as the export's |
 
-A column that identifies a row (id, email, name, status, connector: ``Col(identity=True)``) is never cut: when the
-terminal is too narrow it folds onto a second line. Other columns are dropped (highest ``drop`` first) and then
-shortened. Times are local: ``09:13:43`` today, ``2026-12-03 09:13`` before; in TSV the full ISO time with its
-offset, which sorts. Notes such as "… and 5 more" go to stderr in TSV, so that a pipe reads rows only.
+A value is shown whole or not at all: a column is either one unbreakable value per row (an id, an email, a
+status, a time: ``Col`` default, never narrowed, never split) or prose (``Col(wrap=True)``: a name, an error)
+that wraps between words, so an id or email inside it stays whole too. When a table does not fit, columns are
+left out: first those that say nothing (empty in every row, or one value in every row, as ``type`` under
+``--type user``), then the highest ``drop``; a line on stderr names them, and ``--wide`` shows them. Only when
+the columns that stay are wider than the terminal together is a line longer than it. Times are local: ``09:13:43`` today, ``2026-12-03 09:13`` before; in TSV and CSV the full ISO time
+with its offset, which sorts. Notes such as "… and 5 more" go to stderr in TSV, CSV and JSON, so that stdout
+holds rows only.
+
+Only a table at a terminal is ever cut short (``TABLE_ROWS``, and the report's first findings of each kind),
+and it says so below the rows; a pipe, a file and every machine format get every row.
 
 Names and errors are data from JumpCloud (or from whoever filed a request): a name like ``[red]x`` is not Rich
 markup, and control characters (an ANSI escape in a display name) never reach the terminal (``cell``). JSON needs
@@ -25,7 +34,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Optional
+from typing import IO, Any, Optional
 
 import typer
 from rich import box
@@ -53,11 +62,15 @@ class Output(str, enum.Enum):
     wide = "wide"
     tsv = "tsv"
     json = "json"
+    csv = "csv"
 
 
-OutputOption = typer.Option(None, "--output", "-o", help="table, wide, tsv or json (default: table at a terminal, "
-                                                            "tsv in a pipe).")
-WideOption = typer.Option(False, "--wide", help="Every column, nothing shortened (same as -o wide).")
+#: Outputs for programs, not people: every row, notes on stderr.
+MACHINE = frozenset({Output.tsv, Output.json, Output.csv})
+
+OutputOption = typer.Option(None, "--output", "-o", help="table, wide, tsv, json or csv (default: table at a "
+                                                            "terminal, tsv in a pipe).")
+WideOption = typer.Option(False, "--wide", help="Every column (same as -o wide).")
 JsonOption = typer.Option(False, "--json", help="JSON (same as -o json).")
 
 
@@ -85,19 +98,24 @@ def choose(output: Optional[Output] = None, *, wide: bool = False, as_json: bool
 
 @dataclass(frozen=True)
 class Col:
-    """One column. ``identity``: never cut, folds instead. ``drop``: 0 is always shown; at a narrow terminal the
-    highest is dropped first. ``wrap``: long text (an error) wraps rather than ends in "…". ``time``: an ISO
-    time shown local and short. ``style``: the Rich style for a value (a status's colour)."""
+    """One column. By default a row's value is one unbreakable token (an id, an email, a status, a time): on one
+    line, never narrowed, never split, so a double-click copies it whole. ``wrap``: prose (a name, an error)
+    that wraps between words; a word is split only when it is longer than ``WORD_MAX``. ``drop``: at a narrow
+    terminal the highest is left out first; 0 stays unless it says nothing (empty in every row). ``category``:
+    the row's kind (``type``), which says nothing when every row has the same value; so does a column with a
+    ``drop`` that has one value in every row. Those go first (the note names the value). ``time``: an ISO time
+    shown local and short. ``style``: the Rich style for a value (a status's colour)."""
 
     header: str
-    identity: bool = False
     drop: int = 0
     wrap: bool = False
+    category: bool = False
     time: bool = False
     style: Optional[Callable[[str], str]] = None
 
     @property
-    def tsv_header(self) -> str:
+    def key(self) -> str:
+        """The header in TSV and CSV: one word."""
         return self.header.replace(" ", "_").replace("/", "_")
 
 
@@ -165,88 +183,172 @@ def _table_value(col: Col, value: Any) -> Text:
 
 #: Between two columns: one space of padding and the (blank) column separator of ``box.SIMPLE_HEAD``.
 GAP = 2
-#: A column that is shortened keeps at least this many characters (or its header's).
+#: A wrapping column is never narrower than this (or its header's longest word).
 MIN_WIDTH = 8
-#: The width a wrapping column (an error) asks for before columns are dropped; it takes more when there is room.
+#: The width a wrapping column (an error) asks for before columns are left out; it takes more when there is room.
 WRAP_WIDTH = 30
+#: A word in a wrapping column up to this long (an id, an email) is never split; a longer one (a URL) folds.
+WORD_MAX = 48
+
+_WORD = re.compile(r"\S+")
 
 
-def fit(cols: Sequence[Col], natural: Sequence[int], width: int) -> list[Optional[int]]:
-    """Each column's width at ``width`` characters, None for a dropped one.
+@dataclass(frozen=True)
+class Measure:
+    """What fitting needs to know of a column's cells. ``natural``: its width on one line. ``floor``: the
+    narrowest it may be (``natural`` for a token column; its longest word for a wrapping one). ``same``: the
+    one value of every row, when there are several and all have the same ("" when all are empty), else None."""
 
-    A ``wrap`` column asks for ``WRAP_WIDTH`` at most (it wraps). Columns are dropped, highest ``drop`` first,
-    until the rest fit or only those with ``drop=0`` are left; room left over widens the wrap columns to their
-    natural width. Then the widest columns that are not identity are shortened (to ``MIN_WIDTH``), and last
-    identity columns are narrowed (they fold, so nothing of them is lost).
+    natural: int
+    floor: int
+    same: Optional[str]
+
+
+def measure(cols: Sequence[Col], texts: Sequence[Sequence[Text]], show_header: bool = True) -> list[Measure]:
+    """Each column's ``Measure`` over the rows' cell texts."""
+    found = []
+    for i, col in enumerate(cols):
+        cells = [row[i] for row in texts]
+        head = cell_len(col.header) if show_header else 1
+        natural = max([head] + [t.cell_len for t in cells])
+        if col.wrap:
+            words = [cell_len(w) for t in cells for w in _WORD.findall(t.plain)] + [
+                cell_len(w) for w in col.header.split()]
+            floor = min(natural, max([MIN_WIDTH] + [min(w, WORD_MAX) for w in words]))
+        else:
+            floor = natural
+        values = {t.plain for t in cells}
+        same = values.pop() if len(values) == 1 and (len(cells) > 1 or "" in values) else None
+        found.append(Measure(natural, floor, same))
+    return found
+
+
+def _redundant(col: Col, found: Measure) -> bool:
+    """A column that tells nothing the note about it cannot: empty in every row, or the same value in every row
+    of a column that may be left out (a ``category``, or one with a ``drop``)."""
+    return found.same == "" or (found.same is not None and (col.category or col.drop > 0))
+
+
+def fit(cols: Sequence[Col], found: Sequence[Measure], width: int) -> list[Optional[int]]:
+    """Each column's width at ``width`` characters, None for one left out.
+
+    A wrapping column asks for ``WRAP_WIDTH`` at most (more if its longest word is longer). Columns are left out
+    while the table is too wide: redundant ones first (``_redundant``), then highest ``drop`` first; a column
+    with ``drop=0`` that says something stays, and one that says something comes back if there is room for it
+    after later ones went. Room left over widens the wrapping columns to their natural width;
+    if the table is still too wide they narrow to their longest word. Token columns never narrow: if what stays
+    is still wider than ``width``, the lines are longer than the terminal, and no value is split.
     """
     def total(widths: dict[int, int]) -> int:
         return sum(widths.values()) + GAP * (len(widths) - 1)
 
-    widths = {i: min(natural[i], WRAP_WIDTH) if col.wrap else natural[i] for i, col in enumerate(cols)}
-    for i in sorted((i for i, col in enumerate(cols) if col.drop), key=lambda i: (-cols[i].drop, -i)):
+    asked = {i: min(m.natural, max(WRAP_WIDTH, m.floor)) if col.wrap else m.natural
+             for i, (col, m) in enumerate(zip(cols, found, strict=True))}
+    widths = dict(asked)
+    order = sorted((i for i, col in enumerate(cols) if col.drop or _redundant(col, found[i])),
+                   key=lambda i: (not _redundant(cols[i], found[i]), -cols[i].drop, -i))
+    dropped = []
+    for i in order:
         if total(widths) <= width:
             break
+        dropped.append(i)
         del widths[i]
-    for i in (i for i in widths if cols[i].wrap):
-        widths[i] = min(natural[i], widths[i] + max(0, width - total(widths)))
-    for group in ([i for i in widths if not cols[i].identity], [i for i in widths if cols[i].identity]):
-        while total(widths) > width:
-            floor = {i: min(natural[i], max(MIN_WIDTH, cell_len(cols[i].header))) for i in group}
-            shrinkable = [i for i in group if widths[i] > floor[i]]
-            if not shrinkable:
-                break
-            widths[max(shrinkable, key=lambda i: (widths[i], i))] -= 1  # the widest, a character at a time
+    for i in reversed(dropped[:-1]):  # one left out early comes back if leaving out later ones made room for it
+        if not _redundant(cols[i], found[i]) and total(widths | {i: asked[i]}) <= width:
+            widths[i] = asked[i]
+    wrapping = [i for i in widths if cols[i].wrap]
+    for i in wrapping:
+        widths[i] = min(found[i].natural, widths[i] + max(0, width - total(widths)))
+    while total(widths) > width:
+        shrinkable = [i for i in wrapping if widths[i] > found[i].floor]
+        if not shrinkable:
+            break
+        widths[max(shrinkable, key=lambda i: (widths[i], i))] -= 1  # the widest, a character at a time
     return [widths.get(i) for i in range(len(cols))]
+
+
+def left_out(cols: Sequence[Col], found: Sequence[Measure], widths: Sequence[Optional[int]]) -> list[str]:
+    """The columns a table left out, as its note names them: ``type (user in every row)``, ``error (empty)``."""
+    named = []
+    for col, m, w in zip(cols, found, widths, strict=True):
+        if w is None:
+            named.append(f"{col.header} (empty)" if m.same == "" else
+                         f"{col.header} ({m.same} in every row)" if m.same is not None else col.header)
+    return named
 
 
 # --- printing -----------------------------------------------------------------------------------------------------
 
 def print_rows(cols: Sequence[Col], rows: Iterable[Sequence[Any]], output: Output, *,
                show_header: bool = True, console: Optional[Console] = None) -> None:
-    """Print ``rows`` (one value per column) as ``output`` asks: table, wide or tsv (json is the caller's)."""
+    """Print ``rows`` (one value per column) as ``output`` asks: table, wide, tsv or csv (json is the caller's).
+    A table that leaves columns out says which on stderr."""
     rows = [list(row) for row in rows]
     out = console or stdout()
     if output is Output.tsv:
-        lines = ["\t".join(col.tsv_header for col in cols)] if show_header else []
+        lines = ["\t".join(col.key for col in cols)] if show_header else []
         lines += ["\t".join(_tsv_value(col, value) for col, value in zip(cols, row, strict=False)) for row in rows]
         out.file.write("".join(line + "\n" for line in lines))
         return
-    texts = [[_table_value(col, value) for col, value in zip(cols, row, strict=False)] for row in rows]
-    natural = [max([cell_len(col.header) if show_header else 1] + [t.cell_len for t in column])
-               for col, column in zip(cols, zip(*texts, strict=False) if texts else [()] * len(cols), strict=False)]
+    if output is Output.csv:
+        _write_csv(out.file, cols, rows, show_header)
+        return
+    if output is Output.json:
+        raise ValueError("JSON is the command's own document, not rows")
+    texts = [[_table_value(col, row[i] if i < len(row) else None) for i, col in enumerate(cols)] for row in rows]
+    found = measure(cols, texts, show_header)
     wide = output is Output.wide
-    widths = natural if wide else fit(cols, natural, out.width - 1)  # - 1: the last column's padding
+    terminal = out.width
+    widths = [m.natural for m in found] if wide else fit(cols, found, terminal - 1)  # - 1: the last padding
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0),
                   show_header=show_header, header_style="bold")
     kept = [i for i, w in enumerate(widths) if w is not None]
     for i in kept:
         col = cols[i]
-        folds = col.identity or col.wrap or wide
-        table.add_column(col.header, width=widths[i], no_wrap=not folds, overflow="fold" if folds else "ellipsis")
+        table.add_column(col.header, width=widths[i], min_width=widths[i], no_wrap=not col.wrap,
+                         overflow="fold" if col.wrap else "ignore")
     for row in texts:
         table.add_row(*(row[i] for i in kept))
-    if wide:  # as wide as the rows are: the terminal wraps long lines, nothing is cut
-        out.width = max(out.width, sum(widths[i] or 0 for i in kept) + GAP * len(kept))
-    out.print(table, crop=not wide)
+    # Never narrower than the columns: rich would squeeze them, and a token column must not split.
+    out.width = max(out.width, sum(widths[i] or 0 for i in kept) + GAP * len(kept))
+    out.print(table, crop=False)
+    missing = left_out(cols, found, widths)
+    if missing:
+        stderr().print(cell(f"not shown at {terminal} columns: {', '.join(missing)} (--wide shows every column)"))
+
+
+def _write_csv(file: IO[str], cols: Sequence[Col], rows: Sequence[Sequence[Any]], show_header: bool) -> None:
+    """Rows as CSV with the export's rules (access.render.csv_cell: no spreadsheet formulas; booleans
+    ``true``/``false``); times in full, as in TSV."""
+    import csv
+
+    from access.render import csv_cell
+
+    writer = csv.writer(file)
+    if show_header:
+        writer.writerow([col.key for col in cols])
+    writer.writerows([csv_cell(full_time(value) if col.time else value) for col, value in zip(cols, row, strict=False)]
+                     for row in rows)
 
 
 def note(text: str, output: Output, console: Optional[Console] = None) -> None:
-    """A line about the rows ("… and 5 more"): below the table, or on stderr when the rows go to a pipe. Shown
-    literally (it may hold synced names)."""
-    target = stderr() if output is Output.tsv else (console or stdout())
+    """A line about the rows ("… and 5 more"): below the table, or on stderr when stdout holds rows for a program
+    (TSV, CSV, JSON). Shown literally (it may hold synced names)."""
+    target = stderr() if output in MACHINE else (console or stdout())
     target.print(cell(text))
 
 
-#: Rows a table draws at most. Rich lays out every row of a table before drawing it, and a longer list is read
-#: with --json or in a pipe anyway; a pipe gets every row.
+#: Rows a table at a terminal draws at most. Rich lays out every row of a table before drawing it, and a longer
+#: list is read in a pipe or a machine format anyway, which get every row.
 TABLE_ROWS = 200
 
 
-def drawn(output: Output) -> bool:
-    """Whether rows are drawn as a table (and so at most ``TABLE_ROWS`` of them), not written as TSV or JSON."""
-    return output in (Output.table, Output.wide)
+def capped(output: Output) -> bool:
+    """Whether rows are cut short (to ``TABLE_ROWS``, saying so below them): only a table drawn at a terminal,
+    never a pipe or a file (whatever ``-o``) and never a machine format."""
+    return output in (Output.table, Output.wide) and stdout().is_terminal
 
 
 def rows_shown(rows: list, output: Output) -> list:
-    """The rows a command shows: at most ``TABLE_ROWS`` in a table, all of them otherwise."""
-    return rows[:TABLE_ROWS] if drawn(output) else rows
+    """The rows a command shows: at most ``TABLE_ROWS`` in a table at a terminal, all of them otherwise."""
+    return rows[:TABLE_ROWS] if capped(output) else rows

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from cli import output
 from cli.common import ConfigOption, print_json, use_config
+from cli.flower import DEFAULT_PORT as FLOWER_PORT
 
 console = output.stdout()
 
@@ -44,7 +45,7 @@ def beat(config: Optional[Path] = ConfigOption, loglevel: str = typer.Option("IN
     _celery("beat", "-l", loglevel)
 
 
-def flower(config: Optional[Path] = ConfigOption, port: int = typer.Option(5555),
+def flower(config: Optional[Path] = ConfigOption, port: int = typer.Option(FLOWER_PORT),
            address: str = typer.Option("127.0.0.1"),
            no_auth: bool = typer.Option(False, "--no-auth",
                                         help="Run without authentication: on a loopback address only.")) -> None:

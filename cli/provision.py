@@ -19,6 +19,7 @@ from rich.markup import escape
 from cli import output
 from cli.common import ConfigOption, print_json, usage_error, use_config
 from cli.output import Col
+from cli.waiting import task_failed
 from config.actions import ACTION_NAMES
 from config.words import plural
 from models.states import ENDED_REQUEST_STATUSES, RequestStatus
@@ -182,12 +183,15 @@ def provision(connector: str = typer.Argument(..., help="Connector name."),
     from config.settings import ConfigError
     from jumpsync.api import submit_as
     from provisioning.params import InvalidRequest
+    from worker.waiting import TaskFailed
 
     try:
         request = submit_as(cli_requester(), connector, action, params, idempotency_key=idempotency_key,
                             on_behalf_of=on_behalf_of, wait=wait, timeout=timeout)
     except (ConfigError, InvalidRequest) as exc:  # a usage error: refused before anything is recorded
         raise usage_error(str(exc)) from None
+    except TaskFailed as exc:
+        raise task_failed(f"the {action} request on {connector}", exc) from None
     finish_request(request, waited=wait, timeout=timeout, as_json=as_json)
 
 
@@ -238,12 +242,10 @@ def provision_bulk(file: Path = typer.Argument(..., help="CSV or JSON-lines file
 
     outcomes = submit_bulk(parsed, source=str(file), requested_by=cli_requester(), on_behalf_of=on_behalf_of)
     if wait:
-        from jumpsync.api import wait_for_request
-
         deadline = time.monotonic() + timeout
         for outcome in outcomes:
             if outcome["request"] is not None and outcome["request"]["status"] not in ENDED_STATUSES:
-                outcome["request"] = wait_for_request(outcome["request"]["id"], max(0.0, deadline - time.monotonic()))
+                _wait_bulk(outcome, max(0.0, deadline - time.monotonic()))
     rows = [_bulk_row(o) for o in outcomes]
     summary: dict[str, int] = {}
     for row in rows:
@@ -265,7 +267,7 @@ def provision_bulk(file: Path = typer.Argument(..., help="CSV or JSON-lines file
     raise typer.Exit(0 if ok else 1)
 
 
-BULK_COLUMNS = (Col("line"), Col("request id", identity=True), Col("status", identity=True, style=output.status_style),
+BULK_COLUMNS = (Col("line"), Col("request id"), Col("status", style=output.status_style),
                 Col("error", wrap=True))
 
 
@@ -282,7 +284,7 @@ def submit_bulk(parsed, *, source: str, requested_by: str, on_behalf_of: Optiona
 
     engine, settings = runtime.engine(), runtime.settings()
     outcomes: list[dict] = []
-    to_send: list[str] = []
+    to_send: list[dict] = []
     for line_no, item in parsed:
         outcome = {"line": line_no, "request": None, "error": None}
         try:
@@ -293,7 +295,7 @@ def submit_bulk(parsed, *, source: str, requested_by: str, on_behalf_of: Optiona
                                             on_behalf_of=item.on_behalf_of or on_behalf_of)
                 outcome["request"] = accepted.request
                 if accepted.enqueue:
-                    to_send.append(accepted.request["id"])
+                    to_send.append(outcome)
             elif item.recordable:
                 body = {**item.body, "requested_by": requested_by}
                 outcome["request"] = prequests.accept_malformed(engine, body, f"{source} line {line_no}: {item.message}",
@@ -303,14 +305,30 @@ def submit_bulk(parsed, *, source: str, requested_by: str, on_behalf_of: Optiona
         except SQLAlchemyError as exc:
             outcome["error"] = f"could not be recorded: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
         outcomes.append(outcome)
-    for index, request_id in enumerate(to_send):
-        if not enqueue(request_id):
+    for index, outcome in enumerate(to_send):
+        outcome["task_id"] = enqueue(outcome["request"]["id"])
+        if outcome["task_id"] is None:
             left = len(to_send) - index
             err.print(f"[yellow]warning:[/yellow] the broker could not be reached; {plural(left, 'request')} "
                       f"{'stays' if left == 1 else 'stay'} pending and the relay will send "
                       f"{'it' if left == 1 else 'them'}")
             break
     return outcomes
+
+
+def _wait_bulk(outcome: dict, timeout: float) -> None:
+    """Wait for one line's request; a failed apply task is that line's error (its request not ended)."""
+    from jumpsync.api import wait_for_request
+    from provisioning import requests as prequests
+    from worker import runtime
+    from worker.waiting import TaskFailed
+
+    request_id = outcome["request"]["id"]
+    try:
+        outcome["request"] = wait_for_request(request_id, timeout, task_id=outcome.get("task_id"))
+    except TaskFailed as exc:
+        outcome["request"] = prequests.get(runtime.engine(), request_id) or outcome["request"]
+        outcome["error"] = f"the apply task failed: {exc}"
 
 
 def _said_for(body: dict, default: Optional[str]) -> Optional[str]:
@@ -324,4 +342,4 @@ def _bulk_row(outcome: dict) -> dict:
     if request is None:
         return {"line": outcome["line"], "id": None, "status": INVALID_LINE, "error": outcome["error"], "request": None}
     return {"line": outcome["line"], "id": request["id"], "status": request["status"],
-            "error": request["last_error"], "request": request}
+            "error": outcome["error"] or request["last_error"], "request": request}

@@ -12,7 +12,9 @@ from cli import output
 from cli.common import ConfigOption, print_json, requests_connector, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from cli.provision import compact, finish_request, show_provisioning_warnings
+from cli.waiting import task_failed
 from config.actions import ACTION_NAMES
+from config.words import plural
 
 IdArgument = typer.Argument(..., metavar="ID", help="The request's id, or 8 or more of its first characters.")
 
@@ -27,7 +29,8 @@ def requests_list(ctx: typer.Context,
                                  "expired."),
                   connector: Optional[str] = typer.Option(None, help="Only this connector's requests."),
                   action: Optional[str] = typer.Option(None, help="Only requests for this action, e.g. app.grant."),
-                  limit: int = typer.Option(50, min=1, help="At most this many, newest first."),
+                  limit: Optional[int] = typer.Option(None, min=1, help="At most this many, newest first; default "
+                                                                        "all."),
                   as_json: bool = JsonOption, wide: bool = WideOption,
                   output_: Optional[Output] = OutputOption,
                   config: Optional[Path] = ConfigOption) -> None:
@@ -58,16 +61,20 @@ def requests_list(ctx: typer.Context,
         return
     from provisioning.targets import targets
 
+    rows = output.rows_shown(data, shown)
     output.print_rows(REQUEST_COLUMNS, ((r["id"], r["connector"], r["action"], r["status"], target, r["attempts"],
                                          r["created_at"], r["last_error"])
-                                        for r, target in zip(data, targets(engine, data), strict=True)), shown)
+                                        for r, target in zip(rows, targets(engine, rows), strict=True)), shown)
+    if len(data) > len(rows):
+        output.note(f"… and {plural(len(data) - len(rows), 'more request')} (--json lists them all; --status, "
+                    "--connector and --limit narrow them down)", shown)
 
 
 #: At 80 columns: id, connector, action, status and what it targets (when, if room); ``requests show ID`` has the
 #: error in full.
-REQUEST_COLUMNS = (Col("id", identity=True), Col("connector", identity=True), Col("action"),
-                   Col("status", identity=True, style=output.status_style), Col("target", wrap=True, drop=1),
-                   Col("attempts", drop=3), Col("created", time=True, drop=2), Col("error", wrap=True, drop=4))
+REQUEST_COLUMNS = (Col("id"), Col("connector", category=True), Col("action"), Col("status", style=output.status_style),
+                   Col("target", wrap=True, drop=1), Col("attempts", drop=3), Col("created", time=True, drop=2),
+                   Col("error", wrap=True, drop=4))
 
 
 def full_request_id(ref: str) -> str:
@@ -117,7 +124,7 @@ def _print_fields(request: dict) -> None:
 
 
 FIELD_COLUMNS = (Col("field"), Col("value", wrap=True))
-DECISION_COLUMNS = (Col("decision", identity=True), Col("decided by", identity=True), Col("at", time=True),
+DECISION_COLUMNS = (Col("decision"), Col("decided by"), Col("at", time=True),
                     Col("comment", wrap=True, drop=1))
 
 
@@ -139,9 +146,14 @@ def requests_retry(request_id: str = IdArgument,
     except (LookupError, ValueError) as exc:
         raise usage_error(str(exc)) from None
     show_provisioning_warnings()
-    enqueue(request["id"])  # when the broker cannot be reached, it warns; the request stays pending for the relay
+    task_id = enqueue(request["id"])  # an unreachable broker: it warns; the request stays pending for the relay
     if wait:
-        request = wait_for_request(request["id"], timeout)
+        from worker.waiting import TaskFailed
+
+        try:
+            request = wait_for_request(request["id"], timeout, task_id=task_id)
+        except TaskFailed as exc:
+            raise task_failed(f"request {request['id']}", exc) from None
     finish_request(request, waited=wait, timeout=timeout, as_json=as_json)
 
 

@@ -10,6 +10,7 @@ import typer
 from cli import output
 from cli.common import ConfigOption, check_resource_type, connector_query, print_json, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
+from cli.refs import named
 from config.settings import ALL_RESOURCE_TYPES
 
 
@@ -32,8 +33,10 @@ def resources(name: str = typer.Argument(..., help="Connector name."), config: O
                                           "yes" if item.deleted else "") for item in data), shown)
 
 
-RESOURCE_COLUMNS = (Col("type"), Col("id", identity=True), Col("name", identity=True), Col("email", identity=True),
-                    Col("status", identity=True, style=output.status_style), Col("deleted", drop=1))
+#: At 80 columns: id and name always; then email, status and type as they fit (type first to go when it is the
+#: same in every row, as with --type).
+RESOURCE_COLUMNS = (Col("type", category=True, drop=3), Col("id"), Col("name", wrap=True), Col("email", drop=1),
+                    Col("status", style=output.status_style, drop=2), Col("deleted", drop=4))
 
 
 def grants(name: str = typer.Argument(..., help="Connector name."), config: Optional[Path] = ConfigOption,
@@ -49,10 +52,13 @@ def grants(name: str = typer.Argument(..., help="Connector name."), config: Opti
     if shown is Output.json:
         print_json([g.to_json() for g in data])
         return
-    output.print_rows(GRANT_COLUMNS, ((f"{g.resource_type}:{g.resource_id}", g.entitlement,
-                                       f"{g.principal_type}:{g.principal_id}", g.via,
+    ids = shown is not Output.table  # wide and tsv carry the ids beside the names (cli.refs)
+    output.print_rows(GRANT_COLUMNS, ((named(g.resource_type, g.resource_id, g.resource_name, with_id=ids),
+                                       g.entitlement,
+                                       named(g.principal_type, g.principal_id, g.principal_name, with_id=ids),
+                                       named("group", g.via, g.via_name, with_id=ids) if g.via else "",
                                        "yes" if g.deleted else "") for g in data), shown)
 
 
-GRANT_COLUMNS = (Col("resource", identity=True), Col("entitlement"), Col("principal", identity=True),
-                 Col("via", identity=True, drop=1), Col("deleted", drop=2))
+GRANT_COLUMNS = (Col("resource"), Col("entitlement", category=True), Col("principal"), Col("via", drop=1),
+                 Col("deleted", drop=2))

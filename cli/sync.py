@@ -11,6 +11,7 @@ from rich.text import Text
 from cli import output
 from cli.common import ConfigOption, print_json, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption, cell
+from cli.waiting import wait_or_exit
 from config.settings import ConfigError
 from config.words import plural
 from models.states import RefreshOutcome, RunStatus, Trigger
@@ -32,8 +33,9 @@ def sync(name: str = typer.Argument(..., help="Connector name."), config: Option
                                      "Directory Insights events instead of a full sync.")) -> None:
     """Trigger a full sync of one connector now, or with --events an incremental refresh."""
     use_config(config)
+    from models import queries
     from worker import runtime
-    from worker.celery_app import app as celery_app
+    from worker.waiting import send
 
     try:
         connector = runtime.settings().connector(name)
@@ -43,15 +45,11 @@ def sync(name: str = typer.Argument(..., help="Connector name."), config: Option
     if events:
         refresh_now(name, connector.events, wait, timeout, as_json)
         return
-    sent = celery_app.send_task(TaskName.SYNC_CONNECTOR, args=[name], kwargs={"trigger": Trigger.MANUAL},
-                                 queue=TaskName.SYNC_CONNECTOR.queue)
+    task_id = send(TaskName.SYNC_CONNECTOR, name, trigger=Trigger.MANUAL)
     if not wait:
-        print_json({"task_id": sent.id}) if as_json else console.print(f"queued sync of {name} (task {sent.id})")
+        print_json({"task_id": task_id}) if as_json else console.print(f"queued sync of {name} (task {task_id})")
         return
-    run = wait_for_run(sent.id, timeout)
-    if run is None:
-        err.print(f"[red]timed out[/red] after {timeout:.0f}s waiting for the sync of {name}")
-        raise typer.Exit(1)
+    run = wait_or_exit(lambda: queries.ended_run(runtime.engine(), task_id), task_id, timeout, f"the sync of {name}")
     if as_json:
         print_json(run.to_json())
     else:
@@ -65,20 +63,18 @@ def refresh_now(name: str, enabled: bool, wait: bool, timeout: float, as_json: b
 
     from models import queries
     from worker import runtime
-    from worker.celery_app import app as celery_app
+    from worker.waiting import send
 
     if not enabled:
         err.print(f"[red]error:[/red] connector {name!r} has events = false: no incremental refresh")
         raise typer.Exit(2)
     since = datetime.now(timezone.utc)
-    sent = celery_app.send_task(TaskName.SYNC_EVENTS, args=[name], queue=TaskName.SYNC_EVENTS.queue)
+    task_id = send(TaskName.SYNC_EVENTS, name)
     if not wait:
-        print_json({"task_id": sent.id}) if as_json else console.print(f"queued refresh of {name} (task {sent.id})")
+        print_json({"task_id": task_id}) if as_json else console.print(f"queued refresh of {name} (task {task_id})")
         return
-    refresh = queries.wait_for_refresh(runtime.engine(), name, since, timeout)
-    if refresh is None:
-        err.print(f"[red]timed out[/red] after {timeout:.0f}s waiting for the refresh of {name}")
-        raise typer.Exit(1)
+    refresh = wait_or_exit(lambda: queries.refresh_since(runtime.engine(), name, since), task_id, timeout,
+                           f"the refresh of {name}", nothing_recorded=_no_refresh)
     if as_json:
         print_json(refresh.to_json())
     else:
@@ -90,16 +86,17 @@ def refresh_now(name: str, enabled: bool, wait: bool, timeout: float, as_json: b
     raise typer.Exit(0 if refresh.outcome in (RefreshOutcome.QUIET, RefreshOutcome.APPLIED) else 1)
 
 
-def wait_for_run(task_id: str, timeout: float) -> RunRecord | None:
-    """Poll the database until the run started by ``task_id`` has ended (or was skipped)."""
-    from models import queries
-    from worker import runtime
+def _no_refresh(result: Any) -> str:
+    """Why a refresh task that succeeded recorded no refresh: the workers' settings have no events for the
+    connector (``events = false``, or a connector they do not know)."""
+    outcome = result.get("outcome") if isinstance(result, dict) else None
+    if outcome == "off":
+        return "the workers ran no refresh: their settings have events off or do not know this connector"
+    return f"the workers recorded no refresh (outcome {outcome})"
 
-    return queries.wait_for_run(runtime.engine(), task_id, timeout, poll=0.5)
 
-
-RUN_PARTS = (Col("part", identity=True), Col("status", identity=True, style=output.status_style),
-             Col("requests", drop=2), Col("counts", drop=3), Col("error", wrap=True, drop=1))
+RUN_PARTS = (Col("part"), Col("status", style=output.status_style), Col("requests", drop=2),
+             Col("counts", wrap=True, drop=3), Col("error", wrap=True, drop=1))
 
 
 def print_run(name: str, run: RunRecord) -> None:
@@ -138,12 +135,12 @@ def _status_row(entry: ConnectorStatus, extra: dict[str, Any], shown: Output) ->
             run.error if run else None)
 
 
-#: At 80 columns: connector, last run, finished, next sync and the error (the others are dropped in this order).
-STATUS_COLUMNS = (Col("connector", identity=True), Col("last run", identity=True, style=output.status_style),
+#: At 80 columns: connector, last run, finished, next sync and the error (the others are left out in this order).
+STATUS_COLUMNS = (Col("connector", wrap=True), Col("last run", style=output.status_style),
                   Col("finished", time=True, drop=2), Col("last success", time=True, drop=7),
-                  Col("next sync", time=True, drop=3), Col("resources", drop=8), Col("grants", drop=4),
-                  Col("provisioning", drop=6), Col("events", drop=5), Col("report/export", drop=9),
-                  Col("error", wrap=True, drop=1))
+                  Col("next sync", time=True, drop=3), Col("resources", wrap=True, drop=8), Col("grants", drop=4),
+                  Col("provisioning", wrap=True, drop=6), Col("events", wrap=True, drop=5),
+                  Col("report/export", wrap=True, drop=9), Col("error", wrap=True, drop=1))
 
 
 #: Refresh outcomes whose reason ``status`` shows.

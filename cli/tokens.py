@@ -28,8 +28,7 @@ NEVER = "never"
 SHOWN_ONCE = ("This is the only time the token is shown: store it now. It cannot be shown again, only revoked "
               "(jumpsync tokens revoke NAME) and replaced.")
 
-TOKEN_COLUMNS = (Col("id", identity=True), Col("name", identity=True), Col("state", identity=True,
-                                                                          style=output.status_style),
+TOKEN_COLUMNS = (Col("id"), Col("name"), Col("state", style=output.status_style),
                  Col("scopes", wrap=True), Col("last used", time=True, drop=1), Col("expires", time=True, drop=2),
                  Col("revoked", time=True, drop=3), Col("created", time=True, drop=4), Col("created by", drop=5))
 

@@ -16,7 +16,7 @@ Errors are reported at start-up as one ``ConfigError`` that names the file and t
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -242,8 +242,21 @@ def load_file_config(path: Path, *, required: bool) -> FileConfig:
         raise ConfigError("\n".join(problems)) from None
 
 
+#: Called once, when this process first resolves its settings (``when_first_loaded``).
+_first_load: list[Callable[[], None]] = []
+
+
+def when_first_loaded(callback: Callable[[], None]) -> None:
+    """Call ``callback`` the first time this process resolves its settings: a notice about where they came from
+    (the command line's note that it took them from a running ``jumpsync up``) is then given only when a command
+    uses them, not for ``--help`` nor a command line refused before."""
+    _first_load.append(callback)
+
+
 def load_settings(config_path: Path | str | None = None) -> Settings:
     """Resolve settings from the explicit path, the environment and the file."""
+    while _first_load:
+        _first_load.pop(0)()
     env = EnvSettings()
     explicit = config_path if config_path is not None else env.config
     path = Path(explicit) if explicit is not None else DEFAULT_CONFIG_PATH

@@ -68,6 +68,7 @@ def serve(listen: Listen, *, log_level: str = "info") -> None:
     from httpapi.app import create_app
 
     listen.check()
+    # http and loop stay "auto": httptools and uvloop (dependencies) where they install, h11 and asyncio elsewhere.
     uvicorn.run(create_app(), host=listen.host, port=listen.port, log_level=log_level.lower(),
                 ssl_certfile=str(listen.certfile) if listen.certfile else None,
                 ssl_keyfile=str(listen.keyfile) if listen.keyfile else None,

@@ -10,6 +10,9 @@ raised and nothing is recorded: ``config.settings.ConfigError`` for an unknown c
 closest), ``provisioning.params.InvalidRequest`` for an unknown action or parameters that do not fit it. Only a
 well-formed request that the connector's policy refuses is recorded, as ``rejected``.
 
+With ``wait=True``, an apply task that fails before the request ends raises ``worker.waiting.TaskFailed`` with
+the task's error, at once rather than at the timeout.
+
 ``requested_by`` is recorded as ``python:<OS login>``: the caller says on whose behalf it asks
 (``on_behalf_of``), not who it is.
 
@@ -20,31 +23,29 @@ The request is recorded in the database before its message is sent; if the broke
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from auth.local import python_requester
 from models.states import ENDED_REQUEST_STATUSES, RequestStatus
 from provisioning import approvals, requests
-from worker import runtime
+from worker import runtime, waiting
 from worker.names import TaskName
 
 log = logging.getLogger(__name__)
 
 
-def enqueue(request_id: str) -> bool:
-    """Send the apply message; False (and the request left for the relay) when the broker is unreachable."""
-    from worker.celery_app import app
-
+def enqueue(request_id: str) -> str | None:
+    """Send the apply message; its task id, or None (and the request left for the relay) when the broker is
+    unreachable."""
     try:
         # A short publish retry: a broker that is down must not hold the caller for kombu's default connect
         # timeout (seconds per request); the request is already recorded and the relay will send it.
-        app.send_task(TaskName.PROVISION_APPLY, args=[request_id], queue=TaskName.PROVISION_APPLY.queue, retry=True,
-                      retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2})
-        return True
+        return waiting.send(TaskName.PROVISION_APPLY, request_id,
+                            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                                          "interval_max": 0.2})
     except Exception as exc:  # noqa: BLE001  (kombu raises several kinds; all mean "not sent now")
         log.warning("could not enqueue provisioning request %s (the relay will): %s", request_id, exc)
-        return False
+        return None
 
 
 def submit_request(connector: str, action: str, params: dict[str, Any], *, idempotency_key: str | None = None,
@@ -70,25 +71,30 @@ def submit_as(requester: str, connector: str, action: str, params: dict[str, Any
     accepted = requests.accept(runtime.engine(), settings, connector=connector, action=action,
                                params=params, idempotency_key=idempotency_key, requested_by=requester,
                                on_behalf_of=on_behalf_of, dry_run=dry_run)
-    if accepted.enqueue:
-        enqueue(accepted.request["id"])
+    task_id = enqueue(accepted.request["id"]) if accepted.enqueue else None
     if wait:
-        return wait_for_request(accepted.request["id"], timeout)
+        return wait_for_request(accepted.request["id"], timeout, task_id=task_id)
     return accepted.request
 
 
-def wait_for_request(request_id: str, timeout: float = 120.0) -> dict[str, Any]:
+def wait_for_request(request_id: str, timeout: float = 120.0, *, task_id: str | None = None) -> dict[str, Any]:
     """Poll until the request has ended, or waits for approvers (people, not workers: no use polling for them);
-    returns it as it is when the timeout runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
+    returns it as it is when the timeout runs out. ``task_id``, the apply message sent for it: if that task
+    fails before the request ends, ``worker.waiting.TaskFailed`` says why, within a poll."""
+    def settled() -> dict[str, Any] | None:
         current = requests.get(runtime.engine(), request_id)
         if current is None:
             raise LookupError(f"no provisioning request {request_id!r}")
-        if (current["status"] in ENDED_REQUEST_STATUSES or current["status"] == RequestStatus.AWAITING_APPROVAL
-                or time.monotonic() >= deadline):
-            return current
-        time.sleep(0.1)
+        ended = current["status"] in ENDED_REQUEST_STATUSES or current["status"] == RequestStatus.AWAITING_APPROVAL
+        return current if ended else None
+
+    found = waiting.wait_for(settled, task_id, timeout, poll=0.1)
+    if found is not None:
+        return found
+    current = requests.get(runtime.engine(), request_id)
+    if current is None:
+        raise LookupError(f"no provisioning request {request_id!r}")
+    return current
 
 
 def approve_request(request_id: str, decided_by: str, comment: str | None = None) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import URL, Connection, Engine, event
 from sqlmodel import Session, create_engine
 
 from connector.records import json_text
@@ -42,6 +43,17 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True, json_serializer=json_text)
+
+
+def missing_sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL names when it does not exist yet, else None (another database, an in-memory one, one
+    that exists). SQLite creates the file on the first connection: a command that only reads must look first, or
+    it leaves an empty database behind."""
+    name = url.database
+    if url.get_backend_name() != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    path = Path(name)
+    return None if path.exists() else path.resolve()
 
 
 @lru_cache(maxsize=8)

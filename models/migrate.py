@@ -32,6 +32,10 @@ class SchemaOutOfDate(RuntimeError):
     pass
 
 
+class NoDatabase(SchemaOutOfDate):
+    """The configured SQLite file does not exist: nothing was set up here yet (the same remedy as an old schema)."""
+
+
 def alembic_config(connection=None) -> Config:
     from alembic.config import Config
 
@@ -84,7 +88,14 @@ def check(engine: Engine) -> None:
 
     A revision this code does not know is newer: a rolling upgrade migrated the database while older workers
     still run. Migrations are written to stay compatible with the previous release, so that is allowed.
+    A SQLite file that does not exist is NoDatabase, and is not created: checking writes nothing.
     """
+    from models.db import missing_sqlite_file  # here: cli.main imports this module for SchemaOutOfDate alone
+
+    missing = missing_sqlite_file(engine.url)
+    if missing is not None:
+        raise NoDatabase(f"no database yet: {missing} does not exist; run `jumpsync db upgrade` to create it "
+                         "(or `jumpsync up` to run everything here)")
     if _at_head(engine):
         return
     from alembic.script import ScriptDirectory

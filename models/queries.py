@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TypeVar
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import ColumnElement, Engine, ScalarSelect, case, func, select
 from sqlmodel import Session, col
 
 from config.names import match_name, suggest
@@ -34,6 +34,7 @@ from models.tables import (
     Resource,
     SyncPart,
     SyncRun,
+    table_of,
 )
 
 T = TypeVar("T")
@@ -74,17 +75,34 @@ def resources(engine: Engine, connector: str, resource_type: str | None = None,
                 for row in rows]
 
 
+def resource_name(connector: ColumnElement[int], kind: ColumnElement[str] | str,
+                  rid: ColumnElement[str]) -> ScalarSelect[str]:
+    """The stored name of the resource a row refers to by type and id (NULL when there is none): the one way
+    the grants and the change history put names beside their ids. A correlated lookup on the resources' unique
+    key, so it costs an index probe per row and reads the name whether the resource is live or deleted."""
+    table = table_of(Resource)
+    return (select(table.c.name).where(table.c.connector_id == connector, table.c.type == kind,
+                                       table.c.external_id == rid).scalar_subquery())
+
+
 def grants(engine: Engine, connector: str, include_deleted: bool = True) -> list[StoredGrant]:
+    table = table_of(Grant)
     with Session(engine) as session:
         cid = connector_id(session, connector)
-        query = select(Grant).where(col(Grant.connector_id) == cid)
+        query = select(table.c.resource_type, table.c.resource_id, table.c.entitlement, table.c.principal_type,
+                       table.c.principal_id, table.c.via, table.c.deleted_at, table.c.first_seen_at,
+                       resource_name(table.c.connector_id, table.c.resource_type, table.c.resource_id),
+                       resource_name(table.c.connector_id, table.c.principal_type, table.c.principal_id),
+                       resource_name(table.c.connector_id, "group", table.c.via)).where(table.c.connector_id == cid)
         if not include_deleted:
-            query = query.where(col(Grant.deleted_at).is_(None))
-        rows = session.execute(query.order_by(col(Grant.resource_type), col(Grant.resource_id),
-                                              col(Grant.principal_id), col(Grant.via))).scalars()
-        return [StoredGrant(resource_type=g.resource_type, resource_id=g.resource_id, entitlement=g.entitlement,
-                            principal_type=g.principal_type, principal_id=g.principal_id, via=g.via or None,
-                            deleted_at=g.deleted_at, first_seen_at=g.first_seen_at) for g in rows]
+            query = query.where(table.c.deleted_at.is_(None))
+        rows = session.execute(query.order_by(table.c.resource_type, table.c.resource_id, table.c.principal_id,
+                                              table.c.via))
+        return [StoredGrant(resource_type=rtype, resource_id=rid, entitlement=entitlement, principal_type=ptype,
+                            principal_id=pid, via=via or None, deleted_at=deleted_at, first_seen_at=first_seen_at,
+                            resource_name=rname, principal_name=pname, via_name=vname if via else None)
+                for (rtype, rid, entitlement, ptype, pid, via, deleted_at, first_seen_at, rname, pname, vname)
+                in rows]
 
 
 def run_record(session: Session, run: SyncRun) -> RunRecord:
@@ -112,19 +130,15 @@ def incremental_record(cursor: EventCursor | None) -> RefreshRecord | None:
                          lag_seconds=cursor.lag_seconds, full_sync_asked_at=cursor.full_sync_asked_at)
 
 
-def wait_for_refresh(engine: Engine, connector: str, since: datetime, timeout: float,
-                     poll: float = 0.2) -> RefreshRecord | None:
-    """Poll until the connector's incremental refresh has ended after ``since``; its record, or None on timeout."""
-    def ended() -> RefreshRecord | None:
-        with Session(engine) as session:
-            cid = session.execute(select(col(Connector.id)).where(col(Connector.name) == connector)
-                                  ).scalar_one_or_none()
-            cursor = session.get(EventCursor, cid) if cid is not None else None
-            if cursor is not None and cursor.refreshed_at is not None and cursor.refreshed_at >= since:
-                return incremental_record(cursor)
-            return None
-
-    return poll_until(ended, timeout, poll)
+def refresh_since(engine: Engine, connector: str, since: datetime) -> RefreshRecord | None:
+    """The connector's incremental refresh if one ended at ``since`` or later (what ``sync --events --wait``
+    waits for)."""
+    with Session(engine) as session:
+        cid = session.execute(select(col(Connector.id)).where(col(Connector.name) == connector)).scalar_one_or_none()
+        cursor = session.get(EventCursor, cid) if cid is not None else None
+        if cursor is not None and cursor.refreshed_at is not None and cursor.refreshed_at >= since:
+            return incremental_record(cursor)
+        return None
 
 
 def poll_until(read: Callable[[], T | None], timeout: float, poll: float) -> T | None:
@@ -146,13 +160,15 @@ def run_by_task_id(engine: Engine, task_id: str) -> RunRecord | None:
         return run_record(session, run) if run else None
 
 
+def ended_run(engine: Engine, task_id: str) -> RunRecord | None:
+    """The run opened by trigger task ``task_id`` once it has ended (or was skipped); None before."""
+    run = run_by_task_id(engine, task_id)
+    return run if run is not None and run.finished_at is not None else None
+
+
 def wait_for_run(engine: Engine, task_id: str, timeout: float, poll: float = 0.2) -> RunRecord | None:
     """Poll until the run opened by trigger task ``task_id`` has ended (or was skipped); None on timeout."""
-    def ended() -> RunRecord | None:
-        run = run_by_task_id(engine, task_id)
-        return run if run is not None and run.finished_at is not None else None
-
-    return poll_until(ended, timeout, poll)
+    return poll_until(lambda: ended_run(engine, task_id), timeout, poll)
 
 
 #: A full sync run, not an incremental refresh (``jumpsync status`` shows those apart, from ``event_cursors``).

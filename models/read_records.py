@@ -55,7 +55,9 @@ class StoredResource:
 
 @dataclass(frozen=True)
 class StoredGrant:
-    """A stored grant (``jumpsync grants``); ``via`` is None for a direct grant."""
+    """A stored grant (``jumpsync grants``); ``via`` is None for a direct grant. The names are those of the
+    stored resources the ids refer to (None when the database has no such resource), so that a person reads
+    ``group:Engineering`` where the grant holds an id."""
 
     resource_type: str
     resource_id: str
@@ -65,6 +67,9 @@ class StoredGrant:
     via: str | None
     deleted_at: datetime | None
     first_seen_at: datetime
+    resource_name: str | None = None
+    principal_name: str | None = None
+    via_name: str | None = None
 
     @property
     def deleted(self) -> bool:
@@ -74,7 +79,26 @@ class StoredGrant:
         return {"resource_type": self.resource_type, "resource_id": self.resource_id,
                 "entitlement": self.entitlement, "principal_type": self.principal_type,
                 "principal_id": self.principal_id, "via": self.via, "deleted": self.deleted,
-                "deleted_at": iso(self.deleted_at), "first_seen_at": iso(self.first_seen_at)}
+                "deleted_at": iso(self.deleted_at), "first_seen_at": iso(self.first_seen_at),
+                "resource_name": self.resource_name, "principal_name": self.principal_name,
+                "via_name": self.via_name}
+
+
+@dataclass(frozen=True)
+class BaselineRecord:
+    """What a run stored as the baseline of the types it synced first (``jumpsync changes``): those rows were
+    stored without history, so the history of those types starts at this run. ``first``: the connector's
+    earliest baseline, its first sync."""
+
+    run_id: int
+    started_at: datetime
+    first: bool
+    resources: dict[str, int]
+    grants: int
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return tuple(self.resources)
 
 
 @dataclass(frozen=True)

@@ -73,11 +73,19 @@ class _Writer:
 
     _counts: Counter[str]
     _baseline: bool
+    #: The count of rows created, and the count that says how many of them the baseline stored without history.
+    _CREATED: str
+    _BASELINE: str
 
     @property
     def counts(self) -> Counter[str]:
-        """What this writer saw and wrote, by kind (a copy: the part's counts in its run's JSON)."""
-        return Counter(self._counts)
+        """What this writer saw and wrote, by kind (a copy: the part's counts in its run's JSON). A baseline's
+        creations are also counted as ``baseline`` (resources) or ``grants_baseline``: the history lists none of
+        them, and ``jumpsync changes`` says from these counts where history starts (``models.history``)."""
+        counts = Counter(self._counts)
+        if self._baseline and counts[self._CREATED]:
+            counts[self._BASELINE] = counts[self._CREATED]
+        return counts
 
     @property
     def baseline(self) -> bool:
@@ -90,6 +98,8 @@ class ResourceWriter(_Writer):
     Its state (what it saw, what is stored, its counts) is its own: callers read ``counts`` and say what
     happened through its methods.
     """
+
+    _CREATED, _BASELINE = "created", "baseline"
 
     def __init__(self, engine: Engine, connector_id: int, resource_type: str, now: datetime,
                  run_id: int | None = None, only: Iterable[str] | None = None, *, incremental: bool = False) -> None:
@@ -203,6 +213,8 @@ class GrantWriter(_Writer):
     ``apply_deletions`` once the part knows its listing was complete and the deletion safety valve agrees.
     Scopes never written by the end of the part belong to resources that are gone (``plan_unseen_scopes``).
     """
+
+    _CREATED, _BASELINE = "grants_created", "grants_baseline"
 
     def __init__(self, engine: Engine, connector_id: int, resource_type: str, source: str, now: datetime,
                  run_id: int | None = None, *, incremental: bool = False) -> None:

@@ -279,7 +279,8 @@ class DeletionApproval(SQLModel, table=True):
 class Change(SQLModel, table=True):
     """One change seen by a sync (or made by provisioning): a resource or grant created, updated, deleted or
     undeleted. Updates keep only the fields that changed, as ``{"field": [old, new]}``; nothing is stored for
-    what did not change. The first sync of a type is the baseline and records nothing."""
+    what did not change. The first sync of a type is the baseline and records nothing here; its parts' counts
+    say what it stored (``models.history.baselines``)."""
 
     __tablename__ = "changes"
     __table_args__ = (Index("ix_changes_connector_at", "connector_id", "at"),)

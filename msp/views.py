@@ -14,7 +14,6 @@ from sqlmodel import Session, col
 from config.connector import ConnectorConfig
 from config.msp import MspConfig
 from config.settings import FileConfig, split_discovered
-from models import queries
 from models.tables import MspListing, MspOrganization
 
 log = logging.getLogger(__name__)
@@ -93,11 +92,8 @@ def listed_since(table: dict, since: datetime) -> bool:
     return listing is not None and datetime.fromisoformat(listing["listed_at"]) >= since
 
 
-def wait_for_listing(engine: Engine, file: FileConfig, msp: str, since: datetime, timeout: float,
-                     poll: float = 0.5) -> dict | None:
-    """The ``organizations`` entry of ``msp`` once it was listed since ``since``; None after ``timeout``."""
-    def listed() -> dict | None:
-        table = next(t for t in organizations(engine, file) if t["name"] == msp)
-        return table if listed_since(table, since) else None
-
-    return queries.poll_until(listed, timeout, poll)
+def listing_since(engine: Engine, file: FileConfig, msp: str, since: datetime) -> dict | None:
+    """The ``organizations`` entry of ``msp`` if it was listed at ``since`` or later (what ``msp discover
+    --wait`` waits for)."""
+    table = next(t for t in organizations(engine, file) if t["name"] == msp)
+    return table if listed_since(table, since) else None

@@ -3,24 +3,34 @@
 Messages can be lost between a database commit and the broker (a crash in between, a broker restart without
 persistence). The reaper finds what such a loss leaves behind and says what to send again; sending twice is
 harmless because claims and the fan-in are conditional updates.
+
+The rule for a lost message: a run is *idle* when none of its parts is ``running`` and nothing of it was heard
+for ``LOST_AFTER`` (no part started or ended, the run itself not opened). An idle run that still has fetch parts
+pending lost their messages; an idle run whose fetch parts have all ended lost its finalizer (or the finalizer
+died between two derived parts). Both are sent again, so with beat running the reaper every minute such a run
+moves on within two minutes. A part that is ``running`` has a live worker, or its message comes back from the
+broker once ``visibility_timeout`` has passed; a run whose messages cannot come back at all (their broker was
+replaced) is failed by whoever knows that (``jumpsync up`` with its own Redis: ``runs.abandon_orphaned_runs``),
+else by ``stale_run_after``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, or_, select
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
-from models.states import ACTIVE_RUN_STATUSES, ENDED_PART_STATUSES, PartPhase, PartStatus, RunStatus, Trigger
+from models.states import ENDED_PART_STATUSES, PartPhase, PartStatus, RunStatus, Trigger
 from models.tables import Connector, SyncPart, SyncRun, utcnow
 from pipeline.runs import ACTIVE_RUN_PREDICATE, reap_stale_runs
 
-#: A part still pending this long after its run started lost its message.
-PART_RELAY_AFTER = timedelta(minutes=5)
-#: A run whose fetch parts all ended this long ago and that is still finalizing lost its finalizer.
-FINALIZE_RELAY_AFTER = timedelta(minutes=2)
+#: A run none of whose parts runs, not heard from this long, lost a message: its pending parts or its finalizer
+#: are sent again. Longer than a queued message waits on a fleet sized as docs/operations.md says (a part queued
+#: longer is sent twice: the second delivery takes the part over, wasted work but no harm).
+LOST_AFTER = timedelta(seconds=60)
 
 
 @dataclass
@@ -35,25 +45,27 @@ def reap(engine: Engine, stale_after: timedelta) -> Reaped:
     out = Reaped()
     with Session(engine) as session:
         out.failed_runs = reap_stale_runs(session, None, stale_after, now)
-        out.parts = [(run_id, part, connector) for run_id, part, connector in session.execute(
-            select(col(SyncPart.run_id), col(SyncPart.name), col(Connector.name))
-            .join(SyncRun, col(SyncRun.id) == SyncPart.run_id)
-            .join(Connector, col(Connector.id) == SyncRun.connector_id)
-            .where(col(SyncRun.status) == RunStatus.RUNNING, col(SyncPart.phase) == PartPhase.FETCH,
-                   col(SyncPart.status) == PartStatus.PENDING, col(SyncRun.started_at) < now - PART_RELAY_AFTER))]
-        active = select(col(SyncRun.id)).where(ACTIVE_RUN_PREDICATE, col(SyncRun.trigger) != Trigger.EVENTS)
-        last_end = (select(col(SyncPart.run_id), func.max(col(SyncPart.finished_at)).label("ended"))
-                    .where(col(SyncPart.phase) == PartPhase.FETCH, col(SyncPart.run_id).in_(active))
-                    .group_by(col(SyncPart.run_id)).subquery())
-        stuck = session.execute(
-            select(col(SyncRun.id), col(Connector.name))
-            .join(Connector, col(Connector.id) == SyncRun.connector_id)
-            .join(last_end, last_end.c.run_id == SyncRun.id)
-            .where(col(SyncRun.status).in_(ACTIVE_RUN_STATUSES), last_end.c.ended < now - FINALIZE_RELAY_AFTER)).all()
-        for run_id, connector in stuck:
-            open_parts = session.execute(select(func.count()).select_from(SyncPart).where(
+        for run_id, status, connector in session.execute(_idle_runs(now - LOST_AFTER)).all():
+            pending = session.execute(select(col(SyncPart.name)).where(
                 col(SyncPart.run_id) == run_id, col(SyncPart.phase) == PartPhase.FETCH,
-                col(SyncPart.status).not_in(ENDED_PART_STATUSES))).scalar_one()
-            if not open_parts:  # every fetch part ended, yet nobody finalized (or even flipped the run)
+                col(SyncPart.status).not_in(ENDED_PART_STATUSES)).order_by(col(SyncPart.name))).scalars().all()
+            if pending and status == RunStatus.RUNNING:  # their messages were lost
+                out.parts.extend((run_id, part, connector) for part in pending)
+            elif not pending:  # every fetch part ended, yet nobody finalized (or even flipped the run)
                 out.finalize.append((run_id, connector))
     return out
+
+
+def _idle_runs(heard_before: datetime):
+    """(run id, status, connector) of the active full syncs none of whose parts runs, not heard from since
+    ``heard_before``."""
+    part = aliased(SyncPart)
+    of_run = col(part.run_id) == SyncRun.id
+    running = select(col(part.id)).where(of_run, col(part.status) == PartStatus.RUNNING).exists()
+    heard = select(col(part.id)).where(of_run, or_(col(part.started_at) >= heard_before,
+                                                   col(part.finished_at) >= heard_before)).exists()
+    return (select(col(SyncRun.id), col(SyncRun.status), col(Connector.name))
+            .join(Connector, col(Connector.id) == SyncRun.connector_id)
+            .where(ACTIVE_RUN_PREDICATE, col(SyncRun.trigger) != Trigger.EVENTS,
+                   col(SyncRun.started_at) < heard_before, ~running, ~heard)
+            .order_by(col(SyncRun.id)))

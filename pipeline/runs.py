@@ -4,10 +4,12 @@ that finds its run, and the stale runs of dead workers failed so that they block
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Engine, and_, func, or_, select, text, update
+from sqlalchemy import CursorResult, Engine, and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -23,7 +25,7 @@ from models.states import (
     RunStatus,
     Trigger,
 )
-from models.tables import SyncPart, SyncRun, active_run_predicate, utcnow
+from models.tables import Connector, SyncPart, SyncRun, active_run_predicate, utcnow
 from pipeline.events_runs import EVENTS_RUN_STALE_AFTER
 from pipeline.plan import plan_parts
 from telemetry import metrics
@@ -49,8 +51,6 @@ _OPEN_PART_STATUSES = (PartStatus.PENDING, PartStatus.RUNNING)
 def reap_stale_runs(session: Session, connector_id: int | None, stale_after: timedelta, now: datetime) -> int:
     """Fail active runs older than ``stale_after`` (of one connector, or all): their worker died, and they must
     not block new runs."""
-    failed_part = PARTS.move(_OPEN_PART_STATUSES, PartStatus.FAILED)
-    failed_run = RUNS.move(ACTIVE_RUN_STATUSES, RunStatus.FAILED)
     query = select(col(SyncRun.id), col(SyncRun.trigger)).where(ACTIVE_RUN_PREDICATE, or_(
         col(SyncRun.started_at) < now - stale_after,
         and_(col(SyncRun.trigger) == Trigger.EVENTS, col(SyncRun.started_at) < now - EVENTS_RUN_STALE_AFTER)))
@@ -59,15 +59,56 @@ def reap_stale_runs(session: Session, connector_id: int | None, stale_after: tim
     stale = session.execute(query).all()
     for run_id, trigger in stale:
         limit = EVENTS_RUN_STALE_AFTER if trigger == Trigger.EVENTS else stale_after
-        session.execute(update(SyncPart).where(
-            col(SyncPart.run_id) == run_id, col(SyncPart.status).in_(_OPEN_PART_STATUSES)).values(
-            status=failed_part, finished_at=now, error="abandoned: the run went stale"))
-        session.execute(update(SyncRun).where(
-            col(SyncRun.id) == run_id, col(SyncRun.status).in_(ACTIVE_RUN_STATUSES)).values(
-            status=failed_run, finished_at=now,
-            error=f"abandoned: still active after {limit}; its worker probably died"))
+        _abandon(session, run_id, now, part_error="abandoned: the run went stale",
+                 run_error=f"abandoned: still active after {limit}; its worker probably died")
     session.commit()
     return len(stale)
+
+
+def _abandon(session: Session, run_id: int, now: datetime, *, part_error: str, run_error: str) -> bool:
+    """Fail an active run and its parts that had not ended; False when the run had ended meanwhile."""
+    failed_part = PARTS.move(_OPEN_PART_STATUSES, PartStatus.FAILED)
+    failed_run = RUNS.move(ACTIVE_RUN_STATUSES, RunStatus.FAILED)
+    ended = cast(CursorResult[Any], session.execute(update(SyncRun).where(
+        col(SyncRun.id) == run_id, col(SyncRun.status).in_(ACTIVE_RUN_STATUSES)).values(
+        status=failed_run, finished_at=now, error=run_error)))
+    if ended.rowcount != 1:
+        return False
+    session.execute(update(SyncPart).where(
+        col(SyncPart.run_id) == run_id, col(SyncPart.status).in_(_OPEN_PART_STATUSES)).values(
+        status=failed_part, finished_at=now, error=part_error))
+    return True
+
+
+@dataclass(frozen=True)
+class AbandonedRun:
+    """A run failed because none of its messages could still exist."""
+
+    run_id: int
+    connector: str
+    #: What it was when abandoned: ``running`` or ``finalizing``.
+    status: RunStatus
+
+
+def abandon_orphaned_runs(engine: Engine, connector_names: Collection[str], *, reason: str) -> list[AbandonedRun]:
+    """Fail the active runs of these connectors, whatever their age: the caller knows that no message of theirs
+    can exist any more (``jumpsync up`` starting a fresh private broker, so every message sent through the last
+    one died with it), so nothing would ever move them on and each would block its connector until
+    ``stale_run_after``. ``reason`` ends up in the run's error, after ``abandoned:``."""
+    if not connector_names:
+        return []
+    now = utcnow()
+    abandoned = []
+    with Session(engine) as session:
+        rows = session.execute(select(col(SyncRun.id), col(Connector.name), col(SyncRun.status))
+                               .join(Connector, col(Connector.id) == SyncRun.connector_id)
+                               .where(ACTIVE_RUN_PREDICATE, col(Connector.name).in_(list(connector_names)))
+                               .order_by(col(SyncRun.id))).all()
+        for run_id, connector, status in rows:
+            if _abandon(session, run_id, now, part_error=f"abandoned: {reason}", run_error=f"abandoned: {reason}"):
+                abandoned.append(AbandonedRun(run_id, connector, RunStatus(status)))
+        session.commit()
+    return abandoned
 
 
 def _redelivered(session: Session, task_id: str) -> StartResult | None:

@@ -338,7 +338,8 @@ def get(engine: Engine, request_id: str) -> dict[str, Any] | None:
 
 
 def listing(engine: Engine, *, status: RequestStatus | None = None, connector: str | None = None,
-            action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+            action: str | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
+    """Requests, newest first: at most ``limit`` (all when None)."""
     with Session(engine) as session:
         query = select(ProvisioningRequest)
         if status:

@@ -3,7 +3,7 @@
 structlog renders every record, including those of the standard ``logging`` module (Celery, kombu, httpx),
 and adds the task context (connector, run id, part, request id) bound when a task starts, so a JSON log line
 can be filtered by connector or run without parsing messages. ``extra={...}`` fields of stdlib calls become
-keys too.
+keys too. Every line leaves with the passwords of the URLs in it hidden (``_redacted``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import logging.config
 import os
 
 import structlog
+
+from config.redact import redact
 
 #: Task arguments worth carrying on every log line of the task, and the key they are logged under.
 CONTEXT_ARGUMENTS = {"connector": "connector", "run_id": "run_id", "resource_type": "part", "request_id": "request_id"}
@@ -39,7 +41,7 @@ def configure(fmt: str | None = None, level: str | None = None) -> None:
         "formatters": {"jumpsync": {
             "()": structlog.stdlib.ProcessorFormatter,
             "processors": [structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                           structlog.processors.format_exc_info, renderer],
+                           structlog.processors.format_exc_info, renderer, _redacted],
             "foreign_pre_chain": shared,
         }},
         "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "jumpsync"}},
@@ -53,6 +55,12 @@ def configure(fmt: str | None = None, level: str | None = None) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+def _redacted(_logger, _method: str, line: str) -> str:
+    """The rendered line with the password of any URL in it as ``***`` (config.redact): a library's message or
+    a traceback may quote the database or broker URL."""
+    return redact(line)
 
 
 def bind_task_context(task, args: tuple, kwargs: dict) -> None:

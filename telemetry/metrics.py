@@ -4,8 +4,8 @@ Two kinds:
 
 * events (counters and histograms), recorded where they happen, in the worker's pool processes. With the
   prefork pool each process writes its own files under ``PROMETHEUS_MULTIPROC_DIR`` and the exporter sums them
-  (prometheus-client's multiprocess mode); ``worker.celery_app`` sets that directory up before any metric is
-  created when ``JUMPSYNC_METRICS_PORT`` is set.
+  (prometheus-client's multiprocess mode); ``jumpsync worker`` (``telemetry.multiproc``) sets that directory up
+  before any metric is created when ``JUMPSYNC_METRICS_PORT`` is set, and removes one it made when it stops.
 * state (gauges) read from the database when Prometheus scrapes: live resources and grants, the age of the
   oldest pending provisioning request, the time of each connector's last successful sync. Every exporter
   reports the same values; aggregate them with ``max``.

@@ -5,8 +5,12 @@ Flower's plugin), so the launcher (``jumpsync worker``) calls this before starti
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
+
+#: The directory ``ensure_multiproc_dir`` made (as opposed to one given): the worker removes it when it stops.
+CREATED_ENV = "JUMPSYNC_METRICS_DIR_CREATED"
 
 
 def ensure_multiproc_dir() -> str | None:
@@ -20,6 +24,14 @@ def ensure_multiproc_dir() -> str | None:
                                "PROMETHEUS_MULTIPROC_DIR: start workers with `jumpsync worker`, or set "
                                "PROMETHEUS_MULTIPROC_DIR to an empty directory")
         directory = tempfile.mkdtemp(prefix="jumpsync-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[CREATED_ENV] = directory
     os.makedirs(directory, exist_ok=True)
     return directory
+
+
+def remove_created_dir() -> None:
+    """At the worker's stop: the directory ``ensure_multiproc_dir`` made for it, so that no run leaves one
+    behind. A directory that was given (a deployment's tmpfs, ``up``'s var/metrics) belongs to whoever gave it."""
+    created = os.environ.get(CREATED_ENV)
+    if created and created == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(created, ignore_errors=True)

@@ -8,11 +8,17 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support.constants import TEST_API_KEY
 from tests.support.databases import fresh_postgres_database
 from tests.support.fleet import WorkerFleet
 from tests.support.servers import PostgresServer, RedisServer
+
+# Hypothesis's per-example deadline is a wall-clock limit: on a machine busy with other tests it fails properties
+# that hold. Properties are checked here; speed is measured by `make bench`.
+settings.register_profile("jumpsync", deadline=None)
+settings.load_profile("jumpsync")
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,10 @@ organisation discovered is scheduled without restarting anything; a discovery th
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
+from datetime import datetime, timezone
 
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
@@ -84,17 +86,36 @@ def redbeat_on_broker(app) -> None:
 
 
 def next_syncs(app, names: list[str]) -> dict[str, str | None]:
-    """When beat will next trigger each connector (ISO time), read from its entry in Redis."""
+    """When beat will next trigger each connector (ISO time), from its entry in Redis: the schedule's next time
+    after the entry's last trigger (``next_run_at``); None for a connector beat has no entry for."""
     redbeat_on_broker(app)
     ensure_conf(app)
+    now = datetime.now(timezone.utc)
     out: dict[str, str | None] = {}
     for name in names:
         try:
             entry = RedBeatSchedulerEntry.from_key(RedBeatSchedulerEntry.generate_key(app, entry_name(name)), app=app)
-            out[name] = entry.due_at.isoformat() if entry.due_at else None
         except KeyError:
             out[name] = None
+            continue
+        due = next_run_at(entry.schedule, entry.last_run_at, now)
+        out[name] = due.isoformat() if due is not None else None
     return out
+
+
+def next_run_at(schedule, last_run_at: datetime | None, now: datetime) -> datetime | None:
+    """The time ``schedule`` is next due after a trigger at ``last_run_at``: last trigger + interval, or the
+    cron's next time. Never triggered: due ``now`` (beat sends a new entry at its next tick). A time in the past
+    means beat is behind (or not running). RedBeat's ``due_at`` is not this: it adds the time *remaining* to the
+    last trigger, so it moves backwards as the clock runs.
+
+    The schedule is asked with its clock held at ``now``, so the answer is the same on every call."""
+    if last_run_at is None:
+        return now
+    frozen = copy.copy(schedule)
+    frozen.nowfun = lambda: now
+    remaining = frozen.remaining_estimate(last_run_at)
+    return None if remaining is None else now + remaining
 
 
 class ConnectorScheduler(RedBeatScheduler):

@@ -13,6 +13,7 @@ from celery.schedules import crontab
 from config.settings import Settings, parse_duration
 from worker import signals  # noqa: F401  (connects the process hooks)
 from worker.names import Queue, TaskName
+from worker.results import backend_url
 from worker.runtime import settings
 
 
@@ -37,8 +38,12 @@ def create_app() -> Celery:
         worker_prefetch_multiplier=1,
         task_soft_time_limit=part_limit,
         task_time_limit=part_limit + 60,
+        # Results are kept only for the messages a command waits for (worker.waiting.send), in the broker's
+        # Redis, which expires them itself (so beat adds no cleanup entry); Celery censors the URL's password
+        # wherever it shows its settings.
         task_ignore_result=True,
-        result_expires=None,  # no result backend, so no beat entry to clean one
+        result_backend=backend_url(current.broker_url),
+        result_expires=24 * 3600,
         task_serializer="json",
         accept_content=["json"],
         # Events for Flower, including when a task is sent.

@@ -1,5 +1,6 @@
 """``jumpsync health``: can this deployment work? Broker reachable, database reachable and migrated, workers
-answering. For probes and for people; each check says what is wrong, never a secret."""
+answering. For probes and for people; each check says what is wrong, never a secret (an error's text may quote a
+URL: its password is hidden, config.redact)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from config.redact import redact
 from config.words import plural
 
 
@@ -16,7 +18,7 @@ def check_broker(app) -> dict[str, Any]:
             connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=3)
         return {"ok": True}
     except Exception as exc:  # noqa: BLE001  (any failure to connect is the answer)
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"ok": False, "error": redact(f"{type(exc).__name__}: {exc}")}
 
 
 def check_database(url: str) -> dict[str, Any]:
@@ -25,14 +27,14 @@ def check_database(url: str) -> dict[str, Any]:
 
     try:
         engine = get_engine(url)
+        check(engine)  # first: it connects only to a database that exists (a probe creates no SQLite file)
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        check(engine)
         return {"ok": True}
     except SchemaOutOfDate as exc:
         return {"ok": False, "error": str(exc)}
     except Exception as exc:  # noqa: BLE001
-        return {"ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
+        return {"ok": False, "error": redact(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")}
 
 
 def check_workers(app, *, worker: str | None, min_workers: int, timeout: float = 3.0) -> dict[str, Any]:
@@ -41,7 +43,7 @@ def check_workers(app, *, worker: str | None, min_workers: int, timeout: float =
     try:
         replies = app.control.ping(destination=[worker] if worker else None, timeout=timeout) or []
     except Exception as exc:  # noqa: BLE001
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"ok": False, "error": redact(f"{type(exc).__name__}: {exc}")}
     names = sorted(name for reply in replies for name in reply)
     if worker and worker not in names:
         return {"ok": False, "error": f"worker {worker} did not answer a ping within {timeout:.0f}s", "workers": names}

@@ -30,6 +30,14 @@ def _start_metrics_exporter(**_kwargs) -> None:
                    address=os.environ.get("JUMPSYNC_METRICS_ADDRESS", "0.0.0.0"))
 
 
+@signals.worker_shutdown.connect
+def _remove_metrics_dir(**_kwargs) -> None:
+    """The worker's main process, stopping: its pool is gone, and so may be the directory made for its metrics."""
+    from telemetry.multiproc import remove_created_dir
+
+    remove_created_dir()
+
+
 @signals.worker_init.connect
 @signals.worker_process_init.connect
 def _observe_api_responses(**_kwargs) -> None:

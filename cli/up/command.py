@@ -26,13 +26,15 @@ SERVER_COMMANDS = ("up", "worker", "beat", "flower", "simulator", "api")
 
 def up(once: bool = typer.Option(False, "--once", help="Wait for the first sync of every connector, then exit."),
        config: Optional[Path] = ConfigOption,
-       flower_port: int = typer.Option(5555, help="Flower's port (loopback only)."),
+       flower_port: Optional[int] = typer.Option(None, min=1, max=65535,
+                                                 help="Flower's port (loopback only; default 5555, or a free one "
+                                                      "when 5555 is taken). No Flower with --once."),
        api_port: Optional[int] = typer.Option(None, min=1, max=65535,
                                               help="The HTTP API's port (loopback only; default 8787, or a free "
                                                    "one when 8787 is taken)."),
        concurrency: int = typer.Option(4, help="Worker processes.")) -> None:
     """Run the whole thing locally: broker, worker, beat, Flower and the HTTP API (and a simulated org when none
-    is configured)."""
+    is configured). A port given here and taken by another program stops it before it starts anything (exit 2)."""
     from cli.up.supervisor import run_up
 
     if config is not None:
@@ -43,8 +45,10 @@ def up(once: bool = typer.Option(False, "--once", help="Wait for the first sync 
 
 def adopt_running_up(argv: list[str]) -> None:
     """A client command run in the folder of a running ``jumpsync up`` uses that run's broker, config and
-    database (for those not set in the environment or by ``--config``), and says so on stderr."""
+    database (for those not set in the environment or by ``--config``), and says so on stderr in one line, once
+    it reads its settings: ``--help``, or a command line refused before, uses none of them and says nothing."""
     from cli.up import state
+    from config.settings import when_first_loaded
 
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     if command is None or command in SERVER_COMMANDS:
@@ -52,4 +56,4 @@ def adopt_running_up(argv: list[str]) -> None:
     config_given = "--config" in argv or any(arg.startswith("--config=") for arg in argv)
     said = state.adopt_settings(given=("JUMPSYNC_CONFIG",) if config_given else ())
     if said is not None:
-        err.print(Text(said), highlight=False, soft_wrap=True)
+        when_first_loaded(lambda: err.print(Text(said), highlight=False, soft_wrap=True))

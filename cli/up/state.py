@@ -7,9 +7,11 @@ it ends, so a pid file left by a killed ``up`` is never taken for a live one. Ev
 leftovers of an earlier one. Redis rewrites its own environment for its process title, so the pid file also
 records each child's pid with its start time (which tells it from a later process given the same pid).
 
-The settings file holds the broker URL with the password of ``up``'s Redis, so it is written mode 600, like the
-other secrets ``up`` keeps in ``var/`` (Redis's config, Flower's login); the note that says which settings a
-command took from it shows the URLs with their passwords as ``***``.
+The settings file holds the broker URL with the password of ``up``'s Redis (or of the broker it was given) and
+the database URL with its password, if it has one: a command run later in another shell connects with them, and
+has nowhere else to read them from. So it is a secret file, written mode 600 and saying so, like the other
+secrets ``up`` keeps in ``var/`` (Redis's config, Flower's login); the note that says which settings a command
+took from it names them, never their values.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config.redact import redact_url
-
 VAR = Path("var")
 PID_FILE = VAR / "up.pid"
 ENV_FILE = VAR / "jumpsync.env"
@@ -33,6 +33,8 @@ FLOWER_AUTH_FILE = VAR / "flower-auth"
 MARKER_ENV = "JUMPSYNC_UP_ID"
 #: The settings ``up`` hands to other commands through ``ENV_FILE`` (the broker URL carries a password).
 SHARED_SETTINGS = ("JUMPSYNC_BROKER_URL", "JUMPSYNC_CONFIG", "JUMPSYNC_DATABASE_URL")
+#: How the note of a command that took them names them: what, not the values (one short line, no URL in it).
+SETTING_NAMES = {"JUMPSYNC_BROKER_URL": "broker", "JUMPSYNC_CONFIG": "config", "JUMPSYNC_DATABASE_URL": "database"}
 
 
 @dataclass
@@ -194,8 +196,8 @@ def write_private(path: Path, text: str) -> None:
 
 
 def write_env_file(values: dict[str, str], path: Path = ENV_FILE) -> None:
-    lines = ["# Written by `jumpsync up`: the settings other jumpsync commands use beside it. The broker URL "
-             "holds the password of up's Redis: keep this file private (mode 600).\n"]
+    lines = ["# Written by `jumpsync up`: the settings other jumpsync commands use beside it, removed when it stops.\n",
+             "# SECRETS: the broker and database URLs carry their passwords. Keep this file private (mode 600).\n"]
     lines += [f"export {key}={values[key]}\n" for key in SHARED_SETTINGS if values.get(key)]
     write_private(path, "".join(lines))
 
@@ -217,8 +219,8 @@ def adopt_settings(environ: dict[str, str] | None = None, given: tuple[str, ...]
     """Point this process at the ``up`` running in the current folder, for the settings not already set in
     ``environ`` (default ``os.environ``) nor named in ``given`` (such as ``JUMPSYNC_CONFIG`` for ``--config``).
 
-    Returns a line saying which settings were used (for stderr), or None when no ``up`` runs here or every
-    setting was given already.
+    Returns a short line naming the settings taken (for stderr; their values are in ``ENV_FILE``), or None when
+    no ``up`` runs here or every setting was given already.
     """
     env = os.environ if environ is None else environ
     up = running_up()
@@ -228,5 +230,5 @@ def adopt_settings(environ: dict[str, str] | None = None, given: tuple[str, ...]
     if not values:
         return None
     env.update(values)
-    used = ", ".join(f"{k.removeprefix('JUMPSYNC_').lower()}={redact_url(v)}" for k, v in sorted(values.items()))
-    return f"using the settings of the jumpsync up running here (pid {up.pid}, {ENV_FILE}): {used}"
+    used = ", ".join(SETTING_NAMES[key] for key in SHARED_SETTINGS if key in values)
+    return f"using {used} of the jumpsync up running here (pid {up.pid})"

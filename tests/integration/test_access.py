@@ -438,7 +438,7 @@ def test_long_tables_show_the_first_rows_and_say_how_many_more(run, tenant, monk
     for kind, _, _, _ in EXPECTED_FINDINGS:
         assert kind in report.stdout.split("\n", 5)[-1]  # in the table, below the summary
     assert "u-bob" in report.stdout and "u-carol" not in report.stdout  # the first of its kind only
-    assert "… and 3 more deleted_principal_granted findings (--format csv or json lists them all)" in report.stdout
+    assert "… and 3 more deleted_principal_granted findings (-o csv or -o json lists them all)" in report.stdout
     assert "more admin_without_user" not in report.stdout  # one of that kind: all shown
 
     monkeypatch.setattr(output, "TABLE_ROWS", 200)

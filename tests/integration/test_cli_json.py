@@ -18,6 +18,7 @@ import pytest
 from sqlmodel import Session
 
 from models.tables import (
+    Change,
     EventCursor,
     Grant,
     ProvisioningRequest,
@@ -93,6 +94,14 @@ def _populate(engine) -> None:
                      finished_at=_at(11), requests=2, counts={"seen": 0}, error="would delete 1 of 1 groups"),
             SyncPart(run_id=old_run.id, name="user", phase="fetch", status="failed", attempt=3,
                      started_at=_at(3), finished_at=_at(4), requests=1, error="401 Unauthorized"),
+            Change(connector_id=cid, run_id=good.id, at=_at(1), subject="resource", change="updated",
+                   resource_type="user", resource_id="u1", fields={"status": ["staged", "active"]}),
+            Change(connector_id=cid, run_id=good.id, at=_at(1), subject="grant", change="created",
+                   resource_type="app", resource_id="p1", entitlement="access", principal_type="user",
+                   principal_id="u1", via="g1"),
+            Change(connector_id=cid, request_id="r4", at=_at(4), subject="grant", change="deleted",
+                   resource_type="group", resource_id="g1", entitlement="member", principal_type="user",
+                   principal_id="u-gone"),  # a principal the database has no row of: its id stands alone
             EventCursor(connector_id=cid, cursor=_at(19), refreshed_at=_at(21), outcome="applied", run_id=refresh.id,
                         requests=4, events=7, reads=2, lag_seconds=12.5, seen={}),
         ])
@@ -158,6 +167,8 @@ COMMANDS = {
     "resources.tsv": ("resources", "acme", "-o", "tsv"),
     "grants.json": ("grants", "acme", "--json"),
     "grants.tsv": ("grants", "acme", "-o", "tsv"),
+    "changes.json": ("changes", "acme", "--json"),
+    "changes.tsv": ("changes", "acme", "-o", "tsv"),
     "status.json": ("status", "--json"),
     "status.tsv": ("status", "-o", "tsv"),
     "sync-wait.json": ("sync", "acme", "--wait", "--json"),
@@ -176,3 +187,22 @@ def test_read_commands_print_what_they_printed_before(cli, golden):
     if os.environ.get("JUMPSYNC_WRITE_GOLDEN"):
         path.write_text(printed)
     assert printed == path.read_text()
+
+
+def test_grants_and_changes_tables_name_what_ids_refer_to(cli, terminal):
+    """A table at a terminal reads ``kind:Name`` where the rows hold ids; ``--wide`` adds the ids."""
+    terminal(200)
+    table = cli("grants", "acme")
+    assert table.exit_code == 0, table.output
+    lines = [line.split() for line in table.stdout.splitlines()]
+    assert ["app:Slack", "access", "user:Alice", "group:Engineering"] in lines
+    assert ["role:Help", "Desk", "assigned", "admin:Alice", "Admin"] in lines
+    assert "(g1)" not in table.stdout and "u1" not in table.stdout
+    wide = cli("grants", "acme", "--wide")
+    assert ["app:Slack", "(p1)", "access", "user:Alice", "(u1)", "group:Engineering", "(g1)"] in [
+        line.split() for line in wide.stdout.splitlines()]
+    changes = cli("changes", "acme")
+    assert changes.exit_code == 0, changes.output
+    assert "app:Slack access user:Alice via group:Engineering" in changes.stdout
+    assert "group:Engineering member user:u-gone" in changes.stdout  # no name stored: the id
+    assert "user:Alice (u1)" in cli("changes", "acme", "-o", "wide").stdout

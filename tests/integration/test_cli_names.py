@@ -126,7 +126,7 @@ def test_requests_lists_what_each_request_targets_by_name(synced, engine):
 def test_counts_read_in_the_singular_for_one(synced, engine, monkeypatch):
     from models import queries
 
-    monkeypatch.setattr(queries, "wait_for_refresh", lambda *a, **k: SimpleNamespace(
+    monkeypatch.setattr(queries, "refresh_since", lambda *a, **k: SimpleNamespace(
         outcome="quiet", requests=1, events=1, reads=0, reason=None))
     result = synced.run("sync", "acme", "--events", "--wait")
     assert "refresh quiet — 1 request, 1 new event, 0 read back" in " ".join(result.stdout.split()), result.output

@@ -103,3 +103,43 @@ def test_changes_command(engine, db_url, simulator, tmp_path, monkeypatch, termi
     table = CliRunner().invoke(app, ["changes", NAME])
     assert table.exit_code == 0
     assert len(everything) == 1 and "… and 1 more change (--json lists them all" in table.output  # not "changes"
+
+
+def test_changes_after_a_first_sync_says_what_it_stored(engine, db_url, simulator, tmp_path, monkeypatch, terminal):
+    """The first sync records no history (its baseline); ``changes`` says what it stored and that history starts
+    there, never "no changes" when hundreds of accounts appeared."""
+    from cli.main import app
+    from config.settings import SettingsCache
+    from worker import runtime
+
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    first = run_sync(settings, engine)
+    dump = sim.dump()
+    config = tmp_path / "jumpsync.toml"
+    config.write_text("")
+    monkeypatch.setenv("JUMPSYNC_DATABASE_URL", db_url)
+    monkeypatch.setattr(runtime, "_settings", SettingsCache(config))
+    terminal(250)
+    result = CliRunner().invoke(app, ["changes", NAME])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"first sync (run {first.run_id}, ")
+    assert f"stored {len(dump['users'])} users, {len(dump['admins'])} admins, {len(dump['groups'])} groups" in lines[0]
+    assert lines[0].endswith(" grants: history starts there (resources and grants list them)")
+    assert lines[1:] == [f"no changes since run {first.run_id}"]
+    typed = CliRunner().invoke(app, ["changes", NAME, "--type", "user", "-o", "tsv"])
+    assert typed.stdout == ""  # a pipe reads rows only (none here): the notes are on stderr
+    assert f"stored {len(dump['users'])} users: history starts there" in typed.stderr
+    assert "no changes since" in typed.stderr
+    assert CliRunner().invoke(app, ["changes", NAME, "--json"]).stdout == "[]\n"
+
+    mover = dump["users"][0]["_id"]
+    sim.suspend_user(mover)
+    before = utcnow()
+    second = run_sync(settings, engine)
+    later = CliRunner().invoke(app, ["changes", NAME]).stdout.splitlines()
+    assert later[0].startswith(f"first sync (run {first.run_id}, ") and f"run {second.run_id}" in later[-1]
+    recent = CliRunner().invoke(app, ["changes", NAME, "--since", before.isoformat()]).stdout
+    assert "first sync" not in recent and "updated" in recent  # the window starts after the baseline
+

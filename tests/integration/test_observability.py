@@ -172,3 +172,22 @@ def test_flower_shows_tasks_behind_basic_auth_and_never_the_key(observed_fleet, 
     finally:
         flower.terminate()
         flower.wait(timeout=30)
+
+
+def test_a_worker_removes_the_metrics_directory_it_made_when_it_stops(redis_url, tmp_path):
+    """Without PROMETHEUS_MULTIPROC_DIR, ``jumpsync worker`` makes one in the temporary directory: not left there."""
+    own_tmp = tmp_path / "tmp"
+    own_tmp.mkdir()
+    fleet = WorkerFleet(tmp_path, redis_url.rsplit("/", 1)[0] + "/7", f"sqlite:///{tmp_path / 'jumpsync.db'}")
+    port = free_port()
+    fleet.extra_env = {"JUMPSYNC_METRICS_PORT": str(port), "JUMPSYNC_METRICS_ADDRESS": "127.0.0.1",
+                       "TMPDIR": str(own_tmp)}
+    fleet.migrate()
+    proc = fleet.start_worker("tidy", concurrency=1)
+    try:
+        assert len(list(own_tmp.glob("jumpsync-metrics-*"))) == 1
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 200
+    finally:
+        fleet.stop()
+    assert proc.returncode == 0
+    assert not list(own_tmp.glob("jumpsync-metrics-*"))

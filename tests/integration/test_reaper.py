@@ -1,4 +1,5 @@
-"""The sync reaper: stale runs are failed, lost part and finalizer messages are found (SQLite, PostgreSQL)."""
+"""The sync reaper: stale runs are failed, lost part and finalizer messages are found (SQLite, PostgreSQL); and
+the runs whose messages died with their broker are failed at once by whoever knows it (``jumpsync up``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import pytest
 from sqlalchemy import select, update
 from sqlmodel import Session
 
+from models.states import PartStatus, RunStatus
 from models.tables import SyncPart, SyncRun, utcnow
 from pipeline import reaper, sync
+from pipeline.claims import claim_part, end_part
+from pipeline.fanin import try_begin_finalize
+from pipeline.runs import AbandonedRun, abandon_orphaned_runs
 from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
 from tests.support.direct_sync import NAME, make_settings
 from tests.support.runs import latest_run
@@ -20,12 +25,14 @@ def _api_key(monkeypatch):
     monkeypatch.setenv(TEST_KEY_ENV, TEST_API_KEY)
 
 
-def backdate(engine, run_id: int, minutes: int) -> None:
+def backdate(engine, run_id: int, minutes: float) -> None:
+    """The run, and every start and end of its parts, ``minutes`` ago: nothing of it heard since."""
     with Session(engine) as session:
         past = utcnow() - timedelta(minutes=minutes)
         session.execute(update(SyncRun).where(SyncRun.id == run_id).values(started_at=past))
-        session.execute(update(SyncPart).where(SyncPart.run_id == run_id, SyncPart.finished_at.is_not(None))
-                        .values(finished_at=past))
+        for column in ("started_at", "finished_at"):
+            session.execute(update(SyncPart).where(SyncPart.run_id == run_id, getattr(SyncPart, column).is_not(None))
+                            .values({column: past}))
         session.commit()
 
 
@@ -76,3 +83,91 @@ def test_skipped_runs_older_than_a_week_are_pruned_and_nothing_else(engine, db_u
     with Session(engine) as session:
         kept = set(session.execute(select(SyncRun.id)).scalars())
     assert kept == {running.run_id, new_skip.run_id}  # a running run, however old, and a recent skip stay
+
+
+def test_a_run_not_heard_from_for_lost_after_is_moved_on_and_a_busy_one_is_left_alone(engine, db_url, simulator):
+    """The bound: a run none of whose parts runs, silent for ``LOST_AFTER``, gets its pending parts or its
+    finalizer again; a run with a part running (a live worker, or a message the broker gives back) gets nothing,
+    however old, and neither does a finalizer still deriving."""
+    settings = make_settings(db_url, simulator().url)
+    stale_after = timedelta(hours=2)
+    bound = reaper.LOST_AFTER.total_seconds() / 60
+    started = sync.begin(settings, engine, NAME, trigger="manual")
+    sync.run_part(settings, engine, started.run_id, "user", NAME)
+    backdate(engine, started.run_id, bound * 0.5)
+    assert reaper.reap(engine, stale_after).parts == []  # heard from within the bound
+    backdate(engine, started.run_id, bound * 1.5)
+    assert [p for _, p, _ in reaper.reap(engine, stale_after).parts] == ["admin", "app", "group"]
+
+    # One part running (its message taken by a worker): the run is busy, the others wait for a free worker.
+    assert claim_part(engine, started.run_id, "admin").attempt == 1
+    backdate(engine, started.run_id, 30)
+    assert reaper.reap(engine, stale_after).parts == []
+    with Session(engine) as session:  # its worker ended it; nothing heard since
+        session.execute(update(SyncPart).where(SyncPart.run_id == started.run_id, SyncPart.name == "admin")
+                        .values(status=PartStatus.SUCCEEDED))
+        session.commit()
+    assert [p for _, p, _ in reaper.reap(engine, stale_after).parts] == ["app", "group"]
+
+    for part in ("app", "group"):
+        sync.run_part(settings, engine, started.run_id, part, NAME)
+    assert try_begin_finalize(engine, started.run_id, again=True)  # finalizing; its finalizer message lost
+    backdate(engine, started.run_id, bound * 0.5)
+    assert reaper.reap(engine, stale_after).finalize == []
+    backdate(engine, started.run_id, bound * 1.5)
+    assert reaper.reap(engine, stale_after).finalize == [(started.run_id, NAME)]
+    # A finalizer deriving (a derived part running) is alive, however long it takes: not sent again.
+    role = claim_part(engine, started.run_id, "role", run_status=RunStatus.FINALIZING).attempt
+    assert role == 1
+    backdate(engine, started.run_id, 30)
+    assert reaper.reap(engine, stale_after).finalize == []
+    # It died between two derived parts: sent again, and the re-sent one ends the run.
+    assert end_part(engine, started.run_id, "role", role, status=PartStatus.SUCCEEDED)
+    backdate(engine, started.run_id, bound * 0.5)
+    assert reaper.reap(engine, stale_after).finalize == []
+    backdate(engine, started.run_id, bound * 1.5)
+    assert reaper.reap(engine, stale_after).finalize == [(started.run_id, NAME)]
+    assert sync.finalize(engine, started.run_id).status == RunStatus.SUCCEEDED
+    assert reaper.reap(engine, stale_after) == reaper.Reaped()
+
+
+def test_runs_whose_broker_is_gone_are_failed_at_once_and_free_their_connector(engine, db_url, simulator):
+    """``jumpsync up`` starting a fresh Redis: the active runs of its connectors, running or finalizing, are
+    failed with the reason, their open parts with them; other connectors' runs and ended runs are untouched."""
+    sim = simulator()
+    settings = make_settings(db_url, sim.url)
+    other = make_settings(db_url, sim.url, name="other")
+    done = sync.begin(settings, engine, NAME, trigger="manual")
+    for part in done.parts:
+        sync.run_part(settings, engine, done.run_id, part, NAME)
+    assert sync.finalize(engine, done.run_id).status == RunStatus.SUCCEEDED
+    fetching = sync.begin(settings, engine, NAME, trigger="manual")
+    claim_part(engine, fetching.run_id, "user")  # a part running when the broker died, the others pending
+    elsewhere = sync.begin(other, engine, "other", trigger="manual")
+    reason = "its messages died with the Redis of an earlier jumpsync up"
+
+    assert abandon_orphaned_runs(engine, [NAME], reason=reason) == [
+        AbandonedRun(fetching.run_id, NAME, RunStatus.RUNNING)]
+    run = latest_run(engine, NAME)
+    assert run.id == fetching.run_id and run.status == RunStatus.FAILED and run.error == f"abandoned: {reason}"
+    assert {p.status for p in run.parts} == {PartStatus.FAILED} and run.finished_at is not None
+    assert latest_run(engine, "other").status == RunStatus.RUNNING  # not this caller's connector
+    assert latest_run(engine, NAME, finished=True).id == fetching.run_id
+    assert abandon_orphaned_runs(engine, [NAME], reason=reason) == []  # nothing left; the ended run untouched
+
+    # A run left finalizing (its finalizer message lost): the fetched parts keep their ends, the derived fail.
+    finalizing = sync.begin(settings, engine, NAME, trigger="manual")
+    assert not finalizing.skipped  # the slot was freed
+    for part in finalizing.parts:
+        sync.run_part(settings, engine, finalizing.run_id, part, NAME)
+    assert abandon_orphaned_runs(engine, [NAME, "other"], reason=reason) == [
+        AbandonedRun(elsewhere.run_id, "other", RunStatus.RUNNING),
+        AbandonedRun(finalizing.run_id, NAME, RunStatus.FINALIZING)]
+    run = latest_run(engine, NAME)
+    assert run.status == RunStatus.FAILED
+    assert {p.name: p.status for p in run.parts if p.phase == "fetch"} == dict.fromkeys(finalizing.parts,
+                                                                                      PartStatus.SUCCEEDED)
+    assert {p.status for p in run.parts if p.phase == "derive"} == {PartStatus.FAILED}
+    # A finalizer that turns up after all ends nothing: the run has ended.
+    assert sync.finalize(engine, finalizing.run_id).status == RunStatus.FAILED
+    assert not sync.begin(settings, engine, NAME, trigger="manual").skipped

@@ -1,7 +1,8 @@
 """What ``jumpsync`` tables look like at 80 and 160 columns and in a pipe, through the CLI on a real database.
 
-At 80 columns an id, email, name, status or connector is never cut: it folds onto the next line. A pipe gets
-tab-separated rows with a header and full values; ``--wide`` / ``-o wide`` shows every column.
+At 80 columns an id, email or status is shown whole on one line or not at all (a line on stderr says which
+columns are left out); a name wraps between words. A pipe gets tab-separated rows with a header and full values;
+``--wide`` / ``-o wide`` shows every column.
 """
 
 from __future__ import annotations
@@ -54,16 +55,20 @@ def parse(table: str) -> tuple[list[str], list[dict[str, str]]]:
     return names, [{name: "".join(p) for name, p in row.items()} for row in rows]
 
 
-def test_at_80_columns_ids_emails_and_names_fold_and_are_never_cut(cli, terminal):
+def test_at_80_columns_ids_are_whole_names_wrap_and_the_columns_left_out_are_named(cli, terminal):
     terminal(80)
     result = cli("resources", "acme")
     assert result.exit_code == 0, result.output
     assert all(len(line) <= 80 for line in result.stdout.splitlines())
     assert "…" not in result.stdout
     names, rows = parse(result.stdout)
-    assert names == ["type", "id", "name", "email", "status"]  # "deleted" is the one dropped
-    assert {(r["id"], r["email"], r["status"]) for r in rows} == {(p[0], p[2], p[3]) for p in PEOPLE}
-    assert {r["name"].replace(" ", "") for r in rows} == {p[1].replace(" ", "") for p in PEOPLE}  # wrapped at spaces
+    # type is user in every row, deleted is empty, and the 44-character email does not fit beside id and name
+    assert names == ["id", "name", "status"]
+    assert all(any(p[0] in line for line in result.stdout.splitlines()) for p in PEOPLE)  # never split
+    assert {(r["id"], r["status"]) for r in rows} == {(p[0], p[3]) for p in PEOPLE}
+    assert {r["name"].replace(" ", "") for r in rows} == {p[1].replace(" ", "") for p in PEOPLE}  # at spaces
+    assert ("not shown at 80 columns: type (user in every row), email, deleted (empty) (--wide shows every column)"
+            in result.stderr)
 
 
 def test_at_160_columns_every_column_is_shown_on_one_line_per_row(cli, terminal):
@@ -96,7 +101,7 @@ def test_a_pipe_gets_tab_separated_rows_with_a_header(cli):
     assert "─" in drawn.stdout and "\t" not in drawn.stdout
 
 
-def test_requests_at_80_columns_keep_the_id_whole_and_the_target_and_show_local_times(cli, engine, terminal, monkeypatch):
+def test_requests_at_80_columns_keep_the_id_whole_and_show_local_times(cli, engine, terminal, monkeypatch):
     import time
 
     from provisioning import requests as prequests
@@ -112,13 +117,14 @@ def test_requests_at_80_columns_keep_the_id_whole_and_the_target_and_show_local_
         result = cli("requests")
         assert all(len(line) <= 80 for line in result.stdout.splitlines())
         names, rows = parse(result.stdout)
-        # what a request targets is kept before when it was made
-        assert names[:5] == ["id", "connector", "action", "status", "target"] and "error" not in names
+        assert names[:3] == ["id", "action", "status"] and "error" not in names
+        assert "connector (acme in every row)" in result.stderr
         assert [r["id"] for r in rows] == [r["id"] for r in recorded]
+        assert "error" in result.stderr.splitlines()[-1]  # said, not silent
+        local = datetime.fromisoformat(recorded[0]["created_at"]).astimezone()
         terminal(160)
         wide = parse(cli("requests").stdout)
         assert "error" in wide[0] and wide[1][0]["error"].startswith("reason 2: a long")
-        local = datetime.fromisoformat(recorded[0]["created_at"]).astimezone()
         if local.date() == datetime.now().astimezone().date():
             assert wide[1][0]["created"] == local.strftime("%H:%M:%S")
         monkeypatch.setenv("TTY_COMPATIBLE", "0")
@@ -136,8 +142,10 @@ def test_status_at_80_columns(cli, terminal):
     assert result.exit_code == 0, result.output
     assert all(len(line) <= 80 for line in result.stdout.splitlines())
     names, rows = parse(result.stdout)
-    assert {"connector", "last run", "finished", "next sync", "error"} <= set(names)
-    assert "report/export" not in names and "resources" not in names  # the first two dropped
+    # never run: the empty columns go first, and then the rest fits
+    assert names == ["connector", "last run", "next sync", "resources", "grants", "events", "report/export"]
+    assert result.stderr.splitlines()[-1] == ("not shown at 80 columns: finished (empty), last success (empty), "
+                                              "provisioning (empty), error (empty) (--wide shows every column)")
     assert [(r["connector"], r["last run"]) for r in rows] == [("acme", "never")]
     terminal(160)
     names, _ = parse(cli("status").stdout)

@@ -76,21 +76,26 @@ def still_alive(started: set[tuple[int, int]]) -> set[tuple[int, int]]:
 class Up:
     """A ``jumpsync up`` in ``folder``, its output to a file or to a pseudo-terminal."""
 
-    def __init__(self, folder: Path, *, terminal: bool = False) -> None:
+    def __init__(self, folder: Path, *, terminal: bool = False, default_ports: bool = False,
+                 env: dict[str, str] | None = None) -> None:
+        """``default_ports``: no ``--flower-port``/``--api-port``, up picks them (``flower_port`` is then None);
+        ``env``: variables added to a person's environment."""
         self.folder = folder
         self.out = folder / "up.out"
         self.master: int | None = None
-        self.flower_port = free_port()
-        args = JUMPSYNC + ["up", "--flower-port", str(self.flower_port), "--api-port", str(free_port()),
-                           "--concurrency", "2"]
+        self.flower_port = None if default_ports else free_port()
+        args = JUMPSYNC + ["up", "--concurrency", "2"]
+        if not default_ports:
+            args += ["--flower-port", str(self.flower_port), "--api-port", str(free_port())]
+        environ = {**clean_env(), **(env or {})}
         if terminal:
             self.master, slave = pty.openpty()
-            self.proc = subprocess.Popen(args, cwd=folder, env=clean_env(), stdin=slave, stdout=slave,
+            self.proc = subprocess.Popen(args, cwd=folder, env=environ, stdin=slave, stdout=slave,
                                          stderr=slave, start_new_session=True)
             os.close(slave)
         else:
             with open(self.out, "wb") as out:
-                self.proc = subprocess.Popen(args, cwd=folder, env=clean_env(), stdin=subprocess.DEVNULL,
+                self.proc = subprocess.Popen(args, cwd=folder, env=environ, stdin=subprocess.DEVNULL,
                                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.screen = b""
 

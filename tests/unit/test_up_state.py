@@ -75,8 +75,7 @@ def test_commands_take_the_settings_of_the_running_up_that_are_not_given():
     environ = {"JUMPSYNC_DATABASE_URL": "postgresql://mine/db"}
     said = adopt_settings(environ, given=("JUMPSYNC_CONFIG",))
     assert environ == {"JUMPSYNC_DATABASE_URL": "postgresql://mine/db", "JUMPSYNC_BROKER_URL": "redis://127.0.0.1:6390/0"}
-    assert said == (f"using the settings of the jumpsync up running here (pid {os.getpid()}, var/jumpsync.env): "
-                    "broker_url=redis://127.0.0.1:6390/0")
+    assert said == f"using broker of the jumpsync up running here (pid {os.getpid()})"
     assert adopt_settings(dict(environ), given=("JUMPSYNC_CONFIG",)) is None  # everything given: nothing said
     held.release(remove=True)
     assert adopt_settings({}) is None  # the env file without a running up is not used
@@ -93,8 +92,41 @@ def test_the_settings_file_is_private_and_the_note_hides_the_password():
     environ: dict[str, str] = {}
     said = adopt_settings(environ)
     assert environ == {"JUMPSYNC_BROKER_URL": "redis://:Pw-4f9c2e@127.0.0.1:6390/0"}
-    assert said is not None and said.endswith("broker_url=redis://:***@127.0.0.1:6390/0") and "Pw-4f9c2e" not in said
+    assert said == f"using broker of the jumpsync up running here (pid {os.getpid()})"  # names, never values
     held.release(remove=True)
+
+
+def _jumpsync(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUMPSYNC_")} | {"PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_command_beside_a_running_up_says_so_in_one_short_line_only_when_it_uses_its_settings():
+    from models.db import make_engine
+    from models.migrate import upgrade
+
+    database = Path("up.db").resolve()
+    engine = make_engine(f"sqlite:///{database}")
+    upgrade(engine)
+    engine.dispose()
+    config = Path("var/jumpsync.demo.toml")
+    held = PidFile()
+    held.acquire(_record())  # this test process is the running up
+    config.write_text("")
+    up_state.write_env_file({"JUMPSYNC_BROKER_URL": "redis://:Pw-4f9c2e@127.0.0.1:9/0",
+                             "JUMPSYNC_CONFIG": str(config.resolve()),
+                             "JUMPSYNC_DATABASE_URL": f"sqlite:///{database}"})
+    try:
+        used = _jumpsync("status", "--json")
+        assert used.returncode == 0, used.stderr
+        assert used.stdout.strip() == "[]"  # up's empty config and migrated database, not ./jumpsync.db
+        assert used.stderr == f"using broker, config, database of the jumpsync up running here (pid {os.getpid()})\n"
+        assert len(used.stderr.rstrip("\n")) <= 80
+        for unused in (["status", "--help"], ["--help"], ["status", "--no-such-option"]):
+            result = _jumpsync(*unused)
+            assert "jumpsync up" not in result.stderr, unused
+    finally:
+        held.release(remove=True)
 
 
 @pytest.mark.parametrize("url,shown", [
@@ -103,11 +135,27 @@ def test_the_settings_file_is_private_and_the_note_hides_the_password():
     ("postgresql://jumpsync:s3cret@db:5432/jumpsync", "postgresql://jumpsync:***@db:5432/jumpsync"),
     ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
     ("sqlite:////var/lib/jumpsync/jumpsync.db", "sqlite:////var/lib/jumpsync/jumpsync.db"),
+    ("redis://:Bk@Tail@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),  # a raw @: up to the last one
+    ("redis://:s3cret@127.0.0.1, mail bob@example.com", "redis://:***@127.0.0.1, mail bob@example.com"),
+    ("failed: 'postgresql://u:s3cret@db/x' and redis://:p@w@r/0", "failed: 'postgresql://u:***@db/x' and redis://:***@r/0"),
 ])
 def test_urls_are_shown_without_their_password(url, shown):
-    from config.redact import redact_url
+    from config.redact import redact
 
-    assert redact_url(url) == shown
+    assert redact(url) == shown
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_a_log_line_that_quotes_a_url_hides_its_password(fmt):
+    """Whatever logs it (a library's message, an exception's text), in either format."""
+    code = ("import logging; from telemetry import logs; logs.configure(%r)\n"
+            "log = logging.getLogger('kombu')\n"
+            "log.error('cannot connect to %%s', 'redis://:Pw-4f9c2e@10.0.0.9:6379/0')\n"
+            "try:\n    raise OSError('postgresql://jumpsync:Pw-4f9c2e@db/jumpsync refused')\n"
+            "except OSError:\n    log.exception('database down')\n") % fmt
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "redis://:***@10.0.0.9:6379/0" in result.stderr and "postgresql://jumpsync:***@db" in result.stderr
+    assert "Pw-4f9c2e" not in result.stderr
 
 
 def test_the_local_redis_reads_its_password_from_its_config():
