@@ -32,7 +32,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from config.words import noun
+from config.words import noun, plural
 
 RESERVED_COLUMNS = ("connector", "action", "idempotency_key", "on_behalf_of")
 JSONL_KEYS = ("connector", "action", "params", "idempotency_key", "on_behalf_of")
@@ -205,7 +205,7 @@ def _csv_row(header: list[str], row: list[str]) -> BulkItem | BulkError:
         return BulkError(message, connector=connector, action=action, body=body)
 
     if len(row) != len(header):
-        return error(f"{len(row)} cells, but the header has {len(header)} columns")
+        return error(f"{plural(len(row), 'cell')}, but the header has {plural(len(header), 'column')}")
     if any(not name and value for name, value in cells):
         return error("a value in a column that has no name in the header")
     missing = [name for name in ("connector", "action") if not given.get(name)]

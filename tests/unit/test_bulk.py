@@ -190,6 +190,7 @@ def test_csv_wrong_number_of_cells_is_reported_per_row():
     too_many, too_few = parsed[0][1], parsed[1][1]
     assert too_many.message == "4 cells, but the header has 3 columns"
     assert too_few.message == "2 cells, but the header has 3 columns"
+    assert parse_csv("connector,action,user\nacme\n")[0][1].message == "1 cell, but the header has 3 columns"
     # it named its connector and action, so it can be recorded as a rejected request
     assert too_many.recordable
     assert too_many.body == {"connector": "acme", "action": "user.suspend", "params": {"user": "bob"}}
