@@ -31,6 +31,7 @@ from cli import output
 from cli.common import ConfigOption, ConnectorArgument, format_or_file, legacy_format, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from cli.refs import name_and_id
+from config.words import plural
 
 console = output.stdout()
 err = output.stderr()
@@ -97,7 +98,7 @@ def access(connector: str = ConnectorArgument,
     output.print_rows(ACCESS_COLUMNS, ((e["type"], e["name"], e["id"], e["entitlement"],
                                         _ref(e["via"]) if e["via"] else "direct",
                                         f"{e['account']['type']} {e['account']['id']}") for e in rows), shown)
-    _more(len(data["access"]) - len(rows), "groups, apps and roles", "--json", shown)
+    _more(len(data["access"]) - len(rows), ("group, app or role", "groups, apps and roles"), "--json", shown)
 
 
 ACCESS_COLUMNS = (Col("type", category=True, drop=4), Col("name", wrap=True), Col("id"),
@@ -130,7 +131,7 @@ def who_has(connector: str = ConnectorArgument,
                                         "deleted" if h["principal"]["deleted"] else h["principal"]["status"],
                                         h["entitlement"], _ref(h["via"]) if h["via"] else "direct",
                                         _ref(h["linked_user"])) for h in rows), shown)
-    _more(len(data["holders"]) - len(rows), "holders", "--json", shown)
+    _more(len(data["holders"]) - len(rows), ("holder", "holders"), "--json", shown)
 
 
 #: At 80 columns: name and id always; then status, email and type as they fit.
@@ -161,7 +162,8 @@ def report(connector: str = ConnectorArgument,
     output.print_rows(FINDING_COLUMNS, ((f["kind"], f"{f['subject']['type']} {_ref(f['subject'])}",
                                          _ref(f["related"]), _ref(f["via"]), f["detail"]) for f in findings), shown)
     for kind, count in data["summary"].items():
-        _more(count - sum(1 for f in findings if f["kind"] == kind), f"{kind} findings", "-o csv or -o json", shown)
+        _more(count - sum(1 for f in findings if f["kind"] == kind), (f"{kind} finding", f"{kind} findings"),
+              "-o csv or -o json", shown)
 
 
 def _report_file(connector: str, fmt: ReportFormat, live: bool) -> None:
@@ -192,9 +194,10 @@ FINDING_COLUMNS = (Col("kind", category=True), Col("subject", wrap=True), Col("r
                    Col("via", wrap=True, drop=3), Col("detail", wrap=True, drop=1))
 
 
-def _more(count: int, what: str, full: str, shown: Output) -> None:
+def _more(count: int, what: tuple[str, str], full: str, shown: Output) -> None:
+    """``… and 1 more holder``: ``what`` is the noun for one and for several."""
     if count > 0:
-        output.note(f"… and {count:,} more {what} ({full} lists them all)", shown)
+        output.note(f"… and {plural(count, 'more ' + what[0], 'more ' + what[1])} ({full} lists them all)", shown)
 
 
 def export(connector: str = ConnectorArgument,
@@ -230,7 +233,7 @@ def export(connector: str = ConnectorArgument,
                 count = write_export(out, lines, fmt)
     except OSError as exc:
         raise _fail(f"{file}: {exc.strerror}") from None
-    err.print(Text(f"wrote {count} grants to {file}"))
+    err.print(Text(f"wrote {plural(count, 'grant')} to {file}"))
 
 
 def _rendered(connector: str, artifact: str, live: bool):

@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from cli import output
-from cli.common import ConfigOption, usage_error, use_config
+from cli.common import ConfigOption, requests_connector, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 
 
@@ -52,6 +52,8 @@ def audit(connector: Optional[str] = typer.Option(None, "--connector", help="Onl
     from provisioning.audit import events
     from worker import runtime
 
+    if connector is not None:
+        connector = requests_connector(connector)
     found = events(runtime.engine(), connector=connector, since=after, until=before, limit=limit)
     if jsonl:
         sys.stdout.write("".join(event.to_json() + "\n" for event in found))

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from cli import output
-from cli.common import check_resource_type, use_config
+from cli.common import check_resource_type, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from cli.refs import named
 from config.settings import parse_duration
+from config.words import plural
 from models.columns import as_utc
 
 if TYPE_CHECKING:
@@ -64,8 +65,7 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
         total = min(limit or sys.maxsize, count_changes(runtime.engine(), name, since=after,
                                                         resource_type=type_)) if cut else len(rows)
     except UnknownConnector as exc:
-        err.print(f"error: {exc}")
-        raise typer.Exit(2) from None
+        raise usage_error(str(exc)) from None
     if shown is Output.json:
         write_json_array(sys.stdout, rows)
         return
@@ -79,7 +79,7 @@ def changes(name: str = typer.Argument(..., help="Connector name."),
     ids = shown is not Output.table  # wide and tsv carry the ids beside the names (cli.refs)
     output.print_rows(CHANGE_COLUMNS, (_change_row(row, ids) for row in rows), shown)
     if total > len(rows):
-        output.note(f"… and {total - len(rows):,} more changes (--json lists them all; --since and --type "
+        output.note(f"… and {plural(total - len(rows), 'more change')} (--json lists them all; --since and --type "
                     "narrow them down)", shown)
 
 

@@ -106,5 +106,25 @@ def connector_query(fn: Callable, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(runtime.engine(), *args, **kwargs)
     except queries.UnknownConnector as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+        raise usage_error(str(exc)) from None
+
+
+def requests_connector(name: str) -> str:
+    """The connector a ``--connector`` filter of requests names (``config.names``: ``ACME`` is ``acme``): one
+    configured, synced once, or named by a recorded request; exit 2 with the closest otherwise."""
+    from sqlmodel import Session
+
+    from config.names import match_name, suggest
+    from models.queries import synced_connector_names
+    from provisioning import requests as prequests
+    from worker import runtime
+
+    engine = runtime.engine()
+    with Session(engine) as session:
+        known = {c.name for c in runtime.settings().connectors} | set(synced_connector_names(session))
+    known |= set(prequests.connector_names(engine))
+    found = match_name(name, sorted(known))
+    if found is None:
+        raise usage_error(f"--connector {name!r} is neither configured nor named by any request"
+                          + suggest(name, sorted(known)))
+    return found

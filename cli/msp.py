@@ -13,6 +13,7 @@ from cli.common import ConfigOption, print_json, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from cli.waiting import wait_or_exit
 from config.settings import ConfigError
+from config.words import plural
 from worker.names import TaskName
 
 msp_app = typer.Typer(help="MSP keys: the organisations they reach, each synced as a connector.",
@@ -46,7 +47,7 @@ def list_organizations(config: Optional[Path] = ConfigOption, as_json: bool = Js
         if listing is None:
             output.note(f"{table['name']}: not listed yet", shown)
         else:
-            detail = f"{listing['organizations']} organisations" if listing["outcome"] == "ok" else listing["error"]
+            detail = plural(listing["organizations"], "organisation") if listing["outcome"] == "ok" else listing["error"]
             output.note(f"{table['name']}: last listing {listing['outcome']} at {listing['listed_at']}: {detail}",
                         shown)
 
@@ -80,7 +81,7 @@ def discover(name: str = typer.Argument(..., help="The [[msp]] table's name."),
         print_json(table)
     else:
         syncing = sum(o["state"] in ("syncing", "missing") for o in table["organizations"])
-        detail = (f"{listing['organizations']} organisations listed, {syncing} syncing"
+        detail = (f"{plural(listing['organizations'], 'organisation')} listed, {syncing} syncing"
                   if listing["outcome"] == "ok" else listing["error"])
         console.print(f"{name}: listing {listing['outcome']}: {detail}")
     raise typer.Exit(0 if listing["outcome"] == "ok" else 1)

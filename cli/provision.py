@@ -21,6 +21,7 @@ from cli.common import ConfigOption, print_json, usage_error, use_config
 from cli.output import Col
 from cli.waiting import task_failed
 from config.actions import ACTION_NAMES
+from config.words import plural
 from models.states import ENDED_REQUEST_STATUSES, RequestStatus
 
 console = output.stdout()
@@ -179,12 +180,16 @@ def provision(connector: str = typer.Argument(..., help="Connector name."),
              "cost_center": cost_center, "location": location}
     params = _parse_param_options(param, {k: v for k, v in named.items() if v is not None})
     from auth.local import cli_requester
+    from config.settings import ConfigError
     from jumpsync.api import submit_as
+    from provisioning.params import InvalidRequest
     from worker.waiting import TaskFailed
 
     try:
         request = submit_as(cli_requester(), connector, action, params, idempotency_key=idempotency_key,
                             on_behalf_of=on_behalf_of, wait=wait, timeout=timeout)
+    except (ConfigError, InvalidRequest) as exc:  # a usage error: refused before anything is recorded
+        raise usage_error(str(exc)) from None
     except TaskFailed as exc:
         raise task_failed(f"the {action} request on {connector}", exc) from None
     finish_request(request, waited=wait, timeout=timeout, as_json=as_json)
@@ -305,8 +310,10 @@ def submit_bulk(parsed, *, source: str, requested_by: str, on_behalf_of: Optiona
     for index, outcome in enumerate(to_send):
         outcome["task_id"] = enqueue(outcome["request"]["id"], keep_result=keep_results)
         if outcome["task_id"] is None:
-            err.print(f"[yellow]warning:[/yellow] the broker could not be reached; {len(to_send) - index} "
-                      "request(s) stay pending and the relay will send them")
+            left = len(to_send) - index
+            err.print(f"[yellow]warning:[/yellow] the broker could not be reached; {plural(left, 'request')} "
+                      f"{'stays' if left == 1 else 'stay'} pending and the relay will send "
+                      f"{'it' if left == 1 else 'them'}")
             break
     return outcomes
 

@@ -9,11 +9,14 @@ from typing import Optional
 import typer
 
 from cli import output
-from cli.common import ConfigOption, print_json, usage_error, use_config
+from cli.common import ConfigOption, print_json, requests_connector, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption
 from cli.provision import compact, finish_request, show_provisioning_warnings
 from cli.waiting import task_failed
 from config.actions import ACTION_NAMES
+from config.words import plural
+
+IdArgument = typer.Argument(..., metavar="ID", help="The request's id, or 8 or more of its first characters.")
 
 requests_app = typer.Typer(help="List provisioning requests (newest first); show one; retry a failed one; "
                                 "approve or deny one that awaits approval.")
@@ -49,56 +52,55 @@ def requests_list(ctx: typer.Context,
         raise usage_error(f"--action {action!r} is not an action{suggest(action, ACTION_NAMES)}")
     engine = runtime.engine()
     if connector is not None:
-        connector = connector.lower()
-        known = _known_connectors()
-        if connector not in known:
-            raise usage_error(f"--connector {connector!r} is neither configured nor named by any request"
-                              + suggest(connector, sorted(known)))
+        connector = requests_connector(connector)
     data = prequests.listing(engine, status=RequestStatus(status) if status else None, connector=connector,
                              action=action, limit=limit)
     shown = output.choose(output_, wide=wide, as_json=as_json)
     if shown is Output.json:
         print_json(data)
         return
+    from provisioning.targets import targets
+
     rows = output.rows_shown(data, shown)
-    output.print_rows(REQUEST_COLUMNS, ((r["id"], r["connector"], r["action"], r["status"], r["attempts"],
-                                         r["created_at"], r["last_error"]) for r in rows), shown)
+    output.print_rows(REQUEST_COLUMNS, ((r["id"], r["connector"], r["action"], r["status"], target, r["attempts"],
+                                         r["created_at"], r["last_error"])
+                                        for r, target in zip(rows, targets(engine, rows), strict=True)), shown)
     if len(data) > len(rows):
-        output.note(f"… and {len(data) - len(rows):,} more requests (--json lists them all; --status, --connector "
-                    "and --limit narrow them down)", shown)
+        output.note(f"… and {plural(len(data) - len(rows), 'more request')} (--json lists them all; --status, "
+                    "--connector and --limit narrow them down)", shown)
 
 
-def _known_connectors() -> set[str]:
-    """Every connector a request may name: configured, synced once, or named by a recorded request."""
-    from sqlmodel import Session
+#: At 80 columns: id, connector, action, status and what it targets (when, if room); ``requests show ID`` has the
+#: error in full.
+REQUEST_COLUMNS = (Col("id"), Col("connector", category=True), Col("action"), Col("status", style=output.status_style),
+                   Col("target", wrap=True, drop=1), Col("attempts", drop=3), Col("created", time=True, drop=2),
+                   Col("error", wrap=True, drop=4))
 
-    from models.queries import synced_connector_names
+
+def full_request_id(ref: str) -> str:
+    """The id of the request ``ref`` names: its id, or a unique prefix of 8 or more characters (as git takes a
+    commit's); exit 2 naming the problem otherwise."""
     from provisioning import requests as prequests
     from worker import runtime
 
-    engine = runtime.engine()
-    with Session(engine) as session:
-        known = {c.name for c in runtime.settings().connectors} | set(synced_connector_names(session))
-    return known | set(prequests.connector_names(engine))
-
-
-#: At 80 columns: id, connector, action, status and when; ``requests show ID`` has the error in full.
-REQUEST_COLUMNS = (Col("id"), Col("connector", category=True), Col("action"), Col("status", style=output.status_style),
-                   Col("attempts", drop=2), Col("created", time=True, drop=1), Col("error", wrap=True, drop=3))
+    try:
+        return prequests.full_id(runtime.engine(), ref)
+    except LookupError as exc:
+        raise usage_error(str(exc)) from None
 
 
 def _get_request(request_id: str) -> dict:
     from provisioning import approvals
     from worker import runtime
 
-    request = approvals.detail(runtime.engine(), request_id)
+    request = approvals.detail(runtime.engine(), full_request_id(request_id))
     if request is None:
         raise usage_error(f"no provisioning request {request_id!r}")
     return request
 
 
 @requests_app.command("show")
-def requests_show(request_id: str = typer.Argument(..., metavar="ID"),
+def requests_show(request_id: str = IdArgument,
                   as_json: bool = typer.Option(False, "--json"),
                   config: Optional[Path] = ConfigOption) -> None:
     """One request with everything recorded about it."""
@@ -127,7 +129,7 @@ DECISION_COLUMNS = (Col("decision"), Col("decided by"), Col("at", time=True),
 
 
 @requests_app.command("retry")
-def requests_retry(request_id: str = typer.Argument(..., metavar="ID"),
+def requests_retry(request_id: str = IdArgument,
                    wait: bool = typer.Option(False, "--wait", help="Wait for the outcome; exit 1 unless it succeeded."),
                    timeout: float = typer.Option(120.0, help="Seconds to wait with --wait."),
                    as_json: bool = typer.Option(False, "--json"),
@@ -140,7 +142,7 @@ def requests_retry(request_id: str = typer.Argument(..., metavar="ID"),
     from worker import runtime
 
     try:
-        request = prequests.retry(runtime.engine(), request_id, cli_requester())
+        request = prequests.retry(runtime.engine(), full_request_id(request_id), cli_requester())
     except (LookupError, ValueError) as exc:
         raise usage_error(str(exc)) from None
     show_provisioning_warnings()
@@ -168,7 +170,7 @@ def _decide(request_id: str, comment: Optional[str], as_json: bool, decision: st
     show_provisioning_warnings()
     decide = approve_request if decision == "approve" else deny_request
     try:
-        request = decide(request_id, cli_requester(), comment)
+        request = decide(full_request_id(request_id), cli_requester(), comment)
     except ApprovalError as exc:
         raise usage_error(str(exc)) from None
     if as_json:
@@ -178,7 +180,7 @@ def _decide(request_id: str, comment: Optional[str], as_json: bool, decision: st
 
 
 @requests_app.command("approve")
-def requests_approve(request_id: str = typer.Argument(..., metavar="ID"), comment: Optional[str] = CommentOption,
+def requests_approve(request_id: str = IdArgument, comment: Optional[str] = CommentOption,
                      as_json: bool = typer.Option(False, "--json"),
                      config: Optional[Path] = ConfigOption) -> None:
     """Approve a request that awaits approval (as cli:<login>; not your own). With enough approvers it is sent
@@ -188,7 +190,7 @@ def requests_approve(request_id: str = typer.Argument(..., metavar="ID"), commen
 
 
 @requests_app.command("deny")
-def requests_deny(request_id: str = typer.Argument(..., metavar="ID"), comment: Optional[str] = CommentOption,
+def requests_deny(request_id: str = IdArgument, comment: Optional[str] = CommentOption,
                   as_json: bool = typer.Option(False, "--json"),
                   config: Optional[Path] = ConfigOption) -> None:
     """Deny a request that awaits approval (as cli:<login>): it is never applied."""

@@ -9,10 +9,11 @@ import typer
 from rich.text import Text
 
 from cli import output
-from cli.common import ConfigOption, print_json, use_config
+from cli.common import ConfigOption, print_json, usage_error, use_config
 from cli.output import Col, JsonOption, Output, OutputOption, WideOption, cell
 from cli.waiting import wait_or_exit
 from config.settings import ConfigError
+from config.words import plural
 from models.states import RefreshOutcome, RunStatus, Trigger
 from worker.names import TaskName
 
@@ -39,8 +40,8 @@ def sync(name: str = typer.Argument(..., help="Connector name."), config: Option
     try:
         connector = runtime.settings().connector(name)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise usage_error(str(exc)) from None
+    name = connector.name  # as configured: ``DEMO`` is ``demo``
     if events:
         refresh_now(name, connector.events, wait, timeout, as_json)
         return
@@ -79,7 +80,8 @@ def refresh_now(name: str, enabled: bool, wait: bool, timeout: float, as_json: b
     else:
         outcome = str(refresh.outcome)
         line = Text(f"{name}: refresh ") + Text(outcome, style=output.status_style(outcome))
-        details = f" — {refresh.requests} requests, {refresh.events} new events, {refresh.reads} read back"
+        details = (f" — {plural(refresh.requests, 'request')}, {plural(refresh.events, 'new event')}, "
+                   f"{refresh.reads:,} read back")
         console.print(line + cell(details + (f": {refresh.reason}" if refresh.reason else "")))
     raise typer.Exit(0 if refresh.outcome in (RefreshOutcome.QUIET, RefreshOutcome.APPLIED) else 1)
 

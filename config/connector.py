@@ -18,6 +18,7 @@ from config.values import (
     parse_duration,
     read_api_key,
 )
+from config.words import noun
 
 #: The full sync's interval when a connector sets none: hourly, or every 6 hours when the incremental refresh
 #: from events keeps the data fresh (docs/incremental.md says why).
@@ -31,7 +32,8 @@ ALL_RESOURCE_TYPES: tuple[ResourceType, ...] = ("user", "admin", "group", "app",
 def _known_actions(value: tuple[str, ...]) -> tuple[str, ...]:
     unknown = [a for a in value if a not in ACTION_NAMES]
     if unknown:
-        raise ValueError(f"unknown action(s) {', '.join(map(repr, unknown))}; known: {', '.join(ACTION_NAMES)}")
+        raise ValueError(f"unknown {noun(len(unknown), 'action')} {', '.join(map(repr, unknown))}; known: "
+                         f"{', '.join(ACTION_NAMES)}")
     return value
 
 

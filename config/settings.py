@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from config.connector import ALL_RESOURCE_TYPES, ConnectorConfig, ProvisioningPolicy  # noqa: F401  (re-exported)
 from config.msp import MspConfig
+from config.names import match_name, suggest
 from config.values import ConfigError, Duration, parse_duration
 
 DEFAULT_DATABASE_URL = "sqlite:///./jumpsync.db"
@@ -119,12 +120,13 @@ class FileConfig(BaseModel):
 
 
 def _named(entries: tuple, name: str, what: str):
-    """The entry of that name; a ConfigError naming the configured ones otherwise."""
-    for entry in entries:
-        if entry.name == name:
-            return entry
-    known = ", ".join(entry.name for entry in entries) or "none"
-    raise ConfigError(f"unknown {what} {name!r} (configured: {known})")
+    """The entry that ``name`` names (``config.names.match_name``: ``ACME`` is ``acme``); a ConfigError with the
+    closest and the configured ones otherwise."""
+    names = [entry.name for entry in entries]
+    found = match_name(name, names)
+    if found is not None:
+        return entries[names.index(found)]
+    raise ConfigError(f"unknown {what} {name!r}{suggest(name, names)} (configured: {', '.join(names) or 'none'})")
 
 
 def check_api_keys(settings: Settings) -> None:

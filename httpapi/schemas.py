@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from config.actions import ACTION_NAMES
+from config.names import name_key
 from models.states import RequestStatus
 from provisioning.audit import AuditKind
 
@@ -21,8 +22,17 @@ Action = Literal[ACTION_NAMES]  # type: ignore[valid-type]  # (the tuple of name
 
 #: Idempotency keys and on_behalf_of, as the database stores them.
 MAX_TEXT = 256
-#: A connector's name (config.values.check_name).
-CONNECTOR_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+#: A connector's name (config.values.check_name), in any case: ``ACME`` is ``acme``, as in every command.
+CONNECTOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+
+
+def _connector_key(value: str | None) -> str | None:
+    """A connector name as typed, as the name it is (``config.names.name_key``; connector names are lowercase)."""
+    return None if value is None else name_key(value)
+
+
+#: Reads a connector name in a body, a path or a query as the name it is.
+ConnectorKey = AfterValidator(_connector_key)
 #: Text the API takes: no control characters (PostgreSQL refuses NUL in text; none belongs in a name or key).
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 
@@ -35,7 +45,7 @@ class SubmitRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    connector: str = Field(pattern=CONNECTOR_PATTERN, description="The connector's name.")
+    connector: Annotated[str, ConnectorKey] = Field(pattern=CONNECTOR_PATTERN, description="The connector's name.")
     action: Action = Field(description="The access change.")
     params: dict[ParamName, ParamText] = Field(default_factory=dict, max_length=32,
                                    description="The action's parameters (docs/provisioning.md), e.g. "

@@ -5,6 +5,11 @@
                              idempotency_key="ticket-4711", on_behalf_of="alice@example.com", wait=True)
     request["status"]  # "succeeded", "failed" or "rejected"; request["last_error"] says why
 
+A connector name is matched case-insensitively (``ACME`` is ``acme``), as by every command. A usage error is
+raised and nothing is recorded: ``config.settings.ConfigError`` for an unknown connector (its message offers the
+closest), ``provisioning.params.InvalidRequest`` for an unknown action or parameters that do not fit it. Only a
+well-formed request that the connector's policy refuses is recorded, as ``rejected``.
+
 With ``wait=True``, an apply task that fails before the request ends raises ``worker.waiting.TaskFailed`` with
 the task's error, at once rather than at the timeout.
 
@@ -63,8 +68,13 @@ def submit_as(requester: str, connector: str, action: str, params: dict[str, Any
               idempotency_key: str | None = None, on_behalf_of: str | None = None, dry_run: bool = False,
               wait: bool = False, timeout: float = 120.0) -> dict[str, Any]:
     """``submit_request`` for an entry point that knows its caller and records it as ``requester``
-    (the CLI: ``cli:<OS login>``; the HTTP API: ``token:<name>``); never a name the caller typed."""
-    accepted = requests.accept(runtime.engine(), runtime.settings(), connector=connector, action=action,
+    (the CLI: ``cli:<OS login>``; the HTTP API: ``token:<name>``); never a name the caller typed.
+
+    A usage error is raised before anything is written (``requests.check_submission``): ConfigError for an unknown
+    connector, InvalidRequest for an unknown action or parameters that do not fit it."""
+    settings = runtime.settings()
+    connector = requests.check_submission(settings, connector, action, params)
+    accepted = requests.accept(runtime.engine(), settings, connector=connector, action=action,
                                params=params, idempotency_key=idempotency_key, requested_by=requester,
                                on_behalf_of=on_behalf_of, dry_run=dry_run)
     task_id = enqueue(accepted.request["id"], keep_result=wait) if accepted.enqueue else None

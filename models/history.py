@@ -21,10 +21,10 @@ from sqlmodel import Session, col
 
 from connector.records import GrantRecord, ResourceRecord
 from models.columns import iso
-from models.queries import UnknownConnector, connector_id, resource_name
+from models.queries import connector_id, resource_name
 from models.read_records import BaselineRecord
 from models.states import Trigger
-from models.tables import Change, Connector, SyncPart, SyncRun, table_of
+from models.tables import Change, SyncPart, SyncRun, table_of
 
 #: Resource columns compared for an update; the profile is compared key by key ("profile.department").
 _COLUMNS = ("name", "email", "status")
@@ -110,9 +110,7 @@ def count_changes(engine: Engine, connector: str, *, since: datetime | None = No
 def _matching(session: Session, connector: str, since: datetime | None, resource_type: str | None, query):
     """``query`` restricted to the connector's changes (UnknownConnector if it has none), since a time, of a type."""
     table = table_of(Change)
-    cid = session.execute(select(col(Connector.id)).where(col(Connector.name) == connector)).scalar_one_or_none()
-    if cid is None:
-        raise UnknownConnector(f"connector {connector!r} has never been synced (no rows in the database)")
+    cid = connector_id(session, connector)
     query = query.where(table.c.connector_id == cid)
     if since is not None:
         query = query.where(table.c.at >= since)

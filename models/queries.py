@@ -11,6 +11,7 @@ from typing import TypeVar
 from sqlalchemy import ColumnElement, Engine, ScalarSelect, case, func, select
 from sqlmodel import Session, col
 
+from config.names import match_name, suggest
 from models.read_records import (
     ConnectorStatus,
     HeldPart,
@@ -48,17 +49,14 @@ def synced_connector_names(session: Session) -> list[str]:
 
 
 def connector_id(session: Session, name: str) -> int:
-    """The connector's row id; its name is lowercase, so ``ACME`` finds ``acme``. UnknownConnector names the
-    closest known ones."""
-    found = session.execute(select(col(Connector.id)).where(col(Connector.name).in_({name, name.lower()}))
-                            ).scalar_one_or_none()
+    """The row id of the synced connector that ``name`` names (``config.names.match_name``: ``ACME`` is ``acme``);
+    UnknownConnector names the closest synced ones."""
+    known = {name: cid for name, cid in session.execute(select(col(Connector.name), col(Connector.id)))}
+    found = match_name(name, known)
     if found is None:
-        from models.resolver import suggest
-
-        known = synced_connector_names(session)
         raise UnknownConnector(f"connector {name!r} has never been synced (no rows in the database)"
-                               + suggest(name, known))
-    return found
+                               + suggest(name, sorted(known)))
+    return known[found]
 
 
 def resources(engine: Engine, connector: str, resource_type: str | None = None,

@@ -8,7 +8,8 @@
 | app | id, label (its name here), else template name (``profile["template"]``, e.g. ``aws-sso``) |
 
 An id match wins over a name, a name over an app's template name. Several matches is an error that lists them (``Ambiguous``), never a guess; none is ``NotFound``, which carries
-the closest candidates ("did you mean", ranked by ``difflib`` as git does). ``access``, ``who-has``,
+the closest candidates ("did you mean": names that begin with the reference, then names that contain it, then
+names within a small edit distance; ``config.names.rank``). ``access``, ``who-has``,
 ``provision`` (its database step; provisioning.resolve asks JumpCloud after it) and the ``requests`` filters
 all resolve here. Finding candidates runs only when a look-up failed: for accounts, among those whose email,
 username or name begins as the reference does (an index range, not a read of 100k accounts).
@@ -16,13 +17,13 @@ username or name begins as the reference does (an index range, not a read of 100
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, or_, select, union_all
 
+from config.names import closest_words, rank, suggest  # noqa: F401  (closest_words, suggest: re-exported)
 from models.names import lookup_key
 from models.tables import Resource, table_of
 
@@ -30,8 +31,6 @@ R = table_of(Resource)
 
 #: Matches kept when a reference is ambiguous, and candidates offered when it matches nothing.
 MAX_CANDIDATES = 5
-#: difflib's similarity (0..1) below which a candidate is not offered.
-CUTOFF = 0.6
 
 ACCOUNT_TYPES = ("user", "admin")
 #: What each kind is matched by, for messages.
@@ -199,16 +198,6 @@ def _keys(row) -> list[str]:
     return keys
 
 
-def _score(key: str, row) -> float:
-    matcher = difflib.SequenceMatcher(None, b=key)  # seq2 is the one difflib caches facts about
-    best = 0.0
-    for other in _keys(row):
-        matcher.set_seq1(other)
-        if matcher.real_quick_ratio() >= CUTOFF and matcher.quick_ratio() >= CUTOFF:
-            best = max(best, matcher.ratio())
-    return best
-
-
 def _account_pool(connection: Connection, cid: int, kinds: tuple[str, ...], key: str) -> list:
     """Accounts whose email, username or name begins as ``key`` does: the longest prefix (4 characters down to
     1) that finds any, at most 500 of them."""
@@ -225,7 +214,8 @@ def _account_pool(connection: Connection, cid: int, kinds: tuple[str, ...], key:
 
 def closest(connection: Connection, cid: int, kinds: Sequence[str], ref: str,
             limit: int = MAX_CANDIDATES) -> list[dict[str, Any]]:
-    """The live resources of ``kinds`` closest to ``ref``, best first; none below ``CUTOFF``."""
+    """The live resources of ``kinds`` closest to ``ref``, best first (``config.names.rank``: a name that begins
+    with it, then one that contains it, then one within a small edit distance)."""
     key = lookup_key(ref)
     if not key:
         return []
@@ -237,18 +227,5 @@ def closest(connection: Connection, cid: int, kinds: Sequence[str], ref: str,
         pool += list(connection.execute(select(*_ROW_COLUMNS).where(
             R.c.connector_id == cid, R.c.type.in_(others), R.c.deleted_at.is_(None))))
     scored = sorted(((score, row.type, row.external_id, row) for row in pool
-                     if (score := _score(key, row)) >= CUTOFF), key=lambda s: (-s[0], s[1], s[2]))
+                     if (score := rank(key, _keys(row))) is not None), key=lambda s: (-s[0], s[1], s[2]))
     return [candidate(row) for *_, row in scored[:limit]]
-
-
-def closest_words(word: str, choices: Iterable[str], limit: int = 3) -> list[str]:
-    """Names of things that are not resources (connectors, actions, statuses) close to ``word``."""
-    choices = list(choices)
-    folded = {choice.casefold(): choice for choice in choices}
-    return [folded[c] for c in difflib.get_close_matches(word.casefold(), list(folded), n=limit, cutoff=CUTOFF)]
-
-
-def suggest(word: str, choices: Iterable[str]) -> str:
-    """``; did you mean 'acme'?`` (or ``''``) for a one-line message."""
-    close = closest_words(word, choices)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -21,6 +21,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Engine, and_, false, insert, literal, or_, select, update
 from sqlmodel import Session, col
 
+from config.words import noun
 from connector.admins import link_admins
 from connector.client_factory import describe_error
 from connector.records import GrantRecord
@@ -230,7 +231,8 @@ def run_derived_parts(engine: Engine, run_id: int) -> None:
         not_ok = [i for i in inputs if parts.get(i) is None or parts[i].status not in USABLE_PART_STATUSES]
         if not_ok:
             end_part(engine, run_id, name, claim.attempt, status=PartStatus.SKIPPED,
-                     error=f"input part(s) {', '.join(not_ok)} did not succeed; nothing derived or deleted")
+                     error=f"input {noun(len(not_ok), 'part')} {', '.join(not_ok)} did not succeed; nothing "
+                           "derived or deleted")
             continue
         clock = metrics.Stopwatch()
         try:

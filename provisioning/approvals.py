@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from config.settings import Settings
+from config.words import state
 from models.columns import iso
 from models.states import REQUESTS, RequestStatus
 from models.tables import ProvisioningDecision, ProvisioningRequest, table_of, utcnow
@@ -124,7 +125,7 @@ def _take(session: Session, request_id: str, now: datetime) -> ProvisioningReque
     if row is None:
         raise UnknownRequest(f"no provisioning request {request_id!r}")
     if taken.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
-        raise NotAwaitingApproval(f"request {request_id} is {row.status}; only a request awaiting approval can "
+        raise NotAwaitingApproval(f"request {request_id} {state(row.status)}; only a request awaiting approval can "
                                   "be approved or denied")
     return row
 

@@ -32,6 +32,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.words import noun, plural
+
 RESERVED_COLUMNS = ("connector", "action", "idempotency_key", "on_behalf_of")
 JSONL_KEYS = ("connector", "action", "params", "idempotency_key", "on_behalf_of")
 #: What a file may not say: the command records who asks.
@@ -110,7 +112,8 @@ def _jsonl_line(body: Any) -> BulkItem | BulkError:
             problems.append(f"{key} is longer than {MAX_TEXT} characters")
     unknown = [key for key in body if key not in JSONL_KEYS]
     if unknown:
-        problems.append(f"unknown key(s) {', '.join(map(repr, unknown))} (known: {', '.join(JSONL_KEYS)})")
+        problems.append(f"unknown {noun(len(unknown), 'key')} {', '.join(map(repr, unknown))} "
+                        f"(known: {', '.join(JSONL_KEYS)})")
     if problems:
         return BulkError("; ".join(problems), connector=connector, action=action, body=body)
     return BulkItem(connector=body["connector"].strip(), action=body["action"].strip(), params=body["params"],
@@ -202,7 +205,7 @@ def _csv_row(header: list[str], row: list[str]) -> BulkItem | BulkError:
         return BulkError(message, connector=connector, action=action, body=body)
 
     if len(row) != len(header):
-        return error(f"{len(row)} cells, but the header has {len(header)} columns")
+        return error(f"{plural(len(row), 'cell')}, but the header has {plural(len(header), 'column')}")
     if any(not name and value for name, value in cells):
         return error("a value in a column that has no name in the header")
     missing = [name for name in ("connector", "action") if not given.get(name)]

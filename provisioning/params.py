@@ -94,7 +94,8 @@ if tuple(PARAMS) != ACTION_NAMES:
 
 
 class InvalidRequest(ValueError):
-    """A request that can never succeed as given; recorded as ``rejected`` with this message."""
+    """A request that can never succeed as given: an entry point refuses it before recording anything
+    (``requests.check_submission``); over the broker or in a bulk file it is recorded ``rejected`` with this message."""
 
 
 def validate_params(action: str, params: object) -> Params:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from config.settings import ConfigError, Settings, parse_duration
+from config.words import state
 from models.bulk import dialect_insert
 from models.columns import iso
 from models.connectors import registered_connector_id
@@ -113,6 +114,16 @@ def _insert_new(dialect: str):
         index_elements=["connector", "idempotency_key"]).returning(_REQUESTS.c.id)
 
 
+def check_submission(settings: Settings, connector: str, action: str, params: Any) -> str:
+    """The configured name of the connector a person's request names (``config.names``: ``ACME`` is ``acme``),
+    after checking what an entry point refuses before anything is written: ConfigError for an unknown connector
+    (with the closest names), InvalidRequest for an unknown action or parameters the action does not take or
+    lacks. What passes is a well-formed request; ``accept`` records it, ``rejected`` if the policy refuses it."""
+    name = settings.connector(connector).name
+    validate_params(action, params)
+    return name
+
+
 def accept(engine: Engine, settings: Settings, *, connector: str, action: str, params: Any,
            idempotency_key: str | None = None, requested_by: str | None = None,
            on_behalf_of: str | None = None, dry_run: bool = False, approval_floor: int = 0) -> Accepted:
@@ -133,6 +144,7 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
     """
     try:
         config = settings.connector(connector)
+        connector = config.name  # as configured: a request for ``ACME`` is one for ``acme``
         validated = validate_params(action, params)
         policy = config.provisioning
         if action not in policy.allowed_actions:
@@ -279,7 +291,7 @@ def retry(engine: Engine, request_id: str, retried_by: str) -> dict[str, Any]:
         if row is None:
             raise LookupError(f"no provisioning request {request_id!r}")
         if row.status != RequestStatus.FAILED:  # running -> pending is a worker's move, not an operator's
-            raise ValueError(f"request {request_id} is {row.status}; only a failed request can be retried")
+            raise ValueError(f"request {request_id} {state(row.status)}; only a failed request can be retried")
         retried = REQUESTS.move(RequestStatus.FAILED, _PENDING)
         now = utcnow()
         moved = session.execute(update(ProvisioningRequest).where(
@@ -292,6 +304,31 @@ def retry(engine: Engine, request_id: str, retried_by: str) -> dict[str, Any]:
         session.commit()
         session.refresh(row)
         return view(row)
+
+
+#: The shortest prefix of a request id that names it (as git takes a commit's).
+MIN_ID_PREFIX = 8
+
+
+def full_id(engine: Engine, ref: str) -> str:
+    """The id of the one request whose id is ``ref`` or, given ``MIN_ID_PREFIX`` characters or more, begins with
+    it (case-insensitively: ids are lowercase hex); LookupError naming the problem otherwise."""
+    text = ref.strip().lower()
+    with Session(engine) as session:
+        if session.get(ProvisioningRequest, ref) is not None:
+            return ref
+        if len(text) < MIN_ID_PREFIX:
+            raise LookupError(f"no provisioning request {ref!r} (give its id, or {MIN_ID_PREFIX} or more of its "
+                              "first characters)")
+        found = list(session.execute(select(col(ProvisioningRequest.id)).where(
+            col(ProvisioningRequest.id).startswith(text, autoescape=True)).order_by(col(ProvisioningRequest.id))
+            .limit(5)).scalars())
+    if not found:
+        raise LookupError(f"no provisioning request {ref!r}")
+    if len(found) > 1:
+        raise LookupError(f"{ref!r} begins the ids of several requests ({', '.join(found)}"
+                          f"{', …' if len(found) == 5 else ''}); give more of it")
+    return found[0]
 
 
 def get(engine: Engine, request_id: str) -> dict[str, Any] | None:

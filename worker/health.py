@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import text
 
 from config.redact import redact
+from config.words import plural
 
 
 def check_broker(app) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def check_workers(app, *, worker: str | None, min_workers: int, timeout: float =
     if worker and worker not in names:
         return {"ok": False, "error": f"worker {worker} did not answer a ping within {timeout:.0f}s", "workers": names}
     if len(names) < min_workers:
-        return {"ok": False, "error": f"{len(names)} worker(s) answered, {min_workers} needed", "workers": names}
+        return {"ok": False, "error": f"{plural(len(names), 'worker')} answered, {min_workers} needed", "workers": names}
     return {"ok": True, "workers": names}
 
 

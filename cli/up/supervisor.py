@@ -67,6 +67,7 @@ from cli.up.state import (
 )
 from config.redact import redact_url
 from config.settings import ConfigError, Settings, load_settings
+from config.words import plural
 from models.states import ListingOutcome, PartStatus, RunStatus
 
 if TYPE_CHECKING:
@@ -369,7 +370,7 @@ def _progress(engine: Engine, names: list[str] | None, since: datetime, printed:
                     detail = part.error or ""
                     if part.status == PartStatus.SUCCEEDED:
                         shown = {"seen": "resources", "grants_seen": "grants", "admins_linked": "admins linked"}
-                        detail = ", ".join([f"{part.requests} requests"] + [
+                        detail = ", ".join([plural(part.requests, "request")] + [
                             f"{part.counts[key]} {label}" for key, label in shown.items() if key in part.counts])
                     print(f"  {name}: {part.name:<14} {part.status:<10} {detail}", flush=True)
             if record.finished_at is not None:

@@ -14,7 +14,7 @@ from auth.scopes import Verb
 from httpapi.errors import invalid, not_found
 from httpapi.principals import Caller, require
 from httpapi.routes.requests import known_connectors, readable_connectors
-from httpapi.schemas import CONNECTOR_PATTERN, AuditEventView, errors
+from httpapi.schemas import CONNECTOR_PATTERN, AuditEventView, ConnectorKey, errors
 from models.columns import as_utc
 from provisioning.audit import events
 from worker import runtime
@@ -34,7 +34,7 @@ def _utc(name: str, value: datetime | None) -> datetime | None:
                     "(scope read:<connector>)")
 def audit(caller: Caller,
           connector: Annotated[str | None, Query(pattern=CONNECTOR_PATTERN,
-                                                 description="Only this connector's requests.")] = None,
+                                                 description="Only this connector's requests."), ConnectorKey] = None,
           since: Annotated[datetime | None, Query(description="From this time (inclusive), ISO 8601.")] = None,
           until: Annotated[datetime | None, Query(description="Before this time, ISO 8601.")] = None,
           limit: Annotated[int, Query(ge=1, le=10000, description="At most this many events, oldest first.")] = 1000,

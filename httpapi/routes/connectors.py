@@ -14,7 +14,7 @@ from access import queries
 from auth.scopes import Verb
 from httpapi.errors import ApiError, invalid, not_found
 from httpapi.principals import Caller, require
-from httpapi.schemas import CONNECTOR_PATTERN, PRINTABLE, errors
+from httpapi.schemas import CONNECTOR_PATTERN, PRINTABLE, ConnectorKey, errors
 from jumpsync.status import connector_status
 from models.queries import UnknownConnector
 from models.resolver import Ambiguous, NotFound
@@ -22,7 +22,7 @@ from worker import runtime
 
 router = APIRouter(prefix="/v1/connectors", tags=["connectors"])
 
-ConnectorName = Annotated[str, Path(pattern=CONNECTOR_PATTERN, description="The connector's name.")]
+ConnectorName = Annotated[str, Path(pattern=CONNECTOR_PATTERN, description="The connector's name."), ConnectorKey]
 
 
 @router.get("", response_model=list[dict[str, Any]], responses=errors(401),

@@ -22,12 +22,12 @@ from auth.scopes import Principal, Verb
 from config.settings import ConfigError
 from httpapi.errors import ApiError, invalid, not_found
 from httpapi.principals import Caller, forbidden, require
-from httpapi.schemas import CONNECTOR_PATTERN, Action, RequestDetail, RequestView, SubmitRequest, errors
+from httpapi.schemas import CONNECTOR_PATTERN, Action, ConnectorKey, RequestDetail, RequestView, SubmitRequest, errors
 from jumpsync.api import enqueue, submit_as
 from models.states import RequestStatus
 from provisioning import approvals
 from provisioning import requests as prequests
-from provisioning.params import InvalidRequest, validate_params
+from provisioning.params import InvalidRequest
 from worker import runtime
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
@@ -38,11 +38,9 @@ RequestId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="T
 def _check_submittable(body: SubmitRequest) -> None:
     """A usage error is answered before anything is written: an unknown connector, parameters that do not fit."""
     try:
-        runtime.settings().connector(body.connector)
+        prequests.check_submission(runtime.settings(), body.connector, body.action, body.params)
     except ConfigError:
         raise not_found(f"connector {body.connector!r} is not configured") from None
-    try:
-        validate_params(body.action, body.params)
     except InvalidRequest as exc:
         raise invalid(str(exc)) from None
 
@@ -99,7 +97,7 @@ def readable_connectors(caller: Principal) -> list[str] | None:
 def listing(caller: Caller,
             status: Annotated[RequestStatus | None, Query(description="Only requests in this state.")] = None,
             connector: Annotated[str | None, Query(pattern=CONNECTOR_PATTERN,
-                                                   description="Only this connector's requests.")] = None,
+                                                   description="Only this connector's requests."), ConnectorKey] = None,
             action: Annotated[Action | None, Query(description="Only requests for this action.")] = None,
             limit: Annotated[int, Query(ge=1, le=1000, description="At most this many, newest first.")] = 50,
             ) -> list[dict[str, Any]]:

@@ -432,6 +432,9 @@ def test_long_tables_show_the_first_rows_and_say_how_many_more(run, tenant, monk
     assert "… and 4 more groups, apps and roles (--json lists them all)" in alice.stdout
     github = run("who-has", "acme", "app:GitHub")
     assert "… and 4 more holders (--json lists them all)" in github.stdout
+    monkeypatch.setattr(output, "TABLE_ROWS", 5)  # one left over: said in the singular
+    assert "… and 1 more holder (--json lists them all)" in run("who-has", "acme", "app:GitHub").stdout
+    assert "… and 1 more group, app or role (--json" in run("access", "acme", "alice").stdout
 
     report = run("report", "acme")
     assert report.exit_code == 0

@@ -196,6 +196,17 @@ def test_usage_errors_are_refused_before_anything_is_written(served):
     assert count(served) == before
 
 
+def test_a_connector_name_is_taken_in_any_case_as_by_every_command(served):
+    client = served.client(served.token("provision:acme", "read:acme")[0])
+    answer = submit(client, connector="ACME")
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["connector"] == "acme"
+    listed = client.get("/v1/requests", params={"connector": "Acme", "limit": 1000})
+    assert listed.status_code == 200 and answer.json()["id"] in {r["id"] for r in listed.json()}
+    assert client.get("/v1/audit", params={"connector": "ACME"}).status_code == 200
+    assert client.get("/v1/connectors/ACME/access/nobody@example.com").status_code == 404  # read, nobody found
+
+
 def test_a_policy_refusal_is_recorded_and_answered_422(served):
     client = served.client(served.token("provision:acme")[0])
     answer = submit(client, action="user.delete", params={"user": "alice@example.com"})

@@ -98,7 +98,7 @@ def test_sync_events_wait_refreshes_now_and_says_what_it_did(fleet, fleet_engine
     assert (record["outcome"], record["requests"], record["reads"]) == ("applied", 2, 1)
     assert_same(state(fleet_engine, name), expected_state(sim.dump()))
     quiet = refresh()
-    assert quiet.returncode == 0 and f"{name}: refresh quiet — 1 requests, 0 new events" in quiet.stdout
+    assert quiet.returncode == 0 and f"{name}: refresh quiet — 1 request, 0 new events" in quiet.stdout
 
     fleet.add_connector(name, sim.url, "events = false\n")  # the same connector with its events turned off
     off = refresh()

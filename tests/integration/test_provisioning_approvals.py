@@ -148,7 +148,7 @@ def test_one_denial_ends_it(engine, db_url):
     assert denied["status"] == "denied" and denied["finished_at"]
     assert denied["last_error"] == "denied by cli:bob: not on the team"
     assert [d["decision"] for d in denied["decisions"]] == ["approve", "deny"]
-    with pytest.raises(approvals.NotAwaitingApproval, match="is denied"):
+    with pytest.raises(approvals.NotAwaitingApproval, match="was denied; only a request awaiting approval"):
         approvals.approve(engine, settings, rid, "cli:carol")
     assert requests.claim(engine, rid, "task-1", timedelta(minutes=10)) is None
 
@@ -160,7 +160,7 @@ def test_expiry(engine, db_url):
     assert approvals.expire_due(engine, utcnow() + timedelta(minutes=59)) == []
     [expired] = approvals.expire_due(engine, utcnow() + timedelta(minutes=61))
     assert expired["id"] == rid and expired["status"] == "expired" and "not approved in time" in expired["last_error"]
-    with pytest.raises(approvals.NotAwaitingApproval, match="is expired"):
+    with pytest.raises(approvals.NotAwaitingApproval, match="has expired; only a request awaiting approval"):
         approvals.approve(engine, settings, rid, "cli:bob")
     # Approved after its time, before the beat task ran: it expires then and there.
     late = _awaiting(engine, settings)

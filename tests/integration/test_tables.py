@@ -129,8 +129,8 @@ def test_requests_at_80_columns_keep_the_id_whole_and_show_local_times(cli, engi
             assert wide[1][0]["created"] == local.strftime("%H:%M:%S")
         monkeypatch.setenv("TTY_COMPATIBLE", "0")
         piped = cli("requests", "--connector", "ACME")
-        assert piped.stdout.splitlines()[0] == "id\tconnector\taction\tstatus\tattempts\tcreated\terror"
-        assert piped.stdout.splitlines()[1].split("\t")[5] == local.isoformat(timespec="seconds")
+        assert piped.stdout.splitlines()[0] == "id\tconnector\taction\tstatus\ttarget\tattempts\tcreated\terror"
+        assert piped.stdout.splitlines()[1].split("\t")[6] == local.isoformat(timespec="seconds")
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()

@@ -24,7 +24,7 @@ def test_a_rule_from_the_config_file():
 
 
 @pytest.mark.parametrize(("rule", "message"), [
-    ({"actions": ["group.add"]}, "unknown action(s) 'group.add'"),
+    ({"actions": ["group.add"]}, "unknown action 'group.add'"),
     ({"actions": []}, "must name at least one action"),
     ({"targets": []}, "must name at least one pattern"),
     ({"targets": ["  "]}, "a target pattern must not be empty"),

@@ -102,7 +102,7 @@ def test_jsonl_unknown_key():
     [(_, error)] = parse_jsonl(line({"connector": "acme", "action": "user.suspend", "params": {"user": "b"},
                                      "priority": "high"}))
     assert isinstance(error, BulkError)
-    assert "unknown key(s) 'priority'" in error.message and "known: connector, action, params" in error.message
+    assert "unknown key 'priority'" in error.message and "known: connector, action, params" in error.message
 
 
 @pytest.mark.parametrize("field", ["connector", "action"])
@@ -190,6 +190,7 @@ def test_csv_wrong_number_of_cells_is_reported_per_row():
     too_many, too_few = parsed[0][1], parsed[1][1]
     assert too_many.message == "4 cells, but the header has 3 columns"
     assert too_few.message == "2 cells, but the header has 3 columns"
+    assert parse_csv("connector,action,user\nacme\n")[0][1].message == "1 cell, but the header has 3 columns"
     # it named its connector and action, so it can be recorded as a rejected request
     assert too_many.recordable
     assert too_many.body == {"connector": "acme", "action": "user.suspend", "params": {"user": "bob"}}

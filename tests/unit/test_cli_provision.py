@@ -164,20 +164,25 @@ def test_json_output_is_the_request_view(env):
     assert request["idempotency_key"] == "T-1"
 
 
-def test_missing_field_is_rejected_naming_it(env):
-    result = env("provision", "acme", "group.add-member", "--group", "Engineering")
-    assert result.exit_code == 1
-    [recorded] = all_requests()
-    assert recorded["status"] == "rejected"
-    assert recorded["last_error"] == "group.add-member: user is required"
-    assert recorded["id"] in result.stdout and "rejected" in result.stdout
-    assert "user is required" in result.stdout
+@pytest.mark.parametrize("args, message", [
+    (("acme", "group.add-member", "--group", "Engineering"), "group.add-member: user is required"),
+    (("acme", "user.suspend", "--user", "bob", "--group", "Engineering"), "group is not a parameter of this action"),
+    (("nope", "user.suspend", "--user", "bob"), "unknown connector 'nope' (configured: acme, beta)"),
+    (("acm", "user.suspend", "--user", "bob"), "unknown connector 'acm'; did you mean 'acme'?"),
+    (("acme", "user.suspnd", "--user", "bob"), "unknown action 'user.suspnd'; did you mean 'user.suspend'"),
+])
+def test_a_usage_error_exits_2_naming_it_and_records_nothing(env, args, message):
+    """A missing or foreign parameter, an unknown connector or action: refused before any row is written."""
+    result = env("provision", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert all_requests() == []
 
 
-def test_foreign_field_is_rejected_naming_it(env):
-    code, request = provision_json(env, "acme", "user.suspend", "--user", "bob", "--group", "Engineering")
-    assert code == 1 and request["status"] == "rejected"
-    assert "group is not a parameter of this action" in request["last_error"]
+def test_a_connector_name_is_matched_case_insensitively(env):
+    code, request = provision_json(env, "ACME", "user.suspend", "--user", "bob")
+    assert code == 0 and request["status"] == "pending" and request["connector"] == "acme"
+    assert [r["id"] for r in all_requests()] == [request["id"]]
 
 
 def test_action_not_allowed_by_policy_is_rejected_with_how_to_enable_it(env):
@@ -193,13 +198,6 @@ def test_action_not_allowed_by_policy_is_rejected_with_how_to_enable_it(env):
 def test_action_enabled_by_policy_is_accepted_with_dry_run(env):
     code, request = provision_json(env, "beta", "user.delete", "--user", "bob")
     assert code == 0 and request["status"] == "pending" and request["dry_run"] is True
-
-
-def test_unknown_connector_is_rejected(env):
-    code, request = provision_json(env, "nope", "user.suspend", "--user", "bob")
-    assert code == 1 and request["status"] == "rejected"
-    assert request["last_error"] == "unknown connector 'nope' (configured: acme, beta)"
-    assert get(request["id"])["status"] == "rejected"
 
 
 def test_unknown_action_exits_2_with_the_list_and_records_nothing(env):
@@ -386,7 +384,8 @@ def test_requests_retry_of_a_request_that_did_not_fail_exits_2(env):
     for request in (pending, rejected):
         result = env("requests", "retry", request["id"])
         assert result.exit_code == 2
-        assert f"is {request['status']}; only a failed request can be retried" in result.stderr
+        said = {"pending": "is pending", "rejected": "was rejected"}[request["status"]]
+        assert f"request {request['id']} {said}; only a failed request can be retried" in result.stderr
         assert get(request["id"])["status"] == request["status"]
 
 
@@ -566,7 +565,7 @@ def test_bulk_tries_the_unreachable_broker_once_only(env, tmp_path, monkeypatch)
     result = env("provision-bulk", str(path))
     assert result.exit_code == 0
     assert len(calls) == 1
-    assert "5 request(s) stay pending and the relay will send them" in result.stderr
+    assert "5 requests stay pending and the relay will send them" in result.stderr
     assert [r["status"] for r in all_requests()] == ["pending"] * 5
 
 
@@ -667,3 +666,18 @@ def test_the_python_interface_records_the_login_and_on_behalf_of(env, monkeypatc
     request = api.submit_request("acme", "user.suspend", {"user": "bob"}, on_behalf_of="alice@example.com")
     assert request["requested_by"] == "python:tester" and request["on_behalf_of"] == "alice@example.com"
     assert get(request["id"]) == request
+
+
+def test_the_python_interface_takes_connector_names_as_the_cli_does(env, monkeypatch):
+    from config.settings import ConfigError
+    from jumpsync import api
+    from provisioning.params import InvalidRequest
+
+    monkeypatch.setattr(api, "enqueue", lambda request_id: False)
+    request = api.submit_request("ACME", "user.suspend", {"user": "bob"})
+    assert request["connector"] == "acme" and request["status"] == "pending"
+    with pytest.raises(ConfigError, match="unknown connector 'acm'; did you mean 'acme'"):
+        api.submit_request("acm", "user.suspend", {"user": "bob"})
+    with pytest.raises(InvalidRequest, match="user is required"):
+        api.submit_request("acme", "user.suspend", {})
+    assert [r["id"] for r in all_requests()] == [request["id"]]
