@@ -673,7 +673,7 @@ def test_the_python_interface_takes_connector_names_as_the_cli_does(env, monkeyp
     from jumpsync import api
     from provisioning.params import InvalidRequest
 
-    monkeypatch.setattr(api, "enqueue", lambda request_id: False)
+    monkeypatch.setattr(api, "enqueue", lambda request_id, **_options: False)
     request = api.submit_request("ACME", "user.suspend", {"user": "bob"})
     assert request["connector"] == "acme" and request["status"] == "pending"
     with pytest.raises(ConfigError, match="unknown connector 'acm'; did you mean 'acme'"):
