@@ -23,7 +23,7 @@ from tests.support.e2e import new_connector, provision, state, sync_now, wait_ru
 from tests.support.expected import assert_same, expected_state
 from tests.support.renderings import live, served
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 
 def test_worker_syncs_the_tenant_then_every_change(fleet, fleet_engine, simulator):

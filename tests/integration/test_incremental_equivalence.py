@@ -25,6 +25,8 @@ from tests.support.direct_sync import NAME, make_settings, run_sync
 from tests.support.incremental import assert_same_state, scratch_sqlite
 from tests.support.simulators import SimulatorHandle
 
+pytestmark = [pytest.mark.integration, pytest.mark.long]
+
 pick = st.integers(min_value=0, max_value=10**6)
 ROLES = ("Administrator", "Manager", "Help Desk", "Read Only", "Command Runner")
 _names = itertools.count()

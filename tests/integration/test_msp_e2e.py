@@ -23,7 +23,7 @@ from tests.support.fleet import WorkerFleet
 from tests.support.runs import latest_run
 from tests.support.simulators import SimulatorHandle
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 #: Requests open at once for the MSP key, across its organisations: three syncs of four parts each, eight
 #: requests per part, would reach 96 without the shared budget.

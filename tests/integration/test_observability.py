@@ -16,7 +16,7 @@ from tests.support.e2e import new_connector, provision, sync_now
 from tests.support.fleet import WorkerFleet
 from tests.support.servers import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 
 @pytest.fixture(scope="module")

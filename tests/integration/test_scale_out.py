@@ -38,7 +38,7 @@ from tests.support.e2e import state
 from tests.support.expected import assert_same, expected_state
 from tests.support.fleet import WorkerFleet
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 # Short limits so that a killed worker's messages come back within the test. The settings validate that
 # visibility_timeout > part_time_limit + 60s and stale_run_after > visibility_timeout.

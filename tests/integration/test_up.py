@@ -19,7 +19,7 @@ import redis
 from tests.support.servers import free_port
 from tests.support.up_process import JUMPSYNC, clean_env, marked, tree
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 def test_a_second_up_beside_a_running_one_refuses_to_start(up, tmp_path):
     first = up()

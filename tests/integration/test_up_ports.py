@@ -21,7 +21,7 @@ import pytest
 from tests.support.servers import free_port
 from tests.support.up_process import JUMPSYNC, clean_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 FLOWER_DEFAULT = 5555
 

@@ -13,6 +13,8 @@ import pytest
 
 from tests.support.up_process import GONE_WITHIN, alive_after, marked, tree
 
+pytestmark = [pytest.mark.integration, pytest.mark.long]
+
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGHUP", "SIGKILL"])
 def test_nothing_up_started_outlives_it(up, how):

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from models.tables import ProvisioningRequest
 from tests.support.constants import ROOT, TEST_API_KEY, TEST_KEY_ENV
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 #: Far longer than the test allows a command: a command that waits it out fails the test.
 TIMEOUT = "600"
