@@ -51,7 +51,7 @@ test: $(STAMP) $(CLIENTS_STAMP)
 test-unit: $(STAMP) $(CLIENTS_STAMP)
 	$(BIN)/pytest -q $(XDIST) tests/unit $(PYTEST_ARGS)
 
-# The gate CI runs before the tests: both must report nothing.
+# The gate CI runs beside the tests: both must report nothing.
 check: lint typecheck
 
 lint: $(STAMP)
