@@ -91,6 +91,13 @@ def wait_ended(ids: list[str], timeout: float, poll_s: float = POLL_S) -> None:
         time.sleep(poll_s)
 
 
+def applied_at(request_id: str, timeout: float) -> float | None:
+    """When the worker finished the request (epoch seconds), or None if it did not succeed within ``timeout``."""
+    wait_ended([request_id], timeout)
+    status, ended = finished([request_id])[request_id]
+    return ended if status == RequestStatus.SUCCEEDED else None
+
+
 def body(connector: str, pair: list[str]) -> dict:
     group, user = pair
     return {"connector": connector, "action": ACTION, "params": {"group": group, "user": user},
@@ -110,9 +117,8 @@ def sequential(client: httpx.Client, connector: str, pairs: list[list[str]], tim
         sent = time.time()
         request_id = post(client, connector, pair, RequestStatus.PENDING)
         http.append(time.time() - sent)
-        wait_ended([request_id], timeout)
-        status, ended = finished([request_id])[request_id]
-        if status != RequestStatus.SUCCEEDED or ended is None:
+        ended = applied_at(request_id, timeout)
+        if ended is None:
             failed += 1
             continue
         total.append(ended - sent)
@@ -171,9 +177,8 @@ def approval(submitter: httpx.Client, approver: httpx.Client, connector: str, pa
         approved = time.time()
         if answer.status_code != 200:
             raise RuntimeError(f"approve answered {answer.status_code}: {answer.text[:300]}")
-        wait_ended([request_id], timeout)
-        status, ended = finished([request_id])[request_id]
-        if status != RequestStatus.SUCCEEDED or ended is None:
+        ended = applied_at(request_id, timeout)
+        if ended is None:
             failed += 1
             continue
         submit_http.append(submitted - sent)
