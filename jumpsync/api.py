@@ -43,12 +43,7 @@ def enqueue(request_id: str, *, keep_result: bool = False) -> str | None:
     # timeout (seconds per request); the request is already recorded and the relay will send it.
     retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
     try:
-        if keep_result:
-            return waiting.send(TaskName.PROVISION_APPLY, request_id, retry_policy=retry_policy)
-        from worker.celery_app import app
-
-        return app.send_task(TaskName.PROVISION_APPLY, args=[request_id], queue=TaskName.PROVISION_APPLY.queue,
-                             retry=True, retry_policy=retry_policy).id
+        return waiting.send(TaskName.PROVISION_APPLY, request_id, retry_policy=retry_policy, keep_result=keep_result)
     except Exception as exc:  # noqa: BLE001  (kombu raises several kinds; all mean "not sent now")
         log.warning("could not enqueue provisioning request %s (the relay will): %s", request_id, exc)
         return None

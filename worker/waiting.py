@@ -5,8 +5,8 @@ fails before it records anything (a worker whose settings lack the connector, a 
 expired) leaves the database silent, so the wait also reads the task's state from the result backend: a failed
 or revoked task ends the wait at the next poll with the task's error, not at the timeout.
 
-Only the messages sent with ``send`` keep a result (``ignore_result=False``); beat's and the pipeline's own
-keep none (``task_ignore_result``), and a result expires after ``result_expires``.
+Only the messages sent with ``send`` keep a result (``ignore_result=False``, unless ``keep_result=False``);
+beat's and the pipeline's own keep none (``task_ignore_result``), and a result expires after ``result_expires``.
 """
 
 from __future__ import annotations
@@ -37,12 +37,15 @@ class TaskFailed(Exception):
         self.error = error
 
 
-def send(task: TaskName, *args: Any, retry_policy: dict[str, Any] | None = None, **kwargs: Any) -> str:
-    """Send ``task`` to its queue, keeping its result so that ``wait_for`` can see it fail; its task id."""
+def send(task: TaskName, *args: Any, retry_policy: dict[str, Any] | None = None, keep_result: bool = True,
+         **kwargs: Any) -> str:
+    """Send ``task`` to its queue; its task id. ``keep_result`` (the default) keeps its state so that
+    ``wait_for`` can see it fail; a sender nobody waits on leaves it off (the worker then stores nothing)."""
     from worker.celery_app import app
 
     options: dict[str, Any] = {"retry": True, "retry_policy": retry_policy} if retry_policy is not None else {}
-    sent = app.send_task(task, args=list(args), kwargs=kwargs, queue=task.queue, ignore_result=False, **options)
+    sent = app.send_task(task, args=list(args), kwargs=kwargs, queue=task.queue, ignore_result=not keep_result,
+                         **options)
     return sent.id
 
 
