@@ -9,21 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.api_server import served_api
+from tests.support.api_server import GATED_CONFIG, served_api
 
-CONFIG = """\
-[[connectors]]
-name = "gated"
-api_key_env = "GATED_KEY"
-
-[connectors.provisioning]
-dry_run = true
-
-[[connectors.provisioning.approval]]
-actions = ["group.add-member"]
-targets = ["*admin*"]
-approvers = 2
-"""
+CONFIG = GATED_CONFIG
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -7,21 +7,9 @@ import pytest
 from sqlalchemy import update
 
 from models.tables import ProvisioningRequest
-from tests.support.api_server import served_api
+from tests.support.api_server import GATED_CONFIG, served_api
 
-CONFIG = """\
-[[connectors]]
-name = "gated"
-api_key_env = "GATED_KEY"
-
-[connectors.provisioning]
-dry_run = true
-
-[[connectors.provisioning.approval]]
-actions = ["group.add-member"]
-targets = ["*admin*"]
-approvers = 2
-
+CONFIG = GATED_CONFIG + """
 [[connectors]]
 name = "other"
 api_key_env = "OTHER_KEY"

@@ -22,6 +22,22 @@ from tests.support.constants import ROOT, TEST_KEY_ENV
 from tests.support.databases import fresh_postgres_database
 from tests.support.servers import free_port
 
+#: A dry-run connector ``gated`` whose ``group.add-member`` into a group named like ``*admin*`` waits for two
+#: approvers: the approval and audit tests' config.
+GATED_CONFIG = """\
+[[connectors]]
+name = "gated"
+api_key_env = "GATED_KEY"
+
+[connectors.provisioning]
+dry_run = true
+
+[[connectors.provisioning.approval]]
+actions = ["group.add-member"]
+targets = ["*admin*"]
+approvers = 2
+"""
+
 
 class ApiServer:
     def __init__(self, env: dict[str, str], log: Path) -> None:
