@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Optional
 
@@ -21,12 +22,37 @@ def _celery(*args: str) -> None:
     os.execvp(sys.executable, [sys.executable, "-m", "celery", "-A", "worker.celery_app", *args])
 
 
+class WorkerPool(StrEnum):
+    AUTO = "auto"
+    PREFORK = "prefork"
+    THREADS = "threads"
+
+
+#: Requests a provisioning worker on threads applies at once, unless told: at a real API's latency, what it
+#: applies a second is this many ÷ the latency.
+THREADS_IN_FLIGHT = 16
+
+
+def pool_for(queues: str, pool: WorkerPool) -> WorkerPool:
+    """The pool a worker runs: threads for a provisioning-only worker when ``auto``."""
+    if pool is not WorkerPool.AUTO:
+        return pool
+    return WorkerPool.THREADS if {q.strip() for q in queues.split(",")} == {"provisioning"} else WorkerPool.PREFORK
+
+
 def worker(config: Optional[Path] = ConfigOption,
            queues: str = typer.Option("sync,provisioning", "--queues", "-Q", help="Queues to consume, comma-separated."),
-           concurrency: int = typer.Option(4, "--concurrency", "-c", help="Worker processes."),
+           concurrency: Optional[int] = typer.Option(
+               None, "--concurrency", "-c", min=1,
+               help="Pool processes (prefork) or requests in flight (threads). Default: 4; 16 on threads."),
+           pool: WorkerPool = typer.Option(WorkerPool.AUTO, "--pool", "-P",
+                                           help="auto: threads for the provisioning queue alone, else prefork."),
            name: str = typer.Option("", "--name", "-n", help="Celery node name (default: QUEUE@hostname)."),
            loglevel: str = typer.Option("INFO")) -> None:
-    """Start a Celery worker (prefork pool). $JUMPSYNC_METRICS_PORT turns on its Prometheus /metrics."""
+    """Start a Celery worker. $JUMPSYNC_METRICS_PORT turns on its Prometheus /metrics.
+
+    Syncs run on a prefork pool (CPU, time limits); a provisioning-only worker runs on threads, each request
+    waiting for JumpCloud on the process's one event loop (docs/provisioning.md, "Concurrency and order")."""
     from telemetry.multiproc import ensure_multiproc_dir
 
     use_config(config)
@@ -35,8 +61,12 @@ def worker(config: Optional[Path] = ConfigOption,
 
     check_api_keys(runtime.settings())  # a missing secret stops the worker now, not mid-sync
     ensure_multiproc_dir()  # before Celery starts: its command line imports prometheus_client early
+    chosen = pool_for(queues, pool)
+    in_flight = concurrency or (THREADS_IN_FLIGHT if chosen is WorkerPool.THREADS else 4)
+    if chosen is WorkerPool.THREADS:  # a request holds a database connection while JumpCloud answers
+        os.environ["JUMPSYNC_DB_POOL_SIZE"] = str(in_flight + 2)
     node = name or f"{queues.split(',')[0]}@%h"
-    _celery("worker", "-Q", queues, "-c", str(concurrency), "-n", node, "-l", loglevel, "-E")
+    _celery("worker", "-Q", queues, "-P", chosen.value, "-c", str(in_flight), "-n", node, "-l", loglevel, "-E")
 
 
 def beat(config: Optional[Path] = ConfigOption, loglevel: str = typer.Option("INFO")) -> None:

@@ -11,6 +11,7 @@ provisioning actions are idempotent.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -34,15 +35,25 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+#: Connections an engine keeps open (SQLAlchemy's default unless set): a provisioning worker on threads sets it
+#: to its requests in flight, each of which holds one while JumpCloud answers (``cli.processes.worker``).
+POOL_SIZE_ENV = "JUMPSYNC_DB_POOL_SIZE"
+
+
+def _pool_size() -> dict[str, int]:
+    value = os.environ.get(POOL_SIZE_ENV, "")
+    return {"pool_size": int(value), "max_overflow": 10} if value.isdigit() and int(value) > 0 else {}
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
-                               json_serializer=json_text)
+                               json_serializer=json_text, **_pool_size())
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, json_serializer=json_text)
+    return create_engine(url, pool_pre_ping=True, json_serializer=json_text, **_pool_size())
 
 
 def missing_sqlite_file(url: URL) -> Path | None:

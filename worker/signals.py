@@ -74,8 +74,10 @@ def _clear_context(**_kwargs) -> None:
 
 
 @signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
 def _close_provisioning_clients(**_kwargs) -> None:
-    """A pool process's provisioning loop and clients (``provisioning.clients``) are closed with it."""
+    """A process's provisioning loop and clients (``provisioning.clients``) are closed with it: a prefork pool
+    process's, or the worker's own on the thread pool."""
     from provisioning import clients
 
     clients.close()

@@ -1,10 +1,12 @@
 """provisioning.clients: one event loop and one client per connector for a worker process, rebuilt when the
-connector's config or key changes, thrown away when a run is interrupted from outside."""
+connector's config or key changes, thrown away when a run is interrupted from outside; a loop per thread."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import pickle
+import threading
 
 import httpx
 import pytest
@@ -145,3 +147,23 @@ def test_close_closes_the_clients_and_the_loop(factory):
     pool.close()
     assert client._http.is_closed and loop.is_closed()
     pool.close()
+
+
+def test_each_thread_has_its_own_loop_and_clients_and_close_ends_them_all(clients, factory):
+    """A worker on Celery's thread pool: every thread applies its requests on a loop of its own (a request's
+    blocking database work stalls no other request), and the worker's shutdown closes every thread's."""
+    threads = 4
+    everyone_here = threading.Barrier(threads, timeout=30)
+
+    def one_thread(_):
+        everyone_here.wait()  # all the threads at once, none reusing another's
+        client = call(clients, acme())
+        return client, clients._loop
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(pool.map(one_thread, range(threads)))
+    loops = {id(loop) for _, loop in results}
+    assert len(loops) == threads and len({id(client) for client, _ in results}) == threads
+    assert len(factory.built) == threads and factory.keys_seen == [OLD_KEY] * threads
+    clients.close()
+    assert all(loop.is_closed() and client._http.is_closed for client, loop in results)
