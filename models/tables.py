@@ -181,6 +181,8 @@ class ProvisioningRequest(SQLModel, table=True):
         # The audit trail (provisioning.audit) reads submissions and outcomes by time.
         Index("ix_provisioning_created_at", "created_at"),
         Index("ix_provisioning_finished_at", "finished_at"),
+        # The line per target (provisioning.ordering): the claim's check and the hand-off read it.
+        Index("ix_provisioning_target", "connector", "target_key", "status"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -207,6 +209,9 @@ class ProvisioningRequest(SQLModel, table=True):
     #: and when it expires unless they approved it by then (provisioning.approvals).
     approvals_required: int | None = None
     approval_expires_at: datetime | None = _ts(nullable=True, default=None)
+    #: The account the request changes, ``type:id`` (provisioning.ordering): requests on one target apply one at
+    #: a time, in the order they were recorded. None: a dry run, or a request that was never valid.
+    target_key: str | None = Field(default=None, max_length=256)
 
 
 class ProvisioningDecision(SQLModel, table=True):

@@ -27,6 +27,7 @@ from models.db import autocommit
 from models.states import ENDED_REQUEST_STATUSES, REQUESTS, RequestStatus
 from models.tables import ProvisioningRequest, ProvisioningRetry, table_of, utcnow
 from provisioning.approval_policy import approvers_required
+from provisioning.ordering import AHEAD_IN_LINE, target_key
 from provisioning.params import InvalidRequest, validate_params
 
 log = logging.getLogger(__name__)
@@ -166,8 +167,10 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
            "status": REQUESTS.create(RequestStatus.PENDING), "dry_run": policy.dry_run or dry_run, "attempts": 0,
            "last_error": None, "result": None, "claimed_by": None, "created_at": now, "updated_at": now,
            "enqueued_at": now, "started_at": None, "finished_at": None, "approvals_required": None,
-           "approval_expires_at": None}
+           "approval_expires_at": None, "target_key": None}
     with engine.connect() as connection, autocommit(connection):
+        if not row["dry_run"]:
+            row["target_key"] = target_key(connection, cid, validated)
         approvers = max(approval_floor,
                         approvers_required(connection, cid, policy, action, validated) if policy.approval else 0)
         if approvers:  # recorded, not enqueued: it waits for its approvers (provisioning.approvals)
@@ -186,12 +189,14 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
 
 #: The claim, built once (Core, not the ORM: its bookkeeping costs more than the SQL). A pending request is taken
 #: by anyone; a running one by the same message delivered again (its worker process died and Celery gave the
-#: message back) or by anyone once its lease has run out. ``claim_on`` names the move each time it runs it.
+#: message back) or by anyone once its lease has run out; in each case only when no other request on its target
+#: is ahead of it (provisioning.ordering). ``claim_on`` names the move each time it runs it.
 _CLAIM = update(_REQUESTS).where(
     _REQUESTS.c.id == bindparam("request_id"),
     or_(_REQUESTS.c.status == _PENDING,
         (_REQUESTS.c.status == _RUNNING) & (_REQUESTS.c.claimed_by == bindparam("claimant")),
         (_REQUESTS.c.status == _RUNNING) & (_REQUESTS.c.started_at < bindparam("lease_began_before"))),
+    _REQUESTS.c.target_key.is_(None) | ~AHEAD_IN_LINE,
 ).values(status=bindparam("claimed"), claimed_by=bindparam("claimant"), started_at=bindparam("now"),
          updated_at=bindparam("now"), attempts=_REQUESTS.c.attempts + 1).returning(*_REQUESTS.c)
 

@@ -5,8 +5,10 @@ succeed as given); ``failed`` at once on a permanent API error (400, 401/403, 40
 so"); and on transient trouble (429, 5xx, network, database) back to ``pending`` with a delay, until the
 connector's ``provisioning.max_attempts``, then ``failed`` with the last reason.
 
-Requests run on the process's event loop with its cached client per connector (``provisioning.clients``), and a
-connector is registered in the database once per process: what a request pays for is its own work.
+Requests run on their thread's event loop with its cached client per connector (``provisioning.clients``), and a
+connector is registered in the database once per process: what a request pays for is its own work. A request
+is claimed only when none ahead of it on its account is pending or running; when it ends, the execution names
+the next request on the account, for the task to send (``provisioning.ordering``).
 
 A request uses one connection from the pool (one checkout, so one ``pool_pre_ping`` round trip on PostgreSQL):
 the claim (one ``UPDATE … RETURNING`` in autocommit mode, committed before anything is sent to JumpCloud) and the
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
@@ -32,10 +34,12 @@ from config.settings import ConfigError, Settings, parse_duration
 from connector.client_factory import describe_error
 from jumpcloud.errors import BadResponseError, JumpCloudError, RateLimitedError, ServerError, TransportError
 from models.connectors import registered_connector_id
+from models.db import autocommit
 from models.states import RequestStatus
 from provisioning import requests
 from provisioning.actions import ACTIONS, ActionContext
 from provisioning.clients import ProcessClients, for_process
+from provisioning.ordering import next_in_line
 from provisioning.params import InvalidRequest, validate_params
 from provisioning.resolve import Resolver
 from provisioning.writethrough import WriteThrough
@@ -48,9 +52,10 @@ TRANSIENT = (RateLimitedError, ServerError, TransportError, BadResponseError, Op
 
 @dataclass(frozen=True)
 class Execution:
-    status: RequestStatus | None  # None: not claimed (done already, or owned by another worker), or taken
-                                  # over by another worker before it ended
+    status: RequestStatus | None  # None: not claimed (done already, owned by another worker, or behind another
+                                  # request on its target), or taken over by another worker before it ended
     retry_in: float | None = None  # seconds, when the request went back to pending
+    next_request: str | None = None  # the request this one handed its target to: to be sent now
 
 
 def backoff(attempt: int) -> float:
@@ -88,6 +93,10 @@ def execute(engine: Engine, settings: Settings, request_id: str, claimant: str,
             settings = settings_for(row.connector)
         with Session(bind=connection) as session:  # its commits and rollbacks keep the connection
             execution = _execute(engine, connection, session, settings, row, claimant, clients or for_process())
+        if execution.status is not None:  # the target is free: the first request waiting on it goes next
+            with autocommit(connection):
+                following = next_in_line(connection, row.connector, row.target_key, row.id)
+            execution = replace(execution, next_request=following)
     if execution.status is not None:
         metrics.provisioning_outcome(row.connector, row.action, execution.status)
     return execution
@@ -102,7 +111,10 @@ _NEVER_SENT = frozenset({RequestStatus.AWAITING_APPROVAL, RequestStatus.DENIED, 
 def _not_claimed(engine: Engine, request_id: str) -> None:
     """Log an apply message that named a request not pending (nor ours to run again)."""
     found = requests.get(engine, request_id)
-    if found is None or found["status"] in _NEVER_SENT:
+    if found is not None and found["status"] == RequestStatus.PENDING:
+        log.info("request waits for another request on its target; it goes when that one ends",
+                 extra={"request_id": request_id, "connector": found["connector"]})
+    elif found is None or found["status"] in _NEVER_SENT:
         log.warning("apply message for a request that is not pending; nothing applied",
                     extra={"request_id": request_id, "status": found["status"] if found else "unknown id",
                            "connector": found["connector"] if found else None})

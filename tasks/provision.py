@@ -63,6 +63,8 @@ def provision_apply(self, request_id: str) -> dict:
                                settings_for=runtime.settings_for)
     if execution.retry_in is not None:
         provision_apply.apply_async(args=[request_id], countdown=execution.retry_in)
+    if execution.next_request is not None:  # the next request on the same target (provisioning.ordering)
+        enqueue(execution.next_request)
     return {"request_id": request_id, "status": execution.status}
 
 

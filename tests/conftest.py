@@ -126,7 +126,7 @@ def fleet(redis_url, tmp_path_factory):
     fleet = WorkerFleet(directory, redis_url, f"sqlite:///{directory / 'jumpsync.db'}")
     fleet.migrate()
     fleet.start_worker("w1", queues="sync")
-    fleet.start_worker("p1", queues="provisioning", concurrency=2)
+    fleet.start_worker("p1", queues="provisioning", concurrency=None)  # as deployed: threads
     yield fleet
     fleet.stop()
 

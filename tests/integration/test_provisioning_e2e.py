@@ -3,9 +3,9 @@ simulator over HTTP; each test checks JumpCloud's side (the simulator) and the d
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
-import subprocess
 import time
 import uuid
 from datetime import timedelta
@@ -17,7 +17,7 @@ from sqlmodel import Session
 from config.settings import load_settings
 from models import queries
 from models.read_records import StoredResource
-from models.states import RunStatus
+from models.states import ENDED_REQUEST_STATUSES, RunStatus
 from models.tables import ProvisioningRequest, utcnow
 from provisioning import requests as prequests
 from simulator.generator import TenantSpec
@@ -162,7 +162,10 @@ def test_repeats_have_one_effect(fleet, fleet_engine, synced):
     assert {first["result"]["changed"], second["result"]["changed"]} == {True, False}
 
 
-def test_a_worker_killed_mid_request_redelivers_and_completes_once(fleet, fleet_engine, synced):
+def test_a_worker_killed_mid_request_is_taken_over_after_its_lease_and_completes_once(fleet, fleet_engine, synced):
+    """The provisioning worker (threads: the requests it runs die with it) is SIGKILLed while JumpCloud
+    applies a request: a new worker takes the request over once its lease has run out (the relay sends it again),
+    and the change is made once."""
     sim, name = synced
     dump = sim.dump()
     group = dump["groups"][1]
@@ -177,9 +180,20 @@ def test_a_worker_killed_mid_request_redelivers_and_completes_once(fleet, fleet_
         assert time.monotonic() < deadline, "the request never started"
         time.sleep(0.05)
     time.sleep(0.5)
-    killed = _kill_pool_children(fleet, "p1")
-    assert killed, "no provisioning worker process to kill"
+    worker = fleet.procs[1]
+    os.killpg(worker.pid, signal.SIGKILL)  # the worker and everything in it, as a lost host
+    worker.wait(timeout=30)
     sim.set_faults({"latency_ms": 0})
+    fleet.procs[1] = fleet.start_worker("p1", queues="provisioning", concurrency=None)
+    fleet.procs.pop()  # start_worker appended it too: it takes the dead one's place
+    running = find_request(fleet_engine, name, key)
+    assert running["status"] == "running"
+    with Session(fleet_engine) as session:  # as if its lease (10 minutes here) ran out
+        session.execute(update(ProvisioningRequest).where(ProvisioningRequest.id == running["id"])
+                        .values(started_at=utcnow() - timedelta(minutes=11),
+                                enqueued_at=utcnow() - timedelta(minutes=11)))
+        session.commit()
+    fleet.send("jumpsync.provision.relay", queue="provisioning")  # what beat sends every relay_interval
     done = wait_request(fleet_engine, name, key, timeout=90)
     assert done["status"] == "succeeded", done
     assert done["attempts"] >= 2  # it ran again after the kill
@@ -188,14 +202,49 @@ def test_a_worker_killed_mid_request_redelivers_and_completes_once(fleet, fleet_
     assert grant_live(fleet_engine, name, resource_id=group["id"], principal_id=user)
 
 
-def _kill_pool_children(fleet, worker_name: str) -> list[int]:
-    """SIGKILL the pool processes of one worker (its main process stays and gives the message back)."""
-    index = {"w1": 0, "p1": 1}[worker_name]
-    main = fleet.procs[index]
-    children = subprocess.run(["pgrep", "-P", str(main.pid)], capture_output=True, text=True).stdout.split()
-    for pid in children:
-        os.kill(int(pid), signal.SIGKILL)
-    return [int(p) for p in children]
+def test_requests_on_one_membership_apply_one_at_a_time_in_order(fleet, fleet_engine, synced):
+    """The worker applies many requests at once, but never two on one account: an add and a remove of one
+    membership, asked in turn, end as the last one asked, each starting after the one before it ended."""
+    sim, name = synced
+    dump = sim.dump()
+    group = dump["groups"][2]
+    user = next(u["_id"] for u in dump["users"] if u["_id"] not in group["members"])
+    others = [u["_id"] for u in dump["users"] if u["_id"] not in group["members"] and u["_id"] != user][:6]
+    settings = load_settings(fleet.config_path)
+
+    def submit(action: str, who: str) -> str:  # recorded as the API or the CLI records it, then sent
+        accepted = prequests.accept(fleet_engine, settings, connector=name, action=action,
+                                    params={"group": group["id"], "user": who}, requested_by="cli:tests")
+        assert accepted.enqueue, accepted.request
+        fleet.send("jumpsync.provision", accepted.request["id"], queue="provisioning")
+        return accepted.request["id"]
+
+    sim.set_faults({"latency_ms": 150})
+    try:
+        line, beside = [], []
+        for turn in range(6):  # add, remove, add, ...: the last asked is a remove
+            line.append(submit("group.add-member" if turn % 2 == 0 else "group.remove-member", user))
+            beside.append(submit("group.add-member", others[turn]))  # other accounts: lines of their own
+        done = [wait_id(fleet_engine, rid) for rid in line]
+        besides = [wait_id(fleet_engine, rid) for rid in beside]
+    finally:
+        sim.set_faults({"latency_ms": 0})
+    assert [r["status"] for r in done + besides] == ["succeeded"] * 12, done + besides
+    for before, after in itertools.pairwise(done):
+        assert after["started_at"] >= before["finished_at"], (before, after)
+    assert user not in next(g for g in sim.dump()["groups"] if g["id"] == group["id"])["members"]
+    assert not grant_live(fleet_engine, name, resource_id=group["id"], principal_id=user)
+    # The other accounts' requests ran beside these: some started while one on the line was running.
+    assert any(before["started_at"] < other["started_at"] < before["finished_at"]
+               for before in done for other in besides)
+
+
+def wait_id(engine, request_id: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while (current := prequests.get(engine, request_id))["status"] not in ENDED_REQUEST_STATUSES:
+        assert time.monotonic() < deadline, f"request {request_id} did not end within {timeout}s: {current}"
+        time.sleep(0.1)
+    return current
 
 
 def test_a_lost_enqueue_is_relayed(fleet, fleet_engine, synced):

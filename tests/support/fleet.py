@@ -58,10 +58,14 @@ class WorkerFleet:
         subprocess.run([sys.executable, "-m", "cli", "db", "upgrade"], env=self.env, cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
 
-    def start_worker(self, name: str = "w1", concurrency: int = 4, queues: str = "sync,provisioning") -> subprocess.Popen:
+    def start_worker(self, name: str = "w1", concurrency: int | None = 4,
+                     queues: str = "sync,provisioning") -> subprocess.Popen:
+        """``jumpsync worker``; ``concurrency`` None: the command's default for the queues (16 threads for
+        provisioning alone)."""
         log = open(self.directory / f"{name}.log", "ab")
+        size = [] if concurrency is None else ["-c", str(concurrency)]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h"],
+            [sys.executable, "-m", "cli", "worker", "-Q", queues, *size, "-n", f"{name}@%h"],
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)  # its own process group: a test can kill the worker and its pool at once
         self.procs.append(proc)
