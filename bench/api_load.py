@@ -11,7 +11,8 @@ ticketing system would, each with its own idempotency key.
 - sequential: one request at a time; latency = the request's ``finished_at`` (the worker's) minus the moment the
   POST was sent; the HTTP answer's own time is reported apart. The outcome is polled on the database (one count
   every 2 ms), not over HTTP, so that the poll does not load the API being measured.
-- burst: ``--burst`` requests from ``--clients`` concurrent connections; throughput = requests ÷ (first POST →
+- burst: ``--burst`` requests from ``--clients`` concurrent keep-alive connections (plain HTTP/1.1 on asyncio
+  streams: the load costs the cores it shares little); throughput = requests ÷ (first POST →
   last ``finished_at``); the submit rate is shown to tell whether the submitters were the limit.
 - approval: requests into the one group the connector's approval rule names (as an admin group would be), each
   approved by a second token as soon as it is recorded; the path's overhead = its POST → applied minus the
@@ -126,23 +127,40 @@ def sequential(client: httpx.Client, connector: str, pairs: list[list[str]], tim
 
 
 async def _post_all(url: str, token: str, connector: str, pairs: list[list[str]], clients: int) -> list[str]:
+    """POST every pair from ``clients`` keep-alive connections. Plain HTTP/1.1 on asyncio streams, not httpx:
+    the load shares the 2 cores with what it measures, and a client library's own CPU (several ms a request)
+    would be counted against the API, as a benchmark's load generator (wrk, oha) avoids."""
+    target = httpx.URL(url)
     queue: asyncio.Queue[list[str]] = asyncio.Queue()
     for pair in pairs:
         queue.put_nowait(pair)
     ids: list[str] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits,
-                                 timeout=60.0) as client:
-        async def one_client() -> None:
-            while not queue.empty():
-                pair = queue.get_nowait()
-                answer = await client.post("/v1/requests", json=body(connector, pair))
-                if answer.status_code != 202:
-                    raise RuntimeError(f"POST /v1/requests answered {answer.status_code}: {answer.text[:300]}")
-                ids.append(answer.json()["id"])
+    head = (f"POST /v1/requests HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n").encode()
 
-        await asyncio.gather(*(one_client() for _ in range(clients)))
+    async def one_client() -> None:
+        reader, writer = await asyncio.open_connection(target.host, target.port)
+        try:
+            while not queue.empty():
+                payload = json.dumps(body(connector, queue.get_nowait())).encode()
+                writer.write(head + b"Content-Length: %d\r\n\r\n" % len(payload) + payload)
+                status, answer = await _response(reader)
+                if status != 202:
+                    raise RuntimeError(f"POST /v1/requests answered {status}: {answer[:300]!r}")
+                ids.append(json.loads(answer)["id"])
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one_client() for _ in range(clients)))
     return ids
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 response with a Content-Length (what ``jumpsync api`` answers): its status and body."""
+    header = await reader.readuntil(b"\r\n\r\n")
+    lines = header.split(b"\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in lines[1:] if line.lower().startswith(b"content-length:"))
+    return int(lines[0].split()[1]), await reader.readexactly(length)
 
 
 def burst(url: str, token: str, connector: str, pairs: list[list[str]], clients: int, timeout: float) -> dict:

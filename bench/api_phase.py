@@ -1,8 +1,8 @@
 """The API phase (``--profiles api``): provisioning through ``jumpsync api`` as a ticketing system calls it.
 
 The ``small`` tenant is synced once (so that the approval rule can match a group by its name), then, with the
-simulator's latency at 0 so that what is measured is jumpsync's own cost: one ``jumpsync api`` process, one
-provisioning worker (2 processes), tokens made as ``jumpsync tokens create`` makes them, and the load
+simulator's latency at 0 so that what is measured is jumpsync's own cost: one ``jumpsync api`` process, the
+provisioning workers (``--provision-workers`` on threads), tokens made as ``jumpsync tokens create`` makes them, and the load
 (``bench/api_load.py``) in a process of its own. The connector ``bench`` has one approval rule, on one group
 chosen by name (as an admin group would be); the direct requests go to every other group.
 """

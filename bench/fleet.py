@@ -445,11 +445,13 @@ FleetFactory = Callable[[str, str, Simulator], Fleet]
 @contextmanager
 def started(directory: Path, *, profile: str, latency_ms: float, api_key: str, pg: PostgresServer | None,
             make_fleet: FleetFactory, sync_workers: int, sync_concurrency: int, orgs: int = 1,
-            provisioning: bool = True, keep: bool = False) -> Iterator[Stack]:
+            provisioning: bool = True, provisioning_workers: int = 2, provisioning_threads: int = 16,
+            keep: bool = False) -> Iterator[Stack]:
     """Start the simulator (``orgs`` orgs of ``profile``), a private Redis, a fresh migrated database (a new
     PostgreSQL database ``bench_<profile>`` on ``pg``, else an SQLite file in ``directory``), ``sync_workers``
-    sync workers and, with ``provisioning``, one provisioning worker; stop them all afterwards, whatever
-    happened, and remove the SQLite files unless ``keep``."""
+    sync workers and, with ``provisioning``, ``provisioning_workers`` provisioning workers (processes, on
+    threads: ``provisioning_threads`` requests in flight each); stop them all afterwards, whatever happened, and
+    remove the SQLite files unless ``keep``."""
     from models.db import make_engine
 
     sim = redis = fleet = engine = None
@@ -467,7 +469,8 @@ def started(directory: Path, *, profile: str, latency_ms: float, api_key: str, p
         for i in range(sync_workers):
             fleet.start_worker(f"sync{i + 1}", "sync", sync_concurrency)
         if provisioning:
-            fleet.start_worker("prov", "provisioning", 2)
+            for i in range(provisioning_workers):
+                fleet.start_worker(f"prov{i + 1}", "provisioning", provisioning_threads)
         engine = make_engine(database_url)
         yield Stack(sim, redis, fleet, engine, database_url, servers)
     finally:

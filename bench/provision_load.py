@@ -74,8 +74,14 @@ def _submit(pair: list[str]) -> str:
 
 
 def burst(pairs: list[list[str]], timeout: float) -> dict:
+    """Submit every pair back to back, then wait; throughput, and each request's latency from the moment its
+    submission began to its ``finished_at``."""
     first = time.time()
-    ids = [_submit(pair) for pair in pairs]
+    sent_at: dict[str, float] = {}
+    for pair in pairs:
+        began = time.time()
+        sent_at[_submit(pair)] = began
+    ids = list(sent_at)
     submitted = time.time()
     deadline = time.monotonic() + timeout
     while _unfinished(ids) and time.monotonic() < deadline:
@@ -84,7 +90,11 @@ def burst(pairs: list[list[str]], timeout: float) -> dict:
     ended = [r for r in rows if r.status in ENDED_REQUEST_STATUSES]
     last = max((_ts(r.finished_at) for r in ended), default=None)
     span = (last - first) if last else None
+    waited = [_ts(r.finished_at) - sent_at[r.id] for r in ended if r.finished_at is not None]
     return {
+        "order": _order(ended),
+        "latency_ms": {"p50": round(_pct(waited, 50) * 1000, 1), "p95": round(_pct(waited, 95) * 1000, 1),
+                       "max": round(max(waited) * 1000, 1)} if waited else {},
         "requests": len(ids), "ended": len(ended), "succeeded": sum(r.status == RequestStatus.SUCCEEDED for r in ended),
         "statuses": {s: sum(r.status == s for r in rows) for s in {r.status for r in rows}},
         "seconds": round(span, 3) if span else None,
@@ -93,6 +103,24 @@ def burst(pairs: list[list[str]], timeout: float) -> dict:
         "submit_rate_per_s": round(len(ids) / (submitted - first), 1),
         "timed_out": len(ended) < len(ids),
     }
+
+
+def _order(rows: list[ProvisioningRequest]) -> dict:
+    """Order per account (provisioning.ordering): of the requests on one target, how many pairs ran at the same
+    time (started before the other ended) or out of the order they were recorded; both must be 0."""
+    lines: dict[str, list[ProvisioningRequest]] = {}
+    for row in rows:
+        if row.target_key and row.started_at and row.finished_at:
+            lines.setdefault(row.target_key, []).append(row)
+    shared = [line for line in lines.values() if len(line) > 1]
+    overlaps = out_of_order = 0
+    for line in shared:
+        line.sort(key=lambda r: (r.created_at, r.id))
+        for before, after in zip(line, line[1:], strict=False):
+            overlaps += after.started_at < before.finished_at
+            out_of_order += after.started_at < before.started_at
+    return {"targets_with_several": len(shared), "requests_on_them": sum(map(len, shared)),
+            "overlaps": overlaps, "out_of_order": out_of_order}
 
 
 def sequential(pairs: list[list[str]], timeout: float) -> dict:

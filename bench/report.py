@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from bench.events import LATENCY_P50_TARGET_S, LATENCY_P95_TARGET_S, QUIET_REQUESTS_TARGET
@@ -83,10 +84,15 @@ def machine_line(result: dict) -> str:
     pg = ""
     if m.get("postgres_settings"):
         pg = " (" + ", ".join(f"{k}={v}" for k, v in m["postgres_settings"].items()) + ")"
+    if "latency" in result:
+        return (f"{m['cpu']}, {m['usable_cores']} cores, {m['memory_gb']} GB, Python {m['python']}, {db}{pg}, "
+                f"Redis {m.get('redis', '?')}; jumpsync {m.get('git', '?')}. Latency {s['latency_ms']:g} ms, "
+                f"max_in_flight {s['in_flight']}, {s['sync_workers']} sync workers x "
+                f"{s['sync_concurrency_per_worker']} processes, {_provisioning_workers(s)}.")
     if "api" in result:
         return (f"{m['cpu']}, {m['usable_cores']} cores, {m['memory_gb']} GB, Python {m['python']}, {db}{pg}, "
                 f"Redis {m.get('redis', '?')}; jumpsync {m.get('git', '?')}. API latency 0 ms; 1 `jumpsync api`, "
-                f"1 provisioning worker x {s['provisioning_worker_processes']}; the small tenant synced first.")
+                f"{_provisioning_workers(s)}; the small tenant synced first.")
     workers = f"{s['sync_workers']} sync workers x {s['sync_concurrency_per_worker']} processes"
     if "msp" in result:
         msp = result["msp"]["settings"]
@@ -94,8 +100,7 @@ def machine_line(result: dict) -> str:
         setup = (f"{msp['orgs']} orgs behind one key, shared_max_in_flight {msp['shared_max_in_flight']}{rate}, "
                  f"max_in_flight {msp['max_in_flight']} a part, interval {msp['interval']}, {workers} and beat")
     else:
-        setup = (f"max_in_flight {s['in_flight']}, {workers}, 1 provisioning worker x "
-                 f"{s['provisioning_worker_processes']}")
+        setup = f"max_in_flight {s['in_flight']}, {workers}, {_provisioning_workers(s)}"
     return (f"{m['cpu']}, {m['usable_cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}, Python {m['python']}, "
             f"{db}{pg}, Redis {m.get('redis', '?')}; jumpsync {m.get('git', '?')}. Latency {s['latency_ms']:g} ms, "
             f"{setup}.")
@@ -165,6 +170,13 @@ def upsert_table(results: list[dict]) -> str:
                    "writer / bare", "COPY + INSERT…SELECT rows/s"], rows)
 
 
+def _provisioning_workers(settings: dict) -> str:
+    """The provisioning workers of a result: processes on threads (results before them: one prefork worker)."""
+    if "provisioning_workers" in settings:
+        return f"{settings['provisioning_workers']} provisioning workers x {settings['provisioning_threads']} threads"
+    return f"1 provisioning worker x {settings.get('provisioning_worker_processes', '?')} processes"
+
+
 def provisioning_table(results: list[dict]) -> str:
     rows = []
     for r in _sorted(results):
@@ -207,6 +219,56 @@ def _api_rows(a: dict) -> list[list[str]]:
         ["CPU ms a request", _cpu_split(a.get("cpu_ms_per_request"))
          + f"; not ours {_f(a.get('other_cpu_s'), 1)} s", ""],
     ]
+
+
+#: Issue 28: at a real API's latency (100 ms), 2,000 requests during a full sync, with 2 provisioning processes.
+AT_LATENCY_RATE_TARGET, AT_LATENCY_P95_TARGET_S = 100, 30
+
+
+def _latency_rows(r: dict) -> list[list]:
+    """(measure, figure, verdict) rows of a latency phase's result."""
+    f = r["latency"]
+    burst, sync, budget = f["burst"], f["sync"], f["budget"]
+    rate, p95 = burst["throughput_per_s"] or 0.0, (burst["latency_ms"].get("p95") or float("inf")) / 1000
+    held = budget["sim_max_in_flight"] <= budget["shared_max_in_flight"]
+    return [
+        [f"applied ≥ {AT_LATENCY_RATE_TARGET}/s at {f['latency_ms_api']:g} ms ({burst['requests']:,} during a full sync, "
+         f"{f['workers']})", f"{rate:.1f}/s ({burst['succeeded']}/{burst['requests']} succeeded); submitted "
+         f"{_f(burst['submit_rate_per_s'], 1)}/s", _miss(rate, AT_LATENCY_RATE_TARGET, True)],
+        [f"submission → applied p95 ≤ {AT_LATENCY_P95_TARGET_S} s", f"{p95:.1f} s (p50 "
+         f"{_f((burst['latency_ms'].get('p50') or 0) / 1000, 1)} s, max {_f((burst['latency_ms'].get('max') or 0) / 1000, 1)} s)",
+         _miss(p95, AT_LATENCY_P95_TARGET_S, False)],
+        ["order per account: requests on one account overlapping, or out of order", _order_figure(burst),
+         "met" if _order_kept(burst) else "**missed**"],
+        ["within the connector's shared budget (sync + provisioning)",
+         f"simulator max {budget['sim_max_in_flight']} in flight, budget {budget['shared_max_in_flight']}",
+         "met" if held else "**missed**"],
+        ["the full sync beside it", f"{sync['status']} in {sync['wall_s']} s (alone: {f['first_sync']['wall_s']} s)",
+         ""],
+    ]
+
+
+def _order_kept(burst: dict) -> bool:
+    order = burst.get("order") or {}
+    return bool(order) and order["overlaps"] == 0 and order["out_of_order"] == 0
+
+
+def _order_figure(burst: dict) -> str:
+    order = burst.get("order")
+    if not order:
+        return "not measured"
+    return (f"{order['overlaps']} overlapping, {order['out_of_order']} out of order, among "
+            f"{order['requests_on_them']} requests on {order['targets_with_several']} accounts with several")
+
+
+def latency_table(results: list[dict]) -> str:
+    rows = [[r["database"], *row] for r in _sorted(results) for row in _latency_rows(r)]
+    return _table(["db", "measure", "figure", "verdict"], rows)
+
+
+def latency_targets(results: list[dict]) -> list[list]:
+    return [["latency", r["database"], measure, figure, verdict]
+            for r in _sorted(results) for measure, figure, verdict in _latency_rows(r) if verdict]
 
 
 def api_table(results: list[dict]) -> str:
@@ -448,17 +510,21 @@ def tables(results: list[dict]) -> str:
         machines.append(line)
     msps = [r for r in results if "msp" in r]
     apis = [r for r in results if "api" in r]
-    profiles = [r for r in results if "msp" not in r and "api" not in r]
+    latencies = [r for r in results if "latency" in r]
+    profiles = [r for r in results if "msp" not in r and "api" not in r and "latency" not in r]
     sections = ["\n".join(machines)]
     if profiles:
         sections += _profile_sections(profiles)
     if apis:
         sections.append("### HTTP API: provisioning through `jumpsync api` (group.add-member, API latency 0)\n\n"
                         + api_table(apis))
+    if latencies:
+        sections.append("### Provisioning at a real API's latency (group.add-member during a full sync of `large`)"
+                        "\n\n" + latency_table(latencies))
     if msps:
         sections.append(f"### MSP discovery: {msps[0]['msp']['orgs']} small orgs behind one key (beat, one shared "
                         "budget)\n\n" + msp_table(msps))
-    target_rows = targets(profiles) + api_targets(apis) + msp_targets(msps)
+    target_rows = targets(profiles) + api_targets(apis) + latency_targets(latencies) + msp_targets(msps)
     sections.append("### Targets vs measured\n\n" + _table(["profile", "db", "target", "measured", ""], target_rows))
     if spy := pyspy_table([r for r in profiles if _profiled(r)]):
         sections.append(f"### py-spy (`--py-spy`; samples inside tasks, idle included)\n\n{spy}")
@@ -515,13 +581,29 @@ PYSPY_HEADING = ("### py-spy (the newest `--py-spy` runs: samples inside tasks, 
                  "not in the tables above, py-spy slows the workers down)")
 
 
-def update_docs(results_dir: Path, docs: Path = DOCS) -> Path:
+#: A generated block's line per result: "- `large` on sqlite (stamp): ...".
+_RESULT_LINE = re.compile(r"^- `([\w-]+)` on (\w+) \(", re.MULTILINE)
+
+
+def update_docs(results_dir: Path, docs: Path = DOCS, partial: Path | None = None) -> Path:
+    """Rewrite the generated block of docs/benchmarks.md from the newest results; the path written.
+
+    Results are not committed: a run on a fresh machine that measured fewer profiles than the page shows (only
+    ``--profiles api``, say) would drop the others from it. Such a run writes its block to ``partial`` (beside
+    the run directories) instead, to be merged by hand, and leaves the page as it is."""
     text = docs.read_text() if docs.exists() else SKELETON
     if BEGIN not in text or END not in text:
         text = text.rstrip() + "\n\n" + BEGIN + "\n" + END + "\n"
     head, rest = text.split(BEGIN, 1)
     old_block, tail = rest.split(END, 1)
-    block = tables(latest(results_dir))
+    results = latest(results_dir)
+    block = tables(results)
+    shown = set(_RESULT_LINE.findall(old_block))
+    measured = {(r["profile"]["name"], r["database"]) for r in results}
+    if partial is not None and not shown <= measured:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(block + "\n")
+        return partial
     spy = pyspy_table(latest(results_dir, profiled=True))
     if spy:
         block += "\n\n" + PYSPY_HEADING + "\n\n" + spy

@@ -272,7 +272,8 @@ def run_provisioning(fleet: Fleet, sim: Simulator, directory: Path, burst: int, 
     result["cpu_ms_per_request"] = {name: round(seconds * 1000 / total, 2) for name, seconds in spent.items()}
     result["loadavg_1m_at_start"] = round(load, 2)
     result["latency_ms_api"] = 0
-    result["worker_processes"] = next(w.concurrency for w in fleet.workers if w.queues == "provisioning")
+    provisioning_workers = [w for w in fleet.workers if w.queues == "provisioning"]
+    result["worker_processes"] = f"{len(provisioning_workers)} x {provisioning_workers[0].concurrency} threads"
     return result
 
 
@@ -349,7 +350,8 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
                            make_fleet=lambda broker, database, sim: Fleet(directory, broker, database, sim,
                                                                           args.in_flight, limits),
                            sync_workers=args.workers, sync_concurrency=args.sync_concurrency,
-                           keep=args.keep) as stack:
+                           provisioning_workers=args.provision_workers,
+                           provisioning_threads=args.provision_threads, keep=args.keep) as stack:
         sim, fleet, engine, servers = stack.sim, stack.fleet, stack.engine, stack.servers
         profiler_dir = directory if args.py_spy else None
         quiet = wait_quiet(args.wait_quiet) if args.wait_quiet else None
@@ -409,8 +411,8 @@ def run_profile(profile: str, args: argparse.Namespace, stamp: str, pg) -> dict:
         return {
             "profile": describe(profile), "database": args.database, "stamp": stamp,
             "settings": {"latency_ms": args.latency_ms, "in_flight": args.in_flight, "sync_workers": args.workers,
-                         "sync_concurrency_per_worker": args.sync_concurrency, "provisioning_worker_processes": 2,
-                         "py_spy": bool(args.py_spy)},
+                         "sync_concurrency_per_worker": args.sync_concurrency, "provisioning_workers": args.provision_workers,
+                         "provisioning_threads": args.provision_threads, "py_spy": bool(args.py_spy)},
             "syncs": syncs, "upsert": upsert, "provisioning": provisioning, "budget": budget,
             "incremental": incremental, "quiet_before": quiet,
             "bench_seconds": round(time.monotonic() - started, 1), "run_directory": str(directory),
@@ -444,13 +446,14 @@ def run_provisioning_phase(profile: str, args: argparse.Namespace, fleet, sim, d
 
 def run_api(args: argparse.Namespace, stamp: str, pg) -> dict:
     """The API phase (bench/api_phase.py): the small tenant synced once, then provisioning through ``jumpsync
-    api`` at API latency 0, with one provisioning worker (2 processes)."""
+    api`` at API latency 0, with the provisioning workers (``--provision-workers`` on threads)."""
     from bench import api_phase
 
     directory = run_directory(stamp, "api")
     timeout = SYNC_TIMEOUT["small"] * args.timeout_scale
     started = time.monotonic()
-    log(f"api: simulator (small), Redis, database ({args.database}), a sync worker, a provisioning worker; "
+    log(f"api: simulator (small), Redis, database ({args.database}), a sync worker, {args.provision_workers} "
+        f"provisioning workers x {args.provision_threads} threads; "
         f"files in {directory.relative_to(ROOT)}")
 
     def make_fleet(broker: str, database: str, sim: Simulator) -> Fleet:
@@ -459,7 +462,8 @@ def run_api(args: argparse.Namespace, stamp: str, pg) -> dict:
 
     with fleet_mod.started(directory, profile="small", latency_ms=args.latency_ms, api_key=secrets.token_hex(20),
                            pg=pg, make_fleet=make_fleet, sync_workers=1, sync_concurrency=args.sync_concurrency,
-                           keep=args.keep) as stack:
+                           provisioning_workers=args.provision_workers,
+                           provisioning_threads=args.provision_threads, keep=args.keep) as stack:
         sim, fleet, engine = stack.sim, stack.fleet, stack.engine
         sync = run_sync("full", fleet, sim, engine, timeout, None, stack.servers)
         log(f"api: full sync {sync['status']} in {sync['wall_s']:.2f}s")
@@ -481,10 +485,21 @@ def run_api(args: argparse.Namespace, stamp: str, pg) -> dict:
         f"{figures['token_check']['authenticate_ms']} ms")
     return {"profile": {"name": "api", "tenant": describe("small")}, "database": args.database, "stamp": stamp,
             "settings": {"latency_ms_sync": args.latency_ms, "latency_ms_provisioning": 0,
-                         "provisioning_worker_processes": 2, "api_processes": 1},
+                         "provisioning_workers": args.provision_workers,
+                         "provisioning_threads": args.provision_threads, "api_processes": 1},
             "api": figures, "sync": {k: sync[k] for k in ("status", "wall_s", "requests")},
             "quiet_before": quiet, "bench_seconds": round(time.monotonic() - started, 1),
             "run_directory": str(directory)}
+
+
+# --- provisioning at a real API's latency --------------------------------------------------------------------
+
+def run_latency(args: argparse.Namespace, stamp: str, pg) -> dict:
+    """The latency phase (bench/latency_phase.py): a burst of requests during a full sync, every API request
+    taking ``--provision-latency-ms``."""
+    from bench import latency_phase
+
+    return latency_phase.run(args, stamp, pg, run_directory(stamp, "latency"), log, run_sync)
 
 
 # --- the MSP phase -------------------------------------------------------------------------------------------
@@ -520,10 +535,15 @@ def run_msp(args: argparse.Namespace, stamp: str, pg) -> dict:
             "msp": figures, "quiet_before": quiet, "bench_seconds": seconds, "run_directory": str(directory)}
 
 
+#: The phases that are not a tenant profile's syncs.
+PHASES = {"msp": run_msp, "api": run_api, "latency": run_latency}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", default="small,large,api,msp",
-                        help="comma-separated: small, large, xl (opt-in), api (the HTTP API), msp (the MSP phase)")
+    parser.add_argument("--profiles", default="small,large,api,latency,msp",
+                        help="comma-separated: small, large, xl (opt-in), api (the HTTP API), latency (provisioning "
+                             "at a real API's latency during a sync), msp (the MSP phase)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="simulated API latency per request")
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--workers", type=int, default=2, help="sync worker processes (celery worker instances)")
@@ -534,7 +554,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="requests/s of the budget phase's connector (0: skip the phase)")
     parser.add_argument("--budget-in-flight", type=int, default=6,
                         help="shared_max_in_flight of the budget phase's connector")
+    parser.add_argument("--provision-workers", type=int, default=2,
+                        help="provisioning workers (processes, on Celery's thread pool)")
+    parser.add_argument("--provision-threads", type=int, default=16,
+                        help="requests in flight per provisioning worker (its threads)")
     parser.add_argument("--provision-burst", type=int, default=500, help="requests for the throughput (0: skip)")
+    parser.add_argument("--provision-latency-ms", type=float, default=100.0,
+                        help="the latency phase: the simulator's latency for every request")
+    parser.add_argument("--latency-burst", type=int, default=2000,
+                        help="the latency phase: requests submitted back to back during the sync")
+    parser.add_argument("--latency-budget", type=int, default=48,
+                        help="the latency phase: the connector's shared_max_in_flight (sync and provisioning)")
     parser.add_argument("--provision-sequential", type=int, default=50, help="requests for the latency")
     parser.add_argument("--api-sequential", type=int, default=100,
                         help="the API phase: requests one at a time, for the latency")
@@ -569,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.msp_orgs:
         profiles = [p for p in profiles if p != "msp"]
     for profile in profiles:
-        if profile != "api":
+        if profile not in PHASES:
             describe(profile)  # unknown names stop here
     if args.py_spy:
         from bench.profiling import available
@@ -588,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         info = machine(args.database, pg.url if pg else None)
         for profile in profiles:
             try:
-                phase = {"msp": run_msp, "api": run_api}.get(profile)
+                phase = PHASES.get(profile)
                 result = phase(args, stamp, pg) if phase else run_profile(profile, args, stamp, pg)
             except Exception as exc:  # noqa: BLE001  (report it, go on with the next profile)
                 log(f"{profile}: FAILED: {type(exc).__name__}: {exc}")
@@ -609,8 +639,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.tables(results))
     if not args.no_docs and results:
-        path = report.update_docs(RESULTS)
-        log(f"updated {path.relative_to(ROOT)}")
+        partial = RUNS / f"{stamp}-benchmarks-block.md"
+        path = report.update_docs(RESULTS, partial=partial)
+        if path == partial:
+            log(f"docs/benchmarks.md left as it is: it shows profiles this machine has no results of; this run's "
+                f"block is in {path.relative_to(ROOT)}, to merge by hand")
+        else:
+            log(f"updated {path.relative_to(ROOT)}")
     if failed:
         log(f"failed: {', '.join(failed)} (logs under {RUNS.relative_to(ROOT)})")
         return 1
