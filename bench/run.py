@@ -535,6 +535,18 @@ def run_msp(args: argparse.Namespace, stamp: str, pg) -> dict:
             "msp": figures, "quiet_before": quiet, "bench_seconds": seconds, "run_directory": str(directory)}
 
 
+def update_docs(stamp: str) -> None:
+    """docs/benchmarks.md from the newest results; a run that measured fewer profiles than it shows writes its
+    block beside the run directories instead."""
+    partial = RUNS / f"{stamp}-benchmarks-block.md"
+    path = report.update_docs(RESULTS, partial=partial)
+    if path == partial:
+        log(f"docs/benchmarks.md left as it is: it shows profiles this machine has no results of; this run's "
+            f"block is in {path.relative_to(ROOT)}, to merge by hand")
+    else:
+        log(f"updated {path.relative_to(ROOT)}")
+
+
 #: The phases that are not a tenant profile's syncs.
 PHASES = {"msp": run_msp, "api": run_api, "latency": run_latency}
 
@@ -639,13 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.tables(results))
     if not args.no_docs and results:
-        partial = RUNS / f"{stamp}-benchmarks-block.md"
-        path = report.update_docs(RESULTS, partial=partial)
-        if path == partial:
-            log(f"docs/benchmarks.md left as it is: it shows profiles this machine has no results of; this run's "
-                f"block is in {path.relative_to(ROOT)}, to merge by hand")
-        else:
-            log(f"updated {path.relative_to(ROOT)}")
+        update_docs(stamp)
     if failed:
         log(f"failed: {', '.join(failed)} (logs under {RUNS.relative_to(ROOT)})")
         return 1
