@@ -27,13 +27,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from auth.scopes import InvalidScope, Principal, Scope, parse_scope, parse_scopes
 from models.columns import iso
-from models.tables import ApiToken, utcnow
+from models.tables import ApiToken, table_of, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def create_token(engine: Engine, name: str, scopes: Sequence[str], expires_in: t
     raise TokenError("could not find a free token id; try again")
 
 
-def _principal(row: ApiToken) -> Principal:
+def _principal(row: ApiToken | Row) -> Principal:
     """The principal of a token, with the scopes that still parse (one that does not is dropped, and logged)."""
     scopes: list[Scope] = []
     for text in row.scopes:
@@ -173,8 +173,10 @@ def authenticate(engine: Engine, presented: str) -> Principal:
     if match is None:
         raise TokenRefused(RefusalReason.MALFORMED)
     token_id, secret = match.groups()
-    with Session(engine, expire_on_commit=False) as session:
-        row = session.get(ApiToken, token_id)
+    # Core, not the ORM: every API call pays for this look-up, and the ORM's identity map and instance
+    # bookkeeping cost more than the query.
+    with engine.connect() as connection:
+        row = connection.execute(_BY_ID, {"token_id": token_id}).first()
         matches = hmac.compare_digest(hash_secret(secret), row.secret_hash if row else _NO_SUCH_HASH)
         if row is None or not matches:
             raise TokenRefused(RefusalReason.UNKNOWN)
@@ -184,15 +186,20 @@ def authenticate(engine: Engine, presented: str) -> Principal:
         if row.expires_at is not None and row.expires_at <= now:
             raise TokenRefused(RefusalReason.EXPIRED)
         if row.last_used_at is None or row.last_used_at <= now - LAST_USED_RESOLUTION:
-            _record_use(session, token_id, now)
+            _record_use(connection, token_id, now)
         return _principal(row)
 
 
-def _record_use(session: Session, token_id: str, now: datetime) -> None:
+_TOKENS = table_of(ApiToken)
+_BY_ID = select(_TOKENS.c.id, _TOKENS.c.name, _TOKENS.c.secret_hash, _TOKENS.c.scopes, _TOKENS.c.revoked_at,
+                _TOKENS.c.expires_at, _TOKENS.c.last_used_at).where(_TOKENS.c.id == bindparam("token_id"))
+
+
+def _record_use(connection: Connection, token_id: str, now: datetime) -> None:
     """Set ``last_used_at`` unless another request did within the resolution (then this update matches no row)."""
-    stale = or_(col(ApiToken.last_used_at).is_(None), col(ApiToken.last_used_at) <= now - LAST_USED_RESOLUTION)
-    session.execute(update(ApiToken).where(col(ApiToken.id) == token_id, stale).values(last_used_at=now))
-    session.commit()
+    stale = or_(_TOKENS.c.last_used_at.is_(None), _TOKENS.c.last_used_at <= now - LAST_USED_RESOLUTION)
+    connection.execute(update(_TOKENS).where(_TOKENS.c.id == token_id, stale).values(last_used_at=now))
+    connection.commit()
 
 
 def _find(session: Session, name_or_id: str) -> ApiToken:
