@@ -217,6 +217,18 @@ def _format_location(loc: tuple) -> str:
     return out or "(top level)"
 
 
+def decode_utf8(raw: bytes, path: Path) -> str:
+    """A file's text; ConfigError naming the line, the column and the byte where it is not UTF-8 (TOML is UTF-8:
+    a file saved as Latin-1 by an editor would otherwise fail every command with a traceback)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{path}: not UTF-8: byte 0x{raw[exc.start]:02x} at line {line}, column {column} "
+                          "(TOML files are UTF-8: save it as UTF-8)") from None
+
+
 def load_file_config(path: Path, *, required: bool) -> FileConfig:
     """Read and validate one config file; a missing optional file is an empty config."""
     if not path.exists():
@@ -224,7 +236,7 @@ def load_file_config(path: Path, *, required: bool) -> FileConfig:
             raise ConfigError(f"{path}: config file not found")
         return FileConfig()
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(decode_utf8(path.read_bytes(), path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:

@@ -106,9 +106,11 @@ def read_api_key(owner: str, env: str | None, file: Path | None) -> str:
     assert file is not None
     try:
         mode = file.stat().st_mode
-        key = file.read_text().strip()
+        key = file.read_bytes().decode("utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"{owner}: api_key_file {file}: {exc.strerror}") from None
+    except UnicodeDecodeError:  # the key's bytes are not named: they are the secret
+        raise ConfigError(f"{owner}: api_key_file {file} is not UTF-8 text") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"{owner}: api_key_file {file} is readable by others; chmod 600 it")
     if not key:

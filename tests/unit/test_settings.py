@@ -73,6 +73,25 @@ def test_duplicate_names_and_bad_toml(tmp_path):
         load_settings(path)
 
 
+def test_a_config_file_that_is_not_utf8_is_a_config_error_naming_the_byte(tmp_path):
+    path = tmp_path / "jumpsync.toml"
+    path.write_bytes('[[connectors]]\nname = "acme"\n# caf\u00e9\napi_key_env = "K"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value) == (f"{path}: not UTF-8: byte 0xe9 at line 3, column 6 (TOML files are UTF-8: save it "
+                               "as UTF-8)")
+
+
+def test_a_key_file_that_is_not_utf8_is_refused_without_its_bytes(tmp_path, monkeypatch):
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"secret-\xe9-key")
+    key_file.chmod(0o600)
+    path = write(tmp_path, f'[[connectors]]\nname = "acme"\napi_key_file = "{key_file}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path).connector("acme").api_key()
+    assert "is not UTF-8 text" in str(info.value) and "secret" not in str(info.value)
+
+
 def test_explicit_missing_file_is_an_error_default_is_empty(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(tmp_path / "nope.toml")
