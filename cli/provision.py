@@ -23,6 +23,7 @@ from cli.waiting import task_failed
 from config.actions import ACTION_NAMES
 from config.words import plural
 from models.states import ENDED_REQUEST_STATUSES, RequestStatus
+from provisioning.params import MAX_TEXT
 
 console = output.stdout()
 err = output.stderr()
@@ -33,7 +34,6 @@ ACCEPTED_STATUSES = (RequestStatus.PENDING, RequestStatus.RUNNING, RequestStatus
                      RequestStatus.AWAITING_APPROVAL)
 #: The status a bulk line shows when it could not be read, nor recorded as a request.
 INVALID_LINE = "invalid"
-MAX_TEXT = 256  # idempotency keys and on_behalf_of, as the database stores them
 
 
 class UserState(str, Enum):

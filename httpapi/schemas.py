@@ -16,12 +16,12 @@ from config.actions import ACTION_NAMES
 from config.names import name_key
 from models.states import RequestStatus
 from provisioning.audit import AuditKind
+from provisioning.params import MAX_TEXT
 
 #: An action's name, as the body and the filters take it.
 Action = Literal[ACTION_NAMES]  # type: ignore[valid-type]  # (the tuple of names, one Literal per action)
 
 #: Idempotency keys and on_behalf_of, as the database stores them.
-MAX_TEXT = 256
 #: A connector's name (config.values.check_name), in any case: ``ACME`` is ``acme``, as in every command.
 CONNECTOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 

@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.words import noun, plural
+from provisioning.params import MAX_TEXT
 
 RESERVED_COLUMNS = ("connector", "action", "idempotency_key", "on_behalf_of")
 JSONL_KEYS = ("connector", "action", "params", "idempotency_key", "on_behalf_of")
 #: What a file may not say: the command records who asks.
 REQUESTER_KEY = "requested_by"
-MAX_TEXT = 256  # idempotency_key and on_behalf_of, as the database stores them
 
 
 class RequesterInFile(ValueError):

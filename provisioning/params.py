@@ -12,7 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from config.actions import ACTION_NAMES
 
-Ref = Field(min_length=1, max_length=256)
+#: The longest idempotency key, requester or on_behalf_of a request records (the columns' length), and the
+#: longest reference a parameter may hold.
+MAX_TEXT = 256
+
+Ref = Field(min_length=1, max_length=MAX_TEXT)
 
 
 class Params(BaseModel):
@@ -96,6 +100,15 @@ if tuple(PARAMS) != ACTION_NAMES:
 class InvalidRequest(ValueError):
     """A request that can never succeed as given: an entry point refuses it before recording anything
     (``requests.check_submission``); over the broker or in a bulk file it is recorded ``rejected`` with this message."""
+
+
+def check_texts(**texts: str | None) -> None:
+    """InvalidRequest naming each of ``texts`` (idempotency_key, requested_by, on_behalf_of) that is empty or
+    longer than the database stores: every entry point refuses them before anything is written."""
+    problems = [f"{name} must be 1 to {MAX_TEXT} characters (got {len(value)})"
+                for name, value in texts.items() if value is not None and not 0 < len(value) <= MAX_TEXT]
+    if problems:
+        raise InvalidRequest("; ".join(problems))
 
 
 def validate_params(action: str, params: object) -> Params:

@@ -28,14 +28,13 @@ from models.states import ENDED_REQUEST_STATUSES, REQUESTS, RequestStatus
 from models.tables import ProvisioningRequest, ProvisioningRetry, table_of, utcnow
 from provisioning.approval_policy import approvers_required
 from provisioning.ordering import AHEAD_IN_LINE, target_key
-from provisioning.params import InvalidRequest, validate_params
+from provisioning.params import MAX_TEXT, InvalidRequest, check_texts, validate_params
 
 log = logging.getLogger(__name__)
 
 #: ``requested_by`` of a request proposed by a broker message: what the message claims, after this prefix, so that
 #: nobody takes the claim for an identity (an authenticated principal is ``token:…`` or ``cli:…``, never this).
 BROKER_REQUESTER_PREFIX = "broker:"
-_REQUESTED_BY_MAX = 256
 
 
 def view(row: ProvisioningRequest | Row[Any] | SimpleNamespace) -> dict[str, Any]:
@@ -138,11 +137,13 @@ def accept(engine: Engine, settings: Settings, *, connector: str, action: str, p
     rules may ask more): an entry point that cannot authenticate its caller proposes, and a principal decides.
 
     The same idempotency key again returns the first request (and asks for no second effect); reused for a
-    different action or parameters, it is rejected.
+    different action or parameters, it is rejected. An empty or over-long key, requester or ``on_behalf_of``
+    raises InvalidRequest before anything is written (the database could not store it).
 
     A valid request is one ``INSERT … ON CONFLICT DO NOTHING`` in autocommit mode (on PostgreSQL, one round
     trip besides the pool's ping): its key is looked up only when the insert finds it taken.
     """
+    check_texts(idempotency_key=idempotency_key, requested_by=requested_by, on_behalf_of=on_behalf_of)
     try:
         config = settings.connector(connector)
         connector = config.name  # as configured: a request for ``ACME`` is one for ``acme``
@@ -304,7 +305,7 @@ def retry(engine: Engine, request_id: str, retried_by: str) -> dict[str, Any]:
             status=retried, attempts=0, last_error=None, finished_at=None, updated_at=now, enqueued_at=now))
         # A retry racing this one may have moved it first: theirs is the one recorded.
         if moved.rowcount == 1:  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
-            session.add(ProvisioningRetry(request_id=request_id, retried_by=retried_by[:_REQUESTED_BY_MAX],
+            session.add(ProvisioningRetry(request_id=request_id, retried_by=retried_by[:MAX_TEXT],
                                           retried_at=now))
         session.commit()
         session.refresh(row)
@@ -366,7 +367,7 @@ def connector_names(engine: Engine) -> list[str]:
 def broker_requester(claimed: Any) -> str:
     """``requested_by`` for what a broker message claims to be its requester (``broker:unknown`` if nothing)."""
     claim = claimed if isinstance(claimed, str) and claimed else "unknown"
-    return f"{BROKER_REQUESTER_PREFIX}{claim}"[:_REQUESTED_BY_MAX]
+    return f"{BROKER_REQUESTER_PREFIX}{claim}"[:MAX_TEXT]
 
 
 def propose_from_broker(engine: Engine, settings: Settings, *, connector: str, action: str, params: Any,

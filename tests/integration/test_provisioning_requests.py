@@ -16,6 +16,7 @@ from models import connectors, history, queries
 from models.states import REQUESTS, IllegalTransition, RequestStatus
 from pipeline import sync
 from provisioning import requests, runner
+from provisioning.params import InvalidRequest
 from provisioning.clients import ProcessClients
 from provisioning.writethrough import WriteThrough
 from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
@@ -354,3 +355,18 @@ def test_no_transaction_is_open_while_jumpcloud_is_called(engine, db_url, simula
     assert runner.execute(engine, settings, rid, "t-1").status == "succeeded"
     assert _live(engine, group_id, user_id)
     assert states and states[0] and "idle in transaction" not in states[0], states
+
+
+@pytest.mark.parametrize("field", ["idempotency_key", "requested_by", "on_behalf_of"])
+def test_text_the_database_cannot_store_is_refused_before_anything_is_written(engine, db_url, field):
+    """Every entry point records through ``accept``: an over-long (or empty) key, requester or on_behalf_of is a
+    usage error naming the field, not a database error with SQL in it, and leaves no row."""
+    settings = settings_for(db_url)
+    before = len(requests.listing(engine, limit=10_000))
+    for value in ("k" * 257, ""):
+        with pytest.raises(InvalidRequest, match=f"{field} must be 1 to 256 characters"):
+            requests.accept(engine, settings, connector="acme", action="group.add-member", params=ADD,
+                            **{field: value})
+    assert len(requests.listing(engine, limit=10_000)) == before
+    assert requests.accept(engine, settings, connector="acme", action="group.add-member", params=ADD,
+                           **{field: "k" * 256}).request["status"] == "pending"
