@@ -20,10 +20,9 @@ from cli import output
 from cli.common import ConfigOption, print_json, usage_error, use_config
 from cli.output import Col
 from cli.waiting import task_failed
-from config.actions import ACTION_NAMES
+from config.actions import ACTION_NAMES, MAX_TEXT
 from config.words import plural
 from models.states import ENDED_REQUEST_STATUSES, RequestStatus
-from provisioning.params import MAX_TEXT
 
 console = output.stdout()
 err = output.stderr()

@@ -12,11 +12,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from config.actions import ACTION_NAMES
+from config.actions import ACTION_NAMES, MAX_TEXT
 from config.names import name_key
 from models.states import RequestStatus
 from provisioning.audit import AuditKind
-from provisioning.params import MAX_TEXT
 
 #: An action's name, as the body and the filters take it.
 Action = Literal[ACTION_NAMES]  # type: ignore[valid-type]  # (the tuple of names, one Literal per action)

@@ -32,8 +32,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.actions import MAX_TEXT
 from config.words import noun, plural
-from provisioning.params import MAX_TEXT
 
 RESERVED_COLUMNS = ("connector", "action", "idempotency_key", "on_behalf_of")
 JSONL_KEYS = ("connector", "action", "params", "idempotency_key", "on_behalf_of")

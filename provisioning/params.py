@@ -10,11 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from config.actions import ACTION_NAMES
-
-#: The longest idempotency key, requester or on_behalf_of a request records (the columns' length), and the
-#: longest reference a parameter may hold.
-MAX_TEXT = 256
+from config.actions import ACTION_NAMES, MAX_TEXT
 
 Ref = Field(min_length=1, max_length=MAX_TEXT)
 

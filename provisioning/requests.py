@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, Row, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from config.actions import MAX_TEXT
 from config.settings import ConfigError, Settings, parse_duration
 from config.words import state
 from models.bulk import dialect_insert
@@ -28,7 +29,7 @@ from models.states import ENDED_REQUEST_STATUSES, REQUESTS, RequestStatus
 from models.tables import ProvisioningRequest, ProvisioningRetry, table_of, utcnow
 from provisioning.approval_policy import approvers_required
 from provisioning.ordering import AHEAD_IN_LINE, target_key
-from provisioning.params import MAX_TEXT, InvalidRequest, check_texts, validate_params
+from provisioning.params import InvalidRequest, check_texts, validate_params
 
 log = logging.getLogger(__name__)
 
