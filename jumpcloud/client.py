@@ -134,6 +134,7 @@ class JumpCloudClient:
         self.org_id = org_id
         self.max_in_flight = max_in_flight
         self.page_size = page_size
+        self.timeout = timeout  # seconds for one attempt of a request, in total
         self.retry = retry if retry is not None else RetryPolicy()
         self.stats = ClientStats()
         self.on_response = on_response
@@ -205,9 +206,15 @@ class JumpCloudClient:
         async with self._slots, (self._limiter.slot() if self._limiter else contextlib.nullcontext()):
             started = time.monotonic()
             try:
-                response = await self._http.request(method, concrete, params=query, json=json)
+                # httpx's timeout bounds each read; a body dripping a byte at a time would never trip it. The
+                # whole attempt (connect, send, every read) gets the same time in total.
+                async with asyncio.timeout(self.timeout):
+                    response = await self._http.request(method, concrete, params=query, json=json)
             except httpx.RequestError as exc:
                 return None, exc, time.monotonic() - started
+            except TimeoutError:
+                return None, httpx.ReadTimeout(f"no complete response within {self.timeout:g}s"), \
+                    time.monotonic() - started
             return response, None, time.monotonic() - started
 
     async def request(
@@ -344,6 +351,9 @@ class JumpCloudClient:
 
         records, total = await fetch(0)
         self._check_page(path, 0, total, records)
+        if not records and total > 0:  # the total is not to be believed: nothing to page through
+            log.warning("%s: the first page is empty, yet reports a total of %d: listing ends here", path, total)
+            total = 0
 
         async def fetch_records(skip: int) -> list[dict]:
             page, page_total = await fetch(skip)
@@ -358,6 +368,10 @@ class JumpCloudClient:
             del records
             async for page in rest.completed():
                 yield page
+            if rest.ended_early_at is not None:
+                self.stats.inconsistent_pages += 1
+                log.warning("%s: an empty page at skip=%d ended the listing before its total of %d", path,
+                            rest.ended_early_at, total)
         finally:
             await rest.cancel()
 

@@ -156,6 +156,11 @@ class ConcurrentPages:
     (order not guaranteed) and raises the first failure, ``cancel`` stops
     what is still running. ``fetch`` takes a ``skip`` and returns the page's
     records.
+
+    An empty page ends the listing: no page after it is requested, and those
+    already in flight are cancelled. The total comes from the server, and one
+    that is wrong (the data shrank while listing, or a hostile or broken
+    server answering 10^15) must not page on through empty pages.
     """
 
     def __init__(self, fetch: Callable[[int], Awaitable[list[dict]]], skips: Iterable[int],
@@ -163,29 +168,43 @@ class ConcurrentPages:
         self._fetch = fetch
         self._remaining = iter(skips)
         self._max_in_flight = max_in_flight
-        self._pending: set[asyncio.Future[list[dict]]] = set()
+        self._pending: dict[asyncio.Future[list[dict]], int] = {}  # fetch -> its skip
+        self.ended_early_at: int | None = None  # the skip of the empty page that ended the listing
 
     def start(self) -> None:
         """Start fetches until ``max_in_flight`` run or no page is left."""
-        while len(self._pending) < self._max_in_flight:
+        while len(self._pending) < self._max_in_flight and self.ended_early_at is None:
             skip = next(self._remaining, None)
             if skip is None:
                 return
-            self._pending.add(asyncio.ensure_future(self._fetch(skip)))
+            self._pending[asyncio.ensure_future(self._fetch(skip))] = skip
 
     async def completed(self) -> AsyncIterator[list[dict]]:
         """The records of each page as its fetch completes, empty pages left out."""
         while self._pending:
             done, _ = await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
-            self._pending.difference_update(done)
+            skips = {task: self._pending.pop(task) for task in done}
             failed = [error for task in done if (error := task.exception()) is not None]
             if failed:
                 raise failed[0]
+            empty = [skip for task, skip in skips.items() if not task.result()]
+            if empty:
+                await self._end_at(min(empty))
             self.start()
             for task in done:
                 page = task.result()
                 if page:
                     yield page
+
+    async def _end_at(self, skip: int) -> None:
+        """No page at or after ``skip``: cancel those in flight beyond it, start none."""
+        self.ended_early_at = skip if self.ended_early_at is None else min(self.ended_early_at, skip)
+        beyond = [task for task, at in self._pending.items() if at > self.ended_early_at]
+        for task in beyond:
+            task.cancel()
+            del self._pending[task]
+        if beyond:
+            await asyncio.gather(*beyond, return_exceptions=True)
 
     async def cancel(self) -> None:
         """Cancel the fetches still running and wait until they have stopped."""

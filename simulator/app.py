@@ -106,7 +106,7 @@ class Gate:
                 await asyncio.sleep(delay)
             plan = faults.plan(method, path, query)
             rule = plan.rule
-            if rule is not None and rule.delay_ms:
+            if rule is not None and rule.delay_ms and rule.action != "drip":  # drip spends it between bytes
                 state.fault("delay", method, path, delay_ms=rule.delay_ms)
                 gone, receive = await inject.sleep_unless_gone(rule.delay_ms / 1000.0, receive)
                 if gone:
@@ -164,6 +164,9 @@ class Gate:
         elif rule.action == "truncate":
             self.state.fault("truncate", method, path, sent=len(body) // 2, of=len(body))
             await inject.answer(send, status, headers, body[: len(body) // 2])
+        elif rule.action == "drip":
+            self.state.fault("drip", method, path, bytes=len(body))
+            await inject.drip(send, receive, status, headers, body, (rule.delay_ms or 1000) / 1000)
         elif rule.action == "malformed":
             self.state.fault("malformed", method, path)
             if rule.content_type is not None:

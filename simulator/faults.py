@@ -30,7 +30,9 @@ A RULE picks requests and says what happens to them (see simulator/README.md for
     damage     "action": "drop" (200 + headers + half the body, then the connection is closed),
                "truncate" (the first half of the real body, Content-Length to match),
                "malformed" (the real status and headers, the body replaced by "body" (default
-               "<html>oops</html>"), "content_type" to change the Content-Type too)
+               "<html>oops</html>"), "content_type" to change the Content-Type too),
+               "drip" (the real answer, its body a byte at a time with "delay_ms" (default 1000) between
+               bytes: each read is quick, the whole answer is not)
     lie        "total_delta": n, added to the listing's total (v1 `totalCount`, v2 `x-total-count`; not below 0)
     change     "mutate": {"add_users": n, "remove_users": n, "add_groups": n, "remove_groups": n,
                           "add_members": n, "remove_members": n, "group": id | null,
@@ -59,7 +61,7 @@ from typing import Any
 from simulator.insights import InsightsFaults
 
 _ERROR_STATUSES = (500, 502, 503)
-ACTIONS = ("drop", "truncate", "malformed")
+ACTIONS = ("drop", "truncate", "malformed", "drip")
 MUTATIONS = ("add_users", "remove_users", "add_groups", "remove_groups", "add_members", "remove_members")
 _MUTATE_KEYS = frozenset(MUTATIONS) | {"group", "add_at", "remove_at"}
 _RULE_KEYS = ("path", "method", "query", "status", "times", "after", "retry_after", "message", "error", "delay_ms",

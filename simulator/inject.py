@@ -132,3 +132,20 @@ async def drop(send: Send, status: int, headers: list[tuple[bytes, bytes]], body
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
     raise SimulatedDrop("simulated connection drop")
+
+
+async def drip(send: Send, receive: Receive, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+               pause_s: float) -> None:
+    """Send the answer with its full Content-Length, then its body one byte at a time, ``pause_s`` apart: a client
+    whose timeout bounds each read (not the whole answer) waits for the last byte as long as it takes. Stops
+    when the client has gone."""
+    headers = set_header(headers, "content-length", str(len(body)))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    for index in range(len(body)):
+        await send({"type": "http.response.body", "body": body[index:index + 1], "more_body": index + 1 < len(body)})
+        if index + 1 < len(body):
+            gone, receive = await sleep_unless_gone(pause_s, receive)
+            if gone:
+                return
+    if not body:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -231,6 +231,44 @@ def test_an_outage_answering_empty_lists_is_held(engine, db_url, simulator, repo
     assert wrongly_deleted(engine, dump) == 0
 
 
+def test_a_listing_that_lies_about_its_total_ends_at_its_first_empty_page(engine, db_url, simulator, report):
+    """A total far beyond the rows (10,000 more here; 10^15 from a hostile server) must not page on through
+    empty pages: the listing ends at the first one, with at most the pages already in flight beside it."""
+    sim = simulator(SPEC)
+    settings = make_settings(db_url, sim.url)
+    assert run_sync(settings, engine).status == "succeeded"
+    sim.reset_stats()
+    sim.set_faults({"rules": [{"path": "^/api/systemusers$", "total_delta": 10_000}]})
+    summary = run_sync(settings, engine)
+    dump = sim.dump()
+    user_pages = sim.stats()["by_route"]["GET /api/systemusers"]
+    in_flight = settings.connector(NAME).max_in_flight
+    report.rows.append(Row("every user page reports 10,000 more users than there are", faults_injected(sim),
+                           sim.stats()["requests"], summary.status, lost(engine, dump), wrongly_deleted(engine, dump),
+                           f"{user_pages} user page requests for {-(-SPEC.users // 100)} pages: the first empty page "
+                           "ends the listing"))
+    assert user_pages <= -(-SPEC.users // 100) + 1 + in_flight
+    assert lost(engine, dump) == 0 and wrongly_deleted(engine, dump) == 0
+
+
+def test_a_body_dripping_a_byte_at_a_time_is_cut_at_the_timeout(engine, db_url, simulator, report):
+    """httpx's timeout bounds each read; a body sent a byte every 0.2 s never trips it. The connector's
+    ``timeout`` bounds the whole attempt: it is cut, retried, and the sync goes on."""
+    sim = simulator(SPEC)
+    settings = make_settings(db_url, sim.url, timeout=1.0)
+    sim.set_faults({"rules": [{"path": "^/api/v2/usergroups$", "query": "(^|&)skip=0(&|$)", "action": "drip",
+                               "delay_ms": 200, "times": 1}]})
+    summary = run_sync(settings, engine)
+    dump = sim.dump()
+    report.rows.append(Row("the first group page's body drips a byte every 0.2 s (timeout 1 s)", faults_injected(sim),
+                           sim.stats()["requests"], summary.status, lost(engine, dump), wrongly_deleted(engine, dump),
+                           "the attempt is cut at the timeout and retried"))
+    assert summary.status == "succeeded", summary.error
+    assert sim.stats()["by_route"]["GET /api/v2/usergroups"] >= 2  # the cut attempt, then the retry
+    assert sim.stats()["by_fault"].get("drip") == 1
+    assert lost(engine, dump) == 0 and wrongly_deleted(engine, dump) == 0
+
+
 # --- the infrastructure under the workers --------------------------------------------------------------------
 
 def test_redis_restarted_in_the_middle_of_a_run(tmp_path_factory, simulator, report):
