@@ -16,8 +16,8 @@ from models import connectors, history, queries
 from models.states import REQUESTS, IllegalTransition, RequestStatus
 from pipeline import sync
 from provisioning import requests, runner
-from provisioning.params import InvalidRequest
 from provisioning.clients import ProcessClients
+from provisioning.params import InvalidRequest
 from provisioning.writethrough import WriteThrough
 from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
 
