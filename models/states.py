@@ -148,9 +148,10 @@ RUNS: StateMachine[RunStatus] = _machine("sync run", (_R.RUNNING, _R.SKIPPED), {
 
 _P = PartStatus
 PARTS: StateMachine[PartStatus] = _machine("sync part", (_P.PENDING, _P.RUNNING), {
-    # A claimed part runs; a redelivered one (its worker died) is claimed again with the next attempt.
+    # A claimed part runs; a redelivered one (its worker died) is claimed again with the next attempt; one whose
+    # lease ran out (its process stopped renewing it) is handed back to pending by the reaper and sent again.
     _P.PENDING: (_P.RUNNING, _P.FAILED),
-    _P.RUNNING: (_P.RUNNING, _P.SUCCEEDED, _P.FAILED, _P.SKIPPED, _P.HELD),
+    _P.RUNNING: (_P.RUNNING, _P.PENDING, _P.SUCCEEDED, _P.FAILED, _P.SKIPPED, _P.HELD),
     _P.SUCCEEDED: (), _P.FAILED: (), _P.SKIPPED: (), _P.HELD: (),
 })
 

@@ -148,7 +148,9 @@ class SyncPart(SQLModel, table=True):
     """
 
     __tablename__ = "sync_parts"
-    __table_args__ = (UniqueConstraint("run_id", "name", name="uq_sync_parts_run_name"),)
+    __table_args__ = (UniqueConstraint("run_id", "name", name="uq_sync_parts_run_name"),
+                      # The reaper looks for running parts whose lease ran out (pipeline.reaper).
+                      Index("ix_sync_parts_status_heartbeat", "status", "heartbeat_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(sa_column=Column(Integer, ForeignKey("sync_runs.id"), nullable=False, index=True))
@@ -161,6 +163,9 @@ class SyncPart(SQLModel, table=True):
     requests: int = 0
     counts: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
     error: str | None = None
+    #: The part's lease: renewed while a process runs it (pipeline.claims.PartLease); a running part whose
+    #: lease ran out is handed over by the reaper, whatever the broker's visibility timeout.
+    heartbeat_at: datetime | None = _ts(nullable=True, default=None)
 
 
 

@@ -31,7 +31,7 @@ from models.names import lookup_key
 from models.states import USABLE_PART_STATUSES, PartStatus, RunStatus
 from models.store import GrantWriter, ResourceWriter
 from models.tables import Grant, Resource, SyncPart, table_of, utcnow
-from pipeline.claims import claim_part, end_part
+from pipeline.claims import PartLease, claim_part, end_part
 from pipeline.plan import DERIVED_PARTS
 from telemetry import metrics
 
@@ -236,7 +236,8 @@ def run_derived_parts(engine: Engine, run_id: int) -> None:
             continue
         clock = metrics.Stopwatch()
         try:
-            counts = DERIVERS[name](engine, claim.connector_id, run_id)
+            with PartLease(engine, run_id, name, claim.attempt):
+                counts = DERIVERS[name](engine, claim.connector_id, run_id)
         except Exception as exc:  # noqa: BLE001
             end_part(engine, run_id, name, claim.attempt, status=PartStatus.FAILED, error=describe_error(exc))
             metrics.observe_part(claim.connector_name, name, PartStatus.FAILED, clock.seconds)

@@ -21,7 +21,7 @@ from jumpcloud.client import ClientStats
 from models.states import PartStatus
 from models.store import GrantWriter, ResourceWriter
 from models.tables import utcnow
-from pipeline.claims import claim_part, end_part
+from pipeline.claims import PartLease, claim_part, end_part
 from pipeline.streaming import FetchWindow, WriteBehind
 from pipeline.valve import Deletion, hold_reason, use_approval
 from telemetry import metrics
@@ -98,6 +98,16 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
     resources = ResourceWriter(engine, claim.connector_id, resource_type, now, run_id)
     source = FETCH_SYNCERS[resource_type].grant_source
     grants = GrantWriter(engine, claim.connector_id, resource_type, source, now, run_id) if source else None
+    with PartLease(engine, run_id, resource_type, claim.attempt):
+        return _run_claimed(engine, connector, run_id, resource_type, claim.attempt, claim.connector_id,
+                            (resources, grants), client_factory, limits)
+
+
+def _run_claimed(engine: Engine, connector: ConnectorConfig, run_id: int, resource_type: str, attempt: int,
+                 connector_id: int, writers: tuple[ResourceWriter, GrantWriter | None],
+                 client_factory: ClientFactory, limits: SyncSettings | None) -> PartResult:
+    """The claimed part's work, under its lease: the listing, then the deletions, then its end recorded."""
+    resources, grants = writers
     requests, clock = 0, metrics.Stopwatch()
     stats: list[ClientStats] = []
     try:
@@ -112,7 +122,7 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
                         extra={"connector": connector.name, "run_id": run_id, "part": resource_type,
                                "inconsistent_pages": inconsistent})
         else:
-            held = _hold_reason(engine, claim.connector_id, run_id, resource_type, resources, grants,
+            held = _hold_reason(engine, connector_id, run_id, resource_type, resources, grants,
                                 limits or SyncSettings())
             if held is None:
                 resources.delete_unseen()
@@ -123,7 +133,7 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
                                                "part": resource_type, "error": describe_error(exc)})
         counts = dict(resources.counts + (grants.counts if grants else Counter()))
         requests = stats[0].requests if stats else 0
-        end_part(engine, run_id, resource_type, claim.attempt, status=PartStatus.FAILED, counts=counts,
+        end_part(engine, run_id, resource_type, attempt, status=PartStatus.FAILED, counts=counts,
                  requests=requests, error=f"connector {connector.name!r}: {describe_error(exc)}")
         _observe(connector.name, resource_type, PartStatus.FAILED, clock, stats)
         return PartResult(ran=True, status=PartStatus.FAILED, reason=describe_error(exc))
@@ -132,7 +142,7 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
     error = None if status == PartStatus.SUCCEEDED else (
         f"deletion held: {held}; nothing of this type was deleted. If JumpCloud really lost them, run "
         f"`jumpsync deletions approve {connector.name} --type {resource_type}` and sync again")
-    end_part(engine, run_id, resource_type, claim.attempt, status=status, counts=counts, requests=requests,
+    end_part(engine, run_id, resource_type, attempt, status=status, counts=counts, requests=requests,
              error=error)
     _observe(connector.name, resource_type, status, clock, stats)
     if held is not None:

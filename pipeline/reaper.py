@@ -8,24 +8,34 @@ The rule for a lost message: a run is *idle* when none of its parts is ``running
 for ``LOST_AFTER`` (no part started or ended, the run itself not opened). An idle run that still has fetch parts
 pending lost their messages; an idle run whose fetch parts have all ended lost its finalizer (or the finalizer
 died between two derived parts). Both are sent again, so with beat running the reaper every minute such a run
-moves on within two minutes. A part that is ``running`` has a live worker, or its message comes back from the
-broker once ``visibility_timeout`` has passed; a run whose messages cannot come back at all (their broker was
-replaced) is failed by whoever knows that (``jumpsync up`` with its own Redis: ``runs.abandon_orphaned_runs``),
-else by ``stale_run_after``.
+moves on within two minutes.
+
+The rule for a lost process: a part that is ``running`` renews its lease while its process works
+(``pipeline.claims.PartLease``). One whose lease is older than ``PART_LEASE`` lost its process (a host gone, a
+process killed, an end that could not be recorded while the database was down): it is handed back to
+``pending`` and sent again (a derived part: its run's finalizer), whatever the broker's ``visibility_timeout``;
+the lost attempt, if it still runs somewhere, records nothing. A run whose messages cannot come back at all
+(their broker was replaced) is failed by whoever knows that (``jumpsync up`` with its own Redis:
+``runs.abandon_orphaned_runs``), else by ``stale_run_after``.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import CursorResult, Engine, func, or_, select, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
-from models.states import ENDED_PART_STATUSES, PartPhase, PartStatus, RunStatus, Trigger
+from models.states import ENDED_PART_STATUSES, PARTS, PartPhase, PartStatus, RunStatus, Trigger
 from models.tables import Connector, SyncPart, SyncRun, utcnow
+from pipeline.claims import PART_LEASE
 from pipeline.runs import ACTIVE_RUN_PREDICATE, reap_stale_runs
+
+log = logging.getLogger(__name__)
 
 #: A run none of whose parts runs, not heard from this long, lost a message: its pending parts or its finalizer
 #: are sent again. Longer than a queued message waits on a fleet sized as docs/operations.md says (a part queued
@@ -45,7 +55,10 @@ def reap(engine: Engine, stale_after: timedelta) -> Reaped:
     out = Reaped()
     with Session(engine) as session:
         out.failed_runs = reap_stale_runs(session, None, stale_after, now)
+        _hand_over_lost_parts(session, now - PART_LEASE, out)
         for run_id, status, connector in session.execute(_idle_runs(now - LOST_AFTER)).all():
+            if any(run == run_id for run, _ in out.finalize) or any(run == run_id for run, _, _ in out.parts):
+                continue  # sent already, as handed over
             pending = session.execute(select(col(SyncPart.name)).where(
                 col(SyncPart.run_id) == run_id, col(SyncPart.phase) == PartPhase.FETCH,
                 col(SyncPart.status).not_in(ENDED_PART_STATUSES)).order_by(col(SyncPart.name))).scalars().all()
@@ -54,6 +67,34 @@ def reap(engine: Engine, stale_after: timedelta) -> Reaped:
             elif not pending:  # every fetch part ended, yet nobody finalized (or even flipped the run)
                 out.finalize.append((run_id, connector))
     return out
+
+
+def _hand_over_lost_parts(session: Session, renewed_before: datetime, out: Reaped) -> None:
+    """Running parts of active runs whose lease was last renewed before ``renewed_before``: back to pending (if
+    still so: a conditional update), to be sent again."""
+    lease = func.coalesce(col(SyncPart.heartbeat_at), col(SyncPart.started_at))
+    lost = session.execute(
+        select(col(SyncPart.id), col(SyncPart.run_id), col(SyncPart.name), col(SyncPart.phase),
+               col(SyncPart.attempt), col(Connector.name))
+        .join(SyncRun, col(SyncRun.id) == SyncPart.run_id)
+        .join(Connector, col(Connector.id) == SyncRun.connector_id)
+        .where(ACTIVE_RUN_PREDICATE, col(SyncPart.status) == PartStatus.RUNNING, lease < renewed_before)
+        .order_by(col(SyncPart.id))).all()
+    for part_id, run_id, name, phase, attempt, connector in lost:
+        moved = cast(CursorResult[Any], session.execute(update(SyncPart).where(
+            col(SyncPart.id) == part_id, col(SyncPart.attempt) == attempt,
+            col(SyncPart.status) == PartStatus.RUNNING, lease < renewed_before,
+        ).values(status=PARTS.move(PartStatus.RUNNING, PartStatus.PENDING), heartbeat_at=None,
+                 error=f"handed over: attempt {attempt}'s process stopped renewing its lease")))
+        if moved.rowcount != 1:
+            continue
+        log.warning("sync part handed over: its process stopped renewing its lease",
+                    extra={"run_id": run_id, "part": name, "attempt": attempt, "connector": connector})
+        if phase == PartPhase.FETCH:
+            out.parts.append((run_id, name, connector))
+        elif (run_id, connector) not in out.finalize:  # a derived part runs in its run's finalizer
+            out.finalize.append((run_id, connector))
+    session.commit()
 
 
 def _idle_runs(heard_before: datetime):

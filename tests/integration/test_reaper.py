@@ -3,6 +3,7 @@ the runs whose messages died with their broker are failed at once by whoever kno
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from sqlmodel import Session
 from models.states import PartStatus, RunStatus
 from models.tables import SyncPart, SyncRun, utcnow
 from pipeline import reaper, sync
-from pipeline.claims import claim_part, end_part
+from pipeline.claims import PartLease, claim_part, end_part, renew_lease
 from pipeline.fanin import try_begin_finalize
 from pipeline.runs import AbandonedRun, abandon_orphaned_runs
 from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
@@ -171,3 +172,74 @@ def test_runs_whose_broker_is_gone_are_failed_at_once_and_free_their_connector(e
     # A finalizer that turns up after all ends nothing: the run has ended.
     assert sync.finalize(engine, finalizing.run_id).status == RunStatus.FAILED
     assert not sync.begin(settings, engine, NAME, trigger="manual").skipped
+
+
+def lease_renewed(engine, run_id: int, name: str, seconds_ago: float) -> None:
+    """The part's lease last renewed ``seconds_ago``."""
+    with Session(engine) as session:
+        session.execute(update(SyncPart).where(SyncPart.run_id == run_id, SyncPart.name == name)
+                        .values(heartbeat_at=utcnow() - timedelta(seconds=seconds_ago)))
+        session.commit()
+
+
+def test_a_running_part_whose_lease_ran_out_is_handed_over_whatever_the_broker(engine, db_url, simulator):
+    """A worker host lost mid-part: its part stays ``running`` and its message with the broker until the
+    visibility timeout (70 min). Its lease, no longer renewed, runs out: the reaper hands the part back to
+    pending and sends it again; the lost attempt, should it still run, records nothing."""
+    settings = make_settings(db_url, simulator().url)
+    stale_after = timedelta(hours=2)
+    lease = reaper.PART_LEASE.total_seconds()
+    started = sync.begin(settings, engine, NAME, trigger="manual")
+    lost_attempt = claim_part(engine, started.run_id, "user").attempt
+    live_attempt = claim_part(engine, started.run_id, "group").attempt
+    lease_renewed(engine, started.run_id, "user", lease * 1.5)
+    lease_renewed(engine, started.run_id, "group", lease * 0.5)  # slow, alive
+    handed = reaper.reap(engine, stale_after)
+    assert handed.parts == [(started.run_id, "user", NAME)] and handed.finalize == []
+    user = next(p for p in latest_run(engine, NAME).parts if p.name == "user")
+    assert user.status == PartStatus.PENDING and "stopped renewing its lease" in user.error
+    assert not renew_lease(engine, started.run_id, "user", lost_attempt)  # the lost attempt learns it
+    assert not end_part(engine, started.run_id, "user", lost_attempt, status=PartStatus.SUCCEEDED)
+    assert renew_lease(engine, started.run_id, "group", live_attempt)
+    assert reaper.reap(engine, stale_after) == reaper.Reaped()  # handed over once, not at every tick
+
+    step = sync.run_part(settings, engine, started.run_id, "user", NAME)  # the message the reaper sent
+    assert step.result.status == PartStatus.SUCCEEDED
+    assert next(p for p in latest_run(engine, NAME).parts if p.name == "user").attempt == lost_attempt + 1
+
+
+def test_a_derived_part_whose_lease_ran_out_sends_the_finalizer_again(engine, db_url, simulator):
+    settings = make_settings(db_url, simulator().url)
+    started = sync.begin(settings, engine, NAME, trigger="manual")
+    for part in started.parts:
+        sync.run_part(settings, engine, started.run_id, part, NAME)
+    role = claim_part(engine, started.run_id, "role", run_status=RunStatus.FINALIZING).attempt
+    assert role == 1
+    lease_renewed(engine, started.run_id, "role", reaper.PART_LEASE.total_seconds() * 2)
+    assert reaper.reap(engine, timedelta(hours=2)).finalize == [(started.run_id, NAME)]
+    assert sync.finalize(engine, started.run_id).status == RunStatus.SUCCEEDED
+
+
+def test_the_lease_is_renewed_while_the_part_runs_and_lost_once_handed_over(engine, db_url, simulator):
+    settings = make_settings(db_url, simulator().url)
+    started = sync.begin(settings, engine, NAME, trigger="manual")
+    attempt = claim_part(engine, started.run_id, "admin").attempt
+    lease_renewed(engine, started.run_id, "admin", 3600)
+    with PartLease(engine, started.run_id, "admin", attempt, every=0.05) as lease:
+        deadline = time.monotonic() + 10
+        while heartbeat(engine, started.run_id, "admin") < utcnow() - timedelta(seconds=5):
+            assert time.monotonic() < deadline, "the lease was never renewed"
+            time.sleep(0.02)
+        with Session(engine) as session:  # the reaper handed it over meanwhile
+            session.execute(update(SyncPart).where(SyncPart.run_id == started.run_id, SyncPart.name == "admin")
+                            .values(status=PartStatus.PENDING))
+            session.commit()
+        while not lease.lost:
+            assert time.monotonic() < deadline, "the lease never noticed the hand-over"
+            time.sleep(0.02)
+
+
+def heartbeat(engine, run_id: int, name: str):
+    with Session(engine) as session:
+        return session.execute(select(SyncPart.heartbeat_at).where(SyncPart.run_id == run_id,
+                                                                   SyncPart.name == name)).scalar_one()
