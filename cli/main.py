@@ -24,6 +24,7 @@ from cli import (
     provision,
     requests,
     resources,
+    runs,
     startup,  # first: it pauses the garbage collector while the command line is imported
     sync,
     tokens,
@@ -45,6 +46,7 @@ app.command()(processes.health)
 app.command()(api.api)  # the HTTP API (docs/api.md)
 app.add_typer(db.db_app, name="db")
 app.add_typer(deletions.deletions_app, name="deletions")
+app.add_typer(runs.runs_app, name="runs")
 app.add_typer(msp.msp_app, name="msp")
 app.add_typer(tokens.tokens_app, name="tokens")
 app.command()(changes.changes)

@@ -4,6 +4,7 @@ that finds its run, and the stale runs of dead workers failed so that they block
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,8 @@ from models.tables import Connector, SyncPart, SyncRun, active_run_predicate, ut
 from pipeline.events_runs import EVENTS_RUN_STALE_AFTER
 from pipeline.plan import plan_parts
 from telemetry import metrics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,29 @@ def abandon_orphaned_runs(engine: Engine, connector_names: Collection[str], *, r
                 abandoned.append(AbandonedRun(run_id, connector, RunStatus(status)))
         session.commit()
     return abandoned
+
+
+class RunNotActive(ValueError):
+    """A run to cancel that does not exist, or has ended."""
+
+
+def cancel_run(engine: Engine, run_id: int, *, cancelled_by: str, reason: str | None = None) -> AbandonedRun:
+    """An operator's way out: fail an active run and its parts that had not ended, now, recording who
+    (``cli:<login>``) and why; its connector may sync again at once. A part still running somewhere records
+    nothing when it ends (its end needs it running). ``RunNotActive`` names a run that is not active."""
+    error = f"cancelled by {cancelled_by}" + (f": {reason}" if reason else "")
+    with Session(engine) as session:
+        row = session.execute(select(col(Connector.name), col(SyncRun.status))
+                              .join(Connector, col(Connector.id) == SyncRun.connector_id)
+                              .where(col(SyncRun.id) == run_id)).first()
+        if row is None:
+            raise RunNotActive(f"no run {run_id}")
+        connector, status = row
+        if not _abandon(session, run_id, utcnow(), part_error=error, run_error=error):
+            raise RunNotActive(f"run {run_id} of {connector} has already ended ({status})")
+        session.commit()
+    log.warning("sync run cancelled", extra={"run_id": run_id, "connector": connector, "cancelled_by": cancelled_by})
+    return AbandonedRun(run_id, connector, RunStatus(status))
 
 
 def _redelivered(session: Session, task_id: str) -> StartResult | None:
