@@ -25,6 +25,7 @@ from jumpsync.api import enqueue
 from provisioning import approvals, requests, runner
 from worker import runtime
 from worker.names import TaskName
+from worker.retries import ON_DATABASE_ERRORS
 
 
 class SubmitMessage(BaseModel):
@@ -56,7 +57,7 @@ def provision_submit(self, *args: Any, **kwargs: Any) -> dict:
     return {"id": accepted.request["id"], "status": accepted.request["status"]}
 
 
-@shared_task(name=TaskName.PROVISION_APPLY, bind=True)
+@shared_task(name=TaskName.PROVISION_APPLY, bind=True, **ON_DATABASE_ERRORS)
 def provision_apply(self, request_id: str) -> dict:
     """Apply one recorded request to JumpCloud; on transient trouble, come back later."""
     execution = runner.execute(runtime.engine(), runtime.settings(), request_id, self.request.id,

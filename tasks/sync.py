@@ -12,6 +12,7 @@ from pipeline import pruning, reaper, sync
 from tasks.access import access_refresh
 from worker import runtime
 from worker.names import TaskName
+from worker.retries import ON_DATABASE_ERRORS
 
 #: A full sync that finds an incremental refresh of its connector running (seconds long) tries again this often,
 #: for longer than a refresh can stay active (``pipeline.events_runs.EVENTS_RUN_STALE_AFTER``); then it records a skip.
@@ -31,7 +32,7 @@ def sync_connector(self, connector: str, trigger: str = Trigger.SCHEDULE) -> dic
     return {"run_id": started.run_id, "skipped": started.skipped, "reason": started.reason}
 
 
-@shared_task(name=TaskName.SYNC_PART)
+@shared_task(name=TaskName.SYNC_PART, **ON_DATABASE_ERRORS)
 def sync_part(run_id: int, resource_type: str, connector: str) -> dict:
     """Fetch one resource type into the database; the part that completes the set enqueues the finalizer."""
     step = sync.run_part(runtime.settings_for(connector), runtime.engine(), run_id, resource_type, connector)
@@ -40,7 +41,7 @@ def sync_part(run_id: int, resource_type: str, connector: str) -> dict:
     return {"run_id": run_id, "part": resource_type, "status": step.result.status, "reason": step.result.reason}
 
 
-@shared_task(name=TaskName.SYNC_FINALIZE)
+@shared_task(name=TaskName.SYNC_FINALIZE, **ON_DATABASE_ERRORS)
 def sync_finalize(run_id: int, connector: str) -> dict:
     """Derive roles, admin links and access through groups, close the run, then ask for the connector's report
     and export to be rendered."""

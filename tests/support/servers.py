@@ -134,3 +134,9 @@ class PostgresServer:
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
         except subprocess.CalledProcessError:
             pass
+
+    def resume(self) -> None:
+        """Start the cluster again after ``stop`` (an outage ends), on the same port and data."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data"), "-l", str(self.directory / "log"),
+                  "-w", "-o", f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
+                  "-c max_connections=200", "start")
