@@ -16,9 +16,12 @@ import copy
 import logging
 import time
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
+import redis.exceptions
 from redbeat import RedBeatScheduler
-from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
+from redbeat.schedulers import RedBeatSchedulerEntry, acquire_distributed_beat_lock, ensure_conf, get_redis
+from redis.exceptions import LockNotOwnedError
 
 from config.msp import MspConfig
 from config.settings import ConfigError, ConnectorConfig, parse_duration
@@ -118,6 +121,49 @@ def next_run_at(schedule, last_run_at: datetime | None, now: datetime) -> dateti
     return None if remaining is None else now + remaining
 
 
+#: Seconds beat waits before it tries again when the broker's Redis does not answer or lost beat's lock.
+BROKER_RETRY_S = 5.0
+#: What a broker restart or a network blip raises from redis-py (a Redis still loading its data answers BUSY
+#: LOADING; kombu's own connection errors are caught by Celery's sending).
+BROKER_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+
+
+def last_triggers(names: list[str]) -> dict[str, datetime]:
+    """``entry name -> when its task last ran``, from the database's runs: what an entry wiped from Redis (a broker
+    restarted without persistence) is rebuilt with, so that a schedule survives the wipe instead of firing every
+    connector at once. Best effort: an unreadable database gives nothing (those entries are due now, as new)."""
+    from sqlalchemy import func, select
+    from sqlmodel import col
+
+    from models.tables import Connector, SyncRun
+
+    wanted = {name: name.split(":", 1) for name in names if name.startswith((ENTRY_PREFIX, EVENTS_PREFIX))}
+    if not wanted:
+        return {}
+    connectors = {connector for _, connector in wanted.values()}
+    events = col(SyncRun.trigger) == Trigger.EVENTS
+    try:
+        with runtime.engine().connect() as connection:
+            rows = connection.execute(
+                select(col(Connector.name), events, func.max(col(SyncRun.started_at)))
+                .join(Connector, col(Connector.id) == SyncRun.connector_id)
+                .where(col(Connector.name).in_(connectors))
+                .group_by(col(Connector.name), events)).all()
+    except Exception as exc:  # noqa: BLE001  (beat must go on without the database)
+        log.warning("beat: could not read the last runs to rebuild the schedule: %s", exc)
+        return {}
+    last = {(EVENTS_PREFIX if is_events else ENTRY_PREFIX) + connector: started
+            for connector, is_events, started in rows if started is not None}
+    return {name: last[name] for name in wanted if name in last}
+
+
+def _stored_entry(app, name: str) -> RedBeatSchedulerEntry | None:
+    try:
+        return RedBeatSchedulerEntry.from_key(RedBeatSchedulerEntry.generate_key(app, name), app=app)
+    except KeyError:
+        return None
+
+
 class ConnectorScheduler(RedBeatScheduler):
     """RedBeat, plus reconciliation of connector entries with the config file."""
 
@@ -153,20 +199,19 @@ class ConnectorScheduler(RedBeatScheduler):
             RedBeatSchedulerEntry(name, app=self.app).delete()
             client.srem(self._known_key, name)
             log.info("beat: removed schedule %s", name)
+        stored = {name: _stored_entry(self.app, name) for name in wanted}
+        rebuilt = last_triggers([name for name, current in stored.items() if current is None])
         for name, spec in wanted.items():
-            key = RedBeatSchedulerEntry.generate_key(self.app, name)
-            try:
-                current = RedBeatSchedulerEntry.from_key(key, app=self.app)
-            except KeyError:
-                current = None
+            current = stored[name]
             if (current is not None and current.schedule == spec["schedule"] and tuple(current.args) == spec["args"]
                     and dict(current.options or {}) == spec["options"]):
                 continue
             entry = RedBeatSchedulerEntry(name, spec["task"], spec["schedule"], spec["args"], spec["kwargs"],
                                           options=spec["options"], app=self.app)
             # A new connector is due now (Celery would otherwise wait one interval); a changed one keeps its
-            # last run, so editing a schedule does not trigger an extra sync.
-            entry.last_run_at = current.last_run_at if current is not None else None
+            # last run, so editing a schedule does not trigger an extra sync; one wiped from Redis with the
+            # broker's data takes its last run from the database.
+            entry.last_run_at = current.last_run_at if current is not None else rebuilt.get(name)
             entry.save()
             client.sadd(self._known_key, name)
             log.info("beat: %s schedule %s (%s)", "changed" if current else "added", name, spec["schedule"])
@@ -177,8 +222,22 @@ class ConnectorScheduler(RedBeatScheduler):
         return changed
 
     def tick(self, *args, **kwargs):
-        discovered = self._discovery_changed()
-        if discovered or time.monotonic() >= self._next_reload:
-            self.reconcile()
-            self._next_reload = time.monotonic() + getattr(self, "_reload_every", 30.0)
-        return super().tick(*args, **kwargs)
+        """One round: reconcile when due, then RedBeat's (extend the lock, send what is due). A broker that does
+        not answer (restarting, a network blip) or that lost the lock (restarted without persistence) is ridden
+        out: beat logs it, takes its lock again and tries again in ``BROKER_RETRY_S``, its schedule kept."""
+        try:
+            if self.lock_key and self.lock is None:  # lost with a broker that restarted: take it again
+                acquire_distributed_beat_lock(sender=SimpleNamespace(scheduler=self))
+            discovered = self._discovery_changed()
+            if discovered or time.monotonic() >= self._next_reload:
+                self.reconcile()
+                self._next_reload = time.monotonic() + getattr(self, "_reload_every", 30.0)
+            return super().tick(*args, **kwargs)
+        except LockNotOwnedError:
+            log.warning("beat: its lock is gone from Redis (restarted without persistence?); taking it again")
+            self.lock = None
+            return BROKER_RETRY_S
+        except BROKER_ERRORS as exc:
+            log.warning("beat: the broker's Redis does not answer (%s); schedule kept, trying again in %gs", exc,
+                        BROKER_RETRY_S)
+            return BROKER_RETRY_S

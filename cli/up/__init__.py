@@ -4,7 +4,7 @@
 |---|---|---|
 | ``command`` | the ``up`` command; client commands adopting a running ``up`` | ``up``, ``adopt_running_up`` |
 | ``supervisor`` | starts the broker, workers, beat and Flower; prints the first syncs | ``run_up`` |
-| ``recovery`` | the runs an interrupted earlier ``up`` left active failed; the first sync sent when the last failed | ``abandon_runs_of_earlier_up``, ``trigger_unfinished`` |
+| ``recovery`` | the runs an interrupted earlier ``up`` left active failed; the first syncs sent (all, on its own broker; those whose last failed, on another) | ``abandon_runs_of_earlier_up``, ``trigger_first_syncs``, ``trigger_unfinished`` |
 | ``listeners`` | the servers' loopback ports; ready when the child itself listens | ``choose_port``, ``wait_until_serving`` |
 | ``metrics`` | one /metrics for both workers (``JUMPSYNC_METRICS_PORT``), nothing left behind | ``worker_environments`` |
 | ``state`` | the locked pid file; the settings file other commands adopt | ``PidFile``, ``adopt_settings`` |

@@ -4,11 +4,12 @@ A run moves on only through its messages (its parts, then its finalizer), and th
 Redis ``up`` starts is new and empty each time: every message sent through an earlier ``up``'s Redis died with
 it, so a run that one left ``running`` or ``finalizing`` can never end by itself, and it would make every
 trigger of its connector a recorded skip until ``stale_run_after``. ``up`` therefore fails such runs, with the
-reason, before its workers start (its beat then triggers every connector at once: each schedule entry is new in
-the new Redis). This holds only when ``up`` started the broker: with ``JUMPSYNC_BROKER_URL`` the messages may
-still be queued, and the reaper moves those runs on (``pipeline.reaper``); ``up`` then sends the first sync
-itself for a connector whose last run ended without succeeding, since beat's schedule there carries on from
-that run (on a Redis beat never used, beat sends one at once too: the later is recorded skipped, no harm).
+reason, before its workers start, and sends every connector's first sync itself once they run: beat rebuilds a
+schedule missing from Redis from the database's last runs (``worker.beat.last_triggers``), so it would wait for
+each connector's next time. This holds only when ``up`` started the broker: with ``JUMPSYNC_BROKER_URL`` the
+messages may still be queued, and the reaper moves those runs on (``pipeline.reaper``); ``up`` then sends the
+first sync itself only for a connector whose last run ended without succeeding, since beat's schedule there
+carries on from that run.
 
 It takes the database to be its own for its connectors: ``up`` with its own Redis must not share a database
 with a running deployment that syncs the same connectors (their syncs would skip each other anyway).
@@ -73,12 +74,25 @@ def unfinished_connectors(engine: Engine, names: list[str]) -> list[str]:
 def trigger_unfinished(engine: Engine, settings: Settings, console: Console) -> list[str]:
     """With a broker ``up`` did not start (beat's schedule in it carries on from the last run): send the first
     sync now for each connector whose last run did not succeed. Says which."""
+    names = unfinished_connectors(engine, connector_names(settings, engine))
+    for name in names:
+        _send_sync(name)
+        console.print(escape(f"{name}: the last sync did not succeed: syncing again now"))
+    return names
+
+
+def trigger_first_syncs(engine: Engine, settings: Settings) -> list[str]:
+    """With the broker ``up`` started (new and empty): send every known connector's first sync now. A connector
+    an ``[[msp]]`` table discovers later is new to beat, which sends its first sync at once."""
+    names = connector_names(settings, engine)
+    for name in names:
+        _send_sync(name)
+    return names
+
+
+def _send_sync(name: str) -> None:
     from worker.celery_app import app as celery_app
     from worker.names import TaskName
 
-    names = unfinished_connectors(engine, connector_names(settings, engine))
-    for name in names:
-        celery_app.send_task(TaskName.SYNC_CONNECTOR, args=[name], kwargs={"trigger": Trigger.MANUAL},
-                             queue=TaskName.SYNC_CONNECTOR.queue)
-        console.print(escape(f"{name}: the last sync did not succeed: syncing again now"))
-    return names
+    celery_app.send_task(TaskName.SYNC_CONNECTOR, args=[name], kwargs={"trigger": Trigger.MANUAL},
+                         queue=TaskName.SYNC_CONNECTOR.queue)

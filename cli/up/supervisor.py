@@ -458,7 +458,7 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     shown = ", ".join(names + [f"those [[msp]] {m.name} discovers" for m in settings.file.msp])
     console.print(escape(f"connectors: {shown} (config {settings.config_path})"))
 
-    from cli.up.recovery import abandon_runs_of_earlier_up, trigger_unfinished
+    from cli.up.recovery import abandon_runs_of_earlier_up, trigger_first_syncs, trigger_unfinished
     from models.db import make_engine
     from models.migrate import upgrade
 
@@ -473,7 +473,9 @@ def _supervise(children: Children, env: dict[str, str], stop: dict, *, once: boo
     served = _start_processes(children, env, flower_env, keys, ports=ports, concurrency=concurrency)
     if served is None:
         return 1
-    if not own_broker:  # beat's schedule carries on from the last run (cli.up.recovery)
+    if own_broker:  # a new, empty broker: the first syncs are up's to send (cli.up.recovery)
+        trigger_first_syncs(engine, settings)
+    else:  # beat's schedule carries on from the last run
         trigger_unfinished(engine, settings, console)
     write_env_file({"JUMPSYNC_BROKER_URL": env["JUMPSYNC_BROKER_URL"],
                     "JUMPSYNC_CONFIG": str(settings.config_path.resolve()),

@@ -303,7 +303,8 @@ def test_redis_restarted_in_the_middle_of_a_run(tmp_path_factory, simulator, rep
         dump = sim.dump()
         report.rows.append(Row("Redis restarted while the sync parts run (append-only file on)", 1,
                                sim.stats()["requests"], run["status"], lost(engine, dump, name),
-                               wrongly_deleted(engine, dump, name), "workers reconnect; run completes"))
+                               wrongly_deleted(engine, dump, name), "workers reconnect; run completes (beat through restarts and a "
+                               "wipe: test_beat_broker_blips.py)"))
         assert run["status"] == "succeeded", run
         assert_same(db_state(engine, name), expected_state(dump))
     finally:
