@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache, partial
 from itertools import islice
@@ -40,6 +41,7 @@ from access.render import (
 from models.columns import iso
 from models.dataversion import data_version
 from models.queries import UnknownConnector, connector_id
+from models.tables import utcnow
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -152,6 +154,8 @@ class SnapshotOutcome(StrEnum):
     NEVER_SYNCED = "never synced"
     #: Another worker holds the connector's lock.
     RENDERING_ELSEWHERE = "rendering elsewhere"
+    #: Changed outside a full sync, and rendered less than ``render_interval`` ago: a later refresh renders it.
+    DEFERRED = "deferred"
     FAILED = "failed"
 
 
@@ -166,10 +170,13 @@ class Refreshed:
     error: str | None = None
 
 
-def refresh(engine: Engine, connector: str, *, force: bool = False) -> Refreshed:
+def refresh(engine: Engine, connector: str, *, force: bool = False,
+            render_interval: timedelta = timedelta(0)) -> Refreshed:
     """Render the connector's report and export and store them, unless the stored ones are current (or
     ``force``). Nothing is rendered while a sync run is active: its data is still moving, and the run's end
-    asks again."""
+    asks again. A rendering of the same full sync younger than ``render_interval`` is kept when only writes
+    outside a run moved the data (``DEFERRED``): an incremental refresh every minute would otherwise render the
+    whole report every minute; the next refresh past the interval renders it."""
     clock = time.perf_counter()
     with Session(engine) as session:
         connection = session.connection()
@@ -180,8 +187,12 @@ def refresh(engine: Engine, connector: str, *, force: bool = False) -> Refreshed
         version = data_version(connection, cid)  # before the data (models.dataversion)
         if version.run_active:
             return Refreshed(connector, SnapshotOutcome.BUSY)
-        if not force and snapshots.is_current(snapshots.stored(connection, cid), version, renderer_version()):
+        header = snapshots.stored(connection, cid)
+        if not force and snapshots.is_current(header, version, renderer_version()):
             return Refreshed(connector, SnapshotOutcome.CURRENT)
+        if (not force and header is not None and header.renderer == renderer_version()
+                and header.version.run_id == version.run_id and header.rendered_at > utcnow() - render_interval):
+            return Refreshed(connector, SnapshotOutcome.DEFERRED)
     rendering = render(engine, connector)
     seconds = time.perf_counter() - clock
     snapshots.save(engine, cid, version, rendering.artifacts, renderer=renderer_version(),
@@ -194,7 +205,8 @@ def refresh(engine: Engine, connector: str, *, force: bool = False) -> Refreshed
 RENDER_LOCK_SECONDS = 3600
 
 
-def refresh_connectors(engine: Engine, connectors: list[str], redis_client: Redis) -> list[Refreshed]:
+def refresh_connectors(engine: Engine, connectors: list[str], redis_client: Redis, *,
+                       render_interval: timedelta = timedelta(0)) -> list[Refreshed]:
     """``refresh`` each connector in turn, each under a lock in Redis so that two workers (the refresh sent at
     a run's end and beat's) never render the same connector at once; one connector's failure does not stop
     the others (it is logged, and its commands compute live until a refresh succeeds)."""
@@ -207,7 +219,7 @@ def refresh_connectors(engine: Engine, connectors: list[str], redis_client: Redi
             out.append(Refreshed(name, SnapshotOutcome.RENDERING_ELSEWHERE))
             continue
         try:
-            out.append(refresh(engine, name))
+            out.append(refresh(engine, name, render_interval=render_interval))
         except Exception as exc:  # logged with its traceback; the next refresh tries again
             log.exception("rendering the report and export of %s failed", name)
             out.append(Refreshed(name, SnapshotOutcome.FAILED, error=f"{type(exc).__name__}: {exc}"[:500]))

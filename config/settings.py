@@ -81,12 +81,15 @@ class HistorySettings(BaseModel):
 
 class AccessSettings(BaseModel):
     """The stored renderings of the access report and export (docs/access.md): the worker renders them after
-    each sync and, every ``refresh_interval``, for connectors whose data provisioning changed."""
+    each sync and, every ``refresh_interval``, for connectors whose data changed since. A change outside a full
+    sync (an incremental refresh, provisioning) is rendered at most once every ``render_interval``: a stored
+    rendering is then at most ``render_interval`` + ``refresh_interval`` behind (reads compute live meanwhile)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     snapshots: bool = True
     refresh_interval: Duration = "1m"
+    render_interval: Duration = "5m"
 
 
 class FileConfig(BaseModel):

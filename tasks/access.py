@@ -8,6 +8,7 @@ import redis
 from celery import shared_task
 
 from access import snapshots as access_snapshots
+from config.settings import parse_duration
 from worker import runtime
 from worker.names import TaskName
 
@@ -22,7 +23,8 @@ def access_refresh(connector: str | None = None) -> dict:
     names = [connector] if connector else [c.name for c in settings.connectors]
     client = redis.Redis.from_url(settings.broker_url)
     try:
-        return {"refreshed": [asdict(done) for done in
-                              access_snapshots.refresh_connectors(runtime.engine(), names, client)]}
+        interval = parse_duration(settings.file.access.render_interval)
+        return {"refreshed": [asdict(done) for done in access_snapshots.refresh_connectors(
+            runtime.engine(), names, client, render_interval=interval)]}
     finally:
         client.close()

@@ -8,6 +8,7 @@ the way the product does (a sync run, provisioning's write-through) and checks w
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
@@ -241,3 +242,24 @@ def test_commands_serve_the_rendering_and_live_computes(run, tenant, tmp_path, t
     config.write_text(config.read_text() + "\n[access]\nsnapshots = false\n")
     assert run("export", "acme").stdout_bytes == live(engine, "export.csv")
     assert "deleted_principal_granted    4" in run("report", "acme").stdout
+
+
+def test_changes_outside_a_full_sync_render_at_most_once_per_render_interval(tenant):
+    """An incremental refresh every minute would render the whole report every minute: within
+    ``render_interval`` of the last rendering of the same full sync, a change is deferred (the commands compute
+    live meanwhile); past it, or for a new full sync's data, it is rendered."""
+    engine, cid = tenant
+    interval = timedelta(minutes=5)
+    assert stored.refresh(engine, "acme", render_interval=interval).outcome == "rendered"
+    WriteThrough(engine, cid, request_id="r1").group_member("g-ops", "u-bob", present=True)
+    assert stored.refresh(engine, "acme", render_interval=interval).outcome == "deferred"
+    assert served(engine, "export.csv") is None and b"u-bob" in live(engine, "export.csv")  # never stale bytes
+    with Session(engine) as session:  # as if the rendering were older than the interval
+        session.execute(update(AccessSnapshot).where(AccessSnapshot.connector_id == cid)
+                        .values(rendered_at=utcnow() - interval - timedelta(seconds=1)))
+        session.commit()
+    assert stored.refresh(engine, "acme", render_interval=interval).outcome == "rendered"
+    assert served(engine, "export.csv") == live(engine, "export.csv")
+    assert stored.refresh(engine, "acme", render_interval=interval).outcome == "current"
+    add_run(engine, cid, "succeeded")  # a new full sync's data: rendered at once, however young the last one
+    assert stored.refresh(engine, "acme", render_interval=interval).outcome == "rendered"
