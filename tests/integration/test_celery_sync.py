@@ -88,7 +88,13 @@ def test_worker_renders_the_report_and_export_after_a_sync_and_after_provisionin
     assert request["status"] == "succeeded", request
     assert served(fleet_engine, "export.csv", name) is None  # stale from the write-through on
     assert rendering_status(fleet, name)["current"] is False
-    fleet.send("jumpsync.access.refresh")  # as beat sends it: every configured connector
+    # As beat sends it, every refresh_interval: a change outside a full sync waits for render_interval (the
+    # fleet's is 10 s) after the last rendering, then the next refresh renders it.
+    deadline = time.monotonic() + 60
+    while served(fleet_engine, "export.csv", name) is None:
+        assert time.monotonic() < deadline, "no rendering after the write-through"
+        fleet.send("jumpsync.access.refresh")
+        time.sleep(2)
     export = wait_rendered(fleet_engine, name)
     assert export == live(fleet_engine, "export.csv", name) and len(membership(export)) == 1
 

@@ -42,7 +42,8 @@ class WorkerFleet:
         sync = "".join(f'{key} = "{value}"\n'
                        for key, value in {"config_reload_interval": "10s", **self.sync_settings}.items())
         text = ('[sync]\n' + sync
-                + '\n[provisioning]\nrelay_after = "10s"\nlease = "10m"\n\n' + "".join(self.connectors.values()))
+                + '\n[provisioning]\nrelay_after = "10s"\nlease = "10m"\n'
+                + '\n[access]\nrender_interval = "10s"\n\n' + "".join(self.connectors.values()))
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, self.config_path)
