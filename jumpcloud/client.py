@@ -41,7 +41,7 @@ from .credentials import ApiKeyAuth, check_api_key, check_org_header, scrub
 from .failures import response_error, transport_error
 from .limits import Limiter
 from .paging import ConcurrentPages, Paginator, V1EnvelopePaginator, V2HeaderPaginator, page_offsets, parse_json
-from .retry import RetryPolicy, is_retryable_transport
+from .retry import RetryPolicy, is_retryable_transport, may_have_arrived
 from .tls import Verify, ssl_context
 from .urls import check_base_url, path_label, resolve_path
 
@@ -241,6 +241,8 @@ class JumpCloudClient:
         query = {k: v for k, v in params.items() if v is not None} if params else None
         policy = self.retry
         may_repeat = policy.may_repeat(method, reads_only)
+        writes = method not in ("GET", "HEAD") and not reads_only
+        lost_answer = False  # a write sent again after a send that may have been applied, its answer lost
         attempt = 0
         while True:
             attempt += 1
@@ -251,6 +253,7 @@ class JumpCloudClient:
                 self._observe(method, label, "transport", elapsed)
                 if last or not is_retryable_transport(failure, may_repeat):
                     raise transport_error(failure, method, where, attempt, self._scrub)
+                lost_answer = lost_answer or (writes and may_have_arrived(failure))
                 wait = policy.delay(attempt, None)
                 self._log_retry(method, where, type(failure).__name__, attempt, wait)
                 failure = None  # drop it now: it holds the request (and its headers)
@@ -263,7 +266,9 @@ class JumpCloudClient:
             if 200 <= status <= 299:
                 return response
             if last or not (policy.is_retryable(status) and (may_repeat or status == 429)):
-                raise response_error(response, method, where, attempt, self._scrub)
+                error = response_error(response, method, where, attempt, self._scrub)
+                error.after_lost_answer = lost_answer
+                raise error
             wait = policy.delay(attempt, response.headers.get("retry-after"))
             self._log_retry(method, where, str(status), attempt, wait)
             await response.aclose()

@@ -68,6 +68,10 @@ class JumpCloudError(Exception):
         self.path = path
         self.message = message
         self.attempts = attempts
+        #: A write sent again after an earlier send got no answer (it may have reached JumpCloud): this error may
+        #: be the answer to the state that earlier send made (409 "already a member" on an add the lost answer
+        #: applied). Actions read it to record the outcome truthfully.
+        self.after_lost_answer = False
 
     def _detail(self) -> str:
         """The message without a leading copy of the reason phrase.

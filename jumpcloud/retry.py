@@ -51,6 +51,11 @@ def is_retryable_status(status: int) -> bool:
     return status == 429 or 500 <= status <= 599
 
 
+def may_have_arrived(failure: httpx.RequestError) -> bool:
+    """Whether a request that got no answer may still have reached the server (and been applied)."""
+    return not isinstance(failure, _NOT_SENT)
+
+
 def is_retryable_transport(failure: httpx.RequestError, may_repeat: bool) -> bool:
     """Whether a request that got no response should be tried again: a transient failure, and either a
     request that may be repeated or one that certainly never reached the server."""

@@ -3,6 +3,11 @@
 Each action is safe to run again after a crash at any point: graph changes treat 409 on add and 404 on remove
 as "already so" (after checking the target still exists); state changes read the user first and skip what
 already holds; a create whose user already exists resolves to that user when email and username match.
+
+An ambiguous write is recorded for what it was: when the client sent a write again because the first send's
+answer was lost (``JumpCloudError.after_lost_answer``), an "already so" (409, 404, "only a STAGED user can be
+activated" with the user now active) is this request's own change, confirmed on retry: ``changed: true,
+confirmed_on_retry: true``, not ``changed: false``.
 """
 
 from __future__ import annotations
@@ -47,29 +52,46 @@ class ActionContext:
 class Outcome:
     changed: bool
     result: dict[str, Any] = field(default_factory=dict)
+    #: The change was made by a send whose answer was lost, and found made when the client sent it again.
+    confirmed_on_retry: bool = False
 
     def as_result(self, dry_run: bool) -> dict[str, Any]:
         if dry_run:
             return {**self.result, "dry_run": True}
-        return {**self.result, "changed": self.changed}
+        confirmed = {"confirmed_on_retry": True} if self.confirmed_on_retry else {}
+        return {**self.result, "changed": self.changed, **confirmed}
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a write did: changed now, already so, or changed by a send whose answer was lost."""
+
+    changed: bool
+    confirmed_on_retry: bool = False
+
+    @classmethod
+    def already_so(cls, error: BadRequestError | ConflictError | NotFoundError) -> Change:
+        """``error`` says the wanted state holds: this request's own change if the client sent the write again
+        after a lost answer, else someone else's (or an earlier attempt's)."""
+        return cls(True, True) if error.after_lost_answer else cls(False)
 
 
 async def graph_change(client: JumpCloudClient, path: str, target_id: str, op: str, kind: str,
-                       member_id: str, target_path: str) -> bool:
-    """Add or remove an edge; False when the wanted state already held."""
+                       member_id: str, target_path: str) -> Change:
+    """Add or remove an edge; ``changed`` False when the wanted state already held."""
     try:
         await client.request("POST", path, path_params={"id": target_id},
                              json={"op": op, "type": kind, "id": member_id})
-        return True
-    except ConflictError:
+        return Change(True)
+    except ConflictError as exc:
         if op == "add":
-            return False
+            return Change.already_so(exc)
         raise
-    except NotFoundError:
+    except NotFoundError as exc:
         if op != "remove":
             raise
         await client.get_json(target_path, path_params={"id": target_id})  # 404 here: the target itself is gone
-        return False
+        return Change.already_so(exc)
 
 
 GROUP_MEMBERS = "/api/v2/usergroups/{id}/members"
@@ -82,9 +104,9 @@ async def _group_member(ctx: ActionContext, p: GroupMemberParams, op: str) -> Ou
     result = {"group_id": group_id, "user_id": user_id}
     if ctx.dry_run:
         return Outcome(False, result)
-    changed = await graph_change(ctx.api, GROUP_MEMBERS, group_id, op, "user", user_id, "/api/v2/usergroups/{id}")
+    change = await graph_change(ctx.api, GROUP_MEMBERS, group_id, op, "user", user_id, "/api/v2/usergroups/{id}")
     ctx.write.group_member(group_id, user_id, present=op == "add")
-    return Outcome(changed, result)
+    return Outcome(change.changed, result, change.confirmed_on_retry)
 
 
 async def _app_access(ctx: ActionContext, p: AppAccessParams, op: str) -> Outcome:
@@ -97,10 +119,10 @@ async def _app_access(ctx: ActionContext, p: AppAccessParams, op: str) -> Outcom
     result = {"app_id": app_id, f"{principal_type}_id": principal_id}
     if ctx.dry_run:
         return Outcome(False, result)
-    changed = await graph_change(ctx.api, APP_ASSOCIATIONS, app_id, op, kind, principal_id,
-                                 "/api/applications/{id}")
+    change = await graph_change(ctx.api, APP_ASSOCIATIONS, app_id, op, kind, principal_id,
+                                "/api/applications/{id}")
     ctx.write.app_access(app_id, principal_type, principal_id, present=op == "add")
-    return Outcome(changed, result)
+    return Outcome(change.changed, result, change.confirmed_on_retry)
 
 
 async def add_member(ctx, p):
@@ -139,7 +161,7 @@ async def create_user(ctx: ActionContext, p: UserCreateParams) -> Outcome:
         return Outcome(False, {"email": p.email, "username": p.username})
     try:
         response = await ctx.api.request("POST", "/api/systemusers", json=p.body())
-        record, changed = response.json(), True
+        record, change = response.json(), Change(True)
     except (ConflictError, BadRequestError) as exc:
         # JumpCloud answers a duplicate with 409 or 400: the user exists, maybe created by our own earlier
         # attempt. It is ours only if both email and username match.
@@ -149,9 +171,9 @@ async def create_user(ctx: ActionContext, p: UserCreateParams) -> Outcome:
         if (record.get("username") or "") != p.username or (record.get("email") or "").casefold() != p.email.casefold():
             raise InvalidRequest(f"user.create: {p.email} / {p.username} clashes with existing user {record['_id']} "
                                  f"({record.get('email')} / {record.get('username')})") from exc
-        changed = False
+        change = Change.already_so(exc)
     user = ctx.write.user_record(record)
-    return Outcome(changed, {"user_id": user.id, "status": user.status})
+    return Outcome(change.changed, {"user_id": user.id, "status": user.status}, change.confirmed_on_retry)
 
 
 async def _existing_user(ctx: ActionContext, p: UserCreateParams) -> dict | None:
@@ -163,40 +185,50 @@ async def _existing_user(ctx: ActionContext, p: UserCreateParams) -> dict | None
 
 
 async def _user_state(ctx: ActionContext, p: UserRefParams, wanted: str,
-                      change: Callable[[ActionContext, str, dict], Awaitable[bool]]) -> Outcome:
+                      change: Callable[[ActionContext, str, dict], Awaitable[Change]]) -> Outcome:
     user_id = await ctx.resolve.user(p.user)
     if ctx.dry_run:
         return Outcome(False, {"user_id": user_id})
     record = await _get_user(ctx, user_id)
-    changed = await change(ctx, user_id, record)
-    if changed:
+    done = await change(ctx, user_id, record)
+    if done.changed:
         record = await _get_user(ctx, user_id)
     user = ctx.write.user_record(record)
-    return Outcome(changed, {"user_id": user_id, "status": user.status, "wanted": wanted})
+    return Outcome(done.changed, {"user_id": user_id, "status": user.status, "wanted": wanted},
+                   done.confirmed_on_retry)
 
 
-async def _activate(ctx: ActionContext, user_id: str, record: dict) -> bool:
+def _active(record: dict) -> bool:
     state = record.get("state")
-    if state == "ACTIVATED" or (state is None and record.get("activated") is True and not record.get("suspended")):
-        return False
-    if state == "SUSPENDED" or record.get("suspended"):
+    return state == "ACTIVATED" or (state is None and record.get("activated") is True and not record.get("suspended"))
+
+
+async def _activate(ctx: ActionContext, user_id: str, record: dict) -> Change:
+    if _active(record):
+        return Change(False)
+    if record.get("state") == "SUSPENDED" or record.get("suspended"):
         raise InvalidRequest(f"user.activate: user {user_id} is suspended; use user.unsuspend")
-    await ctx.api.request("POST", "/api/systemusers/{id}/state/activate", path_params={"id": user_id}, json={})
-    return True
+    try:
+        await ctx.api.request("POST", "/api/systemusers/{id}/state/activate", path_params={"id": user_id}, json={})
+    except BadRequestError as exc:  # "only a STAGED user can be activated": read what the user is now
+        if not _active(await _get_user(ctx, user_id)):
+            raise
+        return Change.already_so(exc)
+    return Change(True)
 
 
-async def _suspend(ctx: ActionContext, user_id: str, record: dict) -> bool:
+async def _suspend(ctx: ActionContext, user_id: str, record: dict) -> Change:
     if record.get("state") == "SUSPENDED" and record.get("suspended") is True:
-        return False
+        return Change(False)
     await ctx.api.request("PUT", USER, path_params={"id": user_id}, json={"suspended": True, "state": "SUSPENDED"})
-    return True
+    return Change(True)
 
 
-async def _unsuspend(ctx: ActionContext, user_id: str, record: dict) -> bool:
+async def _unsuspend(ctx: ActionContext, user_id: str, record: dict) -> Change:
     if record.get("state") != "SUSPENDED" and not record.get("suspended"):
-        return False
+        return Change(False)
     await ctx.api.request("PUT", USER, path_params={"id": user_id}, json={"suspended": False, "state": "ACTIVATED"})
-    return True
+    return Change(True)
 
 
 async def activate_user(ctx, p):
@@ -217,11 +249,11 @@ async def delete_user(ctx: ActionContext, p: UserRefParams) -> Outcome:
         return Outcome(False, {"user_id": user_id})
     try:
         await ctx.api.request("DELETE", USER, path_params={"id": user_id})
-        changed = True
-    except NotFoundError:
-        changed = False  # already deleted (perhaps by our own earlier attempt)
+        change = Change(True)
+    except NotFoundError as exc:  # already deleted: by our own lost send, or before
+        change = Change.already_so(exc)
     ctx.write.user_deleted(user_id)
-    return Outcome(changed, {"user_id": user_id})
+    return Outcome(change.changed, {"user_id": user_id}, change.confirmed_on_retry)
 
 
 #: Each action takes the parameters of its own ``Params`` class, as ``validate_params`` gives them.

@@ -370,3 +370,34 @@ def test_text_the_database_cannot_store_is_refused_before_anything_is_written(en
     assert len(requests.listing(engine, limit=10_000)) == before
     assert requests.accept(engine, settings, connector="acme", action="group.add-member", params=ADD,
                            **{field: "k" * 256}).request["status"] == "pending"
+
+
+def test_a_write_whose_answer_was_lost_is_recorded_as_applied_confirmed_on_retry(engine, db_url, simulator):
+    """JumpCloud applied the write and the answer was lost on the way (the connection dropped mid-body): the
+    client sends it again and gets "already so". The outcome is this request's change, confirmed on retry:
+    not ``changed: false``, and for an activation not a failure."""
+    sim = simulator()
+    base = settings_for(db_url, sim.url, allowed_actions=["group.add-member", "user.activate", "user.delete"])
+    retrying = base.connector("acme").model_copy(update={"max_attempts": 3, "backoff_base": 0.01})
+    settings = base.model_copy(update={"file": base.file.model_copy(update={"connectors": (retrying,)})})
+    _synced(engine, settings)
+    dump = sim.dump()
+    group = dump["groups"][0]
+    user = next(u["_id"] for u in dump["users"] if u["_id"] not in group["members"])
+    staged = next(u for u in dump["users"] if u.get("state") == "STAGED")
+    doomed = next(u["_id"] for u in dump["users"] if u["_id"] not in (user, staged["_id"]))
+    sim.set_faults({"rules": [
+        {"path": r"^/api/v2/usergroups/[^/]+/members$", "method": "POST", "action": "drop", "times": 1},
+        {"path": r"^/api/systemusers/[^/]+/state/activate$", "method": "POST", "action": "drop", "times": 1},
+        {"path": r"^/api/systemusers/[^/]+$", "method": "DELETE", "action": "drop", "times": 1},
+    ]})
+    cases = [("group.add-member", {"group": group["id"], "user": user}),
+             ("user.activate", {"user": staged["_id"]}), ("user.delete", {"user": doomed})]
+    for action, params in cases:
+        rid = requests.accept(engine, settings, connector="acme", action=action, params=params).request["id"]
+        assert runner.execute(engine, settings, rid, f"t-{action}").status == "succeeded", \
+            requests.get(engine, rid)["last_error"]
+        result = requests.get(engine, rid)["result"]
+        assert (result["changed"], result.get("confirmed_on_retry")) == (True, True), (action, result)
+    assert sim.stats()["by_fault"]["drop"] == 3
+    assert user in next(g for g in sim.dump()["groups"] if g["id"] == group["id"])["members"]
