@@ -18,19 +18,21 @@ from provisioning import requests as prequests
 from simulator.generator import TenantSpec
 from tests.support.e2e import ALL_ACTIONS_POLICY, new_connector, sync_now
 from tests.support.fleet import WorkerFleet
-from tests.support.servers import PostgresServer
+from tests.support.servers import PostgresServer, RedisServer
 from worker.retries import BACKOFF_MAX
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 
 @pytest.fixture
-def outage(tmp_path_factory, redis_url):
-    """A private PostgreSQL (to stop and start), and a sync and a provisioning worker on it."""
+def outage(tmp_path_factory):
+    """A private PostgreSQL (to stop and start), a private Redis (the session's fleet must not take these tasks),
+    and a sync and a provisioning worker on them."""
     directory = tmp_path_factory.mktemp("outage")
     pg_directory = Path(tempfile.mkdtemp(prefix="jumpsync-pg-"))  # the postgres user must reach it
     server = PostgresServer(pg_directory).start()
-    fleet = WorkerFleet(directory, redis_url, server.url)
+    broker = RedisServer(directory / "redis").start()
+    fleet = WorkerFleet(directory, broker.url, server.url)
     fleet.migrate()
     fleet.start_worker("w1", queues="sync")
     fleet.start_worker("p1", queues="provisioning", concurrency=None)
@@ -39,6 +41,7 @@ def outage(tmp_path_factory, redis_url):
     yield server, fleet, engine
     engine.dispose()
     fleet.stop()
+    broker.stop()
     server.stop()
     shutil.rmtree(pg_directory, ignore_errors=True)
 
