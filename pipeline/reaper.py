@@ -69,6 +69,28 @@ def reap(engine: Engine, stale_after: timedelta) -> Reaped:
     return out
 
 
+def waiting_on_broker(engine: Engine) -> Reaped:
+    """Every message the active full syncs wait for: their pending fetch parts (of a running run) and the
+    finalizer of a run whose fetch parts all ended. What to send again when the broker lost its data
+    (``worker.broker_epoch``)."""
+    out = Reaped()
+    with Session(engine) as session:
+        runs = session.execute(select(col(SyncRun.id), col(SyncRun.status), col(Connector.name))
+                               .join(Connector, col(Connector.id) == SyncRun.connector_id)
+                               .where(ACTIVE_RUN_PREDICATE, col(SyncRun.trigger) != Trigger.EVENTS)
+                               .order_by(col(SyncRun.id))).all()
+        for run_id, status, connector in runs:
+            open_fetch = session.execute(select(col(SyncPart.name), col(SyncPart.status)).where(
+                col(SyncPart.run_id) == run_id, col(SyncPart.phase) == PartPhase.FETCH,
+                col(SyncPart.status).not_in(ENDED_PART_STATUSES)).order_by(col(SyncPart.name))).all()
+            if status == RunStatus.RUNNING:
+                out.parts.extend((run_id, name, connector) for name, part_status in open_fetch
+                                 if part_status == PartStatus.PENDING)
+            if not open_fetch:
+                out.finalize.append((run_id, connector))
+    return out
+
+
 def _hand_over_lost_parts(session: Session, renewed_before: datetime, out: Reaped) -> None:
     """Running parts of active runs whose lease was last renewed before ``renewed_before``: back to pending (if
     still so: a conditional update), to be sent again."""

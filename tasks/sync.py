@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis
 from celery import shared_task
 
 from config.settings import parse_duration
@@ -10,7 +11,7 @@ from models.states import Trigger
 from models.tables import utcnow
 from pipeline import pruning, reaper, sync
 from tasks.access import access_refresh
-from worker import runtime
+from worker import broker_epoch, runtime
 from worker.names import TaskName
 from worker.retries import ON_DATABASE_ERRORS
 
@@ -82,11 +83,22 @@ def history_prune() -> dict:
 
 @shared_task(name=TaskName.SYNC_REAP)
 def sync_reap() -> dict:
-    """Fail runs that went stale; send again the parts and finalizers whose messages were lost."""
-    stale_after = parse_duration(runtime.settings().file.sync.stale_run_after)
-    reaped = reaper.reap(runtime.engine(), stale_after)
+    """Fail runs that went stale; send again the parts and finalizers whose messages were lost (all those the
+    active runs wait for when the broker lost its data)."""
+    settings = runtime.settings()
+    reaped = reaper.reap(runtime.engine(), parse_duration(settings.file.sync.stale_run_after))
+    client = redis.Redis.from_url(settings.broker_url)
+    try:
+        wiped = broker_epoch.data_lost(client)
+    finally:
+        client.close()
+    if wiped:
+        waiting = reaper.waiting_on_broker(runtime.engine())
+        reaped.parts += [part for part in waiting.parts if part not in reaped.parts]
+        reaped.finalize += [run for run in waiting.finalize if run not in reaped.finalize]
     for run_id, part, connector in reaped.parts:
         sync_part.delay(run_id, part, connector)
     for run_id, connector in reaped.finalize:
         sync_finalize.delay(run_id, connector)
-    return {"failed_runs": reaped.failed_runs, "parts": len(reaped.parts), "finalize": len(reaped.finalize)}
+    return {"failed_runs": reaped.failed_runs, "parts": len(reaped.parts), "finalize": len(reaped.finalize),
+            "broker_data_lost": wiped}

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import redis
 from sqlalchemy import select, update
 from sqlmodel import Session
 
@@ -19,6 +20,8 @@ from pipeline.runs import AbandonedRun, abandon_orphaned_runs
 from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
 from tests.support.direct_sync import NAME, make_settings
 from tests.support.runs import latest_run
+from tests.support.servers import RedisServer
+from worker import broker_epoch
 
 
 @pytest.fixture(autouse=True)
@@ -243,3 +246,38 @@ def heartbeat(engine, run_id: int, name: str):
     with Session(engine) as session:
         return session.execute(select(SyncPart.heartbeat_at).where(SyncPart.run_id == run_id,
                                                                    SyncPart.name == name)).scalar_one()
+
+
+def test_after_the_broker_lost_its_data_every_awaited_message_is_found(engine, db_url, simulator):
+    """A Redis restarted without its data (or flushed) took the queued parts with it, while other parts of the
+    run still run: the run is not quiet, so the lost-message rule would wait for it. ``waiting_on_broker`` names
+    every message the active runs wait for, to be sent again at once."""
+    settings = make_settings(db_url, simulator().url)
+    running = sync.begin(settings, engine, NAME, trigger="manual")
+    assert claim_part(engine, running.run_id, "user").attempt == 1  # running on a worker: not sent again
+    sync.run_part(settings, engine, running.run_id, "admin", NAME)     # ended
+    waiting = reaper.waiting_on_broker(engine)
+    assert sorted(waiting.parts) == [(running.run_id, "app", NAME), (running.run_id, "group", NAME)]
+    assert waiting.finalize == []
+    for part in ("app", "group", "user"):
+        sync.run_part(settings, engine, running.run_id, part, NAME)
+    with Session(engine) as session:  # every fetch part ended, the finalizer not run (its message was lost)
+        session.execute(update(SyncRun).where(SyncRun.id == running.run_id).values(status="finalizing"))
+        session.commit()
+    assert reaper.waiting_on_broker(engine) == reaper.Reaped(finalize=[(running.run_id, NAME)])
+    assert sync.finalize(engine, running.run_id).status == RunStatus.SUCCEEDED
+    assert reaper.waiting_on_broker(engine) == reaper.Reaped()
+
+
+def test_the_broker_epoch_says_when_redis_lost_its_data(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    client = redis.Redis.from_url(server.url)
+    try:
+        assert broker_epoch.data_lost(client)  # a Redis never seen: nothing is known of what it held
+        assert not broker_epoch.data_lost(client)
+        client.flushall()
+        assert broker_epoch.data_lost(client)
+        assert not broker_epoch.data_lost(client)
+    finally:
+        client.close()
+        server.stop()
