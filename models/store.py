@@ -9,11 +9,11 @@ and a row that comes back loses its ``deleted_at``. Writes are ``INSERT ... ON C
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Engine, and_, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Engine, and_, func, or_, select, update
 from sqlmodel import Session
 
 from connector.records import GrantRecord, ResourceRecord
@@ -52,19 +52,23 @@ def upsert_resource_rows(session: Session, rows: list[dict]) -> None:
     bulk_upsert(session, table_of(Resource), rows, RESOURCE_KEY, RESOURCE_UPDATE)
 
 
-def grant_row(connector_id: int, grant: GrantRecord, source: str, now: datetime) -> dict:
+def grant_row(connector_id: int, grant: GrantRecord, source: str, now: datetime,
+              written_at: datetime | None = None) -> dict:
+    """A grant row; ``written_at`` for provisioning's write-through (a sync leaves it None)."""
     return {"connector_id": connector_id, "resource_type": grant.resource_type, "resource_id": grant.resource_id,
             "entitlement": grant.entitlement, "principal_type": grant.principal_type,
             "principal_id": grant.principal_id, "via": grant.via, "source": source, "first_seen_at": now,
-            "deleted_at": None}
+            "deleted_at": None, "written_at": written_at}
 
 
 GRANT_KEY = ("connector_id", "resource_type", "resource_id", "entitlement", "principal_type", "principal_id", "via")
 
 
-def upsert_grant_rows(session: Session, rows: list[dict]) -> None:
-    """Insert grants, or bring back deleted ones; a live grant is left as it is."""
-    bulk_upsert(session, table_of(Grant), rows, GRANT_KEY, ("source", "deleted_at"))
+def upsert_grant_rows(session: Session, rows: list[dict], *, written: bool = False) -> None:
+    """Insert grants, or bring back deleted ones; a live grant is left as it is (but for ``written_at`` when
+    ``written``: the write-through's)."""
+    bulk_upsert(session, table_of(Grant), rows, GRANT_KEY,
+                ("source", "deleted_at", "written_at") if written else ("source", "deleted_at"))
 
 
 class _Writer:
@@ -233,6 +237,8 @@ class GrantWriter(_Writer):
                 self._baseline = session.execute(
                     select(table.c.id).where(self._where()).limit(1)).first() is None
         self._seen_scopes: set[str] = set()
+        #: keys of the rows the last ``_stored`` read found written through after this writer began
+        self._written_since: set[_GrantKey] = set()
         self._counts: Counter[str] = Counter()
         #: ids of live grant rows this part found gone, not yet marked deleted
         self._doomed: list[int] = []
@@ -258,7 +264,7 @@ class GrantWriter(_Writer):
         lookup = [rid for rid in scopes if not (self._baseline and fresh[rid])]
         with Session(self.engine) as session:
             existing = self._stored(session, table.c.resource_id, lookup)
-            wanted, changed = self._diff(existing, (grant for grants in scopes.values() for grant in grants))
+            wanted, changed = self._diff(existing, self._not_written_since(scopes))
             self._counts["grants_seen"] += len(wanted)
             # A scope written a second time in the same part (a listing that repeated a resource) only adds.
             gone = [row_id for key, (row_id, deleted) in existing.items()
@@ -271,17 +277,29 @@ class GrantWriter(_Writer):
     def _stored(self, session: Session, column: Any, ids: Sequence[str], *conditions: ColumnElement[bool]
                 ) -> dict[_GrantKey, tuple[int, bool]]:
         """This source's rows whose ``column`` is one of ``ids``: (resource id, *``GrantRecord.key``) -> (row id,
-        deleted?)."""
+        deleted?). Rows provisioning's write-through set after this writer began are left out: this listing may
+        be older than that change, so it neither deletes nor brings back such a row (the next sync settles it)."""
         table = table_of(Grant)
         existing: dict[_GrantKey, tuple[int, bool]] = {}
+        self._written_since.clear()
         for chunk in chunks(ids):
             for row in session.execute(select(
                     table.c.id, table.c.resource_id, table.c.entitlement, table.c.principal_type,
-                    table.c.principal_id, table.c.via, table.c.deleted_at,
+                    table.c.principal_id, table.c.via, table.c.deleted_at, table.c.written_at,
             ).where(self._where(), *conditions, column.in_(chunk))):
-                existing[(row.resource_id, row.entitlement, row.principal_type, row.principal_id, row.via)] = (
-                    row.id, row.deleted_at is not None)
+                key = (row.resource_id, row.entitlement, row.principal_type, row.principal_id, row.via)
+                if row.written_at is not None and row.written_at > self.now:
+                    self._written_since.add(key)
+                    continue
+                existing[key] = (row.id, row.deleted_at is not None)
         return existing
+
+    def _not_written_since(self, scopes: dict[str, list[GrantRecord]]) -> Iterator[GrantRecord]:
+        """The listed grants but those on rows written through since this writer began (``_stored``)."""
+        for grants in scopes.values():
+            for grant in grants:
+                if (grant.resource_id, *grant.key) not in self._written_since:
+                    yield grant
 
     @staticmethod
     def _diff(existing: dict[_GrantKey, tuple[int, bool]], grants: Iterable[GrantRecord]
@@ -339,7 +357,7 @@ class GrantWriter(_Writer):
             existing = self._stored(session, table.c.principal_id, sorted(scopes),
                                     table.c.resource_type == self.resource_type,
                                     table.c.principal_type == principal_type)
-            wanted, changed = self._diff(existing, (grant for grants in scopes.values() for grant in grants))
+            wanted, changed = self._diff(existing, self._not_written_since(scopes))
             self._counts["grants_seen"] += len(wanted)
             if changed:
                 self._insert(session, changed)
@@ -387,14 +405,16 @@ class GrantWriter(_Writer):
             return 0
         deleted = 0
         with Session(self.engine) as session:
+            # A row written through after this writer began is the write-through's: left as it is.
+            ours = or_(table.c.written_at.is_(None), table.c.written_at <= self.now)
             for chunk in chunks(doomed):
                 keys = session.execute(select(table.c.resource_type, table.c.resource_id, table.c.entitlement,
                                               table.c.principal_type, table.c.principal_id, table.c.via)
-                                       .where(table.c.id.in_(chunk), table.c.deleted_at.is_(None))).all()
+                                       .where(table.c.id.in_(chunk), table.c.deleted_at.is_(None), ours)).all()
                 history.record(session, [history.grant_change(self.connector_id, "deleted", GrantRecord(*key),
                                                               self.now, run_id=self.run_id) for key in keys])
                 result = cast(CursorResult[Any], session.execute(
-                    update(table).where(table.c.id.in_(chunk), table.c.deleted_at.is_(None))
+                    update(table).where(table.c.id.in_(chunk), table.c.deleted_at.is_(None), ours)
                     .values(deleted_at=self.now)))
                 deleted += result.rowcount or 0
             commit_write(session, self.connector_id, self.run_id)

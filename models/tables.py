@@ -106,6 +106,9 @@ class Grant(SQLModel, table=True):
     source: str = Field(max_length=32)
     first_seen_at: datetime = _ts(default_factory=utcnow)
     deleted_at: datetime | None = _ts(nullable=True, default=None)
+    #: When provisioning's write-through last set this row (None: only syncs have). A sync part that began
+    #: before leaves the row as written: its listing may predate the change (models.store.GrantWriter).
+    written_at: datetime | None = _ts(nullable=True, default=None)
 
 
 def active_run_predicate(column: str = "status") -> str:

@@ -92,11 +92,12 @@ class WriteThrough:
                 ended.append(row_id)
         history.record(session, [history.grant_change(self.connector_id, kind, grant, now, request_id=self.request_id)
                                  for grant, kind in changed])
-        if present:
-            upsert_grant_rows(session, [grant_row(self.connector_id, g, source, now) for g, source in grants])
+        if present:  # stamped: a sync part that began before leaves them as written (models.store.GrantWriter)
+            upsert_grant_rows(session, [grant_row(self.connector_id, g, source, now, written_at=now)
+                                        for g, source in grants], written=True)
             return
         for part in chunks(ended, 1000):  # only the grants that were live are marked deleted
-            session.execute(update(_GRANTS).where(_GRANTS.c.id.in_(part)).values(deleted_at=now))
+            session.execute(update(_GRANTS).where(_GRANTS.c.id.in_(part)).values(deleted_at=now, written_at=now))
 
     def group_member(self, group_id: str, user_id: str, present: bool) -> None:
         with self._transaction() as session:
