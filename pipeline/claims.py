@@ -41,8 +41,11 @@ class Claim:
     connector_id: int | None = None
 
 
-def claim_part(engine: Engine, run_id: int, name: str, *, run_status: RunStatus = RunStatus.RUNNING) -> Claim:
-    """Mark a part running for this attempt. A redelivered part (its worker died) is taken over.
+def claim_part(engine: Engine, run_id: int, name: str, *, run_status: RunStatus = RunStatus.RUNNING,
+               take_over_running: bool = True) -> Claim:
+    """Mark a part running for this attempt. A redelivered part (its worker died) is taken over, unless
+    ``take_over_running`` is off: a finalizer sent twice must not take a derived part from the other, which may
+    be alive (a dead one's part is handed back to pending by the reaper, its lease run out).
 
     Fetch parts run while the run is ``running``; derived parts while it is ``finalizing``.
     """
@@ -59,6 +62,8 @@ def claim_part(engine: Engine, run_id: int, name: str, *, run_status: RunStatus 
             return Claim(None, f"part already {part.status}", connector_name, connector_id)
         if current_run_status != run_status:
             return Claim(None, f"run is {current_run_status}", connector_name, connector_id)
+        if part.status == PartStatus.RUNNING and not take_over_running:
+            return Claim(None, "running elsewhere", connector_name, connector_id)
         attempt = part.attempt + 1  # read before the commit below expires ``part``
         current = PartStatus(part.status)
         result = cast(CursorResult[Any], session.execute(update(SyncPart).where(

@@ -225,7 +225,7 @@ def run_derived_parts(engine: Engine, run_id: int) -> None:
     for name, inputs in DERIVED_PARTS.items():
         if name not in parts or parts[name].status != PartStatus.PENDING:
             continue
-        claim = claim_part(engine, run_id, name, run_status=RunStatus.FINALIZING)
+        claim = claim_part(engine, run_id, name, run_status=RunStatus.FINALIZING, take_over_running=False)
         if claim.attempt is None or claim.connector_id is None or claim.connector_name is None:
             continue
         not_ok = [i for i in inputs if parts.get(i) is None or parts[i].status not in USABLE_PART_STATUSES]

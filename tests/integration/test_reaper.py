@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from models.states import PartStatus, RunStatus
 from models.tables import SyncPart, SyncRun, utcnow
-from pipeline import reaper, sync
+from pipeline import derived, reaper, sync
 from pipeline.claims import PartLease, claim_part, end_part, renew_lease
 from pipeline.fanin import try_begin_finalize
 from pipeline.runs import AbandonedRun, abandon_orphaned_runs
@@ -281,3 +281,30 @@ def test_the_broker_epoch_says_when_redis_lost_its_data(tmp_path):
     finally:
         client.close()
         server.stop()
+
+
+def test_a_finalizer_sent_twice_never_takes_a_derived_part_from_the_other(engine, db_url, simulator, monkeypatch):
+    """The reaper may send a finalizer again while the first still derives (the run looked quiet). The second
+    leaves the first's running part alone, even when it read the part pending just before the first claimed it:
+    two of them deriving one part at once wrote its rows twice (a UNIQUE violation on the baseline's
+    INSERT ... SELECT failed the run). A dead finalizer's part comes back through its lease."""
+    settings = make_settings(db_url, simulator().url)
+    started = sync.begin(settings, engine, NAME, trigger="manual")
+    for part in started.parts:
+        sync.run_part(settings, engine, started.run_id, part, NAME)
+    assert try_begin_finalize(engine, started.run_id, again=True)
+    real_claim, first = derived.claim_part, []
+
+    def first_finalizer_claims_it_meanwhile(engine_, run_id, name, **options):
+        if name == "app_via_group" and not first:  # the other finalizer, between this one's read and claim
+            first.append(real_claim(engine_, run_id, name, run_status=RunStatus.FINALIZING).attempt)
+        return real_claim(engine_, run_id, name, **options)
+
+    monkeypatch.setattr(derived, "claim_part", first_finalizer_claims_it_meanwhile)
+    second = sync.finalize(engine, started.run_id)  # the duplicate finalizer
+    assert first == [1]
+    assert second.status == RunStatus.FINALIZING and second.parts["app_via_group"] == PartStatus.RUNNING
+    assert next(p for p in latest_run(engine, NAME).parts if p.name == "app_via_group").attempt == 1
+    monkeypatch.undo()
+    assert end_part(engine, started.run_id, "app_via_group", 1, status=PartStatus.SUCCEEDED)
+    assert sync.finalize(engine, started.run_id).status == RunStatus.SUCCEEDED
