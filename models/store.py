@@ -209,6 +209,14 @@ class ResourceWriter(_Writer):
         return len(gone)
 
 
+def _not_written_since(scopes: dict[str, list[GrantRecord]], written_since: set[_GrantKey]) -> Iterator[GrantRecord]:
+    """The listed grants but those on rows written through since the writer began (``GrantWriter._stored``)."""
+    for grants in scopes.values():
+        for grant in grants:
+            if (grant.resource_id, *grant.key) not in written_since:
+                yield grant
+
+
 class GrantWriter(_Writer):
     """Writes the grants one source (a part) owns, one resource (a "scope") at a time.
 
@@ -237,8 +245,6 @@ class GrantWriter(_Writer):
                 self._baseline = session.execute(
                     select(table.c.id).where(self._where()).limit(1)).first() is None
         self._seen_scopes: set[str] = set()
-        #: keys of the rows the last ``_stored`` read found written through after this writer began
-        self._written_since: set[_GrantKey] = set()
         self._counts: Counter[str] = Counter()
         #: ids of live grant rows this part found gone, not yet marked deleted
         self._doomed: list[int] = []
@@ -263,8 +269,8 @@ class GrantWriter(_Writer):
         # planner, without statistics for a table that grows by the batch, scans the whole table each time.
         lookup = [rid for rid in scopes if not (self._baseline and fresh[rid])]
         with Session(self.engine) as session:
-            existing = self._stored(session, table.c.resource_id, lookup)
-            wanted, changed = self._diff(existing, self._not_written_since(scopes))
+            existing, written_since = self._stored(session, table.c.resource_id, lookup)
+            wanted, changed = self._diff(existing, _not_written_since(scopes, written_since))
             self._counts["grants_seen"] += len(wanted)
             # A scope written a second time in the same part (a listing that repeated a resource) only adds.
             gone = [row_id for key, (row_id, deleted) in existing.items()
@@ -275,13 +281,14 @@ class GrantWriter(_Writer):
         self._doomed.extend(gone)
 
     def _stored(self, session: Session, column: Any, ids: Sequence[str], *conditions: ColumnElement[bool]
-                ) -> dict[_GrantKey, tuple[int, bool]]:
+                ) -> tuple[dict[_GrantKey, tuple[int, bool]], set[_GrantKey]]:
         """This source's rows whose ``column`` is one of ``ids``: (resource id, *``GrantRecord.key``) -> (row id,
-        deleted?). Rows provisioning's write-through set after this writer began are left out: this listing may
-        be older than that change, so it neither deletes nor brings back such a row (the next sync settles it)."""
+        deleted?); and apart, the keys of the rows provisioning's write-through set after this writer began. This
+        listing may be older than that change, so it neither deletes nor brings back such a row (the next sync
+        settles it)."""
         table = table_of(Grant)
         existing: dict[_GrantKey, tuple[int, bool]] = {}
-        self._written_since.clear()
+        written_since: set[_GrantKey] = set()
         for chunk in chunks(ids):
             for row in session.execute(select(
                     table.c.id, table.c.resource_id, table.c.entitlement, table.c.principal_type,
@@ -289,17 +296,10 @@ class GrantWriter(_Writer):
             ).where(self._where(), *conditions, column.in_(chunk))):
                 key = (row.resource_id, row.entitlement, row.principal_type, row.principal_id, row.via)
                 if row.written_at is not None and row.written_at > self.now:
-                    self._written_since.add(key)
-                    continue
-                existing[key] = (row.id, row.deleted_at is not None)
-        return existing
-
-    def _not_written_since(self, scopes: dict[str, list[GrantRecord]]) -> Iterator[GrantRecord]:
-        """The listed grants but those on rows written through since this writer began (``_stored``)."""
-        for grants in scopes.values():
-            for grant in grants:
-                if (grant.resource_id, *grant.key) not in self._written_since:
-                    yield grant
+                    written_since.add(key)
+                else:
+                    existing[key] = (row.id, row.deleted_at is not None)
+        return existing, written_since
 
     @staticmethod
     def _diff(existing: dict[_GrantKey, tuple[int, bool]], grants: Iterable[GrantRecord]
@@ -354,10 +354,10 @@ class GrantWriter(_Writer):
             return
         table = table_of(Grant)
         with Session(self.engine) as session:
-            existing = self._stored(session, table.c.principal_id, sorted(scopes),
-                                    table.c.resource_type == self.resource_type,
-                                    table.c.principal_type == principal_type)
-            wanted, changed = self._diff(existing, self._not_written_since(scopes))
+            existing, written_since = self._stored(session, table.c.principal_id, sorted(scopes),
+                                                   table.c.resource_type == self.resource_type,
+                                                   table.c.principal_type == principal_type)
+            wanted, changed = self._diff(existing, _not_written_since(scopes, written_since))
             self._counts["grants_seen"] += len(wanted)
             if changed:
                 self._insert(session, changed)
