@@ -51,8 +51,8 @@ def worker(config: Optional[Path] = ConfigOption,
            loglevel: str = typer.Option("INFO")) -> None:
     """Start a Celery worker. $JUMPSYNC_METRICS_PORT turns on its Prometheus /metrics.
 
-    Syncs run on a prefork pool (CPU, time limits); a provisioning-only worker runs on threads, each request
-    waiting for JumpCloud on the process's one event loop (docs/provisioning.md, "Concurrency and order")."""
+    Syncs run on a prefork pool (CPU, time limits); a provisioning-only worker runs on threads, each applying
+    its requests on an event loop of its own (docs/provisioning.md, "Concurrency and order")."""
     from telemetry.multiproc import ensure_multiproc_dir
 
     use_config(config)

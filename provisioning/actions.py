@@ -75,6 +75,9 @@ class Change:
         after a lost answer, else someone else's (or an earlier attempt's)."""
         return cls(True, True) if error.after_lost_answer else cls(False)
 
+    def outcome(self, result: dict[str, Any]) -> Outcome:
+        return Outcome(self.changed, result, self.confirmed_on_retry)
+
 
 async def graph_change(client: JumpCloudClient, path: str, target_id: str, op: str, kind: str,
                        member_id: str, target_path: str) -> Change:
@@ -106,7 +109,7 @@ async def _group_member(ctx: ActionContext, p: GroupMemberParams, op: str) -> Ou
         return Outcome(False, result)
     change = await graph_change(ctx.api, GROUP_MEMBERS, group_id, op, "user", user_id, "/api/v2/usergroups/{id}")
     ctx.write.group_member(group_id, user_id, present=op == "add")
-    return Outcome(change.changed, result, change.confirmed_on_retry)
+    return change.outcome(result)
 
 
 async def _app_access(ctx: ActionContext, p: AppAccessParams, op: str) -> Outcome:
@@ -122,7 +125,7 @@ async def _app_access(ctx: ActionContext, p: AppAccessParams, op: str) -> Outcom
     change = await graph_change(ctx.api, APP_ASSOCIATIONS, app_id, op, kind, principal_id,
                                 "/api/applications/{id}")
     ctx.write.app_access(app_id, principal_type, principal_id, present=op == "add")
-    return Outcome(change.changed, result, change.confirmed_on_retry)
+    return change.outcome(result)
 
 
 async def add_member(ctx, p):
@@ -173,7 +176,7 @@ async def create_user(ctx: ActionContext, p: UserCreateParams) -> Outcome:
                                  f"({record.get('email')} / {record.get('username')})") from exc
         change = Change.already_so(exc)
     user = ctx.write.user_record(record)
-    return Outcome(change.changed, {"user_id": user.id, "status": user.status}, change.confirmed_on_retry)
+    return change.outcome({"user_id": user.id, "status": user.status})
 
 
 async def _existing_user(ctx: ActionContext, p: UserCreateParams) -> dict | None:
@@ -194,8 +197,7 @@ async def _user_state(ctx: ActionContext, p: UserRefParams, wanted: str,
     if done.changed:
         record = await _get_user(ctx, user_id)
     user = ctx.write.user_record(record)
-    return Outcome(done.changed, {"user_id": user_id, "status": user.status, "wanted": wanted},
-                   done.confirmed_on_retry)
+    return done.outcome({"user_id": user_id, "status": user.status, "wanted": wanted})
 
 
 def _active(record: dict) -> bool:
@@ -253,7 +255,7 @@ async def delete_user(ctx: ActionContext, p: UserRefParams) -> Outcome:
     except NotFoundError as exc:  # already deleted: by our own lost send, or before
         change = Change.already_so(exc)
     ctx.write.user_deleted(user_id)
-    return Outcome(change.changed, {"user_id": user_id}, change.confirmed_on_retry)
+    return change.outcome({"user_id": user_id})
 
 
 #: Each action takes the parameters of its own ``Params`` class, as ``validate_params`` gives them.

@@ -1,6 +1,6 @@
 """Order per target: requests that change the same account apply one at a time, in the order they were recorded.
 
-A provisioning worker applies many requests at once (Celery's thread pool, one event loop a process). Two
+A provisioning worker applies many requests at once (Celery's thread pool, an event loop per thread). Two
 requests on one membership must not race: "add alice to Engineering" then "remove her" must end with her out,
 whichever worker takes which. Every request that changes something is recorded with its **target**: the account
 it changes (memberships, app access and lifecycle of a user: the user; app access of a user group: the group; a
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, and_, exists, or_, select
 
+from config.actions import MAX_TEXT
 from jumpcloud.ids import is_object_id
 from models import resolver
 from models.states import RequestStatus
@@ -60,7 +61,7 @@ def target_key(connection: Connection, connector_id: int, params: Params) -> str
     if not is_object_id(ref):
         ids = {row.external_id for row in resolver.matches(connection, connector_id, kind, ref)}
         ref = ids.pop() if len(ids) == 1 else ref.casefold()
-    return f"{kind}:{ref}"[:256]
+    return f"{kind}:{ref}"[:MAX_TEXT]
 
 
 #: True when another request on the claimed row's target is running, or was recorded before it and is pending.

@@ -512,7 +512,7 @@ def _start_processes(children: Children, env: dict[str, str], flower_env: dict[s
     jumpsync = [sys.executable, "-m", "cli"]
     sync_env, provisioning_env = worker_environments(env)
     worker = children.start("worker", jumpsync + ["worker", "-Q", "sync", "-c", str(concurrency)], sync_env)
-    # Threads (auto for this queue): requests wait for JumpCloud together on one event loop.
+    # Threads (auto for this queue): many requests wait for JumpCloud at once.
     children.start("provisioning-worker", jumpsync + ["worker", "-Q", "provisioning"], provisioning_env)
     keyless = {name: value for name, value in env.items() if name not in keys}
     children.start("beat", celery + ["beat", "-l", "INFO"], keyless)
