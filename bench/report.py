@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.events import LATENCY_P50_TARGET_S, LATENCY_P95_TARGET_S, QUIET_REQUESTS_TARGET
@@ -262,23 +263,31 @@ def _order_figure(burst: dict) -> str:
 
 
 def latency_table(results: list[dict]) -> str:
-    rows = [[r["database"], *row] for r in _sorted(results) for row in _latency_rows(r)]
-    return _table(["db", "measure", "figure", "verdict"], rows)
+    return _phase_table(results, _latency_rows)
 
 
 def latency_targets(results: list[dict]) -> list[list]:
-    return [["latency", r["database"], measure, figure, verdict]
-            for r in _sorted(results) for measure, figure, verdict in _latency_rows(r) if verdict]
+    return _phase_targets("latency", results, _latency_rows)
 
 
 def api_table(results: list[dict]) -> str:
-    rows = [[r["database"], *row] for r in _sorted(results) for row in _api_rows(r["api"])]
-    return _table(["db", "measure", "figure", "verdict"], rows)
+    return _phase_table(results, lambda r: _api_rows(r["api"]))
 
 
 def api_targets(results: list[dict]) -> list[list]:
-    return [["api", r["database"], measure, figure, verdict]
-            for r in _sorted(results) for measure, figure, verdict in _api_rows(r["api"]) if verdict]
+    return _phase_targets("api", results, lambda r: _api_rows(r["api"]))
+
+
+def _phase_table(results: list[dict], rows_of: Callable[[dict], list[list]], verdict: str = "verdict") -> str:
+    """A phase's table: each database's (measure, figure, verdict) rows."""
+    return _table(["db", "measure", "figure", verdict],
+                  [[r["database"], *row] for r in _sorted(results) for row in rows_of(r)])
+
+
+def _phase_targets(phase: str, results: list[dict], rows_of: Callable[[dict], list[list]]) -> list[list]:
+    """The rows of a phase's tables that are targets (a verdict), for the targets table."""
+    return [[phase, r["database"], measure, figure, verdict]
+            for r in _sorted(results) for measure, figure, verdict in rows_of(r) if verdict]
 
 
 def _cpu_split(split: dict | None) -> str:
@@ -420,13 +429,11 @@ def _msp_rows(m: dict) -> list[list[str]]:
 
 def msp_table(results: list[dict]) -> str:
     """The MSP phase of each database, one row a measure."""
-    rows = [[r["database"], *row] for r in _sorted(results) for row in _msp_rows(r["msp"])]
-    return _table(["db", "measure", "figure", ""], rows)
+    return _phase_table(results, lambda r: _msp_rows(r["msp"]), verdict="")
 
 
 def msp_targets(results: list[dict]) -> list[list]:
-    return [["msp", r["database"], measure, figure, verdict]
-            for r in _sorted(results) for measure, figure, verdict in _msp_rows(r["msp"]) if verdict]
+    return _phase_targets("msp", results, lambda r: _msp_rows(r["msp"]))
 
 
 def growth_table(results: list[dict]) -> str:
