@@ -12,6 +12,7 @@ from typing import Any
 from connector.fields import clean, compact, flag, full_name, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
+from jumpcloud.paging import Page, Resume
 
 
 def admin_role_names(record: dict[str, Any]) -> list[str]:
@@ -67,9 +68,9 @@ class AdminSyncer:
     def __init__(self, client: JumpCloudClient) -> None:
         self.client = client
 
-    async def resources(self) -> AsyncIterator[list[ResourceRecord]]:
-        async for page in self.client.list_v1("/api/users"):
-            yield [map_admin(record) for record in page]
+    async def resources(self, resume: Resume | None = None) -> AsyncIterator[Page[ResourceRecord]]:
+        async for page in self.client.list_v1("/api/users", resume=resume):
+            yield page.map(map_admin)
 
     async def grants(self, resource: ResourceRecord) -> list[GrantRecord]:
         return []  # pragma: no cover  (role grants are derived from the admin records; see connector.roles; never called: grant_source is None)

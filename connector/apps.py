@@ -24,6 +24,7 @@ from connector.fields import compact, flag, object_field, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
 from jumpcloud.errors import AuthError, NotFoundError
+from jumpcloud.paging import Page, Resume
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,11 @@ class AppSyncer:
     def __init__(self, client: JumpCloudClient) -> None:
         self.client = client
 
-    async def resources(self) -> AsyncIterator[list[ResourceRecord]]:
+    async def resources(self, resume: Resume | None = None) -> AsyncIterator[Page[ResourceRecord]]:
         provisions = await self._provisions()
-        async for page in self.client.list_v1("/api/applications"):
-            yield [map_app(record, UNKNOWN if provisions is None else provisions.get(record_id(record), UNKNOWN))
-                   for record in page]
+        async for page in self.client.list_v1("/api/applications", resume=resume):
+            yield page.map(lambda record: map_app(
+                record, UNKNOWN if provisions is None else provisions.get(record_id(record), UNKNOWN)))
 
     async def _provisions(self) -> dict[str, Any] | None:
         """App id -> its v2 ``provision`` object (None: null or absent), for every app; None when the v2 listing is

@@ -8,6 +8,7 @@ from typing import Protocol
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
 from jumpcloud.errors import NotFoundError
+from jumpcloud.paging import Page, Resume
 
 
 class Syncer(Protocol):
@@ -22,8 +23,9 @@ class Syncer(Protocol):
 
     def __init__(self, client: JumpCloudClient) -> None: ...
 
-    def resources(self) -> AsyncIterator[list[ResourceRecord]]:
-        """Pages of resources, as JumpCloud returns them."""
+    def resources(self, resume: Resume | None = None) -> AsyncIterator[Page[ResourceRecord]]:
+        """Pages of resources, as JumpCloud returns them; with ``resume``, but the pages an earlier attempt of the
+        part wrote (``pipeline.checkpoint``)."""
 
     async def grants(self, resource: ResourceRecord) -> list[GrantRecord]:
         """Every grant on ``resource`` (the complete set for that resource). The pipeline runs many of these at

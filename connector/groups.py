@@ -9,6 +9,7 @@ from connector.base import collect, collect_or_none, connection_target_ids, get_
 from connector.fields import compact, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
+from jumpcloud.paging import Page, Resume
 
 
 def map_group(record: dict[str, Any]) -> ResourceRecord:
@@ -41,10 +42,10 @@ class GroupSyncer:
     def __init__(self, client: JumpCloudClient) -> None:
         self.client = client
 
-    async def resources(self) -> AsyncIterator[list[ResourceRecord]]:
+    async def resources(self, resume: Resume | None = None) -> AsyncIterator[Page[ResourceRecord]]:
         # `name` is unique per org and is what the real service sorts user groups by: it refuses `sort=id`.
-        async for page in self.client.list_v2("/api/v2/usergroups", params={"sort": "name"}):
-            yield [map_group(record) for record in page]
+        async for page in self.client.list_v2("/api/v2/usergroups", params={"sort": "name"}, resume=resume):
+            yield page.map(map_group)
 
     async def grants(self, group: ResourceRecord) -> list[GrantRecord]:
         connections = await collect(self.client.list_v2("/api/v2/usergroups/{id}/members",

@@ -9,6 +9,7 @@ from connector.base import get_or_none
 from connector.fields import clean, compact, flag, full_name, object_field, record_id, text
 from connector.records import GrantRecord, ResourceRecord
 from jumpcloud.client import JumpCloudClient
+from jumpcloud.paging import Page, Resume
 
 _STATES = {"ACTIVATED": "active", "STAGED": "staged", "SUSPENDED": "suspended"}
 
@@ -70,9 +71,9 @@ class UserSyncer:
     def __init__(self, client: JumpCloudClient) -> None:
         self.client = client
 
-    async def resources(self) -> AsyncIterator[list[ResourceRecord]]:
-        async for page in self.client.list_v1("/api/systemusers"):
-            yield [map_user(record) for record in page]
+    async def resources(self, resume: Resume | None = None) -> AsyncIterator[Page[ResourceRecord]]:
+        async for page in self.client.list_v1("/api/systemusers", resume=resume):
+            yield page.map(map_user)
 
     async def grants(self, resource: ResourceRecord) -> list[GrantRecord]:
         return []  # pragma: no cover  (users hold grants; they grant nothing; never called: grant_source is None)

@@ -40,7 +40,16 @@ from . import errors
 from .credentials import ApiKeyAuth, check_api_key, check_org_header, scrub
 from .failures import response_error, transport_error
 from .limits import Limiter
-from .paging import ConcurrentPages, Paginator, V1EnvelopePaginator, V2HeaderPaginator, page_offsets, parse_json
+from .paging import (
+    ConcurrentPages,
+    Page,
+    Paginator,
+    Resume,
+    V1EnvelopePaginator,
+    V2HeaderPaginator,
+    page_offsets,
+    parse_json,
+)
 from .retry import RetryPolicy, is_retryable_transport, may_have_arrived
 from .tls import Verify, ssl_context
 from .urls import check_base_url, path_label, resolve_path
@@ -309,13 +318,14 @@ class JumpCloudClient:
         params: Mapping[str, Any] | None = None,
         *,
         path_params: Mapping[str, Any] | None = None,
-    ) -> AsyncIterator[list[dict]]:
+        resume: Resume | None = None,
+    ) -> AsyncIterator[Page[dict]]:
         """Pages of a v1 listing (``{"totalCount", "results"}``), sorted by
         ``_id`` unless ``params`` has a ``sort``, so that skip paging neither
         misses nor repeats records when the data changes meanwhile."""
         query = dict(params or {})
         query.setdefault("sort", "_id")
-        return self.list_pages(path, V1EnvelopePaginator(), query, path_params=path_params)
+        return self.list_pages(path, V1EnvelopePaginator(), query, path_params=path_params, resume=resume)
 
     def list_v2(
         self,
@@ -323,9 +333,10 @@ class JumpCloudClient:
         params: Mapping[str, Any] | None = None,
         *,
         path_params: Mapping[str, Any] | None = None,
-    ) -> AsyncIterator[list[dict]]:
+        resume: Resume | None = None,
+    ) -> AsyncIterator[Page[dict]]:
         """Pages of a v2 listing (bare array, total in ``x-total-count``)."""
-        return self.list_pages(path, V2HeaderPaginator(), params, path_params=path_params)
+        return self.list_pages(path, V2HeaderPaginator(), params, path_params=path_params, resume=resume)
 
     async def list_pages(
         self,
@@ -334,8 +345,9 @@ class JumpCloudClient:
         params: Mapping[str, Any] | None = None,
         *,
         path_params: Mapping[str, Any] | None = None,
-    ) -> AsyncIterator[list[dict]]:
-        """Yield the records of every page of a listing, one list per page.
+        resume: Resume | None = None,
+    ) -> AsyncIterator[Page[dict]]:
+        """Yield the records of every page of a listing, one ``Page`` per page.
 
         Fetches the first page (skip=0) to learn the total, then the other
         pages concurrently, at most ``max_in_flight`` page fetches at a time so
@@ -344,6 +356,8 @@ class JumpCloudClient:
         listing costs exactly one request. Empty pages are not yielded. If the
         data changed during the listing and a page comes back short, what came
         is yielded and no extra page is fetched: the next sync catches up.
+        ``resume``: the pages an earlier attempt wrote are not requested again
+        (``paging.Resume``).
         """
         base = dict(params or {})
         clash = {"limit", "skip"} & base.keys()
@@ -360,16 +374,18 @@ class JumpCloudClient:
             log.warning("%s: the first page is empty, yet reports a total of %d: listing ends here", path, total)
             total = 0
 
-        async def fetch_records(skip: int) -> list[dict]:
+        async def fetch_records(skip: int) -> Page[dict]:
             page, page_total = await fetch(skip)
             self._check_page(path, skip, total, page, page_total)
-            return page
+            return Page(page, skip, total)
 
-        rest = ConcurrentPages(fetch_records, page_offsets(total, self.page_size)[1:], self.max_in_flight)
+        done = self._resumed(path, resume, total)
+        skips = [skip for skip in page_offsets(total, self.page_size)[1:] if skip not in done]
+        rest = ConcurrentPages(fetch_records, skips, self.max_in_flight)
         try:
             rest.start()  # start the other pages before the caller works on the first
-            if records:
-                yield records
+            if records and 0 not in done:
+                yield Page(records, 0, total)
             del records
             async for page in rest.completed():
                 yield page
@@ -379,6 +395,20 @@ class JumpCloudClient:
                             rest.ended_early_at, total)
         finally:
             await rest.cancel()
+
+    def _resumed(self, path: str, resume: Resume | None, total: int) -> frozenset[int]:
+        """The skips of the pages not to request again (``paging.Resume``)."""
+        if resume is None or not resume.done:
+            return frozenset()
+        if resume.page_size != self.page_size:
+            log.warning("%s: the pages written before were %d records long, now %d: listing from the start", path,
+                        resume.page_size, self.page_size)
+            return frozenset()
+        if resume.total != total:
+            self.stats.inconsistent_pages += 1
+            log.warning("%s: the total moved from %d to %d since the pages written before: resumed, but the listing "
+                        "counts as changed", path, resume.total, total)
+        return resume.done
 
     async def _fetch_page(self, path: str, paginator: Paginator, query: Mapping[str, Any],
                           path_params: Mapping[str, Any] | None) -> tuple[list[dict], int]:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import httpx
 import orjson
@@ -27,12 +28,48 @@ from .errors import BadResponseError
 
 __all__ = [
     "ConcurrentPages",
+    "Page",
     "Paginator",
+    "Resume",
     "V1EnvelopePaginator",
     "V2HeaderPaginator",
     "page_offsets",
     "parse_json",
 ]
+
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+class Page(list[T]):
+    """The records of one page of a listing, knowing where it stands: its ``skip`` and the listing's ``total``.
+
+    A list, so that a caller that wants only the records (``connector.base.collect``) uses it as one; a sync part
+    records the pages it has written by their skip (its checkpoint, ``pipeline.checkpoint``).
+    """
+
+    def __init__(self, records: Iterable[T], skip: int, total: int) -> None:
+        super().__init__(records)
+        self.skip = skip
+        self.total = total
+
+    def map(self, convert: Callable[[T], U]) -> Page[U]:
+        """The same page with every record converted (a syncer's mapping to its records)."""
+        return Page([convert(record) for record in self], self.skip, self.total)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where an earlier attempt at the same listing stands: the pages (by skip) it wrote completely, at the page
+    size and total it listed with. A listing resumed from it requests none of those pages again, but the first
+    (where the total is learned; yielded only if not done). If the total is no longer the same, the data moved
+    since: the pages are listed as planned and the listing counts as inconsistent (deletions deferred). A page
+    size not the client's cannot be resumed: everything is listed again."""
+
+    page_size: int
+    total: int
+    done: frozenset[int]
 
 
 def _bad(response: httpx.Response, message: str) -> BadResponseError:
@@ -163,12 +200,12 @@ class ConcurrentPages:
     server answering 10^15) must not page on through empty pages.
     """
 
-    def __init__(self, fetch: Callable[[int], Awaitable[list[dict]]], skips: Iterable[int],
+    def __init__(self, fetch: Callable[[int], Awaitable[Page[dict]]], skips: Iterable[int],
                  max_in_flight: int) -> None:
         self._fetch = fetch
         self._remaining = iter(skips)
         self._max_in_flight = max_in_flight
-        self._pending: dict[asyncio.Future[list[dict]], int] = {}  # fetch -> its skip
+        self._pending: dict[asyncio.Future[Page[dict]], int] = {}  # fetch -> its skip
         self.ended_early_at: int | None = None  # the skip of the empty page that ended the listing
 
     def start(self) -> None:
@@ -179,7 +216,7 @@ class ConcurrentPages:
                 return
             self._pending[asyncio.ensure_future(self._fetch(skip))] = skip
 
-    async def completed(self) -> AsyncIterator[list[dict]]:
+    async def completed(self) -> AsyncIterator[Page[dict]]:
         """The records of each page as its fetch completes, empty pages left out."""
         while self._pending:
             done, _ = await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)

@@ -20,6 +20,7 @@ from jumpcloud import (
     V2HeaderPaginator,
     page_offsets,
 )
+from jumpcloud.paging import Page, Resume
 from tests.support.fake_jumpcloud import FakeJumpCloud, collect, fake_client, json_response, run
 
 
@@ -396,3 +397,43 @@ def test_inconsistent_listings_are_counted(first_total, later_total, rows_on_pag
             assert client.stats.inconsistent_pages == inconsistent
 
     run(go())
+
+
+# -- resuming a listing ----------------------------------------------------------
+
+
+def _resumed(fake: FakeJumpCloud, resume: Resume, **kwargs):
+    client, _ = fake_client(fake, **kwargs)
+
+    async def go():
+        async with client:
+            return await collect(client.list_v1("/api/systemusers", resume=resume))
+
+    return run(go()), client
+
+
+def test_a_resumed_listing_requests_page_zero_and_the_pages_not_done():
+    fake = FakeJumpCloud(450)
+    pages, client = _resumed(fake, Resume(page_size=100, total=450, done=frozenset({0, 200})))
+    assert sorted(fake.skips) == [0, 100, 300, 400]  # page 0 for the total, but not yielded again
+    assert sorted(page.skip for page in pages) == [100, 300, 400]
+    assert all(page.total == 450 for page in pages)
+    assert client.stats.inconsistent_pages == 0
+
+
+def test_a_resume_at_another_page_size_lists_everything():
+    fake = FakeJumpCloud(95)
+    pages, _ = _resumed(fake, Resume(page_size=100, total=95, done=frozenset({0})), page_size=10)
+    assert sorted(page.skip for page in pages) == list(range(0, 95, 10))
+
+
+def test_a_resume_whose_total_moved_counts_the_listing_as_changed():
+    fake = FakeJumpCloud(300)
+    pages, client = _resumed(fake, Resume(page_size=100, total=250, done=frozenset({100})))
+    assert sorted(page.skip for page in pages) == [0, 200]  # still resumed: what was written stays written
+    assert client.stats.inconsistent_pages == 1  # but an absence proves nothing: deletions deferred
+
+
+def test_page_map_keeps_where_the_page_stands():
+    page = Page([1, 2], skip=200, total=250).map(str)
+    assert page == ["1", "2"] and (page.skip, page.total) == (200, 250)
