@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ColumnElement, CursorResult, Engine, and_, func, or_, select, update
 from sqlmodel import Session
 
@@ -71,12 +72,26 @@ def upsert_grant_rows(session: Session, rows: list[dict], *, written: bool = Fal
                 ("source", "deleted_at", "written_at") if written else ("source", "deleted_at"))
 
 
+class WriterState(BaseModel):
+    """What a writer has seen (resource ids; a grant writer's scopes), counted and noted as gone (grant row ids),
+    and whether it writes the baseline: saved in a part's checkpoint (``pipeline.checkpoint``), restored by the
+    attempt that takes the part over, so that its deletions still follow the whole listing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seen: tuple[str, ...]
+    counts: dict[str, int]
+    baseline: bool
+    doomed: tuple[int, ...] = ()
+
+
 class _Writer:
     """What both writers keep: their counts, read by the part as a copy, and whether this is the baseline (the
     first sync of the type or source, which records no history: everything would be "created")."""
 
     _counts: Counter[str]
     _baseline: bool
+
     #: The count of rows created, and the count that says how many of them the baseline stored without history.
     _CREATED: str
     _BASELINE: str
@@ -94,6 +109,29 @@ class _Writer:
     @property
     def baseline(self) -> bool:
         return self._baseline
+
+    def _seen_ids(self) -> set[str]:
+        """The writer's own set of what it has seen (resource ids, or a grant writer's scopes)."""
+        raise NotImplementedError
+
+    def _doomed_ids(self) -> list[int]:
+        return []
+
+    def state(self) -> WriterState:
+        """What this writer knows now (read on the thread that writes, between writes)."""
+        return WriterState(seen=tuple(sorted(self._seen_ids())), counts=dict(self._counts), baseline=self._baseline,
+                           doomed=tuple(sorted(set(self._doomed_ids()))))
+
+    def restore(self, state: WriterState) -> None:
+        """Go on from an earlier attempt's state, before the first write: what it saw counts as seen (the pages
+        are not listed again), its counts go on, and the baseline stays what it was when the part began."""
+        self._seen_ids().update(state.seen)
+        self._counts.update(state.counts)
+        self._baseline = state.baseline
+        self._restore_doomed(state.doomed)
+
+    def _restore_doomed(self, doomed: tuple[int, ...]) -> None:
+        """A grant writer's hook: the grant rows an earlier attempt noted as gone."""
 
 
 class ResourceWriter(_Writer):
@@ -128,6 +166,9 @@ class ResourceWriter(_Writer):
                 self._existing.update((r[0], (r[1], r[2] is not None)) for r in rows)
         #: The first sync of a type is the baseline: it records no history (everything would be "created").
         self._baseline = not incremental and only is None and not self._existing
+
+    def _seen_ids(self) -> set[str]:
+        return self._seen
 
     def note_inconsistent_listing(self, pages: int) -> None:
         """The listing changed while it was read (``pages`` were inconsistent): an absence proves nothing, so the
@@ -253,6 +294,15 @@ class GrantWriter(_Writer):
     def doomed(self) -> tuple[int, ...]:
         """Ids of the live grant rows noted as gone, not yet marked deleted (possibly repeated)."""
         return tuple(self._doomed)
+
+    def _seen_ids(self) -> set[str]:
+        return self._seen_scopes
+
+    def _doomed_ids(self) -> list[int]:
+        return self._doomed
+
+    def _restore_doomed(self, doomed: tuple[int, ...]) -> None:
+        self._doomed.extend(doomed)
 
     def _where(self) -> ColumnElement[bool]:
         table = table_of(Grant)
