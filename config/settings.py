@@ -44,6 +44,9 @@ class SyncSettings(BaseModel):
     visibility_timeout: Duration = "1h10m"
     stale_run_after: Duration = "2h"
     config_reload_interval: Duration = "30s"
+    #: How often a running fetch part saves the pages it wrote (pipeline.checkpoint): what an attempt taking it
+    #: over lists again is at most this much of the listing.
+    checkpoint_interval: Duration = "10s"
     #: The deletion safety valve: a part that would mark more than this share of its live rows deleted holds
     #: the deletion until approved (`jumpsync deletions approve`); fewer than delete_hold_min rows always pass.
     max_delete_share: float = Field(default=0.2, ge=0, le=1)

@@ -169,6 +169,9 @@ class SyncPart(SQLModel, table=True):
     #: The part's lease: renewed while a process runs it (pipeline.claims.PartLease); a running part whose
     #: lease ran out is handed over by the reaper, whatever the broker's visibility timeout.
     heartbeat_at: datetime | None = _ts(nullable=True, default=None)
+    #: A fetch part's checkpoint while it runs (pipeline.checkpoint): the pages written and its writers' state, so
+    #: that an attempt taking the part over lists only the rest. Cleared when the part ends.
+    checkpoint: dict[str, Any] | None = Field(default=None, sa_type=JSON)
 
 
 

@@ -88,7 +88,8 @@ def end_part(engine: Engine, run_id: int, name: str, attempt: int, *, status: Pa
         result = cast(CursorResult[Any], session.execute(update(SyncPart).where(
             col(SyncPart.run_id) == run_id, col(SyncPart.name) == name, col(SyncPart.attempt) == attempt,
             col(SyncPart.status) == PartStatus.RUNNING,
-        ).values(status=target, finished_at=utcnow(), counts=counts or {}, requests=requests, error=error)))
+        ).values(status=target, finished_at=utcnow(), counts=counts or {}, requests=requests, error=error,
+                 checkpoint=None)))
         session.commit()
         return result.rowcount == 1
 

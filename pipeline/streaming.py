@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
@@ -113,6 +113,13 @@ class FetchWindow(Generic[T, R]):
         if self._running:
             await asyncio.wait(self._running, return_when=asyncio.FIRST_EXCEPTION)
         return self._take_done()
+
+    async def draining(self) -> AsyncIterator[list[R]]:
+        """The rest of the results as they come, in the batches that finish together (``drain`` a bit at a
+        time: the caller can hand some on, or save a checkpoint, while the slowest still run)."""
+        while self._running:
+            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+            yield self._take_done()
 
     def _take_done(self) -> list[R]:
         done = [task for task in self._running if task.done()]
