@@ -1,6 +1,7 @@
 """A sync worker host lost mid-run (issue 27, fault 2): the real worker is SIGKILLed while its parts run; their
 messages wait with the broker for its visibility timeout (70 minutes), but their leases run out and the reaper
-hands them over to the next worker: the run ends, and the database equals the tenant."""
+hands them over to the next worker: the run ends, and the database equals the tenant. The user part, which had
+saved a checkpoint, goes on from it (fault 3) instead of listing its users again."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sqlmodel import Session
 from models.queries import UnknownConnector
 from models.states import PartStatus
 from models.tables import SyncPart, SyncRun, utcnow
-from pipeline import reaper
+from pipeline import checkpoint, reaper
 from pipeline.claims import PART_LEASE
 from simulator.generator import TenantSpec
 from tests.support.e2e import new_connector, state, wait_run
@@ -27,14 +28,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_parts_of_a_lost_worker_are_handed_over_when_their_lease_runs_out(fleet, fleet_engine, simulator):
-    sim = simulator(TenantSpec(seed=47, users=300, admins=6, groups=12, apps=8))
-    name = new_connector(fleet, sim)
-    sim.set_latency(300)  # slow enough that the parts are running when the worker goes
+    sim = simulator(TenantSpec(seed=47, users=2000, admins=6, groups=12, apps=8))
+    name = new_connector(fleet, sim, "max_in_flight = 1")  # one page at a time: the user part runs for a while
+    sim.set_latency(700)  # slow enough that the parts are running when the worker goes
     task = fleet.send("jumpsync.sync.connector", name, trigger="manual")
-    deadline = time.monotonic() + 60
-    while not any(part.status == PartStatus.RUNNING for part in (_run(fleet_engine, name) or [])):
-        assert time.monotonic() < deadline, "no part started"
-        time.sleep(0.1)
+    deadline = time.monotonic() + 90
+    while not _checkpointed(fleet_engine, name, "user"):
+        assert time.monotonic() < deadline, "the user part saved no checkpoint"
+        time.sleep(0.2)
     worker = fleet.procs[0]
     os.killpg(worker.pid, signal.SIGKILL)  # the worker and its pool, as a host that is gone
     worker.wait(timeout=30)
@@ -61,6 +62,8 @@ def test_parts_of_a_lost_worker_are_handed_over_when_their_lease_runs_out(fleet,
     assert run["status"] == "succeeded", run
     handed = [p for p in run["parts"] if p["name"] in running]
     assert handed and all(p["attempt"] >= 2 for p in handed), handed
+    user = next(p for p in run["parts"] if p["name"] == "user")
+    assert user["counts"].get("pages_resumed", 0) >= 1, user  # it did not list its written pages again
     assert_same(expected_state(sim.dump()), state(fleet_engine, name))
 
 
@@ -74,6 +77,14 @@ def backdate(engine, name: str, by: timedelta) -> None:
             session.execute(update(SyncPart).where(SyncPart.run_id == run.id, getattr(SyncPart, column).is_not(None))
                             .values({column: past}))
         session.commit()
+
+
+def _checkpointed(engine, name: str, part: str) -> bool:
+    try:
+        run = latest_run(engine, name)
+    except UnknownConnector:
+        return False
+    return run is not None and checkpoint.load(engine, run.id, part) is not None
 
 
 def _run(engine, name: str):
