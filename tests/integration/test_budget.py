@@ -4,12 +4,13 @@ measured on the simulator's side; a slot held by a dead process expires."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
 import redis
 
-from jumpcloud.budget import RedisBudget
+from jumpcloud.budget import BudgetUnavailableError, RedisBudget
 from jumpcloud.client import JumpCloudClient
 from simulator.generator import TenantSpec
 from tests.support.constants import TEST_API_KEY
@@ -81,3 +82,43 @@ def test_a_dead_holders_slot_expires(redis_url, simulator):
     took = _fleet(sim.url, redis_url, clients=1, times=1, max_in_flight=1)
     assert took >= 0.5 and sim.stats()["requests"] == 1
     assert client.zcard(key) == 0  # the expired slot was dropped, ours released
+
+
+def test_requests_wait_out_a_redis_restart(tmp_path, simulator):
+    """Redis stopped for a second and a half while three clients list through the budget: no request fails;
+    those that found Redis gone waited for it (issue 27: a broker restart failed provisioning requests)."""
+    server = RedisServer(tmp_path / "redis").start()
+    sim = simulator(TenantSpec(seed=94, users=100, admins=1, groups=1, apps=1))
+    sim.set_faults({"latency_ms": 50})
+
+    def restart() -> None:
+        time.sleep(0.5)
+        server.stop()
+        time.sleep(1.5)
+        server.start()
+
+    restarter = threading.Thread(target=restart)
+    restarter.start()
+    try:
+        took = _fleet(sim.url, server.url, clients=3, times=12, max_in_flight=2, rate=50.0)
+    finally:
+        restarter.join()
+        server.stop()
+    assert sim.stats()["requests"] == 3 * 12
+    assert took >= 1.5  # some waited for Redis
+
+
+def test_a_redis_gone_for_good_fails_the_request_unsent(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    budget = RedisBudget(server.url, "acme", rate=10.0, outage_grace=0.5)
+    server.stop()
+
+    async def take() -> None:
+        try:
+            async with budget.slot():
+                raise AssertionError("a slot taken without Redis")
+        finally:
+            await budget.aclose()
+
+    with pytest.raises(BudgetUnavailableError, match="connector 'acme'.*did not answer.*not sent"):
+        asyncio.run(take())
