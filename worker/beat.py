@@ -170,6 +170,7 @@ class ConnectorScheduler(RedBeatScheduler):
     def __init__(self, *args, **kwargs) -> None:
         self._next_reload = 0.0
         self._discovery_seen: bytes | None = None
+        self._set_up = False  # setup_schedule reached Redis
         redbeat_on_broker(kwargs.get("app") or args[0])
         super().__init__(*args, **kwargs)
 
@@ -178,8 +179,16 @@ class ConnectorScheduler(RedBeatScheduler):
         return self.app.redbeat_conf.key_prefix + "connectors"
 
     def setup_schedule(self) -> None:
-        super().setup_schedule()
-        self.reconcile()
+        """RedBeat's static entries and the connectors' in Redis; a broker that does not answer at start (beat
+        started during its restart) leaves that to the first tick that reaches it, rather than ending beat."""
+        try:
+            super().setup_schedule()
+            self.reconcile()
+            self._set_up = True
+        except BROKER_ERRORS as exc:
+            self._set_up = False
+            log.warning("beat: the broker's Redis does not answer at start (%s); setting the schedule up once it "
+                        "does", exc)
 
     def reconcile(self) -> None:
         """Make the Redis entries match the connectors and MSP tables of the settings (the discovered connectors
@@ -226,6 +235,10 @@ class ConnectorScheduler(RedBeatScheduler):
         not answer (restarting, a network blip) or that lost the lock (restarted without persistence) is ridden
         out: beat logs it, takes its lock again and tries again in ``BROKER_RETRY_S``, its schedule kept."""
         try:
+            if not self._set_up:
+                self.setup_schedule()
+                if not self._set_up:
+                    return BROKER_RETRY_S
             if self.lock_key and self.lock is None:  # lost with a broker that restarted: take it again
                 acquire_distributed_beat_lock(sender=SimpleNamespace(scheduler=self))
             discovered = self._discovery_changed()

@@ -52,7 +52,9 @@ def triggered(client: redis.Redis) -> list[str]:
     return sorted(h["argsrepr"].strip("[](),' ") for h in headers if h["task"] == "jumpsync.sync.connector")
 
 
-def test_beat_rides_out_broker_restarts_and_rebuilds_a_wiped_schedule_from_the_database(tmp_path, monkeypatch):
+def _beat_of_two_connectors(tmp_path, monkeypatch, broker_url: str):
+    """``jumpsync beat`` of two connectors, "recent" (synced 10 minutes ago) and "due" (2 hours ago): its
+    process, its log, the engine of its database."""
     monkeypatch.setenv(TEST_KEY_ENV, TEST_API_KEY)
     config = _config(tmp_path, ["recent", "due"])
     database = f"sqlite:///{tmp_path / 'jumpsync.db'}"
@@ -61,13 +63,18 @@ def test_beat_rides_out_broker_restarts_and_rebuilds_a_wiped_schedule_from_the_d
     settings = load_settings(config)
     _ran(engine, settings, "recent", timedelta(minutes=10))  # next due in 50 minutes
     _ran(engine, settings, "due", timedelta(hours=2))        # overdue
-    server = RedisServer(tmp_path / "redis", port=free_port()).start()
-    client = redis.Redis.from_url(server.url)
-    env = {"JUMPSYNC_CONFIG": config, "JUMPSYNC_BROKER_URL": server.url, "JUMPSYNC_DATABASE_URL": database,
+    env = {"JUMPSYNC_CONFIG": config, "JUMPSYNC_BROKER_URL": broker_url, "JUMPSYNC_DATABASE_URL": database,
            "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
     log = tmp_path / "beat.log"
     beat = subprocess.Popen([sys.executable, "-m", "cli", "beat"], env=env, cwd=ROOT, stdout=open(log, "wb"),
                             stderr=subprocess.STDOUT)
+    return beat, log, engine
+
+
+def test_beat_rides_out_broker_restarts_and_rebuilds_a_wiped_schedule_from_the_database(tmp_path, monkeypatch):
+    server = RedisServer(tmp_path / "redis", port=free_port()).start()
+    client = redis.Redis.from_url(server.url)
+    beat, log, engine = _beat_of_two_connectors(tmp_path, monkeypatch, server.url)
     try:
         wait_for(lambda: triggered(client) == ["due"], log, beat, "beat sent the overdue sync only")
         time.sleep(3)
@@ -102,3 +109,23 @@ def wait_for(condition, log, beat, what: str, timeout: float = 45) -> None:
         assert beat.poll() is None, f"beat exited:\n{log.read_text()}"
         assert time.monotonic() < deadline, f"{what}: not within {timeout}s\n{log.read_text()}"
         time.sleep(0.2)
+
+
+def test_beat_started_while_its_broker_is_down_waits_for_it(tmp_path, monkeypatch):
+    """Beat (re)started during the broker's restart, as a service manager does: it keeps running and sets its
+    schedule up once Redis answers (the chaos suite saw it exit twice in a row at start)."""
+    server = RedisServer(tmp_path / "redis", port=free_port())
+    beat, log, engine = _beat_of_two_connectors(tmp_path, monkeypatch, server.url)
+    try:
+        wait_for(lambda: "does not answer at start" in log.read_text(), log, beat, "beat noticed the broker gone")
+        time.sleep(2)
+        assert beat.poll() is None, log.read_text()
+        server.start()
+        client = redis.Redis.from_url(server.url)
+        wait_for(lambda: triggered(client) == ["due"], log, beat, "beat's schedule once the broker answers")
+        assert client.exists("jumpsync:beat:sync:recent")
+    finally:
+        beat.terminate()
+        beat.wait(timeout=30)
+        server.stop()
+        engine.dispose()
