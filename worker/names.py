@@ -35,3 +35,9 @@ class TaskName(StrEnum):
     def queue(self) -> Queue:
         """The queue this task is routed to."""
         return Queue.PROVISIONING if self.value.startswith("jumpsync.provision") else Queue.SYNC
+
+
+#: Tasks that allocate much and free it at their end: their process gives the memory back after them
+#: (``worker.memory``).
+HEAVY_TASKS = frozenset({TaskName.SYNC_PART, TaskName.SYNC_FINALIZE, TaskName.SYNC_EVENTS, TaskName.ACCESS_REFRESH,
+                         TaskName.HISTORY_PRUNE})

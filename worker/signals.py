@@ -1,5 +1,5 @@
 """Process lifecycle hooks of workers: logging, the metrics exporter and the API clients' response metrics, fresh
-database engines after fork, closing a pool process's provisioning clients, and task context on log lines. Imported by ``worker.celery_app``; plain
+database engines after fork, closing a pool process's provisioning clients, task context on log lines, and freed memory given back after heavy tasks. Imported by ``worker.celery_app``; plain
 Celery signals, nothing else."""
 
 from __future__ import annotations
@@ -71,6 +71,17 @@ def _bind_context(task=None, args=None, kwargs=None, **_extra) -> None:
 @signals.task_postrun.connect
 def _clear_context(**_kwargs) -> None:
     logs.clear_task_context()
+
+
+@signals.task_postrun.connect
+def _release_memory_after_heavy_tasks(task=None, **_kwargs) -> None:
+    """After a sync part, a finalize, a refresh or a rendering, the memory they freed goes back to the system,
+    so the next task in this process does not start at their peak (``worker.memory``)."""
+    from worker.memory import release_freed_memory
+    from worker.names import HEAVY_TASKS
+
+    if task is not None and task.name in HEAVY_TASKS:
+        release_freed_memory()
 
 
 @signals.worker_process_shutdown.connect

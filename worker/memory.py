@@ -1,0 +1,39 @@
+"""Memory a pool process freed, given back to the system after heavy tasks.
+
+A sync part or a rendering allocates hundreds of thousands of small objects and frees them at its end; glibc's
+allocator keeps the freed heap mapped, so the process's RSS stays at its peak and the next task in the same
+process starts from there (a re-sync peaking at the last rendering's size). ``malloc_trim(0)`` returns the free
+pages at once; it costs milliseconds, so it runs only after the tasks that allocate much.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+from functools import lru_cache
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None (another C library: nothing to do)."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+def release_freed_memory() -> bool:
+    """Give the allocator's free pages back to the system; False where the C library cannot."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
