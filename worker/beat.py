@@ -199,6 +199,7 @@ class ConnectorScheduler(RedBeatScheduler):
             log.error("beat: config file has errors, keeping the current schedule: %s", exc)
             return
         self._reload_every = parse_duration(settings.file.sync.config_reload_interval).total_seconds()
+        self._restore_fixed_entries()
         wanted = desired_entries(settings.connectors, settings.file.msp)
         client = get_redis(self.app)
         known = {k.decode() if isinstance(k, bytes) else k for k in client.smembers(self._known_key)}
@@ -225,6 +226,17 @@ class ConnectorScheduler(RedBeatScheduler):
             client.sadd(self._known_key, name)
             log.info("beat: %s schedule %s (%s)", "changed" if current else "added", name, spec["schedule"])
 
+    def _restore_fixed_entries(self) -> None:
+        """The fixed entries (reaper, relay, expiry, rendering) stored again when Redis lost them (restarted
+        without its data): RedBeat stores them only at start, and without them no reaper or relay would run until
+        beat restarts. Their last runs went with them: each runs one interval after it is stored again (the reaper
+        within a minute), as at beat's start."""
+        missing = [name for name in self.app.redbeat_conf.schedule if _stored_entry(self.app, name) is None]
+        if missing:
+            super().setup_schedule()
+            log.warning("beat: fixed entries missing from Redis (restarted without its data?), stored again: %s",
+                        ", ".join(sorted(missing)))
+
     def _discovery_changed(self) -> bool:
         seen = get_redis(self.app).get(DISCOVERY_CHANGED_KEY)
         changed, self._discovery_seen = seen != self._discovery_seen, seen
@@ -249,6 +261,7 @@ class ConnectorScheduler(RedBeatScheduler):
         except LockNotOwnedError:
             log.warning("beat: its lock is gone from Redis (restarted without persistence?); taking it again")
             self.lock = None
+            self._next_reload = 0.0  # the schedule likely went with it: reconcile (and restore) at the next tick
             return BROKER_RETRY_S
         except BROKER_ERRORS as exc:
             log.warning("beat: the broker's Redis does not answer (%s); schedule kept, trying again in %gs", exc,

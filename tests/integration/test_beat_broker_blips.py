@@ -46,6 +46,10 @@ def _ran(engine, settings, name: str, ago: timedelta) -> None:
         session.commit()
 
 
+def queued_tasks(client: redis.Redis) -> set[str]:
+    return {json.loads(raw)["headers"]["task"] for raw in client.lrange("sync", 0, -1)}
+
+
 def triggered(client: redis.Redis) -> list[str]:
     """The connectors named by the sync triggers waiting in the queue (beat's other entries left out)."""
     headers = [json.loads(raw)["headers"] for raw in client.lrange("sync", 0, -1)]
@@ -91,6 +95,9 @@ def test_beat_rides_out_broker_restarts_and_rebuilds_a_wiped_schedule_from_the_d
 
         client.flushall()  # a broker restarted without its data: the schedule and beat's lock are gone
         wait_for(lambda: client.exists("jumpsync:beat:sync:recent"), log, beat, "beat rebuilt its schedule")
+        # The fixed entries went too: the reaper (and the relay) must run again, not wait for beat's restart.
+        wait_for(lambda: "jumpsync.sync.reap" in queued_tasks(client), log, beat, "the reaper sent after the wipe",
+                 timeout=90)  # its entry stored again within a tick or two, then its minute
         wait_for(lambda: triggered(client) == ["due"], log, beat, "the overdue sync sent again")
         time.sleep(4)
         assert beat.poll() is None, log.read_text()
