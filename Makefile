@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run run-once status shell test test-unit check lint typecheck bench reliability clean
+.PHONY: install run run-once status shell test test-unit check lint typecheck bench reliability chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,12 @@ clean:
 reliability: $(STAMP)
 	bash scripts/ensure-servers.sh
 	JUMPSYNC_RELIABILITY_REPORT=docs/reliability.md $(BIN)/pytest -q tests/integration/test_faults.py
+
+# The chaos suite (not part of `make test`; real minutes): one fleet of real processes under restart loops, its
+# PostgreSQL and Redis stopped, restarted and wiped, its workers SIGKILLed; the section "Chaos" of
+# docs/reliability.md is its report. JUMPSYNC_CHAOS_KEEP_LOGS=1 keeps the processes' logs.
+chaos: $(STAMP)
+	JUMPSYNC_CHAOS_REPORT=docs/reliability.md $(BIN)/pytest -q -p no:xdist -p no:randomly tests/chaos $(PYTEST_ARGS)
 
 # Benchmarks (not part of `make test`): syncs of named tenant profiles through a real worker fleet against the
 # simulator; writes bench/results/*.json and docs/benchmarks.md. E.g. BENCH_ARGS="--profiles xl --database postgres".

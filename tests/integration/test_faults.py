@@ -20,6 +20,7 @@ from simulator.generator import TenantSpec
 from tests.support.constants import TEST_API_KEY, TEST_KEY_ENV
 from tests.support.direct_sync import NAME, make_settings, run_sync
 from tests.support.expected import actual_state, assert_same, expected_state
+from tests.support.reliability_doc import keep_chaos_section
 from tests.support.runs import latest_run
 
 SPEC = TenantSpec(seed=81, users=260, admins=8, groups=14, apps=9)
@@ -56,7 +57,7 @@ class Report:
         ]
         lines += [f"| {r.scenario} | {r.faults} | {r.requests} | {r.outcome} | {r.lost} | {r.wrongly_deleted} | "
                   f"{r.notes} |" for r in self.rows]
-        path.write_text("\n".join(lines) + "\n")
+        path.write_text(keep_chaos_section(path, "\n".join(lines) + "\n"))  # make chaos's section stays
 
 
 @pytest.fixture(scope="module")
