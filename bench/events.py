@@ -2,7 +2,7 @@
 moments while beat sends ``jumpsync.sync.events`` every ``events_interval``, each timed from its HTTP response to
 the moment its row reads back from the database; and what every refresh of the phase cost in requests.
 
-``run.py`` starts beat and waits for the full sync it sends first; this module plans the writes (``plan_writes``),
+``run.py`` starts beat, sends a full sync and waits for it; this module plans the writes (``plan_writes``),
 makes and watches them (``measure``) and measures one quiet minute (``quiet_minute``). Every wait is bounded.
 """
 
@@ -273,8 +273,8 @@ def last_run_id(engine, connector_id: int) -> int:
 
 
 def wait_full_sync(engine, connector_id: int, after_run_id: int, timeout: float) -> dict:
-    """The full sync beat sends when it starts (a new entry is due at once), once it has ended: the writes
-    start after it, or it would read their changes itself and a refresh would wait for it."""
+    """The first full sync after ``after_run_id``, once it has ended: the writes start after it, or it would read
+    their changes itself and a refresh would wait for it."""
     deadline = time.monotonic() + timeout
     query = select(_RUNS.c.id, _RUNS.c.trigger, _RUNS.c.status, _RUNS.c.started_at, _RUNS.c.finished_at).where(
         _RUNS.c.connector_id == connector_id, _RUNS.c.trigger != Trigger.EVENTS, _RUNS.c.id > after_run_id,
