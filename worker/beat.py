@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import redis.exceptions
+from celery.schedules import crontab
+from celery.schedules import schedule as celery_schedule
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import RedBeatSchedulerEntry, acquire_distributed_beat_lock, ensure_conf, get_redis
 from redis.exceptions import LockNotOwnedError
@@ -229,13 +231,19 @@ class ConnectorScheduler(RedBeatScheduler):
     def _restore_fixed_entries(self) -> None:
         """The fixed entries (reaper, relay, expiry, rendering) stored again when Redis lost them (restarted
         without its data): RedBeat stores them only at start, and without them no reaper or relay would run until
-        beat restarts. Their last runs went with them: each runs one interval after it is stored again (the reaper
-        within a minute), as at beat's start."""
+        beat restarts. Their last runs went with them: an interval entry is due at once (the reaper is what finds
+        the messages the wipe took), a cron entry at its next time."""
         missing = [name for name in self.app.redbeat_conf.schedule if _stored_entry(self.app, name) is None]
-        if missing:
-            super().setup_schedule()
-            log.warning("beat: fixed entries missing from Redis (restarted without its data?), stored again: %s",
-                        ", ".join(sorted(missing)))
+        if not missing:
+            return
+        super().setup_schedule()
+        for name in missing:
+            entry = _stored_entry(self.app, name)
+            if entry is not None and isinstance(entry.schedule, celery_schedule) and not isinstance(
+                    entry.schedule, crontab):
+                entry.reschedule(last_run_at=datetime.now(timezone.utc) - entry.schedule.run_every)
+        log.warning("beat: fixed entries missing from Redis (restarted without its data?), stored again: %s",
+                    ", ".join(sorted(missing)))
 
     def _discovery_changed(self) -> bool:
         seen = get_redis(self.app).get(DISCOVERY_CHANGED_KEY)

@@ -97,7 +97,7 @@ def test_beat_rides_out_broker_restarts_and_rebuilds_a_wiped_schedule_from_the_d
         wait_for(lambda: client.exists("jumpsync:beat:sync:recent"), log, beat, "beat rebuilt its schedule")
         # The fixed entries went too: the reaper (and the relay) must run again, not wait for beat's restart.
         wait_for(lambda: "jumpsync.sync.reap" in queued_tasks(client), log, beat, "the reaper sent after the wipe",
-                 timeout=90)  # its entry stored again within a tick or two, then its minute
+                 timeout=20)  # its entry stored again within a tick or two, due at once
         wait_for(lambda: triggered(client) == ["due"], log, beat, "the overdue sync sent again")
         time.sleep(4)
         assert beat.poll() is None, log.read_text()
