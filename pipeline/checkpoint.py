@@ -80,7 +80,7 @@ class PageLedger:
     """Which listed pages still have rows not handed to the writer; used on the part's event loop only.
 
     A page owes one hand-over for its resources (they go to the writer in batches that may span pages) and, when
-    the part lists grants, one per resource for that resource's grants (``add`` them as they are handed over).
+    the part lists grants, one per resource for that resource's grants; ``handed`` counts each as it goes.
     """
 
     with_grants: bool
@@ -92,9 +92,9 @@ class PageLedger:
         self.total = page.total
         self._owed[page.skip] = 1 + (len(page) if self.with_grants else 0)
 
-    def handed(self, skip: int, count: int = 1) -> None:
-        """``count`` of the page's hand-overs went to the writer."""
-        left = self._owed[skip] - count
+    def handed(self, skip: int) -> None:
+        """One of the page's hand-overs went to the writer."""
+        left = self._owed[skip] - 1
         if left > 0:
             self._owed[skip] = left
         else:

@@ -194,14 +194,13 @@ def run_fetch_part(engine: Engine, connector: ConnectorConfig, run_id: int, reso
     with PartLease(engine, run_id, resource_type, claim.attempt):
         limits = limits or SyncSettings()
         every = parse_duration(limits.checkpoint_interval) if checkpoint_every is None else checkpoint_every
-        return _run_claimed(engine, connector, part, claim.connector_id, client_factory, limits,
-                            every.total_seconds())
+        return _run_claimed(connector, part, claim.connector_id, client_factory, limits, every.total_seconds())
 
 
-def _run_claimed(engine: Engine, connector: ConnectorConfig, part: _Part, connector_id: int,
-                 client_factory: ClientFactory, limits: SyncSettings, checkpoint_every: float) -> PartResult:
+def _run_claimed(connector: ConnectorConfig, part: _Part, connector_id: int, client_factory: ClientFactory,
+                 limits: SyncSettings, checkpoint_every: float) -> PartResult:
     """The claimed part's work, under its lease: the listing, then the deletions, then its end recorded."""
-    run_id, resource_type, attempt = part.run_id, part.resource_type, part.attempt
+    engine, run_id, resource_type, attempt = part.engine, part.run_id, part.resource_type, part.attempt
     resources, grants = part.resources, part.grants
     requests, clock = 0, metrics.Stopwatch()
     stats: list[ClientStats] = []
