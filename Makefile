@@ -41,8 +41,9 @@ shell: $(STAMP)
 # Four pytest processes (pytest-xdist), whatever the cores: most integration tests wait on the processes they
 # start (workers, servers, jumpsync up), and more test processes overlap those waits. A test file runs whole in
 # one of them, so a module's shared servers and fleets stay in one process; each process starts its own Redis and
-# PostgreSQL servers.
-XDIST := -n 4 --dist loadfile
+# PostgreSQL servers. --no-loadscope-reorder keeps the collection order (long modules first, tests/conftest.py):
+# by default xdist reorders files by their number of tests, which hands the long ones out last.
+XDIST := -n 4 --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP) $(CLIENTS_STAMP)
 	bash scripts/ensure-servers.sh
