@@ -32,6 +32,7 @@ from sqlmodel import Session
 
 from config.settings import ConfigError, Settings, parse_duration
 from connector.client_factory import describe_error
+from jumpcloud.budget import BudgetUnavailableError
 from jumpcloud.errors import BadResponseError, JumpCloudError, RateLimitedError, ServerError, TransportError
 from models.connectors import registered_connector_id
 from models.db import autocommit
@@ -47,7 +48,10 @@ from telemetry import metrics
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (RateLimitedError, ServerError, TransportError, BadResponseError, OperationalError, TimeoutError)
+#: Errors after which the request goes back to pending with a delay: JumpCloud busy or unreachable, its answer
+#: unreadable, the database or the connector's request budget (its Redis) away for a while.
+TRANSIENT = (RateLimitedError, ServerError, TransportError, BadResponseError, OperationalError, TimeoutError,
+             BudgetUnavailableError)
 
 
 @dataclass(frozen=True)

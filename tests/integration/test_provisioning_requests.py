@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from config.settings import ConnectorConfig, FileConfig, ProvisioningPolicy, Settings
 from connector.client_factory import make_client
+from jumpcloud.budget import BudgetUnavailableError
 from models import connectors, history, queries
 from models.states import REQUESTS, IllegalTransition, RequestStatus
 from pipeline import sync
@@ -209,6 +210,28 @@ def test_a_database_error_in_the_write_through_rolls_it_back_and_retries(engine,
     assert runner.execute(engine, settings, rid, "t-2").status == "succeeded"
     assert _live(engine, group_id, user_id)
     assert _membership_changes(engine, rid, group_id, user_id) == ["created"]
+
+
+def test_a_request_budget_away_sends_the_request_back_to_pending(engine, db_url, simulator, monkeypatch):
+    """The connector's request budget (its Redis) not answering is transient like JumpCloud being away: the
+    request waits and is tried again; it does not fail as a bug would."""
+    sim = simulator()
+    settings = settings_for(db_url, sim.url, max_attempts=3)
+    _synced(engine, settings)
+    rid, group_id, user_id = _member_request(engine, settings, sim)
+
+    class BudgetAway(WriteThrough):
+        def __init__(self, *args, **kwargs):
+            raise BudgetUnavailableError("acme", 60, ConnectionError("Connection refused"))
+
+    monkeypatch.setattr(runner, "WriteThrough", BudgetAway)
+    first = runner.execute(engine, settings, rid, "t-1")
+    assert first.status == "pending" and first.retry_in > 0
+    assert "request budget of connector 'acme'" in requests.get(engine, rid)["last_error"]
+
+    monkeypatch.setattr(runner, "WriteThrough", WriteThrough)
+    assert runner.execute(engine, settings, rid, "t-2").status == "succeeded"
+    assert _live(engine, group_id, user_id)
 
 
 def test_runner_applies_writes_through_and_dry_runs(engine, db_url, simulator):
