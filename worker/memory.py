@@ -1,5 +1,9 @@
 """Memory a pool process freed, given back to the system after heavy tasks.
 
+A pool process shares its parent's memory until it writes to it. The garbage collector writes to every object it
+looks at, so one full collection in a child copies most of what the parent imported: ``share_with_pool`` moves
+the parent's objects out of the collector's reach just before the pool forks (``gc.freeze``).
+
 A sync part or a rendering allocates hundreds of thousands of small objects and frees them at its end; glibc's
 allocator keeps the freed heap mapped, so the process's RSS stays at its peak and the next task in the same
 process starts from there (a re-sync peaking at the last rendering's size). ``malloc_trim(0)`` returns the free
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 from functools import lru_cache
 
 
@@ -34,3 +39,9 @@ def release_freed_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def share_with_pool() -> None:
+    """In a prefork worker's main process, just before it forks a pool process: the objects it holds go to the
+    collector's permanent generation, which no collection in the child visits (so their pages stay shared)."""
+    gc.freeze()

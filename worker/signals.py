@@ -56,6 +56,14 @@ def _fresh_engines_after_fork(**_kwargs) -> None:
     get_engine.cache_clear()
 
 
+@signals.worker_before_create_process.connect
+def _share_memory_with_the_pool(**_kwargs) -> None:
+    """The pool process about to be forked keeps sharing what its parent imported (``worker.memory``)."""
+    from worker.memory import share_with_pool
+
+    share_with_pool()
+
+
 @signals.worker_process_shutdown.connect
 def _mark_process_dead(pid=None, **_kwargs) -> None:
     from telemetry.metrics import mark_process_dead
