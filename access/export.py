@@ -14,8 +14,8 @@ measures it; docs/benchmarks.md has the numbers):
   only assembled from the rendered parts (``row``): a CSV or JSON line costs one string join, not thirteen
   field conversions.
 
-The grants are read whole before the first row is rendered (the sort needs them): about 0.5KB of memory per
-grant, and the database connection is returned before any output is written.
+The grants are read whole before the first row is rendered (the sort needs them), each distinct value held once
+(about 0.1KB of memory per grant), and the database connection is returned before any output is written.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _rows(engine: Engine, cid: int, part: Part, row: Row) -> Iterator:
         provisioning = _app_provisioning(connection, cid)
         grants = _fetch(connection, "SELECT resource_type, resource_id, entitlement, principal_type, principal_id, "
                                     "via, first_seen_at FROM grants WHERE connector_id = :cid AND deleted_at IS NULL",
-                        cid)
+                        cid, shared=True)
         to_datetime = _datetime_reader(connection)
         grants.sort()  # the key's columns come first, in the key's order; the key is unique
     deleted = {flag: part(DELETED, (flag,)) for flag in (False, True)}
@@ -137,15 +137,30 @@ def _app_provisioning(connection: Connection, cid: int) -> dict[str, str]:
     return out
 
 
-def _fetch(connection: Connection, sql: str, cid: int) -> list[tuple]:
-    """The rows of ``sql`` (whose one parameter is ``:cid``) as plain tuples from the DBAPI cursor."""
+#: Rows taken from the DBAPI cursor at a time by ``_fetch(shared=True)``.
+FETCH_BATCH = 10_000
+
+
+def _fetch(connection: Connection, sql: str, cid: int, *, shared: bool = False) -> list[tuple]:
+    """The rows of ``sql`` (whose one parameter is ``:cid``) as plain tuples from the DBAPI cursor.
+
+    ``shared``: equal values of the rows are one object. The driver makes a new string for every value of
+    every row, and the grants repeat theirs (a type, an app, a group, a user, a part's timestamp): held once,
+    the grants take a fifth of the memory."""
     cursor = connection.connection.cursor()
     try:
         if connection.dialect.paramstyle == "qmark":  # sqlite3
             cursor.execute(sql.replace(":cid", "?"), (cid,))
         else:  # psycopg: pyformat
             cursor.execute(sql.replace(":cid", "%(cid)s"), {"cid": cid})
-        return cast(list[tuple], cursor.fetchall())  # a list from sqlite3 and psycopg; the DBAPI says Sequence
+        if not shared:
+            return cast(list[tuple], cursor.fetchall())  # a list from sqlite3 and psycopg; the DBAPI: Sequence
+        values: dict[Any, Any] = {}
+        one = values.setdefault
+        rows: list[tuple] = []
+        while batch := cursor.fetchmany(FETCH_BATCH):
+            rows += [tuple(map(one, row, row)) for row in batch]
+        return rows
     finally:
         cursor.close()
 

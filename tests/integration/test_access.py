@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import update
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from access import export as ex
 from access import queries as q
@@ -270,6 +270,23 @@ def test_export(tenant):
 
     with pytest.raises(UnknownConnector):
         ex.iter_export(tenant, "nope")  # at once, before any row is asked for
+
+
+def test_the_exports_read_holds_each_distinct_value_once(tenant, monkeypatch):
+    """The grants are read whole before the export is rendered (access.export): equal values of their rows are
+    one object, so a large tenant's grants do not hold a string per value per row."""
+    monkeypatch.setattr(ex, "FETCH_BATCH", 3)  # values shared across the cursor's batches too
+    sql = ("SELECT resource_type, resource_id, entitlement, principal_type, principal_id, via, first_seen_at "
+           "FROM grants WHERE connector_id = :cid AND deleted_at IS NULL")
+    with Session(tenant) as session:
+        cid = session.exec(select(Connector.id).where(Connector.name == "acme")).one()
+    with tenant.connect() as connection:
+        plain = ex._fetch(connection, sql, cid)
+        shared = ex._fetch(connection, sql, cid, shared=True)
+    assert sorted(shared) == sorted(plain) and len(shared) == 20
+    distinct = {value for row in plain for value in row}
+    assert len({id(value) for row in shared for value in row}) == len(distinct)
+    assert len({id(value) for row in plain for value in row if isinstance(value, str)}) > len(distinct)
 
 
 # --- the commands ------------------------------------------------------------------------------------------------
