@@ -23,6 +23,16 @@ err = output.stderr()
 #: settings of an ``up`` running in the folder.
 SERVER_COMMANDS = ("up", "worker", "beat", "flower", "simulator", "api")
 
+#: The most sync worker processes ``up`` starts by default: a sync's fetch parts can all run at once.
+MOST_SYNC_PROCESSES = 4
+
+
+def default_concurrency() -> int:
+    """Sync worker processes when ``--concurrency`` is not given: one per usable core, at least 2 (a full sync
+    never holds up a refresh or a rendering alone) and at most ``MOST_SYNC_PROCESSES``. A sync part works on the
+    CPU between its requests (it keeps many in flight), so processes beyond the cores add memory, not speed."""
+    return max(2, min(MOST_SYNC_PROCESSES, len(os.sched_getaffinity(0))))
+
 
 def up(once: bool = typer.Option(False, "--once", help="Wait for the first sync of every connector, then exit."),
        config: Optional[Path] = ConfigOption,
@@ -32,14 +42,17 @@ def up(once: bool = typer.Option(False, "--once", help="Wait for the first sync 
        api_port: Optional[int] = typer.Option(None, min=1, max=65535,
                                               help="The HTTP API's port (loopback only; default 8787, or a free "
                                                    "one when 8787 is taken)."),
-       concurrency: int = typer.Option(4, help="Worker processes.")) -> None:
+       concurrency: Optional[int] = typer.Option(None, min=1,
+                                                 help="Sync worker processes (default: one per usable core, "
+                                                      f"2 to {MOST_SYNC_PROCESSES}).")) -> None:
     """Run the whole thing locally: broker, worker, beat, Flower and the HTTP API (and a simulated org when none
     is configured). A port given here and taken by another program stops it before it starts anything (exit 2)."""
     from cli.up.supervisor import run_up
 
     if config is not None:
         os.environ["JUMPSYNC_CONFIG"] = str(config)
-    raise typer.Exit(run_up(once=once, flower_port=flower_port, concurrency=concurrency, console=console,
+    raise typer.Exit(run_up(once=once, flower_port=flower_port, console=console,
+                            concurrency=default_concurrency() if concurrency is None else concurrency,
                             api_port=api_port))
 
 

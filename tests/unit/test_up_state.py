@@ -191,3 +191,21 @@ def test_the_watchdog_exits_at_once_when_nothing_is_left():
     os.write(write_end, f"{gone.pid}\n".encode())
     os.close(write_end)
     assert watchdog.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize(("cores", "processes"), [(1, 2), (2, 2), (3, 3), (16, 4)])
+def test_up_starts_one_sync_process_per_core_from_2_to_4(monkeypatch, cores, processes):
+    """Without --concurrency, up's sync worker has a pool process per usable core (more would hold memory
+    for no speed), never fewer than 2 nor more than 4; --concurrency still decides when given."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from cli.up import supervisor
+
+    started: list[int] = []
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    monkeypatch.setattr(supervisor, "run_up", lambda **kwargs: started.append(kwargs["concurrency"]) or 0)
+    runner = CliRunner()
+    assert runner.invoke(app, ["up", "--once"]).exit_code == 0
+    assert runner.invoke(app, ["up", "--once", "--concurrency", "7"]).exit_code == 0
+    assert started == [processes, 7]
