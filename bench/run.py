@@ -183,8 +183,16 @@ def run_sync(kind: str, fleet: Fleet, sim: Simulator, engine, timeout: float, pr
         result["py_spy"] = profile
     # The run's end sends the rendering of the report and export (docs/access.md): waited for, so that it is
     # not measured as part of the next phase, and timed from the run's end.
-    rendered = wait_rendered(engine, connector, timeout)
+    # Its memory is sampled apart (the peaks reset when the sampler starts): a pool process renders after the
+    # parts it ran, and its target holds whatever ran in it before.
+    render_sampler = Sampler(fleet, sim, extra=servers).start()
+    try:
+        rendered = wait_rendered(engine, connector, timeout)
+    finally:
+        render_memory = render_sampler.stop()
     result["rendered_after_s"] = round(rendered - finished.timestamp(), 2) if rendered else None
+    result["render_pool_peak_rss_mb"] = max((w["pool_peak_rss_mb"] for name, w in render_memory["workers"].items()
+                                             if name.startswith("sync")), default=None)
     return result
 
 
@@ -538,6 +546,29 @@ def run_msp(args: argparse.Namespace, stamp: str, pg) -> dict:
             "msp": figures, "quiet_before": quiet, "bench_seconds": seconds, "run_directory": str(directory)}
 
 
+# --- the footprint phase -------------------------------------------------------------------------------------
+
+def run_footprint(args: argparse.Namespace, stamp: str, pg) -> dict:
+    """The footprint phase (bench/footprint.py): ``jumpsync up`` on its demo and on each of
+    ``--footprint-tenants``, the memory of each kind of process it starts. ``up`` brings its own Redis and SQLite
+    database, whatever ``--database`` says."""
+    from bench import footprint
+
+    directory = run_directory(stamp, "footprint")
+    started = time.monotonic()
+    tenants = [footprint.DEMO] + [t.strip() for t in args.footprint_tenants.split(",") if t.strip()]
+    quiet = wait_quiet(args.wait_quiet) if args.wait_quiet else None
+    figures = {}
+    for tenant in tenants:
+        log(f"footprint: jumpsync up on {tenant}; files in {(directory / tenant).relative_to(ROOT)}")
+        timeout = SYNC_TIMEOUT.get(tenant, 300) * args.timeout_scale
+        figures[tenant] = footprint.measure(tenant, directory / tenant, latency_ms=args.latency_ms,
+                                            concurrency=None, sync_timeout=timeout, log=log)
+    return {"profile": {"name": "footprint"}, "database": "sqlite", "stamp": stamp,
+            "settings": {"latency_ms": args.latency_ms}, "footprint": figures, "quiet_before": quiet,
+            "bench_seconds": round(time.monotonic() - started, 1), "run_directory": str(directory)}
+
+
 def update_docs(stamp: str) -> None:
     """docs/benchmarks.md from the newest results; a run that measured fewer profiles than it shows writes its
     block beside the run directories instead."""
@@ -551,14 +582,15 @@ def update_docs(stamp: str) -> None:
 
 
 #: The phases that are not a tenant profile's syncs.
-PHASES = {"msp": run_msp, "api": run_api, "latency": run_latency}
+PHASES = {"msp": run_msp, "api": run_api, "latency": run_latency, "footprint": run_footprint}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", default="small,large,api,latency,msp",
+    parser.add_argument("--profiles", default="small,large,api,latency,msp,footprint",
                         help="comma-separated: small, large, xl (opt-in), api (the HTTP API), latency (provisioning "
-                             "at a real API's latency during a sync), msp (the MSP phase)")
+                             "at a real API's latency during a sync), msp (the MSP phase), footprint (the memory "
+                             "of jumpsync up's processes)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="simulated API latency per request")
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--workers", type=int, default=2, help="sync worker processes (celery worker instances)")
@@ -601,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the MSP key's rate_limit in requests/s, shared by all its organisations (0: none)")
     parser.add_argument("--msp-interval", default="30s",
                         help="every organisation's full-sync interval: short, so that the fleet runs saturated")
+    parser.add_argument("--footprint-tenants", default="large",
+                        help="the footprint phase: bench profiles to run jumpsync up on, besides its demo")
     parser.add_argument("--py-spy", action="store_true",
                         help="sample the workers with py-spy during every sync and the provisioning runs")
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every sync timeout")
