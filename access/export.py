@@ -6,16 +6,16 @@ measures it; docs/benchmarks.md has the numbers):
 - one plain read of the live grants and one of the connector's resources, joined in Python through dicts.
   Joined in the database it is slower on both: SQLite has no hash join (a B-tree search per grant and per
   joined resource), and PostgreSQL sorts the wide joined rows on disk;
-- rows straight from the DBAPI cursor and sorted by Python: SQLAlchemy's Row objects are slower to fetch
-  and to sort, and the database's ``ORDER BY`` on the grants' key (SQLite: the unique index, a table lookup
-  per row; PostgreSQL: a sort spilled to disk) is slower than ``list.sort``. The order is
-  Python's string order (code points) on both databases;
+- the grants streamed in their key's order, as plain tuples from the DBAPI cursor (SQLAlchemy's Row objects are
+  slower to make): SQLite walks the grants' unique index, which is quicker than reading them all and sorting in
+  Python; PostgreSQL sorts them itself (``COLLATE "C"``: the order is code points on both databases) behind a
+  server-side cursor;
 - each principal, resource, via group, entitlement and timestamp is rendered once (``part``), and a row is
   only assembled from the rendered parts (``row``): a CSV or JSON line costs one string join, not thirteen
   field conversions.
 
-The grants are read whole before the first row is rendered (the sort needs them), each distinct value held once
-(about 0.1KB of memory per grant), and the database connection is returned before any output is written.
+The resources are read whole first (the join needs them); the grants come a batch at a time, so the memory an
+export takes grows with the resources, not with the grants. The connection stays open until the last row.
 """
 
 from __future__ import annotations
@@ -81,14 +81,16 @@ def export_rows(engine: Engine, connector: str, part: Part, row: Row) -> Iterato
 
 
 def _rows(engine: Engine, cid: int, part: Part, row: Row) -> Iterator:
-    with collector_paused(), engine.connect() as connection:  # 465k tuples at xl, none in a cycle (access.collector)
-        resources = _resources(connection, cid)
-        provisioning = _app_provisioning(connection, cid)
-        grants = _fetch(connection, "SELECT resource_type, resource_id, entitlement, principal_type, principal_id, "
-                                    "via, first_seen_at FROM grants WHERE connector_id = :cid AND deleted_at IS NULL",
-                        cid, shared=True)
+    with engine.connect() as connection:
+        with collector_paused():  # 465k tuples at xl, none in a cycle (access.collector)
+            resources = _resources(connection, cid)
+            provisioning = _app_provisioning(connection, cid)
         to_datetime = _datetime_reader(connection)
-        grants.sort()  # the key's columns come first, in the key's order; the key is unique
+        yield from _joined(_ordered_grants(connection, cid), resources, provisioning, to_datetime, part, row)
+
+
+def _joined(grants: Iterator[tuple], resources: dict[tuple[str, str], tuple], provisioning: dict[str, str],
+            to_datetime: Callable[[Any], datetime | None], part: Part, row: Row) -> Iterator:
     deleted = {flag: part(DELETED, (flag,)) for flag in (False, True)}
     principals: dict[str, dict[str, tuple]] = defaultdict(dict)
     held: dict[str, dict[str, Any]] = defaultdict(dict)
@@ -117,6 +119,34 @@ def _rows(engine: Engine, cid: int, part: Part, row: Row) -> Iterator:
         yield row(p[0], r[0], e, v, s, p[1], r[1])
 
 
+#: The grants' key, the export's order. PostgreSQL compares text by its database's collation unless told
+#: ``COLLATE "C"`` (bytes: code points, as SQLite's default and Python's ``str`` order).
+GRANT_KEY = ("resource_type", "resource_id", "entitlement", "principal_type", "principal_id", "via")
+#: Grants taken from the cursor at a time.
+GRANTS_BATCH = 5_000
+
+
+def _ordered_grants(connection: Connection, cid: int) -> Iterator[tuple]:
+    """The connector's live grants in key order, ``GRANT_KEY`` then ``first_seen_at``, streamed: SQLite walks
+    the grants' unique index (no sort), PostgreSQL sorts in its own memory (``work_mem``) and sends the rows
+    through a server-side cursor. The worker holds a batch, never the whole list."""
+    postgres = connection.dialect.name == "postgresql"
+    order = ", ".join(f'{column} COLLATE "C"' if postgres else column for column in GRANT_KEY)
+    sql = (f"SELECT {', '.join(GRANT_KEY)}, first_seen_at FROM grants WHERE connector_id = :cid "
+           f"AND deleted_at IS NULL ORDER BY {order}")
+    raw = connection.connection
+    cursor = raw.cursor(name="jumpsync_export") if postgres else raw.cursor()
+    try:
+        if postgres:  # psycopg: pyformat
+            cursor.execute(sql.replace(":cid", "%(cid)s"), {"cid": cid})
+        else:  # sqlite3: qmark
+            cursor.execute(sql.replace(":cid", "?"), (cid,))
+        while batch := cursor.fetchmany(GRANTS_BATCH):
+            yield from batch
+    finally:
+        cursor.close()
+
+
 def _resources(connection: Connection, cid: int) -> dict[tuple[str, str], tuple]:
     """(type, id) -> (name, email, status, live) of every resource of the connector, live or deleted."""
     return {(kind, rid): (name, email, status, deleted_at is None) for kind, rid, name, email, status, deleted_at
@@ -137,30 +167,15 @@ def _app_provisioning(connection: Connection, cid: int) -> dict[str, str]:
     return out
 
 
-#: Rows taken from the DBAPI cursor at a time by ``_fetch(shared=True)``.
-FETCH_BATCH = 10_000
-
-
-def _fetch(connection: Connection, sql: str, cid: int, *, shared: bool = False) -> list[tuple]:
-    """The rows of ``sql`` (whose one parameter is ``:cid``) as plain tuples from the DBAPI cursor.
-
-    ``shared``: equal values of the rows are one object. The driver makes a new string for every value of
-    every row, and the grants repeat theirs (a type, an app, a group, a user, a part's timestamp): held once,
-    the grants take a fifth of the memory."""
+def _fetch(connection: Connection, sql: str, cid: int) -> list[tuple]:
+    """The rows of ``sql`` (whose one parameter is ``:cid``) as plain tuples from the DBAPI cursor."""
     cursor = connection.connection.cursor()
     try:
         if connection.dialect.paramstyle == "qmark":  # sqlite3
             cursor.execute(sql.replace(":cid", "?"), (cid,))
         else:  # psycopg: pyformat
             cursor.execute(sql.replace(":cid", "%(cid)s"), {"cid": cid})
-        if not shared:
-            return cast(list[tuple], cursor.fetchall())  # a list from sqlite3 and psycopg; the DBAPI: Sequence
-        values: dict[Any, Any] = {}
-        one = values.setdefault
-        rows: list[tuple] = []
-        while batch := cursor.fetchmany(FETCH_BATCH):
-            rows += [tuple(map(one, row, row)) for row in batch]
-        return rows
+        return cast(list[tuple], cursor.fetchall())  # a list from sqlite3 and psycopg; the DBAPI says Sequence
     finally:
         cursor.close()
 
