@@ -128,13 +128,19 @@ GRANTS_BATCH = 5_000
 
 def _ordered_grants(connection: Connection, cid: int) -> Iterator[tuple]:
     """The connector's live grants in key order, ``GRANT_KEY`` then ``first_seen_at``, streamed: SQLite walks
-    the grants' unique index (no sort), PostgreSQL sorts in its own memory (``work_mem``) and sends the rows
+    the grants' unique index (no sort), PostgreSQL sorts in its own memory (the report's ``work_mem``) and sends the rows
     through a server-side cursor. The worker holds a batch, never the whole list."""
     postgres = connection.dialect.name == "postgresql"
     order = ", ".join(f'{column} COLLATE "C"' if postgres else column for column in GRANT_KEY)
     sql = (f"SELECT {', '.join(GRANT_KEY)}, first_seen_at FROM grants WHERE connector_id = :cid "
            f"AND deleted_at IS NULL ORDER BY {order}")
     raw = connection.connection
+    if postgres:  # the sort in memory rather than on disk, for this transaction only
+        from access.report import REPORT_WORK_MEM
+
+        setting = raw.cursor()
+        setting.execute(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
+        setting.close()
     cursor = raw.cursor(name="jumpsync_export") if postgres else raw.cursor()
     try:
         if postgres:  # psycopg: pyformat
