@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from bench.fleet import KEY_ENV, ROOT, Simulator
+from bench.fleet import KEY_ENV, Simulator
 from tests.support.servers import free_port
+from tests.support.up_process import clean_env
 
 #: The connector of a bench profile's config; ``up`` names the org of its embedded simulator ``demo``.
 CONNECTOR = "bench"
@@ -184,14 +185,6 @@ def summarise(samples: list[Sample], idle: Sample) -> dict:
 
 # --- running up ----------------------------------------------------------------------------------------------
 
-def _environment(extra: dict[str, str]) -> dict[str, str]:
-    """A person's shell: none of the bench's or a test session's JUMPSYNC_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUMPSYNC_")}
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
-
-
 class UpRun:
     """``python -m cli up`` in ``directory`` (its own var/, Redis and SQLite database), output to up.out."""
 
@@ -257,7 +250,7 @@ def measure(tenant: str, directory: Path, *, latency_ms: float, concurrency: int
     sampler = None
     try:
         started = time.monotonic()
-        up = UpRun(directory, _environment(extra), config, concurrency)
+        up = UpRun(directory, {**clean_env(), **extra}, config, concurrency)  # a person's shell
         sampler = TreeSampler(up.proc.pid).start()
         up.wait_for(f"{connector}: first sync succeeded", sync_timeout)
         first_sync_s = round(time.monotonic() - started, 1)

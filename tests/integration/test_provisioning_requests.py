@@ -137,6 +137,14 @@ def _synced(engine, settings) -> None:
     sync.finalize(engine, started.run_id)
 
 
+def _retried_member_request(engine, db_url, simulator) -> tuple[Settings, str, str, str]:
+    """A synced tenant whose connector tries a request 3 times, and a pending group.add-member request."""
+    sim = simulator()
+    settings = settings_for(db_url, sim.url, max_attempts=3)
+    _synced(engine, settings)
+    return settings, *_member_request(engine, settings, sim)
+
+
 def _member_request(engine, settings, sim) -> tuple[str, str, str]:
     dump = sim.dump()
     group = dump["groups"][0]
@@ -188,10 +196,7 @@ def test_a_request_taken_over_mid_run_keeps_neither_its_outcome_nor_its_write_th
 def test_a_database_error_in_the_write_through_rolls_it_back_and_retries(engine, db_url, simulator, monkeypatch):
     """Nothing of a failed write-through is kept: the request goes back to pending with the reason, and the retry
     writes it whole."""
-    sim = simulator()
-    settings = settings_for(db_url, sim.url, max_attempts=3)
-    _synced(engine, settings)
-    rid, group_id, user_id = _member_request(engine, settings, sim)
+    settings, rid, group_id, user_id = _retried_member_request(engine, db_url, simulator)
 
     class FailsAfterWriting(WriteThrough):
         def group_member(self, *args, **kwargs):
@@ -215,10 +220,7 @@ def test_a_database_error_in_the_write_through_rolls_it_back_and_retries(engine,
 def test_a_request_budget_away_sends_the_request_back_to_pending(engine, db_url, simulator, monkeypatch):
     """The connector's request budget (its Redis) not answering is transient like JumpCloud being away: the
     request waits and is tried again; it does not fail as a bug would."""
-    sim = simulator()
-    settings = settings_for(db_url, sim.url, max_attempts=3)
-    _synced(engine, settings)
-    rid, group_id, user_id = _member_request(engine, settings, sim)
+    settings, rid, group_id, user_id = _retried_member_request(engine, db_url, simulator)
 
     class BudgetAway(WriteThrough):
         def __init__(self, *args, **kwargs):
