@@ -6,8 +6,9 @@ run is active: any write after the version was read started a newer run or moved
 has to span the rendering (the report's checks run in threads, each on its own connection): a rendering whose
 version still matches was read while nothing changed.
 
-Two renderings racing each other are harmless: each is stored whole under its own ``render_id``, the header
-names one of them, and blocks are read in one statement and checked against the header's count.
+A rendering's blocks are written as they are made, under its own ``render_id`` (``StagedRendering``); the header
+names it once it is whole. Two renderings racing each other are harmless: the header names one of them, and
+blocks are read in one statement and checked against the header's count.
 
 The bytes are compressed with zstd (level 3) in blocks of about 2 million characters: 92MB of CSV for 465k
 grants take 16MB, and decompress in a tenth of a second.
@@ -66,25 +67,75 @@ def current(connection: Connection, connector_id: int, renderer: str) -> Stored 
     return header if is_current(header, data_version(connection, connector_id), renderer) else None
 
 
+#: Blocks a staged rendering writes to the database in one statement.
+STAGE_BLOCKS = 8
+
+
+class StagedRendering:
+    """A rendering's blocks written to the database as they are made, under a ``render_id`` that no header names
+    yet (readers never see them), so that the worker never holds the whole compressed rendering. ``commit`` makes
+    it the connector's rendering and removes the previous one's blocks, in one transaction; ``discard`` removes
+    the blocks of a rendering that failed (a later ``commit`` removes any left behind)."""
+
+    def __init__(self, engine: Engine, connector_id: int) -> None:
+        self.engine, self.connector_id = engine, connector_id
+        self.render_id = uuid4().hex
+        self.counts: dict[str, int] = {}
+        self.compressed_bytes = 0
+        self._pending: list[dict] = []
+
+    def declare(self, artifact: str) -> None:
+        """An artifact of the rendering, even if it ends up with no block."""
+        self.counts.setdefault(artifact, 0)
+
+    def add(self, artifact: str, body: bytes) -> None:
+        """The artifact's next block."""
+        seq = self.counts.get(artifact, 0)
+        self.counts[artifact] = seq + 1
+        self.compressed_bytes += len(body)
+        self._pending.append({"connector_id": self.connector_id, "render_id": self.render_id, "artifact": artifact,
+                              "seq": seq, "body": body})
+        if len(self._pending) >= STAGE_BLOCKS:
+            self._write()
+
+    def _write(self) -> None:
+        if self._pending:
+            with self.engine.begin() as connection:
+                connection.execute(_BLOCKS.insert(), self._pending)
+            self._pending = []
+
+    def commit(self, version: DataVersion, *, renderer: str, export_rows: int, seconds: float) -> str:
+        """The staged blocks become the connector's rendering made at ``version``; returns its ``render_id``."""
+        self._write()
+        header = {"connector_id": self.connector_id, "render_id": self.render_id, "renderer": renderer,
+                  "run_id": version.run_id, "data_version": version.counter, "rendered_at": utcnow(),
+                  "render_seconds": round(seconds, 3), "export_rows": export_rows, "artifacts": dict(self.counts)}
+        with self.engine.begin() as connection:
+            connection.execute(delete(_BLOCKS).where(_BLOCKS.c.connector_id == self.connector_id,
+                                                     _BLOCKS.c.render_id != self.render_id))
+            insert = dialect_insert(connection.dialect.name, _HEADERS)
+            connection.execute(insert.values(header).on_conflict_do_update(
+                index_elements=[_HEADERS.c.connector_id],
+                set_={k: v for k, v in header.items() if k != "connector_id"}))
+        return self.render_id
+
+    def discard(self) -> None:
+        self._pending = []
+        with self.engine.begin() as connection:
+            connection.execute(delete(_BLOCKS).where(_BLOCKS.c.connector_id == self.connector_id,
+                                                     _BLOCKS.c.render_id == self.render_id))
+
+
 def save(engine: Engine, connector_id: int, version: DataVersion, artifacts: dict[str, list[bytes]], *,
          renderer: str, export_rows: int, seconds: float) -> str:
-    """Store a rendering made at ``version`` (compressed blocks by artifact name) in place of the previous one,
-    in one transaction; returns its ``render_id``."""
-    render_id = uuid4().hex
-    header = {"connector_id": connector_id, "render_id": render_id, "renderer": renderer, "run_id": version.run_id,
-              "data_version": version.counter, "rendered_at": utcnow(), "render_seconds": round(seconds, 3),
-              "export_rows": export_rows, "artifacts": {name: len(blocks) for name, blocks in artifacts.items()}}
-    with engine.begin() as connection:
-        connection.execute(delete(_BLOCKS).where(_BLOCKS.c.connector_id == connector_id))
-        for name, blocks in artifacts.items():
-            if blocks:
-                connection.execute(_BLOCKS.insert(), [
-                    {"connector_id": connector_id, "render_id": render_id, "artifact": name, "seq": seq, "body": body}
-                    for seq, body in enumerate(blocks)])
-        insert = dialect_insert(connection.dialect.name, _HEADERS)
-        connection.execute(insert.values(header).on_conflict_do_update(
-            index_elements=[_HEADERS.c.connector_id], set_={k: v for k, v in header.items() if k != "connector_id"}))
-    return render_id
+    """Store a whole rendering (compressed blocks by artifact name) in place of the previous one; returns its
+    ``render_id``."""
+    staged = StagedRendering(engine, connector_id)
+    for name, bodies in artifacts.items():
+        staged.declare(name)
+        for body in bodies:
+            staged.add(name, body)
+    return staged.commit(version, renderer=renderer, export_rows=export_rows, seconds=seconds)
 
 
 def blocks(connection: Connection, connector_id: int, header: Stored, artifact: str) -> list[bytes] | None:

@@ -86,10 +86,12 @@ def export_artifact(fmt: ExportFormat) -> str:
 
 
 class _BlockWriter:
-    """A text stream that keeps what is written to it as compressed blocks of about ``BLOCK_CHARS``."""
+    """A text stream that hands what is written to it to ``staged`` as compressed blocks of about
+    ``BLOCK_CHARS``, under ``artifact``."""
 
-    def __init__(self) -> None:
-        self.blocks: list[bytes] = []
+    def __init__(self, staged: snapshots.StagedRendering, artifact: str) -> None:
+        self.staged, self.artifact = staged, artifact
+        staged.declare(artifact)
         self._pending: list[str] = []
         self._size = 0
 
@@ -102,55 +104,46 @@ class _BlockWriter:
 
     def flush(self) -> None:
         if self._pending:
-            self.blocks.append(snapshots.compress("".join(self._pending)))
+            self.staged.add(self.artifact, snapshots.compress("".join(self._pending)))
             self._pending, self._size = [], 0
 
 
-def _render(write: Callable[[TextOut], Any]) -> list[bytes]:
-    """What ``write`` writes, as compressed blocks."""
-    out = _BlockWriter()
+def _render(staged: snapshots.StagedRendering, artifact: str, write: Callable[[TextOut], Any]) -> None:
+    """What ``write`` writes, as the artifact's compressed blocks."""
+    out = _BlockWriter(staged, artifact)
     write(out)
     out.flush()
-    return out.blocks
 
 
-@dataclass(frozen=True)
-class Rendering:
-    artifacts: dict[str, list[bytes]]  # artifact name -> compressed blocks
-    export_rows: int
+def render(engine: Engine, connector: str, staged: snapshots.StagedRendering) -> int:
+    """Every artifact of the connector, computed from the tables (the commands' own writers), into ``staged``;
+    the export's grant count. The report's data is dropped before the export reads the grants: the two never
+    take memory at once."""
+    _report_artifacts(engine, connector, staged)
+    return _export_artifacts(engine, connector, staged)
 
 
-def render(engine: Engine, connector: str) -> Rendering:
-    """Every artifact of the connector, computed from the tables (the commands' own writers). The report's
-    data is dropped before the export reads the grants: the two never take memory at once."""
-    artifacts = _report_artifacts(engine, connector)
-    rows = _export_artifacts(engine, connector, artifacts)
-    return Rendering(artifacts, rows)
-
-
-def _report_artifacts(engine: Engine, connector: str) -> dict[str, list[bytes]]:
+def _report_artifacts(engine: Engine, connector: str, staged: snapshots.StagedRendering) -> None:
     from access.report import report
 
     data = report(engine, connector)
-    artifacts = {report_artifact(fmt): _render(partial(write_report, data=data, fmt=fmt))
-                 for fmt in (ReportFormat.json, ReportFormat.csv)}
-    artifacts[REPORT_HEAD] = _render(lambda out: out.write(json.dumps(report_head(data))))
-    return artifacts
+    for fmt in (ReportFormat.json, ReportFormat.csv):
+        _render(staged, report_artifact(fmt), partial(write_report, data=data, fmt=fmt))
+    _render(staged, REPORT_HEAD, lambda out: out.write(json.dumps(report_head(data))))
 
 
-def _export_artifacts(engine: Engine, connector: str, artifacts: dict[str, list[bytes]]) -> int:
-    """Both formats of the export into ``artifacts``, from one read of the grants (the read holds every grant,
-    its peak memory, and a second one would cost that time again); the number of grants."""
-    outputs = {fmt: _BlockWriter() for fmt in ExportFormat}
+def _export_artifacts(engine: Engine, connector: str, staged: snapshots.StagedRendering) -> int:
+    """Both formats of the export, from one read of the grants (a second one would cost that time again); the
+    number of grants."""
+    outputs = {fmt: _BlockWriter(staged, export_artifact(fmt)) for fmt in ExportFormat}
     writers = {fmt: ExportWriter(out, fmt) for fmt, out in outputs.items()}
     pairs = export_line_pairs(engine, connector)
     while batch := list(islice(pairs, EXPORT_BATCH)):
         writers[ExportFormat.csv].write([csv_line for csv_line, _ in batch])
         writers[ExportFormat.json].write([json_line for _, json_line in batch])
     rows = {fmt: writer.close() for fmt, writer in writers.items()}
-    for fmt, out in outputs.items():
+    for out in outputs.values():
         out.flush()
-        artifacts[export_artifact(fmt)] = out.blocks
     return rows[ExportFormat.csv]
 
 
@@ -204,12 +197,24 @@ def refresh(engine: Engine, connector: str, *, force: bool = False,
         if (not force and header is not None and header.renderer == renderer_version()
                 and header.version.run_id == version.run_id and header.rendered_at > utcnow() - render_interval):
             return Refreshed(connector, SnapshotOutcome.DEFERRED)
-    rendering = render(engine, connector)
-    seconds = time.perf_counter() - clock
-    snapshots.save(engine, cid, version, rendering.artifacts, renderer=renderer_version(),
-                   export_rows=rendering.export_rows, seconds=seconds)
-    return Refreshed(connector, SnapshotOutcome.RENDERED, round(seconds, 3),
-                     sum(len(block) for blocks in rendering.artifacts.values() for block in blocks))
+    staged = snapshots.StagedRendering(engine, cid)
+    try:
+        export_rows = render(engine, connector, staged)
+        seconds = time.perf_counter() - clock
+        staged.commit(version, renderer=renderer_version(), export_rows=export_rows, seconds=seconds)
+    except BaseException:
+        _discard(staged)
+        raise
+    return Refreshed(connector, SnapshotOutcome.RENDERED, round(seconds, 3), staged.compressed_bytes)
+
+
+def _discard(staged: snapshots.StagedRendering) -> None:
+    """The blocks of a failed rendering, removed; if the database is what failed, the next commit removes them."""
+    try:
+        staged.discard()
+    except Exception:  # the rendering's own error is the one to raise
+        log.warning("the blocks of a failed rendering were not removed; the next rendering removes them",
+                    exc_info=True)
 
 
 #: How long a worker may hold a connector's rendering lock (the lock expires if the worker dies).

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from access import snapshot_store as snapshots
 from access import snapshots as stored
@@ -22,7 +22,7 @@ from connector.records import GrantRecord, ResourceRecord
 from models import queries
 from models.dataversion import RunEnded
 from models.store import GrantWriter, ResourceWriter
-from models.tables import AccessSnapshot, SyncRun, utcnow
+from models.tables import AccessSnapshot, AccessSnapshotBlock, SyncRun, utcnow
 from provisioning.writethrough import WriteThrough
 from tests.support.access_tenant import build_tenant
 from tests.support.renderings import live, served
@@ -127,10 +127,10 @@ def test_a_write_during_the_rendering_leaves_it_stale(tenant, monkeypatch):
     engine, cid = tenant
     real_render = stored.render
 
-    def render_with_a_write_in_the_middle(engine_, connector):
-        rendering = real_render(engine_, connector)
+    def render_with_a_write_in_the_middle(engine_, connector, staged):
+        rows = real_render(engine_, connector, staged)
         WriteThrough(engine, cid, request_id="r3").group_member("g-eng", "u-dave", present=True)
-        return rendering
+        return rows
 
     monkeypatch.setattr(stored, "render", render_with_a_write_in_the_middle)
     assert stored.refresh(engine, "acme").outcome == "rendered"
@@ -138,6 +138,37 @@ def test_a_write_during_the_rendering_leaves_it_stale(tenant, monkeypatch):
     monkeypatch.undo()
     assert stored.refresh(engine, "acme").outcome == "rendered"
     assert b"u-dave" in served(engine, "export.json")
+
+
+def test_a_rendering_that_fails_midway_leaves_the_last_one_served_and_none_of_its_blocks(tenant, monkeypatch):
+    """A rendering's blocks reach the database as they are made (the worker never holds them all), under an id
+    no header names: one that fails after some were written removes them, and the last whole rendering is
+    still the one served."""
+    engine, cid = tenant
+    assert stored.refresh(engine, "acme").outcome == "rendered"
+    before = served(engine, "export.json")
+    real_export = stored._export_artifacts
+    monkeypatch.setattr(snapshots, "STAGE_BLOCKS", 1)  # each block written as it is made
+
+    def staged_blocks(render_id: str) -> int:
+        with engine.connect() as connection:
+            return len(connection.execute(select(AccessSnapshotBlock.seq)
+                                          .where(AccessSnapshotBlock.render_id == render_id)).all())
+
+    def fails_after_the_export(engine_, connector, staged):
+        real_export(engine_, connector, staged)
+        assert staged_blocks(staged.render_id) == sum(staged.counts.values()) >= 5  # in the database already
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(stored, "_export_artifacts", fails_after_the_export)
+    with pytest.raises(RuntimeError, match="disk full"):
+        stored.refresh(engine, "acme", force=True)
+    assert served(engine, "export.json") == before
+    with engine.connect() as connection:
+        header = snapshots.stored(connection, cid)
+        kept = set(connection.execute(select(AccessSnapshotBlock.render_id)
+                                      .where(AccessSnapshotBlock.connector_id == cid)).scalars())
+    assert kept == {header.render_id}
 
 
 def test_a_rendering_made_by_other_code_is_not_served(tenant, monkeypatch):
@@ -184,10 +215,10 @@ def test_refreshes_take_turns_and_one_failure_does_not_stop_the_others(tenant, r
 
     real_render = stored.render
 
-    def render(engine_, connector):
+    def render(engine_, connector, staged):
         if connector == "acme":
             raise RuntimeError("disk full")
-        return real_render(engine_, connector)
+        return real_render(engine_, connector, staged)
 
     monkeypatch.setattr(stored, "render", render)
     other = build_second_connector(engine)
