@@ -24,7 +24,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, Table
 from sqlmodel import Session
@@ -92,52 +92,59 @@ def _rows(engine: Engine, cid: int, part: Part, row: Row) -> Iterator:
 #: Principal types that are never a resource or a via group: a principal's row in the resources map is replaced
 #: by its rendering the first time it is met, so that the map and a cache do not both hold 100,000 users.
 PEOPLE = frozenset({"user", "admin"})
+#: The resources by type, then id: (name, email, status, live), or a person's ``_Principal`` once rendered.
+Resources = dict[str, dict[str, Any]]
 
 
-class _Principal(NamedTuple):
-    """A principal's rendered columns, and its rendered ``principal_deleted``."""
+class _Principal(tuple):
+    """A principal's rendered columns and its rendered ``principal_deleted`` (a tuple: indexed in the loop)."""
 
-    columns: Any
-    deleted: Any
+    __slots__ = ()
 
 
-def _joined(grants: Iterator[tuple], resources: dict[tuple[str, str], tuple], provisioning: dict[str, str],
+def _name(resources: Resources, kind: str, rid: str) -> str | None:
+    return (resources.get(kind, {}).get(rid) or (None,))[0]
+
+
+def _joined(grants: Iterator[tuple], resources: Resources, provisioning: dict[str, str],
             to_datetime: Callable[[Any], datetime | None], part: Part, row: Row) -> Iterator:
     deleted = {flag: part(DELETED, (flag,)) for flag in (False, True)}
 
     def principal(ptype: str, pid: str, known: tuple | None) -> _Principal:
         name, email, status, live = known if known else (None, None, None, False)
-        return _Principal(part(PRINCIPAL, (ptype, pid, name, email, status)), deleted[not live])
+        return _Principal((part(PRINCIPAL, (ptype, pid, name, email, status)), deleted[not live]))
 
-    groups: dict[tuple[str, str], _Principal] = {}  # principals that are also resources or vias
+    for kind in PEOPLE:
+        resources.setdefault(kind, {})
+    others: dict[str, dict[str, _Principal]] = defaultdict(dict)  # principals that are also resources or vias
     held: dict[str, dict[str, Any]] = defaultdict(dict)
     vias: dict[str, Any] = {}
     entitlements: dict[str, Any] = {}
     stamps: dict[Any, Any] = {}  # grants written by one part share their first_seen_at
     for rtype, rid, entitlement, ptype, pid, via, first_seen in grants:
-        key = (ptype, pid)
         if ptype in PEOPLE:
-            p = resources.get(key)
+            people = resources[ptype]
+            p = people.get(pid)
             if type(p) is not _Principal:
-                p = resources[key] = principal(ptype, pid, p)
+                p = people[pid] = principal(ptype, pid, p)
         else:
-            p = groups.get(key)
+            p = others[ptype].get(pid)
             if p is None:
-                p = groups[key] = principal(ptype, pid, resources.get(key))
+                p = others[ptype][pid] = principal(ptype, pid, resources.get(ptype, {}).get(pid))
         r = held[rtype].get(rid)
         if r is None:
-            r = held[rtype][rid] = (part(RESOURCE, (rtype, rid, (resources.get((rtype, rid)) or (None,))[0])),
+            r = held[rtype][rid] = (part(RESOURCE, (rtype, rid, _name(resources, rtype, rid))),
                                     part(PROVISIONING, (provisioning.get(rid) if rtype == "app" else None,)))
         v = vias.get(via)
         if v is None:
-            v = vias[via] = part(VIA, (via, (resources.get(("group", via)) or (None,))[0]) if via else (None, None))
+            v = vias[via] = part(VIA, (via, _name(resources, "group", via)) if via else (None, None))
         e = entitlements.get(entitlement)
         if e is None:
             e = entitlements[entitlement] = part(ENTITLEMENT, (entitlement,))
         s = stamps.get(first_seen)
         if s is None:
             s = stamps[first_seen] = part(FIRST_SEEN, (iso(to_datetime(first_seen)),))
-        yield row(p.columns, r[0], e, v, s, p.deleted, r[1])
+        yield row(p[0], r[0], e, v, s, p[1], r[1])
 
 
 #: The grants' key, the export's order. PostgreSQL compares text by its database's collation unless told
@@ -174,15 +181,17 @@ def _ordered_grants(connection: Connection, cid: int) -> Iterator[tuple]:
         cursor.close()
 
 
-def _resources(connection: Connection, cid: int) -> dict[tuple[str, str], tuple]:
-    """(type, id) -> (name, email, status, live) of every resource of the connector, live or deleted. A type or
-    status is one string for all the rows that have it (the driver makes one per row: 100,000 users)."""
+def _resources(connection: Connection, cid: int) -> Resources:
+    """Type -> id -> (name, email, status, live) of every resource of the connector, live or deleted. A status is
+    one string for all the rows that have it (the driver makes one per row: 100,000 users)."""
+    out: Resources = defaultdict(dict)
     one: dict[str, str] = {}
     share = one.setdefault
-    return {(share(kind, kind), rid): (name, email, share(status, status) if status else status, deleted_at is None)
-            for kind, rid, name, email, status, deleted_at
-            in _fetch(connection, "SELECT type, external_id, name, email, status, deleted_at FROM resources "
-                                  "WHERE connector_id = :cid", cid)}
+    for kind, rid, name, email, status, deleted_at in _fetch(
+            connection, "SELECT type, external_id, name, email, status, deleted_at FROM resources "
+                        "WHERE connector_id = :cid", cid):
+        out[kind][rid] = (name, email, share(status, status) if status else status, deleted_at is None)
+    return out
 
 
 def _app_provisioning(connection: Connection, cid: int) -> dict[str, str]:
