@@ -47,8 +47,15 @@ class Stored:
 
 def stored(connection: Connection, connector_id: int) -> Stored | None:
     row = connection.execute(select(_HEADERS).where(_HEADERS.c.connector_id == connector_id)).first()
-    if row is None:
-        return None
+    return None if row is None else _header(row)
+
+
+def stored_by_connector(connection: Connection) -> dict[int, Stored]:
+    """Every connector's stored rendering header, by connector id, in one query."""
+    return {row.connector_id: _header(row) for row in connection.execute(select(_HEADERS))}
+
+
+def _header(row) -> Stored:
     return Stored(render_id=row.render_id, renderer=row.renderer, version=DataVersion(row.run_id, row.data_version),
                   rendered_at=row.rendered_at, render_seconds=row.render_seconds, export_rows=row.export_rows,
                   artifacts=dict(row.artifacts))

@@ -276,15 +276,29 @@ def stored_artifact(engine: Engine, connector: str, artifact: str) -> StoredArti
 def rendering_state(engine: Engine, connector: str) -> dict[str, Any] | None:
     """For ``jumpsync status``: when the connector's report and export were last rendered, how long that took,
     and whether the commands serve it now (``current``); None if never rendered or never synced."""
+    return rendering_states(engine, [connector])[connector]
+
+
+def rendering_states(engine: Engine, connectors: list[str]) -> dict[str, dict[str, Any] | None]:
+    """``rendering_state`` of each connector, the connectors and the stored headers read once for all (an MSP
+    key's thousand organisations, most never rendered yet, cost a query each only when rendered)."""
+    from sqlmodel import col, select
+
+    from models.tables import Connector
+
+    out: dict[str, dict[str, Any] | None] = {}
     with Session(engine) as session:
         connection = session.connection()
-        try:
-            cid = connector_id(session, connector)
-        except UnknownConnector:
-            return None
-        header = snapshots.stored(connection, cid)
-        if header is None:
-            return None
-        current = snapshots.is_current(header, data_version(connection, cid), renderer_version())
-    return {"rendered_at": iso(header.rendered_at), "render_seconds": header.render_seconds,
-            "export_rows": header.export_rows, "current": current}
+        ids = {name: cid for name, cid in session.execute(select(col(Connector.name), col(Connector.id)))}
+        headers = snapshots.stored_by_connector(connection)
+        renderer = renderer_version()
+        for name in connectors:
+            cid = ids.get(name)
+            header = headers.get(cid) if cid is not None else None
+            if cid is None or header is None:
+                out[name] = None
+                continue
+            current = snapshots.is_current(header, data_version(connection, cid), renderer)
+            out[name] = {"rendered_at": iso(header.rendered_at), "render_seconds": header.render_seconds,
+                         "export_rows": header.export_rows, "current": current}
+    return out

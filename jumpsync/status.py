@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from access.snapshots import rendering_state
+from access.snapshots import rendering_states
 from models import queries
 from models.read_records import ConnectorStatus
 from worker import runtime
@@ -26,11 +26,13 @@ def connector_status_records() -> list[tuple[ConnectorStatus, dict[str, Any]]]:
     connectors = {c.name: c for c in runtime.settings().connectors}
     engine = runtime.engine()
     data = queries.status(engine, list(connectors))
+    names = [e.connector for e in data]
+    renderings = rendering_states(engine, names)
     out = []
-    for entry, next_at in zip(data, next_syncs([e.connector for e in data]), strict=True):
+    for entry, next_at in zip(data, next_syncs(names), strict=True):
         configured = connectors.get(entry.connector)
         out.append((entry, {"next_sync_at": next_at,
-                            "access_rendering": rendering_state(engine, entry.connector),
+                            "access_rendering": renderings[entry.connector],
                             "events": configured.events if configured is not None else False,
                             "msp": configured.msp if configured is not None else None}))
     return out

@@ -1,4 +1,5 @@
-"""``jumpsync status`` at an MSP's scale: its queries do not grow with the connectors (models.queries.status)."""
+"""``jumpsync status`` at an MSP's scale: its queries do not grow with the connectors (models.queries.status,
+access.snapshots.rendering_states)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _connectors(engine, first: int, count: int) -> None:
                 principal_id="u1", via="", source="group"))
 
 
-def _queries_of_status(engine) -> tuple[int, list]:
+def _statements(engine, read) -> tuple[int, object]:
     statements: list[str] = []
 
     def count(_conn, _cursor, statement, *_args) -> None:
@@ -39,7 +40,7 @@ def _queries_of_status(engine) -> tuple[int, list]:
 
     event.listen(engine, "before_cursor_execute", count)
     try:
-        found = queries.status(engine, ["org-000", "not-synced"])
+        found = read()
     finally:
         event.remove(engine, "before_cursor_execute", count)
     return len(statements), found
@@ -47,12 +48,26 @@ def _queries_of_status(engine) -> tuple[int, list]:
 
 def test_status_reads_every_connector_in_the_same_few_queries(engine):
     _connectors(engine, 0, 3)
-    few, found = _queries_of_status(engine)
+    few, found = _statements(engine, lambda: queries.status(engine, ["org-000", "not-synced"]))
     assert len(found) == 4 and found[0].connector == "not-synced" and not found[0].synced  # sorted by name
     _connectors(engine, 3, 27)
-    many, found = _queries_of_status(engine)
+    many, found = _statements(engine, lambda: queries.status(engine, ["org-000", "not-synced"]))
     assert many == few <= 10, (few, many)
     org = next(s for s in found if s.connector == "org-007")
     assert org.synced and org.resources == {"user": 1} and org.grants == 1
     assert org.last_run is not None and [p.requests for p in org.last_run.parts] == [1, 1]  # the later run's
     assert org.last_success_at is not None and org.last_run.finished_at is not None
+
+
+def test_the_renderings_of_many_connectors_are_read_at_once(engine):
+    """``status`` shows each connector's stored rendering: the connectors and the headers are read once for all,
+    and an organisation never synced (an MSP key's new ones) costs nothing, not even a "did you mean" over a
+    thousand names."""
+    from access.snapshots import rendering_states
+
+    _connectors(engine, 0, 3)
+    names = [f"org-{i:03d}" for i in range(3)] + [f"acme-new-{i}" for i in range(50)]
+    few, _ = _statements(engine, lambda: rendering_states(engine, names[:4]))
+    many, found = _statements(engine, lambda: rendering_states(engine, names))
+    assert many == few <= 4, (few, many)
+    assert found == dict.fromkeys(names)  # none rendered yet
