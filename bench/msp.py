@@ -12,6 +12,8 @@ the backlog drained (``drain``), the runs read back (``read_runs``) and turned i
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,7 +25,7 @@ from sqlalchemy import func, select
 
 from bench import fleet as fleet_mod
 from bench.events import epoch, percentile
-from bench.fleet import KEY_ENV, SYNC_TABLE, Fleet, Simulator, Stack
+from bench.fleet import KEY_ENV, ROOT, SYNC_TABLE, Fleet, Simulator, Stack
 from bench.tenant import r_min_parts
 from models.states import ACTIVE_RUN_STATUSES, RunStatus
 from models.tables import Connector, MspListing, MspOrganization, SyncPart, SyncRun
@@ -259,7 +261,28 @@ def measure(stack: Stack, settings: MspSettings, log: Callable[[str], None]) -> 
     drained = drain(engine, fleet.broker_url)
     runs = read_runs(engine, set(discovery.connectors))
     r_min = {name: r_min_by_org[org] for name, org in discovery.connectors.items()}
-    return figures(runs, discovery, window, settings, r_min, sim.stats(), drained)
+    out = figures(runs, discovery, window, settings, r_min, sim.stats(), drained)
+    out["commands"] = {name: command_seconds(fleet, *args) for name, args in COMMANDS.items()}
+    log(f"msp: commands (best of 3): {out['commands']}")
+    return out
+
+
+#: The operator's commands timed once the phase ends, with every organisation's runs in the database; ``--help``
+#: is the start-up they all pay.
+COMMANDS = {"status": ("status", "--json"), "msp list": ("msp", "list", "--json"), "start-up": ("--help",)}
+#: The most an answer may take beyond the start-up (issue 28).
+COMMAND_TARGET_S = 1.0
+
+
+def command_seconds(fleet: Fleet, *args: str, runs: int = 3) -> float:
+    """The best wall time of ``python -m cli ARGS`` with the fleet's settings, as an operator runs it."""
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "cli", *args], env=fleet.env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=True, timeout=300)
+        best = min(best, time.perf_counter() - started)
+    return round(best, 2)
 
 
 # --- the figures ---------------------------------------------------------------------------------------------

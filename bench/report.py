@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.events import LATENCY_P50_TARGET_S, LATENCY_P95_TARGET_S, QUIET_REQUESTS_TARGET
-from bench.msp import JAIN_TARGET
+from bench.msp import COMMAND_TARGET_S, JAIN_TARGET
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -428,6 +428,7 @@ def _msp_rows(m: dict) -> list[list[str]]:
         ["failed or partial runs", _f(runs["not_succeeded"]), ""],
         ["sync wall, run start → end", f"p50 {_f(wall['p50'], 1)} s, p95 {_f(wall['p95'], 1)} s", ""],
         ["sync queue", f"max {_f(m['queue']['max'])} messages, {_f(m['queue']['end'])} at the end", ""],
+        *_command_rows(m.get("commands")),
         ["CPU", f"{_f(m['machine_busy_cores'])} cores busy ({_f(m.get('other_cores'))} not ours); sync workers "
          f"{_f(cpu['sync workers'], 0)} s, simulator {_f(cpu['simulator'], 0)} s, Redis {_f(cpu['redis'], 0)} s", ""],
     ]
@@ -458,6 +459,18 @@ def footprint_table(results: list[dict]) -> str:
     rows.append(["first sync, from up's start"]
                 + [cell for f in tenants.values() for cell in (f"{f['first_sync_s']:.1f} s", "")])
     return _table(header, rows)
+
+
+def _command_rows(commands: dict | None) -> list[list[str]]:
+    """The operator's commands once the MSP phase ends (bench/msp.py ``COMMANDS``): beyond the start-up, each
+    within ``COMMAND_TARGET_S``."""
+    if not commands:
+        return []
+    start = commands["start-up"]
+    slowest = max(commands["status"], commands["msp list"]) - start
+    return [[f"`status`, `msp list` ≤ {COMMAND_TARGET_S:g} s beyond start-up",
+             f"{_f(commands['status'])} s, {_f(commands['msp list'])} s (start-up {_f(start)} s)",
+             "met" if slowest <= COMMAND_TARGET_S else "**missed**"]]
 
 
 def msp_table(results: list[dict]) -> str:
