@@ -171,10 +171,7 @@ def _ordered_grants(connection: Connection, cid: int) -> Iterator[tuple]:
         setting.close()
     cursor = raw.cursor(name="jumpsync_export") if postgres else raw.cursor()
     try:
-        if postgres:  # psycopg: pyformat
-            cursor.execute(sql.replace(":cid", "%(cid)s"), {"cid": cid})
-        else:  # sqlite3: qmark
-            cursor.execute(sql.replace(":cid", "?"), (cid,))
+        _execute(connection, cursor, sql, cid)
         while batch := cursor.fetchmany(GRANTS_BATCH):
             yield from batch
     finally:
@@ -211,13 +208,18 @@ def _fetch(connection: Connection, sql: str, cid: int) -> list[tuple]:
     """The rows of ``sql`` (whose one parameter is ``:cid``) as plain tuples from the DBAPI cursor."""
     cursor = connection.connection.cursor()
     try:
-        if connection.dialect.paramstyle == "qmark":  # sqlite3
-            cursor.execute(sql.replace(":cid", "?"), (cid,))
-        else:  # psycopg: pyformat
-            cursor.execute(sql.replace(":cid", "%(cid)s"), {"cid": cid})
+        _execute(connection, cursor, sql, cid)
         return cast(list[tuple], cursor.fetchall())  # a list from sqlite3 and psycopg; the DBAPI says Sequence
     finally:
         cursor.close()
+
+
+def _execute(connection: Connection, cursor: Any, sql: str, cid: int) -> None:
+    """``sql``, whose one parameter is ``:cid``, on a DBAPI cursor of ``connection``, in its driver's style."""
+    if connection.dialect.paramstyle == "qmark":  # sqlite3
+        cursor.execute(sql.replace(":cid", "?"), (cid,))
+    else:  # psycopg: pyformat
+        cursor.execute(sql.replace(":cid", "%(cid)s"), {"cid": cid})
 
 
 def _datetime_reader(connection: Connection) -> Callable[[Any], datetime | None]:

@@ -133,18 +133,6 @@ class StagedRendering:
                                                      _BLOCKS.c.render_id == self.render_id))
 
 
-def save(engine: Engine, connector_id: int, version: DataVersion, artifacts: dict[str, list[bytes]], *,
-         renderer: str, export_rows: int, seconds: float) -> str:
-    """Store a whole rendering (compressed blocks by artifact name) in place of the previous one; returns its
-    ``render_id``."""
-    staged = StagedRendering(engine, connector_id)
-    for name, bodies in artifacts.items():
-        staged.declare(name)
-        for body in bodies:
-            staged.add(name, body)
-    return staged.commit(version, renderer=renderer, export_rows=export_rows, seconds=seconds)
-
-
 def blocks(connection: Connection, connector_id: int, header: Stored, artifact: str) -> list[bytes] | None:
     """The compressed blocks of one artifact of ``header``'s rendering, in order; None when that rendering was
     replaced meanwhile (its blocks are gone) or has no such artifact."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from access import snapshot_store as snapshots
 from access.render import (
@@ -41,7 +41,7 @@ from access.render import (
 from models.columns import iso
 from models.dataversion import data_version
 from models.queries import UnknownConnector, connector_id
-from models.tables import utcnow
+from models.tables import Connector, utcnow
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -273,19 +273,11 @@ def stored_artifact(engine: Engine, connector: str, artifact: str) -> StoredArti
     return StoredArtifact(header, found) if header and found is not None else None
 
 
-def rendering_state(engine: Engine, connector: str) -> dict[str, Any] | None:
-    """For ``jumpsync status``: when the connector's report and export were last rendered, how long that took,
-    and whether the commands serve it now (``current``); None if never rendered or never synced."""
-    return rendering_states(engine, [connector])[connector]
-
-
 def rendering_states(engine: Engine, connectors: list[str]) -> dict[str, dict[str, Any] | None]:
-    """``rendering_state`` of each connector, the connectors and the stored headers read once for all (an MSP
-    key's thousand organisations, most never rendered yet, cost a query each only when rendered)."""
-    from sqlmodel import col, select
-
-    from models.tables import Connector
-
+    """For ``jumpsync status``, each connector's stored rendering: when its report and export were last
+    rendered, how long that took, and whether the commands serve it now (``current``); None if never rendered or
+    never synced. The connectors and the headers are read once for all: an MSP key's thousand organisations, most
+    never rendered yet, cost a query each only when rendered."""
     out: dict[str, dict[str, Any] | None] = {}
     with Session(engine) as session:
         connection = session.connection()

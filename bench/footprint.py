@@ -188,15 +188,13 @@ def summarise(samples: list[Sample], idle: Sample) -> dict:
 class UpRun:
     """``python -m cli up`` in ``directory`` (its own var/, Redis and SQLite database), output to up.out."""
 
-    def __init__(self, directory: Path, env: dict[str, str], config: Path | None, concurrency: int | None) -> None:
+    def __init__(self, directory: Path, env: dict[str, str], config: Path | None) -> None:
         self.directory = directory
         self.env = env
         self.out = directory / "up.out"
         args = [sys.executable, "-m", "cli", "up", "--flower-port", str(free_port()), "--api-port", str(free_port())]
         if config is not None:
             args += ["--config", str(config)]
-        if concurrency is not None:
-            args += ["--concurrency", str(concurrency)]
         with open(self.out, "wb") as out:
             self.proc = subprocess.Popen(args, cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -231,7 +229,7 @@ def _config(sim: Simulator) -> str:
             'interval = "24h"\n')
 
 
-def measure(tenant: str, directory: Path, *, latency_ms: float, concurrency: int | None, sync_timeout: float,
+def measure(tenant: str, directory: Path, *, latency_ms: float, sync_timeout: float,
             log: Callable[[str], None]) -> dict:
     """``up`` on ``tenant`` (``demo`` or a bench profile): its first sync, a second full sync, then idle."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -250,7 +248,7 @@ def measure(tenant: str, directory: Path, *, latency_ms: float, concurrency: int
     sampler = None
     try:
         started = time.monotonic()
-        up = UpRun(directory, {**clean_env(), **extra}, config, concurrency)  # a person's shell
+        up = UpRun(directory, {**clean_env(), **extra}, config)  # a person's shell
         sampler = TreeSampler(up.proc.pid).start()
         up.wait_for(f"{connector}: first sync succeeded", sync_timeout)
         first_sync_s = round(time.monotonic() - started, 1)
@@ -271,4 +269,4 @@ def measure(tenant: str, directory: Path, *, latency_ms: float, concurrency: int
             sim.stop()
     log(f"footprint {tenant}: fleet {figures['fleet_idle_mb']:.0f} MB idle, {figures['fleet_peak_mb']:.0f} MB "
         f"at its peak")
-    return {"tenant": tenant, "concurrency": concurrency, "first_sync_s": first_sync_s, **figures}
+    return {"tenant": tenant, "first_sync_s": first_sync_s, **figures}

@@ -563,7 +563,7 @@ def run_footprint(args: argparse.Namespace, stamp: str, pg) -> dict:
         log(f"footprint: jumpsync up on {tenant}; files in {(directory / tenant).relative_to(ROOT)}")
         timeout = SYNC_TIMEOUT.get(tenant, 300) * args.timeout_scale
         figures[tenant] = footprint.measure(tenant, directory / tenant, latency_ms=args.latency_ms,
-                                            concurrency=None, sync_timeout=timeout, log=log)
+                                            sync_timeout=timeout, log=log)
     return {"profile": {"name": "footprint"}, "database": "sqlite", "stamp": stamp,
             "settings": {"latency_ms": args.latency_ms}, "footprint": figures, "quiet_before": quiet,
             "bench_seconds": round(time.monotonic() - started, 1), "run_directory": str(directory)}

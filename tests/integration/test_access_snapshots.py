@@ -247,7 +247,11 @@ def test_commands_serve_the_rendering_and_live_computes(run, tenant, tmp_path, t
     summary = {kind: 90 + n for n, kind in enumerate(FINDING_KINDS)}
     marker[stored.REPORT_HEAD] = [snapshots.compress(json.dumps(
         {"connector": "acme", "summary": summary, "findings": []}))]
-    snapshots.save(engine, cid, version, marker, renderer=stored.renderer_version(), export_rows=7, seconds=0.1)
+    staged = snapshots.StagedRendering(engine, cid)
+    for name, bodies in marker.items():
+        for body in bodies:
+            staged.add(name, body)
+    staged.commit(version, renderer=stored.renderer_version(), export_rows=7, seconds=0.1)
 
     assert run("report", "acme", "--format", "json").stdout == "stored report.json\n"
     assert run("report", "acme", "--format", "csv").stdout == "stored report.csv\n"
