@@ -94,18 +94,40 @@ def next_syncs(app, names: list[str]) -> dict[str, str | None]:
     """When beat will next trigger each connector (ISO time), from its entry in Redis: the schedule's next time
     after the entry's last trigger (``next_run_at``); None for a connector beat has no entry for."""
     redbeat_on_broker(app)
-    ensure_conf(app)
     now = datetime.now(timezone.utc)
+    stored = stored_entries(app, [entry_name(name) for name in names])
     out: dict[str, str | None] = {}
     for name in names:
-        try:
-            entry = RedBeatSchedulerEntry.from_key(RedBeatSchedulerEntry.generate_key(app, entry_name(name)), app=app)
-        except KeyError:
-            out[name] = None
-            continue
-        due = next_run_at(entry.schedule, entry.last_run_at, now)
+        entry = stored[entry_name(name)]
+        due = next_run_at(entry.schedule, entry.last_run_at, now) if entry is not None else None
         out[name] = due.isoformat() if due is not None else None
     return out
+
+
+def stored_entries(app, names: list[str]) -> dict[str, RedBeatSchedulerEntry | None]:
+    """``entry name -> its entry in Redis`` (None: no entry), read in one round trip whatever their number: beat
+    reads every connector's entry each ``config_reload_interval`` and ``status`` reads them all, so one round
+    trip an entry (RedBeat's ``from_key``) would grow with the organisations behind an MSP key. Decoded as
+    ``from_key`` does."""
+    ensure_conf(app)
+    if not names:
+        return {}
+    with get_redis(app).pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hmget(RedBeatSchedulerEntry.generate_key(app, name), "definition", "meta")
+        rows = pipe.execute()
+    return {name: _decoded_entry(app, definition, meta) for name, (definition, meta) in zip(names, rows, strict=True)}
+
+
+def _decoded_entry(app, definition: bytes | None, meta: bytes | None) -> RedBeatSchedulerEntry | None:
+    if not definition:
+        return None
+    fields = RedBeatSchedulerEntry.decode_definition(definition)
+    decoded_meta = RedBeatSchedulerEntry.decode_meta(meta)
+    fields.update(decoded_meta)
+    entry = RedBeatSchedulerEntry(app=app, **fields)
+    entry.last_run_at = decoded_meta["last_run_at"]  # ScheduleEntry sets "now" when given none
+    return entry
 
 
 def next_run_at(schedule, last_run_at: datetime | None, now: datetime) -> datetime | None:
@@ -159,13 +181,6 @@ def last_triggers(names: list[str]) -> dict[str, datetime]:
     return {name: last[name] for name in wanted if name in last}
 
 
-def _stored_entry(app, name: str) -> RedBeatSchedulerEntry | None:
-    try:
-        return RedBeatSchedulerEntry.from_key(RedBeatSchedulerEntry.generate_key(app, name), app=app)
-    except KeyError:
-        return None
-
-
 class ConnectorScheduler(RedBeatScheduler):
     """RedBeat, plus reconciliation of connector entries with the config file."""
 
@@ -211,7 +226,7 @@ class ConnectorScheduler(RedBeatScheduler):
             RedBeatSchedulerEntry(name, app=self.app).delete()
             client.srem(self._known_key, name)
             log.info("beat: removed schedule %s", name)
-        stored = {name: _stored_entry(self.app, name) for name in wanted}
+        stored = stored_entries(self.app, list(wanted))
         rebuilt = last_triggers([name for name, current in stored.items() if current is None])
         for name, spec in wanted.items():
             current = stored[name]
@@ -233,12 +248,12 @@ class ConnectorScheduler(RedBeatScheduler):
         without its data): RedBeat stores them only at start, and without them no reaper or relay would run until
         beat restarts. Their last runs went with them: an interval entry is due at once (the reaper is what finds
         the messages the wipe took), a cron entry at its next time."""
-        missing = [name for name in self.app.redbeat_conf.schedule if _stored_entry(self.app, name) is None]
+        fixed = stored_entries(self.app, list(self.app.redbeat_conf.schedule))
+        missing = [name for name, entry in fixed.items() if entry is None]
         if not missing:
             return
         super().setup_schedule()
-        for name in missing:
-            entry = _stored_entry(self.app, name)
+        for entry in stored_entries(self.app, missing).values():
             if entry is not None and isinstance(entry.schedule, celery_schedule) and not isinstance(
                     entry.schedule, crontab):
                 entry.reschedule(last_run_at=datetime.now(timezone.utc) - entry.schedule.run_every)

@@ -2,6 +2,8 @@
 for a connector it does not know, kept while the database cannot say; beat's entries for them and the MSP
 table. On SQLite (the merge's queries are the discovery tests', on both databases)."""
 
+from functools import partial
+
 import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
@@ -204,3 +206,47 @@ def _exists(entry_class, app, name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+def test_beat_reads_every_entry_in_a_fixed_number_of_round_trips(process, monkeypatch, redis_url):
+    """Beat compares every entry with Redis each ``config_reload_interval``, and ``status`` reads every connector's
+    next sync: with 1,000 organisations behind a key, one round trip an entry was 2,000 a reconcile. The round
+    trips of a reconcile that changes nothing, and of the next-sync read, do not grow with the organisations."""
+    import redis
+    import redis.connection
+    from celery import Celery
+
+    from worker.beat import ConnectorScheduler, next_syncs
+
+    url = redis_url.rsplit("/", 1)[0] + "/11"
+    redis.Redis.from_url(url).flushdb()
+    app = Celery("beat-test", broker=url)
+    app.conf.update(redbeat_redis_url=url, redbeat_key_prefix="jumpsync:beat:")
+    trips = 0
+    send = redis.connection.Connection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        nonlocal trips
+        trips += 1
+        return send(self, command, check_health)
+
+    def round_trips(read) -> int:
+        nonlocal trips
+        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
+        trips = 0
+        read()
+        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", send)
+        return trips
+
+    counts = []
+    for organisations in (3, 30):
+        listed(process, *(f"Org {i}" for i in range(organisations)))
+        scheduler = ConnectorScheduler(app=app, lazy=True)
+        scheduler.reconcile()  # adds the new entries
+        names = [c.name for c in runtime.settings(fresh=True).connectors]
+        assert len(names) == organisations + 1
+        assert all(next_syncs(app, names).values())  # every connector's entry found
+        counts.append((round_trips(scheduler.reconcile), round_trips(partial(next_syncs, app, names))))
+    assert counts[0] == counts[1], counts
+    assert counts[0][1] == 1, counts
+    redis.Redis.from_url(url).flushdb()
