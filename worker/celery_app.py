@@ -32,7 +32,9 @@ def create_app() -> Celery:
             "unacked_restore_interval": 10, "unacked_restore_throttle": 1,
         },
         task_default_queue=Queue.SYNC,
-        task_routes={task.value: {"queue": task.queue.value} for task in TaskName},
+        # Each task's queue, and its step in it (worker.names.Priority).
+        task_routes={task.value: {"queue": task.queue.value, "priority": int(task.priority)}
+                     for task in TaskName},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

@@ -7,7 +7,7 @@ already queued under the old name.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class Queue(StrEnum):
@@ -15,6 +15,33 @@ class Queue(StrEnum):
     SYNC = "sync"
     #: Provisioning requests and their relay.
     PROVISIONING = "provisioning"
+
+
+class Priority(IntEnum):
+    """The order in which a worker takes the messages waiting in its queue: kombu's Redis transport keeps one list
+    per step and a worker reads them lowest first. On a busy fleet (an MSP key's organisations all due at once) a
+    plain FIFO queue would open every run before finishing any, leave the reaper and the discovery behind
+    thousands of parts, and let the reaper take runs that only wait their turn for runs that lost a message."""
+
+    #: Upkeep that keeps everything else moving: the reaper, the discovery, the relay and expiry. Cheap.
+    UPKEEP = 0
+    #: The parts and finalizer of a run already open: what is started is finished first.
+    OPEN_RUN = 3
+    #: Refreshes between full syncs (events, renderings) and history pruning.
+    REFRESH = 6
+    #: A new full sync: opened once the work already started is done.
+    NEW_RUN = 9
+
+
+#: kombu's Redis transport keeps a queue's first step in the list named as the queue, step n in
+#: ``<queue><sep><n>`` (its default ``sep``); the steps are its default ``priority_steps``, which ``Priority``'s
+#: values are (kombu files any other value under the step below it).
+PRIORITY_SEPARATOR = "\x06\x16"
+
+
+def queue_lists(queue: Queue) -> list[str]:
+    """The Redis lists that hold ``queue``'s waiting messages, in the order a worker reads them."""
+    return [queue.value if step == 0 else f"{queue.value}{PRIORITY_SEPARATOR}{int(step)}" for step in Priority]
 
 
 class TaskName(StrEnum):
@@ -35,6 +62,17 @@ class TaskName(StrEnum):
     def queue(self) -> Queue:
         """The queue this task is routed to."""
         return Queue.PROVISIONING if self.value.startswith("jumpsync.provision") else Queue.SYNC
+
+    @property
+    def priority(self) -> Priority:
+        """The step this task's messages are sent at (``Priority``); provisioning requests share their queue only
+        with the relay and expiry, and go at the first step like them."""
+        return _PRIORITIES.get(self, Priority.UPKEEP)
+
+
+_PRIORITIES = {TaskName.SYNC_PART: Priority.OPEN_RUN, TaskName.SYNC_FINALIZE: Priority.OPEN_RUN,
+               TaskName.SYNC_EVENTS: Priority.REFRESH, TaskName.ACCESS_REFRESH: Priority.REFRESH,
+               TaskName.HISTORY_PRUNE: Priority.REFRESH, TaskName.SYNC_CONNECTOR: Priority.NEW_RUN}
 
 
 #: Tasks that allocate much and free it at their end: their process gives the memory back after them

@@ -16,6 +16,7 @@ from models.states import ENDED_REQUEST_STATUSES, PartStatus, RequestStatus
 from tests.chaos.fleet import PROVISIONING_WORKER, SYNC_WORKERS, Stack
 from tests.chaos.load import outcomes
 from tests.chaos.scenario import Scenario
+from worker.names import Queue, queue_lists
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -115,8 +116,11 @@ def test_redis_wiped_while_parts_are_queued(stack: Stack, report):
     s.submit(count=60, over=10)
     task = s.sync()
     broker = stack.redis()
-    s.wait_for(lambda: stack.running_parts(task) and broker.llen("sync") > 0, "parts running and parts queued")
-    queued = broker.llen("sync")
+    def waiting() -> int:
+        return sum(broker.llen(key) for key in queue_lists(Queue.SYNC))
+
+    s.wait_for(lambda: stack.running_parts(task) and waiting() > 0, "parts running and parts queued")
+    queued = waiting()
     broker.flushall()
     s.fault_ended()
     row = s.finish("Redis wiped (FLUSHALL) while parts are queued", "`status`: run running, parts pending; log: "

@@ -23,6 +23,7 @@ from models.tables import SyncRun, utcnow
 from pipeline import sync
 from tests.support.constants import ROOT, TEST_API_KEY, TEST_KEY_ENV
 from tests.support.servers import RedisServer, free_port
+from worker.names import Queue, queue_lists
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]
 
@@ -46,14 +47,18 @@ def _ran(engine, settings, name: str, ago: timedelta) -> None:
         session.commit()
 
 
+def queued(client: redis.Redis) -> list[dict]:
+    """The headers of the messages waiting in the sync queue, every priority step."""
+    return [json.loads(raw)["headers"] for key in queue_lists(Queue.SYNC) for raw in client.lrange(key, 0, -1)]
+
+
 def queued_tasks(client: redis.Redis) -> set[str]:
-    return {json.loads(raw)["headers"]["task"] for raw in client.lrange("sync", 0, -1)}
+    return {headers["task"] for headers in queued(client)}
 
 
 def triggered(client: redis.Redis) -> list[str]:
     """The connectors named by the sync triggers waiting in the queue (beat's other entries left out)."""
-    headers = [json.loads(raw)["headers"] for raw in client.lrange("sync", 0, -1)]
-    return sorted(h["argsrepr"].strip("[](),' ") for h in headers if h["task"] == "jumpsync.sync.connector")
+    return sorted(h["argsrepr"].strip("[](),' ") for h in queued(client) if h["task"] == "jumpsync.sync.connector")
 
 
 def _beat_of_two_connectors(tmp_path, monkeypatch, broker_url: str):
