@@ -11,7 +11,7 @@ from models.states import Trigger
 from models.tables import utcnow
 from pipeline import pruning, reaper, sync
 from tasks.access import access_refresh
-from worker import broker_epoch, runtime
+from worker import broker_epoch, pending_triggers, runtime
 from worker.names import TaskName
 from worker.retries import ON_DATABASE_ERRORS
 
@@ -23,6 +23,8 @@ RETRY_AFTER_REFRESH = 5
 @shared_task(name=TaskName.SYNC_CONNECTOR, bind=True, max_retries=120)
 def sync_connector(self, connector: str, trigger: str = Trigger.SCHEDULE) -> dict:
     """Open a run for a connector and fan out one part per fetched resource type."""
+    if trigger == Trigger.SCHEDULE and not self.request.retries:
+        pending_triggers.release(runtime.settings().broker_url, connector)  # beat may send the next
     waited_enough = self.request.retries >= self.max_retries
     started = sync.begin(runtime.settings_for(connector), runtime.engine(), connector, trigger=Trigger(trigger),
                          task_id=self.request.id, wait_for_refresh=not waited_enough)

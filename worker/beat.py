@@ -28,7 +28,7 @@ from redis.exceptions import LockNotOwnedError
 from config.msp import MspConfig
 from config.settings import ConfigError, ConnectorConfig, parse_duration
 from models.states import Trigger
-from worker import runtime
+from worker import pending_triggers, runtime
 from worker.names import TaskName
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,12 @@ def desired_entries(connectors: tuple[ConnectorConfig, ...], msps: tuple[MspConf
 
 
 def _entry(task: TaskName, schedule, name: str, **kwargs) -> dict:
-    """One entry. A task of an interval schedule still queued when the next is due is dropped (``expires``): the
-    next does the same work (a refresh reads the same events), and on a busy fleet the full syncs of one
-    connector would otherwise pile up, each recorded ``skipped``. Cron schedules keep theirs."""
+    """One entry. A refresh or discovery of an interval schedule still queued when the next is due is dropped
+    (``expires``): the next does the same work. A sync trigger is not: beat sends none while one of its connector
+    waits (``worker.pending_triggers``), so a busy fleet neither piles triggers up nor drops the same ones every
+    round."""
     run_every = getattr(schedule, "run_every", None)
-    expires = {"expires": run_every.total_seconds()} if run_every is not None else {}
+    expires = {"expires": run_every.total_seconds()} if run_every is not None and task != TaskName.SYNC_CONNECTOR else {}
     return {"task": task, "schedule": schedule, "args": (name,), "kwargs": kwargs,
             "options": {"queue": task.queue, **expires}}
 
@@ -264,6 +265,17 @@ class ConnectorScheduler(RedBeatScheduler):
         seen = get_redis(self.app).get(DISCOVERY_CHANGED_KEY)
         changed, self._discovery_seen = seen != self._discovery_seen, seen
         return changed
+
+    def apply_async(self, entry, producer=None, advance=True, **kwargs):
+        """Send a due entry; a sync trigger only if none of its connector waits in the queue. Not sent, the entry
+        still moves on to its next time."""
+        if entry.task == TaskName.SYNC_CONNECTOR and entry.args and not pending_triggers.claim(
+                get_redis(self.app), entry.args[0], pending_triggers.ttl_s(entry.schedule)):
+            log.info("beat: %s not sent: its connector's last trigger still waits in the queue", entry.name)
+            if advance:
+                self.reserve(entry)
+            return None
+        return super().apply_async(entry, producer, advance, **kwargs)
 
     def tick(self, *args, **kwargs):
         """One round: reconcile when due, then RedBeat's (extend the lock, send what is due). A broker that does

@@ -250,3 +250,45 @@ def test_beat_reads_every_entry_in_a_fixed_number_of_round_trips(process, monkey
     assert counts[0] == counts[1], counts
     assert counts[0][1] == 1, counts
     redis.Redis.from_url(url).flushdb()
+
+
+def test_beat_sends_no_second_trigger_while_one_waits_and_keeps_its_place(process, redis_url):
+    """A connector whose trigger still waits (a saturated fleet) gets no second one, and its waiting trigger is not
+    dropped at the next interval (no ``expires``): dropping it dropped the same connectors every round. Once the
+    trigger's task starts (``release``), beat sends the next."""
+    import json
+
+    import redis
+    from celery import Celery
+    from redbeat.schedulers import RedBeatSchedulerEntry
+
+    from worker import pending_triggers
+    from worker.beat import ConnectorScheduler
+    from worker.names import Queue, queue_lists
+
+    url = redis_url.rsplit("/", 1)[0] + "/11"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    app = Celery("beat-test", broker=url)
+    app.conf.update(redbeat_redis_url=url, redbeat_key_prefix="jumpsync:beat:")
+    scheduler = ConnectorScheduler(app=app, lazy=True)
+    scheduler.reconcile()
+
+    def waiting() -> list[dict]:
+        return [json.loads(raw)["headers"] for name in queue_lists(Queue.SYNC) for raw in client.lrange(name, 0, -1)]
+
+    def due() -> RedBeatSchedulerEntry:
+        return RedBeatSchedulerEntry.from_key(RedBeatSchedulerEntry.generate_key(app, "sync:hq"), app=app)
+
+    assert scheduler.apply_async(due()) is not None
+    first = due().last_run_at
+    assert scheduler.apply_async(due()) is None  # the first still waits
+    assert due().last_run_at > first  # the entry moved on all the same
+    assert [(h["task"], h["argsrepr"], h["expires"]) for h in waiting()] == [("jumpsync.sync.connector", "['hq']",
+                                                                               None)]
+    assert 3 * 6 * 3600 - 5 <= client.ttl(pending_triggers.key("hq")) <= 3 * 6 * 3600  # 3 of its 6h intervals
+
+    pending_triggers.release(url, "hq")  # its task started
+    assert scheduler.apply_async(due()) is not None
+    assert len(waiting()) == 2
+    client.flushdb()

@@ -35,6 +35,8 @@ import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
+from worker.names import Priority, Queue, TaskName, queue_lists
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
@@ -839,17 +841,21 @@ def test_keda_scales_each_worker_on_its_queue():
             f"{name} scales a missing Deployment {target['name']}"
         assert obj["spec"]["minReplicaCount"] >= 1, f"{name}: keep a consumer on every queue"
         assert obj["spec"]["maxReplicaCount"] >= obj["spec"]["minReplicaCount"]
-        (trigger,) = obj["spec"]["triggers"]
-        assert trigger["type"] == "redis"
-        targets[target["name"]] = trigger["metadata"]["listName"]
-        assert isinstance(trigger["metadata"]["listLength"], str), "KEDA metadata values are strings"
-        auth = auths[trigger["authenticationRef"]["name"]]
-        for ref in auth["spec"]["secretTargetRef"]:
-            assert ref["key"] in secrets[ref["name"]]["stringData"], f"{name}: missing Secret key {ref}"
+        triggers = obj["spec"]["triggers"]
+        targets[target["name"]] = [trigger["metadata"]["listName"] for trigger in triggers]
+        for trigger in triggers:
+            assert trigger["type"] == "redis"
+            assert isinstance(trigger["metadata"]["listLength"], str), "KEDA metadata values are strings"
+            auth = auths[trigger["authenticationRef"]["name"]]
+            for ref in auth["spec"]["secretTargetRef"]:
+                assert ref["key"] in secrets[ref["name"]]["stringData"], f"{name}: missing Secret key {ref}"
     for queue in QUEUES:
         doc = roles[f"worker:{queue}"][0]
-        assert targets.get(doc["metadata"]["name"]) == queue, \
-            f"{doc['metadata']['name']} needs a ScaledObject on the Redis list {queue!r}"
+        # Every list the queue's messages wait in (one a priority step); the provisioning tasks use one step.
+        lists = queue_lists(Queue(queue)) if queue == Queue.SYNC else [queue]
+        assert targets.get(doc["metadata"]["name"]) == lists, \
+            f"{doc['metadata']['name']} needs a ScaledObject on the Redis lists {lists!r}"
+    assert {TaskName(t).priority for t in TaskName if TaskName(t).queue == Queue.PROVISIONING} == {Priority.UPKEEP}
 
 
 # --------------------------------------------------------------------------------------------------------
