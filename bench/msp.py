@@ -11,6 +11,7 @@ the backlog drained (``drain``), the runs read back (``read_runs``) and turned i
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from bench.tenant import r_min_parts
 from models.states import ACTIVE_RUN_STATUSES, RunStatus
 from models.tables import Connector, MspListing, MspOrganization, SyncPart, SyncRun
 from worker.beat import entry_name
+from worker.names import Queue, queue_lists
 
 #: The ``[[msp]]`` table's name: the discovered connectors are ``msp-<slug of the org's name>``.
 MSP_NAME = "msp"
@@ -38,9 +40,7 @@ DISCOVER_INTERVAL = "1m"
 #: Beat's set of the entries it manages (``worker.beat.ConnectorScheduler._known_key``: worker.celery_app's
 #: ``redbeat_key_prefix`` and "connectors"): an org is scheduled once its ``sync:<connector>`` is in it.
 BEAT_ENTRIES_KEY = "jumpsync:beat:connectors"
-#: The Celery queue of syncs (kombu's Redis transport: one list per priority step, ``sync`` and
-#: ``sync\x06\x16<step>``) and the hash of the messages workers hold unacknowledged.
-SYNC_QUEUE = "sync"
+#: The hash of the messages workers hold unacknowledged.
 UNACKED_KEY = "unacked"
 POLL_S = 0.25
 QUEUE_SAMPLE_S = 5.0
@@ -146,8 +146,7 @@ def wait_discovered(engine, broker_url: str, orgs: int, discovery: Discovery,
 
 def queue_length(client: redis.Redis) -> int:
     """Messages waiting in the sync queue, all priority steps."""
-    return sum(client.llen(key) for key in client.scan_iter(match=SYNC_QUEUE + "*")
-               if client.type(key) == b"list")
+    return sum(client.llen(key) for key in queue_lists(Queue.SYNC))
 
 
 @dataclass
@@ -264,7 +263,17 @@ def measure(stack: Stack, settings: MspSettings, log: Callable[[str], None]) -> 
     out = figures(runs, discovery, window, settings, r_min, sim.stats(), drained)
     out["commands"] = {name: command_seconds(fleet, *args) for name, args in COMMANDS.items()}
     log(f"msp: commands (best of 3): {out['commands']}")
+    out["beat"] = {**beat_reconcile(fleet), "cpu_s": window.cpu_s["beat"],
+                   "cpu_share": round(window.cpu_s["beat"] / (window.end - window.start), 4)}
+    log(f"msp: beat: {out['beat']}")
     return out
+
+
+def beat_reconcile(fleet: Fleet) -> dict:
+    """Beat's reconcile of every entry, timed by ``bench.beat_probe`` with the fleet's settings."""
+    done = subprocess.run([sys.executable, "-m", "bench.beat_probe"], env=fleet.env, cwd=ROOT, capture_output=True,
+                          text=True, check=True, timeout=300)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 #: The operator's commands timed once the phase ends, with every organisation's runs in the database; ``--help``

@@ -429,6 +429,7 @@ def _msp_rows(m: dict) -> list[list[str]]:
         ["sync wall, run start → end", f"p50 {_f(wall['p50'], 1)} s, p95 {_f(wall['p95'], 1)} s", ""],
         ["sync queue", f"max {_f(m['queue']['max'])} messages, {_f(m['queue']['end'])} at the end", ""],
         *_command_rows(m.get("commands")),
+        *_beat_rows(m.get("beat")),
         ["CPU", f"{_f(m['machine_busy_cores'])} cores busy ({_f(m.get('other_cores'))} not ours); sync workers "
          f"{_f(cpu['sync workers'], 0)} s, simulator {_f(cpu['simulator'], 0)} s, Redis {_f(cpu['redis'], 0)} s", ""],
     ]
@@ -471,6 +472,16 @@ def _command_rows(commands: dict | None) -> list[list[str]]:
     return [[f"`status`, `msp list` ≤ {COMMAND_TARGET_S:g} s beyond start-up",
              f"{_f(commands['status'])} s, {_f(commands['msp list'])} s (start-up {_f(start)} s)",
              "met" if slowest <= COMMAND_TARGET_S else "**missed**"]]
+
+
+def _beat_rows(beat: dict | None) -> list[list[str]]:
+    """Beat once the MSP phase ends (bench/beat_probe.py): its reconcile of every entry, and its CPU in the
+    window."""
+    if not beat:
+        return []
+    return [["beat: reconcile of every entry", f"{_f(beat['entries'])} entries: {_f(beat['reconcile_s'], 3)} s, "
+             f"{beat['reconcile_round_trips']} round trips to Redis", ""],
+            ["beat: CPU in the window", f"{_f(beat['cpu_s'], 1)} s ({_f(100 * beat['cpu_share'], 1)}% of a core)", ""]]
 
 
 def msp_table(results: list[dict]) -> str:
