@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, Engine, ScalarSelect, case, func, select
+from sqlalchemy import ColumnElement, Engine, Row, ScalarSelect, case, func, select
 from sqlmodel import Session, col
 
 from config.names import match_name, suggest
@@ -107,12 +107,20 @@ def grants(engine: Engine, connector: str, include_deleted: bool = True) -> list
 
 
 def run_record(session: Session, run: SyncRun) -> RunRecord:
-    parts = session.execute(select(SyncPart).where(col(SyncPart.run_id) == run.id).order_by(col(SyncPart.id))).scalars()
+    parts = session.execute(select(*_PART_FIELDS).where(col(SyncPart.run_id) == run.id).order_by(col(SyncPart.id)))
     return _run_record(run, parts)
 
 
-def _run_record(run: SyncRun, parts: Iterable[SyncPart]) -> RunRecord:
-    """A run and its parts (in their ``id`` order) as a record."""
+#: What a run's record shows of each part: read as columns, not as ``SyncPart`` objects (``status`` reads the
+#: last run of every connector: building objects, and decoding checkpoints it does not show, cost more than the
+#: query).
+_PART_FIELDS = (col(SyncPart.run_id), col(SyncPart.name), col(SyncPart.phase), col(SyncPart.status),
+                col(SyncPart.attempt), col(SyncPart.requests), col(SyncPart.counts), col(SyncPart.error),
+                col(SyncPart.started_at), col(SyncPart.finished_at))
+
+
+def _run_record(run: SyncRun, parts: Iterable[Row]) -> RunRecord:
+    """A run and its parts (rows of ``_PART_FIELDS``, in their ``id`` order) as a record."""
     assert run.id is not None  # a stored run
     return RunRecord(
         id=run.id, status=RunStatus(run.status), trigger=Trigger(run.trigger), task_id=run.task_id,
@@ -209,9 +217,9 @@ def status(engine: Engine, configured: list[str]) -> list[ConnectorStatus]:
                     .group_by(col(SyncRun.connector_id)))
         last_runs = {run.connector_id: run for run in
                      session.execute(select(SyncRun).where(col(SyncRun.id).in_(last_ids))).scalars()}
-        parts: dict[int, list[SyncPart]] = defaultdict(list)
-        for part in session.execute(select(SyncPart).where(col(SyncPart.run_id).in_(last_ids))
-                                    .order_by(col(SyncPart.id))).scalars():
+        parts: dict[int, list[Row]] = defaultdict(list)
+        for part in session.execute(select(*_PART_FIELDS).where(col(SyncPart.run_id).in_(last_ids))
+                                    .order_by(col(SyncPart.id))):
             parts[part.run_id].append(part)
         successes = dict(session.execute(
             select(col(SyncRun.connector_id), func.max(col(SyncRun.finished_at)))
