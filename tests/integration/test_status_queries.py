@@ -71,3 +71,24 @@ def test_the_renderings_of_many_connectors_are_read_at_once(engine):
     many, found = _statements(engine, lambda: rendering_states(engine, names))
     assert many == few <= 4, (few, many)
     assert found == dict.fromkeys(names)  # none rendered yet
+
+
+def test_rendered_connectors_cost_no_query_each(engine):
+    """Once every organisation's report and export are rendered, ``status`` still reads whether each is current
+    in the same few queries (the data versions of all at once), and says so per connector."""
+    from access import snapshots
+    from models.dataversion import bump_data_version
+
+    names = [f"org-{i:03d}" for i in range(30)]
+    _connectors(engine, 0, 30)
+    for name in names[:3]:
+        assert snapshots.refresh(engine, name, force=True).outcome == "rendered"
+    few, _ = _statements(engine, lambda: snapshots.rendering_states(engine, names))
+    for name in names[3:]:
+        snapshots.refresh(engine, name, force=True)
+    with engine.begin() as connection:  # org-005's data changed outside a run: its rendering is stale
+        bump_data_version(connection, connection.execute(
+            table_of(Connector).select().where(table_of(Connector).c.name == "org-005")).first().id)
+    many, found = _statements(engine, lambda: snapshots.rendering_states(engine, names))
+    assert many == few <= 6, (few, many)
+    assert [name for name, state in found.items() if not state["current"]] == ["org-005"]
