@@ -8,6 +8,7 @@ import os
 import re
 import stat
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -67,8 +68,10 @@ def is_loopback_url(url: str) -> bool:
     return is_loopback_host(urlsplit(url).hostname or "")
 
 
+@lru_cache(maxsize=64)
 def check_base_url(value: str | None) -> str | None:
-    """An https URL, or plain http to a loopback simulator; without its trailing slash."""
+    """An https URL, or plain http to a loopback simulator; without its trailing slash. Cached: an MSP key's
+    organisations all share their table's URL, checked again for each whenever a process reads them."""
     if value is None:
         return None
     parts = urlsplit(value)
