@@ -394,6 +394,21 @@ def start_redis(directory: Path) -> RedisServer:
     return RedisServer(directory / "redis").start()
 
 
+def adopt_new_broker(url: str) -> None:
+    """Tell the reaper this Redis is new, not one that lost its data (``worker.broker_epoch``): else its first run
+    sends again the parts the runs then open wait for (harmless, documented there), and the simulator counts
+    requests no run recorded. ``jumpsync up`` needs no such step: it fails every run an earlier ``up`` left."""
+    import redis as redis_py
+
+    from worker.broker_epoch import EPOCH_KEY
+
+    client = redis_py.Redis.from_url(url)
+    try:
+        client.set(EPOCH_KEY, "new", nx=True)
+    finally:
+        client.close()
+
+
 def start_postgres() -> tuple[PostgresServer, Path]:
     """A private cluster in a fresh temporary directory (chowned to ``postgres`` when run as root, so its
     parent must not be a private directory of root's)."""
@@ -458,6 +473,7 @@ def started(directory: Path, *, profile: str, latency_ms: float, api_key: str, p
     try:
         sim = Simulator(directory, profile, latency_ms, api_key, orgs=orgs)
         redis = start_redis(directory)
+        adopt_new_broker(redis.url)
         sim.wait_ready(timeout=600)
         database_url = (new_postgres_database(pg.url, f"bench_{profile}") if pg is not None
                         else f"sqlite:///{directory / 'jumpsync.db'}")
