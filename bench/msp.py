@@ -20,9 +20,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
+from pathlib import Path
 
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bench import fleet as fleet_mod
 from bench.events import epoch, percentile
@@ -263,10 +264,22 @@ def measure(stack: Stack, settings: MspSettings, log: Callable[[str], None]) -> 
     out = figures(runs, discovery, window, settings, r_min, sim.stats(), drained)
     out["commands"] = {name: command_seconds(fleet, *args) for name, args in COMMANDS.items()}
     log(f"msp: commands (best of 3): {out['commands']}")
+    out["database_mb"] = database_mb(engine)
     out["beat"] = {**beat_reconcile(fleet), "cpu_s": window.cpu_s["beat"],
                    "cpu_share": round(window.cpu_s["beat"] / (window.end - window.start), 4)}
     log(f"msp: beat: {out['beat']}")
     return out
+
+
+def database_mb(engine) -> float:
+    """The database's size once the phase ends: PostgreSQL's ``pg_database_size``, SQLite's file and its WAL."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            size = connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+    else:
+        database = Path(engine.url.database)
+        size = sum(f.stat().st_size for f in (database, database.with_name(database.name + "-wal")) if f.exists())
+    return round(size / 2**20, 1)
 
 
 def beat_reconcile(fleet: Fleet) -> dict:

@@ -430,6 +430,7 @@ def _msp_rows(m: dict) -> list[list[str]]:
         ["sync queue", f"max {_f(m['queue']['max'])} messages, {_f(m['queue']['end'])} at the end", ""],
         *_command_rows(m.get("commands")),
         *_beat_rows(m.get("beat")),
+        *([["database size at the end", f"{_f(m['database_mb'], 0)} MB", ""]] if "database_mb" in m else []),
         ["CPU", f"{_f(m['machine_busy_cores'])} cores busy ({_f(m.get('other_cores'))} not ours); sync workers "
          f"{_f(cpu['sync workers'], 0)} s, simulator {_f(cpu['simulator'], 0)} s, Redis {_f(cpu['redis'], 0)} s", ""],
     ]
