@@ -54,7 +54,7 @@ from .retry import RetryPolicy, is_retryable_transport, may_have_arrived
 from .tls import Verify, ssl_context
 from .urls import check_base_url, path_label, resolve_path
 
-__all__ = ["JumpCloudClient", "ClientStats", "MAX_PAGE_SIZE", "USER_AGENT"]
+__all__ = ["JumpCloudClient", "ClientStats", "MAX_PAGE_SIZE", "USER_AGENT", "preload"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,19 @@ def _check_limits(max_in_flight: int, page_size: int, timeout: float) -> None:
         raise ValueError(f"page_size must be an integer between 1 and {MAX_PAGE_SIZE}")
     if not timeout or timeout <= 0:
         raise ValueError("timeout must be > 0")
+
+
+def preload() -> None:
+    """Load now what the first client of a process loads at its first request: httpx's transport (httpcore,
+    h11), anyio's asyncio backend (httpcore's), all imported lazily, and the shared TLS context of the default
+    CAs (``tls``: parsing the CA bundle). A worker calls it before it forks its pool (``worker.signals``): each
+    pool process then starts with them, its pages shared, instead of paying for them in its first sync part."""
+    import anyio._backends._asyncio  # noqa: F401
+    import h11  # noqa: F401
+    import httpcore
+    import httpcore._backends.anyio  # noqa: F401
+
+    ssl_context(True)
 
 
 class JumpCloudClient:

@@ -1,6 +1,7 @@
-"""Process lifecycle hooks of workers: logging, the metrics exporter and the API clients' response metrics, fresh
-database engines after fork, closing a pool process's provisioning clients, task context on log lines, and freed memory given back after heavy tasks. Imported by ``worker.celery_app``; plain
-Celery signals, nothing else."""
+"""Process lifecycle hooks of workers: logging, the metrics exporter and the API clients' response metrics, what
+API clients load preloaded before the pool forks, fresh database engines after fork, closing a pool process's
+provisioning clients, task context on log lines, and freed memory given back after heavy tasks. Imported by
+``worker.celery_app``; plain Celery signals, nothing else."""
 
 from __future__ import annotations
 
@@ -46,6 +47,20 @@ def _observe_api_responses(**_kwargs) -> None:
     from telemetry.metrics import api_observer
 
     observe_responses(api_observer)
+
+
+@signals.worker_init.connect
+def _preload_for_the_pool(**_kwargs) -> None:
+    """The worker's main process, before its pool forks: what each pool process would otherwise set up in its
+    first task, done once and shared: the API clients' lazy imports and TLS context (``jumpcloud.client.preload``)
+    and the ORM's mapper configuration."""
+    from sqlalchemy.orm import configure_mappers
+
+    import models.tables  # noqa: F401  (the mappers to configure)
+    from jumpcloud.client import preload
+
+    preload()
+    configure_mappers()
 
 
 @signals.worker_process_init.connect
