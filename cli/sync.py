@@ -15,7 +15,7 @@ from cli.waiting import wait_or_exit
 from config.settings import ConfigError
 from config.words import plural
 from models.states import RefreshOutcome, RunStatus, Trigger
-from worker.names import TaskName
+from worker.names import ASKED_SYNC_PRIORITY, TaskName
 
 if TYPE_CHECKING:
     from models.read_records import ConnectorStatus, RefreshRecord, RunRecord
@@ -45,7 +45,7 @@ def sync(name: str = typer.Argument(..., help="Connector name."), config: Option
     if events:
         refresh_now(name, connector.events, wait, timeout, as_json)
         return
-    task_id = send(TaskName.SYNC_CONNECTOR, name, trigger=Trigger.MANUAL)
+    task_id = send(TaskName.SYNC_CONNECTOR, name, trigger=Trigger.MANUAL, priority=ASKED_SYNC_PRIORITY)
     if not wait:
         print_json({"task_id": task_id}) if as_json else console.print(f"queued sync of {name} (task {task_id})")
         return

@@ -12,7 +12,7 @@ from models.tables import utcnow
 from pipeline import pruning, reaper, sync
 from tasks.access import access_refresh
 from worker import broker_epoch, pending_triggers, runtime
-from worker.names import TaskName
+from worker.names import ASKED_SYNC_PRIORITY, TaskName
 from worker.retries import ON_DATABASE_ERRORS
 
 #: A full sync that finds an incremental refresh of its connector running (seconds long) tries again this often,
@@ -64,7 +64,7 @@ def sync_events(connector: str) -> dict:
     if result is None:
         return {"connector": connector, "outcome": "off"}
     if result.full_sync:
-        sync_connector.apply_async((connector,), {"trigger": Trigger.FALLBACK})
+        sync_connector.apply_async((connector,), {"trigger": Trigger.FALLBACK}, priority=int(ASKED_SYNC_PRIORITY))
     if result.rows_written and settings.file.access.snapshots:
         access_refresh.apply_async((connector,),
                                    expires=parse_duration(settings.file.access.refresh_interval).total_seconds())

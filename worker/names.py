@@ -70,6 +70,10 @@ class TaskName(StrEnum):
         return _PRIORITIES.get(self, Priority.UPKEEP)
 
 
+#: A sync someone asked for (``jumpsync sync``, a refresh that needs a full sync) goes before the scheduled
+#: triggers waiting, still after the work of the runs already open.
+ASKED_SYNC_PRIORITY = Priority.REFRESH
+
 _PRIORITIES = {TaskName.SYNC_PART: Priority.OPEN_RUN, TaskName.SYNC_FINALIZE: Priority.OPEN_RUN,
                TaskName.SYNC_EVENTS: Priority.REFRESH, TaskName.ACCESS_REFRESH: Priority.REFRESH,
                TaskName.HISTORY_PRUNE: Priority.REFRESH, TaskName.SYNC_CONNECTOR: Priority.NEW_RUN}

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from config.redact import redact_url
-from worker.names import TaskName
+from worker.names import Priority, TaskName
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,15 @@ class TaskFailed(Exception):
 
 
 def send(task: TaskName, *args: Any, retry_policy: dict[str, Any] | None = None, keep_result: bool = True,
-         **kwargs: Any) -> str:
+         priority: Priority | None = None, **kwargs: Any) -> str:
     """Send ``task`` to its queue; its task id. ``keep_result`` (the default) keeps its state so that
-    ``wait_for`` can see it fail; a sender nobody waits on leaves it off (the worker then stores nothing)."""
+    ``wait_for`` can see it fail; a sender nobody waits on leaves it off (the worker then stores nothing).
+    ``priority``: a step other than the task's own (``worker.names.Priority``)."""
     from worker.celery_app import app
 
     options: dict[str, Any] = {"retry": True, "retry_policy": retry_policy} if retry_policy is not None else {}
+    if priority is not None:
+        options["priority"] = int(priority)
     sent = app.send_task(task, args=list(args), kwargs=kwargs, queue=task.queue, ignore_result=not keep_result,
                          **options)
     return sent.id

@@ -67,3 +67,30 @@ def test_the_listed_queue_keys_are_the_ones_kombu_fills(tmp_path, monkeypatch, r
     assert [client.llen(key) for key in queue_lists(Queue.SYNC)] == [1, 1, 1, 1]
     assert {task.priority for task in TaskName} <= set(Priority)
     client.flushdb()
+
+
+def test_a_sync_someone_asks_for_goes_before_the_scheduled_ones_waiting(tmp_path, monkeypatch, redis_url):
+    """``jumpsync sync NAME`` on a saturated fleet: its trigger is taken before the scheduled triggers already
+    waiting (a thousand organisations' worth, behind an MSP key), after the work of the runs already open."""
+    import subprocess
+    import sys
+
+    from tests.support.constants import ROOT
+
+    broker_url = redis_url.rsplit("/", 1)[0] + "/12"
+    redis.Redis.from_url(broker_url).flushdb()
+    app = _app(tmp_path, monkeypatch, broker_url)
+    app.send_task(TaskName.SYNC_CONNECTOR, args=("other",), kwargs={"trigger": "schedule"})
+    app.send_task(TaskName.SYNC_PART, args=(1, "user", "other"))
+    env = {"JUMPSYNC_CONFIG": str(tmp_path / "jumpsync.toml"), "JUMPSYNC_BROKER_URL": broker_url,
+           "JUMPSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'jumpsync.db'}", "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-m", "cli", "sync", "hq"], env=env, cwd=ROOT, check=True, capture_output=True,
+                   timeout=60)
+
+    taken = []
+    with app.connection_for_read() as connection:
+        while (message := connection.default_channel.basic_get(Queue.SYNC, no_ack=True)) is not None:
+            taken.append((message.headers["task"], message.headers["kwargsrepr"]))
+    assert taken == [(TaskName.SYNC_PART, "{}"), (TaskName.SYNC_CONNECTOR, "{'trigger': 'manual'}"),
+                     (TaskName.SYNC_CONNECTOR, "{'trigger': 'schedule'}")]
+    redis.Redis.from_url(broker_url).flushdb()
