@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import time
 
-import redis.connection
+import redis
+
+from tests.support.redis_trips import counted
 
 RUNS = 3
 
@@ -22,24 +24,16 @@ def main() -> None:
     from worker.beat import ConnectorScheduler, redbeat_on_broker
     from worker.celery_app import app
 
-    trips = 0
-    send = redis.connection.Connection.send_packed_command
-
-    def counted(self, command, check_health=True):
-        nonlocal trips
-        trips += 1
-        return send(self, command, check_health)
-
-    redis.connection.Connection.send_packed_command = counted  # type: ignore[method-assign]
     redbeat_on_broker(app)
     scheduler = ConnectorScheduler(app=app, lazy=True)
     entries = len(redis.Redis.from_url(app.conf.broker_url).smembers(scheduler._known_key))
     seconds, round_trips = [], []
     for _ in range(RUNS):
-        trips, started = 0, time.perf_counter()
-        scheduler.reconcile()
-        seconds.append(time.perf_counter() - started)
-        round_trips.append(trips)
+        with counted() as trips:
+            started = time.perf_counter()
+            scheduler.reconcile()
+            seconds.append(time.perf_counter() - started)
+        round_trips.append(trips.count)
     print(json.dumps({"entries": entries, "reconcile_s": round(min(seconds), 3),
                       "reconcile_round_trips": min(round_trips)}))
 

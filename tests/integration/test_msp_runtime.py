@@ -208,35 +208,25 @@ def _exists(entry_class, app, name: str) -> bool:
     return True
 
 
-def test_beat_reads_every_entry_in_a_fixed_number_of_round_trips(process, monkeypatch, redis_url):
+def test_beat_reads_every_entry_in_a_fixed_number_of_round_trips(process, redis_url):
     """Beat compares every entry with Redis each ``config_reload_interval``, and ``status`` reads every connector's
     next sync: with 1,000 organisations behind a key, one round trip an entry was 2,000 a reconcile. The round
     trips of a reconcile that changes nothing, and of the next-sync read, do not grow with the organisations."""
     import redis
-    import redis.connection
     from celery import Celery
 
+    from tests.support.redis_trips import counted
     from worker.beat import ConnectorScheduler, next_syncs
 
     url = redis_url.rsplit("/", 1)[0] + "/11"
     redis.Redis.from_url(url).flushdb()
     app = Celery("beat-test", broker=url)
     app.conf.update(redbeat_redis_url=url, redbeat_key_prefix="jumpsync:beat:")
-    trips = 0
-    send = redis.connection.Connection.send_packed_command
-
-    def counted(self, command, check_health=True):
-        nonlocal trips
-        trips += 1
-        return send(self, command, check_health)
 
     def round_trips(read) -> int:
-        nonlocal trips
-        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
-        trips = 0
-        read()
-        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", send)
-        return trips
+        with counted() as trips:
+            read()
+        return trips.count
 
     counts = []
     for organisations in (3, 30):
