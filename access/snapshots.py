@@ -291,7 +291,8 @@ def rendering_states(engine: Engine, connectors: list[str]) -> dict[str, dict[st
             if cid is None or header is None:
                 out[name] = None
                 continue
-            current = snapshots.is_current(header, versions[cid], renderer)
+            version = versions.get(cid)  # None: the connector went between the two reads
+            current = version is not None and snapshots.is_current(header, version, renderer)
             out[name] = {"rendered_at": iso(header.rendered_at), "render_seconds": header.render_seconds,
                          "export_rows": header.export_rows, "current": current}
     return out

@@ -69,7 +69,7 @@ def refresh_now(name: str, enabled: bool, wait: bool, timeout: float, as_json: b
         err.print(f"[red]error:[/red] connector {name!r} has events = false: no incremental refresh")
         raise typer.Exit(2)
     since = datetime.now(timezone.utc)
-    task_id = send(TaskName.SYNC_EVENTS, name)
+    task_id = send(TaskName.SYNC_EVENTS, name, priority=ASKED_SYNC_PRIORITY)
     if not wait:
         print_json({"task_id": task_id}) if as_json else console.print(f"queued refresh of {name} (task {task_id})")
         return

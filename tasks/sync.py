@@ -21,10 +21,11 @@ RETRY_AFTER_REFRESH = 5
 
 
 @shared_task(name=TaskName.SYNC_CONNECTOR, bind=True, max_retries=120)
-def sync_connector(self, connector: str, trigger: str = Trigger.SCHEDULE) -> dict:
-    """Open a run for a connector and fan out one part per fetched resource type."""
-    if trigger == Trigger.SCHEDULE and not self.request.retries:
-        pending_triggers.release(runtime.settings().broker_url, connector)  # beat may send the next
+def sync_connector(self, connector: str, trigger: str = Trigger.SCHEDULE, trigger_token: str | None = None) -> dict:
+    """Open a run for a connector and fan out one part per fetched resource type. A scheduled trigger carries the
+    token of its mark (``worker.pending_triggers``), cleared as it starts so that beat may send the next."""
+    if trigger_token is not None and not self.request.retries:
+        pending_triggers.release(runtime.settings().broker_url, connector, trigger_token)
     waited_enough = self.request.retries >= self.max_retries
     started = sync.begin(runtime.settings_for(connector), runtime.engine(), connector, trigger=Trigger(trigger),
                          task_id=self.request.id, wait_for_refresh=not waited_enough)

@@ -267,15 +267,29 @@ class ConnectorScheduler(RedBeatScheduler):
         return changed
 
     def apply_async(self, entry, producer=None, advance=True, **kwargs):
-        """Send a due entry; a sync trigger only if none of its connector waits in the queue. Not sent, the entry
-        still moves on to its next time."""
-        if entry.task == TaskName.SYNC_CONNECTOR and entry.args and not pending_triggers.claim(
-                get_redis(self.app), entry.args[0], pending_triggers.ttl_s(entry.schedule)):
+        """Send a due entry; a sync trigger only if none of its connector waits in the queue, carrying the token
+        of its mark (``worker.pending_triggers``). Not sent, the entry still moves on to its next time; a send
+        that fails takes its mark back."""
+        if entry.task != TaskName.SYNC_CONNECTOR or not entry.args:
+            return super().apply_async(entry, producer, advance, **kwargs)
+        connector, client = entry.args[0], get_redis(self.app)
+        token = pending_triggers.claim(client, connector, pending_triggers.ttl_s(entry.schedule))
+        if token is None:
             log.info("beat: %s not sent: its connector's last trigger still waits in the queue", entry.name)
             if advance:
                 self.reserve(entry)
             return None
-        return super().apply_async(entry, producer, advance, **kwargs)
+        stored_kwargs, entry.kwargs = entry.kwargs, {**entry.kwargs, "trigger_token": token}
+        try:
+            return super().apply_async(entry, producer, advance, **kwargs)
+        except BaseException:
+            try:
+                pending_triggers.unclaim(client, connector, token)
+            except BROKER_ERRORS:
+                pass  # the mark expires
+            raise
+        finally:
+            entry.kwargs = stored_kwargs  # the token is this send's, not the entry's
 
     def tick(self, *args, **kwargs):
         """One round: reconcile when due, then RedBeat's (extend the lock, send what is due). A broker that does

@@ -27,10 +27,12 @@ class Priority(IntEnum):
     UPKEEP = 0
     #: The parts and finalizer of a run already open: what is started is finished first.
     OPEN_RUN = 3
-    #: Refreshes between full syncs (events, renderings) and history pruning.
-    REFRESH = 6
-    #: A new full sync: opened once the work already started is done.
-    NEW_RUN = 9
+    #: A sync someone asked for, renderings after a run, history pruning: a few at a time, ahead of the schedule.
+    ASKED = 6
+    #: What the schedule sends in bulk: a new full sync, an events refresh. Taken in the order sent, once the work
+    #: started is done: a step of their own for refreshes would starve the full syncs whenever an MSP key's
+    #: thousand refreshes a minute outran the workers.
+    SCHEDULED = 9
 
 
 #: kombu's Redis transport keeps a queue's first step in the list named as the queue, step n in
@@ -72,11 +74,11 @@ class TaskName(StrEnum):
 
 #: A sync someone asked for (``jumpsync sync``, a refresh that needs a full sync) goes before the scheduled
 #: triggers waiting, still after the work of the runs already open.
-ASKED_SYNC_PRIORITY = Priority.REFRESH
+ASKED_SYNC_PRIORITY = Priority.ASKED
 
 _PRIORITIES = {TaskName.SYNC_PART: Priority.OPEN_RUN, TaskName.SYNC_FINALIZE: Priority.OPEN_RUN,
-               TaskName.SYNC_EVENTS: Priority.REFRESH, TaskName.ACCESS_REFRESH: Priority.REFRESH,
-               TaskName.HISTORY_PRUNE: Priority.REFRESH, TaskName.SYNC_CONNECTOR: Priority.NEW_RUN}
+               TaskName.ACCESS_REFRESH: Priority.ASKED, TaskName.HISTORY_PRUNE: Priority.ASKED,
+               TaskName.SYNC_EVENTS: Priority.SCHEDULED, TaskName.SYNC_CONNECTOR: Priority.SCHEDULED}
 
 
 #: Tasks that allocate much and free it at their end: their process gives the memory back after them

@@ -278,7 +278,44 @@ def test_beat_sends_no_second_trigger_while_one_waits_and_keeps_its_place(proces
                                                                                None)]
     assert 3 * 6 * 3600 - 5 <= client.ttl(pending_triggers.key("hq")) <= 3 * 6 * 3600  # 3 of its 6h intervals
 
-    pending_triggers.release(url, "hq")  # its task started
+    (trigger,) = waiting()
+    token = trigger["kwargsrepr"]
+    assert "trigger_token" in token
+    pending_triggers.release(url, "hq", "another trigger's token")  # a stale trigger leaves a newer mark alone
+    assert scheduler.apply_async(due()) is None
+    mark = client.get(pending_triggers.key("hq")).decode()
+    assert mark in token
+    pending_triggers.release(url, "hq", mark)  # its task started
     assert scheduler.apply_async(due()) is not None
     assert len(waiting()) == 2
+    client.flushdb()
+
+
+def test_a_trigger_beat_could_not_send_takes_its_mark_back(process, redis_url, monkeypatch):
+    """Beat marks the trigger, then the send fails (the broker went away in between): the mark goes with it, or
+    the connector would get no scheduled sync until it expired."""
+    import redis
+    from celery import Celery
+    from celery.beat import Scheduler
+    from redbeat.schedulers import RedBeatSchedulerEntry
+
+    from worker import pending_triggers
+    from worker.beat import ConnectorScheduler
+
+    url = redis_url.rsplit("/", 1)[0] + "/11"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    app = Celery("beat-test", broker=url)
+    app.conf.update(redbeat_redis_url=url, redbeat_key_prefix="jumpsync:beat:")
+    scheduler = ConnectorScheduler(app=app, lazy=True)
+    scheduler.reconcile()
+
+    def fails(*_args, **_kwargs):
+        raise ConnectionError("broker gone")
+
+    monkeypatch.setattr(Scheduler, "apply_async", fails)
+    entry = RedBeatSchedulerEntry.from_key(RedBeatSchedulerEntry.generate_key(app, "sync:hq"), app=app)
+    with pytest.raises(ConnectionError):
+        scheduler.apply_async(entry)
+    assert not client.exists(pending_triggers.key("hq"))
     client.flushdb()

@@ -1,5 +1,6 @@
 """The order a worker takes waiting sync messages in, on a real Redis through kombu: upkeep first, then the work of
-runs already open, then refreshes, and a new run last, whatever order they were sent in (``worker.names.Priority``).
+runs already open, then what someone asked for, and what the schedule sends last, whatever order they were sent in
+(``worker.names.Priority``).
 Without it a fleet whose organisations are all due at once opens every run before it finishes one, and the reaper
 waits behind thousands of parts."""
 
@@ -29,7 +30,7 @@ def _app(tmp_path, monkeypatch, broker_url: str):
     return create_app()
 
 
-def test_a_worker_takes_upkeep_then_open_runs_then_refreshes_then_new_runs(tmp_path, monkeypatch, redis_url):
+def test_a_worker_takes_upkeep_then_open_runs_then_what_the_schedule_sends(tmp_path, monkeypatch, redis_url):
     broker_url = redis_url.rsplit("/", 1)[0] + "/12"
     redis.Redis.from_url(broker_url).flushdb()
     app = _app(tmp_path, monkeypatch, broker_url)
@@ -48,8 +49,8 @@ def test_a_worker_takes_upkeep_then_open_runs_then_refreshes_then_new_runs(tmp_p
     assert taken == [
         (TaskName.SYNC_REAP, "()"), (TaskName.MSP_DISCOVER, "('acme',)"),
         (TaskName.SYNC_PART, "(1, 'user', 'hq')"), (TaskName.SYNC_FINALIZE, "(1, 'hq')"),
-        (TaskName.SYNC_EVENTS, "('hq',)"),
-        (TaskName.SYNC_CONNECTOR, "('hq',)"), (TaskName.SYNC_CONNECTOR, "('other',)"),  # in the order sent
+        # what the schedule sends, in the order sent: refreshes do not starve the full syncs
+        (TaskName.SYNC_CONNECTOR, "('hq',)"), (TaskName.SYNC_EVENTS, "('hq',)"), (TaskName.SYNC_CONNECTOR, "('other',)"),
     ]
     redis.Redis.from_url(broker_url).flushdb()
 
@@ -60,7 +61,7 @@ def test_the_listed_queue_keys_are_the_ones_kombu_fills(tmp_path, monkeypatch, r
     client = redis.Redis.from_url(broker_url)
     client.flushdb()
     app = _app(tmp_path, monkeypatch, broker_url)
-    for task in (TaskName.SYNC_REAP, TaskName.SYNC_PART, TaskName.SYNC_EVENTS, TaskName.SYNC_CONNECTOR):
+    for task in (TaskName.SYNC_REAP, TaskName.SYNC_PART, TaskName.ACCESS_REFRESH, TaskName.SYNC_CONNECTOR):
         app.send_task(task, args=())
     filled = {key.decode() for key in client.keys("sync*") if client.type(key) == b"list"}
     assert filled == set(queue_lists(Queue.SYNC))
