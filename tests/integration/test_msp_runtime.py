@@ -47,6 +47,22 @@ def process(tmp_path, monkeypatch):
     return runtime._settings.get().file.msp_table("acme")  # the file alone: nothing read or cached yet
 
 
+@pytest.fixture
+def beat_redis(redis_url):
+    """A Celery app whose RedBeat entries live in a Redis database of their own, emptied before and after: (app,
+    its client, its URL)."""
+    import redis
+    from celery import Celery
+
+    url = redis_url.rsplit("/", 1)[0] + "/11"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    app = Celery("beat-test", broker=url)
+    app.conf.update(redbeat_redis_url=url, redbeat_key_prefix="jumpsync:beat:")
+    yield app, client, url
+    client.flushdb()
+
+
 def listed(msp, *names: str) -> None:
     organizations = [Organization(f"{i:024x}", name) for i, name in enumerate(names, start=1)]
     discovery.apply_listing(runtime.engine(), msp, organizations, {"hq"})
@@ -157,19 +173,14 @@ def test_a_process_that_never_read_them_keeps_every_schedule_while_the_database_
     monkeypatch.undo()
 
 
-def test_beat_keeps_every_discovered_schedule_while_it_cannot_read_them(process, monkeypatch, redis_url):
+def test_beat_keeps_every_discovered_schedule_while_it_cannot_read_them(process, monkeypatch, beat_redis):
     """A beat that starts while the database is down (it never read the discovered connectors) removes no
     schedule; once they are read, a removed organisation's schedule goes."""
-    import redis
-    from celery import Celery
     from redbeat.schedulers import RedBeatSchedulerEntry
 
     from worker.beat import ConnectorScheduler
 
-    url = redis_url.rsplit("/", 1)[0] + "/11"
-    redis.Redis.from_url(url).flushdb()
-    app = Celery("beat-test", broker=url)
-    app.conf.update(redbeat_redis_url=url, redbeat_key_prefix="jumpsync:beat:")
+    app, _client, url = beat_redis
 
     def entries() -> set[str]:
         return {name for name in ("sync:acme-globex", "sync:acme-initech", "sync:hq")
@@ -197,7 +208,6 @@ def test_beat_keeps_every_discovered_schedule_while_it_cannot_read_them(process,
         session.commit()
     ConnectorScheduler(app=app, lazy=True).reconcile()
     assert entries() == {"sync:acme-globex", "sync:hq"}
-    redis.Redis.from_url(url).flushdb()
 
 
 def _exists(entry_class, app, name: str) -> bool:
@@ -208,20 +218,15 @@ def _exists(entry_class, app, name: str) -> bool:
     return True
 
 
-def test_beat_reads_every_entry_in_a_fixed_number_of_round_trips(process, redis_url):
+def test_beat_reads_every_entry_in_a_fixed_number_of_round_trips(process, beat_redis):
     """Beat compares every entry with Redis each ``config_reload_interval``, and ``status`` reads every connector's
     next sync: with 1,000 organisations behind a key, one round trip an entry was 2,000 a reconcile. The round
     trips of a reconcile that changes nothing, and of the next-sync read, do not grow with the organisations."""
-    import redis
-    from celery import Celery
 
     from tests.support.redis_trips import counted
     from worker.beat import ConnectorScheduler, next_syncs
 
-    url = redis_url.rsplit("/", 1)[0] + "/11"
-    redis.Redis.from_url(url).flushdb()
-    app = Celery("beat-test", broker=url)
-    app.conf.update(redbeat_redis_url=url, redbeat_key_prefix="jumpsync:beat:")
+    app, _client, url = beat_redis
 
     def round_trips(read) -> int:
         with counted() as trips:
@@ -239,28 +244,21 @@ def test_beat_reads_every_entry_in_a_fixed_number_of_round_trips(process, redis_
         counts.append((round_trips(scheduler.reconcile), round_trips(partial(next_syncs, app, names))))
     assert counts[0] == counts[1], counts
     assert counts[0][1] == 1, counts
-    redis.Redis.from_url(url).flushdb()
 
 
-def test_beat_sends_no_second_trigger_while_one_waits_and_keeps_its_place(process, redis_url):
+def test_beat_sends_no_second_trigger_while_one_waits_and_keeps_its_place(process, beat_redis):
     """A connector whose trigger still waits (a saturated fleet) gets no second one, and its waiting trigger is not
     dropped at the next interval (no ``expires``): dropping it dropped the same connectors every round. Once the
     trigger's task starts (``release``), beat sends the next."""
     import json
 
-    import redis
-    from celery import Celery
     from redbeat.schedulers import RedBeatSchedulerEntry
 
     from worker import pending_triggers
     from worker.beat import ConnectorScheduler
     from worker.names import Queue, queue_lists
 
-    url = redis_url.rsplit("/", 1)[0] + "/11"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    app = Celery("beat-test", broker=url)
-    app.conf.update(redbeat_redis_url=url, redbeat_key_prefix="jumpsync:beat:")
+    app, client, url = beat_redis
     scheduler = ConnectorScheduler(app=app, lazy=True)
     scheduler.reconcile()
 
@@ -288,25 +286,18 @@ def test_beat_sends_no_second_trigger_while_one_waits_and_keeps_its_place(proces
     pending_triggers.release(url, "hq", mark)  # its task started
     assert scheduler.apply_async(due()) is not None
     assert len(waiting()) == 2
-    client.flushdb()
 
 
-def test_a_trigger_beat_could_not_send_takes_its_mark_back(process, redis_url, monkeypatch):
+def test_a_trigger_beat_could_not_send_takes_its_mark_back(process, beat_redis, monkeypatch):
     """Beat marks the trigger, then the send fails (the broker went away in between): the mark goes with it, or
     the connector would get no scheduled sync until it expired."""
-    import redis
-    from celery import Celery
     from celery.beat import Scheduler
     from redbeat.schedulers import RedBeatSchedulerEntry
 
     from worker import pending_triggers
     from worker.beat import ConnectorScheduler
 
-    url = redis_url.rsplit("/", 1)[0] + "/11"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    app = Celery("beat-test", broker=url)
-    app.conf.update(redbeat_redis_url=url, redbeat_key_prefix="jumpsync:beat:")
+    app, client, url = beat_redis
     scheduler = ConnectorScheduler(app=app, lazy=True)
     scheduler.reconcile()
 
@@ -318,4 +309,3 @@ def test_a_trigger_beat_could_not_send_takes_its_mark_back(process, redis_url, m
     with pytest.raises(ConnectionError):
         scheduler.apply_async(entry)
     assert not client.exists(pending_triggers.key("hq"))
-    client.flushdb()
