@@ -29,7 +29,7 @@ from bench import fleet as fleet_mod
 from bench.events import epoch, percentile
 from bench.fleet import KEY_ENV, ROOT, SYNC_TABLE, Fleet, Simulator, Stack
 from bench.tenant import r_min_parts
-from models.states import ACTIVE_RUN_STATUSES, RunStatus
+from models.states import ACTIVE_RUN_STATUSES, RunStatus, Trigger
 from models.tables import Connector, MspListing, MspOrganization, SyncPart, SyncRun
 from worker.beat import entry_name
 from worker.names import Queue, queue_lists
@@ -69,17 +69,20 @@ class MspSettings:
     interval: str          # every org's full-sync interval ([msp.connector])
     max_in_flight: int     # each sync part's own limit ([msp.connector])
     discover_interval: str = DISCOVER_INTERVAL
+    events_interval: str | None = None  # each org's events refresh ([msp.connector]); None: events off
 
 
 def msp_config(sim_url: str, settings: MspSettings) -> str:
     """The config file: one ``[[msp]]`` table and no ``[[connectors]]`` (every connector is discovered); events
-    off, so that every run is a full sync sent by beat."""
+    off unless ``events_interval`` (then beat also sends each org's refresh, beside its full syncs)."""
     rate = f"rate_limit = {settings.rate_limit:g}\n" if settings.rate_limit else ""
+    events = (f'events_interval = "{settings.events_interval}"\n' if settings.events_interval
+              else "events = false\n")
     return (SYNC_TABLE + "\n"
             f'[[msp]]\nname = "{MSP_NAME}"\nbase_url = "{sim_url}"\napi_key_env = "{KEY_ENV}"\n'
             f'discover_interval = "{settings.discover_interval}"\n'
             f"shared_max_in_flight = {settings.shared_max_in_flight}\n{rate}\n"
-            f'[msp.connector]\ninterval = "{settings.interval}"\nevents = false\n'
+            f'[msp.connector]\ninterval = "{settings.interval}"\n{events}'
             f"max_in_flight = {settings.max_in_flight}\n")
 
 
@@ -386,7 +389,7 @@ def _fairness(succeeded: list[Run], connectors: list[str], window: Window, fair_
 
 
 def _requests(succeeded: list[Run], runs: list[Run], r_min: dict[str, int], window: Window, stats: dict,
-              drained: float | None) -> dict:
+              drained: float | None, refreshing: bool = False) -> dict:
     """Requests of a sync (its parts' count) against its org's R_min; the simulator's count in the window; and,
     with every run ended, the simulator's count of the phase against the runs' and the listings'."""
     per_sync = [r.requests for r in succeeded]
@@ -398,7 +401,9 @@ def _requests(succeeded: list[Run], runs: list[Run], r_min: dict[str, int], wind
             "per_second": round(in_window / (window.end - window.start), 1),
             "budget_scripts_per_request": round(window.scripts / in_window, 1) if in_window else None,
             "phase_sim": stats["requests"], "phase_runs": recorded, "phase_listings": listings,
-            "phase_matches": (stats["requests"] == recorded + listings) if drained is not None else None,
+            # A refresh that wrote nothing records no run: with refreshes on, the count cannot be checked.
+            "phase_matches": ((stats["requests"] == recorded + listings) if drained is not None and not refreshing
+                              else None),
             "by_status": stats["by_status"]}
 
 
@@ -422,6 +427,19 @@ def _budget_bound(settings: MspSettings, requests_per_sync: float | None) -> int
     return round(per_second * 3600 / requests_per_sync)
 
 
+def _refreshes(settings: MspSettings, window: Window) -> dict | None:
+    """With ``events_interval``: the Directory Insights requests in the window (each refresh reads at least one
+    events page; one that wrote nothing records no run) and their rate a minute."""
+    if not settings.events_interval:
+        return None
+
+    def insights(stats: dict) -> int:
+        return sum(n for route, n in stats.get("by_route", {}).items() if "/insights/" in route)
+
+    requests = insights(window.stats_end) - insights(window.stats_start)
+    return {"insights_requests": requests, "per_minute": round(requests * 60 / (window.end - window.start), 1)}
+
+
 def figures(runs: list[Run], discovery: Discovery, window: Window, settings: MspSettings, r_min: dict[str, int],
             stats: dict, drained: float | None) -> dict:
     """Everything the phase reports, from the runs read back, the discovery's timeline, the window's counters and
@@ -429,6 +447,7 @@ def figures(runs: list[Run], discovery: Discovery, window: Window, settings: Msp
     from config.settings import parse_duration
 
     connectors = sorted(discovery.connectors)
+    every_run, runs = runs, [r for r in runs if r.trigger != Trigger.EVENTS]  # the full syncs
     succeeded = [r for r in runs if r.status == RunStatus.SUCCEEDED and r.finished is not None]
     first = {}
     for run in sorted(succeeded, key=lambda r: r.finished):
@@ -444,7 +463,7 @@ def figures(runs: list[Run], discovery: Discovery, window: Window, settings: Msp
     # with no sync at all, every org is starved.
     fair_period = max(interval_s, len(connectors) * 3600 / rate) if rate else 0.0
     in_window = [r for r in succeeded if window.start <= r.finished <= window.end]
-    requests = _requests(in_window, runs, r_min, window, stats, drained)
+    requests = _requests(in_window, every_run, r_min, window, stats, drained, bool(settings.events_interval))
     length = window.end - window.start
     return {
         "settings": asdict(settings), "orgs": len(connectors), "timeline": timeline, "throughput": throughput,
@@ -454,6 +473,7 @@ def figures(runs: list[Run], discovery: Discovery, window: Window, settings: Msp
                    # What the budget alone would allow: every slot busy, each request taking the latency.
                    "bound_per_hour": _budget_bound(settings, requests["per_sync"]["p50"])},
         "runs": run_counts,
+        "refreshes": _refreshes(settings, window),
         "wall_s": _spread([round(r.finished - r.started, 2) for r in in_window]),
         "queue": {"max": max((n for _, n in window.queue), default=None),
                   "end": window.queue[-1][1] if window.queue else None, "samples": window.queue},

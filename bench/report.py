@@ -412,7 +412,8 @@ def _msp_rows(m: dict) -> list[list[str]]:
         ["requests in the window", f"{_f(req['window'])}, {_f(req['per_second'], 1)}/s; "
          f"{_f(req.get('budget_scripts_per_request'), 1)} budget calls to Redis each", ""],
         ["simulator = runs + listings", f"{_f(req['phase_sim'])} = {_f(req['phase_runs'])} + "
-         f"{_f(req['phase_listings'])}" if matches is not None else "not drained",
+         f"{_f(req['phase_listings'])}" if matches is not None
+         else "not checked: refreshes on" if m.get("refreshes") else "not drained",
          "" if matches is None else "met" if matches else "**missed**"],
         ["budget holds (sim)", f"{b['sim_max_in_flight']} in flight (limit {b['shared_max_in_flight']})"
          + (f", {b['sim_max_per_second']} in a second (rate {b['rate_limit']:g}/s + burst)" if b["rate_limit"] else ""),
@@ -430,6 +431,8 @@ def _msp_rows(m: dict) -> list[list[str]]:
         ["sync queue", f"max {_f(m['queue']['max'])} messages, {_f(m['queue']['end'])} at the end", ""],
         *_command_rows(m.get("commands")),
         *_beat_rows(m.get("beat")),
+        *([["events refreshes: Directory Insights requests in the window", f"{_f(m['refreshes']['insights_requests'])}"
+            f" ({_f(m['refreshes']['per_minute'], 1)} a minute)", ""]] if m.get("refreshes") else []),
         *([["database size at the end", f"{_f(m['database_mb'], 0)} MB", ""]] if "database_mb" in m else []),
         ["CPU", f"{_f(m['machine_busy_cores'])} cores busy ({_f(m.get('other_cores'))} not ours); sync workers "
          f"{_f(cpu['sync workers'], 0)} s, simulator {_f(cpu['simulator'], 0)} s, Redis {_f(cpu['redis'], 0)} s", ""],

@@ -523,7 +523,8 @@ def run_msp(args: argparse.Namespace, stamp: str, pg) -> dict:
     directory = run_directory(stamp, "msp")
     settings = msp.MspSettings(orgs=args.msp_orgs, window_s=args.msp_window, latency_ms=args.latency_ms,
                                shared_max_in_flight=args.msp_in_flight, rate_limit=args.msp_rate,
-                               interval=args.msp_interval, max_in_flight=args.in_flight)
+                               interval=args.msp_interval, max_in_flight=args.in_flight,
+                               events_interval=args.msp_events)
     started = time.monotonic()
     log(f"msp: simulator with {settings.orgs} orgs behind one key ({args.latency_ms:g} ms a request), Redis, "
         f"database ({args.database}); files in {directory.relative_to(ROOT)}")
@@ -633,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the MSP key's rate_limit in requests/s, shared by all its organisations (0: none)")
     parser.add_argument("--msp-interval", default="30s",
                         help="every organisation's full-sync interval: short, so that the fleet runs saturated")
+    parser.add_argument("--msp-events", default=None,
+                        help="the MSP phase: each organisation's events refresh interval (default: events off)")
     parser.add_argument("--footprint-tenants", default="large",
                         help="the footprint phase: bench profiles to run jumpsync up on, besides its demo")
     parser.add_argument("--py-spy", action="store_true",
