@@ -12,6 +12,7 @@ from models.tables import utcnow
 from pipeline import pruning, reaper, sync
 from tasks.access import access_refresh
 from worker import broker_epoch, pending_triggers, runtime
+from worker.beat import EVENTS_PREFIX, entry_name
 from worker.names import ASKED_SYNC_PRIORITY, TaskName
 from worker.retries import ON_DATABASE_ERRORS
 
@@ -25,7 +26,7 @@ def sync_connector(self, connector: str, trigger: str = Trigger.SCHEDULE, trigge
     """Open a run for a connector and fan out one part per fetched resource type. A scheduled trigger carries the
     token of its mark (``worker.pending_triggers``), cleared as it starts so that beat may send the next."""
     if trigger_token is not None and not self.request.retries:
-        pending_triggers.release(runtime.settings().broker_url, connector, trigger_token)
+        pending_triggers.release(runtime.settings().broker_url, entry_name(connector), trigger_token)
     waited_enough = self.request.retries >= self.max_retries
     started = sync.begin(runtime.settings_for(connector), runtime.engine(), connector, trigger=Trigger(trigger),
                          task_id=self.request.id, wait_for_refresh=not waited_enough)
@@ -57,10 +58,13 @@ def sync_finalize(run_id: int, connector: str) -> dict:
 
 
 @shared_task(name=TaskName.SYNC_EVENTS, soft_time_limit=300, time_limit=360)
-def sync_events(connector: str) -> dict:
+def sync_events(connector: str, trigger_token: str | None = None) -> dict:
     """Refresh what the connector's Directory Insights events name; send a full sync when the refresh asks for
-    one, and the rendering of the report and export when it wrote something."""
+    one, and the rendering of the report and export when it wrote something. Sent by beat, it carries the token
+    of its mark (``worker.pending_triggers``), cleared as it starts."""
     settings = runtime.settings_for(connector)
+    if trigger_token is not None:
+        pending_triggers.release(settings.broker_url, EVENTS_PREFIX + connector, trigger_token)
     result = sync.refresh_events(settings, runtime.engine(), connector)
     if result is None:
         return {"connector": connector, "outcome": "off"}

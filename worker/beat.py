@@ -41,6 +41,10 @@ MSP_PREFIX = "msp:"
 DISCOVERY_CHANGED_KEY = "jumpsync:msp:changed"
 
 
+#: The tasks beat sends for each connector: one of each waits at a time (``worker.pending_triggers``).
+MARKED_TASKS = frozenset({TaskName.SYNC_CONNECTOR, TaskName.SYNC_EVENTS})
+
+
 def entry_name(connector_name: str) -> str:
     return ENTRY_PREFIX + connector_name
 
@@ -63,12 +67,11 @@ def desired_entries(connectors: tuple[ConnectorConfig, ...], msps: tuple[MspConf
 
 
 def _entry(task: TaskName, schedule, name: str, **kwargs) -> dict:
-    """One entry. A refresh or discovery of an interval schedule still queued when the next is due is dropped
-    (``expires``): the next does the same work. A sync trigger is not: beat sends none while one of its connector
-    waits (``worker.pending_triggers``), so a busy fleet neither piles triggers up nor drops the same ones every
-    round."""
+    """One entry. A discovery of an interval schedule still queued when the next is due is dropped (``expires``):
+    the next does the same work. A sync trigger or refresh is not: beat sends none while one of the entry waits
+    (``worker.pending_triggers``), so a busy fleet neither piles them up nor drops the same ones every round."""
     run_every = getattr(schedule, "run_every", None)
-    expires = {"expires": run_every.total_seconds()} if run_every is not None and task != TaskName.SYNC_CONNECTOR else {}
+    expires = {"expires": run_every.total_seconds()} if run_every is not None and task not in MARKED_TASKS else {}
     return {"task": task, "schedule": schedule, "args": (name,), "kwargs": kwargs,
             "options": {"queue": task.queue, **expires}}
 
@@ -270,12 +273,12 @@ class ConnectorScheduler(RedBeatScheduler):
         """Send a due entry; a sync trigger only if none of its connector waits in the queue, carrying the token
         of its mark (``worker.pending_triggers``). Not sent, the entry still moves on to its next time; a send
         that fails takes its mark back."""
-        if entry.task != TaskName.SYNC_CONNECTOR or not entry.args:
+        if entry.task not in MARKED_TASKS or not entry.args:
             return super().apply_async(entry, producer, advance, **kwargs)
-        connector, client = entry.args[0], get_redis(self.app)
-        token = pending_triggers.claim(client, connector, pending_triggers.ttl_s(entry.schedule))
+        client = get_redis(self.app)
+        token = pending_triggers.claim(client, entry.name, pending_triggers.ttl_s(entry.schedule))
         if token is None:
-            log.info("beat: %s not sent: its connector's last trigger still waits in the queue", entry.name)
+            log.info("beat: %s not sent: the last one still waits in the queue", entry.name)
             if advance:
                 self.reserve(entry)
             return None
@@ -284,7 +287,7 @@ class ConnectorScheduler(RedBeatScheduler):
             return super().apply_async(entry, producer, advance, **kwargs)
         except BaseException:
             try:
-                pending_triggers.unclaim(client, connector, token)
+                pending_triggers.unclaim(client, entry.name, token)
             except BROKER_ERRORS:
                 pass  # the mark expires
             raise

@@ -1,16 +1,16 @@
-"""At most one scheduled sync trigger of a connector waits in the queue.
+"""At most one of each scheduled sync trigger and events refresh of a connector waits in the queue.
 
-Beat sends a connector's trigger every interval. On a fleet with more connectors due than it can sync in an
-interval (an MSP key's organisations), a trigger can wait longer than that. Sending another would queue a
-duplicate; dropping the waiting one when the next is due (Celery's ``expires``) would drop the same connectors
-every round, since beat sends the triggers due together in the same order each time, and starve them. So beat
-sends a trigger only when none of the connector waits (``claim``: a mark holding the trigger's token, which the
-trigger carries), and the trigger's task clears the mark when it starts (``release``), only if it is still its
-own. A waiting trigger keeps its place in the queue.
+Beat sends a connector's trigger and refresh every interval. On a fleet with more connectors due than it can
+serve in an interval (an MSP key's organisations), they can wait longer than that. Sending another would queue a
+duplicate; dropping the waiting one when the next is due (Celery's ``expires``) would drop the same ones every
+round, since beat sends what is due together in the same order each time, and starve them (a thousand refreshes
+a minute behind a thousand triggers: none ran). So beat sends an entry's task only when none of that entry waits
+(``claim``: a mark named after the entry, holding a token the task carries), and the task clears the mark when it
+starts (``release``), only if it is still its own. A waiting task keeps its place in the queue.
 
 The mark expires after ``ttl_s``, so a trigger lost without its mark (a purged queue) holds back that connector's
-syncs for at most that long; a broker that lost its data lost the marks with the messages. A trigger that waited
-longer than that finds a newer trigger's mark and leaves it: at most two of a connector ever wait.
+syncs for at most that long; a broker that lost its data lost the marks with the messages. A task that waited
+longer than that finds a newer one's mark and leaves it: at most two of an entry ever wait.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ MAX_TTL_S = 24 * 3600
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
-def key(connector: str) -> str:
-    return KEY_PREFIX + connector
+def key(entry: str) -> str:
+    """The mark of beat entry ``entry`` (``sync:<connector>``, ``events:<connector>``)."""
+    return KEY_PREFIX + entry
 
 
 def ttl_s(schedule) -> int:
@@ -47,25 +48,25 @@ def ttl_s(schedule) -> int:
     return min(max(int(TTL_PERIODS * period), MIN_TTL_S), MAX_TTL_S)
 
 
-def claim(client: redis.Redis, connector: str, ttl: int) -> str | None:
-    """Mark a trigger of ``connector`` as waiting: its token, or None if one already waits (send none)."""
+def claim(client: redis.Redis, entry: str, ttl: int) -> str | None:
+    """Mark a task of beat entry ``entry`` as waiting: its token, or None if one already waits (send none)."""
     token = secrets.token_hex(8)
-    return token if client.set(key(connector), token, nx=True, ex=ttl) else None
+    return token if client.set(key(entry), token, nx=True, ex=ttl) else None
 
 
-def unclaim(client: redis.Redis, connector: str, token: str) -> None:
-    """The trigger marked with ``token`` was not sent after all: the next may be."""
-    client.eval(_RELEASE, 1, key(connector), token)
+def unclaim(client: redis.Redis, entry: str, token: str) -> None:
+    """The task marked with ``token`` was not sent after all: the next may be."""
+    client.eval(_RELEASE, 1, key(entry), token)
 
 
-def release(broker_url: str, connector: str, token: str) -> None:
-    """The connector's scheduled trigger ``token`` has started: beat may send the next. Best effort: a broker that
+def release(broker_url: str, entry: str, token: str) -> None:
+    """The task ``token`` of beat entry ``entry`` has started: beat may send the next. Best effort: a broker that
     does not answer leaves the mark to expire."""
     client = redis.Redis.from_url(broker_url)
     try:
-        unclaim(client, connector, token)
+        unclaim(client, entry, token)
     except redis.exceptions.RedisError as exc:
-        log.warning("could not clear the waiting-trigger mark of %s (%s); beat sends its next trigger once the "
-                    "mark expires", connector, exc)
+        log.warning("could not clear the waiting mark of %s (%s); beat sends its next once the mark expires",
+                    entry, exc)
     finally:
         client.close()

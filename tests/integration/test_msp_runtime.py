@@ -274,18 +274,25 @@ def test_beat_sends_no_second_trigger_while_one_waits_and_keeps_its_place(proces
     assert due().last_run_at > first  # the entry moved on all the same
     assert [(h["task"], h["argsrepr"], h["expires"]) for h in waiting()] == [("jumpsync.sync.connector", "['hq']",
                                                                                None)]
-    assert 3 * 6 * 3600 - 5 <= client.ttl(pending_triggers.key("hq")) <= 3 * 6 * 3600  # 3 of its 6h intervals
+    assert 3 * 6 * 3600 - 5 <= client.ttl(pending_triggers.key("sync:hq")) <= 3 * 6 * 3600  # 3 of its 6h intervals
 
     (trigger,) = waiting()
     token = trigger["kwargsrepr"]
     assert "trigger_token" in token
-    pending_triggers.release(url, "hq", "another trigger's token")  # a stale trigger leaves a newer mark alone
+    pending_triggers.release(url, "sync:hq", "another trigger's token")  # a stale trigger leaves a newer mark alone
     assert scheduler.apply_async(due()) is None
-    mark = client.get(pending_triggers.key("hq")).decode()
+    mark = client.get(pending_triggers.key("sync:hq")).decode()
     assert mark in token
-    pending_triggers.release(url, "hq", mark)  # its task started
+    pending_triggers.release(url, "sync:hq", mark)  # its task started
     assert scheduler.apply_async(due()) is not None
     assert len(waiting()) == 2
+
+    # The events refresh likewise: one waits at a time, none expires (a thousand a minute behind a thousand
+    # triggers expired unrun).
+    refresh = RedBeatSchedulerEntry.from_key(RedBeatSchedulerEntry.generate_key(app, "events:hq"), app=app)
+    assert scheduler.apply_async(refresh) is not None
+    assert scheduler.apply_async(refresh) is None
+    assert [h["expires"] for h in waiting() if h["task"] == "jumpsync.sync.events"] == [None]
 
 
 def test_a_trigger_beat_could_not_send_takes_its_mark_back(process, beat_redis, monkeypatch):
@@ -308,4 +315,4 @@ def test_a_trigger_beat_could_not_send_takes_its_mark_back(process, beat_redis, 
     entry = RedBeatSchedulerEntry.from_key(RedBeatSchedulerEntry.generate_key(app, "sync:hq"), app=app)
     with pytest.raises(ConnectionError):
         scheduler.apply_async(entry)
-    assert not client.exists(pending_triggers.key("hq"))
+    assert not client.exists(pending_triggers.key("sync:hq"))

@@ -15,6 +15,7 @@ import redis
 from tests.support.constants import ROOT
 from tests.support.e2e import new_connector
 from worker import pending_triggers
+from worker.beat import entry_name
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def test_next_sync_is_last_trigger_plus_interval_and_stable(fleet, fleet_engine,
             time.sleep(0.5)
         # Each trigger's task, once started, told beat it may send the next (worker.pending_triggers).
         marks = redis.Redis.from_url(fleet.broker_url)
-        assert not [name for name in (hourly, yearly) if marks.exists(pending_triggers.key(name))]
+        assert not [name for name in (hourly, yearly) if marks.exists(pending_triggers.key(entry_name(name)))]
         first = next_syncs(fleet, hourly, yearly)
         time.sleep(2.5)  # the clock moves on; the next sync must not
         assert next_syncs(fleet, hourly, yearly) == first
