@@ -30,10 +30,10 @@ from models.tables import Connector, SyncRun, table_of
 _CONNECTORS = table_of(Connector)
 _RUNS = table_of(SyncRun)
 
+#: The runs a data version can name: full syncs, skips aside.
+_VERSION_RUNS = (_RUNS.c.status != RunStatus.SKIPPED, _RUNS.c.trigger != Trigger.EVENTS)
 #: Ordered by id, which only grows: ``started_at`` comes from each host's clock.
-_LATEST_RUN = (select(_RUNS.c.id, _RUNS.c.status)
-               .where(_RUNS.c.connector_id == bindparam("cid"), _RUNS.c.status != RunStatus.SKIPPED,
-                      _RUNS.c.trigger != Trigger.EVENTS)
+_LATEST_RUN = (select(_RUNS.c.id, _RUNS.c.status).where(_RUNS.c.connector_id == bindparam("cid"), *_VERSION_RUNS)
                .order_by(_RUNS.c.id.desc()).limit(1))
 _COUNTER = select(_CONNECTORS.c.data_version).where(_CONNECTORS.c.id == bindparam("cid"))
 _BUMP = (update(_CONNECTORS).where(_CONNECTORS.c.id == bindparam("cid"))
@@ -74,13 +74,17 @@ def data_version(connection: Connection, connector_id: int) -> CurrentVersion:
                           run_active=bool(run and run.status in ACTIVE_RUN_STATUSES))
 
 
+def latest_run_ids():
+    """A subquery: the id of every connector's latest full sync run, skips aside (its data version's run, and the
+    last run ``status`` shows)."""
+    return select(func.max(_RUNS.c.id)).where(*_VERSION_RUNS).group_by(_RUNS.c.connector_id)
+
+
 def data_versions(connection: Connection) -> dict[int, CurrentVersion]:
     """``data_version`` of every connector, in two queries whatever their number (``status`` with an MSP key's
     organisations)."""
-    latest = (select(func.max(_RUNS.c.id)).where(_RUNS.c.status != RunStatus.SKIPPED, _RUNS.c.trigger != Trigger.EVENTS)
-              .group_by(_RUNS.c.connector_id))
     runs = {cid: (rid, status) for rid, cid, status in connection.execute(
-        select(_RUNS.c.id, _RUNS.c.connector_id, _RUNS.c.status).where(_RUNS.c.id.in_(latest)))}
+        select(_RUNS.c.id, _RUNS.c.connector_id, _RUNS.c.status).where(_RUNS.c.id.in_(latest_run_ids())))}
     out = {}
     for cid, counter in connection.execute(select(_CONNECTORS.c.id, _CONNECTORS.c.data_version)):
         rid, status = runs.get(cid, (None, None))

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Engine, Row, ScalarSelect, case, func, sel
 from sqlmodel import Session, col
 
 from config.names import match_name, suggest
+from models.dataversion import latest_run_ids
 from models.read_records import (
     ConnectorStatus,
     HeldPart,
@@ -213,8 +214,7 @@ def status(engine: Engine, configured: list[str]) -> list[ConnectorStatus]:
                 .where(col(ProvisioningRequest.status).in_(_COUNTED_REQUESTS))
                 .group_by(col(ProvisioningRequest.connector), col(ProvisioningRequest.status))):
             provisioning.setdefault(name, {})[RequestStatus(state)] = count
-        last_ids = (select(func.max(col(SyncRun.id))).where(_NOT_SKIPPED, _FULL_RUN)
-                    .group_by(col(SyncRun.connector_id)))
+        last_ids = latest_run_ids()
         last_runs = {run.connector_id: run for run in
                      session.execute(select(SyncRun).where(col(SyncRun.id).in_(last_ids))).scalars()}
         parts: dict[int, list[Row]] = defaultdict(list)
