@@ -15,7 +15,7 @@ from cli.waiting import wait_or_exit
 from config.settings import ConfigError
 from config.words import plural
 from models.states import RefreshOutcome, RunStatus, Trigger
-from worker.names import ASKED_SYNC_PRIORITY, TaskName
+from worker.names import Priority, TaskName
 
 if TYPE_CHECKING:
     from models.read_records import ConnectorStatus, RefreshRecord, RunRecord
@@ -45,7 +45,7 @@ def sync(name: str = typer.Argument(..., help="Connector name."), config: Option
     if events:
         refresh_now(name, connector.events, wait, timeout, as_json)
         return
-    task_id = send(TaskName.SYNC_CONNECTOR, name, trigger=Trigger.MANUAL, priority=ASKED_SYNC_PRIORITY)
+    task_id = send(TaskName.SYNC_CONNECTOR, name, trigger=Trigger.MANUAL, priority=Priority.ASKED)
     if not wait:
         print_json({"task_id": task_id}) if as_json else console.print(f"queued sync of {name} (task {task_id})")
         return
@@ -69,7 +69,7 @@ def refresh_now(name: str, enabled: bool, wait: bool, timeout: float, as_json: b
         err.print(f"[red]error:[/red] connector {name!r} has events = false: no incremental refresh")
         raise typer.Exit(2)
     since = datetime.now(timezone.utc)
-    task_id = send(TaskName.SYNC_EVENTS, name, priority=ASKED_SYNC_PRIORITY)
+    task_id = send(TaskName.SYNC_EVENTS, name, priority=Priority.ASKED)
     if not wait:
         print_json({"task_id": task_id}) if as_json else console.print(f"queued refresh of {name} (task {task_id})")
         return

@@ -13,7 +13,7 @@ from pipeline import pruning, reaper, sync
 from tasks.access import access_refresh
 from worker import broker_epoch, pending_triggers, runtime
 from worker.beat import EVENTS_PREFIX, entry_name
-from worker.names import ASKED_SYNC_PRIORITY, TaskName
+from worker.names import Priority, TaskName
 from worker.retries import ON_DATABASE_ERRORS
 
 #: A full sync that finds an incremental refresh of its connector running (seconds long) tries again this often,
@@ -69,7 +69,7 @@ def sync_events(connector: str, trigger_token: str | None = None) -> dict:
     if result is None:
         return {"connector": connector, "outcome": "off"}
     if result.full_sync:
-        sync_connector.apply_async((connector,), {"trigger": Trigger.FALLBACK}, priority=int(ASKED_SYNC_PRIORITY))
+        sync_connector.apply_async((connector,), {"trigger": Trigger.FALLBACK}, priority=int(Priority.ASKED))
     if result.rows_written and settings.file.access.snapshots:
         access_refresh.apply_async((connector,),
                                    expires=parse_duration(settings.file.access.refresh_interval).total_seconds())

@@ -270,8 +270,8 @@ class ConnectorScheduler(RedBeatScheduler):
         return changed
 
     def apply_async(self, entry, producer=None, advance=True, **kwargs):
-        """Send a due entry; a sync trigger only if none of its connector waits in the queue, carrying the token
-        of its mark (``worker.pending_triggers``). Not sent, the entry still moves on to its next time; a send
+        """Send a due entry; a sync trigger or refresh only if none of that entry waits in the queue, carrying the
+        token of its mark (``worker.pending_triggers``). Not sent, the entry still moves on to its next time; a send
         that fails takes its mark back."""
         if entry.task not in MARKED_TASKS or not entry.args:
             return super().apply_async(entry, producer, advance, **kwargs)

@@ -27,7 +27,8 @@ class Priority(IntEnum):
     UPKEEP = 0
     #: The parts and finalizer of a run already open: what is started is finished first.
     OPEN_RUN = 3
-    #: A sync someone asked for, renderings after a run, history pruning: a few at a time, ahead of the schedule.
+    #: A sync or refresh someone asked for (``jumpsync sync``, ``up``'s first syncs, a refresh that needs a full
+    #: sync), renderings after a run, history pruning: a few at a time, ahead of the schedule, after open runs.
     ASKED = 6
     #: What the schedule sends in bulk: a new full sync, an events refresh. Taken in the order sent, once the work
     #: started is done: a step of their own for refreshes would starve the full syncs whenever an MSP key's
@@ -71,10 +72,6 @@ class TaskName(StrEnum):
         with the relay and expiry, and go at the first step like them."""
         return _PRIORITIES.get(self, Priority.UPKEEP)
 
-
-#: A sync someone asked for (``jumpsync sync``, a refresh that needs a full sync) goes before the scheduled
-#: triggers waiting, still after the work of the runs already open.
-ASKED_SYNC_PRIORITY = Priority.ASKED
 
 _PRIORITIES = {TaskName.SYNC_PART: Priority.OPEN_RUN, TaskName.SYNC_FINALIZE: Priority.OPEN_RUN,
                TaskName.ACCESS_REFRESH: Priority.ASKED, TaskName.HISTORY_PRUNE: Priority.ASKED,

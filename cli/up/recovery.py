@@ -92,7 +92,7 @@ def trigger_first_syncs(engine: Engine, settings: Settings) -> list[str]:
 
 def _send_sync(name: str) -> None:
     from worker.celery_app import app as celery_app
-    from worker.names import ASKED_SYNC_PRIORITY, TaskName
+    from worker.names import Priority, TaskName
 
     celery_app.send_task(TaskName.SYNC_CONNECTOR, args=[name], kwargs={"trigger": Trigger.MANUAL},
-                         queue=TaskName.SYNC_CONNECTOR.queue, priority=int(ASKED_SYNC_PRIORITY))
+                         queue=TaskName.SYNC_CONNECTOR.queue, priority=int(Priority.ASKED))
