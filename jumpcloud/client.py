@@ -1,4 +1,4 @@
-"""The async JumpCloud API client (httpx).
+"""The async JumpCloud API client (httpx, over aiohttp: ``transport.py``).
 
 One client per org and per event loop (httpx connection pools and the
 asyncio semaphore belong to the loop they were first used on): a sync part
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -104,16 +105,20 @@ def _check_limits(max_in_flight: int, page_size: int, timeout: float) -> None:
 
 
 def preload() -> None:
-    """Load now what the first client of a process loads at its first request: httpx's transport (httpcore,
-    h11), anyio's asyncio backend (httpcore's), all imported lazily, and the shared TLS context of the default
-    CAs (``tls``: parsing the CA bundle). A worker calls it before it forks its pool (``worker.signals``): each
+    """Load now what the first client of a process loads: its transport (aiohttp, imported at the first client)
+    and the shared TLS context of the default CAs (``tls``: parsing the CA bundle). A worker calls it before it forks its pool (``worker.signals``): each
     pool process then starts with them, its pages shared, instead of paying for them in its first sync part."""
-    import anyio._backends._asyncio  # noqa: F401
-    import h11  # noqa: F401
-    import httpcore
-    import httpcore._backends.anyio  # noqa: F401
+    from . import transport  # noqa: F401  (aiohttp, yarl, multidict)
 
     ssl_context(True)
+
+
+def _default_transport(context: ssl.SSLContext, max_connections: int) -> httpx.AsyncBaseTransport:
+    """aiohttp under httpx (``transport``), imported at the first client: a command that makes no request does
+    not pay for importing it."""
+    from .transport import AiohttpTransport
+
+    return AiohttpTransport(ssl_context=context, max_connections=max_connections)
 
 
 class JumpCloudClient:
@@ -178,8 +183,7 @@ class JumpCloudClient:
             headers=headers,
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight),
-            verify=ssl_context(verify),
-            transport=transport,
+            transport=transport if transport is not None else _default_transport(ssl_context(verify), max_in_flight),
             # Never follow redirects: httpx only strips Authorization on a
             # cross-origin redirect, not x-api-key.
             follow_redirects=False,

@@ -156,7 +156,8 @@ def test_key_read_from_a_file_is_stripped():
 
 
 def test_with_respx():
-    with respx.mock(base_url=BASE, assert_all_called=True) as mock:
+    # respx's default mocks httpcore; the client's transport is aiohttp (jumpcloud.transport): mock httpx's.
+    with respx.mock(base_url=BASE, assert_all_called=True, using="httpx") as mock:
         route = mock.get("/api/v2/usergroups/g1").respond(200, json={"id": "g1", "name": "eng"})
 
         async def go():

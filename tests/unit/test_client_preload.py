@@ -1,5 +1,5 @@
 """``jumpcloud.client.preload``: what a worker loads before it forks its pool, so that a pool process's first
-sync part does not import httpx's transport and anyio's backend, nor parse the CA bundle, on the clock."""
+sync part does not import the client's transport (aiohttp), nor parse the CA bundle, on the clock."""
 
 from __future__ import annotations
 
@@ -57,5 +57,5 @@ def test_after_preload_a_first_request_imports_nothing_and_builds_no_tls_context
 
 def test_without_it_the_first_request_pays_for_both():
     modules, context_kept = _first_request("cold")
-    assert "httpcore" in modules and "anyio._backends._asyncio" in modules
+    assert "aiohttp" in modules and "jumpcloud.transport" in modules
     assert context_kept == "False"
