@@ -586,6 +586,39 @@ def update_docs(stamp: str) -> None:
 PHASES = {"msp": run_msp, "api": run_api, "latency": run_latency, "footprint": run_footprint}
 
 
+def run_profiles(args: argparse.Namespace, profiles: list[str], stamp: str) -> tuple[list[dict], list[str]]:
+    """Every profile on ``args.database``: the results written, and the profiles that failed."""
+    pg = pg_dir = None
+    results: list[dict] = []
+    failed: list[str] = []
+    try:
+        if args.database == "postgres":
+            log("starting a private PostgreSQL")
+            pg, pg_dir = fleet_mod.start_postgres()
+        info = machine(args.database, pg.url if pg else None)
+        for profile in profiles:
+            try:
+                phase = PHASES.get(profile)
+                result = phase(args, stamp, pg) if phase else run_profile(profile, args, stamp, pg)
+            except Exception as exc:  # noqa: BLE001  (report it, go on with the next profile)
+                log(f"{profile}: FAILED: {type(exc).__name__}: {exc}")
+                import traceback
+
+                traceback.print_exc()
+                failed.append(profile)
+                continue
+            result["machine"] = info
+            path = RESULTS / f"{stamp}-{profile}.json"
+            path.write_text(json.dumps(result, indent=2, default=str))
+            log(f"{profile}: wrote {path.relative_to(ROOT)}")
+            results.append(result)
+    finally:
+        if pg is not None:
+            pg.stop()
+            shutil.rmtree(pg_dir, ignore_errors=True)
+    return results, failed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", default="small,large,api,latency,msp,footprint",
@@ -593,7 +626,8 @@ def main(argv: list[str] | None = None) -> int:
                              "at a real API's latency during a sync), msp (the MSP phase), footprint (the memory "
                              "of jumpsync up's processes)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="simulated API latency per request")
-    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--database", choices=("sqlite", "postgres", "both"), default="sqlite",
+                        help="both: every profile on SQLite, then on a private PostgreSQL, in one run")
     parser.add_argument("--workers", type=int, default=2, help="sync worker processes (celery worker instances)")
     parser.add_argument("--sync-concurrency", type=int, default=2,
                         help="pool processes per sync worker (default 2: 2 x 2 lets the 4 fetch parts run at once)")
@@ -658,36 +692,19 @@ def main(argv: list[str] | None = None) -> int:
 
         if not available():
             parser.error("--py-spy: py-spy is not installed (.venv/bin/pip install py-spy)")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    pg = pg_dir = None
     results: list[dict] = []
     failed: list[str] = []
-    try:
-        if args.database == "postgres":
-            log("starting a private PostgreSQL")
-            pg, pg_dir = fleet_mod.start_postgres()
-        info = machine(args.database, pg.url if pg else None)
-        for profile in profiles:
-            try:
-                phase = PHASES.get(profile)
-                result = phase(args, stamp, pg) if phase else run_profile(profile, args, stamp, pg)
-            except Exception as exc:  # noqa: BLE001  (report it, go on with the next profile)
-                log(f"{profile}: FAILED: {type(exc).__name__}: {exc}")
-                import traceback
-
-                traceback.print_exc()
-                failed.append(profile)
-                continue
-            result["machine"] = info
-            path = RESULTS / f"{stamp}-{profile}.json"
-            path.write_text(json.dumps(result, indent=2, default=str))
-            log(f"{profile}: wrote {path.relative_to(ROOT)}")
-            results.append(result)
-    finally:
-        if pg is not None:
-            pg.stop()
-            shutil.rmtree(pg_dir, ignore_errors=True)
+    stamp = ""
+    for database in ("sqlite", "postgres") if args.database == "both" else (args.database,):
+        previous, stamp = stamp, datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        if stamp == previous:  # one stamp per database: its result files and run directories
+            time.sleep(1.0)
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        measured, not_measured = run_profiles(argparse.Namespace(**{**vars(args), "database": database}),
+                                              profiles, stamp)
+        results += measured
+        failed += [f"{profile} ({database})" for profile in not_measured]
     print()
     print(report.tables(results))
     if not args.no_docs and results:
