@@ -106,8 +106,9 @@ def _check_limits(max_in_flight: int, page_size: int, timeout: float) -> None:
 
 def preload() -> None:
     """Load now what the first client of a process loads: its transport (aiohttp, imported at the first client)
-    and the shared TLS context of the default CAs (``tls``: parsing the CA bundle). A worker calls it before it forks its pool (``worker.signals``): each
-    pool process then starts with them, its pages shared, instead of paying for them in its first sync part."""
+    and the shared TLS context of the default CAs (``tls``: parsing the CA bundle). A worker calls it before it
+    forks its pool (``worker.signals``): each pool process then starts with them, its pages shared, instead of
+    paying for them in its first sync part."""
     from . import transport  # noqa: F401  (aiohttp, yarl, multidict)
 
     ssl_context(True)
@@ -182,7 +183,6 @@ class JumpCloudClient:
             auth=ApiKeyAuth(key),
             headers=headers,
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight),
             transport=transport if transport is not None else _default_transport(ssl_context(verify), max_in_flight),
             # Never follow redirects: httpx only strips Authorization on a
             # cross-origin redirect, not x-api-key.
@@ -278,7 +278,9 @@ class JumpCloudClient:
             if failure is not None:
                 self._observe(method, label, "transport", elapsed)
                 if last or not is_retryable_transport(failure, may_repeat):
-                    raise transport_error(failure, method, where, attempt, self._scrub)
+                    given_up = transport_error(failure, method, where, attempt, self._scrub)
+                    failure = None  # the error's traceback keeps this frame: not the original, which holds the key
+                    raise given_up
                 lost_answer = lost_answer or (writes and may_have_arrived(failure))
                 wait = policy.delay(attempt, None)
                 self._log_retry(method, where, type(failure).__name__, attempt, wait)

@@ -41,7 +41,7 @@ def transport_error(
     """A TransportError whose cause is a *copy* of the httpx error.
 
     The original holds the ``httpx.Request`` (and so the key in its
-    headers) and a chain of httpcore/OS exceptions; the copy keeps only
+    headers) and a chain of transport/OS exceptions; the copy keeps only
     the class and message, which is what a traceback shows anyway. The
     caller raises it outside any ``except`` block, so no implicit
     ``__context__`` points back at the original either.

@@ -1,9 +1,10 @@
 """The TLS context of every client of a process, and the rule that verification stays on.
 
 One SSLContext per CA source and process: building one (``ssl.create_default_context``) parses the whole CA
-bundle, and httpx would otherwise build one for every client, even for a plain-http loopback base URL. A
-context is safe to share between connections and clients: httpcore only sets the ALPN protocols on it,
-always the same ones for HTTP/1.1. A bundle replaced on disk (a CA rotation) is read again.
+bundle, and a client would otherwise build one each, even for a plain-http loopback base URL. A context is
+safe to share between connections and clients: the transport (aiohttp) uses it as given, and httpcore (a
+test's httpx transport) only sets the same ALPN protocols on it. A bundle replaced on disk (a CA rotation) is
+read again.
 """
 
 from __future__ import annotations

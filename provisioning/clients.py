@@ -75,15 +75,19 @@ class ProcessClients:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._states: list[_ThreadState] = []  # every thread's, for close()
+        self._inherited: list[_ThreadState] = []  # a forked child's copies of its parent's: see _state
 
     # --- the loop -------------------------------------------------------------------------------------------
     def _state(self) -> _ThreadState:
         state: _ThreadState | None = getattr(self._local, "state", None)
         if state is None or state.pid != os.getpid():
             # None yet in this thread, or built by the parent before a fork: its sockets and selector are the
-            # parent's, so leave them be.
+            # parent's, so leave them be, referenced for good. Collected, their finalizers would close the
+            # sockets and take them out of the selector the two processes share: the parent would then wait
+            # forever on its pooled connections.
             state = self._local.state = _ThreadState(os.getpid())
             with self._lock:
+                self._inherited += [s for s in self._states if s.pid != state.pid]
                 self._states = [s for s in self._states if s.pid == state.pid] + [state]
         return state
 

@@ -118,7 +118,8 @@ def test_a_disconnect_after_the_request_was_read_may_have_arrived(handler):
                 await send(server.url + "/x", "POST", json={"a": 1})
         assert len(server.requests) == 1 and server.requests[0].endswith(b'{"a":1}')
         assert may_have_arrived(failure.value)
-        assert failure.value.__cause__ is None  # aiohttp's exception holds the request's headers
+        # aiohttp's exception and its traceback hold the request's headers: neither cause nor context
+        assert failure.value.__cause__ is None and failure.value.__context__ is None
     asyncio.run(main())
 
 
@@ -163,6 +164,28 @@ def test_what_is_sent_is_what_httpx_built():
     asyncio.run(main())
 
 
+def test_a_bodiless_write_gets_no_guessed_content_type_and_the_version_is_the_servers():
+    async def main():
+        async with Server(answer()) as server:
+            async with httpx.AsyncClient(transport=transport()) as client:
+                response = await client.post(server.url + "/x")
+        assert b"content-type" not in server.requests[0].lower()
+        assert response.http_version == "HTTP/1.1"
+    asyncio.run(main())
+
+
+def test_a_second_event_loop_is_refused_with_a_clear_error():
+    client = httpx.AsyncClient(transport=transport())  # not closed in between, as a client kept across loops
+
+    async def main():
+        async with Server(answer()) as server:
+            assert (await client.get(server.url + "/x")).status_code == 200
+            return server.url
+    url = asyncio.run(main())
+    with pytest.raises(RuntimeError, match="belongs to the event loop of its first request"):
+        asyncio.run(client.get(url + "/x"))
+
+
 def test_a_redirect_is_returned_not_followed():
     async def main():
         async with Server(answer(302, b"", ("Location: http://elsewhere.example/",))) as server:
@@ -192,6 +215,27 @@ def test_connections_are_kept_alive_and_bounded():
     asyncio.run(main())
 
 
+def _without_proxies(monkeypatch) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("form", ["http://user:p%40ss@{}", "{}"], ids=["with credentials", "without a scheme"])
+def test_a_proxy_url_with_credentials_or_without_a_scheme(monkeypatch, form):
+    async def main():
+        async with Server(answer()) as target, Server(answer(body=b'{"via": "proxy"}')) as proxy:
+            monkeypatch.setenv("HTTP_PROXY", form.format(f"127.0.0.1:{proxy.port}"))
+            assert (await send(target.url + "/x")).json() == {"via": "proxy"}
+        head = proxy.requests[0].decode()
+        if "user" in form:
+            assert "Proxy-Authorization: Basic dXNlcjpwQHNz" in head  # user:p@ss
+        else:
+            assert "proxy-authorization" not in head.lower()
+
+    _without_proxies(monkeypatch)
+    asyncio.run(main())
+
+
 def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(monkeypatch):
     async def main(expect_proxy: bool):
         async with Server(answer()) as target, Server(answer(body=b'{"via": "proxy"}')) as proxy:
@@ -203,8 +247,7 @@ def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(monkeypat
         else:
             assert target.requests and not proxy.requests
 
-    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    _without_proxies(monkeypatch)
     asyncio.run(main(expect_proxy=True))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     asyncio.run(main(expect_proxy=False))
