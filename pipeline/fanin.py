@@ -2,8 +2,9 @@
 
 Fan-in goes through the database rather than a Celery chord: each part records its end, and the part whose
 end completes the set flips the run from ``running`` to ``finalizing`` with a conditional update; only the
-process whose update matched enqueues the finalizer. A redelivered part that finds itself already ended asks
-again, so a finalizer lost in a crash is sent again, and finalizing twice is harmless (it too is conditional).
+process whose update matched runs the finalizer (in the same task: ``tasks.sync.sync_part``). A redelivered part
+that finds itself already ended asks again, so a finalizer lost in a crash runs again, and finalizing twice is
+harmless (it too is conditional).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ _NOT_DONE = (PartStatus.FAILED, PartStatus.HELD)
 
 
 def try_begin_finalize(engine: Engine, run_id: int, *, again: bool = False) -> bool:
-    """True for exactly one caller once every fetch part has ended: that caller enqueues the finalizer.
+    """True for exactly one caller once every fetch part has ended: that caller runs the finalizer.
 
     With ``again`` (a redelivered part, whose first delivery may have died after flipping the run but before
     enqueuing), a run already ``finalizing`` also gives True. Not otherwise: two parts ending at once would
-    both enqueue it, and one finalizer could end the run while the other still derives (``finish_run``
+    both run it, and one finalizer could end the run while the other still derives (``finish_run``
     waits for that, but one finalizer is the rule; the reaper sends another for a run left finalizing).
     """
     with Session(engine) as session:

@@ -47,7 +47,7 @@ class PartStep:
 
 def run_part(settings: Settings, engine: Engine, run_id: int, resource_type: str,
              connector_name: str, client_factory: ClientFactory | None = None) -> PartStep:
-    """Run one fetch part, then say whether the caller should enqueue the finalizer."""
+    """Run one fetch part, then say whether the caller should finalize the run."""
     client_factory = client_factory or partial(make_client, broker_url=settings.broker_url)
     try:
         connector = settings.connector(connector_name)
