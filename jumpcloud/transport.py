@@ -1,7 +1,8 @@
 """The client's HTTP transport: httpx's interface over aiohttp's connection pool and HTTP parser.
 
-Why not httpx's own transport (httpcore, h11, anyio): a request cost about three times the CPU there, and a sync
-part keeps its requests in flight on one event loop, so that CPU, not the API, was what the part waited for.
+Why not httpx's own transport (httpcore, h11, anyio): a request costs more CPU there (docs/benchmarks.md), and
+a sync part keeps its requests in flight on one event loop, so that CPU, not the API, was what the part waited
+for.
 Why not the ``httpx-aiohttp`` package: it maps a server that disconnected to ``ConnectTimeout``, i.e. "never
 sent", and the client would then repeat a write that JumpCloud may already have applied
 (``retry.may_have_arrived``).
@@ -38,11 +39,11 @@ import yarl
 
 __all__ = ["AiohttpTransport", "httpx_failure"]
 
-#: aiohttp's failures as httpx's, most specific first. Only the first group says the request was never sent
-#: (``retry._NOT_SENT``): a connection that could not be opened, to the server or the proxy (as httpx, a proxy
-#: that refused the tunnel is a ``ProxyError``, which may be retried but is not called unsent). Anything after
-#: the connection was open (a disconnect, a reset, a malformed or cut response, a read timeout) may come after
-#: the server took the request.
+#: aiohttp's failures as httpx's, most specific first. Only ``ConnectTimeout`` and ``ConnectError`` say the
+#: request was never sent (``retry._NOT_SENT``): a connection that could not be opened, to the server or the
+#: proxy (as with httpx, a proxy that refused the tunnel is a ``ProxyError``, retried but not called unsent).
+#: Anything after the connection was open (a disconnect, a reset, a malformed or cut response, a read timeout)
+#: may come after the server took the request.
 _FAILURES: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.ClientHttpProxyError, httpx.ProxyError),
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),

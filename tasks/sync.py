@@ -40,8 +40,8 @@ def sync_connector(self, connector: str, trigger: str = Trigger.SCHEDULE, trigge
 @shared_task(name=TaskName.SYNC_PART, **ON_DATABASE_ERRORS)
 def sync_part(run_id: int, resource_type: str, connector: str) -> dict:
     """Fetch one resource type into the database; the part that completes the set finalizes the run right
-    there, with no hop through the broker (on a small tenant that hop was a tenth of the sync). A retry of this
-    task after its part ended finalizes again: the finalizer is idempotent."""
+    there, with no hop through the broker (a sizeable share of a small tenant's sync: docs/benchmarks.md). A
+    retry of this task after its part ended finalizes again: the finalizer is idempotent."""
     step = sync.run_part(runtime.settings_for(connector), runtime.engine(), run_id, resource_type, connector)
     outcome = {"run_id": run_id, "part": resource_type, "status": step.result.status, "reason": step.result.reason}
     if step.finalize:
