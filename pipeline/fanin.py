@@ -28,7 +28,7 @@ def try_begin_finalize(engine: Engine, run_id: int, *, again: bool = False) -> b
     """True for exactly one caller once every fetch part has ended: that caller runs the finalizer.
 
     With ``again`` (a redelivered part, whose first delivery may have died after flipping the run but before
-    enqueuing), a run already ``finalizing`` also gives True. Not otherwise: two parts ending at once would
+    finalizing), a run already ``finalizing`` also gives True. Not otherwise: two parts ending at once would
     both run it, and one finalizer could end the run while the other still derives (``finish_run``
     waits for that, but one finalizer is the rule; the reaper sends another for a run left finalizing).
     """

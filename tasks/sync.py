@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import redis
 from celery import shared_task
 
@@ -13,8 +15,13 @@ from pipeline import pruning, reaper, sync
 from tasks.access import access_refresh
 from worker import broker_epoch, pending_triggers, runtime
 from worker.beat import EVENTS_PREFIX, entry_name
+from worker.memory import release_freed_memory
 from worker.names import Priority, TaskName
 from worker.retries import ON_DATABASE_ERRORS
+
+#: The last part finalizes its run itself while at least this share of ``part_time_limit`` is left to its task;
+#: past that, it sends the finalizer, which gets a time limit of its own.
+INLINE_FINALIZE_SHARE = 0.5
 
 #: A full sync that finds an incremental refresh of its connector running (seconds long) tries again this often,
 #: for longer than a refresh can stay active (``pipeline.events_runs.EVENTS_RUN_STALE_AFTER``); then it records a skip.
@@ -40,12 +47,21 @@ def sync_connector(self, connector: str, trigger: str = Trigger.SCHEDULE, trigge
 @shared_task(name=TaskName.SYNC_PART, **ON_DATABASE_ERRORS)
 def sync_part(run_id: int, resource_type: str, connector: str) -> dict:
     """Fetch one resource type into the database; the part that completes the set finalizes the run right
-    there, with no hop through the broker (a sizeable share of a small tenant's sync: docs/benchmarks.md). A
-    retry of this task after its part ended finalizes again: the finalizer is idempotent."""
-    step = sync.run_part(runtime.settings_for(connector), runtime.engine(), run_id, resource_type, connector)
+    there, with no hop through the broker (a sizeable share of a small tenant's sync: docs/benchmarks.md), unless
+    the part used so much of the task's time limit that the finalizer might not fit in the rest: it is then
+    sent. A retry of this task after its part ended, while the run is still finalizing, finalizes again: the
+    finalizer is idempotent."""
+    started = time.monotonic()
+    settings = runtime.settings_for(connector)
+    step = sync.run_part(settings, runtime.engine(), run_id, resource_type, connector)
     outcome = {"run_id": run_id, "part": resource_type, "status": step.result.status, "reason": step.result.reason}
     if step.finalize:
-        outcome["run_status"] = _finalize(run_id, connector)
+        limit = parse_duration(settings.file.sync.part_time_limit).total_seconds()
+        if time.monotonic() - started < limit * INLINE_FINALIZE_SHARE:
+            release_freed_memory()  # the part's peak, before the derivations add theirs
+            outcome["run_status"] = _finalize(run_id, connector)
+        else:
+            sync_finalize.delay(run_id, connector)
     return outcome
 
 

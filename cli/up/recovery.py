@@ -1,6 +1,6 @@
 """What ``jumpsync up`` does, before its workers start, about the runs an interrupted earlier one left active.
 
-A run moves on only through its messages (its parts, then its finalizer), and those live on the broker. The
+A run moves on only through its messages (its parts; the last one finalizes it), and those live on the broker. The
 Redis ``up`` starts is new and empty each time: every message sent through an earlier ``up``'s Redis died with
 it, so a run that one left ``running`` or ``finalizing`` can never end by itself, and it would make every
 trigger of its connector a recorded skip until ``stale_run_after``. ``up`` therefore fails such runs, with the

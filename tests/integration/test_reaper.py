@@ -159,7 +159,7 @@ def test_runs_whose_broker_is_gone_are_failed_at_once_and_free_their_connector(e
     assert latest_run(engine, NAME, finished=True).id == fetching.run_id
     assert abandon_orphaned_runs(engine, [NAME], reason=reason) == []  # nothing left; the ended run untouched
 
-    # A run left finalizing (its finalizer message lost): the fetched parts keep their ends, the derived fail.
+    # A run left finalizing (its last part died while finalizing): the fetched parts keep their ends, the derived fail.
     finalizing = sync.begin(settings, engine, NAME, trigger="manual")
     assert not finalizing.skipped  # the slot was freed
     for part in finalizing.parts:

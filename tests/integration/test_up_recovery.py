@@ -1,5 +1,5 @@
 """An interrupted first sync holds up nothing: Ctrl-C on ``jumpsync up`` while the sync's parts run leaves its
-run active (a part cut short, or a finalizer whose message died with up's Redis); the next ``jumpsync up --once``
+run active (a part cut short past the worker's grace); the next ``jumpsync up --once``
 fails that run as abandoned before its workers start and syncs at once, instead of skipping every trigger for
 an interval (here 6 h)."""
 
@@ -59,10 +59,11 @@ def _wait_for(handle, text: str, timeout: float = 120.0) -> None:
 
 
 @pytest.mark.parametrize(("delay", "left"), [
-    # The user listing's first answer outlasts the worker's 30 s of grace: the part is cut short, the run stays
-    # running. (An answer within the grace lets the part end and finalize the run itself. A run left
-    # finalizing is failed by the same rule: tests/integration/test_reaper.py, on both databases.)
-    (45_000, RunStatus.RUNNING),
+    # The user listing's first answer outlasts the worker's 30 s of grace, with room for the processes stopped
+    # before it: the part is cut short, the run stays running. (An answer within the grace lets the part end
+    # and finalize the run itself. A run left finalizing is failed by the same rule:
+    # tests/integration/test_reaper.py, on both databases.) The simulator stops waiting once the worker is gone.
+    (100_000, RunStatus.RUNNING),
 ])
 def test_an_interrupted_first_sync_does_not_hold_up_the_next_up(up, tmp_path, simulator, monkeypatch, delay, left):
     sim = simulator()
