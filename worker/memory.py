@@ -33,7 +33,10 @@ def _malloc_trim():
 
 
 def release_freed_memory() -> bool:
-    """Give the allocator's free pages back to the system; False where the C library cannot."""
+    """Collect what only reference cycles still hold (a task's clients, sessions and connections are such
+    cycles), then give the allocator's free pages back to the system; False where the C library cannot. The
+    collection leaves the parent's frozen objects alone (``share_with_pool``)."""
+    gc.collect()
     trim = _malloc_trim()
     if trim is None:
         return False
