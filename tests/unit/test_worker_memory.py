@@ -12,35 +12,28 @@ from celery import signals
 from tests.support.constants import ROOT
 from worker.names import HEAVY_TASKS, TaskName
 
-_PROBE = """
-import re
-from worker.memory import release_freed_memory
-
-def rss_mb():
-    return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) / 1024
-
-blocks = [bytes(1024) + bytes([i % 256]) for i in range(200_000)]  # ~200 MB of malloc'd blocks
-kept = blocks[::50]  # a few survive, scattered: the heap cannot shrink from its top
-del blocks
-before = rss_mb()
-assert release_freed_memory()
-print(before, rss_mb())
-"""
-
-
-def test_the_freed_heap_goes_back_to_the_system():
-    out = subprocess.run([sys.executable, "-c", _PROBE], cwd=ROOT, capture_output=True, text=True, check=True)
-    before, after = map(float, out.stdout.split())
-    assert before - after > 100, (before, after)  # most of the ~200 MB freed was still held before the trim
-
-
-_CYCLES_PROBE = """
+#: A process that frees ~200 MB (the code given as ``free``), then calls ``release_freed_memory``: it prints its
+#: RSS before and after.
+_RELEASE_PROBE = """
 import gc, re
 from worker.memory import release_freed_memory
 
 def rss_mb():
     return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) / 1024
 
+{free}
+before = rss_mb()
+assert release_freed_memory()
+print(before, rss_mb())
+"""
+
+_SCATTERED = """
+blocks = [bytes(1024) + bytes([i % 256]) for i in range(200_000)]  # ~200 MB of malloc'd blocks
+kept = blocks[::50]  # a few survive, scattered: the heap cannot shrink from its top
+del blocks
+"""
+
+_HELD_BY_CYCLES = """
 gc.disable()  # as between two automatic collections of the oldest generation: cycles wait for one
 
 class Node:
@@ -50,15 +43,23 @@ class Node:
 
 nodes = [Node() for _ in range(200_000)]
 del nodes
-before = rss_mb()
-assert release_freed_memory()
-print(before, rss_mb())
 """
 
 
-def test_what_only_cycles_hold_is_collected_and_given_back():
-    out = subprocess.run([sys.executable, "-c", _CYCLES_PROBE], cwd=ROOT, capture_output=True, text=True, check=True)
+def _freed_mb(free: str) -> tuple[float, float]:
+    probe = _RELEASE_PROBE.format(free=free)
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     before, after = map(float, out.stdout.split())
+    return before, after
+
+
+def test_the_freed_heap_goes_back_to_the_system():
+    before, after = _freed_mb(_SCATTERED)
+    assert before - after > 100, (before, after)  # most of the ~200 MB freed was still held before the trim
+
+
+def test_what_only_cycles_hold_is_collected_and_given_back():
+    before, after = _freed_mb(_HELD_BY_CYCLES)
     assert before - after > 100, (before, after)
 
 
