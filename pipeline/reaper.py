@@ -7,8 +7,8 @@ harmless because claims and the fan-in are conditional updates.
 The rule for a lost message: a run is *idle* when none of its parts is ``running`` and nothing of it was heard
 for ``LOST_AFTER`` (no part started or ended, the run itself not opened). An idle run that still has fetch parts
 pending lost their messages; an idle run whose fetch parts have all ended lost its finalizer (the last part died
-before or while finalizing, or the finalizer's message was lost). Both are sent again, so with beat running the reaper every minute such a run
-moves on within two minutes.
+before or while finalizing, or the finalizer's message was lost). Both are sent again, so with beat running the
+reaper every minute such a run moves on within two minutes.
 
 The rule for a lost process: a part that is ``running`` renews its lease while its process works
 (``pipeline.claims.PartLease``). One whose lease is older than ``PART_LEASE`` lost its process (a host gone, a

@@ -7,7 +7,7 @@ held for a lease or a reaper to find. Sending it again is safe because every tas
 | task | a retry |
 |---|---|
 | ``jumpsync.provision`` | its claim lets the same task id take its own running request again; the action is idempotent |
-| ``jumpsync.sync.part`` | its claim takes the part over with the next attempt; once ended, it finalizes a run still finalizing |
+| ``jumpsync.sync.part`` | the next attempt takes the part over; once ended, it finalizes a run still finalizing |
 | ``jumpsync.sync.finalize`` | the fan-in and the derived parts are conditional updates |
 
 So an outcome that could not be written is written within ``BACKOFF_MAX`` of the database's return, not after

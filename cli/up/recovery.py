@@ -91,8 +91,7 @@ def trigger_first_syncs(engine: Engine, settings: Settings) -> list[str]:
 
 
 def _send_sync(name: str) -> None:
-    from worker.celery_app import app as celery_app
     from worker.names import Priority, TaskName
+    from worker.waiting import send
 
-    celery_app.send_task(TaskName.SYNC_CONNECTOR, args=[name], kwargs={"trigger": Trigger.MANUAL},
-                         queue=TaskName.SYNC_CONNECTOR.queue, priority=int(Priority.ASKED))
+    send(TaskName.SYNC_CONNECTOR, name, keep_result=False, priority=Priority.ASKED, trigger=Trigger.MANUAL)
