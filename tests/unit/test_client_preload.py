@@ -10,35 +10,22 @@ import textwrap
 from tests.support.constants import ROOT
 
 FIRST_REQUEST = textwrap.dedent("""
-    import asyncio, sys, threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
+    import asyncio, sys
+    from tests.support.json_server import json_server
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b'{"results": [], "totalCount": 0}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     import jumpcloud.client as jc
     from jumpcloud import tls
-    if sys.argv[1] == "preload":
-        jc.preload()
-    before, contexts = set(sys.modules), dict(tls._SSL_CONTEXTS)
 
-    async def first_request():
-        client = jc.JumpCloudClient(base_url=f"http://127.0.0.1:{server.server_port}", api_key="k" * 40)
+    async def first_request(base_url):
+        client = jc.JumpCloudClient(base_url=base_url, api_key="k" * 40)
         await client.request("GET", "/api/systemusers")
         await client.aclose()
 
-    asyncio.run(first_request())
+    with json_server() as base_url:
+        if sys.argv[1] == "preload":
+            jc.preload()
+        before, contexts = set(sys.modules), dict(tls._SSL_CONTEXTS)
+        asyncio.run(first_request(base_url))
     print(sorted(set(sys.modules) - before))
     print(tls._SSL_CONTEXTS == contexts and bool(contexts))
 """)

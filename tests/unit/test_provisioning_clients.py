@@ -9,7 +9,6 @@ import gc
 import os
 import pickle
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from config.settings import ConnectorConfig
 from jumpcloud import JumpCloudClient
 from provisioning.clients import ProcessClients
+from tests.support.json_server import json_server
 
 KEY_ENV = "JUMPSYNC_UNIT_PROV_KEY"
 OLD_KEY, NEW_KEY = "old-key-0123456789abcdef", "new-key-fedcba9876543210"
@@ -172,40 +172,23 @@ def test_each_thread_has_its_own_loop_and_clients_and_close_ends_them_all(client
     assert all(loop.is_closed() and client._http.is_closed for client, loop in results)
 
 
-class _KeepAlive(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        body = b'{"ok": true}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 def test_a_forked_child_leaves_the_parents_clients_working(factory):
     """The child drops what it inherited without closing or collecting it: the parent's pooled connection to
     the API still answers (it waited forever when the child's garbage collection closed the shared sockets)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    pool = ProcessClients()  # the real client and transport
-    connector = acme(base_url=f"http://127.0.0.1:{server.server_address[1]}", timeout=2, max_attempts=1)
-    try:
-        first = call(pool, connector)
-        child = os.fork()
-        if child == 0:  # the child: what a forked worker does first, then drop every reference it can
-            try:
-                pool._state()
-                del first
-                gc.collect()
-            finally:
-                os._exit(0)
-        os.waitpid(child, 0)
-        assert call(pool, connector) is first
-    finally:
-        pool.close()
-        server.shutdown()
+    with json_server() as base_url:
+        pool = ProcessClients()  # the real client and transport
+        connector = acme(base_url=base_url, timeout=2, max_attempts=1)
+        try:
+            first = call(pool, connector)
+            child = os.fork()
+            if child == 0:  # the child: what a forked worker does first, then drop every reference it can
+                try:
+                    pool._state()
+                    del first
+                    gc.collect()
+                finally:
+                    os._exit(0)
+            os.waitpid(child, 0)
+            assert call(pool, connector) is first
+        finally:
+            pool.close()
